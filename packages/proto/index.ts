@@ -1,0 +1,31 @@
+/**
+ * Generated protobuf code of Periscope (protoc-gen-es v2, see buf.gen.yaml).
+ *
+ * Build messages with `create(XSchema, init)` and (de)serialise with
+ * `toBinary` / `fromBinary` / `toJson` from `@bufbuild/protobuf`.
+ *
+ * - `flow`, `observer`, `relay`: Hubble-compatible API (`FlowSchema`,
+ *   `GetFlowsRequestSchema`, the `Observer` service, `NodeStatusEvent`, ...).
+ * - `peer`: Hubble peer discovery; its `TLS` message is exported as
+ *   `PeerTLS` / `PeerTLSSchema` because `observer` has a `TLS` message too.
+ * - `periscope.raw.v1` (`RawFrameSchema`) and `periscope.bus.v1`
+ *   (`FlowBatchSchema`): Periscope's own bus payloads.
+ */
+
+export * from "./src/gen/flow/flow_pb.ts";
+export * from "./src/gen/observer/observer_pb.ts";
+export {
+  type ChangeNotification,
+  ChangeNotificationSchema,
+  ChangeNotificationType,
+  ChangeNotificationTypeSchema,
+  file_peer_peer,
+  type NotifyRequest,
+  NotifyRequestSchema,
+  Peer,
+  type TLS as PeerTLS,
+  TLSSchema as PeerTLSSchema,
+} from "./src/gen/peer/peer_pb.ts";
+export * from "./src/gen/periscope/bus/v1/bus_pb.ts";
+export * from "./src/gen/periscope/raw/v1/raw_pb.ts";
+export * from "./src/gen/relay/relay_pb.ts";
