@@ -1,0 +1,138 @@
+import { describe, expect, test } from "bun:test";
+import { hostname } from "node:os";
+import { resolve } from "node:path";
+import {
+  ConfigError,
+  DEFAULT_BPF_OBJECT,
+  type InterfaceTarget,
+  loadConfig,
+  parseInterfaces,
+} from "./config.ts";
+
+describe("config", () => {
+  test("config - defaults with no flags and no environment", () => {
+    const c = loadConfig([], {});
+    expect(c).toEqual({
+      natsUrl: undefined,
+      nodeName: hostname(),
+      interfaces: [],
+      captureLen: 128,
+      partitions: 1,
+      frameMaxRecords: 256,
+      frameMaxDelayMs: 50,
+      publishQueueFrames: 1024,
+      bpfObjectPath: DEFAULT_BPF_OBJECT,
+      opsAddr: "127.0.0.1:9401",
+      logLevel: "info",
+      attachRetryMs: 5000,
+    });
+    expect(Object.isFrozen(c)).toBe(true);
+    expect(Object.isFrozen(c.interfaces)).toBe(true);
+  });
+
+  test("config - default bpf object is <repo>/bpf/build/trace.bpf.o", () => {
+    expect(DEFAULT_BPF_OBJECT).toBe(resolve(import.meta.dir, "../../../bpf/build/trace.bpf.o"));
+    expect(DEFAULT_BPF_OBJECT.endsWith("/bpf/build/trace.bpf.o")).toBe(true);
+  });
+
+  test.each([
+    {
+      name: "environment",
+      argv: [],
+      env: {
+        PERISCOPE_NATS_URL: "nats://10.0.0.1:4222",
+        PERISCOPE_NODE_NAME: "n1",
+        PERISCOPE_INTERFACES: "eth0, ns1/veth-a",
+        PERISCOPE_CAPTURE_LEN: "1536",
+        PERISCOPE_PARTITIONS: "8",
+        PERISCOPE_FRAME_MAX_RECORDS: "64",
+        PERISCOPE_FRAME_MAX_DELAY_MS: "10",
+        PERISCOPE_BPF_OBJECT: "/tmp/x.o",
+        PERISCOPE_OPS_ADDR: "0.0.0.0:0",
+        PERISCOPE_LOG_LEVEL: "debug",
+      },
+    },
+    {
+      name: "flags",
+      argv: [
+        "--nats-url=nats://10.0.0.1:4222",
+        "--node-name",
+        "n1",
+        "--interfaces=eth0,ns1/veth-a",
+        "--capture-len",
+        "1536",
+        "--partitions=8",
+        "--frame-max-records=64",
+        "--frame-max-delay-ms=10",
+        "--bpf-object=/tmp/x.o",
+        "--ops-addr=0.0.0.0:0",
+        "--log-level=debug",
+      ],
+      env: { PERISCOPE_NODE_NAME: "loses-to-flag", PERISCOPE_PARTITIONS: "2" },
+    },
+  ])("config - reads every setting from $name", ({ argv, env }) => {
+    expect(loadConfig(argv, env)).toMatchObject({
+      natsUrl: "nats://10.0.0.1:4222",
+      nodeName: "n1",
+      interfaces: [{ ifname: "eth0" }, { ifname: "veth-a", netns: "ns1" }],
+      captureLen: 1536,
+      partitions: 8,
+      frameMaxRecords: 64,
+      frameMaxDelayMs: 10,
+      bpfObjectPath: "/tmp/x.o",
+      opsAddr: "0.0.0.0:0",
+      logLevel: "debug",
+    });
+  });
+
+  test.each([
+    { argv: ["--capture-len=0"], field: "capture-len" },
+    { argv: ["--capture-len=1537"], field: "capture-len" },
+    { argv: ["--capture-len=12x"], field: "capture-len" },
+    { argv: ["--capture-len=-5"], field: "capture-len" },
+    { argv: ["--partitions=0"], field: "partitions" },
+    { argv: ["--frame-max-records=0"], field: "frame-max-records" },
+    { argv: ["--frame-max-delay-ms=1.5"], field: "frame-max-delay-ms" },
+    { argv: ["--interfaces=eth0,eth0"], field: "interfaces" },
+    { argv: ["--interfaces=averyveryverylongname"], field: "interfaces" },
+    { argv: ["--interfaces=eth:0"], field: "interfaces" },
+    { argv: ["--interfaces=ns/a/b"], field: "interfaces" },
+    { argv: ["--interfaces=../eth0"], field: "interfaces" },
+    { argv: ["--interfaces=ns/"], field: "interfaces" },
+    { argv: ["--interfaces=/eth0"], field: "interfaces" },
+    { argv: ["--nats-url=http://x:1"], field: "nats-url" },
+    { argv: ["--nats-url=nats://"], field: "nats-url" },
+    { argv: ["--ops-addr=9401"], field: "ops-addr" },
+    { argv: ["--ops-addr=127.0.0.1:70000"], field: "ops-addr" },
+    { argv: ["--log-level=loud"], field: "log-level" },
+    { argv: ["--no-such-flag=1"], field: "no-such-flag" },
+    { argv: ["--partitions"], field: "partitions" },
+    { argv: ["stray"], field: "argv" },
+  ])("config - rejects $argv naming $field", ({ argv, field }) => {
+    let error: unknown;
+    try {
+      loadConfig(argv, {});
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).field).toBe(field);
+    expect((error as ConfigError).message).toContain(field);
+  });
+
+  test("config - bad environment value names the setting", () => {
+    expect(() => loadConfig([], { PERISCOPE_PARTITIONS: "many" })).toThrow(
+      /config partitions: "many" is not an integer/,
+    );
+  });
+
+  test.each<{ raw: string; want: InterfaceTarget[] }>([
+    { raw: "", want: [] },
+    { raw: " , ,", want: [] },
+    { raw: "lo", want: [{ ifname: "lo" }] },
+    { raw: "psct-ab12/veth0", want: [{ ifname: "veth0", netns: "psct-ab12" }] },
+    { raw: "a,b/a", want: [{ ifname: "a" }, { ifname: "a", netns: "b" }] },
+  ])("config - interfaces $raw", ({ raw, want }) => {
+    expect(parseInterfaces(raw)).toEqual(want);
+  });
+});

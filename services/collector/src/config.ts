@@ -1,0 +1,209 @@
+import { hostname } from "node:os";
+import { resolve } from "node:path";
+
+/** Largest capture a trace record can carry (PSCOPE_MAX_CAPTURE in bpf/include/periscope.h). */
+const MAX_CAPTURE_LEN = 1536;
+/** Linux IFNAMSIZ minus the terminating NUL. */
+const MAX_IFNAME_LEN = 15;
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+
+/** An interface to attach to: `ifname` inside the named network namespace (or the current one). */
+export interface InterfaceTarget {
+  readonly ifname: string;
+  /** Name of a netns under /run/netns; undefined means the collector's own namespace. */
+  readonly netns?: string;
+}
+
+/** Validated, frozen collector configuration. Nothing else in the collector reads the environment. */
+export interface CollectorConfig {
+  /** NATS server URL; undefined means nats://127.0.0.1:4222, starting a local server if none answers. */
+  readonly natsUrl: string | undefined;
+  /** Node name as given (sanitized only when put into subjects). */
+  readonly nodeName: string;
+  readonly interfaces: readonly InterfaceTarget[];
+  /** Packet bytes captured per record, 1..1536. */
+  readonly captureLen: number;
+  /** Number of raw partitions (subjects periscope.raw.<node>.0 … partitions-1), ≥ 1. */
+  readonly partitions: number;
+  /** A frame is sealed once it holds this many records. */
+  readonly frameMaxRecords: number;
+  /** A frame is sealed this many milliseconds after its first record (or loss) at the latest. */
+  readonly frameMaxDelayMs: number;
+  /** Frames held while NATS is slow or disconnected; beyond it frames are dropped and counted. */
+  readonly publishQueueFrames: number;
+  /** Path of the compiled trace program (trace.bpf.o). */
+  readonly bpfObjectPath: string;
+  /** host:port of the ops HTTP server (/metrics, /healthz, /readyz); port 0 picks a free one. */
+  readonly opsAddr: string;
+  readonly logLevel: (typeof LOG_LEVELS)[number];
+  /** Milliseconds between attempts to attach interfaces that failed. */
+  readonly attachRetryMs: number;
+}
+
+/** Bad configuration; `field` names the offending setting (flag name without dashes). */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+  constructor(
+    readonly field: string,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(`config ${field}: ${message}`, options);
+  }
+}
+
+/** Default path of the trace object: <repo>/bpf/build/trace.bpf.o. */
+export const DEFAULT_BPF_OBJECT = resolve(import.meta.dir, "../../../bpf/build/trace.bpf.o");
+
+/** Setting name (as a flag, without `--`) → environment variable. */
+const ENV_NAMES = {
+  "nats-url": "PERISCOPE_NATS_URL",
+  "node-name": "PERISCOPE_NODE_NAME",
+  interfaces: "PERISCOPE_INTERFACES",
+  "capture-len": "PERISCOPE_CAPTURE_LEN",
+  partitions: "PERISCOPE_PARTITIONS",
+  "frame-max-records": "PERISCOPE_FRAME_MAX_RECORDS",
+  "frame-max-delay-ms": "PERISCOPE_FRAME_MAX_DELAY_MS",
+  "publish-queue-frames": "PERISCOPE_PUBLISH_QUEUE_FRAMES",
+  "bpf-object": "PERISCOPE_BPF_OBJECT",
+  "ops-addr": "PERISCOPE_OPS_ADDR",
+  "log-level": "PERISCOPE_LOG_LEVEL",
+  "attach-retry-ms": "PERISCOPE_ATTACH_RETRY_MS",
+} as const;
+type Setting = keyof typeof ENV_NAMES;
+
+function isSetting(name: string): name is Setting {
+  return Object.hasOwn(ENV_NAMES, name);
+}
+
+/** Parses `--name value` / `--name=value` flags; unknown flags are an error. */
+function parseFlags(argv: readonly string[]): Map<Setting, string> {
+  const out = new Map<Setting, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] ?? "";
+    if (!arg.startsWith("--")) throw new ConfigError("argv", `unexpected argument "${arg}"`);
+    const eq = arg.indexOf("=");
+    const name = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
+    if (!isSetting(name)) throw new ConfigError(name, `unknown flag "--${name}"`);
+    let value: string | undefined;
+    if (eq !== -1) value = arg.slice(eq + 1);
+    else {
+      value = argv[i + 1];
+      i++;
+    }
+    if (value === undefined) throw new ConfigError(name, "flag needs a value");
+    out.set(name, value);
+  }
+  return out;
+}
+
+function parseInteger(field: string, raw: string, min: number, max: number): number {
+  if (!/^\d+$/.test(raw.trim())) throw new ConfigError(field, `"${raw}" is not an integer`);
+  const n = Number(raw.trim());
+  if (n < min || n > max) throw new ConfigError(field, `${n} is outside ${min}..${max}`);
+  return n;
+}
+
+/** Linux dev_valid_name(): 1..15 bytes, not "." or "..", no "/", ":" or whitespace. */
+function validIfname(name: string): boolean {
+  return (
+    name.length > 0 &&
+    Buffer.byteLength(name) <= MAX_IFNAME_LEN &&
+    name !== "." &&
+    name !== ".." &&
+    !/[/:\s]/.test(name)
+  );
+}
+
+/** iproute2 netns names are files in /run/netns: no "/", not "." or "..", no whitespace. */
+function validNetns(name: string): boolean {
+  return (
+    name.length > 0 && name.length <= 255 && name !== "." && name !== ".." && !/[/\s]/.test(name)
+  );
+}
+
+/** Parses the comma list of `[<netns>/]<ifname>`; empty entries are ignored, duplicates rejected. */
+export function parseInterfaces(raw: string): InterfaceTarget[] {
+  const out: InterfaceTarget[] = [];
+  const seen = new Set<string>();
+  for (const part of raw.split(",")) {
+    const entry = part.trim();
+    if (entry === "") continue;
+    const slash = entry.indexOf("/");
+    const netns = slash === -1 ? undefined : entry.slice(0, slash);
+    const ifname = slash === -1 ? entry : entry.slice(slash + 1);
+    if (netns !== undefined && !validNetns(netns))
+      throw new ConfigError("interfaces", `bad netns name in "${entry}"`);
+    if (!validIfname(ifname))
+      throw new ConfigError("interfaces", `bad interface name in "${entry}"`);
+    if (seen.has(entry)) throw new ConfigError("interfaces", `"${entry}" is listed twice`);
+    seen.add(entry);
+    out.push(Object.freeze(netns === undefined ? { ifname } : { ifname, netns }));
+  }
+  return out;
+}
+
+function parseNatsUrl(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw.includes("://") ? raw : `nats://${raw}`);
+  } catch (cause) {
+    throw new ConfigError("nats-url", `"${raw}" is not a URL`, { cause });
+  }
+  if (!["nats:", "tls:", "ws:", "wss:"].includes(url.protocol))
+    throw new ConfigError("nats-url", `unsupported scheme "${url.protocol}"`);
+  if (url.hostname === "") throw new ConfigError("nats-url", `"${raw}" has no host`);
+  return raw;
+}
+
+function parseOpsAddr(raw: string): string {
+  const colon = raw.lastIndexOf(":");
+  if (colon <= 0) throw new ConfigError("ops-addr", `"${raw}" is not host:port`);
+  parseInteger("ops-addr", raw.slice(colon + 1), 0, 65535);
+  return raw;
+}
+
+function parseLogLevel(raw: string): CollectorConfig["logLevel"] {
+  const level = LOG_LEVELS.find((l) => l === raw);
+  if (level === undefined)
+    throw new ConfigError("log-level", `"${raw}" is not one of ${LOG_LEVELS.join(", ")}`);
+  return level;
+}
+
+/**
+ * Builds the collector configuration from flags (which win) and environment.
+ * @param argv command-line arguments after the script (default `Bun.argv.slice(2)`)
+ * @param env the environment (default `process.env`)
+ * @throws ConfigError naming the bad field
+ */
+export function loadConfig(
+  argv: readonly string[] = Bun.argv.slice(2),
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): CollectorConfig {
+  const flags = parseFlags(argv);
+  const get = (s: Setting): string | undefined => {
+    const v = flags.get(s) ?? env[ENV_NAMES[s]];
+    return v === undefined || v.trim() === "" ? undefined : v.trim();
+  };
+  const int = (s: Setting, def: number, min: number, max: number): number => {
+    const v = get(s);
+    return v === undefined ? def : parseInteger(s, v, min, max);
+  };
+  const natsUrl = get("nats-url");
+  const nodeName = get("node-name") ?? hostname();
+  if (nodeName === "") throw new ConfigError("node-name", "empty and no hostname");
+  return Object.freeze({
+    natsUrl: natsUrl === undefined ? undefined : parseNatsUrl(natsUrl),
+    nodeName,
+    interfaces: Object.freeze(parseInterfaces(get("interfaces") ?? "")),
+    captureLen: int("capture-len", 128, 1, MAX_CAPTURE_LEN),
+    partitions: int("partitions", 1, 1, 65536),
+    frameMaxRecords: int("frame-max-records", 256, 1, 65536),
+    frameMaxDelayMs: int("frame-max-delay-ms", 50, 1, 60_000),
+    publishQueueFrames: int("publish-queue-frames", 1024, 1, 1_000_000),
+    bpfObjectPath: resolve(get("bpf-object") ?? DEFAULT_BPF_OBJECT),
+    opsAddr: parseOpsAddr(get("ops-addr") ?? "127.0.0.1:9401"),
+    logLevel: parseLogLevel(get("log-level") ?? "info"),
+    attachRetryMs: int("attach-retry-ms", 5000, 100, 3_600_000),
+  });
+}

@@ -1,0 +1,121 @@
+/**
+ * Test support for the collector's integration tests: commands, a veth pair between
+ * two fresh network namespaces, and checks that nothing is left attached.
+ */
+import { randomBytes } from "node:crypto";
+
+/** A command exited non-zero. */
+export class CommandError extends Error {
+  override name = "CommandError";
+}
+
+/** Runs argv, returns stdout; throws CommandError with stderr on a non-zero exit. */
+export async function run(argv: string[]): Promise<string> {
+  const proc = Bun.spawn(argv, { stdout: "pipe", stderr: "pipe" });
+  const [out, err, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  if (code !== 0) throw new CommandError(`${argv.join(" ")} exited ${code}: ${err.trim()}`);
+  return out;
+}
+
+/** Polls `check` every 20 ms until it returns a value other than undefined, or throws at the deadline. */
+export async function waitFor<T>(
+  what: string,
+  check: () => T | undefined | Promise<T | undefined>,
+  timeoutMs = 10_000,
+): Promise<T> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v !== undefined) return v;
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(20);
+  }
+}
+
+/** Two namespaces joined by a veth pair with IPv4 addresses .1 (a) and .2 (b). */
+export interface VethPair {
+  readonly nsA: string;
+  readonly nsB: string;
+  readonly ifA: string;
+  readonly ifB: string;
+  readonly ipA: string;
+  readonly ipB: string;
+  /** ifindex of ifA inside nsA. */
+  readonly ifindexA: number;
+  destroy(): Promise<void>;
+}
+
+/** Creates `psct-<rand>-a/-b` namespaces joined by veth `pa<rand>`/`pb<rand>` on 10.231.0.0/24. */
+export async function createVethPair(): Promise<VethPair> {
+  const id = randomBytes(4).toString("hex");
+  const nsA = `psct-${id}-a`;
+  const nsB = `psct-${id}-b`;
+  const ifA = `pa${id}`;
+  const ifB = `pb${id}`;
+  const ipA = "10.231.0.1";
+  const ipB = "10.231.0.2";
+  const destroy = async (): Promise<void> => {
+    for (const ns of [nsA, nsB]) {
+      const proc = Bun.spawn(["ip", "netns", "delete", ns], { stdout: "ignore", stderr: "ignore" });
+      await proc.exited;
+    }
+  };
+  try {
+    await run(["ip", "netns", "add", nsA]);
+    await run(["ip", "netns", "add", nsB]);
+    await run([
+      "ip",
+      "-n",
+      nsA,
+      "link",
+      "add",
+      ifA,
+      "type",
+      "veth",
+      "peer",
+      "name",
+      ifB,
+      "netns",
+      nsB,
+    ]);
+    await run(["ip", "-n", nsA, "addr", "add", `${ipA}/24`, "dev", ifA]);
+    await run(["ip", "-n", nsB, "addr", "add", `${ipB}/24`, "dev", ifB]);
+    for (const [ns, dev] of [
+      [nsA, ifA],
+      [nsB, ifB],
+      [nsA, "lo"],
+      [nsB, "lo"],
+    ] as const) {
+      await run(["ip", "-n", ns, "link", "set", dev, "up"]);
+    }
+    const links = JSON.parse(await run(["ip", "-n", nsA, "-j", "link", "show", ifA])) as {
+      ifindex: number;
+    }[];
+    const ifindexA = links[0]?.ifindex;
+    if (ifindexA === undefined) throw new Error(`no ifindex for ${ifA}`);
+    return { nsA, nsB, ifA, ifB, ipA, ipB, ifindexA, destroy };
+  } catch (err) {
+    await destroy();
+    throw err;
+  }
+}
+
+/** BPF program ids of the tc filters on a device's ingress or egress hook (in a netns). */
+export async function tcFilterProgIds(
+  netns: string,
+  dev: string,
+  hook: "ingress" | "egress",
+): Promise<number[]> {
+  const out = await run(["ip", "netns", "exec", netns, "tc", "filter", "show", "dev", dev, hook]);
+  return [...out.matchAll(/\bid (\d+)/g)].map((m) => Number(m[1]));
+}
+
+/** Ids of every BPF program currently loaded in the kernel. */
+export async function loadedProgIds(): Promise<Set<number>> {
+  const progs = JSON.parse(await run(["bpftool", "-j", "prog", "show"])) as { id: number }[];
+  return new Set(progs.map((p) => p.id));
+}
