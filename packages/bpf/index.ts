@@ -1,0 +1,15 @@
+/**
+ * @periscope/bpf — libbpf through bun:ffi: load and configure trace.bpf.o,
+ * attach it with tc (also inside a named netns), drain its ring buffer,
+ * read its loss counter and run it on test packets.
+ */
+export { BpfError, errnoName } from "./errors.ts";
+export { NETNS_RUN_DIR, withNetns } from "./netns.ts";
+export {
+  type AttachTarget,
+  DEFAULT_RING_BUFFER_BYTES,
+  DEFAULT_TRACE_OBJECT,
+  type TestRunResult,
+  type TraceLoadOptions,
+  TraceProgram,
+} from "./trace-program.ts";

@@ -1,0 +1,232 @@
+import { type Pointer, ptr, toArrayBuffer } from "bun:ffi";
+import { join } from "node:path";
+import { DEFAULT_CAPTURE, MAX_CAPTURE, TRACE_CONFIG_LAYOUT } from "@periscope/wire";
+import { BpfError, ERRNO } from "./errors.ts";
+import { cString, isNull, lastErrno, libbpf } from "./ffi.ts";
+import { RingBufferReader } from "./ring-buffer.ts";
+import { CStruct, TEST_RUN_OPTS } from "./structs.ts";
+import { type AttachTarget, type TcAttachment, targetKey, tcAttach, tcDetach } from "./tc.ts";
+
+export type { AttachTarget } from "./tc.ts";
+
+/** Default object file: bpf/build/trace.bpf.o of this repository. */
+export const DEFAULT_TRACE_OBJECT = join(
+  import.meta.dir,
+  "..",
+  "..",
+  "bpf",
+  "build",
+  "trace.bpf.o",
+);
+/** Default size of the `events` ring buffer, bytes. */
+export const DEFAULT_RING_BUFFER_BYTES = 4 << 20;
+
+/** Options for {@link TraceProgram.load}. */
+export interface TraceLoadOptions {
+  /** Path of trace.bpf.o; defaults to {@link DEFAULT_TRACE_OBJECT}. */
+  objectPath?: string;
+  /** Packet bytes captured per record, 1..MAX_CAPTURE; default DEFAULT_CAPTURE (128). */
+  captureLen?: number;
+  /** Ring buffer size in bytes: a power of two, multiple of the page size. Default 4 MiB. */
+  ringBufferBytes?: number;
+}
+
+/** Result of one {@link TraceProgram.testRun}. */
+export interface TestRunResult {
+  /** Program return value (TC_ACT_UNSPEC = -1 for the trace programs). */
+  retval: number;
+  /** Average run time per repetition, nanoseconds. */
+  durationNs: number;
+}
+
+function findMap(obj: Pointer, name: string): Pointer {
+  const map = libbpf().bpf_object__find_map_by_name(obj, cString(name));
+  if (isNull(map)) throw new BpfError(`bpf_object__find_map_by_name(${name})`, ERRNO.ENOENT);
+  return map;
+}
+
+function findRodata(obj: Pointer): Pointer {
+  let map = libbpf().bpf_object__next_map(obj, null);
+  while (!isNull(map)) {
+    if (libbpf().bpf_map__name(map).toString().endsWith(".rodata")) return map;
+    map = libbpf().bpf_object__next_map(obj, map);
+  }
+  throw new BpfError("find .rodata map", ERRNO.ENOENT, "object has no .rodata (cfg) map");
+}
+
+function programFd(obj: Pointer, name: string): number {
+  const prog = libbpf().bpf_object__find_program_by_name(obj, cString(name));
+  if (isNull(prog)) {
+    throw new BpfError(`bpf_object__find_program_by_name(${name})`, ERRNO.ENOENT);
+  }
+  const fd = libbpf().bpf_program__fd(prog);
+  if (fd < 0) throw new BpfError(`bpf_program__fd(${name})`, -fd);
+  return fd;
+}
+
+function writeConfig(obj: Pointer, captureLen: number): void {
+  const rodata = findRodata(obj);
+  const sizeOut = new BigUint64Array(1);
+  const value = libbpf().bpf_map__initial_value(rodata, ptr(sizeOut));
+  const size = Number(sizeOut[0]);
+  if (isNull(value)) throw new BpfError("bpf_map__initial_value(.rodata)", 0);
+  if (size < TRACE_CONFIG_LAYOUT.size) {
+    throw new BpfError(
+      "bpf_map__initial_value(.rodata)",
+      ERRNO.EINVAL,
+      `.rodata is ${size} bytes, struct pscope_trace_config needs ${TRACE_CONFIG_LAYOUT.size}`,
+    );
+  }
+  const view = new DataView(toArrayBuffer(value, 0, size));
+  view.setUint32(TRACE_CONFIG_LAYOUT.fields.capture_len.offset, captureLen, true);
+}
+
+/**
+ * The TC trace programs (trace.bpf.o) loaded into the kernel: attach them to
+ * interfaces, drain their records, read their loss counter. Not thread-safe;
+ * use from one JS thread.
+ */
+export class TraceProgram {
+  #obj: Pointer | null;
+  #ingressFd: number;
+  #egressFd: number;
+  #lostFd: number;
+  #ring: RingBufferReader;
+  #attached = new Map<string, TcAttachment>();
+  /** Packet bytes captured per record. */
+  readonly captureLen: number;
+
+  private constructor(obj: Pointer, captureLen: number) {
+    this.#obj = obj;
+    this.captureLen = captureLen;
+    this.#ingressFd = programFd(obj, "trace_ingress");
+    this.#egressFd = programFd(obj, "trace_egress");
+    this.#lostFd = libbpf().bpf_map__fd(findMap(obj, "lost_events"));
+    this.#ring = new RingBufferReader(libbpf().bpf_map__fd(findMap(obj, "events")));
+  }
+
+  /**
+   * Opens the object, writes the tunables, sizes the ring buffer and loads it.
+   * @throws BpfError naming the failing libbpf call; RangeError for bad options.
+   */
+  static load(opts: TraceLoadOptions = {}): TraceProgram {
+    const captureLen = opts.captureLen ?? DEFAULT_CAPTURE;
+    if (!Number.isInteger(captureLen) || captureLen < 1 || captureLen > MAX_CAPTURE) {
+      throw new RangeError(`captureLen must be an integer in 1..${MAX_CAPTURE}, got ${captureLen}`);
+    }
+    const ringBytes = opts.ringBufferBytes ?? DEFAULT_RING_BUFFER_BYTES;
+    if (!Number.isInteger(ringBytes) || ringBytes < 4096 || (ringBytes & (ringBytes - 1)) !== 0) {
+      throw new RangeError(`ringBufferBytes must be a power of two >= 4096, got ${ringBytes}`);
+    }
+    const path = opts.objectPath ?? DEFAULT_TRACE_OBJECT;
+    const obj = libbpf().bpf_object__open_file(cString(path), null);
+    if (isNull(obj)) throw new BpfError(`bpf_object__open_file(${path})`, lastErrno());
+    try {
+      writeConfig(obj, captureLen);
+      const rc = libbpf().bpf_map__set_max_entries(findMap(obj, "events"), ringBytes);
+      if (rc < 0) throw new BpfError("bpf_map__set_max_entries(events)", -rc);
+      const loaded = libbpf().bpf_object__load(obj);
+      if (loaded < 0) throw new BpfError(`bpf_object__load(${path})`, -loaded);
+      return new TraceProgram(obj, captureLen);
+    } catch (err) {
+      libbpf().bpf_object__close(obj);
+      throw err;
+    }
+  }
+
+  #live(call: string): void {
+    if (this.#obj === null) throw new BpfError(call, ERRNO.EBADF, "trace program is closed");
+  }
+
+  /**
+   * Attaches ingress + egress to `target` (clsact created when missing).
+   * Attaching an already attached target does nothing.
+   */
+  attach(target: AttachTarget): void {
+    this.#live("attach");
+    const key = targetKey(target);
+    if (this.#attached.has(key)) return;
+    this.#attached.set(key, tcAttach(target, this.#ingressFd, this.#egressFd));
+  }
+
+  /** Removes both filters from `target` (and the clsact qdisc if we created it). */
+  detach(target: AttachTarget): void {
+    const key = targetKey(target);
+    const a = this.#attached.get(key);
+    if (a === undefined) return;
+    tcDetach(a);
+    this.#attached.delete(key);
+  }
+
+  /** Targets currently attached. */
+  attachments(): AttachTarget[] {
+    return [...this.#attached.values()].map((a) => ({ ...a.target }));
+  }
+
+  /**
+   * Hands up to `max` pending records to `onRecord`, without blocking, and
+   * returns the count. Each `bytes` is a copy (one ring buffer sample,
+   * exactly 48 + cap_len bytes) the callback may keep.
+   */
+  drain(onRecord: (bytes: Uint8Array) => void, max?: number): number {
+    this.#live("drain");
+    return this.#ring.drain(onRecord, max);
+  }
+
+  /** Records the kernel could not write to the ring buffer, summed over CPUs, since load. */
+  readKernelLost(): bigint {
+    this.#live("readKernelLost");
+    const ncpu = libbpf().libbpf_num_possible_cpus();
+    if (ncpu <= 0) throw new BpfError("libbpf_num_possible_cpus", -ncpu);
+    const values = new BigUint64Array(ncpu);
+    const key = new Uint32Array(1);
+    const rc = libbpf().bpf_map_lookup_elem(this.#lostFd, ptr(key), ptr(values));
+    if (rc < 0) throw new BpfError("bpf_map_lookup_elem(lost_events)", -rc);
+    return values.reduce((a, b) => a + b, 0n);
+  }
+
+  /**
+   * Runs one program on `packet` (an Ethernet frame, >= 14 bytes) in the
+   * kernel with BPF_PROG_TEST_RUN; each repetition emits a record.
+   */
+  testRun(packet: Uint8Array, repeat: number, direction: "ingress" | "egress"): TestRunResult {
+    this.#live("testRun");
+    if (packet.length < 14) throw new RangeError("packet must hold at least an Ethernet header");
+    const fd = direction === "ingress" ? this.#ingressFd : this.#egressFd;
+    const opts = new CStruct(TEST_RUN_OPTS.size);
+    const data = packet.slice();
+    opts.setPtr(TEST_RUN_OPTS.dataIn, ptr(data));
+    opts.u32(TEST_RUN_OPTS.dataSizeIn, data.length);
+    opts.i32(TEST_RUN_OPTS.repeat, Math.max(1, Math.trunc(repeat)));
+    const rc = libbpf().bpf_prog_test_run_opts(fd, opts.ptr);
+    if (rc < 0) throw new BpfError(`bpf_prog_test_run_opts(trace_${direction})`, -rc);
+    return {
+      retval: opts.i32(TEST_RUN_OPTS.retval),
+      durationNs: opts.u32(TEST_RUN_OPTS.duration),
+    };
+  }
+
+  /**
+   * Detaches every target, frees the ring buffer and closes the object
+   * (unloading the programs). Safe to call again. When some detach fails the
+   * rest is still released and the first failure is thrown at the end.
+   */
+  close(): void {
+    let first: unknown;
+    for (const [key, a] of this.#attached) {
+      try {
+        tcDetach(a);
+      } catch (err) {
+        const errno = err instanceof BpfError ? err.errno : 0;
+        first ??= new BpfError(`detach ${key}`, errno, String(err), { cause: err });
+      }
+    }
+    this.#attached.clear();
+    this.#ring.close();
+    if (this.#obj !== null) {
+      libbpf().bpf_object__close(this.#obj);
+      this.#obj = null;
+    }
+    if (first !== undefined) throw first;
+  }
+}

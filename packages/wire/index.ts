@@ -1,0 +1,31 @@
+/**
+ * @periscope/wire — layouts of the kernel records (bpf/include/periscope.h)
+ * and their decoders.
+ */
+export {
+  decodeRecordType,
+  decodeTraceRecord,
+  type MalformedReason,
+  MalformedRecordError,
+  readTraceFlowHash,
+  type TraceRecord,
+} from "./decode.ts";
+export { EncodeRangeError, encodeTraceRecord, type TraceRecordInit } from "./encode.ts";
+export {
+  DEFAULT_CAPTURE,
+  type FieldLayout,
+  FLAG_TRUNCATED,
+  HDR_LAYOUT,
+  HDR_SIZE,
+  HEADER_CONSTANTS,
+  MAX_CAPTURE,
+  OBS_FROM_NETWORK,
+  OBS_TO_NETWORK,
+  RECORD_TYPE_TRACE,
+  type StructLayout,
+  TRACE_CONFIG_LAYOUT,
+  TRACE_FIXED_SIZE,
+  TRACE_LAYOUT,
+  TRACE_VERSION,
+} from "./layout.ts";
+export * from "./src/frame.ts";

@@ -1,0 +1,97 @@
+/**
+ * Byte layouts of the records in bpf/include/periscope.h. Every number here
+ * is checked against the BTF of the compiled object and the header's
+ * #defines by layout.test.ts; change both sides together.
+ */
+
+/** One field of a kernel record: byte offset from the start of the struct and size in bytes. */
+export interface FieldLayout {
+  readonly offset: number;
+  readonly size: number;
+}
+
+/** A C struct: its `sizeof` and its members by C name. */
+export interface StructLayout {
+  readonly size: number;
+  readonly fixedSize?: number;
+  readonly fields: Readonly<Record<string, FieldLayout>>;
+}
+
+/** Record type of a trace record (`PSCOPE_REC_TRACE`, Cilium's MessageTypeTrace). */
+export const RECORD_TYPE_TRACE = 4;
+/** Format version of trace records (`PSCOPE_TRACE_VERSION`). */
+export const TRACE_VERSION = 1;
+/** Observation point: tc ingress, packet arrived on the device (`PSCOPE_OBS_FROM_NETWORK`). */
+export const OBS_FROM_NETWORK = 10;
+/** Observation point: tc egress, packet about to leave the device (`PSCOPE_OBS_TO_NETWORK`). */
+export const OBS_TO_NETWORK = 11;
+/** Header flag: cap_len < orig_len (`PSCOPE_F_TRUNCATED`). */
+export const FLAG_TRUNCATED = 0x01;
+/** Largest capture a trace record carries, bytes (`PSCOPE_MAX_CAPTURE`). */
+export const MAX_CAPTURE = 1536;
+/** Default capture length, bytes (`PSCOPE_DEFAULT_CAPTURE`). */
+export const DEFAULT_CAPTURE = 128;
+
+/** Size of `struct pscope_hdr`, the common header of every record, bytes. */
+export const HDR_SIZE = 16;
+/** Size of the fixed part of a trace record; `cap_len` packet bytes follow. */
+export const TRACE_FIXED_SIZE = 48;
+
+/** `struct pscope_hdr` (16 bytes, little-endian host order). */
+export const HDR_LAYOUT = {
+  size: HDR_SIZE,
+  fields: {
+    type: { offset: 0, size: 1 },
+    subtype: { offset: 1, size: 1 },
+    version: { offset: 2, size: 1 },
+    flags: { offset: 3, size: 1 },
+    source: { offset: 4, size: 4 },
+    orig_len: { offset: 8, size: 4 },
+    cap_len: { offset: 12, size: 4 },
+  },
+} as const satisfies StructLayout;
+
+/**
+ * `struct pscope_trace`. `size` is the C struct size (fixed part plus the
+ * largest capture); a sample on the wire is `TRACE_FIXED_SIZE + cap_len` bytes.
+ * `l3_proto` is stored in network byte order; everything else is host order.
+ */
+export const TRACE_LAYOUT = {
+  size: TRACE_FIXED_SIZE + MAX_CAPTURE,
+  fixedSize: TRACE_FIXED_SIZE,
+  fields: {
+    hdr: { offset: 0, size: HDR_SIZE },
+    ts_boot_ns: { offset: 16, size: 8 },
+    ifindex: { offset: 24, size: 4 },
+    mark: { offset: 28, size: 4 },
+    flow_hash: { offset: 32, size: 4 },
+    l3_proto: { offset: 36, size: 2 },
+    pkt_type: { offset: 38, size: 1 },
+    _pad0: { offset: 39, size: 1 },
+    netns_cookie: { offset: 40, size: 8 },
+    data: { offset: TRACE_FIXED_SIZE, size: MAX_CAPTURE },
+  },
+} as const satisfies StructLayout;
+
+/** `struct pscope_trace_config`, written at offset 0 of the object's `.rodata` before load. */
+export const TRACE_CONFIG_LAYOUT = {
+  size: 8,
+  fields: {
+    capture_len: { offset: 0, size: 4 },
+    _pad0: { offset: 4, size: 4 },
+  },
+} as const satisfies StructLayout;
+
+/**
+ * Every `#define` of periscope.h with the TS constant that mirrors it; the
+ * layout test fails when the header gains a constant missing here.
+ */
+export const HEADER_CONSTANTS: Readonly<Record<string, number>> = {
+  PSCOPE_REC_TRACE: RECORD_TYPE_TRACE,
+  PSCOPE_TRACE_VERSION: TRACE_VERSION,
+  PSCOPE_OBS_FROM_NETWORK: OBS_FROM_NETWORK,
+  PSCOPE_OBS_TO_NETWORK: OBS_TO_NETWORK,
+  PSCOPE_F_TRUNCATED: FLAG_TRUNCATED,
+  PSCOPE_MAX_CAPTURE: MAX_CAPTURE,
+  PSCOPE_DEFAULT_CAPTURE: DEFAULT_CAPTURE,
+};
