@@ -1,0 +1,53 @@
+/**
+ * @periscope/flow — kernel trace records to Hubble flow.Flow messages, the
+ * packet decoder behind them, Hubble's flow filters and its compact / JSON
+ * output formats.
+ */
+
+export type { FilterBuilder } from "./src/filters/builder.ts";
+export {
+  type FlowPredicate,
+  matchAll,
+  matchNone,
+  matchOne,
+} from "./src/filters/combinators.ts";
+export {
+  compileFilters,
+  compileFlowFilter,
+  FILTER_BUILDERS,
+  SUPPORTED_FILTER_FIELDS,
+} from "./src/filters/compile.ts";
+export { FilterError } from "./src/filters/errors.ts";
+export { type CompactOptions, formatCompact } from "./src/format/compact.ts";
+export { flowTypeText, MESSAGE_TYPE, verdictText } from "./src/format/flow-type.ts";
+export { formatIdentity } from "./src/format/identity.ts";
+export { formatJson } from "./src/format/json.ts";
+export { formatTimestamp, isValidTimestamp, type TimeLayout } from "./src/format/time.ts";
+export {
+  observationPoint,
+  TRACE_SUBTYPE,
+  traceObservationName,
+  trafficDirection,
+} from "./src/observation.ts";
+export { decodePacket, IPPROTO, type LinkType } from "./src/packet/decode.ts";
+export { PacketDecodeError } from "./src/packet/errors.ts";
+export { ETHERTYPE } from "./src/packet/ethernet.ts";
+export { icmpV4TypeCodeText, icmpV6TypeCodeText } from "./src/packet/icmp-names.ts";
+export type {
+  ArpPacket,
+  DecodedPacket,
+  EthernetHeader,
+  IpHeader,
+  L4Header,
+  TcpFlags,
+} from "./src/packet/types.ts";
+export { packetSummary, tcpFlagsText } from "./src/summary.ts";
+export * as testPackets from "./src/testing/packets.ts";
+export {
+  bootTimeToTimestamp,
+  type DecodeContext,
+  decodeTraceFlow,
+  type EndpointInfo,
+  MESSAGE_TYPE_TRACE,
+  toLayer4,
+} from "./src/trace.ts";

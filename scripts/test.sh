@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, builds, type-checks, lints and
+# runs the whole suite (unit, kernel, end-to-end), then checks that nothing
+# the tests created is left behind.
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")/.."
+
+if [[ $EUID -ne 0 ]]; then
+  echo "scripts/test.sh: run as root (the tests load BPF programs and create network namespaces)" >&2
+  exit 1
+fi
+
+bash scripts/setup.sh
+bash scripts/build.sh
+
+echo "== typecheck"
+bun x tsc --noEmit -p tsconfig.json
+echo "== lint"
+bun x biome check .
+
+echo "== tests"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+set +e
+bun test --timeout 120000 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+
+echo "== leftovers"
+bun run scripts/check-leftovers.ts || status=1
+
+pass=$(grep -Eo '^ *[0-9]+ pass$' "$log" | tail -1 | grep -Eo '[0-9]+' || echo 0)
+fail=$(grep -Eo '^ *[0-9]+ fail$' "$log" | tail -1 | grep -Eo '[0-9]+' || echo 0)
+echo "tests: ${pass} passed, ${fail} failed"
+exit "$status"

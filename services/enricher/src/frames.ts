@@ -1,0 +1,135 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import type { DecodeContext, EndpointInfo } from "@periscope/flow";
+import { decodeTraceFlow } from "@periscope/flow";
+import {
+  type FlowBatch,
+  FlowBatchSchema,
+  type GetFlowsResponse,
+  GetFlowsResponseSchema,
+  LostEventSchema,
+  LostEventSource,
+  type RawFrame,
+} from "@periscope/proto";
+import {
+  decodeRawFrame,
+  decodeRecordType,
+  decodeTraceRecord,
+  RECORD_TYPE_TRACE,
+} from "@periscope/wire";
+
+/** Why a record inside a good frame was not turned into a flow. */
+export type RecordFailure = "malformed_record" | "undecodable_packet" | "unknown_record_type";
+
+/** What processing one frame produced, for publishing and accounting. */
+export interface FrameResult {
+  readonly frame: RawFrame;
+  /** Flows and lost events, in record order, lost events first. */
+  readonly batch: FlowBatch;
+  readonly flows: number;
+  readonly failures: ReadonlyMap<RecordFailure, number>;
+  /** First failure message per kind, for logs. */
+  readonly failureSamples: ReadonlyMap<RecordFailure, string>;
+}
+
+/** Lookups the decoder needs from the outside world. */
+export interface FrameDeps {
+  endpoint(ip: string): EndpointInfo | undefined;
+}
+
+function lostResponse(
+  node: string,
+  source: LostEventSource,
+  count: bigint,
+  atMs: number,
+): GetFlowsResponse {
+  return create(GetFlowsResponseSchema, {
+    nodeName: node,
+    time: timestampFromMs(atMs),
+    responseTypes: {
+      case: "lostEvents",
+      value: create(LostEventSchema, { source, numEventsLost: count }),
+    },
+  });
+}
+
+/**
+ * Decode one RawFrame into a FlowBatch. Throws MalformedFrameError (from
+ * @periscope/wire) when the frame itself is unusable. Records that fail are counted by
+ * kind and reported as one lost event per frame, never thrown: one bad
+ * record must not cost the rest of the frame.
+ */
+export function processFrame(data: Uint8Array, deps: FrameDeps): FrameResult {
+  const frame: RawFrame = decodeRawFrame(data);
+
+  const node = frame.nodeName;
+  const sealedMs = Number(frame.sealedUnixNs / 1_000_000n) || Date.now();
+  const responses: GetFlowsResponse[] = [];
+  if (frame.kernelLost > 0n) {
+    responses.push(lostResponse(node, LostEventSource.PERF_EVENT_RING_BUFFER, frame.kernelLost, sealedMs));
+  }
+  if (frame.collectorLost > 0n) {
+    responses.push(lostResponse(node, LostEventSource.OBSERVER_EVENTS_QUEUE, frame.collectorLost, sealedMs));
+  }
+
+  const ctx: DecodeContext = {
+    nodeName: node,
+    bootToRealtimeNs: frame.bootToRealtimeNs,
+    endpoint: deps.endpoint,
+  };
+  const failures = new Map<RecordFailure, number>();
+  const samples = new Map<RecordFailure, string>();
+  const fail = (kind: RecordFailure, err: unknown): void => {
+    failures.set(kind, (failures.get(kind) ?? 0) + 1);
+    if (!samples.has(kind)) samples.set(kind, err instanceof Error ? err.message : String(err));
+  };
+
+  let flows = 0;
+  for (const bytes of frame.records) {
+    let type: number;
+    try {
+      type = decodeRecordType(bytes);
+    } catch (err) {
+      fail("malformed_record", err);
+      continue;
+    }
+    if (type !== RECORD_TYPE_TRACE) {
+      fail("unknown_record_type", new Error(`record type ${type}`));
+      continue;
+    }
+    let flow: GetFlowsResponse;
+    try {
+      const rec = decodeTraceRecord(bytes);
+      try {
+        const f = decodeTraceFlow(rec, ctx);
+        flow = create(GetFlowsResponseSchema, {
+          nodeName: node,
+          time: f.time,
+          responseTypes: { case: "flow", value: f },
+        });
+      } catch (err) {
+        fail("undecodable_packet", err);
+        continue;
+      }
+    } catch (err) {
+      fail("malformed_record", err);
+      continue;
+    }
+    responses.push(flow);
+    flows++;
+  }
+
+  const failed = [...failures.values()].reduce((a, b) => a + b, 0);
+  if (failed > 0) {
+    responses.push(
+      lostResponse(node, LostEventSource.UNKNOWN_LOST_EVENT_SOURCE, BigInt(failed), sealedMs),
+    );
+  }
+  return {
+    frame,
+    batch: create(FlowBatchSchema, { responses }),
+    flows,
+    failures,
+    failureSamples: samples,
+  };
+}
