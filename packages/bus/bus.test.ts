@@ -1,0 +1,232 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  type Bus,
+  BusConnectError,
+  BusInputError,
+  canConnect,
+  connectBus,
+  ENDPOINTS_BUCKET,
+  endpointKey,
+  freePort,
+  type LocalNats,
+  normalizeIp,
+  openEndpointRegistry,
+  sanitizeToken,
+  startLocalNats,
+  subjects,
+} from "./index.ts";
+import type { BusLogger } from "./log.ts";
+
+const log: BusLogger = { debug() {}, info() {}, warn() {}, error() {} };
+
+/** Polls `check` until it holds or `ms` pass. */
+async function until(check: () => boolean, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await Bun.sleep(20);
+  }
+}
+
+describe("bus", () => {
+  let server: LocalNats;
+  const buses: Bus[] = [];
+  const open = async (name: string): Promise<Bus> => {
+    const b = await connectBus({ url: server.url, name, log });
+    buses.push(b);
+    return b;
+  };
+
+  beforeAll(async () => {
+    server = await startLocalNats({ port: 0 });
+  });
+  afterAll(async () => {
+    for (const b of buses) await b.close();
+    await server?.stop();
+  });
+
+  test.each([
+    ["node-1", "node-1"],
+    ["my.host.example", "my_host_example"],
+    ["a b*>c", "a_b__c"],
+    ["", "_"],
+  ])("subjects - sanitizeToken(%p) = %p", (input, want) => {
+    expect(sanitizeToken(input)).toBe(want);
+  });
+
+  test("subjects - builds the documented subjects", () => {
+    expect(subjects.raw("n.1", 3)).toBe("periscope.raw.n_1.3");
+    expect(subjects.rawNode("n1")).toBe("periscope.raw.n1.*");
+    expect(subjects.flows("n1")).toBe("periscope.flows.n1");
+    expect(subjects.ctl("n1", "capture")).toBe("periscope.ctl.n1.capture");
+    expect(subjects.rawAll).toBe("periscope.raw.>");
+    expect(subjects.flowsAll).toBe("periscope.flows.>");
+    expect(() => subjects.raw("n", -1)).toThrow(BusInputError);
+    expect(() => subjects.raw("n", 1.5)).toThrow(BusInputError);
+  });
+
+  test.each([
+    ["10.0.0.1", "10.0.0.1"],
+    ["FD00:200:0:0::A", "fd00_200__a"],
+    ["::1", "__1"],
+  ])("endpoints - key for %p is %p", (ip, key) => {
+    expect(endpointKey(ip)).toBe(key);
+  });
+
+  test.each(["", "300.1.1.1", "pod", "1.2.3", "::g"])("endpoints - %p is not an IP", (ip) => {
+    expect(() => normalizeIp(ip)).toThrow(BusInputError);
+  });
+
+  test("local - the server accepts connections and JetStream works", async () => {
+    expect(await canConnect(server.host, server.port)).toBe(true);
+    const bus = await open("t-js");
+    const jsm = await bus.jsm();
+    const info = await jsm.getAccountInfo();
+    expect(info.limits).toBeDefined();
+    expect(bus.connected()).toBe(true);
+  });
+
+  test("bus - publish and subscribe round-trip on a raw subject", async () => {
+    const bus = await open("t-pubsub");
+    const sub = bus.nc.subscribe(subjects.rawNode("node-a"), { max: 1 });
+    bus.nc.publish(subjects.raw("node-a", 2), new Uint8Array([1, 2, 3]));
+    for await (const m of sub) {
+      expect(m.subject).toBe("periscope.raw.node-a.2");
+      expect([...m.data]).toEqual([1, 2, 3]);
+    }
+    expect(sub.getProcessed()).toBe(1);
+  });
+
+  test("bus - close is safe twice and closes the connection", async () => {
+    const bus = await connectBus({ url: server.url, name: "t-close", log });
+    await bus.close();
+    await bus.close();
+    expect(bus.nc.isClosed()).toBe(true);
+    expect(bus.connected()).toBe(false);
+  });
+
+  test("bus - an unreachable URL is a BusConnectError", async () => {
+    const dead = await startLocalNats({ port: 0 });
+    const url = dead.url;
+    await dead.stop();
+    expect(await canConnect(dead.host, dead.port)).toBe(false);
+    await expect(connectBus({ url, name: "t-dead", log, timeoutMs: 500 })).rejects.toThrow(
+      BusConnectError,
+    );
+  });
+
+  test("bus - without a URL it starts and owns a local server, and reuses one that answers", async () => {
+    const port = await freePort();
+    const storeDir = mkdtempSync(join(tmpdir(), "psct-nats-"));
+    const defaultUrl = `nats://127.0.0.1:${port}`;
+    const owner = await connectBus({
+      name: "t-owner",
+      startLocal: true,
+      defaultUrl,
+      localStoreDir: storeDir,
+      log,
+    });
+    try {
+      expect(owner.localServer?.port).toBe(port);
+      expect(owner.url).toBe(defaultUrl);
+      const guest = await connectBus({ name: "t-guest", startLocal: true, defaultUrl, log });
+      expect(guest.localServer).toBeUndefined();
+      await guest.close();
+      expect(existsSync(join(storeDir, "jetstream"))).toBe(true);
+    } finally {
+      await owner.close();
+      rmSync(storeDir, { recursive: true, force: true });
+    }
+    expect(await canConnect("127.0.0.1", port)).toBe(false);
+  });
+
+  test("bus - without a URL and without startLocal, nothing answering is a BusConnectError", async () => {
+    const defaultUrl = `nats://127.0.0.1:${await freePort()}`;
+    await expect(
+      connectBus({ name: "t-nolocal", defaultUrl, log, timeoutMs: 500 }),
+    ).rejects.toThrow(BusConnectError);
+  });
+
+  test("local - stop ends the process and removes its temp store dir", async () => {
+    const s = await startLocalNats({});
+    expect(existsSync(s.storeDir)).toBe(true);
+    await s.stop();
+    await s.stop();
+    expect(await canConnect(s.host, s.port)).toBe(false);
+    expect(existsSync(s.storeDir)).toBe(false);
+    expect(() => process.kill(s.pid, 0)).toThrow();
+  });
+
+  test("endpoints - existing entries load before ready, later changes apply via the watch", async () => {
+    const writer = await open("t-ep-writer");
+    const first = await openEndpointRegistry(writer);
+    await first.put({
+      ip: "10.200.0.10",
+      namespace: "demo",
+      podName: "frontend",
+      labels: ["app=frontend"],
+      nodeName: "n1",
+    });
+    await first.put({ ip: "fd00:200::a", namespace: "demo", podName: "frontend", labels: [] });
+    // A value that is not an endpoint must be skipped and counted, not crash the watch.
+    const kv = await writer.kvm().open(ENDPOINTS_BUCKET);
+    await kv.put("garbage", "{not json");
+
+    const reader = await open("t-ep-reader");
+    const reg = await openEndpointRegistry(reader);
+    try {
+      await reg.ready;
+      expect(reg.lookup("10.200.0.10")).toEqual({
+        namespace: "demo",
+        podName: "frontend",
+        labels: ["app=frontend"],
+        nodeName: "n1",
+      });
+      expect(reg.lookup("FD00:200:0::A")?.podName).toBe("frontend");
+      expect(reg.lookup("10.9.9.9")).toBeUndefined();
+      expect(reg.lookup("not-an-ip")).toBeUndefined();
+      expect(reg.malformed()).toBe(1);
+
+      await first.put({ ip: "10.200.0.11", namespace: "demo", podName: "backend", labels: [] });
+      await until(() => reg.lookup("10.200.0.11") !== undefined);
+      expect(reg.lookup("10.200.0.11")?.podName).toBe("backend");
+
+      await first.delete("10.200.0.10");
+      await until(() => reg.lookup("10.200.0.10") === undefined);
+      expect(
+        reg
+          .entries()
+          .map((e) => e.ip)
+          .sort(),
+      ).toEqual(["10.200.0.11", "fd00:200::a"]);
+      const stored = await kv.get(endpointKey("10.200.0.11"));
+      expect(stored?.json<unknown>()).toEqual({
+        ip: "10.200.0.11",
+        namespace: "demo",
+        pod_name: "backend",
+        labels: [],
+      });
+    } finally {
+      await reg.close();
+      await first.close();
+    }
+  });
+
+  test("endpoints - ready resolves on an empty bucket", async () => {
+    const bus = await open("t-ep-empty");
+    const kvm = bus.kvm();
+    // Start from a fresh bucket so the empty case is real.
+    const kv = await kvm.create(ENDPOINTS_BUCKET);
+    await kv.destroy();
+    const reg = await openEndpointRegistry(bus);
+    try {
+      await reg.ready;
+      expect(reg.entries()).toEqual([]);
+    } finally {
+      await reg.close();
+    }
+  });
+});

@@ -1,0 +1,183 @@
+import { type KV, type KvWatchEntry, KvWatchInclude } from "@nats-io/kv";
+import type { QueuedIterator } from "@nats-io/transport-node";
+import type { Bus } from "./connect.ts";
+import { BusInputError } from "./errors.ts";
+
+/** KV bucket holding one entry per endpoint IP. */
+export const ENDPOINTS_BUCKET = "periscope-endpoints";
+
+/** What the registry knows about one endpoint (same shape as `@periscope/flow`'s EndpointInfo). */
+export interface EndpointInfo {
+  namespace: string;
+  podName: string;
+  /** `key=value` strings. */
+  labels: string[];
+  nodeName?: string;
+  id?: number;
+}
+
+/** An endpoint with its address. */
+export type EndpointRecord = EndpointInfo & { ip: string };
+
+/** The JSON stored in the bucket (docs/internals.md): snake_case field names. */
+interface StoredEndpoint {
+  ip: string;
+  namespace: string;
+  pod_name: string;
+  labels: string[];
+  node_name?: string;
+  id?: number;
+}
+
+/** Canonical text form of an IP (IPv6 compressed, lowercase); throws BusInputError for non-IPs. */
+export function normalizeIp(ip: string): string {
+  const n = tryNormalizeIp(ip);
+  if (n === undefined) throw new BusInputError(`"${ip}" is not an IP address`);
+  return n;
+}
+
+/** KV key for an IP: the canonical address with `:` replaced by `_`. */
+export function endpointKey(ip: string): string {
+  return normalizeIp(ip).replaceAll(":", "_");
+}
+
+/** Canonical IP text, or undefined when `ip` is not an address. */
+function tryNormalizeIp(ip: string): string | undefined {
+  if (ip.includes(":")) {
+    return URL.canParse(`http://[${ip}]/`)
+      ? new URL(`http://[${ip}]/`).hostname.slice(1, -1)
+      : undefined;
+  }
+  return /^\d{1,3}(\.\d{1,3}){3}$/.test(ip) && ip.split(".").every((o) => Number(o) <= 255)
+    ? ip
+    : undefined;
+}
+
+function toStored(rec: EndpointRecord): StoredEndpoint {
+  return {
+    ip: normalizeIp(rec.ip),
+    namespace: rec.namespace,
+    pod_name: rec.podName,
+    labels: [...rec.labels],
+    ...(rec.nodeName !== undefined ? { node_name: rec.nodeName } : {}),
+    ...(rec.id !== undefined ? { id: rec.id } : {}),
+  };
+}
+
+/** Parses a stored value; throws BusInputError naming the bad field. */
+export function parseStoredEndpoint(value: unknown): EndpointRecord {
+  if (typeof value !== "object" || value === null)
+    throw new BusInputError("endpoint is not an object");
+  const v = value as Record<string, unknown>;
+  const str = (field: string): string => {
+    const x = v[field];
+    if (typeof x !== "string") throw new BusInputError(`endpoint field "${field}" is not a string`);
+    return x;
+  };
+  const labels = v.labels ?? [];
+  if (!Array.isArray(labels) || !labels.every((l) => typeof l === "string")) {
+    throw new BusInputError(`endpoint field "labels" is not a list of strings`);
+  }
+  const rec: EndpointRecord = {
+    ip: normalizeIp(str("ip")),
+    namespace: str("namespace"),
+    podName: str("pod_name"),
+    labels: labels as string[],
+  };
+  if (v.node_name !== undefined) rec.nodeName = str("node_name");
+  if (v.id !== undefined) {
+    if (typeof v.id !== "number") throw new BusInputError(`endpoint field "id" is not a number`);
+    rec.id = v.id;
+  }
+  return rec;
+}
+
+/** Endpoint directory backed by the {@link ENDPOINTS_BUCKET} KV bucket. */
+export interface EndpointRegistry {
+  /** Resolves once the entries present when the registry opened are in memory. */
+  readonly ready: Promise<void>;
+  /** Stores (or replaces) the endpoint under its IP. */
+  put(rec: EndpointRecord): Promise<void>;
+  /** Removes the endpoint of `ip`. */
+  delete(ip: string): Promise<void>;
+  /** In-memory lookup, kept current by a KV watch; undefined when unknown or `ip` is not an IP. */
+  lookup(ip: string): EndpointInfo | undefined;
+  /** Every endpoint currently known. */
+  entries(): EndpointRecord[];
+  /** Values in the bucket that could not be parsed (they are logged and skipped). */
+  malformed(): number;
+  /** Stops the watch. */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens (creating if missing) the endpoints bucket and starts a watch that includes
+ * history, so existing entries load first and later changes apply as they happen.
+ */
+export async function openEndpointRegistry(bus: Bus): Promise<EndpointRegistry> {
+  const kv: KV = await bus.kvm().create(ENDPOINTS_BUCKET, { history: 1 });
+  const status = await kv.status();
+  const lastSeq = status.streamInfo.state.last_seq;
+  const initiallyEmpty = status.streamInfo.state.messages === 0;
+
+  /** Keyed by KV key (canonical IP with `:` → `_`). */
+  const byKey = new Map<string, EndpointRecord>();
+  let bad = 0;
+  let markReady: () => void = () => {};
+  const ready = new Promise<void>((resolve) => {
+    markReady = resolve;
+  });
+  if (initiallyEmpty) markReady();
+
+  const apply = (e: KvWatchEntry): void => {
+    if (e.operation === "PUT") {
+      try {
+        const rec = parseStoredEndpoint(e.json<unknown>());
+        byKey.set(e.key, rec);
+      } catch (err) {
+        bad++;
+        bus.log.warn({ err, key: e.key }, "skipping malformed endpoint entry");
+      }
+    } else {
+      byKey.delete(e.key);
+    }
+    if (e.isUpdate || e.revision >= lastSeq) markReady();
+  };
+
+  const watch: QueuedIterator<KvWatchEntry> = await kv.watch({
+    include: KvWatchInclude.AllHistory,
+  });
+  const pump = (async () => {
+    for await (const e of watch) apply(e);
+  })().catch((err: unknown) => {
+    bus.log.error({ err }, "endpoint watch ended with an error");
+  });
+
+  return {
+    ready,
+    async put(rec) {
+      const stored = toStored(rec);
+      await kv.put(endpointKey(stored.ip), JSON.stringify(stored));
+    },
+    async delete(ip) {
+      await kv.delete(endpointKey(ip));
+    },
+    lookup(ip) {
+      // Fast path: callers usually pass the canonical form already.
+      let rec = byKey.get(ip.replaceAll(":", "_"));
+      if (!rec && ip.includes(":")) {
+        const canonical = tryNormalizeIp(ip);
+        if (canonical !== undefined) rec = byKey.get(canonical.replaceAll(":", "_"));
+      }
+      if (!rec) return undefined;
+      const { ip: _ip, ...info } = rec;
+      return info;
+    },
+    entries: () => [...byKey.values()],
+    malformed: () => bad,
+    async close() {
+      watch.stop();
+      await pump;
+    },
+  };
+}

@@ -1,0 +1,28 @@
+export {
+  type Bus,
+  type ConnectBusOptions,
+  connectBus,
+  DEFAULT_LOCAL_STORE_DIR,
+  DEFAULT_NATS_URL,
+} from "./connect.ts";
+export {
+  ENDPOINTS_BUCKET,
+  type EndpointInfo,
+  type EndpointRecord,
+  type EndpointRegistry,
+  endpointKey,
+  normalizeIp,
+  openEndpointRegistry,
+  parseStoredEndpoint,
+} from "./endpoints.ts";
+export { BusConnectError, BusInputError, LocalNatsError } from "./errors.ts";
+export * from "./interfaces.ts";
+export {
+  canConnect,
+  freePort,
+  type LocalNats,
+  type LocalNatsOptions,
+  startLocalNats,
+} from "./local.ts";
+export type { BusLogger } from "./log.ts";
+export { sanitizeToken, subjects } from "./subjects.ts";

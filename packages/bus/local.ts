@@ -1,0 +1,156 @@
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { LocalNatsError } from "./errors.ts";
+import type { BusLogger } from "./log.ts";
+
+/** Options for {@link startLocalNats}. */
+export interface LocalNatsOptions {
+  /** TCP port; 0 or absent picks a free one. */
+  port?: number;
+  /** JetStream store dir; absent → a fresh temp dir that stop() removes. */
+  storeDir?: string;
+  /** Listen host, default 127.0.0.1. */
+  host?: string;
+  /** nats-server binary, default `nats-server` on PATH. */
+  binary?: string;
+  /** How long to wait for the server to accept connections, ms (default 10000). */
+  startTimeoutMs?: number;
+  /** Receives the server's own log lines at debug level. */
+  log?: BusLogger;
+}
+
+/** A nats-server child process with JetStream enabled. */
+export interface LocalNats {
+  /** `nats://host:port` */
+  readonly url: string;
+  readonly host: string;
+  readonly port: number;
+  readonly storeDir: string;
+  readonly pid: number;
+  /** SIGTERM, wait for exit (SIGKILL after 5 s); safe to call twice. */
+  stop(): Promise<void>;
+}
+
+/** A TCP port on `host` that was free a moment ago (bound to port 0, then released). */
+export async function freePort(host = "127.0.0.1"): Promise<number> {
+  const listener = Bun.listen({ hostname: host, port: 0, socket: { data() {} } });
+  const port = listener.port;
+  listener.stop(true);
+  return port;
+}
+
+/** True when something accepts a TCP connection on host:port. */
+export async function canConnect(host: string, port: number): Promise<boolean> {
+  try {
+    const socket = await Bun.connect({ hostname: host, port, socket: { data() {} } });
+    socket.end();
+    return true;
+  } catch {
+    // Refused or unreachable is the answer "no", not an error.
+    return false;
+  }
+}
+
+/**
+ * Spawns `nats-server -js -a <host> -p <port> -sd <storeDir>` and resolves once it
+ * accepts TCP connections. Throws {@link LocalNatsError} (with the server's last log
+ * lines) if it exits or does not come up in time.
+ */
+export async function startLocalNats(opts: LocalNatsOptions = {}): Promise<LocalNats> {
+  const host = opts.host ?? "127.0.0.1";
+  const port = opts.port && opts.port > 0 ? opts.port : await freePort(host);
+  const ownsDir = opts.storeDir === undefined;
+  const storeDir = opts.storeDir ?? mkdtempSync(join(tmpdir(), "periscope-nats-"));
+  try {
+    mkdirSync(storeDir, { recursive: true });
+  } catch (err) {
+    throw new LocalNatsError(`cannot create nats store dir ${storeDir}`, { cause: err });
+  }
+  const argv = [
+    opts.binary ?? "nats-server",
+    "-js",
+    "-a",
+    host,
+    "-p",
+    String(port),
+    "-sd",
+    storeDir,
+  ];
+  let proc: ReturnType<typeof Bun.spawn<"ignore", "ignore", "pipe">>;
+  try {
+    proc = Bun.spawn(argv, { stdin: "ignore", stdout: "ignore", stderr: "pipe" });
+  } catch (err) {
+    throw new LocalNatsError(`cannot run ${argv.join(" ")}`, { cause: err });
+  }
+  const tail: string[] = [];
+  void collectLines(proc.stderr, (line) => {
+    tail.push(line);
+    if (tail.length > 30) tail.shift();
+    opts.log?.debug({ nats: line }, "nats-server");
+  });
+  let exited = false;
+  void proc.exited.then(() => {
+    exited = true;
+  });
+
+  const cleanup = async (): Promise<void> => {
+    if (!exited) {
+      proc.kill("SIGTERM");
+      const done = await Promise.race([
+        proc.exited.then(() => true),
+        Bun.sleep(5000).then(() => false),
+      ]);
+      if (!done) {
+        proc.kill("SIGKILL");
+        await proc.exited;
+      }
+    }
+    if (ownsDir) rmSync(storeDir, { recursive: true, force: true });
+  };
+
+  const deadline = Date.now() + (opts.startTimeoutMs ?? 10_000);
+  while (!(await canConnect(host, port))) {
+    if (exited || Date.now() > deadline) {
+      const why = exited
+        ? `exited with code ${proc.exitCode}`
+        : "did not accept connections in time";
+      await cleanup();
+      throw new LocalNatsError(`nats-server on ${host}:${port} ${why}:\n${tail.join("\n")}`);
+    }
+    await Bun.sleep(25);
+  }
+
+  const urlHost = host.includes(":") ? `[${host}]` : host;
+  let stopping: Promise<void> | undefined;
+  return {
+    url: `nats://${urlHost}:${port}`,
+    host,
+    port,
+    storeDir,
+    pid: proc.pid,
+    stop() {
+      stopping ??= cleanup();
+      return stopping;
+    },
+  };
+}
+
+/** Calls `onLine` for every line of a byte stream until it ends. */
+async function collectLines(
+  stream: ReadableStream<Uint8Array>,
+  onLine: (line: string) => void,
+): Promise<void> {
+  const decoder = new TextDecoder();
+  let buf = "";
+  for await (const chunk of stream) {
+    buf += decoder.decode(chunk, { stream: true });
+    let nl = buf.indexOf("\n");
+    while (nl >= 0) {
+      onLine(buf.slice(0, nl));
+      buf = buf.slice(nl + 1);
+      nl = buf.indexOf("\n");
+    }
+  }
+  if (buf !== "") onLine(buf);
+}

@@ -1,0 +1,37 @@
+import { BusInputError } from "./errors.ts";
+
+/**
+ * Makes `s` usable as one NATS subject token: every character outside
+ * `[A-Za-z0-9_-]` becomes `_`; an empty string becomes `_`.
+ */
+export function sanitizeToken(s: string): string {
+  const t = s.replace(/[^A-Za-z0-9_-]/g, "_");
+  return t === "" ? "_" : t;
+}
+
+function partitionToken(partition: number): string {
+  if (!Number.isInteger(partition) || partition < 0) {
+    throw new BusInputError(`partition must be a non-negative integer, got ${partition}`);
+  }
+  return String(partition);
+}
+
+/** Subject names from docs/internals.md ("NATS subjects"). Node names are sanitized. */
+export const subjects = {
+  /** `periscope.raw.<node>.<partition>` — RawFrames, collector → enrichers. */
+  raw: (node: string, partition: number): string =>
+    `periscope.raw.${sanitizeToken(node)}.${partitionToken(partition)}`,
+  /** `periscope.raw.<node>.*` — every partition of one node. */
+  rawNode: (node: string): string => `periscope.raw.${sanitizeToken(node)}.*`,
+  /** Every raw subject of every node. */
+  rawAll: "periscope.raw.>",
+  /** `periscope.flows.<node>` — FlowBatches, enricher → observer. */
+  flows: (node: string): string => `periscope.flows.${sanitizeToken(node)}`,
+  /** Every flows subject. */
+  flowsAll: "periscope.flows.>",
+  /** `periscope.ctl.<node>.<verb>` — control messages to a collector. */
+  ctl: (node: string, verb: string): string =>
+    `periscope.ctl.${sanitizeToken(node)}.${sanitizeToken(verb)}`,
+  /** Every control subject. */
+  ctlAll: "periscope.ctl.>",
+} as const;

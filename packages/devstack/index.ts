@@ -1,0 +1,29 @@
+export { DevstackError, WaitAbortedError, WaitTimeoutError } from "./errors.ts";
+export { cleanupStale, deleteNetns, listNetns, nsExec } from "./netns.ts";
+export { type RunOptions, type RunResult, run, runOk } from "./run.ts";
+export {
+  forwardLines,
+  type StartOptions,
+  type SupervisedProcess,
+  Supervisor,
+  type SupervisorOptions,
+} from "./supervisor.ts";
+export {
+  BRIDGE_IPV4,
+  BRIDGE_IPV6,
+  createDemoTopology,
+  DEFAULT_PODS,
+  type NodeInfo,
+  type Pod,
+  type PodProcess,
+  type PodSpec,
+  type Topology,
+  type TopologyOptions,
+} from "./topology.ts";
+export {
+  type DemoTraffic,
+  type DemoTrafficOptions,
+  demoTraffic,
+  type TrafficStats,
+} from "./traffic.ts";
+export { type WaitOptions, waitFor } from "./wait.ts";

@@ -1,0 +1,110 @@
+import { type Bus, connectBus } from "@periscope/bus";
+import { createLogger, createMetrics, type Logger, startOpsServer } from "@periscope/telemetry";
+import { ConfigError, loadConfig, type RecorderConfig } from "./config.ts";
+
+/** A running recorder. */
+export interface Recorder {
+  /** Resolves once the ops server listens; `opsPort` is the bound port. */
+  readonly opsPort: number;
+  /** Stops the ops server and closes the NATS connection (and a local server it started). */
+  stop(): Promise<void>;
+}
+
+const SERVICE = "recorder";
+const RETRY_MS = 1000;
+
+/**
+ * Starts the recorder: ops server first (so /healthz answers at once), then NATS,
+ * retried until it connects or the recorder stops. Ready once connected.
+ */
+export async function startRecorder(config: RecorderConfig, log: Logger): Promise<Recorder> {
+  const metrics = createMetrics(SERVICE);
+  const errors = metrics.counter("errors_total", "Errors by kind.", ["kind"]);
+  const connected = metrics.gauge("nats_connected", "1 while connected to NATS.");
+  let bus: Bus | undefined;
+  let stopping = false;
+
+  const ops = await startOpsServer({
+    addr: config.opsAddr,
+    registry: metrics.registry,
+    ready: () => bus?.connected() ?? false,
+    log,
+  });
+
+  const connecting = (async () => {
+    while (!stopping) {
+      try {
+        const b = await connectBus({
+          ...(config.natsUrl !== undefined ? { url: config.natsUrl } : {}),
+          name: `${SERVICE}-${config.nodeName}`,
+          startLocal: config.natsUrl === undefined,
+          log,
+        });
+        if (stopping) {
+          await b.close();
+          return;
+        }
+        bus = b;
+        return;
+      } catch (err) {
+        errors.inc({ kind: "nats_connect" });
+        log.warn({ err }, `NATS not reachable; retrying in ${RETRY_MS} ms`);
+        await Bun.sleep(RETRY_MS);
+      }
+    }
+  })();
+  const updateGauge = setInterval(() => connected.set(bus?.connected() ? 1 : 0), 1000);
+
+  let stopped: Promise<void> | undefined;
+  return {
+    opsPort: ops.port,
+    stop() {
+      stopped ??= (async () => {
+        stopping = true;
+        clearInterval(updateGauge);
+        await connecting;
+        await bus?.close();
+        await ops.stop();
+      })();
+      return stopped;
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  let config: RecorderConfig;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`recorder: bad configuration: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const log = createLogger(SERVICE, config.logLevel);
+  log.info(
+    { node: config.nodeName, ops: config.opsAddr, nats: config.natsUrl ?? "default" },
+    "starting",
+  );
+  const recorder = await startRecorder(config, log);
+  const shutdown = (signal: string): void => {
+    log.info({ signal }, "shutting down");
+    recorder.stop().then(
+      () => {
+        log.info("stopped");
+        process.exit(0);
+      },
+      (err: unknown) => {
+        log.error({ err }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.once("SIGINT", () => shutdown("SIGINT"));
+  process.once("SIGTERM", () => shutdown("SIGTERM"));
+}
+
+if (import.meta.main) {
+  await main();
+}
