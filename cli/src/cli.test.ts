@@ -1,0 +1,221 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { dirname, join } from "node:path";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { freePort, type LocalNats, startLocalNats, subjects } from "@periscope/bus";
+import {
+  EndpointSchema,
+  FlowBatchSchema,
+  FlowSchema,
+  GetFlowsResponseSchema,
+  IPSchema,
+  IPVersion,
+  Verdict,
+} from "@periscope/proto";
+
+const ROOT = join(import.meta.dir, "../..");
+const LAUNCHER = join(ROOT, "periscope");
+/** Children get a fixed PATH that finds this bun, and nothing else from our environment. */
+const CHILD_PATH = `${dirname(process.execPath)}:/usr/local/bin:/usr/bin:/bin`;
+
+/** Polls `cond` every 20 ms until it holds or `timeoutMs` passes. */
+async function waitFor(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(20);
+  }
+}
+
+let nats: LocalNats;
+let nc: NatsConnection;
+let observer: ReturnType<typeof Bun.spawn> | undefined;
+let server = "";
+let opsUrl = "";
+
+function flowBatch(node: string, pods: string[]): Uint8Array {
+  const responses = pods.map((pod, i) => {
+    const time = timestampFromMs(Date.now() + i);
+    const flow = create(FlowSchema, {
+      time,
+      nodeName: node,
+      verdict: Verdict.FORWARDED,
+      IP: create(IPSchema, {
+        source: `10.7.0.${i + 1}`,
+        destination: "10.7.0.100",
+        ipVersion: IPVersion.IPv4,
+      }),
+      source: create(EndpointSchema, { namespace: "demo", podName: pod }),
+      destination: create(EndpointSchema, { namespace: "demo", podName: "server" }),
+    });
+    return create(GetFlowsResponseSchema, {
+      nodeName: node,
+      time,
+      responseTypes: { case: "flow", value: flow },
+    });
+  });
+  return toBinary(FlowBatchSchema, create(FlowBatchSchema, { responses }));
+}
+
+async function metric(name: string): Promise<number> {
+  const text = await (await fetch(`${opsUrl}/metrics`)).text();
+  const m = new RegExp(`^${name} (\\S+)$`, "m").exec(text);
+  return Number(m?.[1] ?? Number.NaN);
+}
+
+/** Runs the real `periscope` launcher; resolves with its exit code and output. */
+async function periscope(...args: string[]) {
+  const proc = Bun.spawn([LAUNCHER, ...args], {
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { PATH: CHILD_PATH },
+  });
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  return { code, stdout, stderr, lines: stdout.split("\n").filter((l) => l !== "") };
+}
+
+beforeAll(async () => {
+  nats = await startLocalNats({});
+  nc = await connect({ servers: nats.url });
+  const port = await freePort();
+  const opsPort = await freePort();
+  server = `127.0.0.1:${port}`;
+  opsUrl = `http://127.0.0.1:${opsPort}`;
+  observer = Bun.spawn(["bun", "run", join(ROOT, "services/observer/src/main.ts")], {
+    env: {
+      PATH: CHILD_PATH,
+      PERISCOPE_NATS_URL: nats.url,
+      PERISCOPE_LISTEN_ADDR: server,
+      PERISCOPE_OPS_ADDR: `127.0.0.1:${opsPort}`,
+      PERISCOPE_NODE_NAME: "cli-test-observer",
+      PERISCOPE_LOG_LEVEL: "warn",
+    },
+    stdout: "inherit",
+    stderr: "inherit",
+  });
+  await waitFor(
+    () =>
+      fetch(`${opsUrl}/readyz`).then(
+        (r) => r.ok,
+        () => false,
+      ),
+    "observer to be ready",
+  );
+  nc.publish(subjects.flows("node-1"), flowBatch("node-1", ["client-a", "client-b", "client-c"]));
+  await nc.flush();
+  await waitFor(
+    async () => (await metric("periscope_observer_flows_received_total")) === 3,
+    "3 flows",
+  );
+});
+
+afterAll(async () => {
+  if (observer) {
+    observer.kill("SIGTERM");
+    await observer.exited;
+  }
+  await nc?.close();
+  await nats?.stop();
+});
+
+describe("cli process", () => {
+  test("cli - observe prints compact lines", async () => {
+    const r = await periscope("observe", "--server", server, "--last", "2");
+    expect(r.code).toBe(0);
+    expect(r.lines).toHaveLength(2);
+    expect(r.lines[0]).toContain("demo/client-b");
+    expect(r.lines[1]).toContain("demo/client-c");
+    expect(r.lines[1]).toContain("FORWARDED");
+  });
+
+  test("cli - observe -o json prints one GetFlowsResponse per line", async () => {
+    const r = await periscope(
+      "observe",
+      "--server",
+      server,
+      "-o",
+      "json",
+      "--from-pod",
+      "demo/client-a",
+    );
+    expect(r.code).toBe(0);
+    expect(r.lines).toHaveLength(1);
+    const obj = JSON.parse(r.lines[0] ?? "") as {
+      flow: { source: { pod_name: string } };
+      node_name: string;
+    };
+    expect(obj.flow.source.pod_name).toBe("client-a");
+    expect(obj.node_name).toBe("node-1");
+  });
+
+  test("cli - status prints hubble's status lines", async () => {
+    const r = await periscope("status", "--server", server);
+    expect(r.code).toBe(0);
+    expect(r.lines).toEqual([
+      `Healthcheck (via ${server}): Ok`,
+      "Current/Max Flows: 3/4,095 (0.07%)",
+      expect.stringMatching(/^Flows\/s: \d+\.\d\d$/),
+      "Connected Nodes: 1/1",
+    ]);
+  });
+
+  test("cli - list nodes shows the publishing node", async () => {
+    const r = await periscope("list", "nodes", "--server", server);
+    expect(r.code).toBe(0);
+    expect(r.lines[1]).toMatch(/^node-1\s+Connected\s+/);
+  });
+
+  test.each([
+    [["observe", "--no-such-flag"], 2, "unknown flag"],
+    [["observe", "--first", "2", "-f"], 2, "--first"],
+    [["frobnicate"], 2, "unknown command"],
+    [["observe", "--server", "SERVER", "--port", "99999"], 1, "invalid_argument"],
+  ])("cli - %p exits %p", async (args, code, msg) => {
+    const r = await periscope(...args.map((a) => (a === "SERVER" ? server : a)));
+    expect(r.code).toBe(code);
+    expect(r.stderr).toContain(msg);
+  });
+
+  test("cli - observe against a closed port exits 1", async () => {
+    const r = await periscope("observe", "--server", `127.0.0.1:${await freePort()}`);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("unavailable");
+  });
+
+  test("cli - observe -f prints new flows and exits 0 on SIGINT", async () => {
+    const proc = Bun.spawn([LAUNCHER, "observe", "--server", server, "-f"], {
+      stdout: "pipe",
+      stderr: "pipe",
+      env: { PATH: CHILD_PATH },
+    });
+    let out = "";
+    const reading = (async () => {
+      const decoder = new TextDecoder();
+      for await (const chunk of proc.stdout) out += decoder.decode(chunk);
+    })();
+    try {
+      await waitFor(
+        async () => (await metric("periscope_observer_active_streams")) >= 1,
+        "follow stream",
+      );
+      // The stream is open; publish until the follower (registered right after) prints it.
+      await waitFor(async () => {
+        nc.publish(subjects.flows("node-2"), flowBatch("node-2", ["late-pod"]));
+        await nc.flush();
+        await Bun.sleep(100);
+        return out.includes("demo/late-pod");
+      }, "followed flow to be printed");
+      proc.kill("SIGINT");
+      expect(await proc.exited).toBe(0);
+      await reading;
+      expect(out).not.toContain("client-a");
+    } finally {
+      proc.kill("SIGKILL");
+    }
+  });
+});

@@ -1,0 +1,30 @@
+import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { Observer } from "@periscope/proto";
+
+/** Default observer address, like hubble's `localhost:4245`. */
+export const DEFAULT_SERVER = "localhost:4245";
+
+/** `host:port` → `http://host:port`; URLs with a scheme pass through. */
+export function serverBaseUrl(server: string): string {
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(server) ? server : `http://${server}`;
+}
+
+/** An Observer client speaking gRPC over HTTP/2 (h2c for http:// addresses). */
+export function observerClient(server: string): Client<typeof Observer> {
+  // connect-node v2 gRPC transports always use HTTP/2 (h2c for http://).
+  const transport = createGrpcTransport({ baseUrl: serverBaseUrl(server) });
+  return createClient(Observer, transport);
+}
+
+/** One line describing a failed call: "<code>: <message>". */
+export function describeRpcError(err: unknown): string {
+  const ce = ConnectError.from(err);
+  const code = (Code[ce.code] ?? String(ce.code)).replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
+  return `${code}: ${ce.rawMessage}`;
+}
+
+/** True when `err` is the client's own cancellation (e.g. Ctrl-C during --follow). */
+export function isCanceled(err: unknown, signal: AbortSignal): boolean {
+  return signal.aborted && ConnectError.from(err).code === Code.Canceled;
+}

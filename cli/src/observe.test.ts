@@ -1,0 +1,143 @@
+import { describe, expect, test } from "bun:test";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { FlowFilterSchema, GetFlowsRequestSchema, IPVersion, Verdict } from "@periscope/proto";
+import { UsageError } from "./args.ts";
+import { parseObserveArgs } from "./observe.ts";
+import { parseDurationMs } from "./time.ts";
+
+const NOW = Date.UTC(2024, 4, 1, 12, 0, 0);
+const ff = (init: MessageInitShape<typeof FlowFilterSchema>) => create(FlowFilterSchema, init);
+
+describe("cli observe flags", () => {
+  test.each<{ argv: string[]; want: MessageInitShape<typeof GetFlowsRequestSchema> }>([
+    { argv: [], want: { number: 20n } },
+    { argv: ["--last", "5"], want: { number: 5n } },
+    { argv: ["--first", "7"], want: { number: 7n, first: true } },
+    { argv: ["--all"], want: { number: 0xffff_ffff_ffff_ffffn } },
+    { argv: ["-f"], want: { follow: true } },
+    { argv: ["--follow", "--last", "3"], want: { follow: true, number: 3n } },
+    { argv: ["--since", "5m"], want: { since: timestampFromMs(NOW - 300_000) } },
+    {
+      argv: ["--since", "2024-05-01T10:00:00Z", "--until", "1h30m"],
+      want: {
+        since: timestampFromMs(Date.UTC(2024, 4, 1, 10)),
+        until: timestampFromMs(NOW - 5_400_000),
+      },
+    },
+    {
+      argv: ["--from-ip", "10.0.0.1"],
+      want: { number: 20n, whitelist: [ff({ sourceIp: ["10.0.0.1"] })] },
+    },
+    {
+      argv: ["--ip", "10.0.0.1"],
+      want: {
+        number: 20n,
+        whitelist: [ff({ sourceIp: ["10.0.0.1"] }), ff({ destinationIp: ["10.0.0.1"] })],
+      },
+    },
+    {
+      argv: ["--protocol", "tcp", "--ip", "10.0.0.1", "--verdict", "dropped"],
+      want: {
+        number: 20n,
+        whitelist: [
+          ff({ protocol: ["tcp"], sourceIp: ["10.0.0.1"], verdict: [Verdict.DROPPED] }),
+          ff({ protocol: ["tcp"], destinationIp: ["10.0.0.1"], verdict: [Verdict.DROPPED] }),
+        ],
+      },
+    },
+    {
+      argv: ["--from-pod", "demo/client", "--to-port", "80", "--to-ip=10.0.0.2"],
+      want: {
+        number: 20n,
+        whitelist: [
+          ff({ sourcePod: ["demo/client"], destinationPort: ["80"], destinationIp: ["10.0.0.2"] }),
+        ],
+      },
+    },
+    {
+      argv: ["--pod", "demo/web", "--port", "443"],
+      want: {
+        number: 20n,
+        whitelist: [
+          ff({ sourcePod: ["demo/web"], sourcePort: ["443"] }),
+          ff({ destinationPod: ["demo/web"], destinationPort: ["443"] }),
+        ],
+      },
+    },
+    {
+      argv: ["--namespace", "demo", "--ip-version", "v6"],
+      want: {
+        number: 20n,
+        whitelist: [
+          ff({ sourcePod: ["demo/"], ipVersion: [IPVersion.IPv6] }),
+          ff({ destinationPod: ["demo/"], ipVersion: [IPVersion.IPv6] }),
+        ],
+      },
+    },
+    {
+      argv: ["--protocol", "udp", "--not", "--verdict", "FORWARDED"],
+      want: {
+        number: 20n,
+        whitelist: [ff({ protocol: ["udp"] })],
+        blacklist: [ff({ verdict: [Verdict.FORWARDED] })],
+      },
+    },
+    {
+      argv: ["--not", "--ip", "10.0.0.9"],
+      want: {
+        number: 20n,
+        blacklist: [ff({ sourceIp: ["10.0.0.9"] }), ff({ destinationIp: ["10.0.0.9"] })],
+      },
+    },
+    {
+      argv: ["--type", "trace:to-network", "--node-name", "node-*"],
+      want: {
+        number: 20n,
+        whitelist: [
+          ff({ eventType: [{ type: 4, matchSubType: true, subType: 11 }], nodeName: ["node-*"] }),
+        ],
+      },
+    },
+  ])("cli - observe $argv builds the hubble request", ({ argv, want }) => {
+    const got = parseObserveArgs(argv, "localhost:4245", NOW);
+    expect(got.request).toEqual(create(GetFlowsRequestSchema, want));
+  });
+
+  test.each([
+    { argv: ["--last", "x"], msg: "--last" },
+    { argv: ["--first", "1", "--follow"], msg: "--first" },
+    { argv: ["--first", "1", "--last", "2"], msg: "only one of" },
+    { argv: ["--since", "yesterday-ish"], msg: "--since" },
+    { argv: ["--verdict", "MAYBE"], msg: "--verdict" },
+    { argv: ["--type", "bogus"], msg: "--type" },
+    { argv: ["--ip", "1.1.1.1", "--from-ip", "2.2.2.2"], msg: "cannot be combined" },
+    { argv: ["--protocol", "tcp", "--not"], msg: "--not" },
+    { argv: ["--output", "yaml"], msg: "--output" },
+    { argv: ["--frobnicate"], msg: "unknown flag" },
+    { argv: ["--from-ip"], msg: "needs an argument" },
+    { argv: ["stray"], msg: "unexpected argument" },
+  ])("cli - observe $argv is a usage error", ({ argv, msg }) => {
+    expect(() => parseObserveArgs(argv, "localhost:4245", NOW)).toThrow(UsageError);
+    expect(() => parseObserveArgs(argv, "localhost:4245", NOW)).toThrow(msg);
+  });
+
+  test.each([
+    ["--server", "127.0.0.1:9999", "127.0.0.1:9999"],
+    ["-o", "json", "localhost:4245"],
+  ])("cli - observe %s %s talks to %s", (flag, value, server) => {
+    expect(parseObserveArgs([flag, value], "localhost:4245", NOW).server).toBe(server);
+  });
+
+  test.each([
+    ["5m", 300_000],
+    ["1h30m", 5_400_000],
+    ["1.5s", 1500],
+    ["300ms", 300],
+    ["0", 0],
+    ["5", undefined],
+    ["m", undefined],
+  ])("cli - duration %p is %p ms", (text, ms) => {
+    expect(parseDurationMs(text)).toBe(ms);
+  });
+});

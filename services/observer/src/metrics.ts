@@ -1,0 +1,84 @@
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import type { Metrics } from "@periscope/telemetry";
+import type { Counter, Gauge } from "prom-client";
+
+/** The observer's own metrics (all `periscope_observer_*`). */
+export interface ObserverMetrics {
+  /** Flows received from the bus. */
+  readonly flowsReceived: Counter;
+  /** FlowBatch messages received from the bus (well-formed or not). */
+  readonly batchesReceived: Counter;
+  /** Errors by kind, e.g. `malformed_batch`. */
+  readonly errors: Counter<"kind">;
+  /** Events lost by where: `ring_buffer` = overwritten before a follower read them. */
+  readonly eventsLost: Counter<"where">;
+  /** Finished RPCs by method and status code (`ok`, `invalid_argument`, `canceled`, …). */
+  readonly requests: Counter<"method" | "code">;
+  /** Server streams currently open. */
+  readonly activeStreams: Gauge;
+  /** Entries currently held in the ring. */
+  readonly ringEntries: Gauge;
+}
+
+/** Registers the observer's metrics in `metrics` (one call per registry). */
+export function createObserverMetrics(metrics: Metrics): ObserverMetrics {
+  return {
+    flowsReceived: metrics.counter("flows_received_total", "Flows received from the bus"),
+    batchesReceived: metrics.counter("batches_received_total", "FlowBatch messages received"),
+    errors: metrics.counter("errors_total", "Errors by kind", ["kind"]),
+    eventsLost: metrics.counter("events_lost_total", "Events lost, by where", ["where"]),
+    requests: metrics.counter("requests_total", "Finished RPCs by method and code", [
+      "method",
+      "code",
+    ]),
+    activeStreams: metrics.gauge("active_streams", "Server streams currently open"),
+    ringEntries: metrics.gauge("ring_entries", "Events currently held in the flow ring"),
+  };
+}
+
+/** `InvalidArgument` → `invalid_argument`, like gRPC's canonical code names. */
+export function codeLabel(code: Code): string {
+  return (Code[code] ?? String(code)).replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
+}
+
+/**
+ * Counts every finished RPC by method and code and tracks open server streams. A stream
+ * the client abandons counts as `canceled`.
+ */
+export function metricsInterceptor(m: ObserverMetrics): Interceptor {
+  return (next) => async (req) => {
+    const method = req.method.name;
+    const done = (code: string): void => {
+      m.requests.inc({ method, code });
+    };
+    let res: Awaited<ReturnType<typeof next>>;
+    try {
+      res = await next(req);
+    } catch (err) {
+      done(codeLabel(ConnectError.from(err).code));
+      throw err;
+    }
+    if (!res.stream) {
+      done("ok");
+      return res;
+    }
+    const inner = res.message;
+    async function* counted(): AsyncGenerator<
+      typeof inner extends AsyncIterable<infer T> ? T : never
+    > {
+      m.activeStreams.inc();
+      let code = "canceled";
+      try {
+        yield* inner;
+        code = "ok";
+      } catch (err) {
+        code = codeLabel(ConnectError.from(err).code);
+        throw err;
+      } finally {
+        m.activeStreams.dec();
+        done(code);
+      }
+    }
+    return { ...res, message: counted() };
+  };
+}

@@ -1,0 +1,169 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { compileFilters, FilterError } from "@periscope/flow";
+import {
+  type GetAgentEventsResponse,
+  type GetDebugEventsResponse,
+  type GetFlowsRequest,
+  type GetFlowsResponse,
+  GetFlowsResponseSchema,
+  GetNamespacesResponseSchema,
+  GetNodesResponseSchema,
+  LostEventSchema,
+  LostEventSource,
+  NamespaceSchema,
+  NodeSchema,
+  NodeState,
+  type Observer,
+  ServerStatusResponseSchema,
+} from "@periscope/proto";
+import type { Logger } from "@periscope/telemetry";
+import type { ObserverMetrics } from "./metrics.ts";
+import { type EventQuery, QueryError, readEvents, validateQuery } from "./query.ts";
+import type { FlowStore } from "./store.ts";
+
+/** What the Observer service implementation needs. */
+export interface ObserverDeps {
+  readonly store: FlowStore;
+  /** This observer's node name; lost events it detects carry it. */
+  readonly nodeName: string;
+  /** Reported as ServerStatus.version, e.g. "periscope 0.1.0". */
+  readonly version: string;
+  readonly metrics?: ObserverMetrics | undefined;
+  readonly log?: Logger | undefined;
+}
+
+/** Runs `validateQuery`, turning a {@link QueryError} into InvalidArgument. */
+function checkQuery(q: EventQuery): void {
+  try {
+    validateQuery(q);
+  } catch (err) {
+    if (err instanceof QueryError) throw new ConnectError(err.message, Code.InvalidArgument);
+    throw err;
+  }
+}
+
+/** Compiles the request's filters once; a bad filter becomes InvalidArgument naming the field. */
+function buildMatcher(req: GetFlowsRequest): (resp: GetFlowsResponse) => boolean {
+  let filter: ReturnType<typeof compileFilters>;
+  try {
+    filter = compileFilters(req.whitelist, req.blacklist);
+  } catch (err) {
+    if (err instanceof FilterError) {
+      const msg = err.message.includes(err.field) ? err.message : `${err.field}: ${err.message}`;
+      throw new ConnectError(msg, Code.InvalidArgument, undefined, undefined, err);
+    }
+    throw err;
+  }
+  return (resp) => resp.responseTypes.case !== "flow" || filter(resp.responseTypes.value);
+}
+
+/** Blocks until the client goes away or the store's ring is closed (shutdown). */
+async function waitForEnd(store: FlowStore, ctx: HandlerContext): Promise<void> {
+  await store.ring.waitFor(Number.POSITIVE_INFINITY, ctx.signal);
+}
+
+/** A stream without messages that ends once `done` resolves. */
+function noEvents<T>(done: Promise<void>): AsyncIterable<T> {
+  return {
+    [Symbol.asyncIterator]: () => ({
+      next: async (): Promise<IteratorResult<T>> => {
+        await done;
+        return { done: true, value: undefined };
+      },
+    }),
+  };
+}
+
+/**
+ * The `observer.Observer` implementation over a {@link FlowStore}, with Hubble's
+ * semantics for GetFlows (number/first/follow/since/until, whitelist − blacklist,
+ * LostEvent with source HUBBLE_RING_BUFFER when a follower is lapped).
+ */
+export function createObserverService(deps: ObserverDeps): ServiceImpl<typeof Observer> {
+  const { store, metrics } = deps;
+
+  const lostResponse = (count: number): GetFlowsResponse =>
+    create(GetFlowsResponseSchema, {
+      nodeName: deps.nodeName,
+      time: timestampFromMs(Date.now()),
+      responseTypes: {
+        case: "lostEvents",
+        value: create(LostEventSchema, {
+          source: LostEventSource.HUBBLE_RING_BUFFER,
+          numEventsLost: BigInt(count),
+        }),
+      },
+    });
+
+  return {
+    async *getFlows(req, ctx) {
+      checkQuery(req);
+      const match = buildMatcher(req);
+      let sent = 0;
+      for await (const step of readEvents(store.ring, req, match, ctx.signal)) {
+        if (step.kind === "lost") {
+          metrics?.eventsLost.inc({ where: "ring_buffer" }, step.count);
+          deps.log?.warn({ lost: step.count }, "GetFlows follower lapped by the ring writer");
+          yield lostResponse(step.count);
+          continue;
+        }
+        sent++;
+        yield step.resp;
+      }
+      deps.log?.debug({ sent, follow: req.follow }, "GetFlows finished");
+    },
+
+    getAgentEvents(req, ctx): AsyncIterable<GetAgentEventsResponse> {
+      // Periscope has no agent events; honour follow by staying open until cancelled.
+      checkQuery(req);
+      return noEvents(req.follow ? waitForEnd(store, ctx) : Promise.resolve());
+    },
+
+    getDebugEvents(req, ctx): AsyncIterable<GetDebugEventsResponse> {
+      checkQuery(req);
+      return noEvents(req.follow ? waitForEnd(store, ctx) : Promise.resolve());
+    },
+
+    serverStatus() {
+      const { connected, unavailable } = store.nodes();
+      return create(ServerStatusResponseSchema, {
+        numFlows: BigInt(store.ring.length),
+        maxFlows: BigInt(store.ring.capacity),
+        seenFlows: BigInt(store.seenFlows),
+        uptimeNs: BigInt(Math.round(store.uptimeMs() * 1e6)),
+        numConnectedNodes: connected.length,
+        numUnavailableNodes: unavailable.length,
+        unavailableNodes: unavailable.map((n) => n.name),
+        version: deps.version,
+        flowsRate: store.flowsRate(),
+      });
+    },
+
+    getNodes() {
+      const { connected, unavailable } = store.nodes();
+      const nowMs = Date.now();
+      const node = (n: (typeof connected)[number], state: NodeState) =>
+        create(NodeSchema, {
+          name: n.name,
+          state,
+          uptimeNs: BigInt(Math.max(0, nowMs - n.firstSeenMs)) * 1_000_000n,
+          seenFlows: BigInt(n.seenFlows),
+          maxFlows: BigInt(store.ring.capacity),
+        });
+      return create(GetNodesResponseSchema, {
+        nodes: [
+          ...connected.map((n) => node(n, NodeState.NODE_CONNECTED)),
+          ...unavailable.map((n) => node(n, NodeState.NODE_UNAVAILABLE)),
+        ],
+      });
+    },
+
+    getNamespaces() {
+      return create(GetNamespacesResponseSchema, {
+        namespaces: store.namespaces().map((ns) => create(NamespaceSchema, ns)),
+      });
+    },
+  };
+}

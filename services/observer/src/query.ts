@@ -1,0 +1,114 @@
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import type { GetFlowsResponse } from "@periscope/proto";
+import type { Ring } from "./ring.ts";
+import { RingReader } from "./ring.ts";
+
+/** The selection fields Hubble's GetFlows/GetAgentEvents/GetDebugEvents requests share. */
+export interface EventQuery {
+  /** Last `number` events (first `number` with `first`); 0 = no limit. */
+  readonly number: bigint;
+  readonly first: boolean;
+  readonly follow: boolean;
+  readonly since?: Timestamp | undefined;
+  readonly until?: Timestamp | undefined;
+}
+
+/** A request combination Hubble rejects; becomes InvalidArgument at the RPC edge. */
+export class QueryError extends Error {
+  override readonly name = "QueryError";
+}
+
+/** Hubble's validateRequest: `first` and `follow` exclude each other. */
+export function validateQuery(q: EventQuery): void {
+  if (q.first && q.follow) throw new QueryError("first cannot be specified with follow");
+}
+
+/** Nanoseconds since the epoch; undefined for a missing timestamp. */
+export function timestampNs(ts: Timestamp | undefined): bigint | undefined {
+  return ts === undefined ? undefined : ts.seconds * 1_000_000_000n + BigInt(ts.nanos);
+}
+
+function eventNs(resp: GetFlowsResponse): bigint {
+  const ts =
+    resp.time ?? (resp.responseTypes.case === "flow" ? resp.responseTypes.value.time : undefined);
+  return timestampNs(ts) ?? 0n;
+}
+
+function isLost(resp: GetFlowsResponse): boolean {
+  return resp.responseTypes.case === "lostEvents";
+}
+
+/**
+ * Where a reader for `q` starts (Hubble's newRingReader): `since` wins over `number`;
+ * `first` starts at the oldest entry; a plain follow starts at the end; otherwise walk back
+ * from the newest entry until `number` matching events or the first one before `since`.
+ * Lost events stored in the ring never count.
+ */
+export function startIndex(
+  ring: Ring<GetFlowsResponse>,
+  q: EventQuery,
+  match: (resp: GetFlowsResponse) => boolean,
+): number {
+  const sinceNs = timestampNs(q.since);
+  if (q.first && sinceNs === undefined) return ring.oldest;
+  if (q.follow && q.number === 0n && sinceNs === undefined) return ring.next;
+  let count = 0n;
+  for (let idx = ring.next - 1; idx >= ring.oldest; idx--) {
+    const resp = ring.at(idx);
+    if (resp === undefined || isLost(resp) || !match(resp)) continue;
+    count++;
+    if (sinceNs !== undefined) {
+      if (eventNs(resp) < sinceNs) return idx + 1;
+    } else if (count === q.number) {
+      return idx;
+    }
+  }
+  return ring.oldest;
+}
+
+/** One item of {@link readEvents}: a stored event, or entries this reader lost to the writer. */
+export type QueryStep =
+  | { readonly kind: "event"; readonly resp: GetFlowsResponse }
+  | { readonly kind: "lost"; readonly count: number };
+
+/**
+ * Streams the events `q` selects (Hubble's eventsReader): matching flows within
+ * since/until, lost events unfiltered, and a "lost" step whenever the writer lapped this
+ * reader. Without `follow` it ends at the ring's end as of the call, or after `number`
+ * events; with `follow` it waits for new events until `signal` aborts or the ring closes.
+ * An event after `until` ends the stream.
+ */
+export async function* readEvents(
+  ring: Ring<GetFlowsResponse>,
+  q: EventQuery,
+  match: (resp: GetFlowsResponse) => boolean,
+  signal?: AbortSignal,
+): AsyncGenerator<QueryStep, void, undefined> {
+  const sinceNs = timestampNs(q.since);
+  const untilNs = timestampNs(q.until);
+  const reader = new RingReader(ring, startIndex(ring, q, match));
+  const end = ring.next;
+  let count = 0n;
+  for (;;) {
+    if (!q.follow && q.number > 0n && count >= q.number) return;
+    const step = q.follow ? await reader.nextFollow(signal) : reader.next(end);
+    if (step === undefined) return;
+    if (step.kind === "lost") {
+      yield step;
+      continue;
+    }
+    const resp = step.value;
+    if (isLost(resp)) {
+      yield { kind: "event", resp };
+      continue;
+    }
+    if (sinceNs !== undefined || untilNs !== undefined) {
+      const ns = eventNs(resp);
+      if (untilNs !== undefined && ns > untilNs) return;
+      if (sinceNs !== undefined && ns < sinceNs) continue;
+    }
+    if (!match(resp)) continue;
+    count++;
+    yield { kind: "event", resp };
+  }
+}

@@ -1,0 +1,174 @@
+import * as http2 from "node:http2";
+import type { AddressInfo } from "node:net";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { type Bus, connectBus } from "@periscope/bus";
+import {
+  createLogger,
+  createMetrics,
+  type Logger,
+  type OpsServer,
+  parseHostPort,
+  startOpsServer,
+} from "@periscope/telemetry";
+import pkg from "../package.json" with { type: "json" };
+import type { ObserverConfig } from "./config.ts";
+import { healthRoutes } from "./health.ts";
+import { type Ingest, startIngest } from "./ingest.ts";
+import { createObserverMetrics, metricsInterceptor, type ObserverMetrics } from "./metrics.ts";
+import { observerRoutes } from "./routes.ts";
+import { FlowStore } from "./store.ts";
+
+/** "periscope 0.1.0" — what ServerStatus reports as version. */
+export const OBSERVER_VERSION = `periscope ${pkg.version}`;
+
+/** Options for {@link startObserver}. */
+export interface StartObserverOptions {
+  /** Defaults to a pino logger at `config.logLevel`. */
+  log?: Logger;
+  /** Skip the ops server (/metrics, /healthz, /readyz). Default false. */
+  noOps?: boolean;
+  /** Grace period for open RPCs on stop before connections are destroyed, ms. Default 2000. */
+  shutdownGraceMs?: number;
+}
+
+/** A running observer. */
+export interface RunningObserver {
+  /** Bound gRPC/Connect port (useful when the config asked for port 0). */
+  readonly port: number;
+  readonly host: string;
+  /** `http://host:port` — base URL for Connect/gRPC clients. */
+  readonly url: string;
+  /** Bound ops port, undefined with `noOps`. */
+  readonly opsPort: number | undefined;
+  readonly store: FlowStore;
+  readonly metrics: ObserverMetrics;
+  readonly bus: Bus;
+  /** Ends follow streams, closes connections, the bus and the ops server. Safe twice. */
+  stop(): Promise<void>;
+}
+
+/** Serves `handler` over HTTP/2 cleartext (h2c), as gRPC clients and the hubble CLI expect. */
+async function listenH2c(
+  handler: ReturnType<typeof connectNodeAdapter>,
+  addr: string,
+): Promise<{ server: http2.Http2Server; sessions: Set<http2.ServerHttp2Session> }> {
+  const { host, port } = parseHostPort(addr);
+  const server = http2.createServer(handler);
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on("session", (s: http2.ServerHttp2Session) => {
+    sessions.add(s);
+    s.on("close", () => sessions.delete(s));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  return { server, sessions };
+}
+
+/**
+ * Starts the observer: bus subscription on `periscope.flows.>`, the Observer API over
+ * HTTP/2 (gRPC, gRPC-Web and Connect protocols) on `config.listenAddr`, and the ops server.
+ */
+export async function startObserver(
+  config: ObserverConfig,
+  opts: StartObserverOptions = {},
+): Promise<RunningObserver> {
+  const log = opts.log ?? createLogger("observer", config.logLevel);
+  const telemetry = createMetrics("observer");
+  const metrics = createObserverMetrics(telemetry);
+  const store = new FlowStore({ maxFlows: config.maxFlows });
+
+  const bus = await connectBus({
+    ...(config.natsUrl !== undefined ? { url: config.natsUrl } : { startLocal: true }),
+    name: `periscope-observer-${config.nodeName}`,
+    log,
+  });
+  const cleanups: (() => Promise<void>)[] = [() => bus.close()];
+  const cleanup = async (): Promise<void> => {
+    for (const fn of cleanups.reverse()) {
+      try {
+        await fn();
+      } catch (err) {
+        log.error({ err }, "observer shutdown step failed");
+      }
+    }
+  };
+
+  try {
+    const ingest: Ingest = startIngest({ nc: bus.nc, store, log, metrics });
+    cleanups.push(() => ingest.stop());
+
+    const stopping = new AbortController();
+    const observer = observerRoutes({
+      store,
+      nodeName: config.nodeName,
+      version: OBSERVER_VERSION,
+      metrics,
+      log,
+    });
+    const health = healthRoutes(() => bus.connected(), stopping.signal);
+    const handler = connectNodeAdapter({
+      routes: (router) => {
+        observer(router);
+        health(router);
+      },
+      interceptors: [metricsInterceptor(metrics)],
+      grpc: true,
+      grpcWeb: true,
+      connect: true,
+    });
+    const { server, sessions } = await listenH2c(handler, config.listenAddr);
+    const grace = opts.shutdownGraceMs ?? 2000;
+    cleanups.push(async () => {
+      stopping.abort();
+      store.ring.close(); // ends follow streams with OK status
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const s of sessions) s.close();
+      const timer = setTimeout(() => {
+        for (const s of sessions) s.destroy();
+      }, grace);
+      await closed;
+      clearTimeout(timer);
+    });
+    const bound = server.address() as AddressInfo;
+
+    let ops: OpsServer | undefined;
+    if (!opts.noOps) {
+      ops = await startOpsServer({
+        addr: config.opsAddr,
+        registry: telemetry.registry,
+        ready: () => bus.connected(),
+        log,
+      });
+      const opsServer = ops;
+      cleanups.push(() => opsServer.stop());
+    }
+
+    const host = parseHostPort(config.listenAddr).host;
+    log.info(
+      { listen: `${host}:${bound.port}`, ops: ops?.url, nats: bus.url, maxFlows: config.maxFlows },
+      "observer started",
+    );
+    let stopped: Promise<void> | undefined;
+    return {
+      port: bound.port,
+      host,
+      url: `http://${host.includes(":") ? `[${host}]` : host}:${bound.port}`,
+      opsPort: ops?.port,
+      store,
+      metrics,
+      bus,
+      stop() {
+        stopped ??= cleanup();
+        return stopped;
+      },
+    };
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+}

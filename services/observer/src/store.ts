@@ -1,0 +1,134 @@
+import type { GetFlowsResponse } from "@periscope/proto";
+import { Ring } from "./ring.ts";
+
+/** What the observer knows about one node that published on the bus. */
+export interface NodeInfo {
+  readonly name: string;
+  /** Wall-clock ms of the first and the latest batch from this node. */
+  readonly firstSeenMs: number;
+  readonly lastSeenMs: number;
+  /** Flows received from this node since the observer started. */
+  readonly seenFlows: number;
+}
+
+/** Options for {@link FlowStore}. */
+export interface FlowStoreOptions {
+  /** Ring capacity (max_flows). */
+  maxFlows: number;
+  /** A node that sent nothing for this long counts as unavailable. Default 5 minutes. */
+  nodeStaleMs?: number;
+  /** Window of the flows/s rate in seconds. Default 60 (like Hubble). */
+  rateWindowSec?: number;
+  /** Clock in ms; tests pass their own. */
+  now?: () => number;
+}
+
+/**
+ * The observer's in-memory state: the ring of recent events, counters for ServerStatus,
+ * the nodes seen on the bus and the namespaces seen in flows.
+ */
+export class FlowStore {
+  readonly ring: Ring<GetFlowsResponse>;
+  /** Wall-clock ms when the store was created (the observer's start). */
+  readonly startedMs: number;
+  readonly #now: () => number;
+  readonly #nodeStaleMs: number;
+  readonly #rateWindowSec: number;
+  /** Flow counts per wall-clock second, keyed by the second. */
+  readonly #perSecond = new Map<number, number>();
+  readonly #nodes = new Map<string, NodeInfo>();
+  /** "cluster/namespace" → the pair, insertion-ordered. */
+  readonly #namespaces = new Map<string, { cluster: string; namespace: string }>();
+  #seenFlows = 0;
+
+  constructor(opts: FlowStoreOptions) {
+    this.ring = new Ring<GetFlowsResponse>(opts.maxFlows);
+    this.#now = opts.now ?? Date.now;
+    this.#nodeStaleMs = opts.nodeStaleMs ?? 5 * 60_000;
+    this.#rateWindowSec = opts.rateWindowSec ?? 60;
+    this.startedMs = this.#now();
+  }
+
+  /** Flows (not lost events) stored since start, including overwritten ones. */
+  get seenFlows(): number {
+    return this.#seenFlows;
+  }
+
+  /**
+   * Stores one event received from `node` (the batch's publisher). Flows update the
+   * counters, the node's record and the namespace list; lost events are stored as is.
+   */
+  add(resp: GetFlowsResponse, node: string = resp.nodeName): void {
+    this.ring.write(resp);
+    const nowMs = this.#now();
+    const name = resp.nodeName || node;
+    const prev = this.#nodes.get(name);
+    const isFlow = resp.responseTypes.case === "flow";
+    this.#nodes.set(name, {
+      name,
+      firstSeenMs: prev?.firstSeenMs ?? nowMs,
+      lastSeenMs: nowMs,
+      seenFlows: (prev?.seenFlows ?? 0) + (isFlow ? 1 : 0),
+    });
+    if (resp.responseTypes.case !== "flow") return;
+    this.#seenFlows++;
+    this.#countRate(nowMs);
+    const flow = resp.responseTypes.value;
+    for (const ep of [flow.source, flow.destination]) {
+      if (!ep || ep.namespace === "") continue;
+      const cluster = ep.clusterName;
+      const key = `${cluster}/${ep.namespace}`;
+      if (!this.#namespaces.has(key))
+        this.#namespaces.set(key, { cluster, namespace: ep.namespace });
+    }
+  }
+
+  #countRate(nowMs: number): void {
+    const sec = Math.floor(nowMs / 1000);
+    this.#perSecond.set(sec, (this.#perSecond.get(sec) ?? 0) + 1);
+    if (this.#perSecond.size > this.#rateWindowSec + 1) this.#prune(sec);
+  }
+
+  #prune(nowSec: number): void {
+    for (const sec of this.#perSecond.keys()) {
+      if (sec <= nowSec - this.#rateWindowSec) this.#perSecond.delete(sec);
+    }
+  }
+
+  /**
+   * Flows per second over the last window (default 60 s), or over the time since start
+   * when the observer is younger than the window.
+   */
+  flowsRate(): number {
+    const nowMs = this.#now();
+    const nowSec = Math.floor(nowMs / 1000);
+    this.#prune(nowSec);
+    let total = 0;
+    for (const count of this.#perSecond.values()) total += count;
+    const spanSec = Math.min(this.#rateWindowSec, Math.max(1, (nowMs - this.startedMs) / 1000));
+    return total / spanSec;
+  }
+
+  /** Milliseconds since the store was created. */
+  uptimeMs(): number {
+    return this.#now() - this.startedMs;
+  }
+
+  /** Nodes seen on the bus, split by whether they sent anything recently. */
+  nodes(): { connected: NodeInfo[]; unavailable: NodeInfo[] } {
+    const cutoff = this.#now() - this.#nodeStaleMs;
+    const connected: NodeInfo[] = [];
+    const unavailable: NodeInfo[] = [];
+    for (const n of [...this.#nodes.values()].sort((a, b) => a.name.localeCompare(b.name))) {
+      (n.lastSeenMs >= cutoff ? connected : unavailable).push(n);
+    }
+    return { connected, unavailable };
+  }
+
+  /** Namespaces seen in flow endpoints, sorted by cluster then namespace. */
+  namespaces(): { cluster: string; namespace: string }[] {
+    return [...this.#namespaces.values()].sort(
+      (a, b) => a.cluster.localeCompare(b.cluster) || a.namespace.localeCompare(b.namespace),
+    );
+  }
+}

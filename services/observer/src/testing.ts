@@ -1,0 +1,55 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import {
+  EndpointSchema,
+  FlowSchema,
+  type GetFlowsResponse,
+  GetFlowsResponseSchema,
+  IPSchema,
+  IPVersion,
+  Verdict,
+} from "@periscope/proto";
+
+/** What a test flow may vary. */
+export interface TestFlowInit {
+  /** Wall-clock ms of the flow. */
+  timeMs: number;
+  src?: string;
+  dst?: string;
+  node?: string;
+  verdict?: Verdict;
+  srcNamespace?: string;
+  srcPod?: string;
+  dstNamespace?: string;
+}
+
+/** A GetFlowsResponse carrying a minimal IPv4 flow, as the enricher would publish it. */
+export function testFlowResponse(init: TestFlowInit): GetFlowsResponse {
+  const time = timestampFromMs(init.timeMs);
+  const node = init.node ?? "node-a";
+  const flow = create(FlowSchema, {
+    time,
+    nodeName: node,
+    verdict: init.verdict ?? Verdict.FORWARDED,
+    IP: create(IPSchema, {
+      source: init.src ?? "10.0.0.1",
+      destination: init.dst ?? "10.0.0.2",
+      ipVersion: IPVersion.IPv4,
+    }),
+    source: create(EndpointSchema, {
+      namespace: init.srcNamespace ?? "",
+      podName: init.srcPod ?? "",
+    }),
+    destination: create(EndpointSchema, { namespace: init.dstNamespace ?? "" }),
+  });
+  return create(GetFlowsResponseSchema, {
+    nodeName: node,
+    time,
+    responseTypes: { case: "flow", value: flow },
+  });
+}
+
+/** The source IP of a flow response ("" for anything else); handy in assertions. */
+export function sourceIp(resp: GetFlowsResponse): string {
+  return resp.responseTypes.case === "flow" ? (resp.responseTypes.value.IP?.source ?? "") : "";
+}
