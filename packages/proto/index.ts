@@ -13,6 +13,7 @@
  */
 
 export * from "./src/gen/flow/flow_pb.ts";
+export * from "./src/gen/grpc/health/v1/health_pb.ts";
 export * from "./src/gen/observer/observer_pb.ts";
 export {
   type ChangeNotification,

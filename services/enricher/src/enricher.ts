@@ -23,7 +23,10 @@ export async function startEnricher(config: Readonly<EnricherConfig>): Promise<R
   const log = createLogger("enricher", config.logLevel);
   const metrics = createMetrics("enricher");
   const framesIn = metrics.counter("frames_received_total", "Raw frames received from NATS");
-  const framesBad = metrics.counter("frames_malformed_total", "Raw frames that could not be decoded");
+  const framesBad = metrics.counter(
+    "frames_malformed_total",
+    "Raw frames that could not be decoded",
+  );
   const recordsIn = metrics.counter("records_received_total", "Kernel records received in frames");
   const flowsOut = metrics.counter("flows_published_total", "Flows published to observers");
   const batchesOut = metrics.counter("batches_published_total", "Flow batches published");
@@ -44,7 +47,12 @@ export async function startEnricher(config: Readonly<EnricherConfig>): Promise<R
 
   let bus: Bus;
   try {
-    bus = await connectBus({ url: config.natsUrl, name: `enricher-${config.nodeName}`, startLocal: true, log });
+    bus = await connectBus({
+      url: config.natsUrl,
+      name: `enricher-${config.nodeName}`,
+      startLocal: true,
+      log,
+    });
   } catch (err) {
     await ops.stop();
     throw err;
@@ -68,7 +76,10 @@ export async function startEnricher(config: Readonly<EnricherConfig>): Promise<R
         if (err instanceof MalformedFrameError) {
           framesBad.inc();
           errors.inc({ kind: "malformed_frame" });
-          log.warn({ subject: msg.subject, bytes: msg.data.length, err: err.message }, "skipped malformed raw frame");
+          log.warn(
+            { subject: msg.subject, bytes: msg.data.length, err: err.message },
+            "skipped malformed raw frame",
+          );
           return;
         }
         errors.inc({ kind: "internal" });
@@ -82,7 +93,10 @@ export async function startEnricher(config: Readonly<EnricherConfig>): Promise<R
       for (const [kind, n] of failures) {
         lost.inc({ where: `enricher_${kind}` }, n);
         errors.inc({ kind }, n);
-        log.warn({ node: frame.nodeName, kind, count: n, sample: failureSamples.get(kind) }, "records skipped");
+        log.warn(
+          { node: frame.nodeName, kind, count: n, sample: failureSamples.get(kind) },
+          "records skipped",
+        );
       }
       if (batch.responses.length === 0) return;
       try {

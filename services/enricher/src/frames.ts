@@ -66,10 +66,14 @@ export function processFrame(data: Uint8Array, deps: FrameDeps): FrameResult {
   const sealedMs = Number(frame.sealedUnixNs / 1_000_000n) || Date.now();
   const responses: GetFlowsResponse[] = [];
   if (frame.kernelLost > 0n) {
-    responses.push(lostResponse(node, LostEventSource.PERF_EVENT_RING_BUFFER, frame.kernelLost, sealedMs));
+    responses.push(
+      lostResponse(node, LostEventSource.PERF_EVENT_RING_BUFFER, frame.kernelLost, sealedMs),
+    );
   }
   if (frame.collectorLost > 0n) {
-    responses.push(lostResponse(node, LostEventSource.OBSERVER_EVENTS_QUEUE, frame.collectorLost, sealedMs));
+    responses.push(
+      lostResponse(node, LostEventSource.OBSERVER_EVENTS_QUEUE, frame.collectorLost, sealedMs),
+    );
   }
 
   const ctx: DecodeContext = {

@@ -100,41 +100,6 @@ afterAll(async () => {
   await nats?.stop();
 });
 
-/** grpc.health.v1 for grpc-js, described inline (protobufjs JSON form). */
-const HEALTH_JSON = {
-  nested: {
-    grpc: {
-      nested: {
-        health: {
-          nested: {
-            v1: {
-              nested: {
-                HealthCheckRequest: { fields: { service: { type: "string", id: 1 } } },
-                HealthCheckResponse: {
-                  fields: { status: { type: "ServingStatus", id: 1 } },
-                  nested: {
-                    ServingStatus: {
-                      values: { UNKNOWN: 0, SERVING: 1, NOT_SERVING: 2, SERVICE_UNKNOWN: 3 },
-                    },
-                  },
-                },
-                Health: {
-                  methods: {
-                    Check: {
-                      requestType: "HealthCheckRequest",
-                      responseType: "HealthCheckResponse",
-                    },
-                  },
-                },
-              },
-            },
-          },
-        },
-      },
-    },
-  },
-};
-
 interface GrpcHealth extends grpc.Client {
   Check(
     req: { service: string },
@@ -143,7 +108,10 @@ interface GrpcHealth extends grpc.Client {
 }
 
 function healthCheck(service: string) {
-  const def = protoLoader.fromJSON(HEALTH_JSON, { enums: String });
+  const def = protoLoader.loadSync("grpc/health/v1/health.proto", {
+    includeDirs: [PROTO_ROOT],
+    enums: String,
+  });
   const pkg = grpc.loadPackageDefinition(def) as unknown as {
     grpc: { health: { v1: { Health: new (a: string, c: grpc.ChannelCredentials) => GrpcHealth } } };
   };
