@@ -127,7 +127,9 @@ try {
       async () => {
         const proc = sup.get(name);
         if (proc && proc.exitCode() !== null) {
-          throw new Error(`${name} exited with ${proc.exitCode()}:\n${proc.lines().slice(-15).join("\n")}`);
+          throw new Error(
+            `${name} exited with ${proc.exitCode()}:\n${proc.lines().slice(-15).join("\n")}`,
+          );
         }
         return (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined))?.ok === true;
       },
@@ -139,7 +141,15 @@ try {
   if (topology) traffic = await demoTraffic(topology);
 
   const observe = Bun.spawn(
-    ["bun", "run", resolve(ROOT, "cli/src/main.ts"), "observe", "--server", opts.observerAddr, ...opts.observeArgs],
+    [
+      "bun",
+      "run",
+      resolve(ROOT, "cli/src/main.ts"),
+      "observe",
+      "--server",
+      opts.observerAddr,
+      ...opts.observeArgs,
+    ],
     { stdin: "ignore", stdout: "inherit", stderr: "inherit" },
   );
   const code = await observe.exited;
