@@ -1,0 +1,430 @@
+/**
+ * The whole pipeline with real parts: TC programs in real network namespaces,
+ * a real nats-server, the four services as processes, and the observer's
+ * gRPC API. Traffic stays inside the namespaces this file creates.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { PodProcess } from "@periscope/devstack";
+import { waitFor } from "@periscope/devstack";
+import {
+  type Flow,
+  FlowFilterSchema,
+  type GetFlowsRequestSchema,
+  TraceObservationPoint,
+  Verdict,
+} from "@periscope/proto";
+import { ROOT, type Stack, startStack, testPrefix } from "./harness.ts";
+
+type FilterInit = MessageInitShape<typeof FlowFilterSchema>;
+type RequestInit = MessageInitShape<typeof GetFlowsRequestSchema>;
+
+const HTTP_PORT = 8080;
+const UDP_PORT = 9999;
+const TCP_SRC_PORT = 41000;
+const UDP_SRC_PORT = 41001;
+
+let stack: Stack;
+let server: PodProcess | undefined;
+let ips: { frontend: string; backend: string; db: string };
+
+async function flows(req: RequestInit = {}): Promise<Flow[]> {
+  const out: Flow[] = [];
+  for await (const r of stack.client.getFlows({ number: 10_000n, ...req })) {
+    if (r.responseTypes.case === "flow") out.push(r.responseTypes.value);
+  }
+  return out;
+}
+
+function tcp(f: Flow) {
+  return f.l4?.protocol.case === "TCP" ? f.l4.protocol.value : undefined;
+}
+function udp(f: Flow) {
+  return f.l4?.protocol.case === "UDP" ? f.l4.protocol.value : undefined;
+}
+function icmp(f: Flow) {
+  return f.l4?.protocol.case === "ICMPv4" ? f.l4.protocol.value : undefined;
+}
+
+/** Polls GetFlows until `pick` finds what it needs in the result. */
+async function eventually<T>(
+  req: RequestInit,
+  pick: (fs: Flow[]) => T | undefined,
+  what: string,
+): Promise<T> {
+  let found: T | undefined;
+  await waitFor(
+    async () => {
+      found = pick(await flows(req));
+      return found !== undefined;
+    },
+    { timeoutMs: 20_000, intervalMs: 200, what },
+  );
+  return found as T;
+}
+
+beforeAll(async () => {
+  stack = await startStack({ prefix: testPrefix(), nodeName: "e2e-node" });
+  const t = stack.topology;
+  ips = { frontend: t.pod("frontend").ipv4, backend: t.pod("backend").ipv4, db: t.pod("db").ipv4 };
+  server = t.spawn("backend", [
+    "bun",
+    "-e",
+    `Bun.serve({ hostname: "0.0.0.0", port: ${HTTP_PORT}, fetch: () => new Response("ok") }); console.log("listening");`,
+  ]);
+  const reader = server.stdout.getReader();
+  const { value } = await reader.read();
+  reader.releaseLock();
+  if (!new TextDecoder().decode(value).includes("listening"))
+    throw new Error("backend server did not start");
+
+  // Known traffic: one HTTP request, one UDP datagram, one ping.
+  const curl = await t.exec("frontend", [
+    "curl",
+    "-sS",
+    "--max-time",
+    "5",
+    "--local-port",
+    String(TCP_SRC_PORT),
+    `http://${ips.backend}:${HTTP_PORT}/`,
+  ]);
+  expect(curl.stdout).toBe("ok");
+  await t.exec("frontend", [
+    "bash",
+    "-c",
+    `echo hello | nc -u -w1 -p ${UDP_SRC_PORT} ${ips.db} ${UDP_PORT}`,
+  ]);
+  await t.exec("frontend", ["ping", "-c", "1", "-W", "2", ips.db]);
+}, 90_000);
+
+afterAll(async () => {
+  server?.kill();
+  await stack?.stop();
+}, 60_000);
+
+describe("e2e", () => {
+  test("e2e - a TCP connection shows as flows with exact addresses, ports, flags and pods", async () => {
+    const isOurSyn = (f: Flow) => {
+      const t = tcp(f);
+      return t?.sourcePort === TCP_SRC_PORT && t.flags?.SYN === true && t.flags.ACK === false;
+    };
+    const syns = await eventually(
+      {},
+      (fs) => {
+        const s = fs.filter(isOurSyn);
+        return s.length >= 2 ? s : undefined;
+      },
+      "SYN seen leaving frontend and arriving at backend",
+    );
+    for (const f of syns) {
+      expect(f.IP?.source).toBe(ips.frontend);
+      expect(f.IP?.destination).toBe(ips.backend);
+      expect(tcp(f)?.destinationPort).toBe(HTTP_PORT);
+      expect(f.source?.namespace).toBe("demo");
+      expect(f.source?.podName).toBe("frontend");
+      expect(f.destination?.podName).toBe("backend");
+      expect(f.verdict).toBe(Verdict.FORWARDED);
+      expect(f.nodeName).toBe("e2e-node");
+      expect(f.Summary).toBe("TCP Flags: SYN");
+      expect(f.eventType?.type).toBe(4);
+    }
+    expect(syns.map((f) => f.traceObservationPoint).sort()).toEqual(
+      [TraceObservationPoint.FROM_NETWORK, TraceObservationPoint.TO_NETWORK].sort(),
+    );
+
+    const all = await flows();
+    const synAck = all.find((f) => {
+      const t = tcp(f);
+      return t?.destinationPort === TCP_SRC_PORT && t.flags?.SYN === true && t.flags.ACK === true;
+    });
+    expect(synAck?.IP?.source).toBe(ips.backend);
+    expect(synAck?.source?.podName).toBe("backend");
+    expect(synAck?.destination?.podName).toBe("frontend");
+    expect(synAck?.Summary).toBe("TCP Flags: SYN, ACK");
+    expect(
+      all.some((f) => tcp(f)?.sourcePort === TCP_SRC_PORT && tcp(f)?.flags?.FIN === true),
+    ).toBe(true);
+
+    // GetFlows answers oldest first.
+    const times = all.map(
+      (f) => (f.time?.seconds ?? 0n) * 1_000_000_000n + BigInt(f.time?.nanos ?? 0),
+    );
+    expect(times).toEqual([...times].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)));
+  });
+
+  test("e2e - UDP and ICMP flows carry their ports and types", async () => {
+    const u = await eventually(
+      {},
+      (fs) => fs.find((f) => udp(f)?.sourcePort === UDP_SRC_PORT),
+      "UDP datagram",
+    );
+    expect(u.IP?.source).toBe(ips.frontend);
+    expect(u.IP?.destination).toBe(ips.db);
+    expect(udp(u)?.destinationPort).toBe(UDP_PORT);
+    expect(u.destination?.podName).toBe("db");
+    expect(u.Summary).toBe("UDP");
+
+    const all = await flows();
+    const req = all.find((f) => icmp(f)?.type === 8 && f.IP?.destination === ips.db);
+    const rep = all.find((f) => icmp(f)?.type === 0 && f.IP?.source === ips.db);
+    expect(req?.Summary).toBe("ICMPv4 EchoRequest");
+    expect(req?.source?.podName).toBe("frontend");
+    expect(rep?.Summary).toBe("ICMPv4 EchoReply");
+    expect(rep?.destination?.podName).toBe("frontend");
+    // Nothing listens on db's UDP port: the kernel answers port unreachable.
+    expect(
+      all.some((f) => icmp(f)?.type === 3 && icmp(f)?.code === 3 && f.IP?.source === ips.db),
+    ).toBe(true);
+  });
+
+  interface FilterCase {
+    whitelist: FilterInit[];
+    blacklist: FilterInit[];
+    /** Holds for every returned flow. */
+    every: (f: Flow) => boolean;
+    /** Holds for at least one returned flow (the known traffic). */
+    some: (f: Flow) => boolean;
+  }
+  const filterCases: Array<[string, () => FilterCase]> = [
+    [
+      "protocol udp",
+      () => ({
+        whitelist: [{ protocol: ["udp"] }],
+        blacklist: [],
+        every: (f) => udp(f) !== undefined,
+        some: (f) => udp(f)?.sourcePort === UDP_SRC_PORT,
+      }),
+    ],
+    [
+      "from pod and destination port",
+      () => ({
+        whitelist: [{ sourcePod: ["demo/frontend"], destinationPort: [String(HTTP_PORT)] }],
+        blacklist: [],
+        every: (f) => f.source?.podName === "frontend" && tcp(f)?.destinationPort === HTTP_PORT,
+        some: (f) => tcp(f)?.sourcePort === TCP_SRC_PORT,
+      }),
+    ],
+    [
+      "source and destination ip",
+      () => ({
+        whitelist: [{ sourceIp: [ips.frontend], destinationIp: [`${ips.db}/32`] }],
+        blacklist: [],
+        every: (f) => f.IP?.source === ips.frontend && f.IP?.destination === ips.db,
+        some: (f) => icmp(f)?.type === 8,
+      }),
+    ],
+    [
+      "blacklist tcp and icmp",
+      () => ({
+        whitelist: [],
+        blacklist: [{ protocol: ["tcp", "icmp"] }],
+        // Hubble's "icmp" means ICMPv4 and ICMPv6.
+        every: (f) =>
+          tcp(f) === undefined && icmp(f) === undefined && f.l4?.protocol.case !== "ICMPv6",
+        some: (f) => udp(f)?.sourcePort === UDP_SRC_PORT,
+      }),
+    ],
+    [
+      "pod on either side",
+      () => ({
+        whitelist: [{ sourcePod: ["demo/db"] }, { destinationPod: ["demo/db"] }],
+        blacklist: [],
+        every: (f) => f.source?.podName === "db" || f.destination?.podName === "db",
+        some: (f) => icmp(f)?.type === 0,
+      }),
+    ],
+  ];
+  test.each(filterCases)(
+    "e2e - filter %s selects exactly the matching flows",
+    async (_name, make) => {
+      const c = make();
+      const everything = await flows();
+      const got = await flows({
+        whitelist: c.whitelist.map((x) => create(FlowFilterSchema, x)),
+        blacklist: c.blacklist.map((x) => create(FlowFilterSchema, x)),
+      });
+      expect(got.length).toBeGreaterThan(0);
+      expect(got.every(c.every)).toBe(true);
+      expect(got.some(c.some)).toBe(true);
+      // Exactly: the flows the predicate picks out of everything stored before the query.
+      const ids = new Set(got.map((f) => f.uuid));
+      expect(everything.filter(c.every).every((f) => ids.has(f.uuid))).toBe(true);
+    },
+  );
+
+  test("e2e - verdict DROPPED selects nothing: every flow here was forwarded", async () => {
+    expect(
+      await flows({ whitelist: [create(FlowFilterSchema, { verdict: [Verdict.DROPPED] })] }),
+    ).toEqual([]);
+  });
+
+  test.each([
+    ["source_ip", { sourceIp: ["10.0.0.300"] }],
+    ["protocol", { protocol: ["bogus"] }],
+    ["destination_port", { destinationPort: ["70000"] }],
+  ] as Array<[string, FilterInit]>)(
+    "e2e - invalid filter %s is InvalidArgument naming the field",
+    async (field, f) => {
+      const err = await flows({ whitelist: [create(FlowFilterSchema, f)] }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(ConnectError);
+      expect((err as ConnectError).code).toBe(Code.InvalidArgument);
+      expect((err as ConnectError).rawMessage).toContain(field);
+    },
+  );
+
+  test("e2e - follow delivers new flows while they happen", async () => {
+    const abort = new AbortController();
+    const srcPort = 41002;
+    const seen = (async () => {
+      const stream = stack.client.getFlows(
+        {
+          follow: true,
+          since: timestampFromMs(Date.now()),
+          whitelist: [create(FlowFilterSchema, { destinationPort: [String(HTTP_PORT)] })],
+        },
+        { signal: abort.signal },
+      );
+      for await (const r of stream) {
+        if (r.responseTypes.case === "flow" && tcp(r.responseTypes.value)?.sourcePort === srcPort) {
+          return r.responseTypes.value;
+        }
+      }
+      return undefined;
+    })();
+    // `since` covers traffic sent before the stream is fully set up, so no ordering is needed.
+    const timer = setTimeout(() => abort.abort(), 20_000);
+    await waitFor(
+      async () => {
+        const r = await stack.topology.exec("frontend", [
+          "curl",
+          "-sS",
+          "--max-time",
+          "3",
+          "--local-port",
+          String(srcPort),
+          `http://${ips.backend}:${HTTP_PORT}/`,
+        ]);
+        return r.code === 0;
+      },
+      { timeoutMs: 15_000, what: "curl with source port 41002" },
+    );
+    const f = await seen.catch((e: unknown) => {
+      throw new Error(`follow stream ended without the new flow: ${String(e)}`);
+    });
+    clearTimeout(timer);
+    abort.abort();
+    expect(f?.IP?.source).toBe(ips.frontend);
+    expect(f?.destination?.podName).toBe("backend");
+  });
+
+  test("e2e - a malformed raw frame is counted and skipped; the enricher keeps working", async () => {
+    const before = await stack.metric("enricher", "periscope_enricher_frames_malformed_total");
+    stack.bus.nc.publish(
+      `periscope.raw.${stack.nodeName}.0`,
+      new Uint8Array([0xde, 0xad, 0xbe, 0xef, 0xff]),
+    );
+    await waitFor(
+      async () =>
+        (await stack.metric("enricher", "periscope_enricher_frames_malformed_total")) ===
+        before + 1,
+      { timeoutMs: 10_000, what: "malformed frame counted" },
+    );
+    expect(stack.sup.get("enricher")?.exitCode()).toBeNull();
+    await stack.topology.exec("backend", ["ping", "-c", "1", "-W", "2", ips.db]);
+    await eventually(
+      {},
+      (fs) => fs.find((f) => icmp(f)?.type === 8 && f.IP?.source === ips.backend),
+      "flows after the malformed frame",
+    );
+  });
+
+  test("e2e - the CLI prints compact and json lines for the same flows", async () => {
+    const run = async (args: string[]) => {
+      const p = Bun.spawn(
+        [
+          "bun",
+          "run",
+          `${ROOT}/cli/src/main.ts`,
+          "observe",
+          "--server",
+          stack.observerAddr,
+          ...args,
+        ],
+        {
+          stdout: "pipe",
+          stderr: "pipe",
+        },
+      );
+      const [out, err, code] = await Promise.all([
+        new Response(p.stdout).text(),
+        new Response(p.stderr).text(),
+        p.exited,
+      ]);
+      return { out, err, code };
+    };
+    const compact = await run([
+      "--last",
+      "1000",
+      "--from-pod",
+      "demo/frontend",
+      "--to-port",
+      String(HTTP_PORT),
+    ]);
+    expect(compact.code).toBe(0);
+    const lines = compact.out.trim().split("\n");
+    expect(lines.length).toBeGreaterThan(0);
+    for (const l of lines) {
+      expect(l).toMatch(
+        /^\w{3} [ \d]\d \d\d:\d\d:\d\d\.\d{3}: demo\/frontend:\d+ .* demo\/backend:8080 .*(to|from)-network FORWARDED \(TCP Flags: [A-Z, ]+\)$/,
+      );
+    }
+    const json = await run(["--last", "1000", "--protocol", "udp", "-o", "json"]);
+    expect(json.code).toBe(0);
+    const objs = json.out
+      .trim()
+      .split("\n")
+      .map(
+        (l) =>
+          JSON.parse(l) as {
+            flow?: { l4?: { UDP?: { source_port?: number } }; node_name?: string };
+          },
+      );
+    expect(objs.some((o) => o.flow?.l4?.UDP?.source_port === UDP_SRC_PORT)).toBe(true);
+    expect(objs.every((o) => o.flow?.node_name === "e2e-node")).toBe(true);
+
+    const bad = await run(["--verdict", "BOGUS"]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.err.toLowerCase()).toContain("verdict");
+  });
+
+  test("e2e - ServerStatus counts the flows seen", async () => {
+    const s = await stack.client.serverStatus({});
+    expect(s.numFlows).toBeGreaterThan(0n);
+    expect(s.seenFlows).toBeGreaterThanOrEqual(s.numFlows);
+    expect(s.maxFlows).toBe(4095n);
+    expect(s.version).toContain("periscope");
+  });
+
+  test("e2e - stopping the collector removes its tc filters and BPF programs", async () => {
+    const t = stack.topology;
+    const filters = async () => {
+      let n = 0;
+      for (const pod of t.pods) {
+        for (const dir of ["ingress", "egress"]) {
+          const r = await t.exec(pod.name, ["tc", "filter", "show", "dev", "eth0", dir]);
+          n += r.stdout.trim() === "" ? 0 : 1;
+        }
+      }
+      return n;
+    };
+    expect(await filters()).toBe(6);
+    const code = await stack.sup.stopOne("collector");
+    expect(code).toBe(0);
+    expect(await filters()).toBe(0);
+  });
+});
