@@ -16,7 +16,17 @@ export {
   parseStoredEndpoint,
 } from "./endpoints.ts";
 export { BusConnectError, BusInputError, LocalNatsError } from "./errors.ts";
-export * from "./interfaces.ts";
+export {
+  INTERFACES_BUCKET,
+  type InterfaceInfo,
+  type InterfaceRecord,
+  type InterfaceRegistry,
+  interfaceKey,
+  interfaceNodeFilter,
+  openInterfaceRegistry,
+  parseStoredInterface,
+  storedInterfaceJson,
+} from "./interfaces.ts";
 export {
   canConnect,
   freePort,

@@ -76,7 +76,8 @@ export function parseStoredInterface(key: string, value: unknown): InterfaceReco
   const v = value as Record<string, unknown>;
   const str = (field: string): string => {
     const x = v[field];
-    if (typeof x !== "string") throw new BusInputError(`interface field "${field}" is not a string`);
+    if (typeof x !== "string")
+      throw new BusInputError(`interface field "${field}" is not a string`);
     return x;
   };
   const ifindex = v.ifindex;

@@ -67,7 +67,11 @@ export async function startLocalNats(opts: LocalNatsOptions = {}): Promise<Local
   } catch (err) {
     throw new LocalNatsError(`cannot create nats store dir ${storeDir}`, { cause: err });
   }
+  // setsid: a session of its own, so a terminal's Ctrl-C (sent to the whole
+  // foreground process group) reaches the services, which drain into this
+  // server, but not the server itself; stop() ends it after they are gone.
   const argv = [
+    "setsid",
     opts.binary ?? "nats-server",
     "-js",
     "-a",

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { TraceProgram } from "@periscope/bpf";
-import { type Bus, connectBus, subjects } from "@periscope/bus";
+import { type Bus, connectBus, openInterfaceRegistry, subjects } from "@periscope/bus";
 import {
   createLogger,
   createMetrics,
@@ -9,17 +9,20 @@ import {
   type OpsServer,
   startOpsServer,
 } from "@periscope/telemetry";
+import { type AttachableProgram, type AttachedDevice, InterfaceAttacher } from "./attacher.ts";
 import { createSystemClock, type FramerClock } from "./clock.ts";
-import type { CollectorConfig, InterfaceTarget } from "./config.ts";
+import type { CollectorConfig } from "./config.ts";
+import type { DeviceLister } from "./discovery.ts";
 import { DrainLoop, type RecordSource } from "./drain.ts";
 import { Framer } from "./framer.ts";
 import { CollectorMetrics } from "./metrics.ts";
 import { PublishQueue } from "./publisher.ts";
+import { InterfaceRegistrySync } from "./registry.ts";
+
+export { targetName } from "./attacher.ts";
 
 /** What the collector needs from a loaded trace program (`TraceProgram` from @periscope/bpf). */
-export interface CollectorProgram extends RecordSource {
-  attach(target: InterfaceTarget): void;
-  detach(target: InterfaceTarget): void;
+export interface CollectorProgram extends RecordSource, AttachableProgram {
   close(): void;
 }
 
@@ -32,6 +35,8 @@ export interface CollectorDeps {
   readonly clock?: FramerClock;
   /** Defaults to a random UUID per start. */
   readonly bootId?: string;
+  /** Device discovery; defaults to /sys/class/net and `ip -n <netns> -j link show`. */
+  readonly lister?: DeviceLister;
 }
 
 /** Counters of one collector run (the same numbers as its Prometheus metrics). */
@@ -53,6 +58,10 @@ export interface Collector {
   readonly opsPort: number;
   /** Interfaces currently attached, as `[<netns>/]<ifname>`. */
   attached(): string[];
+  /** Interfaces currently attached with their ifindex and netns cookie. */
+  devices(): AttachedDevice[];
+  /** Runs a discovery pass now (it also runs every discovery interval) and updates the registry. */
+  rescan(): Promise<void>;
   stats(): Readonly<CollectorStats>;
   /**
    * Stops draining, publishes what is left (waiting up to 5 s for NATS), detaches and
@@ -61,15 +70,13 @@ export interface Collector {
   stop(): Promise<void>;
 }
 
-/** `[<netns>/]<ifname>` */
-export function targetName(t: InterfaceTarget): string {
-  return t.netns === undefined ? t.ifname : `${t.netns}/${t.ifname}`;
-}
-
 /**
- * Starts a collector: loads and attaches the trace program, connects to NATS, starts the
- * ops server and the drain loop. Interfaces that fail to attach are retried every
- * `attachRetryMs`. Throws if the program cannot be loaded or NATS cannot be reached.
+ * Starts a collector: loads the trace program, connects to NATS, attaches to the devices
+ * matching `config.interfaces` (registering each in the interfaces KV bucket), starts the
+ * ops server and the drain loop. Devices are discovered again every
+ * `discoveryIntervalMs` (new ones attached, vanished ones forgotten, recreated ones
+ * re-attached); failed attaches are retried after `attachRetryMs`. Throws if the
+ * program cannot be loaded or NATS cannot be reached.
  */
 export async function startCollector(
   config: CollectorConfig,
@@ -93,10 +100,6 @@ export async function startCollector(
       log,
     });
     const connectedBus = bus;
-    const attached = new Map<string, InterfaceTarget>();
-    const waiting = new Map<string, InterfaceTarget>(
-      config.interfaces.map((t) => [targetName(t), t]),
-    );
     let running = true;
     ops = await startOpsServer({
       addr: config.opsAddr,
@@ -155,24 +158,42 @@ export async function startCollector(
       },
     });
 
-    const attachWaiting = (): void => {
-      for (const [name, target] of waiting) {
-        try {
-          program.attach(target);
-          waiting.delete(name);
-          attached.set(name, target);
-          log.info({ interface: name }, "attached");
-        } catch (err) {
-          m.attachError();
-          log.warn({ err, interface: name, retryMs: config.attachRetryMs }, "attach failed");
-        }
-      }
-      m.setAttached(attached.size);
+    const attacher = new InterfaceAttacher({
+      patterns: config.interfaces,
+      program,
+      attachRetryMs: config.attachRetryMs,
+      metrics: m,
+      log,
+      ...(deps.lister !== undefined ? { lister: deps.lister } : {}),
+    });
+    const registry = new InterfaceRegistrySync({
+      node: config.nodeName,
+      open: () => openInterfaceRegistry(connectedBus),
+      metrics: m,
+      log,
+    });
+    let rescanning: Promise<void> | undefined;
+    const rescan = (): Promise<void> => {
+      if (!running) return Promise.resolve();
+      rescanning ??= (async () => {
+        await attacher.scan();
+        registry.update(attacher.attached());
+        await registry.sync();
+      })().finally(() => {
+        rescanning = undefined;
+      });
+      return rescanning;
     };
-    attachWaiting();
-    const retry = setInterval(() => {
-      if (waiting.size > 0) attachWaiting();
-    }, config.attachRetryMs);
+    await rescan();
+    const discovery = setInterval(
+      () => {
+        rescan().catch((err: unknown) => {
+          m.error("discovery");
+          log.error({ err }, "discovery pass failed");
+        });
+      },
+      Math.min(config.discoveryIntervalMs, config.attachRetryMs),
+    );
     loop.start();
     log.info(
       { node: config.nodeName, bootId, partitions: config.partitions, ops: ops.port },
@@ -183,7 +204,8 @@ export async function startCollector(
     let stopping: Promise<void> | undefined;
     const shutdown = async (): Promise<void> => {
       running = false;
-      clearInterval(retry);
+      clearInterval(discovery);
+      await rescanning;
       loop.stop();
       const left = await queue.drain(5000);
       if (left > 0) {
@@ -191,19 +213,9 @@ export async function startCollector(
         m.lost("queue", dropped);
         log.error({ frames: left, records: dropped }, "frames not published before shutdown");
       }
+      await attacher.detachAll();
       if (ownsProgram) program.close();
-      else {
-        for (const [name, target] of attached) {
-          try {
-            program.detach(target);
-          } catch (err) {
-            m.error("detach");
-            log.error({ err, interface: name }, "detach failed");
-          }
-        }
-      }
-      attached.clear();
-      m.setAttached(0);
+      await registry.close(3000);
       await opsServer.stop();
       await connectedBus.close();
       log.info({ ...m.stats }, "collector stopped");
@@ -212,7 +224,9 @@ export async function startCollector(
       bootId,
       natsUrl: connectedBus.url,
       opsPort: ops.port,
-      attached: () => [...attached.keys()],
+      attached: () => attacher.attached().map((d) => d.name),
+      devices: () => attacher.attached(),
+      rescan,
       stats: () => ({ ...m.stats }),
       stop() {
         stopping ??= shutdown();

@@ -25,6 +25,7 @@ describe("config", () => {
       opsAddr: "127.0.0.1:9401",
       logLevel: "info",
       attachRetryMs: 5000,
+      discoveryIntervalMs: 2000,
     });
     expect(Object.isFrozen(c)).toBe(true);
     expect(Object.isFrozen(c.interfaces)).toBe(true);
@@ -100,6 +101,13 @@ describe("config", () => {
     { argv: ["--interfaces=../eth0"], field: "interfaces" },
     { argv: ["--interfaces=ns/"], field: "interfaces" },
     { argv: ["--interfaces=/eth0"], field: "interfaces" },
+    { argv: ["--interfaces=veth[0"], field: "interfaces" },
+    { argv: ["--interfaces=ns/eth[]"], field: "interfaces" },
+    { argv: ["--interfaces=ns*/"], field: "interfaces" },
+    { argv: ["--interfaces=e:*"], field: "interfaces" },
+    { argv: ["--interfaces=veth*,veth*"], field: "interfaces" },
+    { argv: ["--discovery-interval-ms=99"], field: "discovery-interval-ms" },
+    { argv: ["--discovery-interval-ms=soon"], field: "discovery-interval-ms" },
     { argv: ["--nats-url=http://x:1"], field: "nats-url" },
     { argv: ["--nats-url=nats://"], field: "nats-url" },
     { argv: ["--ops-addr=9401"], field: "ops-addr" },
@@ -120,6 +128,18 @@ describe("config", () => {
     expect((error as ConfigError).message).toContain(field);
   });
 
+  test.each([
+    { argv: [], env: {}, want: 2000 },
+    { argv: [], env: { PERISCOPE_DISCOVERY_INTERVAL_MS: "250" }, want: 250 },
+    {
+      argv: ["--discovery-interval-ms=500"],
+      env: { PERISCOPE_DISCOVERY_INTERVAL_MS: "250" },
+      want: 500,
+    },
+  ])("config - discovery interval $argv $env is $want ms", ({ argv, env, want }) => {
+    expect(loadConfig(argv, env).discoveryIntervalMs).toBe(want);
+  });
+
   test("config - bad environment value names the setting", () => {
     expect(() => loadConfig([], { PERISCOPE_PARTITIONS: "many" })).toThrow(
       /config partitions: "many" is not an integer/,
@@ -132,6 +152,12 @@ describe("config", () => {
     { raw: "lo", want: [{ ifname: "lo" }] },
     { raw: "psct-ab12/veth0", want: [{ ifname: "veth0", netns: "psct-ab12" }] },
     { raw: "a,b/a", want: [{ ifname: "a" }, { ifname: "a", netns: "b" }] },
+    { raw: "veth*", want: [{ ifname: "veth*" }] },
+    { raw: "mynetns/eth*", want: [{ ifname: "eth*", netns: "mynetns" }] },
+    { raw: "mynetns/*", want: [{ ifname: "*", netns: "mynetns" }] },
+    { raw: "pod-*/eth0", want: [{ ifname: "eth0", netns: "pod-*" }] },
+    { raw: "eth[0-3], lxc?", want: [{ ifname: "eth[0-3]" }, { ifname: "lxc?" }] },
+    { raw: "a-very-long-glob-over-15*", want: [{ ifname: "a-very-long-glob-over-15*" }] },
   ])("config - interfaces $raw", ({ raw, want }) => {
     expect(parseInterfaces(raw)).toEqual(want);
   });

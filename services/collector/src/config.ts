@@ -1,10 +1,15 @@
 import { hostname } from "node:os";
 import { resolve } from "node:path";
+import { compilePattern, GlobError, type InterfacePattern, isGlob } from "./patterns.ts";
+
+export type { InterfacePattern } from "./patterns.ts";
 
 /** Largest capture a trace record can carry (PSCOPE_MAX_CAPTURE in bpf/include/periscope.h). */
 const MAX_CAPTURE_LEN = 1536;
 /** Linux IFNAMSIZ minus the terminating NUL. */
 const MAX_IFNAME_LEN = 15;
+/** Longest glob accepted for a device or netns name. */
+const MAX_GLOB_LEN = 255;
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 
 /** An interface to attach to: `ifname` inside the named network namespace (or the current one). */
@@ -20,7 +25,12 @@ export interface CollectorConfig {
   readonly natsUrl: string | undefined;
   /** Node name as given (sanitized only when put into subjects). */
   readonly nodeName: string;
-  readonly interfaces: readonly InterfaceTarget[];
+  /**
+   * Devices to attach to: names or globs (`veth*`, `ns1/eth*`, `ns1/*`; the netns part
+   * may be a glob too). Globs never match loopback devices; matching devices are found
+   * again every `discoveryIntervalMs`, so devices that appear later are attached too.
+   */
+  readonly interfaces: readonly InterfacePattern[];
   /** Packet bytes captured per record, 1..1536. */
   readonly captureLen: number;
   /** Number of raw partitions (subjects periscope.raw.<node>.0 … partitions-1), ≥ 1. */
@@ -38,6 +48,8 @@ export interface CollectorConfig {
   readonly logLevel: (typeof LOG_LEVELS)[number];
   /** Milliseconds between attempts to attach interfaces that failed. */
   readonly attachRetryMs: number;
+  /** Milliseconds between scans for devices that appeared, vanished or were recreated. */
+  readonly discoveryIntervalMs: number;
 }
 
 /** Bad configuration; `field` names the offending setting (flag name without dashes). */
@@ -69,6 +81,7 @@ const ENV_NAMES = {
   "ops-addr": "PERISCOPE_OPS_ADDR",
   "log-level": "PERISCOPE_LOG_LEVEL",
   "attach-retry-ms": "PERISCOPE_ATTACH_RETRY_MS",
+  "discovery-interval-ms": "PERISCOPE_DISCOVERY_INTERVAL_MS",
 } as const;
 type Setting = keyof typeof ENV_NAMES;
 
@@ -122,9 +135,19 @@ function validNetns(name: string): boolean {
   );
 }
 
-/** Parses the comma list of `[<netns>/]<ifname>`; empty entries are ignored, duplicates rejected. */
-export function parseInterfaces(raw: string): InterfaceTarget[] {
-  const out: InterfaceTarget[] = [];
+/** A glob for a name: no "/" or whitespace (and no ":" for devices), compiles. */
+function validGlob(glob: string, device: boolean): boolean {
+  if (glob.length === 0 || glob.length > MAX_GLOB_LEN || /[/\s]/.test(glob)) return false;
+  if (device && glob.includes(":")) return false;
+  return true;
+}
+
+/**
+ * Parses the comma list of `[<netns>/]<ifname>`; either part may be a glob (`*`, `?`,
+ * `[...]`). Empty entries are ignored, duplicates rejected.
+ */
+export function parseInterfaces(raw: string): InterfacePattern[] {
+  const out: InterfacePattern[] = [];
   const seen = new Set<string>();
   for (const part of raw.split(",")) {
     const entry = part.trim();
@@ -132,13 +155,20 @@ export function parseInterfaces(raw: string): InterfaceTarget[] {
     const slash = entry.indexOf("/");
     const netns = slash === -1 ? undefined : entry.slice(0, slash);
     const ifname = slash === -1 ? entry : entry.slice(slash + 1);
-    if (netns !== undefined && !validNetns(netns))
+    if (netns !== undefined && !(isGlob(netns) ? validGlob(netns, false) : validNetns(netns)))
       throw new ConfigError("interfaces", `bad netns name in "${entry}"`);
-    if (!validIfname(ifname))
+    if (!(isGlob(ifname) ? validGlob(ifname, true) : validIfname(ifname)))
       throw new ConfigError("interfaces", `bad interface name in "${entry}"`);
     if (seen.has(entry)) throw new ConfigError("interfaces", `"${entry}" is listed twice`);
     seen.add(entry);
-    out.push(Object.freeze(netns === undefined ? { ifname } : { ifname, netns }));
+    const pattern = Object.freeze(netns === undefined ? { ifname } : { ifname, netns });
+    try {
+      compilePattern(pattern);
+    } catch (cause) {
+      if (!(cause instanceof GlobError)) throw cause;
+      throw new ConfigError("interfaces", `bad pattern "${entry}": ${cause.message}`, { cause });
+    }
+    out.push(pattern);
   }
   return out;
 }
@@ -205,5 +235,6 @@ export function loadConfig(
     opsAddr: parseOpsAddr(get("ops-addr") ?? "127.0.0.1:9401"),
     logLevel: parseLogLevel(get("log-level") ?? "info"),
     attachRetryMs: int("attach-retry-ms", 5000, 100, 3_600_000),
+    discoveryIntervalMs: int("discovery-interval-ms", 2000, 100, 3_600_000),
   });
 }

@@ -4,6 +4,9 @@ import type { Counter, Gauge, Registry } from "prom-client";
 /** Where a record was lost, the `where` label of events_lost_total. */
 export type LossPlace = "kernel" | "queue" | "publish";
 
+/** Why an interface was detached, the `reason` label of interface_detaches_total. */
+export type DetachReason = "vanished" | "recreated" | "stopped";
+
 /** The collector's Prometheus metrics plus plain-number mirrors for stats(). */
 export class CollectorMetrics {
   readonly registry: Registry;
@@ -23,6 +26,8 @@ export class CollectorMetrics {
   readonly #attachErrors: Counter;
   readonly #errors: Counter<"kind">;
   readonly #attached: Gauge;
+  readonly #attaches: Counter;
+  readonly #detaches: Counter<"reason">;
 
   constructor(metrics: Metrics) {
     this.registry = metrics.registry;
@@ -53,6 +58,18 @@ export class CollectorMetrics {
       "attached_interfaces",
       "Interfaces the trace program is attached to.",
     );
+    this.#attaches = metrics.counter(
+      "interface_attaches_total",
+      "Successful attaches of the trace program to an interface (also re-attaches).",
+    );
+    this.#detaches = metrics.counter(
+      "interface_detaches_total",
+      "Detaches: vanished = device or netns gone, recreated = same name with a new ifindex or netns, stopped = shutdown.",
+      ["reason"],
+    );
+    for (const reason of ["vanished", "recreated", "stopped"] as const) {
+      this.#detaches.inc({ reason }, 0);
+    }
   }
 
   read(n: number): void {
@@ -77,6 +94,14 @@ export class CollectorMetrics {
 
   attachError(): void {
     this.#attachErrors.inc();
+  }
+
+  attachedOne(): void {
+    this.#attaches.inc();
+  }
+
+  detachedOne(reason: DetachReason): void {
+    this.#detaches.inc({ reason });
   }
 
   error(kind: string): void {

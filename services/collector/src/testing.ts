@@ -119,3 +119,77 @@ export async function loadedProgIds(): Promise<Set<number>> {
   const progs = JSON.parse(await run(["bpftool", "-j", "prog", "show"])) as { id: number }[];
   return new Set(progs.map((p) => p.id));
 }
+
+/** Two empty network namespaces `psct-<rand>-a/-b` (loopback up) and a `psct`-unique id. */
+export interface NetnsPair {
+  readonly id: string;
+  readonly nsA: string;
+  readonly nsB: string;
+  destroy(): Promise<void>;
+}
+
+/** Creates two empty namespaces; devices are added later with {@link addVeth}. */
+export async function createNetnsPair(): Promise<NetnsPair> {
+  const id = randomBytes(4).toString("hex");
+  const nsA = `psct-${id}-a`;
+  const nsB = `psct-${id}-b`;
+  const destroy = async (): Promise<void> => {
+    for (const ns of [nsA, nsB]) {
+      const proc = Bun.spawn(["ip", "netns", "delete", ns], { stdout: "ignore", stderr: "ignore" });
+      await proc.exited;
+    }
+  };
+  try {
+    for (const ns of [nsA, nsB]) {
+      await run(["ip", "netns", "add", ns]);
+      await run(["ip", "-n", ns, "link", "set", "lo", "up"]);
+    }
+    return { id, nsA, nsB, destroy };
+  } catch (err) {
+    await destroy();
+    throw err;
+  }
+}
+
+/**
+ * Adds veth `ifA` (in nsA, `ipA`/24) ↔ `ifB` (in nsB, `ipB`/24), both up; returns the
+ * ifindex of ifA.
+ */
+export async function addVeth(
+  ns: NetnsPair,
+  ifA: string,
+  ifB: string,
+  ipA: string,
+  ipB: string,
+): Promise<number> {
+  await run([
+    "ip",
+    "-n",
+    ns.nsA,
+    "link",
+    "add",
+    ifA,
+    "type",
+    "veth",
+    "peer",
+    "name",
+    ifB,
+    "netns",
+    ns.nsB,
+  ]);
+  await run(["ip", "-n", ns.nsA, "addr", "add", `${ipA}/24`, "dev", ifA]);
+  await run(["ip", "-n", ns.nsB, "addr", "add", `${ipB}/24`, "dev", ifB]);
+  await run(["ip", "-n", ns.nsA, "link", "set", ifA, "up"]);
+  await run(["ip", "-n", ns.nsB, "link", "set", ifB, "up"]);
+  return ifindexOf(ns.nsA, ifA);
+}
+
+/** ifindex of a device inside a named netns. */
+export async function ifindexOf(netns: string, ifname: string): Promise<number> {
+  const links = JSON.parse(await run(["ip", "-n", netns, "-j", "link", "show", ifname])) as {
+    ifindex: number;
+  }[];
+  const ifindex = links[0]?.ifindex;
+  if (ifindex === undefined) throw new Error(`no ifindex for ${netns}/${ifname}`);
+  return ifindex;
+}
