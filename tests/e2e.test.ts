@@ -129,6 +129,10 @@ describe("e2e", () => {
       expect(f.nodeName).toBe("e2e-node");
       expect(f.Summary).toBe("TCP Flags: SYN");
       expect(f.eventType?.type).toBe(4);
+      expect(f.isReply).toBe(false);
+      expect(f.interface?.name).toBe("eth0");
+      expect(f.source?.identity).toBeGreaterThanOrEqual(256);
+      expect(f.destination?.identity).not.toBe(f.source?.identity);
     }
     expect(syns.map((f) => f.traceObservationPoint).sort()).toEqual(
       [TraceObservationPoint.FROM_NETWORK, TraceObservationPoint.TO_NETWORK].sort(),
@@ -143,6 +147,7 @@ describe("e2e", () => {
     expect(synAck?.source?.podName).toBe("backend");
     expect(synAck?.destination?.podName).toBe("frontend");
     expect(synAck?.Summary).toBe("TCP Flags: SYN, ACK");
+    expect(synAck?.isReply).toBe(true);
     expect(
       all.some((f) => tcp(f)?.sourcePort === TCP_SRC_PORT && tcp(f)?.flags?.FIN === true),
     ).toBe(true);
@@ -380,7 +385,7 @@ describe("e2e", () => {
     expect(lines.length).toBeGreaterThan(0);
     for (const l of lines) {
       expect(l).toMatch(
-        /^\w{3} [ \d]\d \d\d:\d\d:\d\d\.\d{3}: demo\/frontend:\d+ .* demo\/backend:8080 .*(to|from)-network FORWARDED \(TCP Flags: [A-Z, ]+\)$/,
+        /^\w{3} [ \d]\d \d\d:\d\d:\d\d\.\d{3}: demo\/frontend:\d+ \(ID:\d+\) -> demo\/backend:8080 \(ID:\d+\) (to|from)-network FORWARDED \(TCP Flags: [A-Z, ]+\)$/,
       );
     }
     const json = await run(["--last", "1000", "--protocol", "udp", "-o", "json"]);

@@ -1,10 +1,17 @@
 import { toBinary } from "@bufbuild/protobuf";
-import { type Bus, connectBus, openEndpointRegistry, subjects } from "@periscope/bus";
+import {
+  type Bus,
+  connectBus,
+  openEndpointRegistry,
+  openInterfaceRegistry,
+  subjects,
+} from "@periscope/bus";
 import { FlowBatchSchema } from "@periscope/proto";
 import { createLogger, createMetrics, startOpsServer } from "@periscope/telemetry";
 import { MalformedFrameError } from "@periscope/wire";
 import type { EnricherConfig } from "./config.ts";
-import { processFrame } from "./frames.ts";
+import { type FrameDeps, processFrame } from "./frames.ts";
+import { ReplyTracker } from "./replies.ts";
 
 /** A running enricher. */
 export interface RunningEnricher {
@@ -58,7 +65,14 @@ export async function startEnricher(config: Readonly<EnricherConfig>): Promise<R
     throw err;
   }
   const registry = await openEndpointRegistry(bus);
-  await registry.ready;
+  const interfaces = await openInterfaceRegistry(bus);
+  await Promise.all([registry.ready, interfaces.ready]);
+  const replies = new ReplyTracker();
+  const deps: FrameDeps = {
+    endpoint: (ip) => registry.lookup(ip),
+    interfaceName: (node, cookie, ifindex) => interfaces.lookup(node, cookie, ifindex)?.name,
+    replies,
+  };
 
   const sub = bus.nc.subscribe(subjects.rawAll, {
     queue: config.queueGroup,
@@ -71,7 +85,7 @@ export async function startEnricher(config: Readonly<EnricherConfig>): Promise<R
       framesIn.inc();
       let result: ReturnType<typeof processFrame>;
       try {
-        result = processFrame(msg.data, { endpoint: (ip) => registry.lookup(ip) });
+        result = processFrame(msg.data, deps);
       } catch (err) {
         if (err instanceof MalformedFrameError) {
           framesBad.inc();
@@ -121,6 +135,7 @@ export async function startEnricher(config: Readonly<EnricherConfig>): Promise<R
         ready = false;
         await sub.drain();
         registry.close();
+        await interfaces.close();
         await bus.close();
         await ops.stop();
         log.info("enricher stopped");

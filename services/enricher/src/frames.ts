@@ -17,6 +17,8 @@ import {
   decodeTraceRecord,
   RECORD_TYPE_TRACE,
 } from "@periscope/wire";
+import { labelIdentity } from "./identity.ts";
+import type { ReplyTracker } from "./replies.ts";
 
 /** Why a record inside a good frame was not turned into a flow. */
 export type RecordFailure = "malformed_record" | "undecodable_packet" | "unknown_record_type";
@@ -32,9 +34,13 @@ export interface FrameResult {
   readonly failureSamples: ReadonlyMap<RecordFailure, string>;
 }
 
-/** Lookups the decoder needs from the outside world. */
+/** Lookups and state the decoder needs from the outside world. */
 export interface FrameDeps {
   endpoint(ip: string): EndpointInfo | undefined;
+  /** Name of a device on `node`, by the netns cookie and ifindex in the record. */
+  interfaceName?(node: string, netnsCookie: bigint, ifindex: number): string | undefined;
+  /** Sets flow.is_reply from connection state. */
+  replies?: ReplyTracker;
 }
 
 function lostResponse(
@@ -79,8 +85,13 @@ export function processFrame(data: Uint8Array, deps: FrameDeps): FrameResult {
   const ctx: DecodeContext = {
     nodeName: node,
     bootToRealtimeNs: frame.bootToRealtimeNs,
-    endpoint: deps.endpoint,
+    endpoint: (ip) => {
+      const ep = deps.endpoint(ip);
+      if (!ep || ep.identity !== undefined) return ep;
+      return { ...ep, identity: labelIdentity(ep.namespace, ep.labels) };
+    },
   };
+  const nowMs = Date.now();
   const failures = new Map<RecordFailure, number>();
   const samples = new Map<RecordFailure, string>();
   const fail = (kind: RecordFailure, err: unknown): void => {
@@ -106,6 +117,10 @@ export function processFrame(data: Uint8Array, deps: FrameDeps): FrameResult {
       const rec = decodeTraceRecord(bytes);
       try {
         const f = decodeTraceFlow(rec, ctx);
+        if (f.interface && deps.interfaceName) {
+          f.interface.name = deps.interfaceName(node, rec.netnsCookie, rec.ifindex) ?? "";
+        }
+        deps.replies?.classify(f, nowMs);
         flow = create(GetFlowsResponseSchema, {
           nodeName: node,
           time: f.time,
