@@ -13,6 +13,7 @@ import {
   type Flow,
   FlowFilterSchema,
   type GetFlowsRequestSchema,
+  IPVersion,
   TraceObservationPoint,
   Verdict,
 } from "@periscope/proto";
@@ -28,7 +29,7 @@ const UDP_SRC_PORT = 41001;
 
 let stack: Stack;
 let server: PodProcess | undefined;
-let ips: { frontend: string; backend: string; db: string };
+let ips: { frontend: string; backend: string; db: string; frontend6: string; db6: string };
 
 async function flows(req: RequestInit = {}): Promise<Flow[]> {
   const out: Flow[] = [];
@@ -68,7 +69,13 @@ async function eventually<T>(
 beforeAll(async () => {
   stack = await startStack({ prefix: testPrefix(), nodeName: "e2e-node" });
   const t = stack.topology;
-  ips = { frontend: t.pod("frontend").ipv4, backend: t.pod("backend").ipv4, db: t.pod("db").ipv4 };
+  ips = {
+    frontend: t.pod("frontend").ipv4,
+    backend: t.pod("backend").ipv4,
+    db: t.pod("db").ipv4,
+    frontend6: t.pod("frontend").ipv6,
+    db6: t.pod("db").ipv6,
+  };
   server = t.spawn("backend", [
     "bun",
     "-e",
@@ -97,6 +104,7 @@ beforeAll(async () => {
     `echo hello | nc -u -w1 -p ${UDP_SRC_PORT} ${ips.db} ${UDP_PORT}`,
   ]);
   await t.exec("frontend", ["ping", "-c", "1", "-W", "2", ips.db]);
+  await t.exec("frontend", ["ping", "-6", "-c", "1", "-W", "2", ips.db6]);
 }, 90_000);
 
 afterAll(async () => {
@@ -192,6 +200,24 @@ describe("e2e", () => {
     /** Holds for at least one returned flow (the known traffic). */
     some: (f: Flow) => boolean;
   }
+  test("e2e - IPv6 flows carry addresses, ICMPv6 types and pods", async () => {
+    const icmp6 = (f: Flow) => (f.l4?.protocol.case === "ICMPv6" ? f.l4.protocol.value : undefined);
+    const req = await eventually(
+      {},
+      (fs) => fs.find((f) => icmp6(f)?.type === 128 && f.IP?.destination === ips.db6),
+      "ICMPv6 echo request to db",
+    );
+    expect(req.IP?.source).toBe(ips.frontend6);
+    expect(req.IP?.ipVersion).toBe(IPVersion.IPv6);
+    expect(req.source?.podName).toBe("frontend");
+    expect(req.destination?.podName).toBe("db");
+    expect(req.Summary).toBe("ICMPv6 EchoRequest");
+    expect(req.isReply).toBe(false);
+    const rep = (await flows()).find((f) => icmp6(f)?.type === 129 && f.IP?.source === ips.db6);
+    expect(rep?.isReply).toBe(true);
+    expect(rep?.destination?.podName).toBe("frontend");
+  });
+
   const filterCases: Array<[string, () => FilterCase]> = [
     [
       "protocol udp",
