@@ -13,5 +13,5 @@ if [[ $EUID -ne 0 ]]; then
 fi
 
 bash scripts/setup.sh
-bash scripts/build.sh
+bash scripts/build.sh >&2
 exec bun run scripts/up.ts "$@"

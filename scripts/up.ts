@@ -60,7 +60,7 @@ function parseArgs(argv: string[]): UpOptions {
 }
 
 const opts = parseArgs(process.argv.slice(2));
-const log = createLogger("up", "info");
+const log = createLogger("up", "warn");
 const logDir = resolve(ROOT, ".periscope/logs");
 mkdirSync(logDir, { recursive: true });
 const sup = new Supervisor({ logFile: resolve(logDir, "services.log"), stopTimeoutMs: 8000 });

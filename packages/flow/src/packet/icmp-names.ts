@@ -74,11 +74,15 @@ const ICMPV6_TYPES: Readonly<Record<number, TypeInfo>> = {
   },
   128: { name: "EchoRequest" },
   129: { name: "EchoReply" },
+  130: { name: "MLDv1MulticastListenerQuery" },
+  131: { name: "MLDv1MulticastListenerReport" },
+  132: { name: "MLDv1MulticastListenerDone" },
   133: { name: "RouterSolicitation" },
   134: { name: "RouterAdvertisement" },
   135: { name: "NeighborSolicitation" },
   136: { name: "NeighborAdvertisement" },
   137: { name: "Redirect" },
+  143: { name: "MLDv2MulticastListenerReport" },
 };
 
 function typeCodeText(table: Readonly<Record<number, TypeInfo>>, type: number, code: number) {
