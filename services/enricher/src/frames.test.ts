@@ -7,6 +7,7 @@ import {
   MalformedFrameError,
   OBS_TO_NETWORK,
   RECORD_TYPE_TRACE,
+  TRACE_LAYOUT,
   TRACE_VERSION,
 } from "@periscope/wire";
 import { processFrame } from "./frames.ts";
@@ -123,5 +124,18 @@ describe("enricher frames", () => {
     ["seq zero", encodeRawFrame({ nodeName: "n", seq: 0n, bootId: "b" })],
   ])("enricher - malformed frame (%s) throws MalformedFrameError", (_name, bytes) => {
     expect(() => processFrame(bytes, deps)).toThrow(MalformedFrameError);
+  });
+});
+
+describe("enricher frame order", () => {
+  test("enricher - flows in a batch come out in kernel time order", () => {
+    const at = (ns: bigint) => {
+      const r = traceRecord(tcpSyn());
+      new DataView(r.buffer).setBigUint64(TRACE_LAYOUT.fields.ts_boot_ns.offset, ns, true);
+      return r;
+    };
+    const r = processFrame(frame([at(300n), at(100n), at(200n)]), deps);
+    const nanos = r.batch.responses.map((x) => x.time?.nanos);
+    expect(nanos).toEqual([100, 200, 300]);
   });
 });

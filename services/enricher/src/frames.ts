@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { type Timestamp, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { DecodeContext, EndpointInfo } from "@periscope/flow";
 import { decodeTraceFlow } from "@periscope/flow";
 import {
@@ -20,13 +20,20 @@ import {
 import { labelIdentity } from "./identity.ts";
 import type { ReplyTracker } from "./replies.ts";
 
+function compareTime(a: Timestamp | undefined, b: Timestamp | undefined): number {
+  const as = a?.seconds ?? 0n;
+  const bs = b?.seconds ?? 0n;
+  if (as !== bs) return as < bs ? -1 : 1;
+  return (a?.nanos ?? 0) - (b?.nanos ?? 0);
+}
+
 /** Why a record inside a good frame was not turned into a flow. */
 export type RecordFailure = "malformed_record" | "undecodable_packet" | "unknown_record_type";
 
 /** What processing one frame produced, for publishing and accounting. */
 export interface FrameResult {
   readonly frame: RawFrame;
-  /** Flows and lost events, in record order, lost events first. */
+  /** Lost events reported by the collector, then flows in kernel time order, then a lost event for records that failed here. */
   readonly batch: FlowBatch;
   readonly flows: number;
   readonly failures: ReadonlyMap<RecordFailure, number>;
@@ -100,6 +107,7 @@ export function processFrame(data: Uint8Array, deps: FrameDeps): FrameResult {
   };
 
   let flows = 0;
+  const flowResponses: GetFlowsResponse[] = [];
   for (const bytes of frame.records) {
     let type: number;
     try {
@@ -134,9 +142,13 @@ export function processFrame(data: Uint8Array, deps: FrameDeps): FrameResult {
       fail("malformed_record", err);
       continue;
     }
-    responses.push(flow);
+    flowResponses.push(flow);
     flows++;
   }
+  // Records from different CPUs can reach the ring a few ns out of timestamp
+  // order; a stable sort keeps each batch in kernel time order.
+  flowResponses.sort((a, b) => compareTime(a.time, b.time));
+  responses.push(...flowResponses);
 
   const failed = [...failures.values()].reduce((a, b) => a + b, 0);
   if (failed > 0) {
