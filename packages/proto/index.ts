@@ -8,12 +8,17 @@
  *   `GetFlowsRequestSchema`, the `Observer` service, `NodeStatusEvent`, ...).
  * - `peer`: Hubble peer discovery; its `TLS` message is exported as
  *   `PeerTLS` / `PeerTLSSchema` because `observer` has a `TLS` message too.
+ * - `grpc.health.v1` (`Health`) and gRPC server reflection, the latter as the
+ *   namespaces `reflectionV1` and `reflectionV1alpha` (the two versions share
+ *   every name, e.g. `reflectionV1.ServerReflection`).
  * - `periscope.raw.v1` (`RawFrameSchema`) and `periscope.bus.v1`
  *   (`FlowBatchSchema`): Periscope's own bus payloads.
  */
 
 export * from "./src/gen/flow/flow_pb.ts";
 export * from "./src/gen/grpc/health/v1/health_pb.ts";
+export * as reflectionV1 from "./src/gen/grpc/reflection/v1/reflection_pb.ts";
+export * as reflectionV1alpha from "./src/gen/grpc/reflection/v1alpha/reflection_pb.ts";
 export * from "./src/gen/observer/observer_pb.ts";
 export {
   type ChangeNotification,

@@ -15,6 +15,7 @@ import type { ObserverConfig } from "./config.ts";
 import { healthRoutes } from "./health.ts";
 import { type Ingest, startIngest } from "./ingest.ts";
 import { createObserverMetrics, metricsInterceptor, type ObserverMetrics } from "./metrics.ts";
+import { reflectionRoutes } from "./reflection.ts";
 import { observerRoutes } from "./routes.ts";
 import { FlowStore } from "./store.ts";
 
@@ -115,6 +116,7 @@ export async function startObserver(
       routes: (router) => {
         observer(router);
         health(router);
+        reflectionRoutes()(router); // last: it describes the services registered before it
       },
       interceptors: [metricsInterceptor(metrics)],
       grpc: true,
