@@ -1,7 +1,6 @@
-import { type KV, type KvWatchEntry, KvWatchInclude } from "@nats-io/kv";
-import type { QueuedIterator } from "@nats-io/transport-node";
 import type { Bus } from "./connect.ts";
 import { BusInputError } from "./errors.ts";
+import { type KvRegistry, openKvCache } from "./kv-cache.ts";
 
 /** KV bucket holding one entry per endpoint IP. */
 export const ENDPOINTS_BUCKET = "periscope-endpoints";
@@ -93,21 +92,13 @@ export function parseStoredEndpoint(value: unknown): EndpointRecord {
 }
 
 /** Endpoint directory backed by the {@link ENDPOINTS_BUCKET} KV bucket. */
-export interface EndpointRegistry {
-  /** Resolves once the entries present when the registry opened are in memory. */
-  readonly ready: Promise<void>;
+export interface EndpointRegistry extends KvRegistry<EndpointRecord> {
   /** Stores (or replaces) the endpoint under its IP. */
   put(rec: EndpointRecord): Promise<void>;
   /** Removes the endpoint of `ip`. */
   delete(ip: string): Promise<void>;
   /** In-memory lookup, kept current by a KV watch; undefined when unknown or `ip` is not an IP. */
   lookup(ip: string): EndpointInfo | undefined;
-  /** Every endpoint currently known. */
-  entries(): EndpointRecord[];
-  /** Values in the bucket that could not be parsed (they are logged and skipped). */
-  malformed(): number;
-  /** Stops the watch. */
-  close(): Promise<void>;
 }
 
 /**
@@ -115,46 +106,16 @@ export interface EndpointRegistry {
  * history, so existing entries load first and later changes apply as they happen.
  */
 export async function openEndpointRegistry(bus: Bus): Promise<EndpointRegistry> {
-  const kv: KV = await bus.kvm().create(ENDPOINTS_BUCKET, { history: 1 });
-  const status = await kv.status();
-  const lastSeq = status.streamInfo.state.last_seq;
-  const initiallyEmpty = status.streamInfo.state.messages === 0;
-
-  /** Keyed by KV key (canonical IP with `:` → `_`). */
-  const byKey = new Map<string, EndpointRecord>();
-  let bad = 0;
-  let markReady: () => void = () => {};
-  const ready = new Promise<void>((resolve) => {
-    markReady = resolve;
+  // byKey is keyed by KV key: the canonical IP with `:` → `_`.
+  const cache = await openKvCache(bus, {
+    bucket: ENDPOINTS_BUCKET,
+    what: "endpoint",
+    parse: (_key, value) => parseStoredEndpoint(value),
   });
-  if (initiallyEmpty) markReady();
-
-  const apply = (e: KvWatchEntry): void => {
-    if (e.operation === "PUT") {
-      try {
-        const rec = parseStoredEndpoint(e.json<unknown>());
-        byKey.set(e.key, rec);
-      } catch (err) {
-        bad++;
-        bus.log.warn({ err, key: e.key }, "skipping malformed endpoint entry");
-      }
-    } else {
-      byKey.delete(e.key);
-    }
-    if (e.isUpdate || e.revision >= lastSeq) markReady();
-  };
-
-  const watch: QueuedIterator<KvWatchEntry> = await kv.watch({
-    include: KvWatchInclude.AllHistory,
-  });
-  const pump = (async () => {
-    for await (const e of watch) apply(e);
-  })().catch((err: unknown) => {
-    bus.log.error({ err }, "endpoint watch ended with an error");
-  });
+  const { kv, byKey } = cache;
 
   return {
-    ready,
+    ready: cache.ready,
     async put(rec) {
       const stored = toStored(rec);
       await kv.put(endpointKey(stored.ip), JSON.stringify(stored));
@@ -173,11 +134,8 @@ export async function openEndpointRegistry(bus: Bus): Promise<EndpointRegistry> 
       const { ip: _ip, ...info } = rec;
       return info;
     },
-    entries: () => [...byKey.values()],
-    malformed: () => bad,
-    async close() {
-      watch.stop();
-      await pump;
-    },
+    entries: cache.entries,
+    malformed: cache.malformed,
+    close: cache.close,
   };
 }

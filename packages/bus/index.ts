@@ -27,6 +27,8 @@ export {
   parseStoredInterface,
   storedInterfaceJson,
 } from "./interfaces.ts";
+export type { KvRegistry } from "./kv-cache.ts";
+export { forwardLines } from "./lines.ts";
 export {
   canConnect,
   freePort,

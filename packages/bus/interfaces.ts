@@ -1,7 +1,6 @@
-import { type KV, type KvWatchEntry, KvWatchInclude } from "@nats-io/kv";
-import type { QueuedIterator } from "@nats-io/transport-node";
 import type { Bus } from "./connect.ts";
 import { BusInputError } from "./errors.ts";
+import { type KvRegistry, openKvCache } from "./kv-cache.ts";
 import { sanitizeToken } from "./subjects.ts";
 
 /**
@@ -98,9 +97,7 @@ export function parseStoredInterface(key: string, value: unknown): InterfaceReco
 }
 
 /** Interface directory backed by the {@link INTERFACES_BUCKET} KV bucket. */
-export interface InterfaceRegistry {
-  /** Resolves once the entries present when the registry opened are in memory. */
-  readonly ready: Promise<void>;
+export interface InterfaceRegistry extends KvRegistry<InterfaceRecord> {
   /** Stores (or replaces) an entry. */
   put(rec: InterfaceRecord): Promise<void>;
   /** Removes an entry by its key parts. */
@@ -111,12 +108,6 @@ export interface InterfaceRegistry {
   keysOfNode(node: string): Promise<string[]>;
   /** In-memory lookup kept current by a KV watch; `node` as in RawFrame.node_name. */
   lookup(node: string, netnsCookie: bigint, ifindex: number): InterfaceInfo | undefined;
-  /** Every entry currently known. */
-  entries(): InterfaceRecord[];
-  /** Values in the bucket that could not be parsed (they are logged and skipped). */
-  malformed(): number;
-  /** Stops the watch. */
-  close(): Promise<void>;
 }
 
 /**
@@ -124,41 +115,15 @@ export interface InterfaceRegistry {
  * history, so existing entries load first and later changes apply as they happen.
  */
 export async function openInterfaceRegistry(bus: Bus): Promise<InterfaceRegistry> {
-  const kv: KV = await bus.kvm().create(INTERFACES_BUCKET, { history: 1 });
-  const status = await kv.status();
-  const lastSeq = status.streamInfo.state.last_seq;
-  const byKey = new Map<string, InterfaceRecord>();
-  let bad = 0;
-  let markReady: () => void = () => {};
-  const ready = new Promise<void>((resolve) => {
-    markReady = resolve;
+  const cache = await openKvCache(bus, {
+    bucket: INTERFACES_BUCKET,
+    what: "interface",
+    parse: parseStoredInterface,
   });
-  if (status.streamInfo.state.messages === 0) markReady();
-
-  const apply = (e: KvWatchEntry): void => {
-    if (e.operation === "PUT") {
-      try {
-        byKey.set(e.key, parseStoredInterface(e.key, e.json<unknown>()));
-      } catch (err) {
-        bad++;
-        bus.log.warn({ err, key: e.key }, "skipping malformed interface entry");
-      }
-    } else {
-      byKey.delete(e.key);
-    }
-    if (e.isUpdate || e.revision >= lastSeq) markReady();
-  };
-  const watch: QueuedIterator<KvWatchEntry> = await kv.watch({
-    include: KvWatchInclude.AllHistory,
-  });
-  const pump = (async () => {
-    for await (const e of watch) apply(e);
-  })().catch((err: unknown) => {
-    bus.log.error({ err }, "interface watch ended with an error");
-  });
+  const { kv, byKey } = cache;
 
   return {
-    ready,
+    ready: cache.ready,
     async put(rec) {
       await kv.put(interfaceKey(rec.node, rec.netnsCookie, rec.ifindex), storedInterfaceJson(rec));
     },
@@ -177,11 +142,8 @@ export async function openInterfaceRegistry(bus: Bus): Promise<InterfaceRegistry
       const rec = byKey.get(`${sanitizeToken(node)}.${netnsCookie}.${ifindex}`);
       return rec === undefined ? undefined : { name: rec.name, netns: rec.netns };
     },
-    entries: () => [...byKey.values()],
-    malformed: () => bad,
-    async close() {
-      watch.stop();
-      await pump;
-    },
+    entries: cache.entries,
+    malformed: cache.malformed,
+    close: cache.close,
   };
 }

@@ -2,6 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LocalNatsError } from "./errors.ts";
+import { forwardLines } from "./lines.ts";
 import type { BusLogger } from "./log.ts";
 
 /** Options for {@link startLocalNats}. */
@@ -88,7 +89,7 @@ export async function startLocalNats(opts: LocalNatsOptions = {}): Promise<Local
     throw new LocalNatsError(`cannot run ${argv.join(" ")}`, { cause: err });
   }
   const tail: string[] = [];
-  void collectLines(proc.stderr, (line) => {
+  void forwardLines(proc.stderr, (line) => {
     tail.push(line);
     if (tail.length > 30) tail.shift();
     opts.log?.debug({ nats: line }, "nats-server");
@@ -138,23 +139,4 @@ export async function startLocalNats(opts: LocalNatsOptions = {}): Promise<Local
       return stopping;
     },
   };
-}
-
-/** Calls `onLine` for every line of a byte stream until it ends. */
-async function collectLines(
-  stream: ReadableStream<Uint8Array>,
-  onLine: (line: string) => void,
-): Promise<void> {
-  const decoder = new TextDecoder();
-  let buf = "";
-  for await (const chunk of stream) {
-    buf += decoder.decode(chunk, { stream: true });
-    let nl = buf.indexOf("\n");
-    while (nl >= 0) {
-      onLine(buf.slice(0, nl));
-      buf = buf.slice(nl + 1);
-      nl = buf.indexOf("\n");
-    }
-  }
-  if (buf !== "") onLine(buf);
 }

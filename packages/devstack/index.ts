@@ -1,8 +1,8 @@
+export { forwardLines } from "@periscope/bus";
 export { DevstackError, WaitAbortedError, WaitTimeoutError } from "./errors.ts";
 export { cleanupStale, deleteNetns, listNetns, nsExec } from "./netns.ts";
 export { type RunOptions, type RunResult, run, runOk } from "./run.ts";
 export {
-  forwardLines,
   type StartOptions,
   type SupervisedProcess,
   Supervisor,

@@ -1,4 +1,5 @@
 import { appendFileSync } from "node:fs";
+import { forwardLines } from "@periscope/bus";
 import { DevstackError, WaitAbortedError } from "./errors.ts";
 import { waitFor } from "./wait.ts";
 
@@ -154,24 +155,4 @@ export class Supervisor {
     for (const name of [...this.#procs.keys()].reverse()) await this.stopOne(name, timeoutMs);
     return this.exitCodes();
   }
-}
-
-/** Calls `onLine` for each line of a byte stream until it ends. */
-export async function forwardLines(
-  stream: ReadableStream<Uint8Array>,
-  onLine: (line: string) => void,
-): Promise<void> {
-  const decoder = new TextDecoder();
-  let buf = "";
-  for await (const chunk of stream) {
-    buf += decoder.decode(chunk, { stream: true });
-    let nl = buf.indexOf("\n");
-    while (nl >= 0) {
-      onLine(buf.slice(0, nl));
-      buf = buf.slice(nl + 1);
-      nl = buf.indexOf("\n");
-    }
-  }
-  buf += decoder.decode();
-  if (buf !== "") onLine(buf);
 }

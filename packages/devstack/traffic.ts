@@ -82,24 +82,17 @@ export async function demoTraffic(
   };
   const round = async (): Promise<void> => {
     const results = await Promise.all([
-      topology.exec(client, [
-        "curl",
-        "-s",
-        "-o",
-        "/dev/null",
-        "-m",
-        "2",
-        `http://${server.ipv4}:${httpPort}/`,
-      ]),
-      topology.exec(client, [
-        "curl",
-        "-s",
-        "-o",
-        "/dev/null",
-        "-m",
-        "2",
-        `http://[${server.ipv6}]:${httpPort}/`,
-      ]),
+      ...[server.ipv4, `[${server.ipv6}]`].map((host) =>
+        topology.exec(client, [
+          "curl",
+          "-s",
+          "-o",
+          "/dev/null",
+          "-m",
+          "2",
+          `http://${host}:${httpPort}/`,
+        ]),
+      ),
       topology.exec(client, ["nc", "-u", "-w", "1", server.ipv4, String(udpPort)], {
         stdin: "ping\n",
       }),

@@ -142,7 +142,7 @@ describe("config", () => {
 
   test("config - bad environment value names the setting", () => {
     expect(() => loadConfig([], { PERISCOPE_PARTITIONS: "many" })).toThrow(
-      /config partitions: "many" is not an integer/,
+      /^partitions: "many" is not an integer/,
     );
   });
 

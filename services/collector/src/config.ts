@@ -1,7 +1,15 @@
-import { hostname } from "node:os";
 import { resolve } from "node:path";
+import {
+  type CommonConfig,
+  type CommonSettingNames,
+  ConfigError,
+  parseCommonSettings,
+  parseInteger,
+  readSettings,
+} from "@periscope/config";
 import { compilePattern, GlobError, type InterfacePattern, isGlob } from "./patterns.ts";
 
+export { ConfigError } from "@periscope/config";
 export type { InterfacePattern } from "./patterns.ts";
 
 /** Largest capture a trace record can carry (PSCOPE_MAX_CAPTURE in bpf/include/periscope.h). */
@@ -10,7 +18,6 @@ const MAX_CAPTURE_LEN = 1536;
 const MAX_IFNAME_LEN = 15;
 /** Longest glob accepted for a device or netns name. */
 const MAX_GLOB_LEN = 255;
-const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 
 /** An interface to attach to: `ifname` inside the named network namespace (or the current one). */
 export interface InterfaceTarget {
@@ -20,11 +27,7 @@ export interface InterfaceTarget {
 }
 
 /** Validated, frozen collector configuration. Nothing else in the collector reads the environment. */
-export interface CollectorConfig {
-  /** NATS server URL; undefined means nats://127.0.0.1:4222, starting a local server if none answers. */
-  readonly natsUrl: string | undefined;
-  /** Node name as given (sanitized only when put into subjects). */
-  readonly nodeName: string;
+export interface CollectorConfig extends CommonConfig {
   /**
    * Devices to attach to: names or globs (`veth*`, `ns1/eth*`, `ns1/*`; the netns part
    * may be a glob too). Globs never match loopback devices; matching devices are found
@@ -43,25 +46,10 @@ export interface CollectorConfig {
   readonly publishQueueFrames: number;
   /** Path of the compiled trace program (trace.bpf.o). */
   readonly bpfObjectPath: string;
-  /** host:port of the ops HTTP server (/metrics, /healthz, /readyz); port 0 picks a free one. */
-  readonly opsAddr: string;
-  readonly logLevel: (typeof LOG_LEVELS)[number];
   /** Milliseconds between attempts to attach interfaces that failed. */
   readonly attachRetryMs: number;
   /** Milliseconds between scans for devices that appeared, vanished or were recreated. */
   readonly discoveryIntervalMs: number;
-}
-
-/** Bad configuration; `field` names the offending setting (flag name without dashes). */
-export class ConfigError extends Error {
-  override name = "ConfigError";
-  constructor(
-    readonly field: string,
-    message: string,
-    options?: ErrorOptions,
-  ) {
-    super(`config ${field}: ${message}`, options);
-  }
 }
 
 /** Default path of the trace object: <repo>/bpf/build/trace.bpf.o. */
@@ -71,6 +59,8 @@ export const DEFAULT_BPF_OBJECT = resolve(import.meta.dir, "../../../bpf/build/t
 const ENV_NAMES = {
   "nats-url": "PERISCOPE_NATS_URL",
   "node-name": "PERISCOPE_NODE_NAME",
+  "ops-addr": "PERISCOPE_OPS_ADDR",
+  "log-level": "PERISCOPE_LOG_LEVEL",
   interfaces: "PERISCOPE_INTERFACES",
   "capture-len": "PERISCOPE_CAPTURE_LEN",
   partitions: "PERISCOPE_PARTITIONS",
@@ -78,44 +68,10 @@ const ENV_NAMES = {
   "frame-max-delay-ms": "PERISCOPE_FRAME_MAX_DELAY_MS",
   "publish-queue-frames": "PERISCOPE_PUBLISH_QUEUE_FRAMES",
   "bpf-object": "PERISCOPE_BPF_OBJECT",
-  "ops-addr": "PERISCOPE_OPS_ADDR",
-  "log-level": "PERISCOPE_LOG_LEVEL",
   "attach-retry-ms": "PERISCOPE_ATTACH_RETRY_MS",
   "discovery-interval-ms": "PERISCOPE_DISCOVERY_INTERVAL_MS",
-} as const;
+} as const satisfies CommonSettingNames;
 type Setting = keyof typeof ENV_NAMES;
-
-function isSetting(name: string): name is Setting {
-  return Object.hasOwn(ENV_NAMES, name);
-}
-
-/** Parses `--name value` / `--name=value` flags; unknown flags are an error. */
-function parseFlags(argv: readonly string[]): Map<Setting, string> {
-  const out = new Map<Setting, string>();
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] ?? "";
-    if (!arg.startsWith("--")) throw new ConfigError("argv", `unexpected argument "${arg}"`);
-    const eq = arg.indexOf("=");
-    const name = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
-    if (!isSetting(name)) throw new ConfigError(name, `unknown flag "--${name}"`);
-    let value: string | undefined;
-    if (eq !== -1) value = arg.slice(eq + 1);
-    else {
-      value = argv[i + 1];
-      i++;
-    }
-    if (value === undefined) throw new ConfigError(name, "flag needs a value");
-    out.set(name, value);
-  }
-  return out;
-}
-
-function parseInteger(field: string, raw: string, min: number, max: number): number {
-  if (!/^\d+$/.test(raw.trim())) throw new ConfigError(field, `"${raw}" is not an integer`);
-  const n = Number(raw.trim());
-  if (n < min || n > max) throw new ConfigError(field, `${n} is outside ${min}..${max}`);
-  return n;
-}
 
 /** Linux dev_valid_name(): 1..15 bytes, not "." or "..", no "/", ":" or whitespace. */
 function validIfname(name: string): boolean {
@@ -173,33 +129,6 @@ export function parseInterfaces(raw: string): InterfacePattern[] {
   return out;
 }
 
-function parseNatsUrl(raw: string): string {
-  let url: URL;
-  try {
-    url = new URL(raw.includes("://") ? raw : `nats://${raw}`);
-  } catch (cause) {
-    throw new ConfigError("nats-url", `"${raw}" is not a URL`, { cause });
-  }
-  if (!["nats:", "tls:", "ws:", "wss:"].includes(url.protocol))
-    throw new ConfigError("nats-url", `unsupported scheme "${url.protocol}"`);
-  if (url.hostname === "") throw new ConfigError("nats-url", `"${raw}" has no host`);
-  return raw;
-}
-
-function parseOpsAddr(raw: string): string {
-  const colon = raw.lastIndexOf(":");
-  if (colon <= 0) throw new ConfigError("ops-addr", `"${raw}" is not host:port`);
-  parseInteger("ops-addr", raw.slice(colon + 1), 0, 65535);
-  return raw;
-}
-
-function parseLogLevel(raw: string): CollectorConfig["logLevel"] {
-  const level = LOG_LEVELS.find((l) => l === raw);
-  if (level === undefined)
-    throw new ConfigError("log-level", `"${raw}" is not one of ${LOG_LEVELS.join(", ")}`);
-  return level;
-}
-
 /**
  * Builds the collector configuration from flags (which win) and environment.
  * @param argv command-line arguments after the script (default `Bun.argv.slice(2)`)
@@ -210,30 +139,20 @@ export function loadConfig(
   argv: readonly string[] = Bun.argv.slice(2),
   env: Readonly<Record<string, string | undefined>> = process.env,
 ): CollectorConfig {
-  const flags = parseFlags(argv);
-  const get = (s: Setting): string | undefined => {
-    const v = flags.get(s) ?? env[ENV_NAMES[s]];
-    return v === undefined || v.trim() === "" ? undefined : v.trim();
-  };
+  const settings = readSettings(ENV_NAMES, argv, env, { positionalField: "argv", trim: true });
   const int = (s: Setting, def: number, min: number, max: number): number => {
-    const v = get(s);
+    const v = settings.get(s);
     return v === undefined ? def : parseInteger(s, v, min, max);
   };
-  const natsUrl = get("nats-url");
-  const nodeName = get("node-name") ?? hostname();
-  if (nodeName === "") throw new ConfigError("node-name", "empty and no hostname");
   return Object.freeze({
-    natsUrl: natsUrl === undefined ? undefined : parseNatsUrl(natsUrl),
-    nodeName,
-    interfaces: Object.freeze(parseInterfaces(get("interfaces") ?? "")),
+    ...parseCommonSettings(settings, { opsAddr: "127.0.0.1:9401" }),
+    interfaces: Object.freeze(parseInterfaces(settings.get("interfaces") ?? "")),
     captureLen: int("capture-len", 128, 1, MAX_CAPTURE_LEN),
     partitions: int("partitions", 1, 1, 65536),
     frameMaxRecords: int("frame-max-records", 256, 1, 65536),
     frameMaxDelayMs: int("frame-max-delay-ms", 50, 1, 60_000),
     publishQueueFrames: int("publish-queue-frames", 1024, 1, 1_000_000),
-    bpfObjectPath: resolve(get("bpf-object") ?? DEFAULT_BPF_OBJECT),
-    opsAddr: parseOpsAddr(get("ops-addr") ?? "127.0.0.1:9401"),
-    logLevel: parseLogLevel(get("log-level") ?? "info"),
+    bpfObjectPath: resolve(settings.get("bpf-object") ?? DEFAULT_BPF_OBJECT),
     attachRetryMs: int("attach-retry-ms", 5000, 100, 3_600_000),
     discoveryIntervalMs: int("discovery-interval-ms", 2000, 100, 3_600_000),
   });

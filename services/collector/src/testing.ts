@@ -51,55 +51,16 @@ export interface VethPair {
 
 /** Creates `psct-<rand>-a/-b` namespaces joined by veth `pa<rand>`/`pb<rand>` on 10.231.0.0/24. */
 export async function createVethPair(): Promise<VethPair> {
-  const id = randomBytes(4).toString("hex");
-  const nsA = `psct-${id}-a`;
-  const nsB = `psct-${id}-b`;
-  const ifA = `pa${id}`;
-  const ifB = `pb${id}`;
+  const ns = await createNetnsPair();
+  const ifA = `pa${ns.id}`;
+  const ifB = `pb${ns.id}`;
   const ipA = "10.231.0.1";
   const ipB = "10.231.0.2";
-  const destroy = async (): Promise<void> => {
-    for (const ns of [nsA, nsB]) {
-      const proc = Bun.spawn(["ip", "netns", "delete", ns], { stdout: "ignore", stderr: "ignore" });
-      await proc.exited;
-    }
-  };
   try {
-    await run(["ip", "netns", "add", nsA]);
-    await run(["ip", "netns", "add", nsB]);
-    await run([
-      "ip",
-      "-n",
-      nsA,
-      "link",
-      "add",
-      ifA,
-      "type",
-      "veth",
-      "peer",
-      "name",
-      ifB,
-      "netns",
-      nsB,
-    ]);
-    await run(["ip", "-n", nsA, "addr", "add", `${ipA}/24`, "dev", ifA]);
-    await run(["ip", "-n", nsB, "addr", "add", `${ipB}/24`, "dev", ifB]);
-    for (const [ns, dev] of [
-      [nsA, ifA],
-      [nsB, ifB],
-      [nsA, "lo"],
-      [nsB, "lo"],
-    ] as const) {
-      await run(["ip", "-n", ns, "link", "set", dev, "up"]);
-    }
-    const links = JSON.parse(await run(["ip", "-n", nsA, "-j", "link", "show", ifA])) as {
-      ifindex: number;
-    }[];
-    const ifindexA = links[0]?.ifindex;
-    if (ifindexA === undefined) throw new Error(`no ifindex for ${ifA}`);
-    return { nsA, nsB, ifA, ifB, ipA, ipB, ifindexA, destroy };
+    const ifindexA = await addVeth(ns, ifA, ifB, ipA, ipB);
+    return { nsA: ns.nsA, nsB: ns.nsB, ifA, ifB, ipA, ipB, ifindexA, destroy: ns.destroy };
   } catch (err) {
-    await destroy();
+    await ns.destroy();
     throw err;
   }
 }

@@ -1,0 +1,65 @@
+import type { LogLevel } from "@periscope/telemetry";
+import type { SettingEnvNames, Settings } from "./settings.ts";
+import { checkHostPort, checkNatsUrl, parseLogLevel, resolveNodeName } from "./validate.ts";
+
+/** Settings every service has (docs/internals.md): flag name → environment variable. */
+export const COMMON_SETTINGS = {
+  "nats-url": "PERISCOPE_NATS_URL",
+  "node-name": "PERISCOPE_NODE_NAME",
+  "ops-addr": "PERISCOPE_OPS_ADDR",
+  "log-level": "PERISCOPE_LOG_LEVEL",
+} as const;
+
+/** One of {@link COMMON_SETTINGS}' names. */
+export type CommonSetting = keyof typeof COMMON_SETTINGS;
+
+/**
+ * A service's settings table holding the common ones under their usual names; each
+ * service spells them out (`as const satisfies CommonSettingNames`) so that its config
+ * module lists every variable it reads.
+ */
+export type CommonSettingNames = typeof COMMON_SETTINGS & SettingEnvNames;
+
+/** The part of every service's configuration that {@link COMMON_SETTINGS} hold. */
+export interface CommonConfig {
+  /** NATS URL (or comma list); undefined means the local default, started if nothing answers. */
+  readonly natsUrl: string | undefined;
+  /** Node name as given (default: the hostname); sanitized only where it goes into subjects. */
+  readonly nodeName: string;
+  /** `host:port` of the ops server (/metrics, /healthz, /readyz); port 0 picks a free one. */
+  readonly opsAddr: string;
+  /** Logger level (default "info"). */
+  readonly logLevel: LogLevel;
+}
+
+/** Options for {@link parseCommonSettings}. */
+export interface CommonOptions {
+  /** The service's ops address when none is set. */
+  readonly opsAddr: string;
+  /**
+   * Name errors by where the value came from (`--ops-addr` or `PERISCOPE_OPS_ADDR`)
+   * instead of by the setting (`ops-addr`). Default false.
+   */
+  readonly fieldFromSource?: boolean;
+}
+
+/**
+ * Validates the common settings: NATS URL, node name, ops address (port 0 allowed)
+ * and log level. Throws ConfigError naming the first bad one.
+ */
+export function parseCommonSettings(
+  settings: Settings<CommonSetting>,
+  options: CommonOptions,
+): CommonConfig {
+  const field = (setting: CommonSetting): string =>
+    options.fieldFromSource ? settings.source(setting) : setting;
+  const natsUrl = settings.get("nats-url");
+  return {
+    natsUrl: natsUrl === undefined ? undefined : checkNatsUrl(field("nats-url"), natsUrl),
+    nodeName: resolveNodeName(field("node-name"), settings.get("node-name")),
+    opsAddr: checkHostPort(field("ops-addr"), settings.get("ops-addr") ?? options.opsAddr, {
+      allowPortZero: true,
+    }),
+    logLevel: parseLogLevel(field("log-level"), settings.get("log-level") ?? "info"),
+  };
+}

@@ -1,0 +1,250 @@
+import { describe, expect, test } from "bun:test";
+import { hostname } from "node:os";
+import {
+  COMMON_SETTINGS,
+  ConfigError,
+  checkHostPort,
+  checkNatsUrl,
+  parseCommonSettings,
+  parseInteger,
+  parseLogLevel,
+  parsePositiveInteger,
+  type ReadSettingsOptions,
+  readSettings,
+  resolveNodeName,
+} from "./index.ts";
+
+const NAMES = { "ops-addr": "PERISCOPE_OPS_ADDR", "max-flows": "PERISCOPE_MAX_FLOWS" } as const;
+
+/** The ConfigError `fn` throws (fails the test when it throws nothing or something else). */
+function configErrorOf(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof ConfigError) return err;
+    throw err;
+  }
+  throw new Error("expected a ConfigError");
+}
+
+describe("config", () => {
+  test("config - error carries field, message and cause", () => {
+    const cause = new Error("inner");
+    const err = new ConfigError("ops-addr", "is wrong", { cause });
+    expect(err).toBeInstanceOf(Error);
+    expect(err.name).toBe("ConfigError");
+    expect(err.field).toBe("ops-addr");
+    expect(err.message).toBe("ops-addr: is wrong");
+    expect(err.cause).toBe(cause);
+  });
+
+  test.each([
+    { name: "nothing set", argv: [], env: {}, want: undefined, source: "PERISCOPE_OPS_ADDR" },
+    {
+      name: "environment",
+      argv: [],
+      env: { PERISCOPE_OPS_ADDR: "a:1" },
+      want: "a:1",
+      source: "PERISCOPE_OPS_ADDR",
+    },
+    { name: "empty env is unset", argv: [], env: { PERISCOPE_OPS_ADDR: "" }, want: undefined },
+    {
+      name: "--flag value",
+      argv: ["--ops-addr", "b:2"],
+      env: {},
+      want: "b:2",
+      source: "--ops-addr",
+    },
+    { name: "--flag=value", argv: ["--ops-addr=c:3"], env: {}, want: "c:3" },
+    { name: "=value keeps later =", argv: ["--ops-addr=x=y"], env: {}, want: "x=y" },
+    {
+      name: "flag wins over env",
+      argv: ["--ops-addr=d:4"],
+      env: { PERISCOPE_OPS_ADDR: "e:5" },
+      want: "d:4",
+      source: "--ops-addr",
+    },
+    {
+      name: "empty flag is unset",
+      argv: ["--ops-addr="],
+      env: { PERISCOPE_OPS_ADDR: "e:5" },
+      want: undefined,
+    },
+    { name: "last flag wins", argv: ["--ops-addr=f:6", "--ops-addr", "g:7"], env: {}, want: "g:7" },
+    { name: "value may look like a flag", argv: ["--ops-addr", "--x"], env: {}, want: "--x" },
+  ])("config - settings read $name", ({ argv, env, want, source }) => {
+    const s = readSettings(NAMES, argv, env);
+    expect(s.get("ops-addr")).toBe(want);
+    if (source !== undefined) expect(s.source("ops-addr")).toBe(source);
+    expect(s.get("max-flows")).toBeUndefined();
+  });
+
+  test.each<{ argv: string[]; options?: ReadSettingsOptions; field: string }>([
+    { argv: ["--bogus=1"], field: "bogus" },
+    { argv: ["--bogus", "1"], options: { flagField: "flag" }, field: "--bogus" },
+    { argv: ["--ops-addr"], field: "ops-addr" },
+    { argv: ["--max-flows"], options: { flagField: "flag" }, field: "--max-flows" },
+    { argv: ["stray"], field: "stray" },
+    { argv: ["stray"], options: { positionalField: "argv" }, field: "argv" },
+    { argv: ["-x"], field: "-x" },
+  ])("config - settings reject $argv naming $field", ({ argv, options, field }) => {
+    const err = configErrorOf(() => readSettings(NAMES, argv, {}, options));
+    expect(err.field).toBe(field);
+    expect(err.message).toStartWith(`${field}: `);
+  });
+
+  test.each([
+    { raw: "1", min: 1, max: 10, want: 1 },
+    { raw: " 10 ", min: 1, max: 10, want: 10 },
+    { raw: "0", min: 0, max: 0, want: 0 },
+  ])("config - integer $raw in $min..$max", ({ raw, min, max, want }) => {
+    expect(parseInteger("n", raw, min, max)).toBe(want);
+  });
+
+  test.each([
+    { raw: "0", min: 1, max: 10, problem: "0 is outside 1..10" },
+    { raw: "11", min: 1, max: 10, problem: "11 is outside 1..10" },
+    { raw: "-1", min: 0, max: 10, problem: '"-1" is not an integer' },
+    { raw: "1.5", min: 0, max: 10, problem: '"1.5" is not an integer' },
+    { raw: "ten", min: 0, max: 10, problem: '"ten" is not an integer' },
+    { raw: "", min: 0, max: 10, problem: '"" is not an integer' },
+  ])("config - integer $raw rejected", ({ raw, min, max, problem }) => {
+    expect(configErrorOf(() => parseInteger("n", raw, min, max)).message).toBe(`n: ${problem}`);
+  });
+
+  test.each([
+    { raw: "1", want: 1 },
+    { raw: "9007199254740991", want: Number.MAX_SAFE_INTEGER },
+  ])("config - positive integer $raw", ({ raw, want }) => {
+    expect(parsePositiveInteger("n", raw)).toBe(want);
+  });
+
+  test.each(["0", "9007199254740992", "x"])("config - positive integer %p rejected", (raw) => {
+    expect(configErrorOf(() => parsePositiveInteger("n", raw)).field).toBe("n");
+  });
+
+  test.each([
+    { raw: "127.0.0.1:9401", allowPortZero: false },
+    { raw: "localhost:4245", allowPortZero: false },
+    { raw: "[::1]:80", allowPortZero: false },
+    { raw: ":8080", allowPortZero: false },
+    { raw: "0.0.0.0:0", allowPortZero: true },
+    { raw: "[fd00::1]:0", allowPortZero: true },
+  ])("config - host:port $raw accepted", ({ raw, allowPortZero }) => {
+    expect(checkHostPort("addr", raw, { allowPortZero })).toBe(raw);
+  });
+
+  test.each([
+    { raw: "9401", allowPortZero: true },
+    { raw: "host:70000", allowPortZero: true },
+    { raw: "host:x", allowPortZero: true },
+    { raw: "a:b:1", allowPortZero: true },
+    { raw: "::1:80", allowPortZero: true },
+    { raw: "", allowPortZero: true },
+    { raw: "127.0.0.1:0", allowPortZero: false },
+  ])("config - host:port $raw rejected", ({ raw, allowPortZero }) => {
+    const err = configErrorOf(() => checkHostPort("addr", raw, { allowPortZero }));
+    expect(err.field).toBe("addr");
+    expect(err.message).toContain(`"${raw}"`);
+  });
+
+  test.each([
+    "nats://127.0.0.1:4222",
+    "tls://nats.example:4443",
+    "ws://h:8080",
+    "wss://h",
+    "nats://[::1]:4222",
+    "nats://a:1, nats://b:2",
+  ])("config - nats url %p accepted", (raw) => {
+    expect(checkNatsUrl("nats-url", raw)).toBe(raw);
+  });
+
+  test.each([
+    "http://x:1",
+    "nats://",
+    "127.0.0.1:4222",
+    "bogus",
+    "nats://a:1,bogus",
+    "nats://a:1,",
+    "nats://a b",
+  ])("config - nats url %p rejected", (raw) => {
+    expect(configErrorOf(() => checkNatsUrl("nats-url", raw)).field).toBe("nats-url");
+  });
+
+  test.each(["fatal", "error", "warn", "info", "debug", "trace", "silent"])(
+    "config - log level %p accepted",
+    (raw) => {
+      expect(parseLogLevel("log-level", raw)).toBe(raw as ReturnType<typeof parseLogLevel>);
+    },
+  );
+
+  test.each(["loud", "INFO", "", " info"])("config - log level %p rejected", (raw) => {
+    const err = configErrorOf(() => parseLogLevel("log-level", raw));
+    expect(err.message).toStartWith("log-level: ");
+    expect(err.message).toContain("fatal, error, warn, info, debug, trace, silent");
+  });
+
+  test.each([
+    { raw: "n1", want: "n1" },
+    { raw: undefined, want: hostname() },
+  ])("config - node name $raw", ({ raw, want }) => {
+    expect(resolveNodeName("node-name", raw)).toBe(want);
+  });
+
+  test.each(["", " ", "\t"])("config - node name %p rejected", (raw) => {
+    expect(configErrorOf(() => resolveNodeName("node-name", raw)).field).toBe("node-name");
+  });
+
+  test.each([
+    { raw: " a:1 ", trim: true, want: "a:1" },
+    { raw: " \t", trim: true, want: undefined },
+    { raw: " a:1 ", trim: false, want: " a:1 " },
+    { raw: " ", trim: false, want: " " },
+  ])("config - settings with trim $trim read $raw as $want", ({ raw, trim, want }) => {
+    const s = readSettings(NAMES, [], { PERISCOPE_OPS_ADDR: raw }, { trim });
+    expect(s.get("ops-addr")).toBe(want);
+  });
+
+  test("config - common settings defaults", () => {
+    const s = readSettings(COMMON_SETTINGS, [], {});
+    expect(parseCommonSettings(s, { opsAddr: "127.0.0.1:9999" })).toEqual({
+      natsUrl: undefined,
+      nodeName: hostname(),
+      opsAddr: "127.0.0.1:9999",
+      logLevel: "info",
+    });
+  });
+
+  test("config - common settings from flags and environment", () => {
+    const s = readSettings(COMMON_SETTINGS, ["--node-name=n1", "--ops-addr", "[::1]:0"], {
+      PERISCOPE_NATS_URL: "nats://nats:4222",
+      PERISCOPE_NODE_NAME: "loses",
+      PERISCOPE_LOG_LEVEL: "debug",
+    });
+    expect(parseCommonSettings(s, { opsAddr: "127.0.0.1:9999" })).toEqual({
+      natsUrl: "nats://nats:4222",
+      nodeName: "n1",
+      opsAddr: "[::1]:0",
+      logLevel: "debug",
+    });
+  });
+
+  test.each([
+    { argv: ["--nats-url=http://x"], env: {}, fromSource: false, field: "nats-url" },
+    { argv: ["--node-name", " "], env: {}, fromSource: false, field: "node-name" },
+    { argv: [], env: { PERISCOPE_OPS_ADDR: "x" }, fromSource: false, field: "ops-addr" },
+    { argv: ["--log-level=loud"], env: {}, fromSource: false, field: "log-level" },
+    { argv: ["--nats-url=http://x"], env: {}, fromSource: true, field: "--nats-url" },
+    { argv: [], env: { PERISCOPE_OPS_ADDR: "x" }, fromSource: true, field: "PERISCOPE_OPS_ADDR" },
+    { argv: [], env: { PERISCOPE_LOG_LEVEL: "x" }, fromSource: true, field: "PERISCOPE_LOG_LEVEL" },
+  ])(
+    "config - common settings reject $argv $env naming $field",
+    ({ argv, env, fromSource, field }) => {
+      const s = readSettings(COMMON_SETTINGS, argv, env);
+      const err = configErrorOf(() =>
+        parseCommonSettings(s, { opsAddr: "127.0.0.1:1", fieldFromSource: fromSource }),
+      );
+      expect(err.field).toBe(field);
+    },
+  );
+});
