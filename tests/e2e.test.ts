@@ -22,6 +22,8 @@ import { ROOT, type Stack, startStack, testPrefix } from "./harness.ts";
 type FilterInit = MessageInitShape<typeof FlowFilterSchema>;
 type RequestInit = MessageInitShape<typeof GetFlowsRequestSchema>;
 
+const NODE = "e2e-node";
+const NODE2 = "e2e-node-2";
 const HTTP_PORT = 8080;
 const UDP_PORT = 9999;
 const TCP_SRC_PORT = 41000;
@@ -67,7 +69,16 @@ async function eventually<T>(
 }
 
 beforeAll(async () => {
-  stack = await startStack({ prefix: testPrefix(), nodeName: "e2e-node" });
+  stack = await startStack({
+    prefix: testPrefix(),
+    pods: [{ name: "frontend" }, { name: "backend" }, { name: "db" }, { name: "cache" }],
+    // Two simulated nodes: the second collector watches only the cache pod.
+    nodes: [
+      { name: NODE, pods: ["frontend", "backend", "db"] },
+      { name: NODE2, pods: ["cache"] },
+    ],
+    enrichers: 2,
+  });
   const t = stack.topology;
   ips = {
     frontend: t.pod("frontend").ipv4,
@@ -126,6 +137,8 @@ describe("e2e", () => {
       },
       "SYN seen leaving frontend and arriving at backend",
     );
+    // Once per observation point: two enrichers share the work without duplicating it.
+    expect(syns).toHaveLength(2);
     for (const f of syns) {
       expect(f.IP?.source).toBe(ips.frontend);
       expect(f.IP?.destination).toBe(ips.backend);
@@ -134,7 +147,7 @@ describe("e2e", () => {
       expect(f.source?.podName).toBe("frontend");
       expect(f.destination?.podName).toBe("backend");
       expect(f.verdict).toBe(Verdict.FORWARDED);
-      expect(f.nodeName).toBe("e2e-node");
+      expect(f.nodeName).toBe(NODE);
       expect(f.Summary).toBe("TCP Flags: SYN");
       expect(f.eventType?.type).toBe(4);
       expect(f.isReply).toBe(false);
@@ -354,18 +367,17 @@ describe("e2e", () => {
   });
 
   test("e2e - a malformed raw frame is counted and skipped; the enricher keeps working", async () => {
-    const before = await stack.metric("enricher", "periscope_enricher_frames_malformed_total");
-    stack.bus.nc.publish(
-      `periscope.raw.${stack.nodeName}.0`,
-      new Uint8Array([0xde, 0xad, 0xbe, 0xef, 0xff]),
-    );
-    await waitFor(
-      async () =>
-        (await stack.metric("enricher", "periscope_enricher_frames_malformed_total")) ===
-        before + 1,
-      { timeoutMs: 10_000, what: "malformed frame counted" },
-    );
-    expect(stack.sup.get("enricher")?.exitCode()).toBeNull();
+    const malformed = async () =>
+      (await stack.metric("enricher-0", "periscope_enricher_frames_malformed_total")) +
+      (await stack.metric("enricher-1", "periscope_enricher_frames_malformed_total"));
+    const before = await malformed();
+    stack.bus.nc.publish(`periscope.raw.${NODE}.0`, new Uint8Array([0xde, 0xad, 0xbe, 0xef, 0xff]));
+    await waitFor(async () => (await malformed()) === before + 1, {
+      timeoutMs: 10_000,
+      what: "malformed frame counted",
+    });
+    expect(stack.sup.get("enricher-0")?.exitCode()).toBeNull();
+    expect(stack.sup.get("enricher-1")?.exitCode()).toBeNull();
     await stack.topology.exec("backend", ["ping", "-c", "1", "-W", "2", ips.db]);
     await eventually(
       {},
@@ -414,7 +426,16 @@ describe("e2e", () => {
         /^\w{3} [ \d]\d \d\d:\d\d:\d\d\.\d{3}: demo\/frontend:\d+ \(ID:\d+\) -> demo\/backend:8080 \(ID:\d+\) (to|from)-network FORWARDED \(TCP Flags: [A-Z, ]+\)$/,
       );
     }
-    const json = await run(["--last", "1000", "--protocol", "udp", "-o", "json"]);
+    const json = await run([
+      "--last",
+      "1000",
+      "--protocol",
+      "udp",
+      "--node-name",
+      NODE,
+      "-o",
+      "json",
+    ]);
     expect(json.code).toBe(0);
     const objs = json.out
       .trim()
@@ -426,7 +447,7 @@ describe("e2e", () => {
           },
       );
     expect(objs.some((o) => o.flow?.l4?.UDP?.source_port === UDP_SRC_PORT)).toBe(true);
-    expect(objs.every((o) => o.flow?.node_name === "e2e-node")).toBe(true);
+    expect(objs.every((o) => o.flow?.node_name === NODE)).toBe(true);
 
     const bad = await run(["--verdict", "BOGUS"]);
     expect(bad.code).not.toBe(0);
@@ -441,21 +462,64 @@ describe("e2e", () => {
     expect(s.version).toContain("periscope");
   });
 
-  test("e2e - stopping the collector removes its tc filters and BPF programs", async () => {
+  test("e2e - one observer answers for every node", async () => {
+    const cache = stack.topology.pod("cache");
+    await stack.topology.exec("frontend", ["ping", "-c", "1", "-W", "2", cache.ipv4]);
+    // frontend's egress is seen by the first node, cache's ingress by the second.
+    const nodes = await eventually(
+      {
+        whitelist: [
+          create(FlowFilterSchema, { destinationPod: ["demo/cache"], protocol: ["icmp"] }),
+        ],
+      },
+      (fs) => {
+        const names = new Set(fs.filter((f) => icmp(f)?.type === 8).map((f) => f.nodeName));
+        return names.size === 2 ? [...names].sort() : undefined;
+      },
+      "echo request to cache seen on both nodes",
+    );
+    expect(nodes).toEqual([NODE, NODE2]);
+
+    const only2 = await flows({ whitelist: [create(FlowFilterSchema, { nodeName: [NODE2] })] });
+    expect(only2.length).toBeGreaterThan(0);
+    expect(only2.every((f) => f.nodeName === NODE2)).toBe(true);
+
+    const listed: string[] = [];
+    for (const n of (await stack.client.getNodes({})).nodes) listed.push(n.name);
+    expect(listed.sort()).toEqual([NODE, NODE2]);
+    expect((await stack.client.serverStatus({})).numConnectedNodes).toBe(2);
+  });
+
+  test("e2e - stopping a collector removes its tc filters and BPF programs, and only its own", async () => {
     const t = stack.topology;
-    const filters = async () => {
-      let n = 0;
-      for (const pod of t.pods) {
-        for (const dir of ["ingress", "egress"]) {
-          const r = await t.exec(pod.name, ["tc", "filter", "show", "dev", "eth0", dir]);
-          n += r.stdout.trim() === "" ? 0 : 1;
-        }
+    /** BPF program ids on a pod's eth0 hooks, from tc's own listing. */
+    const programs = async (pod: string): Promise<number[]> => {
+      const ids: number[] = [];
+      for (const dir of ["ingress", "egress"]) {
+        const r = await t.exec(pod, ["tc", "filter", "show", "dev", "eth0", dir]);
+        for (const m of r.stdout.matchAll(/ id (\d+)/g)) ids.push(Number(m[1]));
       }
-      return n;
+      return ids;
     };
-    expect(await filters()).toBe(6);
-    const code = await stack.sup.stopOne("collector");
-    expect(code).toBe(0);
-    expect(await filters()).toBe(0);
+    const node1Pods = ["frontend", "backend", "db"];
+    const before = (await Promise.all(node1Pods.map(programs))).flat();
+    expect(before).toHaveLength(6);
+    expect(await programs("cache")).toHaveLength(2);
+
+    expect(await stack.sup.stopOne(`collector-${NODE}`)).toBe(0);
+
+    expect((await Promise.all(node1Pods.map(programs))).flat()).toEqual([]);
+    expect(await programs("cache")).toHaveLength(2);
+    // The kernel frees a program once its last reference is gone.
+    await waitFor(
+      async () => {
+        const r = Bun.spawnSync(["bpftool", "-j", "prog", "show"], { stdout: "pipe" });
+        const live = new Set(
+          (JSON.parse(r.stdout.toString()) as Array<{ id: number }>).map((p) => p.id),
+        );
+        return before.every((id) => !live.has(id));
+      },
+      { timeoutMs: 10_000, what: "the stopped collector's programs are freed" },
+    );
   });
 });

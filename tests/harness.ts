@@ -1,7 +1,9 @@
 /**
  * End-to-end harness: a real nats-server, a demo topology of netns pods, and
- * the four services as real child processes, wired like a one-node install.
- * `stop()` tears everything down in reverse order, also after failures.
+ * the services as real child processes, wired like an install: one observer
+ * and recorder, N enricher replicas, and one collector per simulated node
+ * (each attached to its own pods). `stop()` tears everything down in reverse
+ * order, also after failures.
  */
 import { resolve } from "node:path";
 import { createClient } from "@connectrpc/connect";
@@ -14,25 +16,44 @@ import {
   openEndpointRegistry,
   startLocalNats,
 } from "@periscope/bus";
-import { createDemoTopology, Supervisor, type Topology, waitFor } from "@periscope/devstack";
+import {
+  createDemoTopology,
+  type PodSpec,
+  Supervisor,
+  type Topology,
+  waitFor,
+} from "@periscope/devstack";
 import { Observer } from "@periscope/proto";
 import { createLogger } from "@periscope/telemetry";
 
 export const ROOT = resolve(import.meta.dir, "..");
-export const SERVICES = ["observer", "enricher", "recorder", "collector"] as const;
-export type ServiceName = (typeof SERVICES)[number];
+export type ServiceKind = "observer" | "enricher" | "recorder" | "collector";
+
+/** One simulated node: a collector attached to these pods' eth0. */
+export interface NodeSpec {
+  name: string;
+  pods: string[];
+}
+
+export interface StackOptions {
+  prefix: string;
+  pods?: PodSpec[];
+  nodes: NodeSpec[];
+  /** Enricher replicas in the queue group (default 1). */
+  enrichers?: number;
+}
 
 export interface Stack {
-  readonly nodeName: string;
   readonly natsUrl: string;
   readonly bus: Bus;
   readonly topology: Topology;
   readonly sup: Supervisor;
   readonly observerAddr: string;
-  readonly ops: Record<ServiceName, number>;
+  /** Ops (metrics/health) port by process name: observer, recorder, enricher-<i>, collector-<node>. */
+  readonly ops: Record<string, number>;
   readonly client: ReturnType<typeof createClient<typeof Observer>>;
-  /** Reads one counter/gauge value (summed over label sets) from a service's /metrics. */
-  metric(service: ServiceName, name: string, labels?: Record<string, string>): Promise<number>;
+  /** Sums one counter/gauge (over label sets matching `labels`) from a process's /metrics. */
+  metric(process: string, name: string, labels?: Record<string, string>): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -41,7 +62,19 @@ export function testPrefix(): string {
   return `psct-${Math.random().toString(36).slice(2, 7)}-`;
 }
 
-export async function startStack(opts: { prefix: string; nodeName: string }): Promise<Stack> {
+/** Parses Prometheus text format and sums the samples of `name` whose labels include `labels`. */
+export function sumMetric(text: string, name: string, labels: Record<string, string> = {}): number {
+  let sum = 0;
+  for (const line of text.split("\n")) {
+    const m = /^([a-zA-Z_:][\w:]*)(\{[^}]*\})? ([-+\d.eE]+|NaN)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const ls = m[2] ?? "";
+    if (Object.entries(labels).every(([k, v]) => ls.includes(`${k}="${v}"`))) sum += Number(m[3]);
+  }
+  return sum;
+}
+
+export async function startStack(opts: StackOptions): Promise<Stack> {
   const log = createLogger("e2e", "warn");
   const undo: Array<() => Promise<unknown>> = [];
   const stop = async (): Promise<void> => {
@@ -60,7 +93,10 @@ export async function startStack(opts: { prefix: string; nodeName: string }): Pr
     const bus = await connectBus({ url: nats.url, name: "e2e", log });
     undo.push(() => bus.close());
 
-    const topology = await createDemoTopology({ prefix: opts.prefix });
+    const topology = await createDemoTopology({
+      prefix: opts.prefix,
+      ...(opts.pods ? { pods: opts.pods } : {}),
+    });
     undo.push(() => topology.destroy());
     const registry = await openEndpointRegistry(bus);
     for (const pod of topology.pods) {
@@ -68,43 +104,54 @@ export async function startStack(opts: { prefix: string; nodeName: string }): Pr
         await registry.put({ ip, namespace: pod.namespace, podName: pod.name, labels: pod.labels });
       }
     }
-    registry.close();
+    await registry.close();
 
     const lines: string[] = [];
     const sup = new Supervisor({ sink: (l) => lines.push(l), stopTimeoutMs: 8000 });
     undo.push(() => sup.stop());
-    const ops = {} as Record<ServiceName, number>;
-    for (const s of SERVICES) ops[s] = await freePort();
     const observerAddr = `127.0.0.1:${await freePort()}`;
-    const env = (s: ServiceName): Record<string, string> => ({
-      PERISCOPE_NATS_URL: nats.url,
-      PERISCOPE_NODE_NAME: opts.nodeName,
-      PERISCOPE_OPS_ADDR: `127.0.0.1:${ops[s]}`,
-      PERISCOPE_LOG_LEVEL: "info",
-    });
-    const extra: Record<ServiceName, Record<string, string>> = {
-      observer: { PERISCOPE_LISTEN_ADDR: observerAddr },
-      enricher: {},
-      recorder: {},
-      collector: { PERISCOPE_INTERFACES: topology.interfaces.join(",") },
-    };
-    for (const s of SERVICES) {
-      sup.start(s, ["bun", "run", resolve(ROOT, `services/${s}/src/main.ts`)], {
-        env: { ...env(s), ...extra[s] },
+    const procs: Array<{ name: string; kind: ServiceKind; env: Record<string, string> }> = [
+      { name: "observer", kind: "observer", env: { PERISCOPE_LISTEN_ADDR: observerAddr } },
+      { name: "recorder", kind: "recorder", env: {} },
+    ];
+    for (let i = 0; i < (opts.enrichers ?? 1); i++) {
+      procs.push({ name: `enricher-${i}`, kind: "enricher", env: {} });
+    }
+    for (const node of opts.nodes) {
+      const interfaces = node.pods.map((p) => `${topology.pod(p).netns}/eth0`).join(",");
+      procs.push({
+        name: `collector-${node.name}`,
+        kind: "collector",
+        env: { PERISCOPE_NODE_NAME: node.name, PERISCOPE_INTERFACES: interfaces },
+      });
+    }
+    const ops: Record<string, number> = {};
+    for (const p of procs) {
+      ops[p.name] = await freePort();
+      sup.start(p.name, ["bun", "run", resolve(ROOT, `services/${p.kind}/src/main.ts`)], {
+        env: {
+          PERISCOPE_NATS_URL: nats.url,
+          PERISCOPE_NODE_NAME: opts.nodes[0]?.name ?? "e2e",
+          PERISCOPE_OPS_ADDR: `127.0.0.1:${ops[p.name]}`,
+          PERISCOPE_LOG_LEVEL: "info",
+          ...p.env,
+        },
         cwd: ROOT,
       });
     }
-    for (const s of SERVICES) {
+    for (const p of procs) {
       await waitFor(
         async () => {
-          const p = sup.get(s);
-          if (p && p.exitCode() !== null) {
-            throw new Error(`${s} exited (${p.exitCode()}):\n${p.lines().slice(-20).join("\n")}`);
+          const sp = sup.get(p.name);
+          if (sp && sp.exitCode() !== null) {
+            throw new Error(
+              `${p.name} exited (${sp.exitCode()}):\n${sp.lines().slice(-20).join("\n")}`,
+            );
           }
-          const r = await fetch(`http://127.0.0.1:${ops[s]}/readyz`).catch(() => undefined);
+          const r = await fetch(`http://127.0.0.1:${ops[p.name]}/readyz`).catch(() => undefined);
           return r?.ok === true;
         },
-        { timeoutMs: 30_000, what: `${s} ready` },
+        { timeoutMs: 30_000, what: `${p.name} ready` },
       );
     }
     const client = createClient(
@@ -112,33 +159,19 @@ export async function startStack(opts: { prefix: string; nodeName: string }): Pr
       createGrpcTransport({ baseUrl: `http://${observerAddr}` }),
     );
     const metric = async (
-      service: ServiceName,
+      process: string,
       name: string,
       labels: Record<string, string> = {},
     ): Promise<number> => {
-      const text = await (await fetch(`http://127.0.0.1:${ops[service]}/metrics`)).text();
-      let sum = 0;
-      for (const line of text.split("\n")) {
-        const m = /^([a-zA-Z_:][\w:]*)(\{[^}]*\})? ([-+\d.eE]+|NaN)$/.exec(line);
-        if (!m || m[1] !== name) continue;
-        const ls = m[2] ?? "";
-        if (Object.entries(labels).every(([k, v]) => ls.includes(`${k}="${v}"`)))
-          sum += Number(m[3]);
-      }
-      return sum;
+      const port = ops[process];
+      if (port === undefined) throw new Error(`no process named ${process}`);
+      return sumMetric(
+        await (await fetch(`http://127.0.0.1:${port}/metrics`)).text(),
+        name,
+        labels,
+      );
     };
-    return {
-      nodeName: opts.nodeName,
-      natsUrl: nats.url,
-      bus,
-      topology,
-      sup,
-      observerAddr,
-      ops,
-      client,
-      metric,
-      stop,
-    };
+    return { natsUrl: nats.url, bus, topology, sup, observerAddr, ops, client, metric, stop };
   } catch (err) {
     await stop();
     throw err;

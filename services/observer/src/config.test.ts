@@ -10,6 +10,7 @@ describe("observer config", () => {
       listenAddr: OBSERVER_DEFAULTS.listenAddr,
       opsAddr: OBSERVER_DEFAULTS.opsAddr,
       maxFlows: 4095,
+      sortBufferMs: 250,
       logLevel: "info",
     });
     expect(Object.isFrozen(c)).toBe(true);
@@ -33,6 +34,8 @@ describe("observer config", () => {
   test.each([
     { argv: [], env: { PERISCOPE_MAX_FLOWS: "zero" }, field: "PERISCOPE_MAX_FLOWS" },
     { argv: ["--max-flows", "0"], env: {}, field: "--max-flows" },
+    { argv: ["--sort-buffer-ms", "-1"], env: {}, field: "--sort-buffer-ms" },
+    { argv: [], env: { PERISCOPE_SORT_BUFFER_MS: "soon" }, field: "PERISCOPE_SORT_BUFFER_MS" },
     { argv: [], env: { PERISCOPE_LISTEN_ADDR: "nohost" }, field: "PERISCOPE_LISTEN_ADDR" },
     { argv: ["--ops-addr", "1.2.3.4:99999"], env: {}, field: "--ops-addr" },
     { argv: [], env: { PERISCOPE_LOG_LEVEL: "loud" }, field: "PERISCOPE_LOG_LEVEL" },

@@ -16,6 +16,8 @@ export interface ObserverConfig extends CommonConfig {
   readonly listenAddr: string;
   /** Capacity of the in-memory flow ring (Hubble's max_flows). */
   readonly maxFlows: number;
+  /** How long incoming events wait to be put in time order across nodes, ms (0: off). */
+  readonly sortBufferMs: number;
 }
 
 /** Defaults as fixed in docs/internals.md. */
@@ -23,6 +25,7 @@ export const OBSERVER_DEFAULTS = Object.freeze({
   listenAddr: "localhost:4245",
   opsAddr: "127.0.0.1:9403",
   maxFlows: 4095,
+  sortBufferMs: 250,
   logLevel: "info" as LogLevel,
 });
 
@@ -37,6 +40,7 @@ const ENV_NAMES = {
   "log-level": "PERISCOPE_LOG_LEVEL",
   "listen-address": "PERISCOPE_LISTEN_ADDR",
   "max-flows": "PERISCOPE_MAX_FLOWS",
+  "sort-buffer-ms": "PERISCOPE_SORT_BUFFER_MS",
 } as const satisfies CommonSettingNames;
 
 /**
@@ -63,7 +67,12 @@ export function parseConfig(
     maxFlowsRaw === undefined
       ? OBSERVER_DEFAULTS.maxFlows
       : parseInteger(s.source("max-flows"), maxFlowsRaw, 1, MAX_FLOWS_LIMIT);
-  return Object.freeze({ ...common, listenAddr, maxFlows });
+  const sortRaw = s.get("sort-buffer-ms");
+  const sortBufferMs =
+    sortRaw === undefined
+      ? OBSERVER_DEFAULTS.sortBufferMs
+      : parseInteger(s.source("sort-buffer-ms"), sortRaw, 0, 60_000);
+  return Object.freeze({ ...common, listenAddr, maxFlows, sortBufferMs });
 }
 
 /** The process's config: `process.argv` after the script plus `process.env`. */

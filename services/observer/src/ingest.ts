@@ -4,6 +4,7 @@ import { subjects } from "@periscope/bus";
 import { type FlowBatch, FlowBatchSchema } from "@periscope/proto";
 import type { Logger } from "@periscope/telemetry";
 import type { ObserverMetrics } from "./metrics.ts";
+import { type EventSink, ReorderBuffer } from "./reorder.ts";
 import type { FlowStore } from "./store.ts";
 
 /** A bus payload that is not a FlowBatch. Counted and logged, never fatal. */
@@ -19,6 +20,8 @@ export interface IngestOptions {
   readonly metrics?: ObserverMetrics | undefined;
   /** Subject to subscribe to; default `periscope.flows.>`. */
   readonly subject?: string;
+  /** How long events wait to be put in time order across nodes, ms (0: no reordering). */
+  readonly sortBufferMs?: number;
 }
 
 /** A running bus subscription feeding the store. */
@@ -39,7 +42,7 @@ function nodeFromSubject(subject: string): string {
  * Decodes one payload into the store. Returns the number of events stored, or throws
  * {@link MalformedBatchError} (nothing stored) when the payload is not a FlowBatch.
  */
-export function ingestBatch(store: FlowStore, subject: string, payload: Uint8Array): number {
+export function ingestBatch(sink: EventSink, subject: string, payload: Uint8Array): number {
   let batch: FlowBatch;
   try {
     batch = fromBinary(FlowBatchSchema, payload);
@@ -49,19 +52,29 @@ export function ingestBatch(store: FlowStore, subject: string, payload: Uint8Arr
     });
   }
   const node = nodeFromSubject(subject);
-  for (const resp of batch.responses) store.add(resp, node);
+  for (const resp of batch.responses) sink.add(resp, node);
   return batch.responses.length;
 }
 
 /**
  * Subscribes to the flows subjects and writes every event of every FlowBatch into the
- * store. A malformed payload increments `errors_total{kind="malformed_batch"}` and is
+ * store, through a sort buffer that restores time order across nodes and enrichers. A malformed payload increments `errors_total{kind="malformed_batch"}` and is
  * logged; the subscription keeps going.
  */
 export function startIngest(opts: IngestOptions): Ingest {
   const { store, log, metrics } = opts;
   const subject = opts.subject ?? subjects.flowsAll;
   const sub: Subscription = opts.nc.subscribe(subject);
+  const reorder = new ReorderBuffer(
+    {
+      add(resp, node) {
+        store.add(resp, node);
+        if (resp.responseTypes.case === "flow") metrics?.flowsReceived.inc();
+        metrics?.ringEntries.set(store.ring.length);
+      },
+    },
+    { delayMs: opts.sortBufferMs ?? 0 },
+  );
   let batches = 0;
   const loop = (async () => {
     try {
@@ -69,10 +82,7 @@ export function startIngest(opts: IngestOptions): Ingest {
         batches++;
         metrics?.batchesReceived.inc();
         try {
-          const before = store.seenFlows;
-          ingestBatch(store, msg.subject, msg.data);
-          metrics?.flowsReceived.inc(store.seenFlows - before);
-          metrics?.ringEntries.set(store.ring.length);
+          ingestBatch(reorder, msg.subject, msg.data);
         } catch (err) {
           const kind = err instanceof MalformedBatchError ? "malformed_batch" : "ingest";
           metrics?.errors.inc({ kind });
@@ -90,6 +100,7 @@ export function startIngest(opts: IngestOptions): Ingest {
     async stop() {
       sub.unsubscribe();
       await loop;
+      reorder.flush();
     },
   };
 }

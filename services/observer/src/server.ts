@@ -100,7 +100,13 @@ export async function startObserver(
   };
 
   try {
-    const ingest: Ingest = startIngest({ nc: bus.nc, store, log, metrics });
+    const ingest: Ingest = startIngest({
+      nc: bus.nc,
+      store,
+      log,
+      metrics,
+      sortBufferMs: config.sortBufferMs,
+    });
     cleanups.push(() => ingest.stop());
 
     const stopping = new AbortController();
