@@ -1,164 +1,103 @@
 /**
- * `bun run bench`: collector throughput. Drives the trace program with BPF_PROG_TEST_RUN
- * while the collector's drain loop, framer and publisher run against a local
- * nats-server, and a subscriber counts the records it receives. Prints one JSON line
- * per figure: {"bench","metric","value","unit"}. Needs root and bpf/build/trace.bpf.o.
+ * `bun run bench [-- --only=decode,collector,pipeline]`: Periscope's benches. Prints one
+ * JSON line per figure, {"bench","metric","value","unit"}, on stdout; diagnostics go to
+ * stderr. Needs root and bpf/build/trace.bpf.o.
+ *
+ * - decode-*: the enricher's per-frame work and the FlowBatch wire cost, one core.
+ * - syn74-*, full1514-*: kernel → collector → NATS (bench/collector.ts).
+ * - pipeline-*: kernel → collector → enricher → observer → GetFlows follow client at
+ *   several rates, with latency and loss accounting (bench/pipeline.ts).
+ *
+ * Every program, child process and the nats-server it starts is ended before it exits,
+ * also on failure and on SIGINT/SIGTERM.
  */
 
-import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { TraceProgram } from "@periscope/bpf";
-import { type LocalNats, sanitizeToken, startLocalNats } from "@periscope/bus";
-import { decodeRawFrame } from "@periscope/wire";
-import pino from "pino";
-import { type Collector, startCollector } from "../services/collector/src/collector.ts";
-import { loadConfig } from "../services/collector/src/config.ts";
-import { tcpFullSegment, tcpSyn } from "./packets.ts";
+import { startLocalNats } from "@periscope/bus";
+import { runCollectorBench } from "./collector.ts";
+import { runDecodeBench } from "./decode.ts";
+import { runPipelineBench } from "./pipeline.ts";
+import { Teardown } from "./procs.ts";
 
-interface Scenario {
-  name: string;
-  packet: Uint8Array;
-  captureLen: number;
-  /** test_run iterations in total and per call. */
-  total: number;
-  chunk: number;
-  /** Wait for the collector to catch up between chunks (false: a burst that may overflow the ring). */
-  paced: boolean;
+const PARTS = ["decode", "collector", "pipeline"] as const;
+type Part = (typeof PARTS)[number];
+
+/** A command line the bench does not understand. */
+class BenchUsageError extends Error {
+  override name = "BenchUsageError";
 }
 
-const SCENARIOS: Scenario[] = [
-  {
-    name: "syn74-cap128",
-    packet: tcpSyn(),
-    captureLen: 128,
-    total: 200_000,
-    chunk: 2_000,
-    paced: true,
-  },
-  {
-    name: "full1514-cap1536",
-    packet: tcpFullSegment(),
-    captureLen: 1536,
-    total: 50_000,
-    chunk: 500,
-    paced: true,
-  },
-  {
-    name: "syn74-burst",
-    packet: tcpSyn(),
-    captureLen: 128,
-    total: 200_000,
-    chunk: 50_000,
-    paced: false,
-  },
-];
-const PHASE_TIMEOUT_MS = 15_000;
-
-function emit(bench: string, metric: string, value: number, unit: string): void {
-  const rounded = Number.isInteger(value) ? value : Math.round(value * 100) / 100;
-  process.stdout.write(`${JSON.stringify({ bench, metric, value: rounded, unit })}\n`);
-}
-
-const yieldToLoop = (): Promise<void> => new Promise((r) => setImmediate(r));
-
-/** Waits (yielding) until `done()`; returns the ms since `start` when it held. */
-async function until(what: string, start: number, done: () => boolean): Promise<number> {
-  const deadline = performance.now() + PHASE_TIMEOUT_MS;
-  while (!done()) {
-    if (performance.now() > deadline) throw new Error(`bench: timed out waiting for ${what}`);
-    await Bun.sleep(1);
-  }
-  return performance.now() - start;
-}
-
-async function runScenario(s: Scenario, nats: LocalNats, sub: NatsConnection): Promise<void> {
-  const node = `bench-${s.name}`;
-  const received = { records: 0, frames: 0, kernelLost: 0n, collectorLost: 0n };
-  const subscription = sub.subscribe(`periscope.raw.${sanitizeToken(node)}.>`, {
-    callback: (err, msg) => {
-      if (err) throw err;
-      const f = decodeRawFrame(msg.data);
-      received.frames++;
-      received.records += f.records.length;
-      received.kernelLost += f.kernelLost;
-      received.collectorLost += f.collectorLost;
-    },
-  });
-  await sub.flush();
-  const program = TraceProgram.load({ captureLen: s.captureLen });
-  let collector: Collector | undefined;
-  try {
-    const config = loadConfig(
-      [`--nats-url=${nats.url}`, `--node-name=${node}`, "--ops-addr=127.0.0.1:0"],
-      {},
+function selectedParts(argv: readonly string[]): Set<Part> {
+  const only = argv.find((a) => a.startsWith("--only="));
+  if (argv.some((a) => !a.startsWith("--only="))) {
+    throw new BenchUsageError(
+      `unknown arguments: ${argv.join(" ")} (use --only=${PARTS.join(",")})`,
     );
-    const log = pino({ level: "warn", base: { service: "collector" } }, pino.destination(2));
-    collector = await startCollector(config, { program, log });
-    const c = collector;
-    const settled = (): number => {
-      const st = c.stats();
-      return st.eventsRead + st.kernelLost;
-    };
-
-    let produced = 0;
-    let runWallNs = 0;
-    let kernelNs = 0;
-    const start = performance.now();
-    while (produced < s.total) {
-      const n = Math.min(s.chunk, s.total - produced);
-      const t0 = Bun.nanoseconds();
-      const r = program.testRun(s.packet, n, "ingress");
-      runWallNs += Bun.nanoseconds() - t0;
-      kernelNs += r.durationNs * n;
-      produced += n;
-      if (s.paced) {
-        while (produced - settled() > s.chunk * 2) await yieldToLoop();
-      } else await yieldToLoop();
-    }
-    const tDrained = await until("drain", start, () => settled() >= s.total);
-    const tPublished = await until("publish", start, () => {
-      const st = c.stats();
-      return st.eventsPublished + st.queueLost + st.publishLost >= st.eventsRead;
-    });
-    const tReceived = await until(
-      "subscriber",
-      start,
-      () => received.records >= c.stats().eventsPublished,
-    );
-    await c.stop();
-    await sub.flush();
-    const st = c.stats();
-
-    emit(s.name, "kernel_events_per_s", s.total / (runWallNs / 1e9), "events/s");
-    emit(s.name, "ns_per_test_run_iteration", runWallNs / s.total, "ns");
-    emit(s.name, "ns_per_iteration_kernel_reported", kernelNs / s.total, "ns");
-    emit(s.name, "collector_drained_per_s", st.eventsRead / (tDrained / 1000), "events/s");
-    emit(s.name, "published_per_s", st.eventsPublished / (tPublished / 1000), "events/s");
-    emit(s.name, "received_per_s", received.records / (tReceived / 1000), "events/s");
-    emit(s.name, "records_received", received.records, "events");
-    emit(s.name, "frames_received", received.frames, "frames");
-    emit(s.name, "kernel_lost", st.kernelLost, "events");
-    emit(s.name, "collector_lost", st.queueLost + st.publishLost, "events");
-    emit(s.name, "kernel_lost_reported_in_frames", Number(received.kernelLost), "events");
-    const accounted = received.records + Number(received.kernelLost + received.collectorLost);
-    emit(s.name, "unaccounted", s.total - accounted, "events");
-  } finally {
-    subscription.unsubscribe();
-    await collector?.stop();
-    program.close();
   }
+  if (only === undefined) return new Set(PARTS);
+  const names = only.slice("--only=".length).split(",");
+  const parts = new Set<Part>();
+  for (const n of names) {
+    const part = PARTS.find((p) => p === n);
+    if (part === undefined) throw new BenchUsageError(`unknown part "${n}" (${PARTS.join(", ")})`);
+    parts.add(part);
+  }
+  return parts;
 }
+
+/** Set by SIGINT/SIGTERM: the exit code is then 130 whatever the bench was doing. */
+let interrupted = false;
 
 async function main(): Promise<void> {
-  if (process.getuid?.() !== 0) throw new Error("bench: needs root (bpf, BPF_PROG_TEST_RUN)");
-  const nats = await startLocalNats({});
-  let sub: NatsConnection | undefined;
+  const parts = selectedParts(process.argv.slice(2));
+  if (process.getuid?.() !== 0) throw new BenchUsageError("needs root (bpf, BPF_PROG_TEST_RUN)");
+  const teardown = new Teardown();
+  const onSignal = (signal: NodeJS.Signals): void => {
+    interrupted = true;
+    process.stderr.write(`bench: ${signal}, cleaning up\n`);
+    teardown.run().finally(() => process.exit(130));
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  const started = performance.now();
   try {
-    sub = await connect({ servers: nats.url });
-    for (const s of SCENARIOS) await runScenario(s, nats, sub);
+    if (parts.has("decode")) runDecodeBench();
+    if (!parts.has("collector") && !parts.has("pipeline")) return;
+    const nats = await startLocalNats({});
+    teardown.push(() => nats.stop());
+    if (parts.has("collector")) await runCollectorBench(nats);
+    if (parts.has("pipeline")) {
+      const programs = new Set<TraceProgram>();
+      teardown.push(() => {
+        for (const p of programs) p.close();
+      });
+      await runPipelineBench(nats, teardown, () => {
+        const p = TraceProgram.load({ captureLen: 128 });
+        programs.add(p);
+        return p;
+      });
+    }
   } finally {
-    await sub?.close();
-    await nats.stop();
+    await teardown.run();
+    process.stderr.write(`bench: done in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
   }
 }
 
-await main();
+/** Resolves once everything written to stdout so far has been handed to the OS. */
+const stdoutFlushed = (): Promise<void> => new Promise((r) => process.stdout.write("", () => r()));
+
+// Exit explicitly: stop() grace timers of already-stopped children would keep the loop
+// alive for seconds after everything is cleaned up.
+main().then(
+  async () => {
+    await stdoutFlushed();
+    process.exit(interrupted ? 130 : 0);
+  },
+  async (err: unknown) => {
+    process.stderr.write(
+      `bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
+    await stdoutFlushed();
+    process.exit(interrupted ? 130 : 1);
+  },
+);

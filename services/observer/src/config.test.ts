@@ -10,7 +10,7 @@ describe("observer config", () => {
       listenAddr: OBSERVER_DEFAULTS.listenAddr,
       opsAddr: OBSERVER_DEFAULTS.opsAddr,
       maxFlows: 4095,
-      sortBufferMs: 250,
+      sortBufferMs: 100,
       logLevel: "info",
     });
     expect(Object.isFrozen(c)).toBe(true);

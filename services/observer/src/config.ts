@@ -25,7 +25,7 @@ export const OBSERVER_DEFAULTS = Object.freeze({
   listenAddr: "localhost:4245",
   opsAddr: "127.0.0.1:9403",
   maxFlows: 4095,
-  sortBufferMs: 250,
+  sortBufferMs: 100,
   logLevel: "info" as LogLevel,
 });
 
