@@ -14,7 +14,10 @@ function setup(delayMs: number, maxPending?: number) {
     { add: (r) => out.push(r.nodeName) },
     { delayMs, now: () => now, ...(maxPending ? { maxPending } : {}) },
   );
-  return { buf, out, advance: (ms: number) => (now += ms) };
+  const advance = (ms: number): void => {
+    now += ms;
+  };
+  return { buf, out, advance };
 }
 
 describe("reorder buffer", () => {
