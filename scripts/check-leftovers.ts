@@ -1,6 +1,6 @@
 /**
  * Fails (exit 1) when the test suite left anything behind: network
- * namespaces with the test prefix, tc filters or BPF programs of ours,
+ * namespaces or host devices with the test prefix, tc filters or BPF programs of ours,
  * or service/nats-server processes started by tests. Whatever it finds is
  * reported and then removed, so one failing run does not poison the next.
  */
@@ -21,6 +21,17 @@ for (const line of run(["ip", "netns", "list"]).split("\n")) {
   if (name.startsWith(TEST_NETNS_PREFIX)) {
     problems.push(`network namespace ${name}`);
     run(["ip", "netns", "delete", name]);
+  }
+}
+
+interface LinkInfo {
+  ifname: string;
+}
+const links = JSON.parse(run(["ip", "-j", "link", "show"]) || "[]") as LinkInfo[];
+for (const l of links) {
+  if (l.ifname.startsWith(TEST_NETNS_PREFIX)) {
+    problems.push(`host network device ${l.ifname}`);
+    run(["ip", "link", "delete", l.ifname]);
   }
 }
 

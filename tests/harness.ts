@@ -29,10 +29,12 @@ import { createLogger } from "@periscope/telemetry";
 export const ROOT = resolve(import.meta.dir, "..");
 export type ServiceKind = "observer" | "enricher" | "recorder" | "collector";
 
-/** One simulated node: a collector attached to these pods' eth0. */
+/** One simulated node: a collector attached to these pods' eth0, or to `interfaces` as given. */
 export interface NodeSpec {
   name: string;
-  pods: string[];
+  pods?: string[];
+  /** PERISCOPE_INTERFACES as a user would write it; overrides `pods`. */
+  interfaces?: string;
 }
 
 export interface StackOptions {
@@ -118,7 +120,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       procs.push({ name: `enricher-${i}`, kind: "enricher", env: {} });
     }
     for (const node of opts.nodes) {
-      const interfaces = node.pods.map((p) => `${topology.pod(p).netns}/eth0`).join(",");
+      const interfaces =
+        node.interfaces ?? (node.pods ?? []).map((p) => `${topology.pod(p).netns}/eth0`).join(",");
       procs.push({
         name: `collector-${node.name}`,
         kind: "collector",
