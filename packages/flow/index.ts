@@ -23,6 +23,7 @@ export { flowTypeText, MESSAGE_TYPE, verdictText } from "./src/format/flow-type.
 export { formatIdentity } from "./src/format/identity.ts";
 export { formatJson } from "./src/format/json.ts";
 export { formatTimestamp, isValidTimestamp, type TimeLayout } from "./src/format/time.ts";
+export { messageFactory } from "./src/message.ts";
 export {
   observationPoint,
   TRACE_SUBTYPE,

@@ -1,4 +1,3 @@
-import { create } from "@bufbuild/protobuf";
 import { type Timestamp, TimestampSchema } from "@bufbuild/protobuf/wkt";
 import {
   CiliumEventTypeSchema,
@@ -8,20 +7,45 @@ import {
   type Flow,
   FlowSchema,
   FlowType,
+  ICMPv4Schema,
+  ICMPv6Schema,
   IPSchema,
   IPVersion,
   type Layer4,
   Layer4Schema,
   NetworkInterfaceSchema,
+  SCTPSchema,
+  TCPFlagsSchema,
+  TCPSchema,
+  UDPSchema,
   Verdict,
 } from "@periscope/proto";
 import type { TraceRecord } from "@periscope/wire";
+import { messageFactory } from "./message.ts";
 import { observationPoint, trafficDirection } from "./observation.ts";
 import { decodePacket, type LinkType } from "./packet/decode.ts";
 import type { DecodedPacket, L4Header } from "./packet/types.ts";
 import { packetSummary } from "./summary.ts";
 
-/** What the enricher knows about an IP address. */
+const newFlow = messageFactory(FlowSchema);
+const newTimestamp = messageFactory(TimestampSchema);
+const newEventType = messageFactory(CiliumEventTypeSchema);
+const newEthernet = messageFactory(EthernetSchema);
+const newIP = messageFactory(IPSchema);
+const newLayer4 = messageFactory(Layer4Schema);
+const newTCP = messageFactory(TCPSchema);
+const newTCPFlags = messageFactory(TCPFlagsSchema);
+const newUDP = messageFactory(UDPSchema);
+const newSCTP = messageFactory(SCTPSchema);
+const newICMPv4 = messageFactory(ICMPv4Schema);
+const newICMPv6 = messageFactory(ICMPv6Schema);
+const newEndpoint = messageFactory(EndpointSchema);
+const newInterface = messageFactory(NetworkInterfaceSchema);
+
+/**
+ * What the enricher knows about an IP address. Treated as immutable once
+ * returned: decodeTraceFlow keeps the flow.Endpoint it builds per object.
+ */
 export interface EndpointInfo {
   namespace: string;
   podName: string;
@@ -58,29 +82,34 @@ export const MESSAGE_TYPE_TRACE = 4;
  * trace event: FORWARDED, L3_L4, event_type {4, obsPoint}, addresses, ports,
  * flags, endpoints, interface, summary. `is_reply` stays unset (the record
  * carries no connection-tracking state), so `reply` is false.
+ *
+ * Flows for the same EndpointInfo object share one flow.Endpoint message:
+ * treat the returned flow as read-only below `source` / `destination`.
  * @throws PacketDecodeError when the captured packet is malformed.
  */
 export function decodeTraceFlow(rec: TraceRecord, ctx: DecodeContext): Flow {
   const packet = decodePacket(rec.data, ctx.linkType ?? "ethernet");
-  const flow = create(FlowSchema, {
-    time: bootTimeToTimestamp(rec.tsBootNs, ctx.bootToRealtimeNs),
-    uuid: ctx.uuid ? ctx.uuid() : crypto.randomUUID(),
-    verdict: Verdict.FORWARDED,
-    Type: FlowType.L3_L4,
-    nodeName: ctx.nodeName,
-    eventType: create(CiliumEventTypeSchema, { type: MESSAGE_TYPE_TRACE, subType: rec.obsPoint }),
-    traceObservationPoint: observationPoint(rec.obsPoint),
-    trafficDirection: trafficDirection(rec.obsPoint),
-    Summary: packetSummary(packet),
-  });
+  const flow = newFlow();
+  flow.time = bootTimeToTimestamp(rec.tsBootNs, ctx.bootToRealtimeNs);
+  flow.uuid = ctx.uuid ? ctx.uuid() : crypto.randomUUID();
+  flow.verdict = Verdict.FORWARDED;
+  flow.Type = FlowType.L3_L4;
+  flow.nodeName = ctx.nodeName;
+  const eventType = newEventType();
+  eventType.type = MESSAGE_TYPE_TRACE;
+  eventType.subType = rec.obsPoint;
+  flow.eventType = eventType;
+  flow.traceObservationPoint = observationPoint(rec.obsPoint);
+  flow.trafficDirection = trafficDirection(rec.obsPoint);
+  flow.Summary = packetSummary(packet);
   fillLayers(flow, packet);
   flow.source = resolveEndpoint(ctx, packet.ip?.source);
   flow.destination = resolveEndpoint(ctx, packet.ip?.destination);
   if (rec.ifindex !== 0) {
-    flow.interface = create(NetworkInterfaceSchema, {
-      index: rec.ifindex,
-      name: ctx.ifName?.(rec.ifindex) ?? "",
-    });
+    const iface = newInterface();
+    iface.index = rec.ifindex;
+    iface.name = ctx.ifName?.(rec.ifindex) ?? "";
+    flow.interface = iface;
   }
   return flow;
 }
@@ -88,67 +117,89 @@ export function decodeTraceFlow(rec: TraceRecord, ctx: DecodeContext): Flow {
 /** Realtime Timestamp for a CLOCK_BOOTTIME stamp. */
 export function bootTimeToTimestamp(tsBootNs: bigint, bootToRealtimeNs: bigint): Timestamp {
   const ns = tsBootNs + bootToRealtimeNs;
-  const seconds = ns / 1_000_000_000n;
-  const nanos = Number(ns % 1_000_000_000n);
-  return create(TimestampSchema, { seconds, nanos });
+  const ts = newTimestamp();
+  ts.seconds = ns / 1_000_000_000n;
+  ts.nanos = Number(ns % 1_000_000_000n);
+  return ts;
 }
 
 function fillLayers(flow: Flow, packet: DecodedPacket): void {
   if (packet.ethernet) {
-    flow.ethernet = create(EthernetSchema, {
-      source: packet.ethernet.source,
-      destination: packet.ethernet.destination,
-    });
+    const eth = newEthernet();
+    eth.source = packet.ethernet.source;
+    eth.destination = packet.ethernet.destination;
+    flow.ethernet = eth;
   }
   if (packet.ip) {
-    flow.IP = create(IPSchema, {
-      source: packet.ip.source,
-      destination: packet.ip.destination,
-      ipVersion: packet.ip.version === 4 ? IPVersion.IPv4 : IPVersion.IPv6,
-      encrypted: false,
-    });
+    const ip = newIP();
+    ip.source = packet.ip.source;
+    ip.destination = packet.ip.destination;
+    ip.ipVersion = packet.ip.version === 4 ? IPVersion.IPv4 : IPVersion.IPv6;
+    flow.IP = ip;
   }
   if (packet.l4) flow.l4 = toLayer4(packet.l4);
 }
 
 /** flow.Layer4 for a decoded transport header. */
 export function toLayer4(l4: L4Header): Layer4 {
+  const layer = newLayer4();
   switch (l4.kind) {
-    case "tcp":
-      return create(Layer4Schema, {
-        protocol: {
-          case: "TCP",
-          value: {
-            sourcePort: l4.sourcePort,
-            destinationPort: l4.destinationPort,
-            flags: { ...l4.flags },
-          },
-        },
-      });
-    case "udp":
-      return create(Layer4Schema, {
-        protocol: {
-          case: "UDP",
-          value: { sourcePort: l4.sourcePort, destinationPort: l4.destinationPort },
-        },
-      });
-    case "sctp":
-      return create(Layer4Schema, {
-        protocol: {
-          case: "SCTP",
-          value: { sourcePort: l4.sourcePort, destinationPort: l4.destinationPort },
-        },
-      });
-    case "icmpv4":
-      return create(Layer4Schema, {
-        protocol: { case: "ICMPv4", value: { type: l4.type, code: l4.code } },
-      });
-    case "icmpv6":
-      return create(Layer4Schema, {
-        protocol: { case: "ICMPv6", value: { type: l4.type, code: l4.code } },
-      });
+    case "tcp": {
+      const value = newTCP();
+      value.sourcePort = l4.sourcePort;
+      value.destinationPort = l4.destinationPort;
+      const flags = newTCPFlags();
+      flags.FIN = l4.flags.FIN;
+      flags.SYN = l4.flags.SYN;
+      flags.RST = l4.flags.RST;
+      flags.PSH = l4.flags.PSH;
+      flags.ACK = l4.flags.ACK;
+      flags.URG = l4.flags.URG;
+      flags.ECE = l4.flags.ECE;
+      flags.CWR = l4.flags.CWR;
+      flags.NS = l4.flags.NS;
+      value.flags = flags;
+      layer.protocol = { case: "TCP", value };
+      break;
+    }
+    case "udp": {
+      const value = newUDP();
+      value.sourcePort = l4.sourcePort;
+      value.destinationPort = l4.destinationPort;
+      layer.protocol = { case: "UDP", value };
+      break;
+    }
+    case "sctp": {
+      const value = newSCTP();
+      value.sourcePort = l4.sourcePort;
+      value.destinationPort = l4.destinationPort;
+      layer.protocol = { case: "SCTP", value };
+      break;
+    }
+    case "icmpv4": {
+      const value = newICMPv4();
+      value.type = l4.type;
+      value.code = l4.code;
+      layer.protocol = { case: "ICMPv4", value };
+      break;
+    }
+    case "icmpv6": {
+      const value = newICMPv6();
+      value.type = l4.type;
+      value.code = l4.code;
+      layer.protocol = { case: "ICMPv6", value };
+      break;
+    }
   }
+  return layer;
 }
+
+/**
+ * flow.Endpoint messages already built, per EndpointInfo object: a lookup that
+ * returns the same object for a run of flows (the enricher does, per frame)
+ * pays for the label sort once.
+ */
+const endpointMessages = new WeakMap<EndpointInfo, Endpoint>();
 
 /**
  * flow.Endpoint for an address. Like Hubble, an endpoint message is always
@@ -156,12 +207,16 @@ export function toLayer4(l4: L4Header): Layer4 {
  */
 function resolveEndpoint(ctx: DecodeContext, ip: string | undefined): Endpoint {
   const info = ip !== undefined ? ctx.endpoint?.(ip) : undefined;
-  if (!info) return create(EndpointSchema, {});
-  return create(EndpointSchema, {
-    ID: info.id ?? 0,
-    identity: info.identity ?? 0,
-    namespace: info.namespace,
-    podName: info.podName,
-    labels: [...info.labels].sort(),
-  });
+  if (!info) return newEndpoint();
+  let ep = endpointMessages.get(info);
+  if (ep === undefined) {
+    ep = newEndpoint();
+    ep.ID = info.id ?? 0;
+    ep.identity = info.identity ?? 0;
+    ep.namespace = info.namespace;
+    ep.podName = info.podName;
+    ep.labels = [...info.labels].sort();
+    endpointMessages.set(info, ep);
+  }
+  return ep;
 }

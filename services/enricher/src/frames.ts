@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { type Timestamp, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { DecodeContext, EndpointInfo } from "@periscope/flow";
-import { decodeTraceFlow } from "@periscope/flow";
+import { decodeTraceFlow, messageFactory } from "@periscope/flow";
 import {
   type FlowBatch,
   FlowBatchSchema,
@@ -19,6 +19,8 @@ import {
 } from "@periscope/wire";
 import { labelIdentity } from "./identity.ts";
 import type { ReplyTracker } from "./replies.ts";
+
+const newResponse = messageFactory(GetFlowsResponseSchema);
 
 function compareTime(a: Timestamp | undefined, b: Timestamp | undefined): number {
   const as = a?.seconds ?? 0n;
@@ -48,6 +50,8 @@ export interface FrameDeps {
   interfaceName?(node: string, netnsCookie: bigint, ifindex: number): string | undefined;
   /** Sets flow.is_reply from connection state. */
   replies?: ReplyTracker;
+  /** Flow UUID generator; random v4 UUIDs when absent (tests pin it). */
+  uuid?(): string;
 }
 
 function lostResponse(
@@ -89,14 +93,42 @@ export function processFrame(data: Uint8Array, deps: FrameDeps): FrameResult {
     );
   }
 
+  // One lookup per address per frame: a frame is one moment of the registry, and
+  // returning the same object lets decodeTraceFlow reuse the Endpoint it built.
+  const endpoints = new Map<string, EndpointInfo | undefined>();
   const ctx: DecodeContext = {
     nodeName: node,
     bootToRealtimeNs: frame.bootToRealtimeNs,
+    ...(deps.uuid ? { uuid: deps.uuid } : {}),
     endpoint: (ip) => {
-      const ep = deps.endpoint(ip);
-      if (!ep || ep.identity !== undefined) return ep;
-      return { ...ep, identity: labelIdentity(ep.namespace, ep.labels) };
+      if (endpoints.has(ip)) return endpoints.get(ip);
+      const found = deps.endpoint(ip);
+      const ep = found && {
+        ...found,
+        identity: found.identity ?? labelIdentity(found.namespace, found.labels),
+      };
+      endpoints.set(ip, ep);
+      return ep;
     },
+  };
+  // Interface names per netns cookie and ifindex, also looked up once per frame.
+  const ifNames = new Map<bigint, Map<number, string>>();
+  const interfaceName = (
+    lookup: NonNullable<FrameDeps["interfaceName"]>,
+    cookie: bigint,
+    ifindex: number,
+  ): string => {
+    let names = ifNames.get(cookie);
+    if (names === undefined) {
+      names = new Map();
+      ifNames.set(cookie, names);
+    }
+    let name = names.get(ifindex);
+    if (name === undefined) {
+      name = lookup(node, cookie, ifindex) ?? "";
+      names.set(ifindex, name);
+    }
+    return name;
   };
   const nowMs = Date.now();
   const failures = new Map<RecordFailure, number>();
@@ -126,14 +158,13 @@ export function processFrame(data: Uint8Array, deps: FrameDeps): FrameResult {
       try {
         const f = decodeTraceFlow(rec, ctx);
         if (f.interface && deps.interfaceName) {
-          f.interface.name = deps.interfaceName(node, rec.netnsCookie, rec.ifindex) ?? "";
+          f.interface.name = interfaceName(deps.interfaceName, rec.netnsCookie, rec.ifindex);
         }
         deps.replies?.classify(f, nowMs);
-        flow = create(GetFlowsResponseSchema, {
-          nodeName: node,
-          time: f.time,
-          responseTypes: { case: "flow", value: f },
-        });
+        flow = newResponse();
+        flow.nodeName = node;
+        flow.time = f.time;
+        flow.responseTypes = { case: "flow", value: f };
       } catch (err) {
         fail("undecodable_packet", err);
         continue;
