@@ -1,8 +1,7 @@
-import { fromBinary } from "@bufbuild/protobuf";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { subjects } from "@periscope/bus";
-import { type FlowBatch, FlowBatchSchema } from "@periscope/proto";
 import type { Logger } from "@periscope/telemetry";
+import { readFlowBatch, type StoredEvent } from "./event.ts";
 import type { ObserverMetrics } from "./metrics.ts";
 import { type EventSink, ReorderBuffer } from "./reorder.ts";
 import type { FlowStore } from "./store.ts";
@@ -42,18 +41,23 @@ function nodeFromSubject(subject: string): string {
  * Decodes one payload into the store. Returns the number of events stored, or throws
  * {@link MalformedBatchError} (nothing stored) when the payload is not a FlowBatch.
  */
-export function ingestBatch(sink: EventSink, subject: string, payload: Uint8Array): number {
-  let batch: FlowBatch;
+export function ingestBatch(
+  sink: EventSink<StoredEvent>,
+  subject: string,
+  payload: Uint8Array,
+): number {
+  let events: StoredEvent[];
   try {
-    batch = fromBinary(FlowBatchSchema, payload);
+    // Events keep views of the payload (sent on as is), so they get their own copy.
+    events = readFlowBatch(payload.slice());
   } catch (err) {
     throw new MalformedBatchError(`undecodable FlowBatch on ${subject} (${payload.length} bytes)`, {
       cause: err,
     });
   }
   const node = nodeFromSubject(subject);
-  for (const resp of batch.responses) sink.add(resp, node);
-  return batch.responses.length;
+  for (const ev of events) sink.add(ev, node);
+  return events.length;
 }
 
 /**
@@ -65,11 +69,11 @@ export function startIngest(opts: IngestOptions): Ingest {
   const { store, log, metrics } = opts;
   const subject = opts.subject ?? subjects.flowsAll;
   const sub: Subscription = opts.nc.subscribe(subject);
-  const reorder = new ReorderBuffer(
+  const reorder = new ReorderBuffer<StoredEvent>(
     {
-      add(resp, node) {
-        store.add(resp, node);
-        if (resp.responseTypes.case === "flow") metrics?.flowsReceived.inc();
+      add(ev, node) {
+        store.add(ev, node);
+        if (ev.kind === "flow") metrics?.flowsReceived.inc();
         metrics?.ringEntries.set(store.ring.length);
       },
     },

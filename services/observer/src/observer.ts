@@ -3,6 +3,7 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { compileFilters, FilterError } from "@periscope/flow";
 import {
+  type Flow,
   type GetAgentEventsResponse,
   type GetDebugEventsResponse,
   type GetFlowsRequest,
@@ -19,6 +20,7 @@ import {
   ServerStatusResponseSchema,
 } from "@periscope/proto";
 import type { Logger } from "@periscope/telemetry";
+import type { StoredEvent } from "./event.ts";
 import type { ObserverMetrics } from "./metrics.ts";
 import { type EventQuery, QueryError, readEvents, validateQuery } from "./query.ts";
 import type { FlowStore } from "./store.ts";
@@ -44,8 +46,12 @@ function checkQuery(q: EventQuery): void {
   }
 }
 
-/** Compiles the request's filters once; a bad filter becomes InvalidArgument naming the field. */
-function buildMatcher(req: GetFlowsRequest): (resp: GetFlowsResponse) => boolean {
+/**
+ * Compiles the request's filters once; a bad filter becomes InvalidArgument naming the
+ * field. Without filters every event matches and none needs decoding.
+ */
+function buildMatcher(req: GetFlowsRequest): (ev: StoredEvent) => boolean {
+  if (req.whitelist.length === 0 && req.blacklist.length === 0) return () => true;
   let filter: ReturnType<typeof compileFilters>;
   try {
     filter = compileFilters(req.whitelist, req.blacklist);
@@ -56,7 +62,18 @@ function buildMatcher(req: GetFlowsRequest): (resp: GetFlowsResponse) => boolean
     }
     throw err;
   }
-  return (resp) => resp.responseTypes.case !== "flow" || filter(resp.responseTypes.value);
+  return (ev) => {
+    if (ev.kind !== "flow") return true;
+    let flow: Flow | undefined;
+    try {
+      flow = ev.flow;
+    } catch {
+      // Ingest reads only the fields it needs; a flow whose other fields do not decode
+      // cannot be matched against filters, so a filtered request does not get it.
+      return false;
+    }
+    return flow === undefined || filter(flow);
+  };
 }
 
 /** Blocks until the client goes away or the store's ring is closed (shutdown). */
@@ -110,7 +127,7 @@ export function createObserverService(deps: ObserverDeps): ServiceImpl<typeof Ob
           continue;
         }
         sent++;
-        yield step.resp;
+        yield step.event.wire();
       }
       deps.log?.debug({ sent, follow: req.follow }, "GetFlows finished");
     },

@@ -1,5 +1,5 @@
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import type { GetFlowsResponse } from "@periscope/proto";
+import type { StoredEvent } from "./event.ts";
 import type { Ring } from "./ring.ts";
 import { RingReader } from "./ring.ts";
 
@@ -28,14 +28,12 @@ export function timestampNs(ts: Timestamp | undefined): bigint | undefined {
   return ts === undefined ? undefined : ts.seconds * 1_000_000_000n + BigInt(ts.nanos);
 }
 
-function eventNs(resp: GetFlowsResponse): bigint {
-  const ts =
-    resp.time ?? (resp.responseTypes.case === "flow" ? resp.responseTypes.value.time : undefined);
-  return timestampNs(ts) ?? 0n;
+function eventNs(ev: StoredEvent): bigint {
+  return ev.ns;
 }
 
-function isLost(resp: GetFlowsResponse): boolean {
-  return resp.responseTypes.case === "lostEvents";
+function isLost(ev: StoredEvent): boolean {
+  return ev.kind === "lostEvents";
 }
 
 /**
@@ -45,9 +43,9 @@ function isLost(resp: GetFlowsResponse): boolean {
  * Lost events stored in the ring never count.
  */
 export function startIndex(
-  ring: Ring<GetFlowsResponse>,
+  ring: Ring<StoredEvent>,
   q: EventQuery,
-  match: (resp: GetFlowsResponse) => boolean,
+  match: (ev: StoredEvent) => boolean,
 ): number {
   const sinceNs = timestampNs(q.since);
   if (q.first && sinceNs === undefined) return ring.oldest;
@@ -68,7 +66,7 @@ export function startIndex(
 
 /** One item of {@link readEvents}: a stored event, or entries this reader lost to the writer. */
 export type QueryStep =
-  | { readonly kind: "event"; readonly resp: GetFlowsResponse }
+  | { readonly kind: "event"; readonly event: StoredEvent }
   | { readonly kind: "lost"; readonly count: number };
 
 /**
@@ -79,9 +77,9 @@ export type QueryStep =
  * An event after `until` ends the stream.
  */
 export async function* readEvents(
-  ring: Ring<GetFlowsResponse>,
+  ring: Ring<StoredEvent>,
   q: EventQuery,
-  match: (resp: GetFlowsResponse) => boolean,
+  match: (ev: StoredEvent) => boolean,
   signal?: AbortSignal,
 ): AsyncGenerator<QueryStep, void, undefined> {
   const sinceNs = timestampNs(q.since);
@@ -99,7 +97,7 @@ export async function* readEvents(
     }
     const resp = step.value;
     if (isLost(resp)) {
-      yield { kind: "event", resp };
+      yield { kind: "event", event: resp };
       continue;
     }
     if (sinceNs !== undefined || untilNs !== undefined) {
@@ -109,6 +107,6 @@ export async function* readEvents(
     }
     if (!match(resp)) continue;
     count++;
-    yield { kind: "event", resp };
+    yield { kind: "event", event: resp };
   }
 }

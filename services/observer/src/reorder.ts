@@ -1,13 +1,17 @@
 import type { GetFlowsResponse } from "@periscope/proto";
+import { StoredEvent } from "./event.ts";
 import { timestampNs } from "./query.ts";
 
+/** What the sort buffer orders: decoded responses or stored events. */
+export type SortableEvent = GetFlowsResponse | StoredEvent;
+
 /** Where released events go (the flow store). */
-export interface EventSink {
-  add(resp: GetFlowsResponse, node: string): void;
+export interface EventSink<T extends SortableEvent = GetFlowsResponse> {
+  add(resp: T, node: string): void;
 }
 
-interface Pending {
-  resp: GetFlowsResponse;
+interface Pending<T> {
+  resp: T;
   node: string;
   ns: bigint;
   arrivedMs: number;
@@ -23,13 +27,14 @@ export interface ReorderOptions {
   now?: () => number;
 }
 
-function eventNs(resp: GetFlowsResponse): bigint {
+function eventNs(resp: SortableEvent): bigint {
+  if (resp instanceof StoredEvent) return resp.ns;
   const ts =
     resp.time ?? (resp.responseTypes.case === "flow" ? resp.responseTypes.value.time : undefined);
   return timestampNs(ts) ?? 0n;
 }
 
-function before(a: Pending, b: Pending): boolean {
+function before<T>(a: Pending<T>, b: Pending<T>): boolean {
   return a.ns < b.ns || (a.ns === b.ns && a.seq < b.seq);
 }
 
@@ -40,16 +45,16 @@ function before(a: Pending, b: Pending): boolean {
  * first. An event arriving later than that window is still stored (slightly
  * out of order), never dropped.
  */
-export class ReorderBuffer {
-  readonly #heap: Pending[] = [];
-  readonly #sink: EventSink;
+export class ReorderBuffer<T extends SortableEvent = GetFlowsResponse> {
+  readonly #heap: Pending<T>[] = [];
+  readonly #sink: EventSink<T>;
   readonly #delayMs: number;
   readonly #max: number;
   readonly #now: () => number;
   #seq = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(sink: EventSink, opts: ReorderOptions) {
+  constructor(sink: EventSink<T>, opts: ReorderOptions) {
     this.#sink = sink;
     this.#delayMs = opts.delayMs;
     this.#max = opts.maxPending ?? 65536;
@@ -61,7 +66,7 @@ export class ReorderBuffer {
     return this.#heap.length;
   }
 
-  add(resp: GetFlowsResponse, node: string): void {
+  add(resp: T, node: string): void {
     if (this.#delayMs <= 0) {
       this.#sink.add(resp, node);
       return;
@@ -107,7 +112,7 @@ export class ReorderBuffer {
     if (top) this.#sink.add(top.resp, top.node);
   }
 
-  #push(p: Pending): void {
+  #push(p: Pending<T>): void {
     const h = this.#heap;
     h.push(p);
     let i = h.length - 1;
@@ -122,7 +127,7 @@ export class ReorderBuffer {
     }
   }
 
-  #pop(): Pending | undefined {
+  #pop(): Pending<T> | undefined {
     const h = this.#heap;
     const top = h[0];
     const last = h.pop();
@@ -133,12 +138,12 @@ export class ReorderBuffer {
       const l = 2 * i + 1;
       const r = l + 1;
       let m = i;
-      const hm = () => h[m] as Pending;
-      if (l < h.length && before(h[l] as Pending, hm())) m = l;
-      if (r < h.length && before(h[r] as Pending, hm())) m = r;
+      const hm = () => h[m] as Pending<T>;
+      if (l < h.length && before(h[l] as Pending<T>, hm())) m = l;
+      if (r < h.length && before(h[r] as Pending<T>, hm())) m = r;
       if (m === i) break;
-      const tmp = h[i] as Pending;
-      h[i] = h[m] as Pending;
+      const tmp = h[i] as Pending<T>;
+      h[i] = h[m] as Pending<T>;
       h[m] = tmp;
       i = m;
     }

@@ -53,9 +53,12 @@ export class Ring<T> {
     const index = this.#next;
     this.#slots[index % this.capacity] = value;
     this.#next = index + 1;
-    const woken = this.#wake;
-    this.#wake = Promise.withResolvers<void>();
-    woken.resolve();
+    // Only parked followers hold the wake promise; without them there is nothing to swap.
+    if (this.#waiters > 0) {
+      const woken = this.#wake;
+      this.#wake = Promise.withResolvers<void>();
+      woken.resolve();
+    }
     return index;
   }
 

@@ -1,4 +1,5 @@
 import type { GetFlowsResponse } from "@periscope/proto";
+import { StoredEvent } from "./event.ts";
 import { Ring } from "./ring.ts";
 
 /** What the observer knows about one node that published on the bus. */
@@ -28,7 +29,7 @@ export interface FlowStoreOptions {
  * the nodes seen on the bus and the namespaces seen in flows.
  */
 export class FlowStore {
-  readonly ring: Ring<GetFlowsResponse>;
+  readonly ring: Ring<StoredEvent>;
   /** Wall-clock ms when the store was created (the observer's start). */
   readonly startedMs: number;
   readonly #now: () => number;
@@ -36,13 +37,13 @@ export class FlowStore {
   readonly #rateWindowSec: number;
   /** Flow counts per wall-clock second, keyed by the second. */
   readonly #perSecond = new Map<number, number>();
-  readonly #nodes = new Map<string, NodeInfo>();
+  readonly #nodes = new Map<string, { -readonly [K in keyof NodeInfo]: NodeInfo[K] }>();
   /** "cluster/namespace" → the pair, insertion-ordered. */
   readonly #namespaces = new Map<string, { cluster: string; namespace: string }>();
   #seenFlows = 0;
 
   constructor(opts: FlowStoreOptions) {
-    this.ring = new Ring<GetFlowsResponse>(opts.maxFlows);
+    this.ring = new Ring<StoredEvent>(opts.maxFlows);
     this.#now = opts.now ?? Date.now;
     this.#nodeStaleMs = opts.nodeStaleMs ?? 5 * 60_000;
     this.#rateWindowSec = opts.rateWindowSec ?? 60;
@@ -58,28 +59,30 @@ export class FlowStore {
    * Stores one event received from `node` (the batch's publisher). Flows update the
    * counters, the node's record and the namespace list; lost events are stored as is.
    */
-  add(resp: GetFlowsResponse, node: string = resp.nodeName): void {
-    this.ring.write(resp);
+  add(resp: GetFlowsResponse | StoredEvent, node?: string): void {
+    const ev = resp instanceof StoredEvent ? resp : StoredEvent.fromResponse(resp);
+    this.ring.write(ev);
     const nowMs = this.#now();
-    const name = resp.nodeName || node;
-    const prev = this.#nodes.get(name);
-    const isFlow = resp.responseTypes.case === "flow";
-    this.#nodes.set(name, {
-      name,
-      firstSeenMs: prev?.firstSeenMs ?? nowMs,
-      lastSeenMs: nowMs,
-      seenFlows: (prev?.seenFlows ?? 0) + (isFlow ? 1 : 0),
-    });
-    if (resp.responseTypes.case !== "flow") return;
+    const name = ev.nodeName || (node ?? "");
+    const isFlow = ev.kind === "flow";
+    const rec = this.#nodes.get(name);
+    if (rec === undefined) {
+      this.#nodes.set(name, {
+        name,
+        firstSeenMs: nowMs,
+        lastSeenMs: nowMs,
+        seenFlows: isFlow ? 1 : 0,
+      });
+    } else {
+      rec.lastSeenMs = nowMs;
+      if (isFlow) rec.seenFlows++;
+    }
+    if (!isFlow) return;
     this.#seenFlows++;
     this.#countRate(nowMs);
-    const flow = resp.responseTypes.value;
-    for (const ep of [flow.source, flow.destination]) {
-      if (!ep || ep.namespace === "") continue;
-      const cluster = ep.clusterName;
-      const key = `${cluster}/${ep.namespace}`;
-      if (!this.#namespaces.has(key))
-        this.#namespaces.set(key, { cluster, namespace: ep.namespace });
+    for (const { cluster, namespace } of ev.namespaces) {
+      const key = `${cluster}/${namespace}`;
+      if (!this.#namespaces.has(key)) this.#namespaces.set(key, { cluster, namespace });
     }
   }
 
@@ -120,7 +123,7 @@ export class FlowStore {
     const connected: NodeInfo[] = [];
     const unavailable: NodeInfo[] = [];
     for (const n of [...this.#nodes.values()].sort((a, b) => a.name.localeCompare(b.name))) {
-      (n.lastSeenMs >= cutoff ? connected : unavailable).push(n);
+      (n.lastSeenMs >= cutoff ? connected : unavailable).push({ ...n });
     }
     return { connected, unavailable };
   }
