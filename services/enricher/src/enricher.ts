@@ -1,4 +1,3 @@
-import { toBinary } from "@bufbuild/protobuf";
 import {
   type Bus,
   connectBus,
@@ -6,12 +5,15 @@ import {
   openInterfaceRegistry,
   subjects,
 } from "@periscope/bus";
-import { FlowBatchSchema } from "@periscope/proto";
+import { compileEncoder, FlowBatchSchema } from "@periscope/proto";
 import { createLogger, createMetrics, startOpsServer } from "@periscope/telemetry";
 import { MalformedFrameError } from "@periscope/wire";
 import type { EnricherConfig } from "./config.ts";
 import { type FrameDeps, processFrame } from "./frames.ts";
 import { ReplyTracker } from "./replies.ts";
+
+/** FlowBatch encoder; same bytes as `toBinary(FlowBatchSchema, batch)`, several times faster. */
+const encodeFlowBatch = compileEncoder(FlowBatchSchema);
 
 /** A running enricher. */
 export interface RunningEnricher {
@@ -114,7 +116,7 @@ export async function startEnricher(config: Readonly<EnricherConfig>): Promise<R
       }
       if (batch.responses.length === 0) return;
       try {
-        bus.nc.publish(subjects.flows(frame.nodeName), toBinary(FlowBatchSchema, batch));
+        bus.nc.publish(subjects.flows(frame.nodeName), encodeFlowBatch(batch));
         batchesOut.inc();
         flowsOut.inc(flows);
       } catch (err) {

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { toBinary } from "@bufbuild/protobuf";
 import { type EndpointInfo, testPackets } from "@periscope/flow";
-import { FlowBatchSchema } from "@periscope/proto";
+import { compileEncoder, FlowBatchSchema } from "@periscope/proto";
 import {
   encodeRawFrame,
   encodeTraceRecord,
@@ -114,6 +114,8 @@ describe("frames golden", () => {
     const again = toBinary(FlowBatchSchema, processFrame(goldenFrame(), deps).batch);
     const digest = new Bun.CryptoHasher("sha256").update(bytes).update(again).digest("hex");
     expect({ length: bytes.length + again.length, digest }).toEqual(GOLDEN);
+    // The enricher publishes with the compiled encoder; it must produce the same bytes.
+    expect(compileEncoder(FlowBatchSchema)(first.batch)).toEqual(bytes);
   });
 });
 
