@@ -6,7 +6,7 @@ import {
   subjects,
 } from "@periscope/bus";
 import { compileEncoder, FlowBatchSchema } from "@periscope/proto";
-import { createLogger, createMetrics, startOpsServer } from "@periscope/telemetry";
+import { createLogger, createMetrics, type Logger, startOpsServer } from "@periscope/telemetry";
 import { MalformedFrameError } from "@periscope/wire";
 import type { EnricherConfig } from "./config.ts";
 import { type FrameDeps, processFrame } from "./frames.ts";
@@ -28,8 +28,10 @@ export interface RunningEnricher {
  * queue group), decode them into flows and publish FlowBatches on
  * periscope.flows.<node>.
  */
-export async function startEnricher(config: Readonly<EnricherConfig>): Promise<RunningEnricher> {
-  const log = createLogger("enricher", config.logLevel);
+export async function startEnricher(
+  config: Readonly<EnricherConfig>,
+  log: Logger = createLogger("enricher", config.logLevel),
+): Promise<RunningEnricher> {
   const metrics = createMetrics("enricher");
   const framesIn = metrics.counter("frames_received_total", "Raw frames received from NATS");
   const framesBad = metrics.counter(

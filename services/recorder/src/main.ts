@@ -1,6 +1,6 @@
 import { type Bus, connectBus } from "@periscope/bus";
-import { createLogger, createMetrics, type Logger, startOpsServer } from "@periscope/telemetry";
-import { ConfigError, loadConfig, type RecorderConfig } from "./config.ts";
+import { createMetrics, type Logger, runService, startOpsServer } from "@periscope/telemetry";
+import { loadConfig, type RecorderConfig } from "./config.ts";
 
 /** A running recorder. */
 export interface Recorder {
@@ -71,40 +71,16 @@ export async function startRecorder(config: RecorderConfig, log: Logger): Promis
   };
 }
 
-async function main(): Promise<void> {
-  let config: RecorderConfig;
-  try {
-    config = loadConfig();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`recorder: bad configuration: ${err.message}\n`);
-      process.exit(2);
-    }
-    throw err;
-  }
-  const log = createLogger(SERVICE, config.logLevel);
-  log.info(
-    { node: config.nodeName, ops: config.opsAddr, nats: config.natsUrl ?? "default" },
-    "starting",
-  );
-  const recorder = await startRecorder(config, log);
-  const shutdown = (signal: string): void => {
-    log.info({ signal }, "shutting down");
-    recorder.stop().then(
-      () => {
-        log.info("stopped");
-        process.exit(0);
-      },
-      (err: unknown) => {
-        log.error({ err }, "shutdown failed");
-        process.exit(1);
-      },
-    );
-  };
-  process.once("SIGINT", () => shutdown("SIGINT"));
-  process.once("SIGTERM", () => shutdown("SIGTERM"));
-}
-
 if (import.meta.main) {
-  await main();
+  await runService({
+    name: SERVICE,
+    loadConfig,
+    start: (config, log) => {
+      log.info(
+        { node: config.nodeName, ops: config.opsAddr, nats: config.natsUrl ?? "default" },
+        "starting",
+      );
+      return startRecorder(config, log);
+    },
+  });
 }
