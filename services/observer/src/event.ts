@@ -1,4 +1,5 @@
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import type { Flow, GetFlowsResponse } from "@periscope/proto";
 import { GetFlowsResponseSchema } from "@periscope/proto";
 import {
@@ -11,6 +12,17 @@ import {
 } from "./wire.ts";
 
 export { type EndpointNamespace, WireFormatError } from "./wire.ts";
+
+/** Nanoseconds since the epoch; undefined for a missing timestamp. */
+export function timestampNs(ts: Timestamp | undefined): bigint | undefined {
+  return ts === undefined ? undefined : ts.seconds * 1_000_000_000n + BigInt(ts.nanos);
+}
+
+/** GetFlowsResponse.time, else Flow.time, in ns since the epoch; 0 without either. */
+export function responseNs(resp: GetFlowsResponse): bigint {
+  const ev = resp.responseTypes;
+  return timestampNs(resp.time ?? (ev.case === "flow" ? ev.value.time : undefined)) ?? 0n;
+}
 
 /** Which member of GetFlowsResponse.response_types an event carries. */
 export type EventKind = "flow" | "nodeStatus" | "lostEvents" | undefined;
@@ -52,8 +64,7 @@ export class StoredEvent {
   /** Wraps a decoded message (tests, events the observer makes itself). */
   static fromResponse(resp: GetFlowsResponse): StoredEvent {
     const ev = resp.responseTypes;
-    const ts = resp.time ?? (ev.case === "flow" ? ev.value.time : undefined);
-    const ns = ts === undefined ? 0n : ts.seconds * 1_000_000_000n + BigInt(ts.nanos);
+    const ns = responseNs(resp);
     const namespaces: EndpointNamespace[] = [];
     if (ev.case === "flow") {
       for (const ep of [ev.value.source, ev.value.destination]) {

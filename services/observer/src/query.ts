@@ -1,5 +1,5 @@
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import type { StoredEvent } from "./event.ts";
+import { type StoredEvent, timestampNs } from "./event.ts";
 import type { Ring } from "./ring.ts";
 import { RingReader } from "./ring.ts";
 
@@ -21,15 +21,6 @@ export class QueryError extends Error {
 /** Hubble's validateRequest: `first` and `follow` exclude each other. */
 export function validateQuery(q: EventQuery): void {
   if (q.first && q.follow) throw new QueryError("first cannot be specified with follow");
-}
-
-/** Nanoseconds since the epoch; undefined for a missing timestamp. */
-export function timestampNs(ts: Timestamp | undefined): bigint | undefined {
-  return ts === undefined ? undefined : ts.seconds * 1_000_000_000n + BigInt(ts.nanos);
-}
-
-function eventNs(ev: StoredEvent): bigint {
-  return ev.ns;
 }
 
 function isLost(ev: StoredEvent): boolean {
@@ -56,7 +47,7 @@ export function startIndex(
     if (resp === undefined || isLost(resp) || !match(resp)) continue;
     count++;
     if (sinceNs !== undefined) {
-      if (eventNs(resp) < sinceNs) return idx + 1;
+      if (resp.ns < sinceNs) return idx + 1;
     } else if (count === q.number) {
       return idx;
     }
@@ -101,7 +92,7 @@ export async function* readEvents(
       continue;
     }
     if (sinceNs !== undefined || untilNs !== undefined) {
-      const ns = eventNs(resp);
+      const ns = resp.ns;
       if (untilNs !== undefined && ns > untilNs) return;
       if (sinceNs !== undefined && ns < sinceNs) continue;
     }

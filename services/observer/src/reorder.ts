@@ -1,6 +1,5 @@
 import type { GetFlowsResponse } from "@periscope/proto";
-import { StoredEvent } from "./event.ts";
-import { timestampNs } from "./query.ts";
+import { responseNs, StoredEvent } from "./event.ts";
 
 /** What the sort buffer orders: decoded responses or stored events. */
 export type SortableEvent = GetFlowsResponse | StoredEvent;
@@ -28,10 +27,7 @@ export interface ReorderOptions {
 }
 
 function eventNs(resp: SortableEvent): bigint {
-  if (resp instanceof StoredEvent) return resp.ns;
-  const ts =
-    resp.time ?? (resp.responseTypes.case === "flow" ? resp.responseTypes.value.time : undefined);
-  return timestampNs(ts) ?? 0n;
+  return resp instanceof StoredEvent ? resp.ns : responseNs(resp);
 }
 
 function before<T>(a: Pending<T>, b: Pending<T>): boolean {
