@@ -14,6 +14,7 @@ import {
   type LocalNats,
   normalizeIp,
   openEndpointRegistry,
+  parseStoredEndpoint,
   sanitizeToken,
   startLocalNats,
   subjects,
@@ -78,6 +79,19 @@ describe("bus", () => {
 
   test.each(["", "300.1.1.1", "pod", "1.2.3", "::g"])("endpoints - %p is not an IP", (ip) => {
     expect(() => normalizeIp(ip)).toThrow(BusInputError);
+  });
+
+  test("endpoints - stored id and identity are read back as numbers", () => {
+    const base = { ip: "10.0.0.1", namespace: "ns", pod_name: "p", labels: ["a=b"] };
+    expect(parseStoredEndpoint({ ...base, id: 7, identity: 4242 })).toEqual({
+      ip: "10.0.0.1",
+      namespace: "ns",
+      podName: "p",
+      labels: ["a=b"],
+      id: 7,
+      identity: 4242,
+    });
+    expect(() => parseStoredEndpoint({ ...base, identity: "4242" })).toThrow(/"identity"/);
   });
 
   test("local - the server accepts connections and JetStream works", async () => {

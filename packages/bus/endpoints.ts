@@ -1,3 +1,4 @@
+import type { EndpointInfo } from "@periscope/flow";
 import type { Bus } from "./connect.ts";
 import { BusInputError } from "./errors.ts";
 import { type KvRegistry, openKvCache } from "./kv-cache.ts";
@@ -5,15 +6,8 @@ import { type KvRegistry, openKvCache } from "./kv-cache.ts";
 /** KV bucket holding one entry per endpoint IP. */
 export const ENDPOINTS_BUCKET = "periscope-endpoints";
 
-/** What the registry knows about one endpoint (same shape as `@periscope/flow`'s EndpointInfo). */
-export interface EndpointInfo {
-  namespace: string;
-  podName: string;
-  /** `key=value` strings. */
-  labels: string[];
-  nodeName?: string;
-  id?: number;
-}
+/** What the registry knows about one endpoint: exactly what the flow decoder takes. */
+export type { EndpointInfo };
 
 /** An endpoint with its address. */
 export type EndpointRecord = EndpointInfo & { ip: string };
@@ -26,6 +20,7 @@ interface StoredEndpoint {
   labels: string[];
   node_name?: string;
   id?: number;
+  identity?: number;
 }
 
 /** Canonical text form of an IP (IPv6 compressed, lowercase); throws BusInputError for non-IPs. */
@@ -60,6 +55,7 @@ function toStored(rec: EndpointRecord): StoredEndpoint {
     labels: [...rec.labels],
     ...(rec.nodeName !== undefined ? { node_name: rec.nodeName } : {}),
     ...(rec.id !== undefined ? { id: rec.id } : {}),
+    ...(rec.identity !== undefined ? { identity: rec.identity } : {}),
   };
 }
 
@@ -84,9 +80,11 @@ export function parseStoredEndpoint(value: unknown): EndpointRecord {
     labels: labels as string[],
   };
   if (v.node_name !== undefined) rec.nodeName = str("node_name");
-  if (v.id !== undefined) {
-    if (typeof v.id !== "number") throw new BusInputError(`endpoint field "id" is not a number`);
-    rec.id = v.id;
+  for (const field of ["id", "identity"] as const) {
+    const x = v[field];
+    if (x === undefined) continue;
+    if (typeof x !== "number") throw new BusInputError(`endpoint field "${field}" is not a number`);
+    rec[field] = x;
   }
   return rec;
 }
