@@ -1,5 +1,5 @@
 import type { RawFrame } from "@periscope/proto";
-import { createRawFrame, HDR_LAYOUT, RECORD_TYPE_TRACE, TRACE_LAYOUT } from "@periscope/wire";
+import { createRawFrame, MalformedRecordError, readTraceFlowHash } from "@periscope/wire";
 import type { FramerClock } from "./clock.ts";
 
 /**
@@ -28,9 +28,6 @@ interface Batch {
   openedAtMs: number | undefined;
 }
 
-const FLOW_HASH = TRACE_LAYOUT.fields.flow_hash;
-const FLOW_HASH_END = FLOW_HASH.offset + FLOW_HASH.size;
-
 /**
  * Partition of a record: flow_hash % partitions for trace records, 0 for anything
  * else or anything too short to hold a flow hash (the enricher reports those).
@@ -38,10 +35,12 @@ const FLOW_HASH_END = FLOW_HASH.offset + FLOW_HASH.size;
  */
 export function partitionOf(record: Uint8Array, partitions: number): number {
   if (partitions <= 1) return 0;
-  if (record.length < FLOW_HASH_END) return 0;
-  if (record[HDR_LAYOUT.fields.type.offset] !== RECORD_TYPE_TRACE) return 0;
-  const view = new DataView(record.buffer, record.byteOffset, record.byteLength);
-  return view.getUint32(FLOW_HASH.offset, true) % partitions;
+  try {
+    return readTraceFlowHash(record) % partitions;
+  } catch (err) {
+    if (err instanceof MalformedRecordError) return 0;
+    throw err;
+  }
 }
 
 /**
