@@ -8,6 +8,7 @@ BUN_VERSION="1.4.5"
 APT_PACKAGES=(
   clang llvm libbpf-dev libbpf1 bpftool nats-server iproute2 iputils-ping iperf3
   tshark tcpdump netcat-openbsd curl prometheus dnsutils ca-certificates
+  docker.io docker-compose
 )
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LOG="$(mktemp -t periscope-setup.XXXXXX)"
