@@ -73,19 +73,23 @@ export const DEFAULT_PODS: readonly PodSpec[] = [
 export const BRIDGE_IPV4 = "10.200.0.1";
 export const BRIDGE_IPV6 = "fd00:200::1";
 
-/** Turns IPv6 duplicate address detection off so addresses are usable at once. */
+/**
+ * Turns IPv6 duplicate address detection off so addresses are usable at once. Writes
+ * /proc/sys from inside the netns (`tee`, in every Debian root) instead of needing procps.
+ */
 async function disableDad(netns: string): Promise<void> {
-  await runOk([
-    "ip",
-    "netns",
-    "exec",
-    netns,
-    "sysctl",
-    "-q",
-    "-w",
-    "net.ipv6.conf.all.accept_dad=0",
-    "net.ipv6.conf.default.accept_dad=0",
-  ]);
+  await runOk(
+    [
+      "ip",
+      "netns",
+      "exec",
+      netns,
+      "tee",
+      "/proc/sys/net/ipv6/conf/all/accept_dad",
+      "/proc/sys/net/ipv6/conf/default/accept_dad",
+    ],
+    { stdin: "0\n" },
+  );
 }
 
 /** True when the link's operational state is UP. */
