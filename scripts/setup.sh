@@ -9,6 +9,7 @@ APT_PACKAGES=(
   clang llvm libbpf-dev libbpf1 bpftool nats-server iproute2 iputils-ping iperf3
   tshark tcpdump netcat-openbsd curl prometheus dnsutils ca-certificates
   docker.io docker-compose
+  debootstrap git # scripts/check-minimal-root.sh: builds a Debian root, clones this repository
 )
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LOG="$(mktemp -t periscope-setup.XXXXXX)"
