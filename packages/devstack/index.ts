@@ -1,11 +1,18 @@
-export { forwardLines } from "@periscope/bus";
+export {
+  DEFAULT_RESTART_POLICY,
+  formatDelay,
+  RestartBackoff,
+  type RestartPolicy,
+} from "./backoff.ts";
 export { DevstackError, WaitAbortedError, WaitTimeoutError } from "./errors.ts";
 export { cleanupStale, deleteNetns, listNetns, nsExec } from "./netns.ts";
 export { type RunOptions, type RunResult, run, runOk } from "./run.ts";
 export {
   type StartOptions,
+  type StopOptions,
   type SupervisedProcess,
   Supervisor,
+  type SupervisorEvent,
   type SupervisorOptions,
 } from "./supervisor.ts";
 export {
