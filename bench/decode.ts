@@ -7,10 +7,10 @@
  */
 
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import type { EndpointInfo, EndpointRecord } from "@periscope/bus";
+import type { EndpointRecord } from "@periscope/bus";
+import { DEFAULT_CAPTURE, type EndpointInfo } from "@periscope/model";
 import { compileEncoder, FlowBatchSchema } from "@periscope/proto";
 import {
-  DEFAULT_CAPTURE,
   encodeRawFrame,
   encodeTraceRecord,
   FLAG_TRUNCATED,

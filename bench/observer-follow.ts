@@ -11,11 +11,10 @@
 
 import { toBinary } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import type { EndpointInfo } from "@periscope/bus";
 import { connectBus, freePort, startLocalNats, subjects } from "@periscope/bus";
+import { DEFAULT_CAPTURE, type EndpointInfo } from "@periscope/model";
 import { type FlowBatch, FlowBatchSchema } from "@periscope/proto";
 import {
-  DEFAULT_CAPTURE,
   encodeRawFrame,
   encodeTraceRecord,
   OBS_FROM_NETWORK,

@@ -1,6 +1,7 @@
 import { type Pointer, ptr, toArrayBuffer } from "bun:ffi";
 import { join } from "node:path";
-import { DEFAULT_CAPTURE, MAX_CAPTURE, TRACE_CONFIG_LAYOUT } from "@periscope/wire";
+import { DEFAULT_CAPTURE, MAX_CAPTURE } from "@periscope/model";
+import { TRACE_CONFIG_LAYOUT } from "@periscope/wire";
 import { BpfError, ERRNO } from "./errors.ts";
 import { cString, isNull, lastErrno, libbpf } from "./ffi.ts";
 import { RingBufferReader } from "./ring-buffer.ts";

@@ -1,13 +1,10 @@
-import type { EndpointInfo } from "@periscope/flow";
+import { canonicalIp, type EndpointInfo } from "@periscope/model";
 import type { Bus } from "./connect.ts";
 import { BusInputError } from "./errors.ts";
 import { type KvRegistry, openKvCache } from "./kv-cache.ts";
 
 /** KV bucket holding one entry per endpoint IP. */
 export const ENDPOINTS_BUCKET = "periscope-endpoints";
-
-/** What the registry knows about one endpoint: exactly what the flow decoder takes. */
-export type { EndpointInfo };
 
 /** An endpoint with its address. */
 export type EndpointRecord = EndpointInfo & { ip: string };
@@ -23,9 +20,12 @@ interface StoredEndpoint {
   identity?: number;
 }
 
-/** Canonical text form of an IP (IPv6 compressed, lowercase); throws BusInputError for non-IPs. */
+/**
+ * Canonical text form of an IP (@periscope/model's canonicalIp: the form the flow decoder
+ * produces); throws BusInputError for non-IPs.
+ */
 export function normalizeIp(ip: string): string {
-  const n = tryNormalizeIp(ip);
+  const n = canonicalIp(ip);
   if (n === undefined) throw new BusInputError(`"${ip}" is not an IP address`);
   return n;
 }
@@ -33,18 +33,6 @@ export function normalizeIp(ip: string): string {
 /** KV key for an IP: the canonical address with `:` replaced by `_`. */
 export function endpointKey(ip: string): string {
   return normalizeIp(ip).replaceAll(":", "_");
-}
-
-/** Canonical IP text, or undefined when `ip` is not an address. */
-function tryNormalizeIp(ip: string): string | undefined {
-  if (ip.includes(":")) {
-    return URL.canParse(`http://[${ip}]/`)
-      ? new URL(`http://[${ip}]/`).hostname.slice(1, -1)
-      : undefined;
-  }
-  return /^\d{1,3}(\.\d{1,3}){3}$/.test(ip) && ip.split(".").every((o) => Number(o) <= 255)
-    ? ip
-    : undefined;
 }
 
 function toStored(rec: EndpointRecord): StoredEndpoint {
@@ -125,7 +113,7 @@ export async function openEndpointRegistry(bus: Bus): Promise<EndpointRegistry> 
       // Fast path: callers usually pass the canonical form already.
       let rec = byKey.get(ip.replaceAll(":", "_"));
       if (!rec && ip.includes(":")) {
-        const canonical = tryNormalizeIp(ip);
+        const canonical = canonicalIp(ip);
         if (canonical !== undefined) rec = byKey.get(canonical.replaceAll(":", "_"));
       }
       if (!rec) return undefined;

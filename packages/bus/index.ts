@@ -7,7 +7,6 @@ export {
 } from "./connect.ts";
 export {
   ENDPOINTS_BUCKET,
-  type EndpointInfo,
   type EndpointRecord,
   type EndpointRegistry,
   endpointKey,
@@ -28,7 +27,6 @@ export {
   storedInterfaceJson,
 } from "./interfaces.ts";
 export type { KvRegistry } from "./kv-cache.ts";
-export { forwardLines } from "./lines.ts";
 export {
   canConnect,
   freePort,

@@ -1,8 +1,8 @@
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { forwardLines } from "@periscope/model";
 import { LocalNatsError } from "./errors.ts";
-import { forwardLines } from "./lines.ts";
 import type { BusLogger } from "./log.ts";
 
 /** Options for {@link startLocalNats}. */

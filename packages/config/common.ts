@@ -1,4 +1,4 @@
-import type { LogLevel } from "@periscope/telemetry";
+import type { LogLevel } from "./log-level.ts";
 import type { SettingEnvNames, Settings } from "./settings.ts";
 import { checkHostPort, checkNatsUrl, parseLogLevel, resolveNodeName } from "./validate.ts";
 

@@ -6,6 +6,7 @@ import {
   checkHostPort,
   checkNatsUrl,
   parseCommonSettings,
+  parseHostPort,
   parseInteger,
   parseLogLevel,
   parsePositiveInteger,
@@ -245,6 +246,22 @@ describe("config", () => {
         parseCommonSettings(s, { opsAddr: "127.0.0.1:1", fieldFromSource: fromSource }),
       );
       expect(err.field).toBe(field);
+    },
+  );
+
+  test.each([
+    ["127.0.0.1:9401", { host: "127.0.0.1", port: 9401 }],
+    ["[::1]:0", { host: "::1", port: 0 }],
+    [":8080", { host: "0.0.0.0", port: 8080 }],
+    ["localhost:4245", { host: "localhost", port: 4245 }],
+  ])("config - host:port %s parses", (addr, want) => {
+    expect(parseHostPort(addr)).toEqual(want);
+  });
+
+  test.each(["127.0.0.1", "host:99999", "host:x", "", "a:b:1"])(
+    "config - host:port %p is rejected naming the field",
+    (addr) => {
+      expect(configErrorOf(() => parseHostPort(addr, "listen-addr")).field).toBe("listen-addr");
     },
   );
 });

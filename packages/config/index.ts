@@ -7,6 +7,8 @@ export {
   parseCommonSettings,
 } from "./common.ts";
 export { ConfigError } from "./errors.ts";
+export { type HostPort, parseHostPort } from "./host-port.ts";
+export { isLogLevel, LOG_LEVELS, type LogLevel } from "./log-level.ts";
 export {
   type ReadSettingsOptions,
   readSettings,

@@ -1,6 +1,7 @@
 import { hostname } from "node:os";
-import { isLogLevel, LOG_LEVELS, type LogLevel, parseHostPort } from "@periscope/telemetry";
 import { ConfigError } from "./errors.ts";
+import { parseHostPort } from "./host-port.ts";
+import { isLogLevel, LOG_LEVELS, type LogLevel } from "./log-level.ts";
 
 /** URL schemes a NATS client dials. */
 const NATS_SCHEMES = ["nats:", "tls:", "ws:", "wss:"];
@@ -33,8 +34,7 @@ export interface HostPortOptions {
 }
 
 /**
- * Checks `host:port`, `[v6]:port` or `:port` (the forms `@periscope/telemetry`'s
- * parseHostPort takes) and returns `raw` unchanged. Throws {@link ConfigError} for `field`.
+ * Checks `host:port`, `[v6]:port` or `:port` (the forms {@link parseHostPort} takes) and returns `raw` unchanged. Throws {@link ConfigError} for `field`.
  */
 export function checkHostPort(field: string, raw: string, options: HostPortOptions = {}): string {
   let port: number;
@@ -70,7 +70,7 @@ export function checkNatsUrl(field: string, raw: string): string {
   return raw;
 }
 
-/** One of `@periscope/telemetry`'s LOG_LEVELS. Throws {@link ConfigError} for `field`. */
+/** One of {@link LOG_LEVELS}. Throws {@link ConfigError} for `field`. */
 export function parseLogLevel(field: string, raw: string): LogLevel {
   if (!isLogLevel(raw)) {
     throw new ConfigError(field, `"${raw}" is not one of ${LOG_LEVELS.join(", ")}`);

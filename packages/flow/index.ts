@@ -19,17 +19,12 @@ export {
 } from "./src/filters/compile.ts";
 export { FilterError } from "./src/filters/errors.ts";
 export { type CompactOptions, formatCompact } from "./src/format/compact.ts";
-export { flowTypeText, MESSAGE_TYPE, verdictText } from "./src/format/flow-type.ts";
+export { flowTypeText, verdictText } from "./src/format/flow-type.ts";
 export { formatIdentity } from "./src/format/identity.ts";
 export { formatJson } from "./src/format/json.ts";
 export { formatTimestamp, isValidTimestamp, type TimeLayout } from "./src/format/time.ts";
 export { messageFactory } from "./src/message.ts";
-export {
-  observationPoint,
-  TRACE_SUBTYPE,
-  traceObservationName,
-  trafficDirection,
-} from "./src/observation.ts";
+export { observationPoint, trafficDirection } from "./src/observation.ts";
 export { decodePacket, IPPROTO, type LinkType } from "./src/packet/decode.ts";
 export { PacketDecodeError } from "./src/packet/errors.ts";
 export { ETHERTYPE } from "./src/packet/ethernet.ts";
@@ -48,7 +43,5 @@ export {
   bootTimeToTimestamp,
   type DecodeContext,
   decodeTraceFlow,
-  type EndpointInfo,
-  MESSAGE_TYPE_TRACE,
   toLayer4,
 } from "./src/trace.ts";

@@ -1,4 +1,6 @@
-/** Address text formats, matching Go's net.HardwareAddr / net.IP String(). */
+import { isIP } from "node:net";
+
+/** Address text: formats matching Go's net.HardwareAddr / net.IP String(), and IP parsing. */
 
 /** Two-digit lower-case hex of every byte value. */
 const HEX2: readonly string[] = Array.from({ length: 256 }, (_, b) =>
@@ -61,6 +63,57 @@ export function formatIPv6(bytes: Uint8Array, offset: number): string {
     if (i > 0 && !afterGap) out += ":";
     afterGap = false;
     out += group(bytes, offset, i).toString(16);
+  }
+  return out;
+}
+
+/**
+ * Bytes of an IPv4 (4 bytes) or IPv6 (16 bytes) address in text form, also
+ * IPv6 with an embedded dotted quad; IPv4-mapped addresses stay 16 bytes.
+ * Undefined when `text` is not an address (zones like `%eth0` included).
+ * Validation is node:net's; not for hot paths.
+ */
+export function parseIp(text: string): Uint8Array | undefined {
+  const family = isIP(text);
+  if (family === 4) return ipv4Bytes(text);
+  if (family === 6 && !text.includes("%")) return ipv6Bytes(text);
+  return undefined;
+}
+
+/**
+ * Canonical text of an IP address: dotted quad for IPv4 and IPv4-mapped
+ * IPv6, RFC 5952 for other IPv6 (the text the flow decoder produces).
+ * Undefined when `text` is not an address.
+ */
+export function canonicalIp(text: string): string | undefined {
+  const bytes = parseIp(text);
+  if (bytes === undefined) return undefined;
+  return bytes.length === 4 ? formatIPv4(bytes, 0) : formatIPv6(bytes, 0);
+}
+
+function ipv4Bytes(text: string): Uint8Array {
+  return new Uint8Array(text.split(".").map(Number));
+}
+
+/** `text` is a valid IPv6 address without zone (checked by the caller). */
+function ipv6Bytes(text: string): Uint8Array {
+  const out = new Uint8Array(16);
+  let groupsText = text;
+  if (text.includes(".")) {
+    const lastColon = text.lastIndexOf(":");
+    out.set(ipv4Bytes(text.slice(lastColon + 1)), 12);
+    groupsText = `${text.slice(0, lastColon + 1)}0:0`;
+  }
+  const [head = "", tail] = groupsText.split("::");
+  const groups = (s: string): number[] =>
+    s === "" ? [] : s.split(":").map((g) => Number.parseInt(g, 16));
+  const h = groups(head);
+  const t = tail === undefined ? [] : groups(tail);
+  const all = [...h, ...new Array<number>(8 - h.length - t.length).fill(0), ...t];
+  for (const [i, g] of all.entries()) {
+    if (i >= 6 && text.includes(".")) break;
+    out[2 * i] = g >> 8;
+    out[2 * i + 1] = g & 0xff;
   }
   return out;
 }

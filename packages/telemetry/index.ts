@@ -1,6 +1,5 @@
-export { type HostPort, parseHostPort } from "./addr.ts";
 export { TelemetryError } from "./errors.ts";
-export { createLogger, isLogLevel, LOG_LEVELS, type Logger, type LogLevel } from "./logger.ts";
+export { createLogger, type Logger } from "./logger.ts";
 export { createMetrics, type Metrics, metricPrefix, Registry } from "./metrics.ts";
 export { type OpsServer, type OpsServerOptions, startOpsServer } from "./ops.ts";
 export { errorReason, RateLimitedLog, type RateLimitedLogOptions } from "./ratelimit.ts";

@@ -1,17 +1,12 @@
+import { isLogLevel, LOG_LEVELS, type LogLevel } from "@periscope/config";
 import pino from "pino";
 import { TelemetryError } from "./errors.ts";
 
+/** Level names {@link createLogger} takes (defined with the settings in @periscope/config). */
+export type { LogLevel };
+
 /** The structured logger every service and package uses (pino). */
 export type Logger = pino.Logger;
-
-/** Level names accepted by {@link createLogger}, lowest priority last. */
-export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
-
-/** True when `level` is one of {@link LOG_LEVELS}. */
-export function isLogLevel(level: string): level is LogLevel {
-  return (LOG_LEVELS as readonly string[]).includes(level);
-}
 
 /**
  * A pino logger writing one JSON object per line to stdout. Every line carries

@@ -1,5 +1,5 @@
+import { parseHostPort } from "@periscope/config";
 import type { Registry } from "prom-client";
-import { parseHostPort } from "./addr.ts";
 import { TelemetryError } from "./errors.ts";
 import type { Logger } from "./logger.ts";
 

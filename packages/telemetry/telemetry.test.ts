@@ -1,11 +1,5 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import {
-  createLogger,
-  createMetrics,
-  parseHostPort,
-  startOpsServer,
-  TelemetryError,
-} from "./index.ts";
+import { createLogger, createMetrics, startOpsServer, TelemetryError } from "./index.ts";
 import type { OpsServer } from "./ops.ts";
 
 /** Default prom-client gauges that promtool's linter flags for their `_total` suffix. */
@@ -21,19 +15,6 @@ describe("telemetry", () => {
   const servers: OpsServer[] = [];
   afterEach(async () => {
     for (const s of servers.splice(0)) await s.stop();
-  });
-
-  test.each([
-    ["127.0.0.1:9401", { host: "127.0.0.1", port: 9401 }],
-    ["[::1]:0", { host: "::1", port: 0 }],
-    [":8080", { host: "0.0.0.0", port: 8080 }],
-    ["localhost:4245", { host: "localhost", port: 4245 }],
-  ])("addr - parses %s", (addr, want) => {
-    expect(parseHostPort(addr)).toEqual(want);
-  });
-
-  test.each(["127.0.0.1", "host:99999", "host:x", "", "a:b:1"])("addr - rejects %p", (addr) => {
-    expect(() => parseHostPort(addr)).toThrow(TelemetryError);
   });
 
   test("logger - writes JSON lines with the service field to stdout", async () => {

@@ -1,11 +1,11 @@
 import { expect, test } from "bun:test";
+import { MAX_CAPTURE } from "@periscope/model";
 import {
   decodeRecordType,
   decodeTraceRecord,
   EncodeRangeError,
   encodeTraceRecord,
   FLAG_TRUNCATED,
-  MAX_CAPTURE,
   type MalformedReason,
   MalformedRecordError,
   OBS_FROM_NETWORK,

@@ -1,7 +1,7 @@
+import { MAX_CAPTURE } from "@periscope/model";
 import {
   HDR_LAYOUT,
   HDR_SIZE,
-  MAX_CAPTURE,
   RECORD_TYPE_TRACE,
   TRACE_FIXED_SIZE,
   TRACE_LAYOUT,

@@ -1,5 +1,6 @@
+import { MAX_CAPTURE } from "@periscope/model";
 import type { TraceRecord } from "./decode.ts";
-import { HDR_LAYOUT, MAX_CAPTURE, TRACE_FIXED_SIZE, TRACE_LAYOUT } from "./layout.ts";
+import { HDR_LAYOUT, TRACE_FIXED_SIZE, TRACE_LAYOUT } from "./layout.ts";
 
 /** A trace record to encode; `capLen` is taken from `data.length`. */
 export type TraceRecordInit = Omit<TraceRecord, "capLen">;

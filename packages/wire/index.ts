@@ -12,13 +12,11 @@ export {
 } from "./decode.ts";
 export { EncodeRangeError, encodeTraceRecord, type TraceRecordInit } from "./encode.ts";
 export {
-  DEFAULT_CAPTURE,
   type FieldLayout,
   FLAG_TRUNCATED,
   HDR_LAYOUT,
   HDR_SIZE,
   HEADER_CONSTANTS,
-  MAX_CAPTURE,
   OBS_FROM_NETWORK,
   OBS_TO_NETWORK,
   RECORD_TYPE_TRACE,

@@ -1,8 +1,10 @@
 /**
  * Byte layouts of the records in bpf/include/periscope.h. Every number here
  * is checked against the BTF of the compiled object and the header's
- * #defines by layout.test.ts; change both sides together.
+ * #defines by layout.test.ts; change both sides together. The capture
+ * limits and the type/sub-type numbers are defined once in @periscope/model.
  */
+import { DEFAULT_CAPTURE, MAX_CAPTURE, MESSAGE_TYPE, TRACE_SUBTYPE } from "@periscope/model";
 
 /** One field of a kernel record: byte offset from the start of the struct and size in bytes. */
 export interface FieldLayout {
@@ -17,20 +19,16 @@ export interface StructLayout {
   readonly fields: Readonly<Record<string, FieldLayout>>;
 }
 
-/** Record type of a trace record (`PSCOPE_REC_TRACE`, Cilium's MessageTypeTrace). */
-export const RECORD_TYPE_TRACE = 4;
+/** Record type of a trace record (`PSCOPE_REC_TRACE`): Cilium's MessageTypeTrace. */
+export const RECORD_TYPE_TRACE = MESSAGE_TYPE.TRACE;
 /** Format version of trace records (`PSCOPE_TRACE_VERSION`). */
 export const TRACE_VERSION = 1;
 /** Observation point: tc ingress, packet arrived on the device (`PSCOPE_OBS_FROM_NETWORK`). */
-export const OBS_FROM_NETWORK = 10;
+export const OBS_FROM_NETWORK = TRACE_SUBTYPE.FROM_NETWORK;
 /** Observation point: tc egress, packet about to leave the device (`PSCOPE_OBS_TO_NETWORK`). */
-export const OBS_TO_NETWORK = 11;
+export const OBS_TO_NETWORK = TRACE_SUBTYPE.TO_NETWORK;
 /** Header flag: cap_len < orig_len (`PSCOPE_F_TRUNCATED`). */
 export const FLAG_TRUNCATED = 0x01;
-/** Largest capture a trace record carries, bytes (`PSCOPE_MAX_CAPTURE`). */
-export const MAX_CAPTURE = 1536;
-/** Default capture length, bytes (`PSCOPE_DEFAULT_CAPTURE`). */
-export const DEFAULT_CAPTURE = 128;
 
 /** Size of `struct pscope_hdr`, the common header of every record, bytes. */
 export const HDR_SIZE = 16;

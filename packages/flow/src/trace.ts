@@ -1,4 +1,5 @@
 import { type Timestamp, TimestampSchema } from "@bufbuild/protobuf/wkt";
+import { type EndpointInfo, MESSAGE_TYPE } from "@periscope/model";
 import {
   CiliumEventTypeSchema,
   type Endpoint,
@@ -42,22 +43,6 @@ const newICMPv6 = messageFactory(ICMPv6Schema);
 const newEndpoint = messageFactory(EndpointSchema);
 const newInterface = messageFactory(NetworkInterfaceSchema);
 
-/**
- * What the enricher knows about an IP address. Treated as immutable once
- * returned: decodeTraceFlow keeps the flow.Endpoint it builds per object.
- */
-export interface EndpointInfo {
-  namespace: string;
-  podName: string;
-  /** Labels as "key=value" (or "source:key=value") strings. */
-  labels: string[];
-  nodeName?: string;
-  /** Endpoint ID (flow.Endpoint.ID). */
-  id?: number;
-  /** Numeric security identity (flow.Endpoint.identity); 0 when unknown. */
-  identity?: number;
-}
-
 /** Everything decodeTraceFlow needs besides the record. */
 export interface DecodeContext {
   /** Node that observed the packet (flow.node_name). */
@@ -73,9 +58,6 @@ export interface DecodeContext {
   /** First header in the capture; "ethernet" when absent. */
   linkType?: LinkType;
 }
-
-/** Cilium monitor message type of trace events (flow.event_type.type). */
-export const MESSAGE_TYPE_TRACE = 4;
 
 /**
  * Turn a kernel trace record into the flow.Flow Hubble would produce for a
@@ -96,7 +78,7 @@ export function decodeTraceFlow(rec: TraceRecord, ctx: DecodeContext): Flow {
   flow.Type = FlowType.L3_L4;
   flow.nodeName = ctx.nodeName;
   const eventType = newEventType();
-  eventType.type = MESSAGE_TYPE_TRACE;
+  eventType.type = MESSAGE_TYPE.TRACE;
   eventType.subType = rec.obsPoint;
   flow.eventType = eventType;
   flow.traceObservationPoint = observationPoint(rec.obsPoint);

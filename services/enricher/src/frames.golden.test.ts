@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { toBinary } from "@bufbuild/protobuf";
-import { type EndpointInfo, testPackets } from "@periscope/flow";
+import { testPackets } from "@periscope/flow";
+import type { EndpointInfo } from "@periscope/model";
 import { compileEncoder, FlowBatchSchema } from "@periscope/proto";
 import {
   encodeRawFrame,

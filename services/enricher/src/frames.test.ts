@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import type { EndpointInfo } from "@periscope/flow";
+import type { EndpointInfo } from "@periscope/model";
 import { LostEventSource } from "@periscope/proto";
 import {
   encodeRawFrame,

@@ -1,7 +1,8 @@
 import { create } from "@bufbuild/protobuf";
 import { type Timestamp, timestampFromMs } from "@bufbuild/protobuf/wkt";
-import type { DecodeContext, EndpointInfo } from "@periscope/flow";
+import type { DecodeContext } from "@periscope/flow";
 import { decodeTraceFlow, messageFactory } from "@periscope/flow";
+import type { EndpointInfo } from "@periscope/model";
 import {
   type FlowBatch,
   FlowBatchSchema,

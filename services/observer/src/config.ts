@@ -2,11 +2,11 @@ import {
   type CommonConfig,
   type CommonSettingNames,
   checkHostPort,
+  type LogLevel,
   parseCommonSettings,
   parseInteger,
   readSettings,
 } from "@periscope/config";
-import type { LogLevel } from "@periscope/telemetry";
 
 export { ConfigError } from "@periscope/config";
 

@@ -2,12 +2,12 @@ import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { type Bus, connectBus } from "@periscope/bus";
+import { parseHostPort } from "@periscope/config";
 import {
   createLogger,
   createMetrics,
   type Logger,
   type OpsServer,
-  parseHostPort,
   startOpsServer,
 } from "@periscope/telemetry";
 import pkg from "../package.json" with { type: "json" };

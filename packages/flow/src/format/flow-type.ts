@@ -1,3 +1,4 @@
+import { MESSAGE_TYPE, traceSubtypeName } from "@periscope/model";
 import {
   DebugCapturePoint,
   type Flow,
@@ -6,18 +7,6 @@ import {
   TrafficDirection,
   Verdict,
 } from "@periscope/proto";
-import { traceObservationName } from "../observation.ts";
-
-/** Cilium monitor message types, as carried in flow.event_type.type. */
-export const MESSAGE_TYPE = {
-  DROP: 1,
-  DEBUG: 2,
-  CAPTURE: 3,
-  TRACE: 4,
-  POLICY_VERDICT: 5,
-  RECORD_CAPTURE: 6,
-  TRACE_SOCK: 7,
-} as const;
 
 const POLICY_MATCH_TYPES: Readonly<Record<number, string>> = {
   0: "none",
@@ -57,7 +46,7 @@ export function flowTypeText(flow: Flow): string {
   const et = flow.eventType;
   switch (et?.type ?? 0) {
     case MESSAGE_TYPE.TRACE:
-      return traceObservationName(et?.subType ?? 0);
+      return traceSubtypeName(et?.subType ?? 0);
     case MESSAGE_TYPE.DROP:
       // hubble prints Cilium's drop-reason text; the numeric reason stands in for it here.
       return String(et?.subType ?? 0);

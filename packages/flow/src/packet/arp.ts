@@ -1,4 +1,4 @@
-import { formatIPv4, formatMac } from "./addr.ts";
+import { formatIPv4, formatMac } from "@periscope/model";
 import type { ArpPacket, Span } from "./types.ts";
 import { readU8, readU16, spanLength } from "./types.ts";
 

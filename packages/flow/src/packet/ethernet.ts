@@ -1,4 +1,4 @@
-import { formatMac } from "./addr.ts";
+import { formatMac } from "@periscope/model";
 import { PacketDecodeError } from "./errors.ts";
 import type { EthernetHeader, Span } from "./types.ts";
 import { readU16, spanLength } from "./types.ts";

@@ -1,4 +1,4 @@
-import { formatIPv4 } from "./addr.ts";
+import { formatIPv4 } from "@periscope/model";
 import { PacketDecodeError } from "./errors.ts";
 import type { IpHeader, Span } from "./types.ts";
 import { readU8, readU16, spanLength } from "./types.ts";

@@ -1,4 +1,4 @@
-import { formatIPv6 } from "./addr.ts";
+import { formatIPv6 } from "@periscope/model";
 import { PacketDecodeError } from "./errors.ts";
 import type { IpHeader, Span } from "./types.ts";
 import { readU8, readU16, spanLength } from "./types.ts";
