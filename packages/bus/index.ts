@@ -35,4 +35,34 @@ export {
   startLocalNats,
 } from "./local.ts";
 export type { BusLogger } from "./log.ts";
+export {
+  type AnnounceOptions,
+  announcePresence,
+  type Heartbeat,
+  type HeartbeatOptions,
+  PRESENCE_INTERVAL_MS,
+  type PresenceWatch,
+  reportExited,
+  startHeartbeat,
+  watchPresence,
+  withPresence,
+} from "./presence.ts";
+export {
+  encodeBeat,
+  PRESENCE_PREFIX,
+  type PresenceBeat,
+  type PresenceState,
+  parseBeat,
+  presenceInstance,
+  presenceSubjects,
+} from "./presence-beat.ts";
+export {
+  type InstanceState,
+  type InstanceStatus,
+  type PresenceReport,
+  PresenceTable,
+  type PresenceTableOptions,
+  type ServiceState,
+  type ServiceStatus,
+} from "./presence-table.ts";
 export { sanitizeToken, subjects } from "./subjects.ts";
