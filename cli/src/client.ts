@@ -1,5 +1,6 @@
 import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { rpcCodeLabel } from "@periscope/model";
 import { Observer } from "@periscope/proto";
 
 /** Default observer address, like hubble's `localhost:4245`. */
@@ -20,8 +21,7 @@ export function observerClient(server: string): Client<typeof Observer> {
 /** One line describing a failed call: "<code>: <message>". */
 export function describeRpcError(err: unknown): string {
   const ce = ConnectError.from(err);
-  const code = (Code[ce.code] ?? String(ce.code)).replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
-  return `${code}: ${ce.rawMessage}`;
+  return `${rpcCodeLabel(ce.code)}: ${ce.rawMessage}`;
 }
 
 /** True when `err` is the client's own cancellation (e.g. Ctrl-C during --follow). */

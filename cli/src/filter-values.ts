@@ -1,5 +1,11 @@
 import { create } from "@bufbuild/protobuf";
 import {
+  MESSAGE_TYPE,
+  MESSAGE_TYPE_BY_NAME,
+  messageTypeByName,
+  traceSubtypeByName,
+} from "@periscope/model";
+import {
   EventTypeFilterSchema,
   type FlowFilter,
   IPVersion,
@@ -11,37 +17,6 @@ import { UsageError } from "./args.ts";
 
 /** A change a filter flag makes to one FlowFilter. */
 export type Update = (f: FlowFilter) => void;
-
-/** Cilium monitor message types accepted by `--type` (optionally `type:subtype`). */
-const EVENT_TYPES: Readonly<Record<string, number>> = {
-  drop: 1,
-  debug: 2,
-  capture: 3,
-  trace: 4,
-  "policy-verdict": 5,
-  "recorder-capture": 6,
-  "trace-sock": 7,
-  l7: 129,
-  agent: 130,
-};
-
-/** Trace observation points by hubble's `--type trace:<name>` spelling. */
-const TRACE_SUBTYPES: Readonly<Record<string, number>> = {
-  "to-endpoint": 0,
-  "to-proxy": 1,
-  "to-host": 2,
-  "to-stack": 3,
-  "to-overlay": 4,
-  "from-endpoint": 5,
-  "from-proxy": 6,
-  "from-host": 7,
-  "from-stack": 8,
-  "from-overlay": 9,
-  "from-network": 10,
-  "to-network": 11,
-  "from-crypto": 12,
-  "to-crypto": 13,
-};
 
 /** `--verdict` value (case-insensitive enum name). */
 export function parseVerdict(value: string): Verdict {
@@ -56,17 +31,17 @@ export function parseVerdict(value: string): Verdict {
 /** `--type` value: `<type>` or `<type>:<subtype>`. */
 export function parseType(value: string): Update {
   const [name = "", sub] = value.split(":", 2);
-  const type = EVENT_TYPES[name];
+  const type = messageTypeByName(name);
   if (type === undefined) {
     throw new UsageError(
-      `invalid --type "${value}": expected one of ${Object.keys(EVENT_TYPES).join(", ")}`,
+      `invalid --type "${value}": expected one of ${Object.keys(MESSAGE_TYPE_BY_NAME).join(", ")}`,
     );
   }
   let subType: number | undefined;
   if (sub !== undefined) {
     subType =
-      type === EVENT_TYPES.trace
-        ? TRACE_SUBTYPES[sub]
+      type === MESSAGE_TYPE.TRACE
+        ? traceSubtypeByName(sub)
         : /^\d+$/.test(sub)
           ? Number(sub)
           : undefined;

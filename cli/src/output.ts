@@ -1,5 +1,5 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { formatCompact, formatJson } from "@periscope/flow";
+import { flowPorts, formatCompact, formatJson } from "@periscope/flow";
 import {
   type Endpoint,
   type Flow,
@@ -36,14 +36,6 @@ function endpointText(
 ): string {
   const who = ep && ep.podName !== "" ? `${ep.namespace}/${ep.podName}` : (ip ?? "");
   return port ? `${who}:${port}` : who;
-}
-
-function ports(flow: Flow): [number | undefined, number | undefined] {
-  const p = flow.l4?.protocol;
-  if (p?.case === "TCP" || p?.case === "UDP" || p?.case === "SCTP") {
-    return [p.value.sourcePort, p.value.destinationPort];
-  }
-  return [undefined, undefined];
 }
 
 function summary(flow: Flow): string {
@@ -84,11 +76,11 @@ export function formatDict(resp: GetFlowsResponse): string {
   }
   if (resp.responseTypes.case !== "flow") return "";
   const flow = resp.responseTypes.value;
-  const [sport, dport] = ports(flow);
+  const ports = flowPorts(flow);
   return [
     `  TIMESTAMP: ${time}`,
-    `     SOURCE: ${endpointText(flow.IP?.source, sport, flow.source)}`,
-    `DESTINATION: ${endpointText(flow.IP?.destination, dport, flow.destination)}`,
+    `     SOURCE: ${endpointText(flow.IP?.source, ports?.source, flow.source)}`,
+    `DESTINATION: ${endpointText(flow.IP?.destination, ports?.destination, flow.destination)}`,
     `       TYPE: ${flow.eventType ? `type ${flow.eventType.type}` : ""}`,
     `    VERDICT: ${Verdict[flow.verdict] ?? flow.verdict}`,
     `    SUMMARY: ${summary(flow)}`,

@@ -37,6 +37,7 @@ export type {
   L4Header,
   TcpFlags,
 } from "./src/packet/types.ts";
+export { flowPorts } from "./src/ports.ts";
 export { packetSummary, tcpFlagsText } from "./src/summary.ts";
 export * as testPackets from "./src/testing/packets.ts";
 export {

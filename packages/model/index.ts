@@ -8,11 +8,17 @@ export { canonicalIp, formatIPv4, formatIPv6, formatMac, parseIp } from "./addre
 export { DEFAULT_CAPTURE, MAX_CAPTURE } from "./capture.ts";
 export type { EndpointInfo } from "./endpoint.ts";
 export { forwardLines } from "./lines.ts";
-export { MESSAGE_TYPE, MESSAGE_TYPE_BY_NAME, type MessageType } from "./message-type.ts";
+export {
+  MESSAGE_TYPE,
+  MESSAGE_TYPE_BY_NAME,
+  type MessageType,
+  messageTypeByName,
+} from "./message-type.ts";
 export { rpcCodeLabel } from "./rpc.ts";
 export {
   TRACE_SUBTYPE,
   TRACE_SUBTYPE_BY_NAME,
   type TraceSubtype,
+  traceSubtypeByName,
   traceSubtypeName,
 } from "./trace.ts";

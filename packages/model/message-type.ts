@@ -29,3 +29,8 @@ export const MESSAGE_TYPE_BY_NAME: Readonly<Record<string, MessageType>> = {
   l7: MESSAGE_TYPE.L7,
   agent: MESSAGE_TYPE.AGENT,
 };
+
+/** The message type named `name` in {@link MESSAGE_TYPE_BY_NAME}; undefined for other names. */
+export function messageTypeByName(name: string): MessageType | undefined {
+  return Object.hasOwn(MESSAGE_TYPE_BY_NAME, name) ? MESSAGE_TYPE_BY_NAME[name] : undefined;
+}

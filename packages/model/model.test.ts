@@ -3,9 +3,11 @@ import {
   forwardLines,
   MESSAGE_TYPE,
   MESSAGE_TYPE_BY_NAME,
+  messageTypeByName,
   rpcCodeLabel,
   TRACE_SUBTYPE,
   TRACE_SUBTYPE_BY_NAME,
+  traceSubtypeByName,
   traceSubtypeName,
 } from "./index.ts";
 
@@ -26,7 +28,16 @@ test("trace - every sub-type round-trips through its name", () => {
   for (const v of values) expect(TRACE_SUBTYPE_BY_NAME[traceSubtypeName(v)]).toBe(v);
 });
 
+test.each(["toString", "constructor", "__proto__", "TRACE", ""])(
+  "names - %p names no message type and no trace sub-type",
+  (name) => {
+    expect(messageTypeByName(name)).toBeUndefined();
+    expect(traceSubtypeByName(name)).toBeUndefined();
+  },
+);
+
 test("message types - every type has one --type name", () => {
+  expect(messageTypeByName("policy-verdict")).toBe(MESSAGE_TYPE.POLICY_VERDICT);
   expect(new Set(Object.values(MESSAGE_TYPE_BY_NAME))).toEqual(
     new Set(Object.values(MESSAGE_TYPE)),
   );

@@ -35,6 +35,11 @@ const NAMES: readonly string[] = Object.entries(TRACE_SUBTYPE_BY_NAME)
   .sort((a, b) => a[1] - b[1])
   .map(([name]) => name);
 
+/** The trace sub-type named `name` ("to-network"); undefined for other names. */
+export function traceSubtypeByName(name: string): TraceSubtype | undefined {
+  return Object.hasOwn(TRACE_SUBTYPE_BY_NAME, name) ? TRACE_SUBTYPE_BY_NAME[name] : undefined;
+}
+
 /** Name of a trace sub-type ("to-network"); the number as text for unknown ones. */
 export function traceSubtypeName(subtype: number): string {
   return NAMES[subtype] ?? String(subtype);

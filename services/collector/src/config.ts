@@ -7,13 +7,12 @@ import {
   parseInteger,
   readSettings,
 } from "@periscope/config";
+import { DEFAULT_CAPTURE, MAX_CAPTURE } from "@periscope/model";
 import { compilePattern, GlobError, type InterfacePattern, isGlob } from "./patterns.ts";
 
 export { ConfigError } from "@periscope/config";
 export type { InterfacePattern } from "./patterns.ts";
 
-/** Largest capture a trace record can carry (PSCOPE_MAX_CAPTURE in bpf/include/periscope.h). */
-const MAX_CAPTURE_LEN = 1536;
 /** Linux IFNAMSIZ minus the terminating NUL. */
 const MAX_IFNAME_LEN = 15;
 /** Longest glob accepted for a device or netns name. */
@@ -34,7 +33,7 @@ export interface CollectorConfig extends CommonConfig {
    * again every `discoveryIntervalMs`, so devices that appear later are attached too.
    */
   readonly interfaces: readonly InterfacePattern[];
-  /** Packet bytes captured per record, 1..1536. */
+  /** Packet bytes captured per record, 1..MAX_CAPTURE (1536). */
   readonly captureLen: number;
   /** Number of raw partitions (subjects periscope.raw.<node>.0 … partitions-1), ≥ 1. */
   readonly partitions: number;
@@ -147,7 +146,7 @@ export function loadConfig(
   return Object.freeze({
     ...parseCommonSettings(settings, { opsAddr: "127.0.0.1:9401" }),
     interfaces: Object.freeze(parseInterfaces(settings.get("interfaces") ?? "")),
-    captureLen: int("capture-len", 128, 1, MAX_CAPTURE_LEN),
+    captureLen: int("capture-len", DEFAULT_CAPTURE, 1, MAX_CAPTURE),
     partitions: int("partitions", 1, 1, 65536),
     frameMaxRecords: int("frame-max-records", 256, 1, 65536),
     frameMaxDelayMs: int("frame-max-delay-ms", 50, 1, 60_000),

@@ -1,20 +1,7 @@
-import type { Flow } from "@periscope/proto";
+import { flowPorts } from "../ports.ts";
 import type { FilterBuilder } from "./builder.ts";
 import type { FlowPredicate } from "./combinators.ts";
 import { FilterError } from "./errors.ts";
-
-/** Source and destination port of a TCP/UDP/SCTP flow; undefined otherwise. */
-export function flowPorts(flow: Flow): { source: number; destination: number } | undefined {
-  const p = flow.l4?.protocol;
-  switch (p?.case) {
-    case "TCP":
-    case "UDP":
-    case "SCTP":
-      return { source: p.value.sourcePort, destination: p.value.destinationPort };
-    default:
-      return undefined;
-  }
-}
 
 /** Parse decimal port strings (0-65535) like Go's strconv.ParseUint(s, 10, 16). */
 export function parsePorts(field: string, values: readonly string[]): Set<number> {

@@ -7,6 +7,7 @@ import {
   NodeState,
   type NodeStatusEvent,
 } from "@periscope/proto";
+import { flowPorts } from "../ports.ts";
 import { flowTypeText, verdictText } from "./flow-type.ts";
 import { formatIdentity } from "./identity.ts";
 import { formatTimestamp, type TimeLayout } from "./time.ts";
@@ -74,31 +75,19 @@ function summaryText(flow: Flow): string {
   return out;
 }
 
-function ports(flow: Flow): [string, string] {
-  const p = flow.l4?.protocol;
-  switch (p?.case) {
-    case "TCP":
-    case "UDP":
-    case "SCTP":
-      return [String(p.value.sourcePort), String(p.value.destinationPort)];
-    default:
-      return ["", ""];
-  }
-}
-
 function hostNames(flow: Flow, translate: boolean): [string, string] {
   if (!flow.IP) {
     if (flow.ethernet) return [flow.ethernet.source, flow.ethernet.destination];
     return ["", ""];
   }
-  const [srcPort, dstPort] = ports(flow);
-  const src = hostname(flow.IP.source, srcPort, translate, {
+  const ports = flowPorts(flow);
+  const src = hostname(flow.IP.source, ports?.source, translate, {
     ns: flow.sourceService ? flow.sourceService.namespace : (flow.source?.namespace ?? ""),
     pod: flow.source?.podName ?? "",
     svc: flow.sourceService?.name ?? "",
     names: flow.sourceNames,
   });
-  const dst = hostname(flow.IP.destination, dstPort, translate, {
+  const dst = hostname(flow.IP.destination, ports?.destination, translate, {
     ns: flow.destinationService
       ? flow.destinationService.namespace
       : (flow.destination?.namespace ?? ""),
@@ -116,7 +105,7 @@ function joinNs(ns: string, name: string): string {
 
 function hostname(
   ip: string,
-  port: string,
+  port: number | undefined,
   translate: boolean,
   who: { ns: string; pod: string; svc: string; names: readonly string[] },
 ): string {
@@ -126,7 +115,7 @@ function hostname(
     else if (who.svc !== "") host = joinNs(who.ns, who.svc);
     else if (who.names.length > 0) host = who.names.join(",");
   }
-  if (port === "" || port === "0") return host;
+  if (port === undefined || port === 0) return host;
   return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
