@@ -45,7 +45,6 @@ export {
   reportExited,
   startHeartbeat,
   watchPresence,
-  withPresence,
 } from "./presence.ts";
 export {
   encodeBeat,

@@ -78,7 +78,10 @@ export function startHeartbeat(nc: NatsConnection, opts: HeartbeatOptions): Hear
       stopped ??= (async () => {
         clearInterval(timer);
         publish(nc, beat(opts, "stopping", startedMs), opts.log);
-        if (!nc.isClosed()) await nc.flush().catch(() => undefined);
+        // Bounded: while disconnected a flush would wait for the reconnect.
+        if (!nc.isClosed()) {
+          await Promise.race([nc.flush().catch(() => undefined), Bun.sleep(500)]);
+        }
       })();
       return stopped;
     },
@@ -134,39 +137,13 @@ export function announcePresence(opts: AnnounceOptions): { stop(): Promise<void>
       stopped ??= (async () => {
         abort.abort();
         const r = await running;
-        await r?.heartbeat.stop();
-        await r?.bus.close();
+        if (!r) return;
+        await r.heartbeat.stop();
+        await Promise.race([r.bus.close(), Bun.sleep(500)]);
+        if (!r.bus.nc.isClosed()) await r.bus.nc.close();
       })();
       return stopped;
     },
-  };
-}
-
-/** A service entry point as `runService` takes it. */
-type StartFn<C, L> = (config: C, log: L) => Promise<{ stop(): Promise<void> }>;
-
-/**
- * Wraps a service's start so that it announces itself while running: the heartbeat
- * starts once the service has started and says "stopping" before its graceful stop.
- */
-export function withPresence<
-  C extends { readonly natsUrl: string | undefined; readonly nodeName: string },
-  L extends BusLogger,
->(service: string, start: StartFn<C, L>): StartFn<C, L> {
-  return async (config, log) => {
-    const running = await start(config, log);
-    const presence = announcePresence({
-      url: config.natsUrl,
-      service,
-      node: config.nodeName,
-      log,
-    });
-    return {
-      async stop() {
-        await presence.stop();
-        await running.stop();
-      },
-    };
   };
 }
 

@@ -12,6 +12,11 @@ export interface ServiceMain<C extends { readonly logLevel: LogLevel }> {
   /** Starts the service; the returned stop() drains and closes everything it opened. */
   readonly start: (config: C, log: Logger) => Promise<{ stop(): Promise<void> }>;
   /**
+   * Started once the service has started and stopped just before it stops: something
+   * that runs beside the service, such as its presence heartbeat.
+   */
+  readonly companion?: (config: C, log: Logger) => { stop(): Promise<void> };
+  /**
    * How long a graceful stop may take before the process exits 1 anyway, ms (default
    * {@link DEFAULT_STOP_DEADLINE_MS}). Only a stop that hangs reaches it: further signals
    * never cut a stop short, so kernel cleanup (detaching programs) always runs first.
@@ -20,6 +25,14 @@ export interface ServiceMain<C extends { readonly logLevel: LogLevel }> {
 }
 
 const STOP_SIGNALS = ["SIGINT", "SIGTERM"] as const;
+/** A companion gets this long to stop before the service's own stop begins anyway, ms. */
+const COMPANION_STOP_MS = 1000;
+
+/** Stops the companion without letting it fail or delay the service's own stop. */
+async function stopCompanion(c: { stop(): Promise<void> }, log: Logger): Promise<void> {
+  const stopped = c.stop().catch((err: unknown) => log.warn({ err }, "companion stop failed"));
+  await Promise.race([stopped, Bun.sleep(COMPANION_STOP_MS)]);
+}
 
 /**
  * The process lifecycle every service shares: load the config (a bad value
@@ -70,9 +83,11 @@ export async function runService<C extends { readonly logLevel: LogLevel }>(
     log.fatal({ err }, "failed to start");
     process.exit(1);
   }
+  const companion = svc.companion?.(config, log);
   const signal = await signalled;
   log.info({ signal }, "shutting down");
   try {
+    if (companion) await stopCompanion(companion, log);
     await running.stop();
   } catch (err) {
     log.error({ err }, "shutdown failed");

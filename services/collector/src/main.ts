@@ -2,6 +2,7 @@
  * periscope collector: drains the kernel trace ring buffer and publishes RawFrames on
  * `periscope.raw.<node>.<partition>`. Configuration: see config.ts (flags and PERISCOPE_* env).
  */
+import { announcePresence } from "@periscope/bus";
 import { runService } from "@periscope/telemetry";
 import { startCollector } from "./collector.ts";
 import { loadConfig } from "./config.ts";
@@ -11,5 +12,7 @@ if (import.meta.main) {
     name: "collector",
     loadConfig,
     start: (config, log) => startCollector(config, { log }),
+    companion: (config, log) =>
+      announcePresence({ url: config.natsUrl, service: "collector", node: config.nodeName, log }),
   });
 }

@@ -2,6 +2,7 @@
  * periscope-observer: Hubble-compatible observer.Observer API over the flows on the bus.
  * Listens only when run directly; tests import {@link startObserver} instead.
  */
+import { announcePresence } from "@periscope/bus";
 import { runService } from "@periscope/telemetry";
 import { loadConfig } from "./config.ts";
 import { startObserver } from "./server.ts";
@@ -14,5 +15,7 @@ if (import.meta.main) {
     name: "observer",
     loadConfig,
     start: (config, log) => startObserver(config, { log }),
+    companion: (config, log) =>
+      announcePresence({ url: config.natsUrl, service: "observer", node: config.nodeName, log }),
   });
 }

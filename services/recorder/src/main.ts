@@ -1,4 +1,4 @@
-import { type Bus, connectBus } from "@periscope/bus";
+import { announcePresence, type Bus, connectBus } from "@periscope/bus";
 import { createMetrics, type Logger, runService, startOpsServer } from "@periscope/telemetry";
 import { loadConfig, type RecorderConfig } from "./config.ts";
 
@@ -82,5 +82,7 @@ if (import.meta.main) {
       );
       return startRecorder(config, log);
     },
+    companion: (config, log) =>
+      announcePresence({ url: config.natsUrl, service: SERVICE, node: config.nodeName, log }),
   });
 }
