@@ -7,9 +7,7 @@
  */
 
 import type { EndpointRecord } from "@periscope/bus";
-import { testPackets } from "@periscope/flow";
-
-const { ethernet, ipv4, ipv6, tcp, udp, icmp } = testPackets;
+import { ethernet, icmp, ipv4, ipv6, tcp, udp } from "@periscope/testing";
 
 const ETH_IPV4 = 0x0800;
 const ETH_IPV6 = 0x86dd;

@@ -22,19 +22,23 @@ const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   config: [],
   telemetry: ["config"],
   wire: ["model", "proto"],
-  flow: ["model", "proto", "wire"],
+  flow: ["model", "proto", "testing", "wire"],
   bus: ["model", "proto"],
   bpf: ["model", "wire"],
   devstack: ["model"],
+  testing: ["devstack", "model"],
   collector: ["bpf", "bus", "config", "model", "proto", "telemetry", "wire"],
-  enricher: ["bus", "config", "flow", "model", "proto", "telemetry", "wire"],
+  enricher: ["bus", "config", "flow", "model", "proto", "telemetry", "testing", "wire"],
   observer: ["bus", "config", "flow", "model", "proto", "telemetry"],
   recorder: ["bus", "config", "model", "proto", "telemetry"],
   cli: ["bus", "flow", "model", "proto"],
 };
 
+/** Workspaces only test code may use: listed under devDependencies, never dependencies. */
+const TEST_ONLY = new Set(["testing"]);
+
 /** Files only tests load: they may use devDependencies as well. */
-const TEST_FILE = /(\.test\.ts|\/testing\.ts|\/test-helpers\.ts|\/testing\/[^/]+\.ts)$/;
+const TEST_FILE = /(\.test\.ts|\/testing\.ts|\/test-helpers\.ts|\/(testing|testdata)\/[^/]+\.ts)$/;
 
 interface Workspace {
   /** Short name: `@periscope/<name>`. */
@@ -132,6 +136,7 @@ describe("dependency graph", () => {
       const allowed = new Set(ALLOWED[w.name] ?? []);
       const declared = [...w.deps, ...w.devDeps];
       expect(declared.filter((d) => !allowed.has(d))).toEqual([]);
+      expect([...w.deps].filter((d) => TEST_ONLY.has(d))).toEqual([]);
     },
   );
 

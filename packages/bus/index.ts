@@ -47,6 +47,11 @@ export {
   watchPresence,
 } from "./presence.ts";
 export {
+  decodePresenceHeader,
+  encodePresenceHeader,
+  PRESENCE_HEADER,
+} from "./presence-header.ts";
+export {
   encodeBeat,
   PRESENCE_PREFIX,
   type PresenceBeat,

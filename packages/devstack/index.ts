@@ -33,4 +33,4 @@ export {
   demoTraffic,
   type TrafficStats,
 } from "./traffic.ts";
-export { type WaitOptions, waitFor } from "./wait.ts";
+export { type WaitOptions, waitFor, waitForValue } from "./wait.ts";

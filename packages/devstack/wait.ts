@@ -43,3 +43,22 @@ export async function waitFor(
     await Bun.sleep(opts.intervalMs ?? 50);
   }
 }
+
+/**
+ * Polls `check` until it returns something other than undefined and returns that value
+ * (the first flow matching a query, a port that opened, ...). Same rules as
+ * {@link waitFor}: a throwing check counts as "not yet"; {@link WaitTimeoutError} at the deadline.
+ */
+export async function waitForValue<T>(
+  check: () => T | undefined | Promise<T | undefined>,
+  opts: WaitOptions = {},
+): Promise<T> {
+  let found: { value: T } | undefined;
+  await waitFor(async () => {
+    const value = await check();
+    if (value !== undefined) found = { value };
+    return found !== undefined;
+  }, opts);
+  if (found === undefined) throw new WaitTimeoutError(`${opts.what ?? "value"} never arrived`);
+  return found.value;
+}

@@ -39,7 +39,6 @@ export type {
 } from "./src/packet/types.ts";
 export { flowPorts } from "./src/ports.ts";
 export { packetSummary, tcpFlagsText } from "./src/summary.ts";
-export * as testPackets from "./src/testing/packets.ts";
 export {
   bootTimeToTimestamp,
   type DecodeContext,

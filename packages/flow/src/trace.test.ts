@@ -8,9 +8,9 @@ import {
   TrafficDirection,
   Verdict,
 } from "@periscope/proto";
+import { ethernet, icmp, ipv4, ipv6, sctp, tcp, udp } from "@periscope/testing";
 import { decodeTraceRecord, encodeTraceRecord, type TraceRecord } from "@periscope/wire";
 import { PacketDecodeError } from "./packet/errors.ts";
-import { ethernet, icmp, ipv4, ipv6, sctp, tcp, udp } from "./testing/packets.ts";
 import { type DecodeContext, decodeTraceFlow } from "./trace.ts";
 
 const MAC_A = "0a:00:00:00:00:0a";

@@ -1,127 +1,30 @@
 import { describe, expect, test } from "bun:test";
-import { toBinary } from "@bufbuild/protobuf";
-import { testPackets } from "@periscope/flow";
-import type { EndpointInfo } from "@periscope/model";
+import { fromBinary, toBinary, toJson } from "@bufbuild/protobuf";
 import { compileEncoder, FlowBatchSchema } from "@periscope/proto";
-import {
-  encodeRawFrame,
-  encodeTraceRecord,
-  OBS_FROM_NETWORK,
-  OBS_TO_NETWORK,
-  RECORD_TYPE_TRACE,
-  TRACE_VERSION,
-} from "@periscope/wire";
-import { type FrameDeps, processFrame } from "./frames.ts";
-import { ReplyTracker } from "./replies.ts";
-
-const { ethernet, ipv4, ipv6, tcp, udp, sctp, icmp } = testPackets;
-
-const A4 = "10.200.0.2";
-const B4 = "10.200.0.3";
-const A6 = "fd00:200::2";
-const WORLD6 = "2001:db8::10";
-
-const v4 = (src: string, dst: string, proto: number, l4: Uint8Array, vlans?: number[]) =>
-  ethernet(
-    { src: "0a:00:00:00:00:0a", dst: "0b:00:00:00:00:0b", etherType: 0x0800, vlans },
-    ipv4({ src, dst, protocol: proto }, l4),
-  );
-const v6 = (src: string, dst: string, proto: number, l4: Uint8Array, ext = false) =>
-  ethernet(
-    { etherType: 0x86dd },
-    ipv6({ src, dst, nextHeader: proto, extensions: ext ? [{ type: 0 }, { type: 60 }] : [] }, l4),
-  );
-const arpRequest = ethernet(
-  { etherType: 0x0806 },
-  new Uint8Array([
-    0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 1, 10, 200, 0, 2, 0, 0, 0, 0, 0, 0, 10, 200, 0, 3,
-  ]),
-);
-
-/** One of every shape the decoder handles, including a truncated capture and a bad record. */
-const PACKETS: readonly { data: Uint8Array; ifindex: number; ingress: boolean }[] = [
-  { data: v4(A4, B4, 6, tcp(40000, 8080, ["SYN"])), ifindex: 7, ingress: false },
-  { data: v4(B4, A4, 6, tcp(8080, 40000, ["SYN", "ACK"])), ifindex: 7, ingress: true },
-  { data: v4(A4, B4, 6, tcp(40000, 8080, ["PSH", "ACK", "NS"])), ifindex: 7, ingress: false },
-  { data: v4(A4, "192.0.2.9", 17, udp(5353, 53), [42]), ifindex: 9, ingress: false },
-  { data: v4(A4, B4, 132, sctp(1000, 2000)), ifindex: 0, ingress: false },
-  { data: v4(A4, B4, 1, icmp(8, 0)), ifindex: 7, ingress: false },
-  { data: v4(B4, A4, 1, icmp(3, 3)), ifindex: 7, ingress: true },
-  { data: v6(A6, WORLD6, 6, tcp(41000, 443, ["SYN"]), true), ifindex: 8, ingress: false },
-  { data: v6(WORLD6, A6, 58, icmp(129, 0)), ifindex: 8, ingress: true },
-  { data: v6("::ffff:10.0.0.1", "::1", 17, udp(1, 2)), ifindex: 8, ingress: true },
-  { data: arpRequest, ifindex: 7, ingress: true },
-  { data: v4(A4, B4, 6, tcp(40000, 8080, ["ACK"])).subarray(0, 40), ifindex: 7, ingress: false },
-  { data: new Uint8Array(6), ifindex: 7, ingress: false },
-];
-
-const ENDPOINTS: Record<string, EndpointInfo> = {
-  [A4]: { namespace: "demo", podName: "a", labels: ["k8s:tier=web", "k8s:app=a"], id: 3 },
-  [B4]: { namespace: "demo", podName: "b", labels: ["k8s:app=b"], identity: 4242 },
-  [A6]: { namespace: "other", podName: "a6", labels: [], nodeName: "n2" },
-};
-
-function goldenFrame(): Uint8Array {
-  const records = PACKETS.map((p, i) =>
-    encodeTraceRecord({
-      type: RECORD_TYPE_TRACE,
-      obsPoint: p.ingress ? OBS_FROM_NETWORK : OBS_TO_NETWORK,
-      version: TRACE_VERSION,
-      flags: 0,
-      cpu: i % 2,
-      origLen: p.data.length,
-      // one record out of kernel time order, to pin the sort
-      tsBootNs: 5_000_000_000n + BigInt(i === 3 ? 1 : i * 1_000_123),
-      ifindex: p.ifindex,
-      mark: 0,
-      flowHash: i + 1,
-      l3Proto: 0,
-      pktType: 0,
-      netnsCookie: 77n,
-      data: p.data,
-    }),
-  );
-  return encodeRawFrame({
-    nodeName: "golden-node",
-    seq: 1n,
-    bootId: "boot",
-    partition: 0,
-    bootToRealtimeNs: 1_732_243_800_123_456_789n,
-    sealedUnixNs: 1_732_243_900_000_000_000n,
-    kernelLost: 3n,
-    records,
-  });
-}
-
-function goldenDeps(): FrameDeps {
-  let n = 0;
-  return {
-    endpoint: (ip) => ENDPOINTS[ip],
-    interfaceName: (node, cookie, ifindex) =>
-      ifindex === 7 ? `${node}-${cookie}-eth${ifindex}` : undefined,
-    replies: new ReplyTracker(),
-    uuid: () => `00000000-0000-4000-8000-${(++n).toString(16).padStart(12, "0")}`,
-  };
-}
+import { processFrame } from "./frames.ts";
+import { GOLDEN_PATH, goldenDeps, goldenFrame, goldenJson, PACKETS } from "./testdata/golden.ts";
 
 describe("frames golden", () => {
-  test("frames golden - FlowBatch bytes for a fixed frame stay the same", async () => {
-    const deps = goldenDeps();
-    const first = processFrame(goldenFrame(), deps);
-    expect(first.flows).toBe(PACKETS.length - 1);
-    expect(first.batch.responses.length).toBe(PACKETS.length + 1);
-    const bytes = toBinary(FlowBatchSchema, first.batch);
-    // Second frame through the same deps: reply state and endpoint caches carry over.
-    const again = toBinary(FlowBatchSchema, processFrame(goldenFrame(), deps).batch);
-    const digest = new Bun.CryptoHasher("sha256").update(bytes).update(again).digest("hex");
-    expect({ length: bytes.length + again.length, digest }).toEqual(GOLDEN);
+  test("frames golden - flows for a fixed frame match testdata/frames.golden.json", async () => {
+    const want: unknown = JSON.parse(await Bun.file(GOLDEN_PATH).text());
+    // On failure the diff names the flow and field that changed; if the change is
+    // intended, rewrite the fixture (see testdata/golden.ts) and review its diff.
+    expect(JSON.parse(goldenJson())).toEqual(want);
+  });
+
+  test("frames golden - every record gives a flow or a counted loss", () => {
+    const { flows, batch } = processFrame(goldenFrame(), goldenDeps());
+    expect(flows).toBe(PACKETS.length - 1);
+    expect(batch.responses.length).toBe(PACKETS.length + 1);
+  });
+
+  test("frames golden - compiled encoder bytes decode back to the same batch", () => {
+    const { batch } = processFrame(goldenFrame(), goldenDeps());
+    const bytes = toBinary(FlowBatchSchema, batch);
     // The enricher publishes with the compiled encoder; it must produce the same bytes.
-    expect(compileEncoder(FlowBatchSchema)(first.batch)).toEqual(bytes);
+    expect(compileEncoder(FlowBatchSchema)(batch)).toEqual(bytes);
+    expect(toJson(FlowBatchSchema, fromBinary(FlowBatchSchema, bytes))).toEqual(
+      toJson(FlowBatchSchema, batch),
+    );
   });
 });
-
-/** Pinned from the encoder before the decode path was optimised. */
-const GOLDEN = {
-  length: 6780,
-  digest: "1d2e9f00c6fdffcd245535cdf822c0463a45fb92193d900eb911fd32db01cceb",
-};

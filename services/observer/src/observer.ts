@@ -22,6 +22,7 @@ import {
 import type { Logger } from "@periscope/telemetry";
 import type { StoredEvent } from "./event.ts";
 import type { ObserverMetrics } from "./metrics.ts";
+import { applyPresence, type PresenceSource } from "./presence.ts";
 import { type EventQuery, QueryError, readEvents, validateQuery } from "./query.ts";
 import type { FlowStore } from "./store.ts";
 
@@ -34,6 +35,8 @@ export interface ObserverDeps {
   readonly version: string;
   readonly metrics?: ObserverMetrics | undefined;
   readonly log?: Logger | undefined;
+  /** Which services are alive; ServerStatus and GetNodes count it in when present. */
+  readonly presence?: PresenceSource | undefined;
 }
 
 /** Runs `validateQuery`, turning a {@link QueryError} into InvalidArgument. */
@@ -143,8 +146,12 @@ export function createObserverService(deps: ObserverDeps): ServiceImpl<typeof Ob
       return noEvents(req.follow ? waitForEnd(store, ctx) : Promise.resolve());
     },
 
-    serverStatus() {
-      const { connected, unavailable } = store.nodes();
+    serverStatus(_req, ctx) {
+      const { connected, unavailable } = applyPresence(
+        deps.presence,
+        store.nodes(),
+        ctx.responseHeader,
+      );
       return create(ServerStatusResponseSchema, {
         numFlows: BigInt(store.ring.length),
         maxFlows: BigInt(store.ring.capacity),
@@ -159,7 +166,7 @@ export function createObserverService(deps: ObserverDeps): ServiceImpl<typeof Ob
     },
 
     getNodes() {
-      const { connected, unavailable } = store.nodes();
+      const { connected, unavailable } = applyPresence(deps.presence, store.nodes());
       const nowMs = Date.now();
       const node = (n: (typeof connected)[number], state: NodeState) =>
         create(NodeSchema, {

@@ -1,7 +1,7 @@
 import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { type Bus, connectBus } from "@periscope/bus";
+import { type Bus, connectBus, watchPresence } from "@periscope/bus";
 import { parseHostPort } from "@periscope/config";
 import {
   createLogger,
@@ -15,6 +15,7 @@ import type { ObserverConfig } from "./config.ts";
 import { healthRoutes } from "./health.ts";
 import { type Ingest, startIngest } from "./ingest.ts";
 import { createObserverMetrics, metricsInterceptor, type ObserverMetrics } from "./metrics.ts";
+import { REQUIRED_SERVICES } from "./presence.ts";
 import { reflectionRoutes } from "./reflection.ts";
 import { observerRoutes } from "./routes.ts";
 import { FlowStore } from "./store.ts";
@@ -108,6 +109,8 @@ export async function startObserver(
       sortBufferMs: config.sortBufferMs,
     });
     cleanups.push(() => ingest.stop());
+    const presence = watchPresence(bus.nc, { required: REQUIRED_SERVICES, log });
+    cleanups.push(() => presence.stop());
 
     const stopping = new AbortController();
     const observer = observerRoutes({
@@ -116,6 +119,7 @@ export async function startObserver(
       version: OBSERVER_VERSION,
       metrics,
       log,
+      presence,
     });
     const health = healthRoutes(() => bus.connected(), stopping.signal);
     const handler = connectNodeAdapter({

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { ethernet, icmp, ipv4, ipv6, sctp, tcp, udp } from "../testing/packets.ts";
+import { ethernet, icmp, ipv4, ipv6, sctp, tcp, udp } from "@periscope/testing";
 import { decodePacket } from "./decode.ts";
 import { PacketDecodeError } from "./errors.ts";
 import type { DecodedPacket } from "./types.ts";

@@ -3,6 +3,7 @@
  * TCP, UDP, SCTP and ICMP headers with correct length fields. Checksums are
  * left zero (the decoder does not verify them).
  */
+import { parseIp } from "@periscope/model";
 
 function concat(...parts: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
@@ -25,25 +26,18 @@ export function macBytes(mac: string): number[] {
   return parts;
 }
 
-/** Bytes of a dotted-quad IPv4 address. */
+/** Bytes of an IPv4 address; throws for anything else. */
 export function ipv4Bytes(ip: string): number[] {
-  const parts = ip.split(".").map(Number);
-  if (parts.length !== 4 || parts.some((b) => !Number.isInteger(b) || b < 0 || b > 255)) {
-    throw new Error(`bad IPv4 address ${ip}`);
-  }
-  return parts;
+  const bytes = parseIp(ip);
+  if (bytes?.length !== 4) throw new Error(`bad IPv4 address ${ip}`);
+  return [...bytes];
 }
 
-/** Bytes of an IPv6 address in any RFC 4291 text form (no embedded IPv4). */
+/** Bytes of an IPv6 address in any RFC 4291 text form; throws for anything else. */
 export function ipv6Bytes(ip: string): number[] {
-  const [head = "", tail] = ip.split("::");
-  const groups = (s: string) => (s === "" ? [] : s.split(":").map((g) => Number.parseInt(g, 16)));
-  const h = groups(head);
-  const t = tail === undefined ? [] : groups(tail);
-  const fill = tail === undefined ? 0 : 8 - h.length - t.length;
-  const all = [...h, ...new Array<number>(fill).fill(0), ...t];
-  if (all.length !== 8 || all.some((g) => Number.isNaN(g))) throw new Error(`bad IPv6 ${ip}`);
-  return all.flatMap((g) => u16(g));
+  const bytes = ip.includes(":") ? parseIp(ip) : undefined;
+  if (bytes === undefined) throw new Error(`bad IPv6 address ${ip}`);
+  return [...bytes];
 }
 
 export interface EthernetInit {

@@ -1,0 +1,25 @@
+/**
+ * @periscope/testing — what tests and benchmarks share: packet builders,
+ * network namespaces joined by veth pairs, BPF program lookups, and (from
+ * @periscope/devstack) polling and command helpers. Test code only.
+ */
+export {
+  type RunOptions,
+  type RunResult,
+  run,
+  runOk,
+  type WaitOptions,
+  waitFor,
+  waitForValue,
+} from "@periscope/devstack";
+export { loadedProgIds, tcFilterProgIds } from "./bpf.ts";
+export {
+  addVeth,
+  createNetnsPair,
+  createVethPair,
+  ifindexOf,
+  type NetnsPair,
+  TEST_NETNS_PREFIX,
+  type VethPair,
+} from "./netns.ts";
+export * from "./packets.ts";

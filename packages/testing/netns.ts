@@ -1,0 +1,96 @@
+import { randomBytes } from "node:crypto";
+import { addNetnsForTest, deleteNetns, runOk } from "@periscope/devstack/testing.ts";
+
+/**
+ * Prefix of every network namespace tests create; scripts/check-leftovers.ts
+ * reports (and removes) any left behind.
+ */
+export const TEST_NETNS_PREFIX = "psct-";
+
+/** Two empty network namespaces `psct-<id>-a/-b` (loopback up). */
+export interface NetnsPair {
+  /** Random hex id, unique per pair: use it in device names too. */
+  readonly id: string;
+  readonly nsA: string;
+  readonly nsB: string;
+  /** Deletes both namespaces (and every device in them); safe to call twice. */
+  destroy(): Promise<void>;
+}
+
+/** Creates two empty namespaces; devices are added with {@link addVeth}. */
+export async function createNetnsPair(): Promise<NetnsPair> {
+  const id = randomBytes(4).toString("hex");
+  const nsA = `${TEST_NETNS_PREFIX}${id}-a`;
+  const nsB = `${TEST_NETNS_PREFIX}${id}-b`;
+  const destroy = async (): Promise<void> => {
+    for (const ns of [nsA, nsB]) await deleteNetns(ns);
+  };
+  try {
+    for (const ns of [nsA, nsB]) await addNetnsForTest(ns);
+    return { id, nsA, nsB, destroy };
+  } catch (err) {
+    await destroy();
+    throw err;
+  }
+}
+
+/**
+ * Adds veth `ifA` (in nsA, `ipA`/24) ↔ `ifB` (in nsB, `ipB`/24), both up; returns the
+ * ifindex of ifA.
+ */
+export async function addVeth(
+  ns: NetnsPair,
+  ifA: string,
+  ifB: string,
+  ipA: string,
+  ipB: string,
+): Promise<number> {
+  await runOk([
+    ...["ip", "-n", ns.nsA, "link", "add", ifA, "type", "veth"],
+    ...["peer", "name", ifB, "netns", ns.nsB],
+  ]);
+  await runOk(["ip", "-n", ns.nsA, "addr", "add", `${ipA}/24`, "dev", ifA]);
+  await runOk(["ip", "-n", ns.nsB, "addr", "add", `${ipB}/24`, "dev", ifB]);
+  await runOk(["ip", "-n", ns.nsA, "link", "set", ifA, "up"]);
+  await runOk(["ip", "-n", ns.nsB, "link", "set", ifB, "up"]);
+  return ifindexOf(ns.nsA, ifA);
+}
+
+/** Two namespaces joined by a veth pair with IPv4 addresses .1 (a) and .2 (b). */
+export interface VethPair {
+  readonly nsA: string;
+  readonly nsB: string;
+  readonly ifA: string;
+  readonly ifB: string;
+  readonly ipA: string;
+  readonly ipB: string;
+  /** ifindex of ifA inside nsA. */
+  readonly ifindexA: number;
+  destroy(): Promise<void>;
+}
+
+/** Creates a {@link NetnsPair} joined by veth `pa<id>`/`pb<id>` on 10.231.0.0/24. */
+export async function createVethPair(): Promise<VethPair> {
+  const ns = await createNetnsPair();
+  const ifA = `pa${ns.id}`;
+  const ifB = `pb${ns.id}`;
+  const ipA = "10.231.0.1";
+  const ipB = "10.231.0.2";
+  try {
+    const ifindexA = await addVeth(ns, ifA, ifB, ipA, ipB);
+    return { nsA: ns.nsA, nsB: ns.nsB, ifA, ifB, ipA, ipB, ifindexA, destroy: ns.destroy };
+  } catch (err) {
+    await ns.destroy();
+    throw err;
+  }
+}
+
+/** ifindex of a device inside a named netns. */
+export async function ifindexOf(netns: string, ifname: string): Promise<number> {
+  const links = JSON.parse(await runOk(["ip", "-n", netns, "-j", "link", "show", ifname])) as {
+    ifindex: number;
+  }[];
+  const ifindex = links[0]?.ifindex;
+  if (ifindex === undefined) throw new Error(`no ifindex for ${netns}/${ifname}`);
+  return ifindex;
+}
