@@ -6,7 +6,7 @@
  */
 import { mkdirSync } from "node:fs";
 import { resolve } from "node:path";
-import { connectBus, openEndpointRegistry } from "@periscope/bus";
+import { canConnect, connectBus, openEndpointRegistry, startLocalNats } from "@periscope/bus";
 import {
   cleanupStale,
   createDemoTopology,
@@ -70,11 +70,15 @@ let traffic: DemoTraffic | undefined;
 let stopping: Promise<void> | undefined;
 
 await cleanupStale(DEMO_PREFIX);
+// Services only connect; the broker is started here, once, when none is given or answering.
+const localNats =
+  opts.natsUrl === undefined && !(await canConnect("127.0.0.1", 4222))
+    ? await startLocalNats({ port: 4222, storeDir: resolve(ROOT, ".periscope/nats"), log })
+    : undefined;
 const bus = await connectBus({
   url: opts.natsUrl,
   name: "periscope-up",
-  startLocal: true,
-  localStoreDir: resolve(ROOT, ".periscope/nats"),
+  firstConnectTimeoutMs: 10_000,
   log,
 });
 const natsUrl = bus.url;
@@ -86,6 +90,7 @@ async function shutdown(code: number): Promise<void> {
     await sup.stop();
     await topology?.destroy().catch((err) => log.error({ err }, "removing demo topology"));
     await bus.close();
+    await localNats?.stop();
     console.error(`stopped; service logs in ${logDir}/services.log`);
   })();
   await stopping;

@@ -7,34 +7,31 @@ import {
 import { Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { BusConnectError } from "./errors.ts";
-import { type LocalNats, startLocalNats } from "./local.ts";
 import type { BusLogger } from "./log.ts";
 
 /** Where services look for NATS when no URL is configured. */
 export const DEFAULT_NATS_URL = "nats://127.0.0.1:4222";
-/** JetStream store of the local nats-server a service starts when none answers. */
+/** JetStream store the run command gives the nats-server it starts (scripts/up.ts). */
 export const DEFAULT_LOCAL_STORE_DIR = "/var/lib/periscope/nats";
 
 /** Options for {@link connectBus}. */
 export interface ConnectBusOptions {
-  /** NATS URL (or comma list); absent → {@link DEFAULT_NATS_URL}. */
+  /** NATS URL (or comma list); absent → `defaultUrl` or {@link DEFAULT_NATS_URL}. */
   url?: string;
   /** Connection name shown by the server (e.g. the service name). */
   name: string;
-  /**
-   * Only when `url` is absent: start a local `nats-server -js` on 127.0.0.1:4222 if nothing
-   * answers there. The bus then owns it and `close()` stops it.
-   */
-  startLocal?: boolean;
-  /** Store dir for that local server (default {@link DEFAULT_LOCAL_STORE_DIR}). */
-  localStoreDir?: string;
-  /**
-   * The address tried (and where a local server is started) when `url` is absent;
-   * default {@link DEFAULT_NATS_URL}. Must be `nats://<ipv4-or-name>:<port>`.
-   */
+  /** The address tried when `url` is absent; default {@link DEFAULT_NATS_URL}. */
   defaultUrl?: string;
-  /** First-connection timeout per attempt, ms (default 2000). */
+  /** Timeout of one connection attempt, ms (default 2000). */
   timeoutMs?: number;
+  /**
+   * Give up the first connection after this many ms with a {@link BusConnectError}.
+   * Absent: keep trying (backoff 100 ms doubling to 2 s) until the broker answers or
+   * `signal` aborts. Services never start a broker themselves.
+   */
+  firstConnectTimeoutMs?: number;
+  /** Aborts the first-connection retries with a {@link BusConnectError}. */
+  signal?: AbortSignal;
   log: BusLogger;
 }
 
@@ -52,10 +49,10 @@ export interface Bus {
   kvm(): Kvm;
   /** True while the connection is up (false between a disconnect and a reconnect). */
   connected(): boolean;
-  /** Drains the connection, then stops the local server if this bus started it. Safe twice. */
+  /** Registers `fn` to run after every reconnect (e.g. to re-check streams). */
+  onReconnect(fn: () => void): void;
+  /** Drains the connection. Safe twice. */
   close(): Promise<void>;
-  /** Present when this bus started its own nats-server. */
-  readonly localServer?: LocalNats;
 }
 
 async function dial(url: string, name: string, timeoutMs: number): Promise<NatsConnection> {
@@ -65,99 +62,96 @@ async function dial(url: string, name: string, timeoutMs: number): Promise<NatsC
     timeout: timeoutMs,
     reconnect: true,
     maxReconnectAttempts: -1,
-    reconnectTimeWait: 500,
+    reconnectTimeWait: 250,
+    reconnectJitter: 100,
+    pingInterval: 5000,
+    maxPingOut: 2,
   });
 }
 
 /**
- * Connects to NATS. Without `url` it tries {@link DEFAULT_NATS_URL}; if that does not
- * answer and `startLocal` is set, it starts a nats-server there and owns it. If a
- * concurrently starting service wins the race for the port, this one connects to it.
- * Throws {@link BusConnectError}.
+ * Connects to NATS, retrying with backoff until the broker answers (or until
+ * `firstConnectTimeoutMs` / `signal`), then reconnects forever on its own. Callers
+ * serve readiness from {@link Bus.connected}. Throws {@link BusConnectError}.
  */
 export async function connectBus(opts: ConnectBusOptions): Promise<Bus> {
   const timeoutMs = opts.timeoutMs ?? 2000;
   const url = opts.url ?? opts.defaultUrl ?? DEFAULT_NATS_URL;
   const log = opts.log;
-  let nc: NatsConnection;
-  let localServer: LocalNats | undefined;
-  try {
-    nc = await dial(url, opts.name, timeoutMs);
-  } catch (firstErr) {
-    if (opts.url !== undefined || !opts.startLocal) {
-      throw new BusConnectError(`cannot connect to NATS at ${url}`, { cause: firstErr });
-    }
-    const storeDir = opts.localStoreDir ?? DEFAULT_LOCAL_STORE_DIR;
-    log.info({ url, storeDir }, "no NATS answering; starting a local nats-server");
+  const deadline =
+    opts.firstConnectTimeoutMs === undefined
+      ? Number.POSITIVE_INFINITY
+      : Date.now() + opts.firstConnectTimeoutMs;
+  let nc: NatsConnection | undefined;
+  let backoffMs = 100;
+  for (let attempt = 1; nc === undefined; attempt++) {
     try {
-      const where = new URL(url.replace(/^nats:/, "http:"));
-      localServer = await startLocalNats({
-        host: where.hostname,
-        port: Number(where.port || 4222),
-        storeDir,
-        log,
-      });
-    } catch (startErr) {
-      // Another process may have started one on the same port meanwhile.
-      log.warn({ err: startErr }, "local nats-server did not start; retrying the connection");
-    }
-    try {
-      nc = await dial(url, opts.name, timeoutMs);
+      nc = await dial(url, opts.name, Math.min(timeoutMs, Math.max(1, deadline - Date.now())));
     } catch (err) {
-      await localServer?.stop();
-      throw new BusConnectError(`cannot connect to NATS at ${url} (local server tried)`, {
-        cause: err,
-      });
+      if (opts.signal?.aborted || Date.now() + backoffMs > deadline) {
+        throw new BusConnectError(`cannot connect to NATS at ${url} (${attempt} attempts)`, {
+          cause: err,
+        });
+      }
+      if (attempt === 1 || attempt % 10 === 0) {
+        log.warn({ url, attempt, err: String(err) }, "NATS not answering; retrying");
+      }
+      await Bun.sleep(backoffMs);
+      backoffMs = Math.min(backoffMs * 2, 2000);
     }
   }
+  const conn = nc;
 
   let up = true;
+  const reconnectHooks: (() => void)[] = [];
   void (async () => {
-    for await (const s of nc.status()) {
+    for await (const s of conn.status()) {
       if (s.type === "disconnect") {
         up = false;
         log.warn({ server: s.server }, "NATS disconnected");
       } else if (s.type === "reconnect") {
         up = true;
         log.info({ server: s.server }, "NATS reconnected");
+        for (const fn of reconnectHooks) fn();
       }
     }
   })();
-  log.info({ url, local: localServer !== undefined }, "connected to NATS");
+  log.info({ url }, "connected to NATS");
 
   let js: JetStreamClient | undefined;
   let kvm: Kvm | undefined;
   let closing: Promise<void> | undefined;
   const bus: Bus = {
-    nc,
+    nc: conn,
     url,
     log,
     js: () => {
-      js ??= jetstream(nc);
+      js ??= jetstream(conn);
       return js;
     },
-    jsm: () => jetstreamManager(nc),
+    jsm: () => jetstreamManager(conn),
     kvm: () => {
       kvm ??= new Kvm(bus.js());
       return kvm;
     },
-    connected: () => up && !nc.isClosed(),
+    connected: () => up && !conn.isClosed(),
+    onReconnect: (fn) => {
+      reconnectHooks.push(fn);
+    },
     close() {
       closing ??= (async () => {
         up = false;
-        if (!nc.isClosed()) {
+        if (!conn.isClosed()) {
           try {
-            await nc.drain();
+            await conn.drain();
           } catch (err) {
             log.warn({ err }, "NATS drain failed; closing");
-            await nc.close();
+            await conn.close();
           }
         }
-        await localServer?.stop();
       })();
       return closing;
     },
-    ...(localServer ? { localServer } : {}),
   };
   return bus;
 }

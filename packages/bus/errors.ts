@@ -12,3 +12,8 @@ export class BusConnectError extends Error {
 export class BusInputError extends Error {
   override name = "BusInputError";
 }
+
+/** Raised when a JetStream stream or durable consumer cannot be created or updated. */
+export class BusStreamError extends Error {
+  override name = "BusStreamError";
+}

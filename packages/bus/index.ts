@@ -14,7 +14,7 @@ export {
   openEndpointRegistry,
   parseStoredEndpoint,
 } from "./endpoints.ts";
-export { BusConnectError, BusInputError, LocalNatsError } from "./errors.ts";
+export { BusConnectError, BusInputError, BusStreamError, LocalNatsError } from "./errors.ts";
 export {
   INTERFACES_BUCKET,
   type InterfaceInfo,
@@ -47,11 +47,6 @@ export {
   watchPresence,
 } from "./presence.ts";
 export {
-  decodePresenceHeader,
-  encodePresenceHeader,
-  PRESENCE_HEADER,
-} from "./presence-header.ts";
-export {
   encodeBeat,
   PRESENCE_PREFIX,
   type PresenceBeat,
@@ -61,6 +56,11 @@ export {
   presenceSubjects,
 } from "./presence-beat.ts";
 export {
+  decodePresenceHeader,
+  encodePresenceHeader,
+  PRESENCE_HEADER,
+} from "./presence-header.ts";
+export {
   type InstanceState,
   type InstanceStatus,
   type PresenceReport,
@@ -69,4 +69,21 @@ export {
   type ServiceState,
   type ServiceStatus,
 } from "./presence-table.ts";
+export {
+  type SequenceGap,
+  SequenceLedger,
+  type SequenceLedgerOptions,
+  type SequenceVerdict,
+} from "./sequence.ts";
+export {
+  DEFAULT_STREAM_LIMITS,
+  DUPLICATE_WINDOW_MS,
+  type DurableOptions,
+  ensureDurable,
+  ensureStream,
+  FLOWS_STREAM,
+  RAW_STREAM,
+  type StreamLimits,
+  streamConfig,
+} from "./streams.ts";
 export { sanitizeToken, subjects } from "./subjects.ts";

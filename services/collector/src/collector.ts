@@ -1,12 +1,20 @@
 import { randomUUID } from "node:crypto";
 import { TraceProgram } from "@periscope/bpf";
-import { type Bus, connectBus, openInterfaceRegistry, subjects } from "@periscope/bus";
+import {
+  type Bus,
+  connectBus,
+  ensureStream,
+  openInterfaceRegistry,
+  subjects,
+} from "@periscope/bus";
 import {
   createLogger,
   createMetrics,
+  errorReason,
   type Logger,
   type Metrics,
   type OpsServer,
+  RateLimitedLog,
   startOpsServer,
 } from "@periscope/telemetry";
 import { type AttachableProgram, type AttachedDevice, InterfaceAttacher } from "./attacher.ts";
@@ -92,47 +100,57 @@ export async function startCollector(
     TraceProgram.load({ objectPath: config.bpfObjectPath, captureLen: config.captureLen });
   let bus: Bus | undefined;
   let ops: OpsServer | undefined;
+  let running = true;
   try {
-    bus = await connectBus({
-      ...(config.natsUrl !== undefined ? { url: config.natsUrl } : {}),
-      name: `periscope-collector/${config.nodeName}`,
-      startLocal: config.natsUrl === undefined,
-      log,
-    });
-    const connectedBus = bus;
-    let running = true;
     ops = await startOpsServer({
       addr: config.opsAddr,
       registry: m.registry,
-      ready: () => running && connectedBus.connected(),
+      ready: () => running && bus !== undefined && bus.connected(),
       log,
     });
+    bus = await connectBus({
+      ...(config.natsUrl !== undefined ? { url: config.natsUrl } : {}),
+      name: `periscope-collector/${config.nodeName}`,
+      log,
+    });
+    const connectedBus = bus;
+    const ensureRaw = (): Promise<void> =>
+      ensureStream(connectedBus, "raw").catch((err: unknown) => {
+        m.error("stream");
+        log.error({ err }, "raw stream not available; frames wait in the queue");
+      });
+    await ensureRaw();
+    connectedBus.onReconnect(() => void ensureRaw());
+    const js = connectedBus.js();
 
+    const publishRetries = new RateLimitedLog({
+      log,
+      describe: (n) => `${n} frame publishes refused by JetStream; frames queued again`,
+    });
     const rawSubjects = Array.from({ length: config.partitions }, (_, p) =>
       subjects.raw(config.nodeName, p),
     );
-    let framer: Framer | undefined;
     const queue = new PublishQueue({
       transport: {
-        publish: (subject, payload) => connectedBus.nc.publish(subject, payload),
-        flush: () => connectedBus.nc.flush(),
+        publish: async (subject, payload, msgID) => {
+          await js.publish(subject, payload, { msgID, timeout: 2000 });
+        },
         connected: () => connectedBus.connected(),
       },
       subjectFor: (p) => rawSubjects[p] ?? subjects.raw(config.nodeName, p),
       maxFrames: config.publishQueueFrames,
       onPublished: (frame) => m.published(frame.records.length),
+      onRetry: (frame, err) => {
+        m.error("publish_retry");
+        publishRetries.note(errorReason(err), { partition: frame.partition, seq: frame.seq });
+      },
       onPublishError: (frame, err) => {
         m.lost("publish", frame.records.length);
         m.error("publish");
-        log.error({ err, partition: frame.partition, seq: frame.seq }, "publishing a frame failed");
-        framer?.addLost(frame.kernelLost, frame.collectorLost + BigInt(frame.records.length));
-      },
-      onFlushError: (err) => {
-        m.error("flush");
-        log.warn({ err }, "NATS flush failed; frames wait in the queue");
+        log.error({ err, partition: frame.partition, seq: frame.seq }, "encoding a frame failed");
       },
     });
-    framer = new Framer({
+    const framer = new Framer({
       nodeName: config.nodeName,
       bootId,
       partitions: config.partitions,
@@ -234,6 +252,7 @@ export async function startCollector(
       },
     };
   } catch (err) {
+    running = false;
     await ops?.stop();
     await bus?.close();
     if (ownsProgram) program.close();

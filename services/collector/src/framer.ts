@@ -43,6 +43,11 @@ export function partitionOf(record: Uint8Array, partitions: number): number {
   }
 }
 
+/** Records a frame accounts for: its records plus the losses it reports. */
+export function frameRecords(frame: RawFrame): bigint {
+  return BigInt(frame.records.length) + frame.kernelLost + frame.collectorLost;
+}
+
 /**
  * Batches raw kernel records into per-partition RawFrames. A frame is sealed when it
  * holds maxRecords records or maxDelayMs after it was opened (checked by tick()).
@@ -53,6 +58,8 @@ export class Framer {
   readonly #batches: Batch[];
   /** Next seq per partition; starts at 1. */
   readonly #seqs: bigint[];
+  /** Records plus reported losses in the accepted frames of each partition so far. */
+  readonly #recordsBefore: bigint[];
   #kernelLost = 0n;
   #collectorLost = 0n;
 
@@ -66,6 +73,7 @@ export class Framer {
       openedAtMs: undefined,
     }));
     this.#seqs = Array.from({ length: opts.partitions }, () => 1n);
+    this.#recordsBefore = Array.from({ length: opts.partitions }, () => 0n);
   }
 
   /** Adds one record (kept by reference); seals its partition's frame when full. */
@@ -131,6 +139,7 @@ export class Framer {
       this.#collectorLost = 0n;
     }
     const seq = this.#seqs[p] ?? 1n;
+    const recordsBefore = this.#recordsBefore[p] ?? 0n;
     const frame = createRawFrame({
       nodeName: this.#opts.nodeName,
       seq,
@@ -141,9 +150,11 @@ export class Framer {
       collectorLost,
       records,
       sealedUnixNs: clock.realtimeNs(),
+      recordsBefore,
     });
     if (sink(frame)) {
       this.#seqs[p] = seq + 1n;
+      this.#recordsBefore[p] = recordsBefore + frameRecords(frame);
       return;
     }
     this.addLost(kernelLost, collectorLost + BigInt(records.length));

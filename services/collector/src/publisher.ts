@@ -1,12 +1,14 @@
 import type { RawFrame } from "@periscope/proto";
-import { encodeRawFrame } from "@periscope/wire";
+import { createRawFrame, encodeRawFrame } from "@periscope/wire";
 
-/** What the publish queue needs from NATS (a NatsConnection adapts to it). */
+/** What the publish queue needs from the broker (JetStream publish adapts to it). */
 export interface FrameTransport {
-  /** Queues bytes for the server; throws when the connection cannot take them. */
-  publish(subject: string, payload: Uint8Array): void;
-  /** Resolves once the server has seen everything published so far. */
-  flush(): Promise<void>;
+  /**
+   * Stores the bytes durably; resolves once the broker acknowledged them, rejects when
+   * it did not (down, timed out, stream full). `msgId` makes a retry of a publish whose
+   * acknowledgement was lost store the frame once.
+   */
+  publish(subject: string, payload: Uint8Array, msgId: string): Promise<void>;
   /** False while disconnected/reconnecting/closed: frames wait in the queue then. */
   connected(): boolean;
 }
@@ -16,58 +18,81 @@ export interface PublishQueueOptions {
   readonly transport: FrameTransport;
   /** Subject for a partition (`periscope.raw.<node>.<partition>`). */
   readonly subjectFor: (partition: number) => string;
-  /** Frames held at most; offer() refuses beyond it. */
+  /** Frames held at most (waiting, being retried or awaiting an ack); offer() refuses beyond. */
   readonly maxFrames: number;
-  /** Bytes published without a completed flush before publishing pauses (backpressure). */
-  readonly maxUnflushedBytes?: number;
-  /** A frame went out. */
+  /** Publishes awaiting an acknowledgement at most (default 128). */
+  readonly maxInFlight?: number;
+  /** Wait after a refused publish before the next attempt, ms (default 250). */
+  readonly retryMs?: number;
+  /** Monotonic clock, ms (default performance.now). */
+  readonly now?: () => number;
+  /** The broker acknowledged a frame. */
   readonly onPublished?: (frame: RawFrame, bytes: number) => void;
-  /** publish() threw: the frame is gone (its seq leaves a gap; its records are collector loss). */
+  /** A publish was refused; the frame is queued again (same seq, same msgId). */
+  readonly onRetry?: (frame: RawFrame, error: unknown) => void;
+  /**
+   * A frame could not be encoded: its records are lost here. The queue publishes in
+   * its place a frame with the same seq that reports them as collector loss.
+   */
   readonly onPublishError?: (frame: RawFrame, error: unknown) => void;
-  /** flush() failed; publishing retries on the next pump(). */
-  readonly onFlushError?: (error: unknown) => void;
+}
+
+/** Idempotency key of a frame: one per collector boot, partition and seq. */
+export function frameMsgId(frame: RawFrame): string {
+  return `${frame.bootId}.${frame.partition}.${frame.seq}`;
 }
 
 /**
- * Bounded FIFO of sealed frames in front of NATS. Frames wait while NATS is
- * disconnected or has not acknowledged `maxUnflushedBytes` (slow server); when the
- * queue is full, offer() refuses and the caller counts the loss.
+ * Bounded FIFO of sealed frames in front of JetStream. Frames wait while the broker is
+ * unreachable and are retried (same msgId) until it acknowledges them; nothing is
+ * published to a subject nobody stores. When the queue is full, offer() refuses and
+ * the caller counts the loss.
  */
 export class PublishQueue {
   readonly #opts: PublishQueueOptions;
-  readonly #maxUnflushed: number;
+  readonly #maxInFlight: number;
+  readonly #retryMs: number;
+  readonly #now: () => number;
   #frames: (RawFrame | undefined)[] = [];
   #head = 0;
-  #unflushedBytes = 0;
-  #flushing: Promise<void> | undefined;
+  /** Frames refused by the broker, retried before new ones. */
+  #retry: RawFrame[] = [];
+  #inFlight = 0;
+  #retryAt = 0;
+  #idle: (() => void) | undefined;
 
   constructor(opts: PublishQueueOptions) {
     this.#opts = opts;
-    this.#maxUnflushed = opts.maxUnflushedBytes ?? 8 * 1024 * 1024;
+    this.#maxInFlight = opts.maxInFlight ?? 128;
+    this.#retryMs = opts.retryMs ?? 250;
+    this.#now = opts.now ?? (() => performance.now());
   }
 
-  /** Frames waiting to be published. */
+  /** Frames not yet published (waiting or to be retried). */
   get length(): number {
-    return this.#frames.length - this.#head;
+    return this.#frames.length - this.#head + this.#retry.length;
+  }
+
+  /** Publishes awaiting an acknowledgement. */
+  get inFlight(): number {
+    return this.#inFlight;
   }
 
   /** Enqueues a frame; false when the queue is full (the frame is not kept). */
   offer(frame: RawFrame): boolean {
-    if (this.length >= this.#opts.maxFrames) return false;
+    if (this.length + this.#inFlight >= this.#opts.maxFrames) return false;
     this.#frames.push(frame);
     return true;
   }
 
-  /** Publishes queued frames while the transport is connected and not behind. */
+  /** Starts publishes while the transport is connected and fewer than maxInFlight are unacknowledged. */
   pump(): void {
     const { transport } = this.#opts;
-    while (this.length > 0 && this.#flushing === undefined && transport.connected()) {
-      const frame = this.#frames[this.#head];
+    if (this.#retry.length > 0 && this.#now() < this.#retryAt) return;
+    while (this.length > 0 && this.#inFlight < this.#maxInFlight && transport.connected()) {
+      const frame = this.#take();
       if (frame === undefined) break;
-      this.#frames[this.#head] = undefined;
-      this.#head++;
       this.#publishOne(frame);
-      if (this.#unflushedBytes >= this.#maxUnflushed) this.#startFlush();
     }
     if (this.#head > 1024 && this.#head * 2 > this.#frames.length) {
       this.#frames = this.#frames.slice(this.#head);
@@ -76,56 +101,93 @@ export class PublishQueue {
   }
 
   /**
-   * Publishes everything queued and waits for the server to acknowledge it, or until
-   * `timeoutMs` passes. Returns the number of frames still queued (not published).
+   * Publishes everything queued and waits for the acknowledgements, or until
+   * `timeoutMs` passes. Returns the number of frames not acknowledged.
    */
   async drain(timeoutMs: number): Promise<number> {
-    const deadline = performance.now() + timeoutMs;
-    while (performance.now() < deadline) {
+    const deadline = this.#now() + timeoutMs;
+    while (this.#now() < deadline && (this.length > 0 || this.#inFlight > 0)) {
       this.pump();
-      if (this.length === 0 && this.#flushing === undefined) {
-        if (this.#unflushedBytes === 0 || !this.#opts.transport.connected()) break;
-        this.#startFlush();
-      }
-      const wait = this.#flushing ?? Bun.sleep(5);
-      await Promise.race([wait, Bun.sleep(Math.max(1, deadline - performance.now()))]);
+      const settled = new Promise<void>((resolve) => {
+        this.#idle = resolve;
+      });
+      const wait = Math.max(1, Math.min(this.#retryMs, deadline - this.#now()));
+      await Promise.race([settled, Bun.sleep(wait)]);
+      this.#idle = undefined;
     }
-    return this.length;
+    return this.length + this.#inFlight;
   }
 
-  /** Removes and returns every queued frame (for loss accounting on shutdown). */
+  /** Removes and returns every frame not yet published (for loss accounting on shutdown). */
   takeAll(): RawFrame[] {
-    const rest = this.#frames.slice(this.#head).filter((f) => f !== undefined);
+    const rest = [...this.#retry, ...this.#frames.slice(this.#head)].filter(
+      (f): f is RawFrame => f !== undefined,
+    );
     this.#frames = [];
+    this.#retry = [];
     this.#head = 0;
     return rest;
   }
 
-  #publishOne(frame: RawFrame): void {
-    let bytes: Uint8Array;
-    try {
-      bytes = encodeRawFrame(frame);
-      this.#opts.transport.publish(this.#opts.subjectFor(frame.partition), bytes);
-    } catch (error) {
-      this.#opts.onPublishError?.(frame, error);
-      return;
-    }
-    this.#unflushedBytes += bytes.length;
-    this.#opts.onPublished?.(frame, bytes.length);
+  #take(): RawFrame | undefined {
+    const retried = this.#retry.shift();
+    if (retried !== undefined) return retried;
+    const frame = this.#frames[this.#head];
+    this.#frames[this.#head] = undefined;
+    this.#head++;
+    return frame;
   }
 
-  #startFlush(): void {
-    const flushed = this.#unflushedBytes;
-    this.#flushing = this.#opts.transport.flush().then(
+  #publishOne(frame: RawFrame): void {
+    let bytes: Uint8Array;
+    let sent = frame;
+    try {
+      bytes = encodeRawFrame(frame);
+    } catch (error) {
+      this.#opts.onPublishError?.(frame, error);
+      sent = createRawFrame({
+        nodeName: frame.nodeName,
+        seq: frame.seq,
+        bootId: frame.bootId,
+        partition: frame.partition,
+        bootToRealtimeNs: frame.bootToRealtimeNs,
+        kernelLost: frame.kernelLost,
+        collectorLost: frame.collectorLost + BigInt(frame.records.length),
+        sealedUnixNs: frame.sealedUnixNs,
+        recordsBefore: frame.recordsBefore,
+      });
+      bytes = encodeRawFrame(sent);
+    }
+    this.#inFlight++;
+    let published: Promise<void>;
+    try {
+      published = this.#opts.transport.publish(
+        this.#opts.subjectFor(sent.partition),
+        bytes,
+        frameMsgId(sent),
+      );
+    } catch (error) {
+      published = Promise.reject(error);
+    }
+    published.then(
       () => {
-        this.#unflushedBytes = Math.max(0, this.#unflushedBytes - flushed);
-        this.#flushing = undefined;
-        this.pump();
+        this.#inFlight--;
+        this.#opts.onPublished?.(sent, bytes.length);
+        this.#settled();
       },
       (error: unknown) => {
-        this.#flushing = undefined;
-        this.#opts.onFlushError?.(error);
+        this.#inFlight--;
+        this.#retry.push(sent);
+        this.#retryAt = this.#now() + this.#retryMs;
+        this.#opts.onRetry?.(sent, error);
+        this.#settled();
       },
     );
+  }
+
+  #settled(): void {
+    const idle = this.#idle;
+    this.#idle = undefined;
+    idle?.();
   }
 }

@@ -1,12 +1,26 @@
+import { create } from "@bufbuild/protobuf";
+import type { JsMsg } from "@nats-io/jetstream";
 import {
   type Bus,
   connectBus,
+  ensureDurable,
+  ensureStream,
   openEndpointRegistry,
   openInterfaceRegistry,
+  RAW_STREAM,
+  SequenceLedger,
   subjects,
 } from "@periscope/bus";
-import { compileEncoder, FlowBatchSchema } from "@periscope/proto";
-import { createLogger, createMetrics, type Logger, startOpsServer } from "@periscope/telemetry";
+import { compileEncoder, FlowBatchSchema, FrameSourceSchema } from "@periscope/proto";
+import {
+  createLogger,
+  createMetrics,
+  errorReason,
+  type Logger,
+  type OpsServer,
+  RateLimitedLog,
+  startOpsServer,
+} from "@periscope/telemetry";
 import { MalformedFrameError } from "@periscope/wire";
 import type { EnricherConfig } from "./config.ts";
 import { type FrameDeps, processFrame } from "./frames.ts";
@@ -15,18 +29,33 @@ import { ReplyTracker } from "./replies.ts";
 /** FlowBatch encoder; same bytes as `toBinary(FlowBatchSchema, batch)`, several times faster. */
 const encodeFlowBatch = compileEncoder(FlowBatchSchema);
 
+/** A raw frame not acknowledged this long is delivered again (to any enricher), ms. */
+export const RAW_ACK_WAIT_MS = 5000;
+/** FlowBatch publishes awaiting their JetStream acknowledgement at most. */
+const MAX_PUBLISHES_IN_FLIGHT = 256;
+/** Raw frames all enrichers together hold unacknowledged at most. */
+const MAX_ACK_PENDING = 4096;
+
 /** A running enricher. */
 export interface RunningEnricher {
   /** Port of the metrics/health listener. */
   readonly opsPort: number;
-  /** Drains in-flight frames, then closes subscriptions, NATS and the ops server. */
+  /** Stops taking frames, finishes the ones in hand, then closes NATS and the ops server. */
   stop(): Promise<void>;
 }
 
+/** Idempotency key of the FlowBatch decoded from one raw frame. */
+function batchMsgId(bootId: string, partition: number, seq: bigint): string {
+  return `${bootId}.${partition}.${seq}`;
+}
+
 /**
- * Subscribe to every collector's raw frames (as one member of the enricher
- * queue group), decode them into flows and publish FlowBatches on
- * periscope.flows.<node>.
+ * Takes raw frames from the `PERISCOPE_RAW` stream through the durable pull consumer
+ * named by `config.queueGroup` (shared by every replica: a work queue), decodes them
+ * into flows and publishes one FlowBatch per frame into `PERISCOPE_FLOWS` on
+ * `periscope.flows.<node>`, carrying the frame's identity. A frame is acknowledged
+ * only after its batch is stored, so a replica that dies leaves its frames for
+ * redelivery; the batch's msgId (= the frame's) stores a redelivered frame once.
  */
 export async function startEnricher(
   config: Readonly<EnricherConfig>,
@@ -38,6 +67,14 @@ export async function startEnricher(
     "frames_malformed_total",
     "Raw frames that could not be decoded",
   );
+  const framesRedelivered = metrics.counter(
+    "frames_redelivered_total",
+    "Raw frames delivered again after an enricher did not acknowledge them in time",
+  );
+  const seqGaps = metrics.counter(
+    "frame_seq_gaps_total",
+    "Raw frames this replica saw missing from a collector partition's sequence (with several replicas, frames the others took count too; the observer counts the real losses)",
+  );
   const recordsIn = metrics.counter("records_received_total", "Kernel records received in frames");
   const flowsOut = metrics.counter("flows_published_total", "Flows published to observers");
   const batchesOut = metrics.counter("batches_published_total", "Flow batches published");
@@ -47,57 +84,87 @@ export async function startEnricher(
     ["where"],
   );
   const errors = metrics.counter("errors_total", "Errors by kind", ["kind"]);
-
-  let ready = false;
-  const ops = await startOpsServer({
-    addr: config.opsAddr,
-    registry: metrics.registry,
-    ready: () => ready,
+  const malformedLog = new RateLimitedLog({
     log,
+    describe: (n) => `skipped ${n} malformed raw frames`,
+  });
+  const publishLog = new RateLimitedLog({
+    log,
+    describe: (n) => `${n} flow batch publishes refused; frames will be redelivered`,
   });
 
-  let bus: Bus;
-  try {
-    bus = await connectBus({
-      url: config.natsUrl,
-      name: `enricher-${config.nodeName}`,
-      startLocal: true,
-      log,
-    });
-  } catch (err) {
-    await ops.stop();
-    throw err;
-  }
-  const registry = await openEndpointRegistry(bus);
-  const interfaces = await openInterfaceRegistry(bus);
-  await Promise.all([registry.ready, interfaces.ready]);
-  const replies = new ReplyTracker();
-  const deps: FrameDeps = {
-    endpoint: (ip) => registry.lookup(ip),
-    interfaceName: (node, cookie, ifindex) => interfaces.lookup(node, cookie, ifindex)?.name,
-    replies,
+  let ready = false;
+  let bus: Bus | undefined;
+  const ops: OpsServer = await startOpsServer({
+    addr: config.opsAddr,
+    registry: metrics.registry,
+    ready: () => ready && bus !== undefined && bus.connected(),
+    log,
+  });
+  const cleanups: (() => Promise<unknown> | unknown)[] = [() => ops.stop()];
+  const cleanup = async (): Promise<void> => {
+    for (const fn of cleanups.splice(0).reverse()) {
+      try {
+        await fn();
+      } catch (err) {
+        log.error({ err }, "enricher shutdown step failed");
+      }
+    }
   };
 
-  const sub = bus.nc.subscribe(subjects.rawAll, {
-    queue: config.queueGroup,
-    callback: (err, msg) => {
-      if (err) {
-        errors.inc({ kind: "subscription" });
-        log.error({ err }, "raw subscription error");
-        return;
-      }
+  try {
+    const b = await connectBus({ url: config.natsUrl, name: `enricher-${config.nodeName}`, log });
+    bus = b;
+    cleanups.push(() => b.close());
+    const setUp = async (): Promise<void> => {
+      await ensureStream(b, "raw");
+      await ensureStream(b, "flows");
+      await ensureDurable(b, RAW_STREAM, config.queueGroup, {
+        ackWaitMs: RAW_ACK_WAIT_MS,
+        maxAckPending: MAX_ACK_PENDING,
+      });
+    };
+    await setUp();
+    b.onReconnect(() => {
+      setUp().catch((err: unknown) => {
+        errors.inc({ kind: "stream" });
+        log.error({ err }, "raw/flows streams not available after reconnect");
+      });
+    });
+    const registry = await openEndpointRegistry(b);
+    cleanups.push(() => registry.close());
+    const interfaces = await openInterfaceRegistry(b);
+    cleanups.push(() => interfaces.close());
+    await Promise.all([registry.ready, interfaces.ready]);
+    const deps: FrameDeps = {
+      endpoint: (ip) => registry.lookup(ip),
+      interfaceName: (node, cookie, ifindex) => interfaces.lookup(node, cookie, ifindex)?.name,
+      replies: new ReplyTracker(),
+    };
+    const ledger = new SequenceLedger({ holdMs: 2 * RAW_ACK_WAIT_MS });
+    const js = b.js();
+
+    let inFlight = 0;
+    let slot: (() => void) | undefined;
+    const release = (): void => {
+      inFlight--;
+      const wake = slot;
+      slot = undefined;
+      wake?.();
+    };
+
+    const handle = (msg: JsMsg): void => {
       framesIn.inc();
+      if (msg.redelivered) framesRedelivered.inc();
       let result: ReturnType<typeof processFrame>;
       try {
         result = processFrame(msg.data, deps);
       } catch (err) {
+        msg.term();
         if (err instanceof MalformedFrameError) {
           framesBad.inc();
           errors.inc({ kind: "malformed_frame" });
-          log.warn(
-            { subject: msg.subject, bytes: msg.data.length, err: err.message },
-            "skipped malformed raw frame",
-          );
+          malformedLog.note(err.message, { subject: msg.subject, bytes: msg.data.length });
           return;
         }
         errors.inc({ kind: "internal" });
@@ -105,6 +172,15 @@ export async function startEnricher(
         return;
       }
       const { frame, batch, flows, failures, failureSamples } = result;
+      const frameRecords = BigInt(frame.records.length) + frame.kernelLost + frame.collectorLost;
+      if (!msg.redelivered) {
+        ledger.accept(
+          `${frame.nodeName}/${frame.bootId}/${frame.partition}`,
+          frame.seq,
+          frame.recordsBefore,
+          frameRecords,
+        );
+      }
       recordsIn.inc(frame.records.length);
       if (frame.kernelLost > 0n) lost.inc({ where: "kernel" }, Number(frame.kernelLost));
       if (frame.collectorLost > 0n) lost.inc({ where: "collector" }, Number(frame.collectorLost));
@@ -116,32 +192,90 @@ export async function startEnricher(
           "records skipped",
         );
       }
-      if (batch.responses.length === 0) return;
-      try {
-        bus.nc.publish(subjects.flows(frame.nodeName), encodeFlowBatch(batch));
-        batchesOut.inc();
-        flowsOut.inc(flows);
-      } catch (err) {
-        lost.inc({ where: "enricher_publish" }, batch.responses.length);
-        errors.inc({ kind: "publish" });
-        log.error({ err, node: frame.nodeName }, "publishing flows failed");
+      batch.source = create(FrameSourceSchema, {
+        bootId: frame.bootId,
+        partition: frame.partition,
+        seq: frame.seq,
+        recordsBefore: frame.recordsBefore,
+        records: frameRecords,
+      });
+      inFlight++;
+      js.publish(subjects.flows(frame.nodeName), encodeFlowBatch(batch), {
+        msgID: batchMsgId(frame.bootId, frame.partition, frame.seq),
+        timeout: 2000,
+      }).then(
+        () => {
+          msg.ack();
+          batchesOut.inc();
+          flowsOut.inc(flows);
+          release();
+        },
+        (err: unknown) => {
+          // Not acknowledged: the frame comes back after RAW_ACK_WAIT_MS (here or elsewhere).
+          msg.nak(RAW_ACK_WAIT_MS);
+          errors.inc({ kind: "publish" });
+          publishLog.note(errorReason(err), { node: frame.nodeName, seq: String(frame.seq) });
+          release();
+        },
+      );
+    };
+
+    const gapTimer = setInterval(() => {
+      for (const gap of ledger.expire()) {
+        seqGaps.inc(Number(gap.items));
+        log.debug(
+          { ...gap, fromSeq: String(gap.fromSeq) },
+          "raw frames missing from this replica's view",
+        );
       }
-    },
-  });
-  ready = true;
-  log.info({ subject: subjects.rawAll, queue: config.queueGroup }, "enricher ready");
+    }, 1000);
+    cleanups.push(() => clearInterval(gapTimer));
+
+    const consumer = await js.consumers.get(RAW_STREAM, config.queueGroup);
+    const messages = await consumer.consume({ max_messages: 512, expires: 5000 });
+    const loop = (async () => {
+      for await (const msg of messages) {
+        if (inFlight >= MAX_PUBLISHES_IN_FLIGHT) {
+          await new Promise<void>((resolve) => {
+            slot = resolve;
+          });
+        }
+        try {
+          handle(msg);
+        } catch (err) {
+          errors.inc({ kind: "internal" });
+          log.error({ err }, "raw frame handling failed");
+        }
+      }
+    })().catch((err: unknown) => {
+      errors.inc({ kind: "subscription" });
+      log.error({ err }, "raw frame consumer ended with an error");
+    });
+    cleanups.push(async () => {
+      ready = false;
+      await messages.close();
+      await loop;
+      const deadline = Date.now() + 5000;
+      while (inFlight > 0 && Date.now() < deadline) await Bun.sleep(10);
+      malformedLog.flush();
+      publishLog.flush();
+    });
+    ready = true;
+    log.info(
+      { stream: RAW_STREAM, durable: config.queueGroup, subject: subjects.rawAll },
+      "enricher ready",
+    );
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
 
   let stopped: Promise<void> | undefined;
   return {
     opsPort: ops.port,
     stop() {
       stopped ??= (async () => {
-        ready = false;
-        await sub.drain();
-        registry.close();
-        await interfaces.close();
-        await bus.close();
-        await ops.stop();
+        await cleanup();
         log.info("enricher stopped");
       })();
       return stopped;

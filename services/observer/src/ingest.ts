@@ -1,5 +1,23 @@
-import type { NatsConnection, Subscription } from "@nats-io/transport-node";
-import { subjects } from "@periscope/bus";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { type ConsumerMessages, type JsMsg, jetstream } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import {
+  type Bus,
+  ensureDurable,
+  ensureStream,
+  FLOWS_STREAM,
+  SequenceLedger,
+  subjects,
+} from "@periscope/bus";
+import {
+  FlowBatchSchema,
+  type FrameSource,
+  FrameSourceSchema,
+  GetFlowsResponseSchema,
+  LostEventSchema,
+  LostEventSource,
+} from "@periscope/proto";
 import type { Logger } from "@periscope/telemetry";
 import { readFlowBatch, type StoredEvent } from "./event.ts";
 import type { ObserverMetrics } from "./metrics.ts";
@@ -11,23 +29,31 @@ export class MalformedBatchError extends Error {
   override readonly name = "MalformedBatchError";
 }
 
+/** How long a missing frame may be awaited (redelivery, reordering) before it counts as lost, ms. */
+export const DEFAULT_GAP_HOLD_MS = 15_000;
+
 /** Options for {@link startIngest}. */
 export interface IngestOptions {
-  readonly nc: NatsConnection;
+  /** The bus (JetStream streams and the durable are set up through it). */
+  readonly bus: Pick<Bus, "nc" | "jsm" | "log" | "onReconnect">;
   readonly store: FlowStore;
   readonly log: Logger;
   readonly metrics?: ObserverMetrics | undefined;
-  /** Subject to subscribe to; default `periscope.flows.>`. */
-  readonly subject?: string;
+  /** Durable consumer on `PERISCOPE_FLOWS`; one per observer (default `observer`). */
+  readonly durable?: string;
   /** How long events wait to be put in time order across nodes, ms (0: no reordering). */
   readonly sortBufferMs?: number;
+  /** See {@link DEFAULT_GAP_HOLD_MS}. */
+  readonly gapHoldMs?: number;
 }
 
-/** A running bus subscription feeding the store. */
+/** A running consumer feeding the store. */
 export interface Ingest {
   /** Batches handled so far (well-formed or not). */
   readonly batches: () => number;
-  /** Unsubscribes and waits for the message loop to end. */
+  /** Records counted lost on the way (frames missing from a collector partition's sequence). */
+  readonly lost: () => number;
+  /** Stops consuming and waits for the message loop to end. */
   stop(): Promise<void>;
 }
 
@@ -60,15 +86,91 @@ export function ingestBatch(
   return events.length;
 }
 
+function varint(buf: Uint8Array, at: { pos: number }): number {
+  let v = 0;
+  for (let shift = 0; shift < 35; shift += 7) {
+    const b = buf[at.pos++];
+    if (b === undefined) throw new MalformedBatchError("truncated varint");
+    v += (b & 0x7f) * 2 ** shift;
+    if (b < 0x80) return v;
+  }
+  throw new MalformedBatchError("varint too long");
+}
+
 /**
- * Subscribes to the flows subjects and writes every event of every FlowBatch into the
- * store, through a sort buffer that restores time order across nodes and enrichers. A malformed payload increments `errors_total{kind="malformed_batch"}` and is
- * logged; the subscription keeps going.
+ * The `source` of a FlowBatch (field 2) without decoding its events; undefined when
+ * absent or without a boot id. Throws {@link MalformedBatchError} on broken framing.
  */
-export function startIngest(opts: IngestOptions): Ingest {
-  const { store, log, metrics } = opts;
-  const subject = opts.subject ?? subjects.flowsAll;
-  const sub: Subscription = opts.nc.subscribe(subject);
+export function readBatchSource(payload: Uint8Array): FrameSource | undefined {
+  const at = { pos: 0 };
+  while (at.pos < payload.length) {
+    const tag = varint(payload, at);
+    const wt = tag & 7;
+    if (wt === 0) varint(payload, at);
+    else if (wt === 1) at.pos += 8;
+    else if (wt === 5) at.pos += 4;
+    else if (wt === 2) {
+      const len = varint(payload, at);
+      const end = at.pos + len;
+      if (end > payload.length) throw new MalformedBatchError("field beyond the payload");
+      if (tag >>> 3 === 2) {
+        const src = fromBinary(FrameSourceSchema, payload.subarray(at.pos, end));
+        return src.bootId === "" ? undefined : src;
+      }
+      at.pos = end;
+    } else throw new MalformedBatchError(`wire type ${wt}`);
+  }
+  return undefined;
+}
+
+/** A stored LostEvent for `records` records of `node` lost between collector and observer. */
+function lostEvents(node: string, records: bigint): StoredEvent[] {
+  const resp = create(GetFlowsResponseSchema, {
+    nodeName: node,
+    time: timestampFromMs(Date.now()),
+    responseTypes: {
+      case: "lostEvents",
+      value: create(LostEventSchema, {
+        source: LostEventSource.OBSERVER_EVENTS_QUEUE,
+        numEventsLost: records,
+      }),
+    },
+  });
+  return readFlowBatch(toBinary(FlowBatchSchema, create(FlowBatchSchema, { responses: [resp] })));
+}
+
+/**
+ * Consumes `PERISCOPE_FLOWS` through a durable pull consumer and writes every event of
+ * every FlowBatch into the store, through a sort buffer that restores time order across
+ * nodes and enrichers. A paused or restarted observer resumes where its durable was;
+ * nothing is pushed at it faster than it pulls. Each batch names the raw frame it came
+ * from: a frame missing from its collector partition's sequence for `gapHoldMs` is
+ * stored as a LostEvent (OBSERVER_EVENTS_QUEUE) with the exact record count and counted
+ * in `events_lost_total{where="bus"}`; duplicates (redelivery) are dropped. A malformed
+ * payload increments `errors_total{kind="malformed_batch"}` and is logged.
+ */
+export async function startIngest(opts: IngestOptions): Promise<Ingest> {
+  const { store, log, metrics, bus } = opts;
+  const subject = subjects.flowsAll;
+  const durable = opts.durable ?? "observer";
+  const nc: NatsConnection = bus.nc;
+  const setUp = async (): Promise<void> => {
+    await ensureStream(bus as Bus, "flows");
+    await ensureDurable(bus as Bus, FLOWS_STREAM, durable, {
+      ackWaitMs: 30_000,
+      maxAckPending: 8192,
+      startAtNew: true,
+      inactiveMs: 3_600_000,
+    });
+  };
+  await setUp();
+  bus.onReconnect(() => {
+    setUp().catch((err: unknown) => {
+      metrics?.errors.inc({ kind: "stream" });
+      log.error({ err }, "flows stream not available after reconnect");
+    });
+  });
+
   const reorder = new ReorderBuffer<StoredEvent>(
     {
       add(ev, node) {
@@ -79,30 +181,75 @@ export function startIngest(opts: IngestOptions): Ingest {
     },
     { delayMs: opts.sortBufferMs ?? 0 },
   );
+  const ledger = new SequenceLedger({ holdMs: opts.gapHoldMs ?? DEFAULT_GAP_HOLD_MS });
+  let lostTotal = 0;
+  const gapTimer = setInterval(() => {
+    for (const gap of ledger.expire()) {
+      const node = gap.key.slice(0, gap.key.indexOf("/"));
+      lostTotal += Number(gap.records);
+      metrics?.eventsLost.inc({ where: "bus" }, Number(gap.records));
+      log.warn(
+        {
+          node,
+          key: gap.key,
+          fromSeq: String(gap.fromSeq),
+          frames: String(gap.items),
+          records: String(gap.records),
+        },
+        "raw frames never arrived; their records are counted lost",
+      );
+      if (gap.records > 0n) for (const ev of lostEvents(node, gap.records)) reorder.add(ev, node);
+    }
+  }, 500);
+
   let batches = 0;
+  const handle = (msg: JsMsg): void => {
+    batches++;
+    metrics?.batchesReceived.inc();
+    try {
+      const source = readBatchSource(msg.data);
+      const node = nodeFromSubject(msg.subject);
+      if (source !== undefined) {
+        const verdict = ledger.accept(
+          `${node}/${source.bootId}/${source.partition}`,
+          source.seq,
+          source.recordsBefore,
+          source.records,
+        );
+        if (verdict !== "accepted") {
+          metrics?.errors.inc({ kind: `${verdict}_batch` });
+          log.debug({ subject: msg.subject, seq: String(source.seq), verdict }, "batch skipped");
+          return;
+        }
+      }
+      ingestBatch(reorder, msg.subject, msg.data);
+    } catch (err) {
+      const kind = err instanceof MalformedBatchError ? "malformed_batch" : "ingest";
+      metrics?.errors.inc({ kind });
+      log.warn({ err, subject: msg.subject, kind }, "dropping FlowBatch");
+    }
+  };
+
+  const consumer = await jetstream(nc).consumers.get(FLOWS_STREAM, durable);
+  const messages: ConsumerMessages = await consumer.consume({ max_messages: 1024, expires: 5000 });
   const loop = (async () => {
     try {
-      for await (const msg of sub) {
-        batches++;
-        metrics?.batchesReceived.inc();
-        try {
-          ingestBatch(reorder, msg.subject, msg.data);
-        } catch (err) {
-          const kind = err instanceof MalformedBatchError ? "malformed_batch" : "ingest";
-          metrics?.errors.inc({ kind });
-          log.warn({ err, subject: msg.subject, kind }, "dropping FlowBatch");
-        }
+      for await (const msg of messages) {
+        handle(msg);
+        msg.ack();
       }
     } catch (err) {
       metrics?.errors.inc({ kind: "subscription" });
-      log.error({ err, subject }, "flow subscription ended with an error");
+      log.error({ err, subject }, "flow consumer ended with an error");
     }
   })();
-  log.info({ subject }, "ingesting flows");
+  log.info({ stream: FLOWS_STREAM, durable, subject }, "ingesting flows");
   return {
     batches: () => batches,
+    lost: () => lostTotal,
     async stop() {
-      sub.unsubscribe();
+      clearInterval(gapTimer);
+      await messages.close();
       await loop;
       reorder.flush();
     },

@@ -1,7 +1,7 @@
 import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { type Bus, connectBus, watchPresence } from "@periscope/bus";
+import { type Bus, connectBus, sanitizeToken, watchPresence } from "@periscope/bus";
 import { parseHostPort } from "@periscope/config";
 import {
   createLogger,
@@ -85,7 +85,7 @@ export async function startObserver(
   const store = new FlowStore({ maxFlows: config.maxFlows });
 
   const bus = await connectBus({
-    ...(config.natsUrl !== undefined ? { url: config.natsUrl } : { startLocal: true }),
+    ...(config.natsUrl !== undefined ? { url: config.natsUrl } : {}),
     name: `periscope-observer-${config.nodeName}`,
     log,
   });
@@ -101,8 +101,9 @@ export async function startObserver(
   };
 
   try {
-    const ingest: Ingest = startIngest({
-      nc: bus.nc,
+    const ingest: Ingest = await startIngest({
+      bus,
+      durable: `observer-${sanitizeToken(config.nodeName)}`,
       store,
       log,
       metrics,

@@ -31,13 +31,16 @@ export async function startRecorder(config: RecorderConfig, log: Logger): Promis
     log,
   });
 
+  const abort = new AbortController();
   const connecting = (async () => {
     while (!stopping) {
       try {
         const b = await connectBus({
           ...(config.natsUrl !== undefined ? { url: config.natsUrl } : {}),
           name: `${SERVICE}-${config.nodeName}`,
-          startLocal: config.natsUrl === undefined,
+          // Gives up now and then so every failed round is counted (errors_total{kind="nats_connect"}).
+          firstConnectTimeoutMs: 2000,
+          signal: abort.signal,
           log,
         });
         if (stopping) {
@@ -61,6 +64,7 @@ export async function startRecorder(config: RecorderConfig, log: Logger): Promis
     stop() {
       stopped ??= (async () => {
         stopping = true;
+        abort.abort();
         clearInterval(updateGauge);
         await connecting;
         await bus?.close();

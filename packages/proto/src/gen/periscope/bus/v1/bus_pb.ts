@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file periscope/bus/v1/bus.proto.
  */
 export const file_periscope_bus_v1_bus: GenFile = /*@__PURE__*/
-  fileDesc("ChpwZXJpc2NvcGUvYnVzL3YxL2J1cy5wcm90bxIQcGVyaXNjb3BlLmJ1cy52MSI6CglGbG93QmF0Y2gSLQoJcmVzcG9uc2VzGAEgAygLMhoub2JzZXJ2ZXIuR2V0Rmxvd3NSZXNwb25zZWIGcHJvdG8z", [file_observer_observer]);
+  fileDesc("ChpwZXJpc2NvcGUvYnVzL3YxL2J1cy5wcm90bxIQcGVyaXNjb3BlLmJ1cy52MSJpCglGbG93QmF0Y2gSLQoJcmVzcG9uc2VzGAEgAygLMhoub2JzZXJ2ZXIuR2V0Rmxvd3NSZXNwb25zZRItCgZzb3VyY2UYAiABKAsyHS5wZXJpc2NvcGUuYnVzLnYxLkZyYW1lU291cmNlImcKC0ZyYW1lU291cmNlEg8KB2Jvb3RfaWQYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEgsKA3NlcRgDIAEoBBIWCg5yZWNvcmRzX2JlZm9yZRgEIAEoBBIPCgdyZWNvcmRzGAUgASgEYgZwcm90bzM", [file_observer_observer]);
 
 /**
  * A batch of decoded events of one node, published by the enricher on
@@ -28,6 +28,16 @@ export type FlowBatch = Message<"periscope.bus.v1.FlowBatch"> & {
    * @generated from field: repeated observer.GetFlowsResponse responses = 1;
    */
   responses: GetFlowsResponse[];
+
+  /**
+   * The RawFrame this batch was decoded from (one batch per frame, also when
+   * it holds no events), so a consumer accounts for every frame: boot_id,
+   * partition and seq of the frame; records_before as in the frame; records =
+   * the frame's records + kernel_lost + collector_lost. Empty boot_id: no source.
+   *
+   * @generated from field: periscope.bus.v1.FrameSource source = 2;
+   */
+  source?: FrameSource;
 };
 
 /**
@@ -36,4 +46,53 @@ export type FlowBatch = Message<"periscope.bus.v1.FlowBatch"> & {
  */
 export const FlowBatchSchema: GenMessage<FlowBatch> = /*@__PURE__*/
   messageDesc(file_periscope_bus_v1_bus, 0);
+
+/**
+ * Identity and size of one RawFrame, see FlowBatch.source.
+ *
+ * @generated from message periscope.bus.v1.FrameSource
+ */
+export type FrameSource = Message<"periscope.bus.v1.FrameSource"> & {
+  /**
+   * RawFrame.boot_id.
+   *
+   * @generated from field: string boot_id = 1;
+   */
+  bootId: string;
+
+  /**
+   * RawFrame.partition.
+   *
+   * @generated from field: uint32 partition = 2;
+   */
+  partition: number;
+
+  /**
+   * RawFrame.seq.
+   *
+   * @generated from field: uint64 seq = 3;
+   */
+  seq: bigint;
+
+  /**
+   * RawFrame.records_before.
+   *
+   * @generated from field: uint64 records_before = 4;
+   */
+  recordsBefore: bigint;
+
+  /**
+   * Records and reported losses the frame held.
+   *
+   * @generated from field: uint64 records = 5;
+   */
+  records: bigint;
+};
+
+/**
+ * Describes the message periscope.bus.v1.FrameSource.
+ * Use `create(FrameSourceSchema)` to create a new message.
+ */
+export const FrameSourceSchema: GenMessage<FrameSource> = /*@__PURE__*/
+  messageDesc(file_periscope_bus_v1_bus, 1);
 

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file periscope/raw/v1/raw.proto.
  */
 export const file_periscope_raw_v1_raw: GenFile = /*@__PURE__*/
-  fileDesc("ChpwZXJpc2NvcGUvcmF3L3YxL3Jhdy5wcm90bxIQcGVyaXNjb3BlLnJhdy52MSLBAQoIUmF3RnJhbWUSEQoJbm9kZV9uYW1lGAEgASgJEgsKA3NlcRgCIAEoBBIPCgdib290X2lkGAMgASgJEhEKCXBhcnRpdGlvbhgEIAEoDRIbChNib290X3RvX3JlYWx0aW1lX25zGAUgASgDEhMKC2tlcm5lbF9sb3N0GAYgASgEEhYKDmNvbGxlY3Rvcl9sb3N0GAcgASgEEg8KB3JlY29yZHMYCCADKAwSFgoOc2VhbGVkX3VuaXhfbnMYCSABKANiBnByb3RvMw");
+  fileDesc("ChpwZXJpc2NvcGUvcmF3L3YxL3Jhdy5wcm90bxIQcGVyaXNjb3BlLnJhdy52MSLZAQoIUmF3RnJhbWUSEQoJbm9kZV9uYW1lGAEgASgJEgsKA3NlcRgCIAEoBBIPCgdib290X2lkGAMgASgJEhEKCXBhcnRpdGlvbhgEIAEoDRIbChNib290X3RvX3JlYWx0aW1lX25zGAUgASgDEhMKC2tlcm5lbF9sb3N0GAYgASgEEhYKDmNvbGxlY3Rvcl9sb3N0GAcgASgEEg8KB3JlY29yZHMYCCADKAwSFgoOc2VhbGVkX3VuaXhfbnMYCSABKAMSFgoOcmVjb3Jkc19iZWZvcmUYCiABKARiBnByb3RvMw");
 
 /**
  * A batch of kernel records drained by one collector, published on
@@ -85,6 +85,15 @@ export type RawFrame = Message<"periscope.raw.v1.RawFrame"> & {
    * @generated from field: int64 sealed_unix_ns = 9;
    */
   sealedUnixNs: bigint;
+
+  /**
+   * Records plus reported losses (kernel_lost + collector_lost) in the earlier
+   * frames of this boot and partition: a gap in seq lost exactly
+   * `records_before` minus what the frames seen before the gap account for.
+   *
+   * @generated from field: uint64 records_before = 10;
+   */
+  recordsBefore: bigint;
 };
 
 /**
