@@ -27,7 +27,7 @@ const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   bpf: ["model", "wire"],
   devstack: ["model"],
   testing: ["devstack", "model"],
-  collector: ["bpf", "bus", "config", "model", "proto", "telemetry", "wire"],
+  collector: ["bpf", "bus", "config", "model", "proto", "telemetry", "testing", "wire"],
   enricher: ["bus", "config", "flow", "model", "proto", "telemetry", "testing", "wire"],
   observer: ["bus", "config", "flow", "model", "proto", "telemetry"],
   recorder: ["bus", "config", "model", "proto", "telemetry"],

@@ -11,17 +11,17 @@ import {
   startLocalNats,
 } from "@periscope/bus";
 import { createLogger } from "@periscope/telemetry";
-import { decodeRawFrame, decodeTraceRecord } from "@periscope/wire";
-import { type Collector, startCollector } from "./collector.ts";
-import { DEFAULT_BPF_OBJECT, loadConfig } from "./config.ts";
 import {
   addVeth,
   createNetnsPair,
   type NetnsPair,
-  run,
+  runOk,
   tcFilterProgIds,
-  waitFor,
-} from "./testing.ts";
+  waitForValue,
+} from "@periscope/testing";
+import { decodeRawFrame, decodeTraceRecord } from "@periscope/wire";
+import { type Collector, startCollector } from "./collector.ts";
+import { DEFAULT_BPF_OBJECT, loadConfig } from "./config.ts";
 
 const canRun = process.getuid?.() === 0 && existsSync(DEFAULT_BPF_OBJECT);
 const IP_A = "10.232.0.1";
@@ -104,7 +104,7 @@ describe.skipIf(!canRun)("interface discovery (root, real netns and nats-server)
   }
 
   const ping = () =>
-    run(["ip", "netns", "exec", ns.nsA, "ping", "-c", "2", "-i", "0.05", "-W", "2", IP_B]);
+    runOk(["ip", "netns", "exec", ns.nsA, "ping", "-c", "2", "-i", "0.05", "-W", "2", IP_B]);
 
   async function metric(c: Collector, line: RegExp): Promise<number> {
     const text = await (await fetch(`http://127.0.0.1:${c.opsPort}/metrics`)).text();
@@ -114,12 +114,15 @@ describe.skipIf(!canRun)("interface discovery (root, real netns and nats-server)
   /** Waits until pings over a device show up as records from `ifindex`, both directions. */
   async function expectTraffic(seen: Echo[], ifindex: number): Promise<Echo[]> {
     await ping();
-    return waitFor(`echo request and reply records from ifindex ${ifindex}`, () => {
-      const mine = seen.filter((e) => e.ifindex === ifindex);
-      return mine.some((e) => e.icmpType === 8) && mine.some((e) => e.icmpType === 0)
-        ? mine
-        : undefined;
-    });
+    return waitForValue(
+      () => {
+        const mine = seen.filter((e) => e.ifindex === ifindex);
+        return mine.some((e) => e.icmpType === 8) && mine.some((e) => e.icmpType === 0)
+          ? mine
+          : undefined;
+      },
+      { what: `echo request and reply records from ifindex ${ifindex}` },
+    );
   }
 
   test("discovery - a glob attaches a veth created after start and registers it", async () => {
@@ -129,9 +132,9 @@ describe.skipIf(!canRun)("interface discovery (root, real netns and nats-server)
     expect(c.attached()).toEqual([]);
 
     const ifindex = await addVeth(ns, ifA, ifB, IP_A, IP_B);
-    await waitFor("the new veth to be attached", () =>
-      c.attached().includes(`${ns.nsA}/${ifA}`) ? true : undefined,
-    );
+    await waitForValue(() => (c.attached().includes(`${ns.nsA}/${ifA}`) ? true : undefined), {
+      what: "the new veth to be attached",
+    });
     const dev = c.devices()[0];
     expect(dev?.ifindex).toBe(ifindex);
     expect(dev?.netnsCookie).toBeGreaterThan(0n);
@@ -142,16 +145,18 @@ describe.skipIf(!canRun)("interface discovery (root, real netns and nats-server)
     const mine = await expectTraffic(seen, ifindex);
     expect(new Set(mine.map((e) => e.netnsCookie))).toEqual(new Set([dev?.netnsCookie ?? -1n]));
 
-    const info = await waitFor("the registry entry", () =>
-      registry.lookup(node, dev?.netnsCookie ?? 0n, ifindex),
-    );
+    const info = await waitForValue(() => registry.lookup(node, dev?.netnsCookie ?? 0n, ifindex), {
+      what: "the registry entry",
+    });
     expect(info).toEqual({ name: ifA, netns: ns.nsA });
     expect(await metric(c, /periscope_collector_attached_interfaces (\d+)/)).toBe(1);
     expect(await metric(c, /periscope_collector_interface_attaches_total (\d+)/)).toBe(1);
 
     await c.stop();
-    await waitFor("the registry entry to go on stop", () =>
-      registry.lookup(node, dev?.netnsCookie ?? 0n, ifindex) === undefined ? true : undefined,
+    await waitForValue(
+      () =>
+        registry.lookup(node, dev?.netnsCookie ?? 0n, ifindex) === undefined ? true : undefined,
+      { what: "the registry entry to go on stop" },
     );
     expect(await tcFilterProgIds(ns.nsA, ifA, "ingress")).toEqual([]);
   });
@@ -164,25 +169,28 @@ describe.skipIf(!canRun)("interface discovery (root, real netns and nats-server)
     // `*` skips the namespace's loopback device.
     expect(c.attached()).toEqual([`${ns.nsA}/${ifA}`]);
     const cookie = c.devices()[0]?.netnsCookie ?? 0n;
-    await waitFor("first entry", () => registry.lookup(node, cookie, first));
+    await waitForValue(() => registry.lookup(node, cookie, first), { what: "first entry" });
 
-    await run(["ip", "-n", ns.nsA, "link", "del", ifA]);
-    await waitFor("the deleted veth to be forgotten", () =>
-      c.attached().length === 0 ? true : undefined,
-    );
-    await waitFor("first entry removed", () =>
-      registry.lookup(node, cookie, first) === undefined ? true : undefined,
+    await runOk(["ip", "-n", ns.nsA, "link", "del", ifA]);
+    await waitForValue(() => (c.attached().length === 0 ? true : undefined), {
+      what: "the deleted veth to be forgotten",
+    });
+    await waitForValue(
+      () => (registry.lookup(node, cookie, first) === undefined ? true : undefined),
+      { what: "first entry removed" },
     );
     expect(await metric(c, /interface_detaches_total\{reason="vanished"\} (\d+)/)).toBe(1);
     expect(await metric(c, /periscope_collector_attached_interfaces (\d+)/)).toBe(0);
 
     const second = await addVeth(ns, ifA, ifB, IP_A, IP_B);
     expect(second).not.toBe(first);
-    await waitFor("the recreated veth to be attached", () =>
-      c.devices()[0]?.ifindex === second ? true : undefined,
-    );
+    await waitForValue(() => (c.devices()[0]?.ifindex === second ? true : undefined), {
+      what: "the recreated veth to be attached",
+    });
     await expectTraffic(seen, second);
-    expect(await waitFor("second entry", () => registry.lookup(node, cookie, second))).toEqual({
+    expect(
+      await waitForValue(() => registry.lookup(node, cookie, second), { what: "second entry" }),
+    ).toEqual({
       name: ifA,
       netns: ns.nsA,
     });
@@ -199,7 +207,7 @@ describe.skipIf(!canRun)("interface discovery (root, real netns and nats-server)
     const c = await start(node, `${ns.nsA}/pv*`, ["--discovery-interval-ms=3600000"]);
     expect(c.devices().map((d) => d.ifindex)).toEqual([first]);
 
-    await run(["ip", "-n", ns.nsA, "link", "del", ifA]);
+    await runOk(["ip", "-n", ns.nsA, "link", "del", ifA]);
     const second = await addVeth(ns, ifA, ifB, IP_A, IP_B);
     await c.rescan();
     expect(c.devices().map((d) => d.ifindex)).toEqual([second]);
@@ -208,7 +216,9 @@ describe.skipIf(!canRun)("interface discovery (root, real netns and nats-server)
     await expectTraffic(seen, second);
     const cookie = c.devices()[0]?.netnsCookie ?? 0n;
     expect(registry.lookup(node, cookie, first)).toBeUndefined();
-    expect(await waitFor("entry", () => registry.lookup(node, cookie, second))).toBeDefined();
+    expect(
+      await waitForValue(() => registry.lookup(node, cookie, second), { what: "entry" }),
+    ).toBeDefined();
   });
 
   test("discovery - overlapping patterns attach a device once", async () => {
@@ -229,14 +239,14 @@ describe.skipIf(!canRun)("interface discovery (root, real netns and nats-server)
   test("discovery - registry entries of the node left by an earlier run are removed", async () => {
     const { node } = await setup();
     await registry.put({ node, netnsCookie: 4242n, ifindex: 77, name: "gone0", netns: "" });
-    await waitFor("the stale entry", () => registry.lookup(node, 4242n, 77));
+    await waitForValue(() => registry.lookup(node, 4242n, 77), { what: "the stale entry" });
     const other = `psct-other-${ns.id}`;
     await registry.put({ node: other, netnsCookie: 4242n, ifindex: 77, name: "x", netns: "" });
     cleanups.push(() => registry.delete(other, 4242n, 77));
     await start(node, "");
-    await waitFor("the stale entry to be removed", () =>
-      registry.lookup(node, 4242n, 77) === undefined ? true : undefined,
-    );
+    await waitForValue(() => (registry.lookup(node, 4242n, 77) === undefined ? true : undefined), {
+      what: "the stale entry to be removed",
+    });
     // Another node's entries are left alone.
     expect(registry.lookup(other, 4242n, 77)).toEqual({ name: "x", netns: "" });
   });

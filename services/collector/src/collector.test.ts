@@ -7,6 +7,14 @@ import { type LocalNats, sanitizeToken, startLocalNats } from "@periscope/bus";
 import type { RawFrame } from "@periscope/proto";
 import { createLogger } from "@periscope/telemetry";
 import {
+  createVethPair,
+  loadedProgIds,
+  runOk,
+  tcFilterProgIds,
+  type VethPair,
+  waitForValue,
+} from "@periscope/testing";
+import {
   decodeRawFrame,
   decodeTraceRecord,
   OBS_FROM_NETWORK,
@@ -15,14 +23,6 @@ import {
 } from "@periscope/wire";
 import { type Collector, startCollector } from "./collector.ts";
 import { DEFAULT_BPF_OBJECT, loadConfig } from "./config.ts";
-import {
-  createVethPair,
-  loadedProgIds,
-  run,
-  tcFilterProgIds,
-  type VethPair,
-  waitFor,
-} from "./testing.ts";
 
 const canRun = process.getuid?.() === 0 && existsSync(DEFAULT_BPF_OBJECT);
 const MAIN = resolve(import.meta.dir, "main.ts");
@@ -77,22 +77,28 @@ async function expectDetached(pair: VethPair, progIds: number[]): Promise<void> 
   expect(await tcFilterProgIds(pair.nsA, pair.ifA, "ingress")).toEqual([]);
   expect(await tcFilterProgIds(pair.nsA, pair.ifA, "egress")).toEqual([]);
   // The kernel frees a program after its last reference goes, asynchronously (RCU).
-  const left = await waitFor("programs to be freed", async () => {
-    const loaded = await loadedProgIds();
-    const still = progIds.filter((id) => loaded.has(id));
-    return still.length === 0 ? still : undefined;
-  });
+  const left = await waitForValue(
+    async () => {
+      const loaded = await loadedProgIds();
+      const still = progIds.filter((id) => loaded.has(id));
+      return still.length === 0 ? still : undefined;
+    },
+    { what: "programs to be freed" },
+  );
   expect(left).toEqual([]);
 }
 
 async function attachedProgIds(pair: VethPair): Promise<number[]> {
-  return waitFor("tc filters on both hooks", async () => {
-    const ids = [
-      ...(await tcFilterProgIds(pair.nsA, pair.ifA, "ingress")),
-      ...(await tcFilterProgIds(pair.nsA, pair.ifA, "egress")),
-    ];
-    return ids.length === 2 ? ids : undefined;
-  });
+  return waitForValue(
+    async () => {
+      const ids = [
+        ...(await tcFilterProgIds(pair.nsA, pair.ifA, "ingress")),
+        ...(await tcFilterProgIds(pair.nsA, pair.ifA, "egress")),
+      ];
+      return ids.length === 2 ? ids : undefined;
+    },
+    { what: "tc filters on both hooks" },
+  );
 }
 
 describe.skipIf(!canRun)("collector (root, real kernel and nats-server)", () => {
@@ -116,7 +122,7 @@ describe.skipIf(!canRun)("collector (root, real kernel and nats-server)", () => 
   });
 
   const ping = (count: number) =>
-    run([
+    runOk([
       "ip",
       "netns",
       "exec",
@@ -156,12 +162,15 @@ describe.skipIf(!canRun)("collector (root, real kernel and nats-server)", () => 
     const progIds = await attachedProgIds(pair);
 
     await ping(4);
-    const echoes = await waitFor("4 requests and 4 replies", () => {
-      const e = log.echoes();
-      return e.filter((x) => x[2] === 8).length >= 4 && e.filter((x) => x[2] === 0).length >= 4
-        ? e
-        : undefined;
-    });
+    const echoes = await waitForValue(
+      () => {
+        const e = log.echoes();
+        return e.filter((x) => x[2] === 8).length >= 4 && e.filter((x) => x[2] === 0).length >= 4
+          ? e
+          : undefined;
+      },
+      { what: "4 requests and 4 replies" },
+    );
     // Requests leave ifA (egress, TO_NETWORK); replies arrive on it (ingress, FROM_NETWORK).
     for (const [obs, ifindex, type] of echoes) {
       expect(ifindex).toBe(pair.ifindexA);
@@ -201,11 +210,14 @@ describe.skipIf(!canRun)("collector (root, real kernel and nats-server)", () => 
     const collector = await startCollector(config, { log: createLogger("collector", "silent") });
     cleanups.push(() => collector.stop());
     expect(collector.attached()).toEqual([`${pair.nsA}/${pair.ifA}`]);
-    const errors = await waitFor("two attach attempts", async () => {
-      const text = await (await fetch(`http://127.0.0.1:${collector.opsPort}/metrics`)).text();
-      const n = Number(/periscope_collector_attach_errors_total (\d+)/.exec(text)?.[1] ?? 0);
-      return n >= 2 ? n : undefined;
-    });
+    const errors = await waitForValue(
+      async () => {
+        const text = await (await fetch(`http://127.0.0.1:${collector.opsPort}/metrics`)).text();
+        const n = Number(/periscope_collector_attach_errors_total (\d+)/.exec(text)?.[1] ?? 0);
+        return n >= 2 ? n : undefined;
+      },
+      { what: "two attach attempts" },
+    );
     expect(errors).toBeGreaterThanOrEqual(2);
     const progIds = await attachedProgIds(pair);
     await collector.stop();
@@ -233,9 +245,9 @@ describe.skipIf(!canRun)("collector (root, real kernel and nats-server)", () => 
     program.testRun(packet, 2000, "ingress");
     const total = () =>
       log.frames.reduce((n, f) => n + f.records.length + Number(f.kernelLost + f.collectorLost), 0);
-    await waitFor("2000 records delivered or counted lost", () =>
-      total() >= 2000 ? true : undefined,
-    );
+    await waitForValue(() => (total() >= 2000 ? true : undefined), {
+      what: "2000 records delivered or counted lost",
+    });
     expect(total()).toBe(2000);
     const kernelLost = log.frames.reduce((n, f) => n + f.kernelLost, 0n);
     expect(kernelLost).toBeGreaterThan(0n);
@@ -271,7 +283,9 @@ describe.skipIf(!canRun)("collector (root, real kernel and nats-server)", () => 
     child.kill("SIGTERM");
     const code = await Promise.race([child.exited, Bun.sleep(15_000).then(() => "timeout")]);
     expect(code).toBe(0);
-    await waitFor("flushed echo records", () => (log.echoes().length >= 4 ? true : undefined));
+    await waitForValue(() => (log.echoes().length >= 4 ? true : undefined), {
+      what: "flushed echo records",
+    });
     const bootIds = new Set(log.frames.map((f) => f.bootId));
     expect(bootIds.size).toBe(1);
     expectContiguous(log.frames, [...bootIds][0] ?? "");

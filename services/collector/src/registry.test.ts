@@ -11,9 +11,9 @@ import {
   startLocalNats,
 } from "@periscope/bus";
 import { createLogger, createMetrics } from "@periscope/telemetry";
+import { waitForValue } from "@periscope/testing";
 import { CollectorMetrics } from "./metrics.ts";
 import { InterfaceRegistrySync } from "./registry.ts";
-import { waitFor } from "./testing.ts";
 
 const log = createLogger("collector", "silent");
 
@@ -93,14 +93,17 @@ describe("interface registry", () => {
 
       await sync.sync();
       expect(sync.storedKeys()).toEqual(["psct-sync.31.5"]);
-      expect(await waitFor("entry", () => reader.lookup("psct-sync", 31n, 5))).toEqual({
+      expect(
+        await waitForValue(() => reader.lookup("psct-sync", 31n, 5), { what: "entry" }),
+      ).toEqual({
         name: "e0",
         netns: "ns1",
       });
       await sync.close(3000);
       expect(sync.storedKeys()).toEqual([]);
-      await waitFor("entry removed", () =>
-        reader.lookup("psct-sync", 31n, 5) === undefined ? true : undefined,
+      await waitForValue(
+        () => (reader.lookup("psct-sync", 31n, 5) === undefined ? true : undefined),
+        { what: "entry removed" },
       );
     });
   });
