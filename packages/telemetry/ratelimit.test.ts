@@ -56,6 +56,13 @@ describe("rate-limited log", () => {
     ]);
     rl.flush(); // nothing pending: no line
     expect(lines).toHaveLength(2);
+    now = 1700;
+    rl.note("c", {}, 5);
+    rl.note("d", {}, 2);
+    now = 2500;
+    rl.flush();
+    expect(lines.at(-1)?.msg).toBe("dropped 7 malformed batches in the last 1s: d");
+    expect(rl.total).toBe(9);
   });
 
   test("ratelimit - the summary is written by its timer without further occurrences", async () => {

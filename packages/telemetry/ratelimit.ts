@@ -53,15 +53,15 @@ export class RateLimitedLog {
     return this.#pending;
   }
 
-  /** Notes one occurrence with what was wrong and context fields (no `err`). */
-  note(reason: string, fields: Record<string, unknown> = {}): void {
-    this.#total++;
+  /** Notes `count` occurrences (default 1) with what was wrong and context fields (no `err`). */
+  note(reason: string, fields: Record<string, unknown> = {}, count = 1): void {
+    this.#total += count;
     const now = this.#now();
     if (this.#pending === 0 && now - this.#lastLineMs >= this.#intervalMs) {
-      this.#write(1, reason, fields, undefined);
+      this.#write(count, reason, fields, undefined);
       return;
     }
-    this.#pending++;
+    this.#pending += count;
     this.#lastReason = reason;
     this.#lastFields = fields;
     if (this.#timer === undefined) {

@@ -21,8 +21,10 @@ import {
 import type { Logger } from "@periscope/telemetry";
 import { readFlowBatch, type StoredEvent } from "./event.ts";
 import type { ObserverMetrics } from "./metrics.ts";
+import { createIngestRejects, type IngestRejects, rejectedEventsLost } from "./rejects.ts";
 import { type EventSink, ReorderBuffer } from "./reorder.ts";
 import type { FlowStore } from "./store.ts";
+import { type CheckedBatch, readCheckedFlowBatch } from "./validate.ts";
 
 /** A bus payload that is not a FlowBatch. Counted and logged, never fatal. */
 export class MalformedBatchError extends Error {
@@ -66,24 +68,31 @@ function nodeFromSubject(subject: string): string {
 /**
  * Decodes one payload into the store. Returns the number of events stored, or throws
  * {@link MalformedBatchError} (nothing stored) when the payload is not a FlowBatch.
+ * Events that do not decode in full are left out, replaced by one LostEvent and
+ * reported to `rejects`.
  */
 export function ingestBatch(
   sink: EventSink<StoredEvent>,
   subject: string,
   payload: Uint8Array,
+  rejects?: IngestRejects,
 ): number {
-  let events: StoredEvent[];
+  let checked: CheckedBatch;
   try {
     // Events keep views of the payload (sent on as is), so they get their own copy.
-    events = readFlowBatch(payload.slice());
+    checked = readCheckedFlowBatch(payload.slice());
   } catch (err) {
     throw new MalformedBatchError(`undecodable FlowBatch on ${subject} (${payload.length} bytes)`, {
       cause: err,
     });
   }
   const node = nodeFromSubject(subject);
-  for (const ev of events) sink.add(ev, node);
-  return events.length;
+  for (const ev of checked.events) sink.add(ev, node);
+  if (checked.rejected > 0) {
+    sink.add(rejectedEventsLost(node, checked.rejected), node);
+    rejects?.events(subject, checked.rejected, checked.reason ?? "");
+  }
+  return checked.events.length;
 }
 
 function varint(buf: Uint8Array, at: { pos: number }): number {
@@ -203,6 +212,7 @@ export async function startIngest(opts: IngestOptions): Promise<Ingest> {
   }, 500);
 
   let batches = 0;
+  const rejects = createIngestRejects(log, metrics);
   const handle = (msg: JsMsg): void => {
     batches++;
     metrics?.batchesReceived.inc();
@@ -222,11 +232,14 @@ export async function startIngest(opts: IngestOptions): Promise<Ingest> {
           return;
         }
       }
-      ingestBatch(reorder, msg.subject, msg.data);
+      ingestBatch(reorder, msg.subject, msg.data, rejects);
     } catch (err) {
-      const kind = err instanceof MalformedBatchError ? "malformed_batch" : "ingest";
-      metrics?.errors.inc({ kind });
-      log.warn({ err, subject: msg.subject, kind }, "dropping FlowBatch");
+      if (err instanceof MalformedBatchError) {
+        rejects.batch(msg.subject, msg.data.length, err);
+        return;
+      }
+      metrics?.errors.inc({ kind: "ingest" });
+      log.warn({ err, subject: msg.subject, kind: "ingest" }, "dropping FlowBatch");
     }
   };
 
@@ -252,6 +265,7 @@ export async function startIngest(opts: IngestOptions): Promise<Ingest> {
       await messages.close();
       await loop;
       reorder.flush();
+      rejects.flush();
     },
   };
 }
