@@ -24,7 +24,7 @@ const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   wire: ["model", "proto"],
   flow: ["model", "proto", "testing", "wire"],
   bus: ["model", "proto"],
-  bpf: ["model", "wire"],
+  bpf: ["model", "testing", "wire"],
   devstack: ["model"],
   testing: ["devstack", "model"],
   collector: ["bpf", "bus", "config", "model", "proto", "telemetry", "testing", "wire"],

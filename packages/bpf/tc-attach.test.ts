@@ -1,53 +1,34 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readlinkSync } from "node:fs";
-import { FLAG_TRUNCATED, OBS_FROM_NETWORK, OBS_TO_NETWORK } from "@periscope/wire";
-import { BpfError, TraceProgram } from "./index.ts";
 import {
-  drainUntil,
-  echoReplies,
-  echoRequests,
-  inNs,
-  isRoot,
+  createVethPair,
+  ipv4Bytes,
   loadedProgIds,
   run,
-  tcProgIds,
-  udpFrame,
+  tcFilterProgIds,
+  type VethPair,
   waitFor,
-} from "./test-helpers.ts";
-
-const id = Math.random().toString(16).slice(2, 8);
-const nsA = `psct-${id}-a`;
-const nsB = `psct-${id}-b`;
-const ifA = `psa${id}`;
-const ifB = `psb${id}`;
-const ipA = "10.201.0.1";
-const ipB = "10.201.0.2";
+} from "@periscope/testing";
+import { FLAG_TRUNCATED, OBS_FROM_NETWORK, OBS_TO_NETWORK } from "@periscope/wire";
+import { BpfError, TraceProgram } from "./index.ts";
+import { drainUntil, echoReplies, echoRequests, isRoot, udpFrame } from "./test-helpers.ts";
 
 describe.skipIf(!isRoot)("bpf tc attach", () => {
+  let pair: VethPair;
+  let nsA = "";
+  let nsB = "";
+  let ifA = "";
+  let ifB = "";
+  let ipB = "";
   let ifindexA = 0;
 
-  beforeAll(() => {
-    run(["ip", "netns", "add", nsA]);
-    run(["ip", "netns", "add", nsB]);
-    run(["ip", "-n", nsA, "link", "add", ifA, "type", "veth", "peer", "name", ifB, "netns", nsB]);
-    run(["ip", "-n", nsA, "addr", "add", `${ipA}/24`, "dev", ifA]);
-    run(["ip", "-n", nsB, "addr", "add", `${ipB}/24`, "dev", ifB]);
-    for (const [ns, dev] of [
-      [nsA, ifA],
-      [nsB, ifB],
-      [nsA, "lo"],
-      [nsB, "lo"],
-    ] as const) {
-      run(["ip", "-n", ns, "link", "set", dev, "up"]);
-    }
-    const links = JSON.parse(run(["ip", "-n", nsA, "-j", "link", "show", ifA])) as {
-      ifindex: number;
-    }[];
-    ifindexA = links[0]?.ifindex ?? 0;
+  beforeAll(async () => {
+    pair = await createVethPair();
+    ({ nsA, nsB, ifA, ifB, ipB, ifindexA } = pair);
   });
 
-  afterAll(() => {
-    for (const ns of [nsA, nsB]) Bun.spawnSync(["ip", "netns", "del", ns]);
+  afterAll(async () => {
+    await pair?.destroy();
   });
 
   test("bpf tc - records ping both ways on a veth inside a named netns", async () => {
@@ -95,8 +76,10 @@ describe.skipIf(!isRoot)("bpf tc attach", () => {
       expect(replies.every((r) => r.obsPoint === OBS_FROM_NETWORK)).toBe(true);
       const req = requests[0];
       const rep = replies[0];
-      expect([...(req?.data.subarray(26, 34) ?? [])]).toEqual([10, 201, 0, 1, 10, 201, 0, 2]);
-      expect([...(rep?.data.subarray(26, 34) ?? [])]).toEqual([10, 201, 0, 2, 10, 201, 0, 1]);
+      const a = ipv4Bytes(pair.ipA);
+      const b = ipv4Bytes(ipB);
+      expect([...(req?.data.subarray(26, 34) ?? [])]).toEqual([...a, ...b]);
+      expect([...(rep?.data.subarray(26, 34) ?? [])]).toEqual([...b, ...a]);
       expect(rep?.flowHash).toBe(req?.flowHash ?? -1);
       expect(rep?.netnsCookie).toBe(req?.netnsCookie ?? -1n);
       const arp = recs.filter((r) => r.l3Proto === 0x0806);
@@ -119,44 +102,56 @@ describe.skipIf(!isRoot)("bpf tc attach", () => {
       prog.attach({ ifname: ifB, netns: nsB });
       prog.attach({ ifname: ifB, netns: nsB }); // idempotent
       expect(prog.attachments()).toEqual([{ ifname: ifB, netns: nsB }]);
-      ids = [...tcProgIds(nsB, ifB, "ingress"), ...tcProgIds(nsB, ifB, "egress")];
+      ids = [
+        ...(await tcFilterProgIds(nsB, ifB, "ingress")),
+        ...(await tcFilterProgIds(nsB, ifB, "egress")),
+      ];
       expect(ids.length).toBe(2);
-      expect(ids.every((i) => loadedProgIds().has(i))).toBe(true);
+      const loaded = await loadedProgIds();
+      expect(ids.every((i) => loaded.has(i))).toBe(true);
     } finally {
       prog.close();
     }
     prog.close(); // repeated close is safe
-    expect(tcProgIds(nsB, ifB, "ingress")).toEqual([]);
-    expect(tcProgIds(nsB, ifB, "egress")).toEqual([]);
-    expect(inNs(nsB, ["tc", "qdisc", "show", "dev", ifB])).not.toContain("clsact");
+    expect(await tcFilterProgIds(nsB, ifB, "ingress")).toEqual([]);
+    expect(await tcFilterProgIds(nsB, ifB, "egress")).toEqual([]);
+    const qdiscs = await run(["ip", "netns", "exec", nsB, "tc", "qdisc", "show", "dev", ifB]);
+    expect(qdiscs.code).toBe(0);
+    expect(qdiscs.stdout).not.toContain("clsact");
     // The kernel frees programs after an RCU grace period, not at close(2).
-    const gone = () => {
-      const loaded = loadedProgIds();
-      return ids.every((i) => !loaded.has(i));
-    };
-    expect(await waitFor(gone)).toBe(true);
+    await waitFor(
+      async () => {
+        const loaded = await loadedProgIds();
+        return ids.every((i) => !loaded.has(i));
+      },
+      { what: "closed programs to be freed", timeoutMs: 5000 },
+    );
     expect(() => prog.drain(() => {})).toThrow(BpfError);
   });
 
   test.each([
-    ["missing interface", { ifname: "psnone0", netns: nsA }, 19],
-    ["missing netns", { ifname: "lo", netns: `psct-${id}-none` }, 2],
-  ])("bpf tc - attach to a %s fails with BpfError and restores the netns", (_n, target, errno) => {
-    const selfNs = readlinkSync("/proc/thread-self/ns/net");
-    const prog = TraceProgram.load();
-    try {
-      let caught: unknown;
+    ["missing interface", () => ({ ifname: "psnone0", netns: nsA }), 19],
+    ["missing netns", () => ({ ifname: "lo", netns: "psct-none-x" }), 2],
+  ])(
+    "bpf tc - attach to a %s fails with BpfError and restores the netns",
+    (_n, targetOf, errno) => {
+      const target = targetOf();
+      const selfNs = readlinkSync("/proc/thread-self/ns/net");
+      const prog = TraceProgram.load();
       try {
-        prog.attach(target);
-      } catch (err) {
-        caught = err;
+        let caught: unknown;
+        try {
+          prog.attach(target);
+        } catch (err) {
+          caught = err;
+        }
+        expect(caught).toBeInstanceOf(BpfError);
+        expect((caught as BpfError).errno).toBe(errno);
+        expect(prog.attachments()).toEqual([]);
+        expect(readlinkSync("/proc/thread-self/ns/net")).toBe(selfNs);
+      } finally {
+        prog.close();
       }
-      expect(caught).toBeInstanceOf(BpfError);
-      expect((caught as BpfError).errno).toBe(errno);
-      expect(prog.attachments()).toEqual([]);
-      expect(readlinkSync("/proc/thread-self/ns/net")).toBe(selfNs);
-    } finally {
-      prog.close();
-    }
-  });
+    },
+  );
 });

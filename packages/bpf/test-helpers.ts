@@ -6,40 +6,6 @@ import type { TraceProgram } from "./trace-program.ts";
 /** True when the tests can load BPF programs and create namespaces. */
 export const isRoot = process.getuid?.() === 0;
 
-export function run(argv: string[]): string {
-  const p = Bun.spawnSync(argv, { stdout: "pipe", stderr: "pipe" });
-  if (p.exitCode !== 0) {
-    throw new Error(`${argv.join(" ")} exited ${p.exitCode}: ${p.stderr.toString()}`);
-  }
-  return p.stdout.toString();
-}
-
-export function inNs(ns: string, argv: string[]): string {
-  return run(["ip", "netns", "exec", ns, ...argv]);
-}
-
-/** `tc -j filter show` in a netns: the BPF program ids of the filters (empty when none). */
-export function tcProgIds(ns: string, dev: string, dir: "ingress" | "egress"): number[] {
-  const out = inNs(ns, ["tc", "-j", "filter", "show", "dev", dev, dir]).trim();
-  const filters = (out === "" ? [] : JSON.parse(out)) as { options?: { prog?: { id: number } } }[];
-  return filters.flatMap((f) => (f.options?.prog ? [f.options.prog.id] : []));
-}
-
-export function loadedProgIds(): Set<number> {
-  const progs = JSON.parse(run(["bpftool", "-j", "prog", "show"])) as { id: number }[];
-  return new Set(progs.map((p) => p.id));
-}
-
-/** Polls `cond` until it holds or `timeoutMs` passes; returns its last value. */
-export async function waitFor(cond: () => boolean, timeoutMs = 5000): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) return false;
-    await Bun.sleep(20);
-  }
-  return true;
-}
-
 /** Drains `prog` until `done` holds for the records seen so far, or the deadline passes. */
 export async function drainUntil(
   prog: TraceProgram,
