@@ -11,6 +11,8 @@ describe("observer config", () => {
       opsAddr: OBSERVER_DEFAULTS.opsAddr,
       maxFlows: 4095,
       sortBufferMs: 100,
+      maxRequestBytes: 4 * 1024 * 1024,
+      maxFilters: 128,
       logLevel: "info",
     });
     expect(Object.isFrozen(c)).toBe(true);
@@ -31,6 +33,12 @@ describe("observer config", () => {
     expect(c.logLevel).toBe("debug");
   });
 
+  test("config - request size and filter caps from flags and environment", () => {
+    const c = parseConfig(["--max-filters", "7"], { PERISCOPE_MAX_REQUEST_BYTES: "65536" });
+    expect(c.maxFilters).toBe(7);
+    expect(c.maxRequestBytes).toBe(65536);
+  });
+
   test.each([
     { argv: [], env: { PERISCOPE_MAX_FLOWS: "zero" }, field: "PERISCOPE_MAX_FLOWS" },
     { argv: ["--max-flows", "0"], env: {}, field: "--max-flows" },
@@ -41,6 +49,8 @@ describe("observer config", () => {
     { argv: [], env: { PERISCOPE_LOG_LEVEL: "loud" }, field: "PERISCOPE_LOG_LEVEL" },
     { argv: [], env: { PERISCOPE_NATS_URL: "http://x" }, field: "PERISCOPE_NATS_URL" },
     { argv: ["--bogus", "1"], env: {}, field: "--bogus" },
+    { argv: ["--max-request-bytes", "10"], env: {}, field: "--max-request-bytes" },
+    { argv: [], env: { PERISCOPE_MAX_FILTERS: "0" }, field: "PERISCOPE_MAX_FILTERS" },
     { argv: ["--node-name"], env: {}, field: "--node-name" },
   ])("config - rejects bad $field", ({ argv, env, field }) => {
     let caught: unknown;

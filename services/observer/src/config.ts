@@ -18,6 +18,10 @@ export interface ObserverConfig extends CommonConfig {
   readonly maxFlows: number;
   /** How long incoming events wait to be put in time order across nodes, ms (0: off). */
   readonly sortBufferMs: number;
+  /** Largest request message accepted, bytes (grpc-go's default is 4 MiB); larger: ResourceExhausted. */
+  readonly maxRequestBytes: number;
+  /** Most whitelist + blacklist filters one GetFlows may carry; more: InvalidArgument. */
+  readonly maxFilters: number;
 }
 
 /** Defaults as fixed in docs/internals.md. */
@@ -26,6 +30,8 @@ export const OBSERVER_DEFAULTS = Object.freeze({
   opsAddr: "127.0.0.1:9403",
   maxFlows: 4095,
   sortBufferMs: 100,
+  maxRequestBytes: 4 * 1024 * 1024,
+  maxFilters: 128,
   logLevel: "info" as LogLevel,
 });
 
@@ -41,6 +47,8 @@ const ENV_NAMES = {
   "listen-address": "PERISCOPE_LISTEN_ADDR",
   "max-flows": "PERISCOPE_MAX_FLOWS",
   "sort-buffer-ms": "PERISCOPE_SORT_BUFFER_MS",
+  "max-request-bytes": "PERISCOPE_MAX_REQUEST_BYTES",
+  "max-filters": "PERISCOPE_MAX_FILTERS",
 } as const satisfies CommonSettingNames;
 
 /**
@@ -72,7 +80,24 @@ export function parseConfig(
     sortRaw === undefined
       ? OBSERVER_DEFAULTS.sortBufferMs
       : parseInteger(s.source("sort-buffer-ms"), sortRaw, 0, 60_000);
-  return Object.freeze({ ...common, listenAddr, maxFlows, sortBufferMs });
+  const reqRaw = s.get("max-request-bytes");
+  const maxRequestBytes =
+    reqRaw === undefined
+      ? OBSERVER_DEFAULTS.maxRequestBytes
+      : parseInteger(s.source("max-request-bytes"), reqRaw, 1024, 1 << 30);
+  const filtersRaw = s.get("max-filters");
+  const maxFilters =
+    filtersRaw === undefined
+      ? OBSERVER_DEFAULTS.maxFilters
+      : parseInteger(s.source("max-filters"), filtersRaw, 1, 100_000);
+  return Object.freeze({
+    ...common,
+    listenAddr,
+    maxFlows,
+    sortBufferMs,
+    maxRequestBytes,
+    maxFilters,
+  });
 }
 
 /** The process's config: `process.argv` after the script plus `process.env`. */

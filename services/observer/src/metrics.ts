@@ -42,8 +42,19 @@ export function codeLabel(code: Code): string {
 }
 
 /**
+ * The code of a call whose signal aborted: the reason's code when it is a ConnectError
+ * (a client's RST_STREAM CANCEL is `Canceled`, a deadline `DeadlineExceeded`), else
+ * `Canceled`.
+ */
+function abortedCode(signal: AbortSignal): Code {
+  const reason: unknown = signal.reason;
+  return reason instanceof ConnectError ? reason.code : Code.Canceled;
+}
+
+/**
  * Counts every finished RPC by method and code and tracks open server streams. A stream
- * the client abandons counts as `canceled`.
+ * the client abandons counts as `canceled` (like grpc-go), also when the handler noticed
+ * the cancellation and returned normally, as a follow stream does.
  */
 export function metricsInterceptor(m: ObserverMetrics): Interceptor {
   return (next) => async (req) => {
@@ -55,7 +66,7 @@ export function metricsInterceptor(m: ObserverMetrics): Interceptor {
     try {
       res = await next(req);
     } catch (err) {
-      done(codeLabel(ConnectError.from(err).code));
+      done(codeLabel(req.signal.aborted ? abortedCode(req.signal) : ConnectError.from(err).code));
       throw err;
     }
     if (!res.stream) {
@@ -70,9 +81,11 @@ export function metricsInterceptor(m: ObserverMetrics): Interceptor {
       let code = "canceled";
       try {
         yield* inner;
-        code = "ok";
+        code = req.signal.aborted ? codeLabel(abortedCode(req.signal)) : "ok";
       } catch (err) {
-        code = codeLabel(ConnectError.from(err).code);
+        code = codeLabel(
+          req.signal.aborted ? abortedCode(req.signal) : ConnectError.from(err).code,
+        );
         throw err;
       } finally {
         m.activeStreams.dec();

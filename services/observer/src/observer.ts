@@ -20,6 +20,7 @@ import {
   ServerStatusResponseSchema,
 } from "@periscope/proto";
 import type { Logger } from "@periscope/telemetry";
+import { OBSERVER_DEFAULTS } from "./config.ts";
 import type { StoredEvent } from "./event.ts";
 import type { ObserverMetrics } from "./metrics.ts";
 import { applyPresence, type PresenceSource } from "./presence.ts";
@@ -37,6 +38,8 @@ export interface ObserverDeps {
   readonly log?: Logger | undefined;
   /** Which services are alive; ServerStatus and GetNodes count it in when present. */
   readonly presence?: PresenceSource | undefined;
+  /** Most whitelist + blacklist filters per GetFlows (default {@link OBSERVER_DEFAULTS}). */
+  readonly maxFilters?: number | undefined;
 }
 
 /** Runs `validateQuery`, turning a {@link QueryError} into InvalidArgument. */
@@ -51,10 +54,19 @@ function checkQuery(q: EventQuery): void {
 
 /**
  * Compiles the request's filters once; a bad filter becomes InvalidArgument naming the
- * field. Without filters every event matches and none needs decoding.
+ * field, and so do more than `maxFilters` filters (each one is tried on every event
+ * scanned). Without filters every event matches and none needs decoding.
  */
-function buildMatcher(req: GetFlowsRequest): (ev: StoredEvent) => boolean {
+function buildMatcher(req: GetFlowsRequest, maxFilters: number): (ev: StoredEvent) => boolean {
   if (req.whitelist.length === 0 && req.blacklist.length === 0) return () => true;
+  const filters = req.whitelist.length + req.blacklist.length;
+  if (filters > maxFilters) {
+    throw new ConnectError(
+      `too many filters: ${filters} (whitelist ${req.whitelist.length}, blacklist ` +
+        `${req.blacklist.length}); this server accepts at most ${maxFilters} per request`,
+      Code.InvalidArgument,
+    );
+  }
   let filter: ReturnType<typeof compileFilters>;
   try {
     filter = compileFilters(req.whitelist, req.blacklist);
@@ -120,7 +132,7 @@ export function createObserverService(deps: ObserverDeps): ServiceImpl<typeof Ob
   return {
     async *getFlows(req, ctx) {
       checkQuery(req);
-      const match = buildMatcher(req);
+      const match = buildMatcher(req, deps.maxFilters ?? OBSERVER_DEFAULTS.maxFilters);
       let sent = 0;
       for await (const step of readEvents(store.ring, req, match, ctx.signal)) {
         if (step.kind === "lost") {

@@ -27,22 +27,51 @@ function isLost(ev: StoredEvent): boolean {
   return ev.kind === "lostEvents";
 }
 
+/** How long one request may scan before it lets the event loop run, ms. */
+export const SCAN_SLICE_MS = 5;
+
+/**
+ * Keeps one request's scan from starving everything else (other streams, ingest,
+ * /healthz): `due()` is cheap to call per event scanned, and true once the current
+ * slice has used up `sliceMs`; the caller then awaits `pause()`, one macrotask turn in
+ * which pending I/O runs, and a new slice begins.
+ */
+export class ScanSlicer {
+  #count = 0;
+  #sliceStart = performance.now();
+  constructor(readonly sliceMs = SCAN_SLICE_MS) {}
+
+  /** Counts one event scanned; true when the slice is used up (checks the clock every 16). */
+  due(): boolean {
+    if ((++this.#count & 15) !== 0) return false;
+    return performance.now() - this.#sliceStart >= this.sliceMs;
+  }
+
+  /** Gives the event loop one turn and starts a new slice. */
+  async pause(): Promise<void> {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    this.#sliceStart = performance.now();
+  }
+}
+
 /**
  * Where a reader for `q` starts (Hubble's newRingReader): `since` wins over `number`;
  * `first` starts at the oldest entry; a plain follow starts at the end; otherwise walk back
  * from the newest entry until `number` matching events or the first one before `since`.
  * Lost events stored in the ring never count.
  */
-export function startIndex(
+export async function startIndex(
   ring: Ring<StoredEvent>,
   q: EventQuery,
   match: (ev: StoredEvent) => boolean,
-): number {
+  slicer: ScanSlicer = new ScanSlicer(),
+): Promise<number> {
   const sinceNs = timestampNs(q.since);
   if (q.first && sinceNs === undefined) return ring.oldest;
   if (q.follow && q.number === 0n && sinceNs === undefined) return ring.next;
   let count = 0n;
   for (let idx = ring.next - 1; idx >= ring.oldest; idx--) {
+    if (slicer.due()) await slicer.pause(); // entries overwritten meanwhile read as undefined
     const resp = ring.at(idx);
     if (resp === undefined || isLost(resp) || !match(resp)) continue;
     count++;
@@ -65,7 +94,8 @@ export type QueryStep =
  * since/until, lost events unfiltered, and a "lost" step whenever the writer lapped this
  * reader. Without `follow` it ends at the ring's end as of the call, or after `number`
  * events; with `follow` it waits for new events until `signal` aborts or the ring closes.
- * An event after `until` ends the stream.
+ * An event after `until` ends the stream. A long scan lets the event loop run every
+ * {@link SCAN_SLICE_MS} ms, so one heavy request cannot stall others or /healthz.
  */
 export async function* readEvents(
   ring: Ring<StoredEvent>,
@@ -75,11 +105,16 @@ export async function* readEvents(
 ): AsyncGenerator<QueryStep, void, undefined> {
   const sinceNs = timestampNs(q.since);
   const untilNs = timestampNs(q.until);
-  const reader = new RingReader(ring, startIndex(ring, q, match));
+  const slicer = new ScanSlicer();
+  const reader = new RingReader(ring, await startIndex(ring, q, match, slicer));
   const end = ring.next;
   let count = 0n;
   for (;;) {
     if (!q.follow && q.number > 0n && count >= q.number) return;
+    if (slicer.due()) {
+      await slicer.pause();
+      if (signal?.aborted) return;
+    }
     const step = q.follow ? await reader.nextFollow(signal) : reader.next(end);
     if (step === undefined) return;
     if (step.kind === "lost") {

@@ -121,6 +121,7 @@ export async function startObserver(
       metrics,
       log,
       presence,
+      maxFilters: config.maxFilters,
     });
     const health = healthRoutes(() => bus.connected(), stopping.signal);
     const handler = connectNodeAdapter({
@@ -133,6 +134,8 @@ export async function startObserver(
       grpc: true,
       grpcWeb: true,
       connect: true,
+      // Requests larger than this end with ResourceExhausted before they are buffered.
+      readMaxBytes: config.maxRequestBytes,
     });
     const { server, sessions } = await listenH2c(handler, config.listenAddr);
     const grace = opts.shutdownGraceMs ?? 2000;
