@@ -29,9 +29,9 @@ const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   testing: ["devstack", "model"],
   collector: ["bpf", "bus", "config", "model", "proto", "telemetry", "testing", "wire"],
   enricher: ["bus", "config", "flow", "model", "proto", "telemetry", "testing", "wire"],
-  observer: ["bus", "config", "flow", "model", "proto", "telemetry"],
-  recorder: ["bus", "config", "model", "proto", "telemetry"],
-  cli: ["bus", "flow", "model", "proto"],
+  observer: ["bus", "config", "flow", "model", "proto", "telemetry", "testing"],
+  recorder: ["bus", "config", "model", "proto", "telemetry", "testing"],
+  cli: ["bus", "flow", "model", "proto", "testing"],
 };
 
 /** Workspaces only test code may use: listed under devDependencies, never dependencies. */

@@ -13,20 +13,12 @@ import {
   IPVersion,
   Verdict,
 } from "@periscope/proto";
+import { waitFor } from "@periscope/testing";
 
 const ROOT = join(import.meta.dir, "../..");
 const LAUNCHER = join(ROOT, "periscope");
 /** Children get a fixed PATH that finds this bun, and nothing else from our environment. */
 const CHILD_PATH = `${dirname(process.execPath)}:/usr/local/bin:/usr/bin:/bin`;
-
-/** Polls `cond` every 20 ms until it holds or `timeoutMs` passes. */
-async function waitFor(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(20);
-  }
-}
 
 let nats: LocalNats;
 let nc: NatsConnection;
@@ -104,14 +96,13 @@ beforeAll(async () => {
         (r) => r.ok,
         () => false,
       ),
-    "observer to be ready",
+    { what: "observer to be ready" },
   );
   nc.publish(subjects.flows("node-1"), flowBatch("node-1", ["client-a", "client-b", "client-c"]));
   await nc.flush();
-  await waitFor(
-    async () => (await metric("periscope_observer_flows_received_total")) === 3,
-    "3 flows",
-  );
+  await waitFor(async () => (await metric("periscope_observer_flows_received_total")) === 3, {
+    what: "3 flows",
+  });
 });
 
 afterAll(async () => {
@@ -199,17 +190,19 @@ describe("cli process", () => {
       for await (const chunk of proc.stdout) out += decoder.decode(chunk);
     })();
     try {
-      await waitFor(
-        async () => (await metric("periscope_observer_active_streams")) >= 1,
-        "follow stream",
-      );
+      await waitFor(async () => (await metric("periscope_observer_active_streams")) >= 1, {
+        what: "follow stream",
+      });
       // The stream is open; publish until the follower (registered right after) prints it.
-      await waitFor(async () => {
-        nc.publish(subjects.flows("node-2"), flowBatch("node-2", ["late-pod"]));
-        await nc.flush();
-        await Bun.sleep(100);
-        return out.includes("demo/late-pod");
-      }, "followed flow to be printed");
+      await waitFor(
+        async () => {
+          nc.publish(subjects.flows("node-2"), flowBatch("node-2", ["late-pod"]));
+          await nc.flush();
+          await Bun.sleep(100);
+          return out.includes("demo/late-pod");
+        },
+        { what: "followed flow to be printed" },
+      );
       proc.kill("SIGINT");
       expect(await proc.exited).toBe(0);
       await reading;

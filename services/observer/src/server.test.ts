@@ -7,20 +7,12 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { type LocalNats, startLocalNats, subjects } from "@periscope/bus";
 import { FlowBatchSchema } from "@periscope/proto";
 import { createLogger } from "@periscope/telemetry";
+import { waitFor } from "@periscope/testing";
 import { parseConfig } from "./config.ts";
 import { type RunningObserver, startObserver } from "./server.ts";
 import { testFlowResponse } from "./testing.ts";
 
 const PROTO_ROOT = join(import.meta.dir, "../../../proto");
-
-/** Polls `cond` every 10 ms until it holds or `timeoutMs` passes. */
-async function waitFor(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 5000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(10);
-  }
-}
 
 /** Plain grpc-js view of the Observer service, loaded from our own .proto files. */
 interface GrpcObserver extends grpc.Client {
@@ -139,7 +131,7 @@ describe("observer server", () => {
 
   test("server - a FlowBatch published on NATS is served by GetFlows to a grpc-js client", async () => {
     await publishFlows("node-x", ["10.1.0.1", "10.1.0.2", "10.1.0.3"]);
-    await waitFor(() => observer.store.seenFlows >= 3, "3 flows ingested");
+    await waitFor(() => observer.store.seenFlows >= 3, { what: "3 flows ingested" });
     const { msgs, status } = await readAll(client.GetFlows({ number: 2 }));
     expect(status.code).toBe(grpc.status.OK);
     expect(msgs).toHaveLength(2);
@@ -150,7 +142,7 @@ describe("observer server", () => {
   });
 
   test("server - ServerStatus over grpc-js reports the ingested flows", async () => {
-    await waitFor(() => observer.store.seenFlows >= 3, "flows ingested");
+    await waitFor(() => observer.store.seenFlows >= 3, { what: "flows ingested" });
     const res = await new Promise<Record<string, unknown>>((resolve, reject) =>
       client.ServerStatus({}, (err, r) => (err ? reject(err) : resolve(r))),
     );
@@ -174,7 +166,9 @@ describe("observer server", () => {
     stream.on("error", () => undefined); // cancellation below surfaces as CANCELLED
     // The follower is registered once it is parked waiting for the next write.
     const before = observer.store.seenFlows;
-    await waitFor(() => observer.store.ring.waiters > 0, "follower to wait for new flows");
+    await waitFor(() => observer.store.ring.waiters > 0, {
+      what: "follower to wait for new flows",
+    });
     await publishFlows("node-y", ["10.2.0.1"]);
     const msg = await got;
     expect((msg.flow as { IP: { source: string } }).IP.source).toBe("10.2.0.1");
@@ -190,9 +184,9 @@ describe("observer server", () => {
     };
     const before = await metric();
     nc.publish(subjects.flows("node-bad"), new Uint8Array([0xff, 0xff, 0xff, 0x01]));
-    await waitFor(async () => (await metric()) === before + 1, "malformed batch counted");
+    await waitFor(async () => (await metric()) === before + 1, { what: "malformed batch counted" });
     const seen = observer.store.seenFlows;
     await publishFlows("node-x", ["10.3.0.1"]);
-    await waitFor(() => observer.store.seenFlows === seen + 1, "ingest to continue");
+    await waitFor(() => observer.store.seenFlows === seen + 1, { what: "ingest to continue" });
   });
 });

@@ -1,17 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { freePort, type LocalNats, startLocalNats } from "@periscope/bus";
+import { waitFor } from "@periscope/testing";
 
 const MAIN = `${import.meta.dir}/main.ts`;
-
-/** Polls `check` until it holds or the deadline passes. */
-async function until(check: () => Promise<boolean>, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await check().catch(() => false)) return;
-    if (Date.now() > deadline) throw new Error(`${what} did not hold within ${ms} ms`);
-    await Bun.sleep(50);
-  }
-}
 
 const status = async (url: string): Promise<number> => (await fetch(url)).status;
 
@@ -46,7 +37,9 @@ describe("recorder process", () => {
       PERISCOPE_NODE_NAME: "test-node",
     });
     children.push(proc);
-    await until(async () => (await status(`${base}/readyz`)) === 200, "recorder /readyz");
+    await waitFor(async () => (await status(`${base}/readyz`)) === 200, {
+      what: "recorder /readyz",
+    });
     expect(await status(`${base}/healthz`)).toBe(200);
     const metrics = await (await fetch(`${base}/metrics`)).text();
     expect(metrics).toContain("periscope_recorder_nats_connected");
@@ -71,11 +64,13 @@ describe("recorder process", () => {
       PERISCOPE_OPS_ADDR: `127.0.0.1:${port}`,
     });
     children.push(proc);
-    await until(async () => (await status(`${base}/healthz`)) === 200, "recorder /healthz");
+    await waitFor(async () => (await status(`${base}/healthz`)) === 200, {
+      what: "recorder /healthz",
+    });
     expect(await status(`${base}/readyz`)).toBe(503);
-    await until(
+    await waitFor(
       async () => (await (await fetch(`${base}/metrics`)).text()).includes('kind="nats_connect"'),
-      "a counted connect error",
+      { what: "a counted connect error" },
     );
     proc.kill("SIGTERM");
     expect(await proc.exited).toBe(0);
