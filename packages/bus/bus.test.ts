@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
+import { waitFor } from "@periscope/testing";
 import {
   type Bus,
   BusConnectError,
@@ -20,15 +21,6 @@ import {
 import type { BusLogger } from "./log.ts";
 
 const log: BusLogger = { debug() {}, info() {}, warn() {}, error() {} };
-
-/** Polls `check` until it holds or `ms` pass. */
-async function until(check: () => boolean, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await Bun.sleep(20);
-  }
-}
 
 describe("bus", () => {
   let server: LocalNats;
@@ -206,11 +198,11 @@ describe("bus", () => {
       expect(reg.malformed()).toBe(1);
 
       await first.put({ ip: "10.200.0.11", namespace: "demo", podName: "backend", labels: [] });
-      await until(() => reg.lookup("10.200.0.11") !== undefined);
+      await waitFor(() => reg.lookup("10.200.0.11") !== undefined, { what: "endpoint to appear" });
       expect(reg.lookup("10.200.0.11")?.podName).toBe("backend");
 
       await first.delete("10.200.0.10");
-      await until(() => reg.lookup("10.200.0.10") === undefined);
+      await waitFor(() => reg.lookup("10.200.0.10") === undefined, { what: "endpoint to go" });
       expect(
         reg
           .entries()

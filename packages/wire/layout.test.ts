@@ -1,6 +1,7 @@
 import { beforeAll, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { runOk } from "@periscope/testing";
 import {
   type FieldLayout,
   HDR_LAYOUT,
@@ -31,14 +32,6 @@ interface BtfType {
 }
 
 let types = new Map<number, BtfType>();
-
-function run(argv: string[]): string {
-  const p = Bun.spawnSync(argv, { stdout: "pipe", stderr: "pipe" });
-  if (p.exitCode !== 0) {
-    throw new Error(`${argv.join(" ")} failed (${p.exitCode}): ${p.stderr.toString()}`);
-  }
-  return p.stdout.toString();
-}
 
 /** Size in bytes of a BTF type, following typedefs and qualifiers. */
 function sizeOf(id: number): number {
@@ -75,10 +68,10 @@ function btfFields(name: string): Record<string, FieldLayout> {
   return out;
 }
 
-beforeAll(() => {
-  if (!existsSync(objectPath)) run(["bash", join(repoRoot, "scripts", "build-bpf.sh")]);
+beforeAll(async () => {
+  if (!existsSync(objectPath)) await runOk(["bash", join(repoRoot, "scripts", "build-bpf.sh")]);
   const json = JSON.parse(
-    run(["bpftool", "-j", "btf", "dump", "file", objectPath, "format", "raw"]),
+    await runOk(["bpftool", "-j", "btf", "dump", "file", objectPath, "format", "raw"]),
   );
   types = new Map((json.types as BtfType[]).map((t) => [t.id, t]));
 });
