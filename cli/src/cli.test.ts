@@ -3,7 +3,16 @@ import { dirname, join } from "node:path";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { freePort, type LocalNats, startLocalNats, subjects } from "@periscope/bus";
+import {
+  decodePresenceHeader,
+  freePort,
+  type LocalNats,
+  PRESENCE_HEADER,
+  reportExited,
+  startHeartbeat,
+  startLocalNats,
+  subjects,
+} from "@periscope/bus";
 import {
   EndpointSchema,
   FlowBatchSchema,
@@ -14,6 +23,7 @@ import {
   Verdict,
 } from "@periscope/proto";
 import { waitFor } from "@periscope/testing";
+import { observerClient } from "./client.ts";
 
 const ROOT = join(import.meta.dir, "../..");
 const LAUNCHER = join(ROOT, "periscope");
@@ -144,16 +154,53 @@ describe("cli process", () => {
     expect(obj.node_name).toBe("node-1");
   });
 
-  test("cli - status prints hubble's status lines", async () => {
-    const r = await periscope("status", "--server", server);
-    expect(r.code).toBe(0);
-    expect(r.lines).toEqual([
-      `Healthcheck (via ${server}): Ok`,
-      "Current/Max Flows: 3/4,095 (0.07%)",
-      expect.stringMatching(/^Flows\/s: \d+\.\d\d$/),
-      "Connected Nodes: 1/1",
-    ]);
-  });
+  test("cli - status prints hubble's status lines and which services are present", async () => {
+    const beats = ["collector", "enricher"].map((service) =>
+      startHeartbeat(nc, { service, node: "node-1", intervalMs: 200 }),
+    );
+    try {
+      const want = [
+        `Healthcheck (via ${server}): Ok`,
+        "Current/Max Flows: 3/4,095 (0.07%)",
+        expect.stringMatching(/^Flows\/s: \d+\.\d\d$/),
+        "Connected Nodes: 1/1",
+        "Services: Ok (collector 1, enricher 1, observer 1)",
+      ];
+      await waitFor(
+        async () => {
+          let header: string | null = null;
+          await observerClient(server).serverStatus(
+            {},
+            {
+              onHeader: (h) => {
+                header = h.get(PRESENCE_HEADER);
+              },
+            },
+          );
+          return header !== null && decodePresenceHeader(header).services.length === 3;
+        },
+        { what: "every service present" },
+      );
+      let r = await periscope("status", "--server", server);
+      expect(r.code).toBe(0);
+      expect(r.lines).toEqual(want);
+
+      // What a supervisor says when it sees the enricher die: degraded at once.
+      reportExited(nc, { service: "enricher", node: "node-1", pid: process.pid });
+      await nc.flush();
+      r = await periscope("status", "--server", server);
+      expect(r.code).toBe(0);
+      expect(r.lines[0]).toBe(`Healthcheck (via ${server}): Degraded`);
+      expect(r.lines.slice(-2)).toEqual([
+        "Services: Degraded",
+        expect.stringMatching(
+          /^ {2}- enricher: no live instance \(flows are not being decoded\): node-1\/\S+ exited \d+(ms|s) ago$/,
+        ),
+      ]);
+    } finally {
+      for (const b of beats) await b.stop();
+    }
+  }, 30_000);
 
   test("cli - list nodes shows the publishing node", async () => {
     const r = await periscope("list", "nodes", "--server", server);

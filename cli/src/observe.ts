@@ -1,9 +1,11 @@
 import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { type GetFlowsRequest, GetFlowsRequestSchema } from "@periscope/proto";
 import { type FlagSpec, isSet, lastValue, parseArgs, parseUint, UsageError } from "./args.ts";
 import { describeRpcError, isCanceled, observerClient } from "./client.ts";
 import { buildFilters, FILTER_FLAGS, NOT_FLAG } from "./filters.ts";
 import { createPrinter, type OutputFormat, parseOutputFormat } from "./output.ts";
+import { ResumePoint } from "./resume.ts";
 import { parseTimeFlag } from "./time.ts";
 
 /** Hubble prints the last 20 flows when no selector is given. */
@@ -111,27 +113,104 @@ export function parseObserveArgs(
   };
 }
 
+/** Delays between reconnects of a follow stream: `initialMs` doubling up to `maxMs`. */
+export interface ReconnectPolicy {
+  readonly initialMs: number;
+  readonly maxMs: number;
+}
+
+/** 250 ms doubling to 5 s, reset once a reconnected stream delivers. */
+export const DEFAULT_RECONNECT: ReconnectPolicy = Object.freeze({ initialMs: 250, maxMs: 5000 });
+
+/** Errors after which asking again cannot help (the request itself is wrong). */
+const FINAL_CODES: ReadonlySet<Code> = new Set([
+  Code.InvalidArgument,
+  Code.NotFound,
+  Code.PermissionDenied,
+  Code.Unauthenticated,
+  Code.Unimplemented,
+  Code.FailedPrecondition,
+  Code.OutOfRange,
+]);
+
+/** "250ms", "1s", "2.5s" */
+function delayText(ms: number): string {
+  return ms < 1000
+    ? `${ms}ms`
+    : `${Number.isInteger(ms / 1000) ? ms / 1000 : (ms / 1000).toFixed(1)}s`;
+}
+
+/** Sleeps `ms` or until `signal` aborts. */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
 /**
  * Streams GetFlows and prints each response. Returns the exit code: 0 when the stream
  * ended or `signal` aborted it (Ctrl-C during --follow), 1 on a server error.
+ * With --follow, once the server has answered, a lost connection (or a stream the server
+ * ends, e.g. on restart) is reported on `err` and the stream resumes after the last
+ * printed flow, retrying with backoff until it is back or `signal` aborts.
  */
 export async function runObserve(
   opts: ObserveOptions,
   out: (line: string) => void,
   err: (line: string) => void,
   signal: AbortSignal,
+  reconnect: ReconnectPolicy = DEFAULT_RECONNECT,
 ): Promise<number> {
   const client = observerClient(opts.server);
   const print = createPrinter(opts.output, { printNodeName: opts.printNodeName });
-  try {
-    for await (const resp of client.getFlows(opts.request, { signal })) {
-      const text = print(resp);
-      if (text !== "") out(text);
+  const follow = opts.request.follow;
+  const resume = new ResumePoint();
+  let request = opts.request;
+  let contacted = false;
+  let delay = reconnect.initialMs;
+  let lost = false;
+  const onContact = (): void => {
+    contacted = true;
+    if (lost) {
+      err(`periscope: observe (via ${opts.server}): reconnected`);
+      lost = false;
+      delay = reconnect.initialMs;
     }
-    return 0;
-  } catch (e) {
-    if (isCanceled(e, signal)) return 0;
-    err(`periscope: observe (via ${opts.server}): ${describeRpcError(e)}`);
-    return 1;
+  };
+  for (;;) {
+    let reason: string;
+    try {
+      for await (const resp of client.getFlows(request, { signal, onHeader: onContact })) {
+        onContact();
+        if (resume.seen(resp)) continue;
+        resume.note(resp);
+        const text = print(resp);
+        if (text !== "") out(text);
+      }
+      if (!follow || signal.aborted) return 0;
+      reason = "the server ended the stream";
+    } catch (e) {
+      if (isCanceled(e, signal)) return 0;
+      const code = ConnectError.from(e).code;
+      if (!follow || !contacted || FINAL_CODES.has(code)) {
+        err(`periscope: observe (via ${opts.server}): ${describeRpcError(e)}`);
+        return 1;
+      }
+      reason = describeRpcError(e);
+    }
+    err(
+      `periscope: observe (via ${opts.server}): ${lost ? "still unreachable" : "connection lost"} (${reason}); reconnecting in ${delayText(delay)}`,
+    );
+    lost = true;
+    await pause(delay, signal);
+    if (signal.aborted) return 0;
+    delay = Math.min(delay * 2, reconnect.maxMs);
+    request = resume.request(opts.request);
   }
 }

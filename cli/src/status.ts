@@ -1,14 +1,33 @@
+import { decodePresenceHeader, PRESENCE_HEADER, type PresenceReport } from "@periscope/bus";
 import type { GetNodesResponse, ServerStatusResponse } from "@periscope/proto";
 import { NodeState } from "@periscope/proto";
 import { describeRpcError, observerClient } from "./client.ts";
 
 const thousands = new Intl.NumberFormat("en-US");
 
-/** `hubble status` text for a ServerStatus response. */
-export function formatStatus(server: string, s: ServerStatusResponse): string {
+/** The "Services" lines: each service's live count, or what is missing and why. */
+export function formatServices(p: PresenceReport): string[] {
+  if (p.state === "ok") {
+    const live = p.services.map((s) => `${s.service} ${s.live}`).join(", ");
+    return [`Services: Ok${live ? ` (${live})` : ""}`];
+  }
+  return ["Services: Degraded", ...p.problems.map((line) => `  - ${line}`)];
+}
+
+/**
+ * `hubble status` text for a ServerStatus response, plus Periscope's service presence
+ * (from the response header) when the server sent it: the healthcheck line then says
+ * Degraded while a service is missing or lost.
+ */
+export function formatStatus(
+  server: string,
+  s: ServerStatusResponse,
+  presence?: PresenceReport,
+): string {
   const pct = s.maxFlows > 0n ? (Number(s.numFlows) / Number(s.maxFlows)) * 100 : 0;
+  const health = presence?.state === "degraded" ? "Degraded" : "Ok";
   const lines = [
-    `Healthcheck (via ${server}): Ok`,
+    `Healthcheck (via ${server}): ${health}`,
     `Current/Max Flows: ${thousands.format(s.numFlows)}/${thousands.format(s.maxFlows)} (${pct.toFixed(2)}%)`,
     `Flows/s: ${s.flowsRate.toFixed(2)}`,
   ];
@@ -20,6 +39,7 @@ export function formatStatus(server: string, s: ServerStatusResponse): string {
     lines.push(`Unavailable Nodes: ${s.numUnavailableNodes}`);
     for (const n of s.unavailableNodes) lines.push(`  - ${n}`);
   }
+  if (presence) lines.push(...formatServices(presence));
   return lines.join("\n");
 }
 
@@ -30,8 +50,25 @@ export async function runStatus(
   err: (line: string) => void,
 ): Promise<number> {
   try {
-    const s = await observerClient(server).serverStatus({}, { timeoutMs: 10_000 });
-    out(formatStatus(server, s));
+    let header: string | null = null;
+    const s = await observerClient(server).serverStatus(
+      {},
+      {
+        timeoutMs: 10_000,
+        onHeader: (h) => {
+          header = h.get(PRESENCE_HEADER);
+        },
+      },
+    );
+    let presence: PresenceReport | undefined;
+    if (header !== null) {
+      try {
+        presence = decodePresenceHeader(header);
+      } catch (e) {
+        err(`periscope: status (via ${server}): ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
+    out(formatStatus(server, s, presence));
     return 0;
   } catch (e) {
     err(`periscope: status (via ${server}): ${describeRpcError(e)}`);
