@@ -1,36 +1,57 @@
-# syntax=docker/dockerfile:1
 # One image for every Periscope service; pick the service with SERVICE (or a compose `command`).
+#
+# Stages, so that editing TypeScript rebuilds only the last layer: `bun` (the pinned Bun
+# binary), `bpf` (the CO-RE objects), `manifests` + `deps` (node_modules, reinstalled only
+# when a package.json or bun.lock changes), then the slim runtime. No `# syntax=` line:
+# it would make BuildKit fetch a frontend image from a registry; the classic builder and
+# BuildKit both read this file as it is.
 
-# --- build: toolchain, Bun, dependencies, BPF objects ------------------------------------
-FROM debian:12 AS build
+# --- bun: Bun from the npm registry ---------------------------------------------------------
+FROM debian:12 AS bun
 ARG BUN_VERSION=1.4.5
-ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
- && apt-get install -y --no-install-recommends \
-      clang llvm libbpf-dev bpftool npm ca-certificates \
+ && apt-get install -y --no-install-recommends npm ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && npm install -g "bun@${BUN_VERSION}" \
- && cp "$(readlink -f "$(command -v bun)")" /usr/local/bin/bun.real
-WORKDIR /app
-# Dependencies first so the layer is reused while only sources change.
-COPY package.json bun.lock bunfig.toml ./
-COPY packages/ packages/
-COPY services/ services/
-COPY cli/ cli/
-RUN bun install --frozen-lockfile --production
-COPY . .
-# CO-RE objects; vmlinux.h comes from the build host's /sys/kernel/btf/vmlinux.
+ && install -D "$(readlink -f "$(command -v bun)")" /opt/bun/bun \
+ && /opt/bun/bun --version
+
+# --- bpf: CO-RE objects; vmlinux.h comes from the build host's /sys/kernel/btf/vmlinux -------
+FROM debian:12 AS bpf
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends clang libbpf-dev bpftool \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY scripts/ scripts/
+COPY bpf/ bpf/
 RUN bash scripts/build.sh
 
-# --- runtime: libbpf, Bun, the built tree -------------------------------------------------
-FROM debian:12-slim
-ENV DEBIAN_FRONTEND=noninteractive
-RUN apt-get update \
- && apt-get install -y --no-install-recommends libbpf1 iproute2 curl ca-certificates \
- && rm -rf /var/lib/apt/lists/*
-COPY --from=build /usr/local/bin/bun.real /usr/local/bin/bun
-COPY --from=build /app /app
+# --- manifests: only what `bun install` reads, so source edits keep the deps layer cached -----
+FROM debian:12-slim AS manifests
+COPY . /src
+RUN mkdir /manifests \
+ && cd /src \
+ && find . -name node_modules -prune -o \
+      \( -name package.json -o -name bun.lock -o -name bunfig.toml \) -print \
+    | xargs cp --parents -t /manifests
+
+# --- deps: production node_modules, exactly as locked ----------------------------------------
+FROM debian:12-slim AS deps
+COPY --from=bun /opt/bun/bun /usr/local/bin/bun
 WORKDIR /app
+COPY --from=manifests /manifests/ ./
+RUN bun install --frozen-lockfile --production
+
+# --- runtime: libbpf (loaded through bun:ffi), iproute2 (`ip -n` for netns discovery) ---------
+FROM debian:12-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libbpf1 iproute2 \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=bun /opt/bun/bun /usr/local/bin/bun
+WORKDIR /app
+COPY --from=deps /app/node_modules/ node_modules/
+COPY --from=bpf /src/bpf/build/*.bpf.o bpf/build/
+COPY . .
 ENV SERVICE=collector
 # exec so the service is PID 1's direct replacement and receives SIGTERM itself.
 CMD ["sh", "-c", "exec bun run services/${SERVICE}/src/main.ts"]
