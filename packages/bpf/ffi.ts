@@ -27,10 +27,16 @@ const libbpfSymbols = {
   libbpf_num_possible_cpus: { args: [], returns: i32 },
 } as const;
 
-/** libc symbols for namespaces and interface lookup. */
+/**
+ * libc symbols for namespaces, interface lookup, sockets and clocks. This is the one
+ * place Periscope binds the C library; add symbols here rather than dlopen it again.
+ */
 const libcSymbols = {
   open: { args: [P, i32], returns: i32 },
   close: { args: [i32], returns: i32 },
+  socket: { args: [i32, i32, i32], returns: i32 },
+  getsockopt: { args: [i32, i32, i32, P, P], returns: i32 },
+  clock_gettime: { args: [i32, P], returns: i32 },
   setns: { args: [i32, i32], returns: i32 },
   if_nametoindex: { args: [P], returns: u32 },
   __errno_location: { args: [], returns: P },

@@ -1,10 +1,13 @@
 /**
  * @periscope/bpf — libbpf through bun:ffi: load and configure trace.bpf.o,
  * attach it with tc (also inside a named netns), drain its ring buffer,
- * read its loss counter and run it on test packets.
+ * read its loss counter and run it on test packets; the libc calls around it
+ * (namespaces, netns cookies, clocks) go through the same FFI bindings.
  */
+export { CLOCK_BOOTTIME, CLOCK_REALTIME, clockGettimeNs } from "./clock.ts";
 export { BpfError, errnoName } from "./errors.ts";
 export { NETNS_RUN_DIR, withNetns } from "./netns.ts";
+export { netnsCookie } from "./netns-cookie.ts";
 export {
   type AttachTarget,
   DEFAULT_RING_BUFFER_BYTES,

@@ -1,8 +1,8 @@
+import { netnsCookie } from "@periscope/bpf";
 import type { Logger } from "@periscope/telemetry";
 import type { InterfaceTarget } from "./config.ts";
 import { type DeviceLister, type NetDevice, systemLister } from "./discovery.ts";
 import type { CollectorMetrics, DetachReason } from "./metrics.ts";
-import { netnsCookie } from "./netns-cookie.ts";
 import { type CompiledPattern, compilePattern, type InterfacePattern } from "./patterns.ts";
 
 /** What the attacher needs from the trace program. */

@@ -1,4 +1,4 @@
-import { dlopen, FFIType, ptr } from "bun:ffi";
+import { CLOCK_BOOTTIME, CLOCK_REALTIME, clockGettimeNs } from "@periscope/bpf";
 
 /** Time sources the framer needs; injectable so tests drive time without sleeping. */
 export interface FramerClock {
@@ -8,29 +8,6 @@ export interface FramerClock {
   realtimeNs(): bigint;
   /** Unix time minus CLOCK_BOOTTIME, in nanoseconds: add to a record's ts_boot_ns. */
   bootToRealtimeNs(): bigint;
-}
-
-/** <linux/time.h> clock ids. */
-const CLOCK_REALTIME = 0;
-const CLOCK_BOOTTIME = 7;
-
-/** clock_gettime(2) failed. */
-export class ClockError extends Error {
-  override name = "ClockError";
-}
-
-const libc = dlopen("libc.so.6", {
-  clock_gettime: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
-});
-/** struct timespec { time_t tv_sec; long tv_nsec; } on 64-bit Linux. */
-const timespec = new BigInt64Array(2);
-const timespecPtr = ptr(timespec);
-
-/** Reads a clock through libc clock_gettime(2), in nanoseconds. */
-export function clockGettimeNs(clockId: number): bigint {
-  const rc = libc.symbols.clock_gettime(clockId, timespecPtr);
-  if (rc !== 0) throw new ClockError(`clock_gettime(${clockId}) returned ${rc}`);
-  return (timespec[0] ?? 0n) * 1_000_000_000n + (timespec[1] ?? 0n);
 }
 
 /**
@@ -64,5 +41,3 @@ export function createSystemClock(refreshMs = 10_000): FramerClock {
     },
   };
 }
-
-export { CLOCK_BOOTTIME, CLOCK_REALTIME };
