@@ -201,6 +201,17 @@ describe("compose", () => {
     },
   );
 
+  test("compose - the narrower-capabilities override replaces the collector's list", () => {
+    // `!override` (Compose 2.24.4+) replaces the list; a plain list would be merged into it.
+    const seq = { tag: "!override", collection: "seq" as const, resolve: (v: unknown) => v };
+    const text = readFileSync(join(ROOT, "compose.bpf-caps.yaml"), "utf8");
+    expect(text).toMatch(/cap_add: !override \[/);
+    const override = parse(text, { customTags: [seq] }) as ComposeFile;
+    expect(Object.keys(override.services)).toEqual(["collector"]);
+    const caps = [...(override.services.collector?.cap_add ?? [])].map(String).sort();
+    expect(caps).toEqual(["BPF", "NET_ADMIN", "PERFMON"]);
+  });
+
   test("compose - the test-only override only moves image builds to the host network", () => {
     const override = parse(
       readFileSync(join(ROOT, "tests/docker/compose.build-host-network.yaml"), "utf8"),
