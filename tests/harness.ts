@@ -43,10 +43,14 @@ export interface StackOptions {
   nodes: NodeSpec[];
   /** Enricher replicas in the queue group (default 1). */
   enrichers?: number;
+  /** Extra environment per service kind (e.g. PERISCOPE_MAX_FLOWS for the observer). */
+  env?: Partial<Record<ServiceKind, Record<string, string>>>;
 }
 
 export interface Stack {
   readonly natsUrl: string;
+  /** The broker (its pid, port and store dir, for fault tests). */
+  readonly nats: LocalNats;
   readonly bus: Bus;
   readonly topology: Topology;
   readonly sup: Supervisor;
@@ -56,6 +60,8 @@ export interface Stack {
   readonly client: ReturnType<typeof createClient<typeof Observer>>;
   /** Sums one counter/gauge (over label sets matching `labels`) from a process's /metrics. */
   metric(process: string, name: string, labels?: Record<string, string>): Promise<number>;
+  /** Starts a service process again (same argv and environment) after it exited. */
+  restart(process: string): void;
   stop(): Promise<void>;
 }
 
@@ -129,19 +135,26 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       });
     }
     const ops: Record<string, number> = {};
+    const starts = new Map<string, () => void>();
     for (const p of procs) {
       ops[p.name] = await freePort();
-      sup.start(p.name, ["bun", "run", resolve(ROOT, `services/${p.kind}/src/main.ts`)], {
-        env: {
-          PERISCOPE_NATS_URL: nats.url,
-          PERISCOPE_NODE_NAME: opts.nodes[0]?.name ?? "e2e",
-          PERISCOPE_OPS_ADDR: `127.0.0.1:${ops[p.name]}`,
-          PERISCOPE_LOG_LEVEL: "info",
-          ...p.env,
-        },
-        cwd: ROOT,
-      });
+      const argv = ["bun", "run", resolve(ROOT, `services/${p.kind}/src/main.ts`)];
+      const env = {
+        PERISCOPE_NATS_URL: nats.url,
+        PERISCOPE_NODE_NAME: opts.nodes[0]?.name ?? "e2e",
+        PERISCOPE_OPS_ADDR: `127.0.0.1:${ops[p.name]}`,
+        PERISCOPE_LOG_LEVEL: "info",
+        ...opts.env?.[p.kind],
+        ...p.env,
+      };
+      starts.set(p.name, () => sup.start(p.name, argv, { env, cwd: ROOT }));
+      starts.get(p.name)?.();
     }
+    const restart = (name: string): void => {
+      const start = starts.get(name);
+      if (start === undefined) throw new Error(`no process named ${name}`);
+      start();
+    };
     for (const p of procs) {
       await waitFor(
         async () => {
@@ -174,7 +187,19 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
         labels,
       );
     };
-    return { natsUrl: nats.url, bus, topology, sup, observerAddr, ops, client, metric, stop };
+    return {
+      natsUrl: nats.url,
+      nats,
+      bus,
+      topology,
+      sup,
+      observerAddr,
+      ops,
+      client,
+      metric,
+      restart,
+      stop,
+    };
   } catch (err) {
     await stop();
     throw err;

@@ -135,7 +135,8 @@ export class Supervisor {
   start(name: string, argv: readonly string[], opts: StartOptions = {}): SupervisedProcess {
     const existing = this.#procs.get(name);
     const slot = this.#slots.get(name);
-    if ((existing && existing.exitCode() === null) || slot?.timer !== undefined) {
+    const running = existing && existing.exitCode() === null && existing.signalCode() === null;
+    if (running || slot?.timer !== undefined) {
       throw new DevstackError(`a process named "${name}" is already running`);
     }
     const fresh: Slot = {
@@ -238,7 +239,11 @@ export class Supervisor {
         `${name} ${what}; restarting in ${formatDelay(restartInMs)} (restart #${slot.restarts})`,
       );
     } else if (backoff) {
-      this.#notice(`${name} ${what}; not restarting (that exit code means restarting cannot help)`);
+      this.#notice(
+        code === 0
+          ? `${name} ${what}; not restarting`
+          : `${name} ${what}; not restarting (that exit code means restarting cannot help)`,
+      );
     }
     this.#onEvent({
       kind: "exit",

@@ -30,7 +30,7 @@ import { ReplyTracker } from "./replies.ts";
 const encodeFlowBatch = compileEncoder(FlowBatchSchema);
 
 /** A raw frame not acknowledged this long is delivered again (to any enricher), ms. */
-export const RAW_ACK_WAIT_MS = 5000;
+export const RAW_ACK_WAIT_MS = 4000;
 /** FlowBatch publishes awaiting their JetStream acknowledgement at most. */
 const MAX_PUBLISHES_IN_FLIGHT = 256;
 /** Raw frames all enrichers together hold unacknowledged at most. */
@@ -232,7 +232,9 @@ export async function startEnricher(
     cleanups.push(() => clearInterval(gapTimer));
 
     const consumer = await js.consumers.get(RAW_STREAM, config.queueGroup);
-    const messages = await consumer.consume({ max_messages: 512, expires: 5000 });
+    // Short pull expiry: the server keeps serving a dead replica's pull requests until they
+    // expire, and what it hands them waits for RAW_ACK_WAIT_MS.
+    const messages = await consumer.consume({ max_messages: 512, expires: 2000 });
     const loop = (async () => {
       for await (const msg of messages) {
         if (inFlight >= MAX_PUBLISHES_IN_FLIGHT) {
