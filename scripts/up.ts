@@ -1,108 +1,137 @@
 /**
- * Runs Periscope on this machine: nats-server (local, JetStream), collector,
- * enricher, observer and recorder, on a demo topology of netns "pods" (default)
- * or on real interfaces (--interfaces / PERISCOPE_INTERFACES), then streams
- * live flows like `hubble observe -f`. Ctrl-C stops and removes everything.
+ * The run command: a local nats-server (JetStream, owned and restarted here unless
+ * --nats-url is given), the collector, enricher, observer and recorder under a
+ * supervisor that restarts any of them that dies (with backoff, announced on the
+ * terminal), on a demo topology of netns "pods" (default) or on real interfaces
+ * (--interfaces / PERISCOPE_INTERFACES), then streams live flows like
+ * `hubble observe -f`. Ctrl-C stops everything and removes what it created.
  */
-import { mkdirSync } from "node:fs";
+import { appendFileSync, mkdirSync } from "node:fs";
+import { hostname } from "node:os";
 import { resolve } from "node:path";
-import { canConnect, connectBus, openEndpointRegistry, startLocalNats } from "@periscope/bus";
+import { connectBus, openEndpointRegistry, reportExited } from "@periscope/bus";
 import {
   cleanupStale,
   createDemoTopology,
   type DemoTraffic,
   demoTraffic,
   Supervisor,
+  type SupervisorEvent,
   type Topology,
+  WaitAbortedError,
   waitFor,
 } from "@periscope/devstack";
 import { createLogger } from "@periscope/telemetry";
+import { parseUpArgs, type UpOptions, UsageError } from "./up/args.ts";
+import { brokerAnswers, type OwnedBroker, ownBroker } from "./up/broker.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
-const DEMO_PREFIX = "psc-";
-const OPS = { collector: 9401, enricher: 9402, observer: 9403, recorder: 9404 } as const;
+/** Start order; stop goes the other way (collector first: it detaches from the kernel). */
+const SERVICES = ["observer", "enricher", "recorder", "collector"] as const;
+type ServiceName = (typeof SERVICES)[number];
+const isService = (name: string): name is ServiceName =>
+  (SERVICES as readonly string[]).includes(name);
 
-interface UpOptions {
-  interfaces: string | undefined;
-  natsUrl: string | undefined;
-  observerAddr: string;
-  observeArgs: string[];
-}
-
-function usage(): never {
-  console.error(`usage: scripts/up.sh [--interfaces LIST] [--nats-url URL] [--listen-address HOST:PORT] [-- observe flags…]
-  --interfaces LIST   comma list of [<netns>/]<ifname> to watch instead of the demo topology
-  --nats-url URL      use this NATS server instead of starting a local one
-  --listen-address    observer gRPC address (default localhost:4245)
-  after --, flags for 'periscope observe' (default: -f)`);
+let opts: UpOptions;
+try {
+  opts = parseUpArgs(process.argv.slice(2), process.env, resolve(ROOT, ".periscope"));
+} catch (err) {
+  if (!(err instanceof UsageError)) throw err;
+  if (err.message) console.error(`scripts/up.sh: ${err.message}`);
+  console.error(err.usage);
   process.exit(2);
 }
 
-function parseArgs(argv: string[]): UpOptions {
-  const opts: UpOptions = {
-    interfaces: process.env.PERISCOPE_INTERFACES || undefined,
-    natsUrl: process.env.PERISCOPE_NATS_URL || undefined,
-    observerAddr: "localhost:4245",
-    observeArgs: ["-f"],
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const next = (): string => argv[++i] ?? usage();
-    if (a === "--interfaces") opts.interfaces = next();
-    else if (a === "--nats-url") opts.natsUrl = next();
-    else if (a === "--listen-address") opts.observerAddr = next();
-    else if (a === "--") {
-      opts.observeArgs = argv.slice(i + 1);
-      break;
-    } else usage();
-  }
-  return opts;
-}
-
-const opts = parseArgs(process.argv.slice(2));
 const log = createLogger("up", "warn");
-const logDir = resolve(ROOT, ".periscope/logs");
+const logDir = resolve(opts.stateDir, "logs");
 mkdirSync(logDir, { recursive: true });
-const sup = new Supervisor({ logFile: resolve(logDir, "services.log"), stopTimeoutMs: 8000 });
+const logFile = resolve(logDir, "services.log");
+const node = hostname();
+/** A line for the person at the terminal, also kept in the log file. */
+const say = (line: string): void => {
+  console.error(line);
+  appendFileSync(logFile, `[up] ${line}\n`);
+};
+const opsPort = (name: ServiceName): number => opts.opsPortBase + SERVICES.indexOf(name);
+
+let broker: OwnedBroker | undefined;
+let busNc: Parameters<typeof reportExited>[0] | undefined;
+const onEvent = (ev: SupervisorEvent): void => {
+  if (ev.kind === "restart") {
+    say(`${ev.name} restarted (pid ${ev.pid})`);
+  } else if (isService(ev.name) && busNc) {
+    // Watchers need not wait for the heartbeats to go stale: this one is gone.
+    reportExited(busNc, { service: ev.name, node, pid: ev.pid });
+  } else if (ev.name === "observe" && ev.code === 0) {
+    say("the services keep running; Ctrl-C stops everything");
+  }
+};
+const sup = new Supervisor({ logFile, stopTimeoutMs: 15_000, notice: say, onEvent });
 
 let topology: Topology | undefined;
 let traffic: DemoTraffic | undefined;
 let stopping: Promise<void> | undefined;
+let closeBus: (() => Promise<void>) | undefined;
 
-await cleanupStale(DEMO_PREFIX);
-// Services only connect; the broker is started here, once, when none is given or answering.
-const localNats =
-  opts.natsUrl === undefined && !(await canConnect("127.0.0.1", 4222))
-    ? await startLocalNats({ port: 4222, storeDir: resolve(ROOT, ".periscope/nats"), log })
-    : undefined;
-const bus = await connectBus({
-  url: opts.natsUrl,
-  name: "periscope-up",
-  firstConnectTimeoutMs: 10_000,
-  log,
-});
-const natsUrl = bus.url;
-
-async function shutdown(code: number): Promise<void> {
-  stopping ??= (async () => {
-    console.error("\nstopping Periscope…");
-    await traffic?.stop().catch((err) => log.error({ err }, "stopping demo traffic"));
-    await sup.stop();
-    await topology?.destroy().catch((err) => log.error({ err }, "removing demo topology"));
-    await bus.close();
-    await localNats?.stop();
-    console.error(`stopped; service logs in ${logDir}/services.log`);
-  })();
+/**
+ * Stops everything once. After a SIGINT (a terminal's Ctrl-C reaches every process of
+ * the group) the children are already stopping: wait for them instead of signalling
+ * again. Further signals never cut the stop short.
+ */
+async function shutdown(code: number, signal?: NodeJS.Signals): Promise<never> {
+  if (stopping) {
+    if (signal) say(`${signal} while stopping; finishing the cleanup first`);
+  } else {
+    stopping = (async () => {
+      say("\nstopping Periscope…");
+      await traffic?.stop().catch((err) => log.error({ err }, "stopping demo traffic"));
+      await sup.stop(15_000, { alreadySignalled: signal === "SIGINT", settleMs: 5000 });
+      await topology?.destroy().catch((err) => log.error({ err }, "removing demo topology"));
+      await closeBus?.();
+      await broker?.stop();
+      const restarts = [...SERVICES, "observe"]
+        .map((n) => [n, sup.restarts(n)] as const)
+        .filter(([, r]) => r > 0);
+      if (broker && broker.restarts() > 0) restarts.push(["nats-server", broker.restarts()]);
+      if (restarts.length > 0) say(`restarts: ${restarts.map(([n, r]) => `${n} ${r}`).join(", ")}`);
+      say(`stopped; service logs in ${logFile}`);
+    })();
+  }
   await stopping;
   process.exit(code);
 }
-process.on("SIGINT", () => void shutdown(0));
-process.on("SIGTERM", () => void shutdown(0));
+process.on("SIGINT", () => void shutdown(0, "SIGINT"));
+process.on("SIGTERM", () => void shutdown(0, "SIGTERM"));
 
 try {
+  await cleanupStale(opts.demoPrefix);
+  let natsUrl = opts.natsUrl;
+  if (natsUrl === undefined) {
+    if (await brokerAnswers(opts.natsPort)) {
+      natsUrl = `nats://127.0.0.1:${opts.natsPort}`;
+      say(`using the nats-server already answering on ${natsUrl} (not owned: not restarted here)`);
+    } else {
+      broker = await ownBroker({
+        port: opts.natsPort,
+        storeDir: resolve(opts.stateDir, "nats"),
+        notice: say,
+        log,
+      });
+      natsUrl = broker.url;
+    }
+  }
+  const bus = await connectBus({
+    url: natsUrl,
+    name: "periscope-up",
+    firstConnectTimeoutMs: 10_000,
+    log,
+  });
+  busNc = bus.nc;
+  closeBus = () => bus.close();
+
   let interfaces = opts.interfaces;
   if (!interfaces) {
-    topology = await createDemoTopology({ prefix: DEMO_PREFIX });
+    topology = await createDemoTopology({ prefix: opts.demoPrefix });
     const registry = await openEndpointRegistry(bus);
     for (const pod of topology.pods) {
       for (const ip of [pod.ipv4, pod.ipv6]) {
@@ -111,41 +140,53 @@ try {
     }
     registry.close();
     interfaces = topology.interfaces.join(",");
-    console.error(
+    say(
       `demo topology: ${topology.pods.map((p) => `${p.namespace}/${p.name} ${p.ipv4}`).join(", ")}`,
     );
   }
 
-  const common = { PERISCOPE_NATS_URL: natsUrl, PERISCOPE_LOG_LEVEL: "info" };
-  const service = (name: keyof typeof OPS, env: Record<string, string> = {}): void => {
-    sup.start(name, ["bun", "run", resolve(ROOT, `services/${name}/src/main.ts`)], {
-      env: { ...common, PERISCOPE_OPS_ADDR: `127.0.0.1:${OPS[name]}`, ...env },
-      cwd: ROOT,
-    });
+  const extraEnv: Record<ServiceName, Record<string, string>> = {
+    observer: { PERISCOPE_LISTEN_ADDR: opts.observerAddr },
+    enricher: {},
+    recorder: {},
+    collector: { PERISCOPE_INTERFACES: interfaces },
   };
-  service("observer", { PERISCOPE_LISTEN_ADDR: opts.observerAddr });
-  service("enricher");
-  service("recorder");
-  service("collector", { PERISCOPE_INTERFACES: interfaces });
-  for (const [name, port] of Object.entries(OPS)) {
+  for (const name of SERVICES) {
+    sup.start(name, ["bun", "run", resolve(ROOT, `services/${name}/src/main.ts`)], {
+      env: {
+        PERISCOPE_NATS_URL: natsUrl,
+        PERISCOPE_NODE_NAME: node,
+        PERISCOPE_LOG_LEVEL: "info",
+        PERISCOPE_OPS_ADDR: `127.0.0.1:${opsPort(name)}`,
+        ...extraEnv[name],
+      },
+      cwd: ROOT,
+      restart: {},
+    });
+  }
+  for (const name of SERVICES) {
     await waitFor(
       async () => {
-        const proc = sup.get(name);
-        if (proc && proc.exitCode() !== null) {
-          throw new Error(
-            `${name} exited with ${proc.exitCode()}:\n${proc.lines().slice(-15).join("\n")}`,
-          );
+        if (!sup.alive(name)) {
+          const lines = sup.get(name)?.lines().slice(-15).join("\n") ?? "";
+          throw new WaitAbortedError(`${name} exited and is not restarted:\n${lines}`);
         }
-        return (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined))?.ok === true;
+        const ready = await fetch(`http://127.0.0.1:${opsPort(name)}/readyz`).catch(
+          () => undefined,
+        );
+        return ready?.ok === true;
       },
-      { timeoutMs: 30_000, what: `${name} ready on :${port}` },
+      { timeoutMs: 30_000, what: `${name} ready on :${opsPort(name)}` },
     );
   }
-  console.error(`watching ${interfaces}; observer on ${opts.observerAddr}; Ctrl-C to stop`);
+  say(`watching ${interfaces}; observer on ${opts.observerAddr}; Ctrl-C to stop`);
 
   if (topology) traffic = await demoTraffic(topology);
 
-  const observe = Bun.spawn(
+  // The terminal stream: it reconnects by itself when the observer restarts; if it dies,
+  // it is restarted like the services; once it ends normally the services keep running.
+  sup.start(
+    "observe",
     [
       "bun",
       "run",
@@ -155,11 +196,11 @@ try {
       opts.observerAddr,
       ...opts.observeArgs,
     ],
-    { stdin: "ignore", stdout: "inherit", stderr: "inherit" },
+    { cwd: ROOT, output: "inherit", restart: { restartOnSuccess: false } },
   );
-  const code = await observe.exited;
-  await shutdown(stopping ? 0 : code);
+  // Runs until a signal: shutdown() exits the process.
+  setInterval(() => {}, 1 << 30);
 } catch (err) {
-  console.error(`periscope up failed: ${err instanceof Error ? err.message : String(err)}`);
+  say(`periscope up failed: ${err instanceof Error ? err.message : String(err)}`);
   await shutdown(1);
 }
