@@ -76,7 +76,9 @@ function setup(maxRecords = 3) {
     kernel,
     read,
     settle,
-    advance: (ms: number) => (now += ms),
+    advance: (ms: number): void => {
+      now += ms;
+    },
   };
 }
 
