@@ -8,7 +8,6 @@ import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { PodProcess } from "@periscope/devstack";
-import { waitFor } from "@periscope/devstack";
 import {
   type Flow,
   FlowFilterSchema,
@@ -17,6 +16,7 @@ import {
   TraceObservationPoint,
   Verdict,
 } from "@periscope/proto";
+import { loadedProgIds, waitFor } from "@periscope/testing";
 import { ROOT, type Stack, startStack, testPrefix } from "./harness.ts";
 
 type FilterInit = MessageInitShape<typeof FlowFilterSchema>;
@@ -513,10 +513,7 @@ describe("e2e", () => {
     // The kernel frees a program once its last reference is gone.
     await waitFor(
       async () => {
-        const r = Bun.spawnSync(["bpftool", "-j", "prog", "show"], { stdout: "pipe" });
-        const live = new Set(
-          (JSON.parse(r.stdout.toString()) as Array<{ id: number }>).map((p) => p.id),
-        );
+        const live = await loadedProgIds();
         return before.every((id) => !live.has(id));
       },
       { timeoutMs: 10_000, what: "the stopped collector's programs are freed" },

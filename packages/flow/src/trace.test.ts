@@ -31,7 +31,7 @@ function record(data: Uint8Array, obsPoint = 11, ifindex = 7): TraceRecord {
       flowHash: 0,
       l3Proto: 0x0800,
       pktType: 0,
-      netnsCookie: 0n,
+      netnsCookie: 4096n,
       data,
     }),
   );
@@ -62,7 +62,8 @@ const ctx: DecodeContext = {
   // 2024-11-22T02:50:00Z minus the 5.000000123 s boot stamp
   bootToRealtimeNs: 1_732_243_800_000_000_000n - 5_000_000_123n + 123_456_789n,
   endpoint: (ip) => endpoints[ip],
-  ifName: (i) => (i === 7 ? "veth-demo" : undefined),
+  // ifindex 7 is named only in the namespace the records come from
+  ifName: (i, cookie) => (i === 7 && cookie === 4096n ? "veth-demo" : undefined),
   uuid: () => "00000000-0000-4000-8000-000000000001",
 };
 

@@ -24,7 +24,7 @@ import {
 import type { TraceRecord } from "@periscope/wire";
 import { messageFactory } from "./message.ts";
 import { observationPoint, trafficDirection } from "./observation.ts";
-import { decodePacket, type LinkType } from "./packet/decode.ts";
+import { decodePacket } from "./packet/decode.ts";
 import type { DecodedPacket, L4Header } from "./packet/types.ts";
 import { packetSummary } from "./summary.ts";
 
@@ -51,12 +51,13 @@ export interface DecodeContext {
   bootToRealtimeNs: bigint;
   /** Endpoint owning an IP, if known. */
   endpoint?(ip: string): EndpointInfo | undefined;
-  /** Interface name for an ifindex on this node, if known. */
-  ifName?(ifindex: number): string | undefined;
+  /**
+   * Interface name for an ifindex in the network namespace with this cookie (the
+   * record's netns_cookie: ifindexes are per namespace), if known.
+   */
+  ifName?(ifindex: number, netnsCookie: bigint): string | undefined;
   /** Flow UUID generator; random v4 UUIDs when absent. */
   uuid?(): string;
-  /** First header in the capture; "ethernet" when absent. */
-  linkType?: LinkType;
 }
 
 /**
@@ -70,7 +71,8 @@ export interface DecodeContext {
  * @throws PacketDecodeError when the captured packet is malformed.
  */
 export function decodeTraceFlow(rec: TraceRecord, ctx: DecodeContext): Flow {
-  const packet = decodePacket(rec.data, ctx.linkType ?? "ethernet");
+  // tc hooks see Ethernet frames on the devices Periscope attaches to.
+  const packet = decodePacket(rec.data, "ethernet");
   const flow = newFlow();
   flow.time = bootTimeToTimestamp(rec.tsBootNs, ctx.bootToRealtimeNs);
   flow.uuid = ctx.uuid ? ctx.uuid() : crypto.randomUUID();
@@ -90,7 +92,7 @@ export function decodeTraceFlow(rec: TraceRecord, ctx: DecodeContext): Flow {
   if (rec.ifindex !== 0) {
     const iface = newInterface();
     iface.index = rec.ifindex;
-    iface.name = ctx.ifName?.(rec.ifindex) ?? "";
+    iface.name = ctx.ifName?.(rec.ifindex, rec.netnsCookie) ?? "";
     flow.interface = iface;
   }
   return flow;

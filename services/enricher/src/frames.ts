@@ -101,6 +101,7 @@ export function processFrame(data: Uint8Array, deps: FrameDeps): FrameResult {
     nodeName: node,
     bootToRealtimeNs: frame.bootToRealtimeNs,
     ...(deps.uuid ? { uuid: deps.uuid } : {}),
+    ...(deps.interfaceName ? { ifName: (ifindex, cookie) => interfaceName(cookie, ifindex) } : {}),
     endpoint: (ip) => {
       if (endpoints.has(ip)) return endpoints.get(ip);
       const found = deps.endpoint(ip);
@@ -114,11 +115,7 @@ export function processFrame(data: Uint8Array, deps: FrameDeps): FrameResult {
   };
   // Interface names per netns cookie and ifindex, also looked up once per frame.
   const ifNames = new Map<bigint, Map<number, string>>();
-  const interfaceName = (
-    lookup: NonNullable<FrameDeps["interfaceName"]>,
-    cookie: bigint,
-    ifindex: number,
-  ): string => {
+  const interfaceName = (cookie: bigint, ifindex: number): string => {
     let names = ifNames.get(cookie);
     if (names === undefined) {
       names = new Map();
@@ -126,7 +123,7 @@ export function processFrame(data: Uint8Array, deps: FrameDeps): FrameResult {
     }
     let name = names.get(ifindex);
     if (name === undefined) {
-      name = lookup(node, cookie, ifindex) ?? "";
+      name = deps.interfaceName?.(node, cookie, ifindex) ?? "";
       names.set(ifindex, name);
     }
     return name;
@@ -158,9 +155,6 @@ export function processFrame(data: Uint8Array, deps: FrameDeps): FrameResult {
       const rec = decodeTraceRecord(bytes);
       try {
         const f = decodeTraceFlow(rec, ctx);
-        if (f.interface && deps.interfaceName) {
-          f.interface.name = interfaceName(deps.interfaceName, rec.netnsCookie, rec.ifindex);
-        }
         deps.replies?.classify(f, nowMs);
         flow = newResponse();
         flow.nodeName = node;
