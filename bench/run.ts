@@ -7,6 +7,8 @@
  * - syn74-*, full1514-*: kernel → collector → NATS (bench/collector.ts).
  * - pipeline-*: kernel → collector → enricher → observer → GetFlows follow client at
  *   several rates, with latency and loss accounting (bench/pipeline.ts).
+ * - transport-*: the pipeline's two hops on core NATS vs JetStream (file, memory):
+ *   throughput, latency, loss (bench/transport.ts).
  *
  * Every program, child process and the nats-server it starts is ended before it exits,
  * also on failure and on SIGINT/SIGTERM.
@@ -18,8 +20,9 @@ import { runCollectorBench } from "./collector.ts";
 import { runDecodeBench } from "./decode.ts";
 import { runPipelineBench } from "./pipeline.ts";
 import { Teardown } from "./procs.ts";
+import { runTransportBench } from "./transport.ts";
 
-const PARTS = ["decode", "collector", "pipeline"] as const;
+const PARTS = ["decode", "collector", "pipeline", "transport"] as const;
 type Part = (typeof PARTS)[number];
 
 /** A command line the bench does not understand. */
@@ -62,10 +65,11 @@ async function main(): Promise<void> {
   const started = performance.now();
   try {
     if (parts.has("decode")) runDecodeBench();
-    if (!parts.has("collector") && !parts.has("pipeline")) return;
+    if (!parts.has("collector") && !parts.has("pipeline") && !parts.has("transport")) return;
     const nats = await startLocalNats({});
     teardown.push(() => nats.stop());
     if (parts.has("collector")) await runCollectorBench(nats);
+    if (parts.has("transport")) await runTransportBench(nats);
     if (parts.has("pipeline")) {
       const programs = new Set<TraceProgram>();
       teardown.push(() => {

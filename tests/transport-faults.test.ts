@@ -142,8 +142,15 @@ describe("transport faults", () => {
     );
     await Bun.sleep(3000); // the enricher stays dead for 3 s while the pings go on
     const stalled = await flowsReceived();
+    const restartedAt = performance.now();
     stack.restart("enricher-0");
-    const recovery = await recoveryMs(stalled);
+    await waitFor(`http://127.0.0.1:${stack.ops["enricher-0"]}/readyz`, {
+      timeoutMs: 30_000,
+      what: "restarted enricher ready",
+    });
+    const readyMs = Math.round(performance.now() - restartedAt);
+    const recovery = readyMs + (await recoveryMs(stalled));
+    console.log(`[transport-faults] enricher restart → ready ${readyMs} ms`);
     expect(await traffic).toBe(PINGS);
     const after = await accounted("enricher restart", before.produced + 4 * PINGS);
     report("enricher kill -9", recovery, before, after);
