@@ -15,7 +15,7 @@ import { createMetrics } from "@periscope/telemetry";
 import { createObserverMetrics, metricsInterceptor } from "./metrics.ts";
 import { observerRoutes } from "./routes.ts";
 import { FlowStore } from "./store.ts";
-import { sourceIp, testFlowResponse } from "./testing.ts";
+import { sourceIp, testFlowEvent } from "./testing.ts";
 
 const T0 = Date.UTC(2024, 4, 1, 10, 0, 0);
 
@@ -25,7 +25,7 @@ function setup(n = 10, maxFlows = 64) {
   const metrics = createObserverMetrics(createMetrics("observer"));
   for (let i = 0; i < n; i++) {
     store.add(
-      testFlowResponse({
+      testFlowEvent({
         timeMs: T0 + i * 1000,
         src: `10.0.0.${i + 1}`,
         verdict: i % 2 === 0 ? Verdict.FORWARDED : Verdict.DROPPED,
@@ -116,8 +116,8 @@ describe("observer GetFlows", () => {
     expect(sourceIp(first.value as GetFlowsResponse)).toBe("10.0.0.3");
     const pending = it.next();
     await followersWaiting(store);
-    store.add(testFlowResponse({ timeMs: T0 + 60_000, src: "192.168.1.1" }));
-    store.add(testFlowResponse({ timeMs: T0 + 61_000, src: "192.168.1.2" }));
+    store.add(testFlowEvent({ timeMs: T0 + 60_000, src: "192.168.1.1" }));
+    store.add(testFlowEvent({ timeMs: T0 + 61_000, src: "192.168.1.2" }));
     expect(sourceIp((await pending).value as GetFlowsResponse)).toBe("192.168.1.1");
     expect(sourceIp((await it.next()).value as GetFlowsResponse)).toBe("192.168.1.2");
     ac.abort();
@@ -134,8 +134,8 @@ describe("observer GetFlows", () => {
     const it = stream[Symbol.asyncIterator]();
     const pending = it.next();
     await followersWaiting(store);
-    store.add(testFlowResponse({ timeMs: T0, src: "172.16.0.1" }));
-    store.add(testFlowResponse({ timeMs: T0, src: "172.16.0.9" }));
+    store.add(testFlowEvent({ timeMs: T0, src: "172.16.0.1" }));
+    store.add(testFlowEvent({ timeMs: T0, src: "172.16.0.9" }));
     expect(sourceIp((await pending).value as GetFlowsResponse)).toBe("172.16.0.9");
     ac.abort();
   });
@@ -146,11 +146,10 @@ describe("observer GetFlows", () => {
     const it = client.getFlows({ follow: true }, { signal: ac.signal })[Symbol.asyncIterator]();
     const firstP = it.next();
     await followersWaiting(store);
-    store.add(testFlowResponse({ timeMs: T0, src: "10.9.0.0" }));
+    store.add(testFlowEvent({ timeMs: T0, src: "10.9.0.0" }));
     expect(sourceIp((await firstP).value as GetFlowsResponse)).toBe("10.9.0.0");
     // Ten writes into a 4-slot ring while the follower is not reading.
-    for (let i = 1; i <= 10; i++)
-      store.add(testFlowResponse({ timeMs: T0 + i, src: `10.9.0.${i}` }));
+    for (let i = 1; i <= 10; i++) store.add(testFlowEvent({ timeMs: T0 + i, src: `10.9.0.${i}` }));
     let lost = 0n;
     const delivered: string[] = [];
     while (delivered.at(-1) !== "10.9.0.10") {
@@ -198,7 +197,7 @@ describe("observer GetFlows", () => {
 describe("observer status", () => {
   test("observer - ServerStatus reports ring and node counters", async () => {
     const { client, store } = setup(10, 8);
-    store.add(testFlowResponse({ timeMs: T0, node: "node-b" }));
+    store.add(testFlowEvent({ timeMs: T0, node: "node-b" }));
     const s = await client.serverStatus({});
     expect(s.numFlows).toBe(8n);
     expect(s.maxFlows).toBe(8n);
@@ -212,7 +211,7 @@ describe("observer status", () => {
 
   test("observer - GetNodes lists nodes seen on the bus as connected", async () => {
     const { client, store } = setup(2);
-    store.add(testFlowResponse({ timeMs: T0, node: "node-b" }));
+    store.add(testFlowEvent({ timeMs: T0, node: "node-b" }));
     const { nodes } = await client.getNodes({});
     expect(nodes.map((n) => [n.name, n.state, n.seenFlows])).toEqual([
       ["node-a", NodeState.NODE_CONNECTED, 2n],

@@ -1,11 +1,13 @@
 import { describe, expect, test } from "bun:test";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { type GetFlowsResponse, GetFlowsResponseSchema } from "@periscope/proto";
+import { GetFlowsResponseSchema } from "@periscope/proto";
+import { StoredEvent } from "./event.ts";
 import { ReorderBuffer } from "./reorder.ts";
 
-const at = (ms: number): GetFlowsResponse =>
-  create(GetFlowsResponseSchema, { time: timestampFromMs(ms), nodeName: `t${ms}` });
+const event = (ms: number, nodeName: string): StoredEvent =>
+  StoredEvent.fromResponse(create(GetFlowsResponseSchema, { time: timestampFromMs(ms), nodeName }));
+const at = (ms: number): StoredEvent => event(ms, `t${ms}`);
 
 function setup(delayMs: number, maxPending?: number) {
   let now = 1000;
@@ -44,8 +46,8 @@ describe("reorder buffer", () => {
 
   test("reorder - equal times keep arrival order; a full buffer releases the earliest", () => {
     const { buf, out } = setup(1000, 2);
-    buf.add(create(GetFlowsResponseSchema, { time: timestampFromMs(5), nodeName: "a" }), "n");
-    buf.add(create(GetFlowsResponseSchema, { time: timestampFromMs(5), nodeName: "b" }), "n");
+    buf.add(event(5, "a"), "n");
+    buf.add(event(5, "b"), "n");
     buf.add(at(1), "n");
     expect(out).toEqual(["t1"]);
     buf.flush();

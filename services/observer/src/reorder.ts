@@ -1,16 +1,12 @@
-import type { GetFlowsResponse } from "@periscope/proto";
-import { responseNs, StoredEvent } from "./event.ts";
-
-/** What the sort buffer orders: decoded responses or stored events. */
-export type SortableEvent = GetFlowsResponse | StoredEvent;
+import type { StoredEvent } from "./event.ts";
 
 /** Where released events go (the flow store). */
-export interface EventSink<T extends SortableEvent = GetFlowsResponse> {
-  add(resp: T, node: string): void;
+export interface EventSink<T extends StoredEvent = StoredEvent> {
+  add(ev: T, node: string): void;
 }
 
 interface Pending<T> {
-  resp: T;
+  ev: T;
   node: string;
   ns: bigint;
   arrivedMs: number;
@@ -26,10 +22,6 @@ export interface ReorderOptions {
   now?: () => number;
 }
 
-function eventNs(resp: SortableEvent): bigint {
-  return resp instanceof StoredEvent ? resp.ns : responseNs(resp);
-}
-
 function before<T>(a: Pending<T>, b: Pending<T>): boolean {
   return a.ns < b.ns || (a.ns === b.ns && a.seq < b.seq);
 }
@@ -41,7 +33,7 @@ function before<T>(a: Pending<T>, b: Pending<T>): boolean {
  * first. An event arriving later than that window is still stored (slightly
  * out of order), never dropped.
  */
-export class ReorderBuffer<T extends SortableEvent = GetFlowsResponse> {
+export class ReorderBuffer<T extends StoredEvent = StoredEvent> {
   readonly #heap: Pending<T>[] = [];
   readonly #sink: EventSink<T>;
   readonly #delayMs: number;
@@ -62,12 +54,13 @@ export class ReorderBuffer<T extends SortableEvent = GetFlowsResponse> {
     return this.#heap.length;
   }
 
-  add(resp: T, node: string): void {
+  /** Holds `ev` (from `node`) until its wait is over; passes it straight on when the delay is 0. */
+  add(ev: T, node: string): void {
     if (this.#delayMs <= 0) {
-      this.#sink.add(resp, node);
+      this.#sink.add(ev, node);
       return;
     }
-    this.#push({ resp, node, ns: eventNs(resp), arrivedMs: this.#now(), seq: this.#seq++ });
+    this.#push({ ev, node, ns: ev.ns, arrivedMs: this.#now(), seq: this.#seq++ });
     while (this.#heap.length > this.#max) this.#release();
     this.#schedule();
   }
@@ -105,7 +98,7 @@ export class ReorderBuffer<T extends SortableEvent = GetFlowsResponse> {
 
   #release(): void {
     const top = this.#pop();
-    if (top) this.#sink.add(top.resp, top.node);
+    if (top) this.#sink.add(top.ev, top.node);
   }
 
   #push(p: Pending<T>): void {

@@ -1,5 +1,4 @@
-import type { GetFlowsResponse } from "@periscope/proto";
-import { StoredEvent } from "./event.ts";
+import type { StoredEvent } from "./event.ts";
 import { Ring } from "./ring.ts";
 
 /** What the observer knows about one node that published on the bus. */
@@ -59,8 +58,7 @@ export class FlowStore {
    * Stores one event received from `node` (the batch's publisher). Flows update the
    * counters, the node's record and the namespace list; lost events are stored as is.
    */
-  add(resp: GetFlowsResponse | StoredEvent, node?: string): void {
-    const ev = resp instanceof StoredEvent ? resp : StoredEvent.fromResponse(resp);
+  add(ev: StoredEvent, node?: string): void {
     this.ring.write(ev);
     const nowMs = this.#now();
     const name = ev.nodeName || (node ?? "");

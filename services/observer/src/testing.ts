@@ -9,6 +9,7 @@ import {
   IPVersion,
   Verdict,
 } from "@periscope/proto";
+import { StoredEvent } from "./event.ts";
 
 /** What a test flow may vary. */
 export interface TestFlowInit {
@@ -47,6 +48,11 @@ export function testFlowResponse(init: TestFlowInit): GetFlowsResponse {
     time,
     responseTypes: { case: "flow", value: flow },
   });
+}
+
+/** {@link testFlowResponse} as the observer stores it. */
+export function testFlowEvent(init: TestFlowInit): StoredEvent {
+  return StoredEvent.fromResponse(testFlowResponse(init));
 }
 
 /** The source IP of a flow response ("" for anything else); handy in assertions. */
