@@ -119,8 +119,8 @@ export interface ReconnectPolicy {
   readonly maxMs: number;
 }
 
-/** 250 ms doubling to 5 s, reset once a reconnected stream delivers. */
-export const DEFAULT_RECONNECT: ReconnectPolicy = Object.freeze({ initialMs: 250, maxMs: 5000 });
+/** 250 ms doubling to 2 s, reset once a reconnected stream delivers. */
+export const DEFAULT_RECONNECT: ReconnectPolicy = Object.freeze({ initialMs: 250, maxMs: 2000 });
 
 /** Errors after which asking again cannot help (the request itself is wrong). */
 const FINAL_CODES: ReadonlySet<Code> = new Set([
