@@ -1,12 +1,5 @@
-import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { flowPorts, formatCompact, formatJson } from "@periscope/flow";
-import {
-  type Endpoint,
-  type Flow,
-  type GetFlowsResponse,
-  LostEventSource,
-  Verdict,
-} from "@periscope/proto";
+import { formatCompact, formatDict, formatJson } from "@periscope/flow";
+import type { GetFlowsResponse } from "@periscope/proto";
 import { UsageError } from "./args.ts";
 
 /** Output formats of `periscope observe` (hubble's names). */
@@ -27,66 +20,6 @@ export function parseOutputFormat(value: string): OutputFormat {
 export interface PrinterOptions {
   /** Prefix compact lines with the node name. */
   readonly printNodeName: boolean;
-}
-
-function endpointText(
-  ip: string | undefined,
-  port: number | undefined,
-  ep: Endpoint | undefined,
-): string {
-  const who = ep && ep.podName !== "" ? `${ep.namespace}/${ep.podName}` : (ip ?? "");
-  return port ? `${who}:${port}` : who;
-}
-
-function summary(flow: Flow): string {
-  if (flow.Summary !== "") return flow.Summary;
-  const p = flow.l4?.protocol;
-  switch (p?.case) {
-    case "TCP": {
-      const flags = p.value.flags;
-      const set = flags
-        ? Object.entries(flags)
-            .filter(([k, v]) => k !== "$typeName" && v === true)
-            .map(([k]) => k)
-        : [];
-      return `TCP Flags: ${set.join(", ")}`;
-    }
-    case "ICMPv4":
-    case "ICMPv6":
-      return `${p.case} type ${p.value.type} code ${p.value.code}`;
-    case undefined:
-      return "";
-    default:
-      return p?.case ?? "";
-  }
-}
-
-/** Hubble's `-o dict`: one `KEY: value` block per event, separated by dashes. */
-export function formatDict(resp: GetFlowsResponse): string {
-  const time = resp.time ? timestampDate(resp.time).toISOString() : "N/A";
-  if (resp.responseTypes.case === "lostEvents") {
-    const lost = resp.responseTypes.value;
-    return [
-      `  TIMESTAMP: ${time}`,
-      `       TYPE: EVENTS LOST`,
-      `     SOURCE: ${LostEventSource[lost.source] ?? lost.source}`,
-      `  NUM LOST: ${lost.numEventsLost}`,
-      "------------",
-    ].join("\n");
-  }
-  if (resp.responseTypes.case !== "flow") return "";
-  const flow = resp.responseTypes.value;
-  const ports = flowPorts(flow);
-  return [
-    `  TIMESTAMP: ${time}`,
-    `     SOURCE: ${endpointText(flow.IP?.source, ports?.source, flow.source)}`,
-    `DESTINATION: ${endpointText(flow.IP?.destination, ports?.destination, flow.destination)}`,
-    `       TYPE: ${flow.eventType ? `type ${flow.eventType.type}` : ""}`,
-    `    VERDICT: ${Verdict[flow.verdict] ?? flow.verdict}`,
-    `    SUMMARY: ${summary(flow)}`,
-    `  NODE NAME: ${resp.nodeName}`,
-    "------------",
-  ].join("\n");
 }
 
 /** A function rendering one GetFlowsResponse as the text to print (no trailing newline). */

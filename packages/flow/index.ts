@@ -19,6 +19,7 @@ export {
 } from "./src/filters/compile.ts";
 export { FilterError } from "./src/filters/errors.ts";
 export { type CompactOptions, formatCompact } from "./src/format/compact.ts";
+export { formatDict } from "./src/format/dict.ts";
 export { flowTypeText, verdictText } from "./src/format/flow-type.ts";
 export { formatIdentity } from "./src/format/identity.ts";
 export { formatJson } from "./src/format/json.ts";
