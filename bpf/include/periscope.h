@@ -4,8 +4,10 @@
  * BPF programs emit. TypeScript mirrors these layouts in packages/wire and a
  * test compares them with the BTF of the compiled objects.
  *
- * Every record starts with struct pscope_hdr. Readers check `length` first,
- * then `version`, then read the type-specific fields at named offsets.
+ * Every record starts with struct pscope_hdr, which carries no length of its
+ * own: the ring buffer sample's size is the record's. Readers check that the
+ * sample holds the header, then `type` and `version`, then that it is exactly
+ * the type's fixed part + cap_len bytes, then read fields at named offsets.
  */
 #ifndef __PERISCOPE_H
 #define __PERISCOPE_H
@@ -38,7 +40,8 @@ struct pscope_hdr {
 	__u8 version;   /* per type format version */
 	__u8 flags;     /* PSCOPE_F_* */
 	__u32 source;   /* CPU that produced the record */
-	__u32 orig_len; /* original length of the packet on the wire, bytes */
+	__u32 orig_len; /* skb->len at the hook, bytes: from the L2 header on; a GSO/GRO
+	                 * skb counts all its segments, so it can exceed one wire frame */
 	__u32 cap_len;  /* bytes of packet data that follow the fixed part */
 };
 
