@@ -55,6 +55,8 @@ export interface Ingest {
   readonly batches: () => number;
   /** Records counted lost on the way (frames missing from a collector partition's sequence). */
   readonly lost: () => number;
+  /** Batches the stream removed before this consumer read them (stream sequence jumps). */
+  readonly streamGaps: () => number;
   /** Stops consuming and waits for the message loop to end. */
   stop(): Promise<void>;
 }
@@ -89,7 +91,7 @@ export function ingestBatch(
   const node = nodeFromSubject(subject);
   for (const ev of checked.events) sink.add(ev, node);
   if (checked.rejected > 0) {
-    sink.add(rejectedEventsLost(node, checked.rejected), node);
+    sink.add(rejectedEventsLost(node, checked.rejected, checked.rejectedNs), node);
     rejects?.events(subject, checked.rejected, checked.reason ?? "");
   }
   return checked.events.length;
@@ -212,13 +214,32 @@ export async function startIngest(opts: IngestOptions): Promise<Ingest> {
   }, 500);
 
   let batches = 0;
+  let streamGaps = 0;
+  let lastStreamSeq = 0;
   const rejects = createIngestRejects(log, metrics);
   const handle = (msg: JsMsg): void => {
     batches++;
     metrics?.batchesReceived.inc();
+    // This durable's only reader sees every stored batch in stream order; a jump means
+    // batches were removed (stream limits) before it got them. The frame ledger turns
+    // them into exact record counts once later frames show the hole.
+    const streamSeq = msg.info.streamSequence;
+    if (!msg.redelivered) {
+      if (lastStreamSeq > 0 && streamSeq > lastStreamSeq + 1) {
+        const removed = streamSeq - lastStreamSeq - 1;
+        streamGaps += removed;
+        metrics?.errors.inc({ kind: "stream_gap" }, removed);
+        log.warn(
+          { fromStreamSeq: lastStreamSeq + 1, batches: removed },
+          "flow batches removed from the stream before this observer read them",
+        );
+      }
+      lastStreamSeq = Math.max(lastStreamSeq, streamSeq);
+    }
+    let source: FrameSource | undefined;
+    const node = nodeFromSubject(msg.subject);
     try {
-      const source = readBatchSource(msg.data);
-      const node = nodeFromSubject(msg.subject);
+      source = readBatchSource(msg.data);
       if (source !== undefined) {
         const verdict = ledger.accept(
           `${node}/${source.bootId}/${source.partition}`,
@@ -236,6 +257,10 @@ export async function startIngest(opts: IngestOptions): Promise<Ingest> {
     } catch (err) {
       if (err instanceof MalformedBatchError) {
         rejects.batch(msg.subject, msg.data.length, err);
+        // The frame was accounted as received: its records are lost here.
+        if (source !== undefined && source.records > 0n) {
+          for (const ev of lostEvents(node, source.records)) reorder.add(ev, node);
+        }
         return;
       }
       metrics?.errors.inc({ kind: "ingest" });
@@ -260,6 +285,7 @@ export async function startIngest(opts: IngestOptions): Promise<Ingest> {
   return {
     batches: () => batches,
     lost: () => lostTotal,
+    streamGaps: () => streamGaps,
     async stop() {
       clearInterval(gapTimer);
       await messages.close();

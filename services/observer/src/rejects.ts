@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { type Timestamp, TimestampSchema, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { GetFlowsResponseSchema, LostEventSchema, LostEventSource } from "@periscope/proto";
 import { errorReason, type Logger, RateLimitedLog } from "@periscope/telemetry";
 import { StoredEvent } from "./event.ts";
@@ -58,20 +58,34 @@ export function createIngestRejects(
 /**
  * The LostEvent stored in place of `count` events from `node` that were dropped because
  * they do not decode (source UNKNOWN_LOST_EVENT_SOURCE, as the enricher reports records
- * it cannot decode).
+ * it cannot decode). It is dated `firstNs`, the first lost event's own time when that
+ * could be read (so it sorts where the events were), else now.
  */
-export function rejectedEventsLost(node: string, count: number): StoredEvent {
+export function rejectedEventsLost(node: string, count: number, firstNs?: bigint): StoredEvent {
+  const time = firstNs === undefined ? timestampFromMs(Date.now()) : timestampFromNs(firstNs);
   return StoredEvent.fromResponse(
     create(GetFlowsResponseSchema, {
       nodeName: node,
-      time: timestampFromMs(Date.now()),
+      time,
       responseTypes: {
         case: "lostEvents",
         value: create(LostEventSchema, {
           source: LostEventSource.UNKNOWN_LOST_EVENT_SOURCE,
           numEventsLost: BigInt(count),
+          ...(firstNs === undefined ? {} : { first: time }),
         }),
       },
     }),
   );
+}
+
+/** ns since the epoch → Timestamp (nanos in [0, 1e9) also before the epoch). */
+function timestampFromNs(ns: bigint): Timestamp {
+  let seconds = ns / 1_000_000_000n;
+  let nanos = Number(ns - seconds * 1_000_000_000n);
+  if (nanos < 0) {
+    seconds -= 1n;
+    nanos += 1_000_000_000;
+  }
+  return create(TimestampSchema, { seconds, nanos });
 }

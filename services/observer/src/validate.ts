@@ -371,6 +371,8 @@ export interface CheckedBatch {
   readonly rejected: number;
   /** What was wrong with the first rejected event (with its index in the batch). */
   readonly reason: string | undefined;
+  /** Time of the earliest rejected event whose time could still be read, ns since the epoch. */
+  readonly rejectedNs: bigint | undefined;
 }
 
 /**
@@ -383,6 +385,7 @@ export function readCheckedFlowBatch(payload: Uint8Array): CheckedBatch {
   const events: StoredEvent[] = [];
   let rejected = 0;
   let reason: string | undefined;
+  let rejectedNs: bigint | undefined;
   for (let index = 0; r.pos < payload.length; ) {
     const tag = r.uint32();
     const wt = tag & 7;
@@ -393,6 +396,8 @@ export function readCheckedFlowBatch(payload: Uint8Array): CheckedBatch {
       else {
         rejected++;
         reason ??= `event ${index}: ${bad}`;
+        const ns = timeOf(payload, r.pos, end);
+        if (ns !== undefined && (rejectedNs === undefined || ns < rejectedNs)) rejectedNs = ns;
       }
       index++;
       r.pos = end;
@@ -402,5 +407,15 @@ export function readCheckedFlowBatch(payload: Uint8Array): CheckedBatch {
       r.skip(wt);
     }
   }
-  return { events, rejected, reason };
+  return { events, rejected, reason, rejectedNs };
+}
+
+/** The time of a rejected event as the shallow reader sees it; undefined if unreadable or 0. */
+function timeOf(buf: Uint8Array, start: number, end: number): bigint | undefined {
+  try {
+    const ns = StoredEvent.fromBytes(buf, start, end).ns;
+    return ns === 0n ? undefined : ns;
+  } catch {
+    return undefined; // its time is as broken as the rest; the caller uses the current time
+  }
 }
