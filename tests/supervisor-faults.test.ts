@@ -5,7 +5,7 @@
  * terminal's flow stream carries on.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { waitFor } from "@periscope/devstack";
+import { runOk, waitFor } from "@periscope/devstack";
 import { testPrefix } from "./harness.ts";
 import { startUp, type UpProcess } from "./up-process.ts";
 
@@ -92,5 +92,29 @@ test("faults - kill -9 of the observer: only the observer restarts and the flow 
   expect((await up.status()).presence?.state).toBe("ok");
   console.error(
     `observer kill -9: stream reconnected after ${reconnectedAt - killedAt} ms, new flows after ${resumedAt - killedAt} ms`,
+  );
+}, 60_000);
+
+test("faults - kill -9 of the owned nats-server: restarted on the same port and store, flows resume", async () => {
+  const port = new URL(up.natsUrl.replace(/^nats:/, "http:")).port;
+  const ss = await runOk(["ss", "-Hltnp", `sport = :${port}`]);
+  const victim = Number(/pid=(\d+)/.exec(ss)?.[1] ?? 0);
+  expect(victim).toBeGreaterThan(0);
+  const before = up.servicePids();
+  const killedAt = Date.now();
+  process.kill(victim, "SIGKILL");
+  await up.waitForStderr(/nats-server exited; restarting in 1s \(restart #1\)/);
+  await up.waitForStderr(/nats-server restarted on nats:\/\/127\.0\.0\.1:\d+/);
+  const restartedAt = Date.now();
+  const lines = lineCount();
+  await waitFor(() => lineCount() > lines + 5, {
+    timeoutMs: 30_000,
+    what: "flows after the broker restart",
+  });
+  const resumedAt = Date.now();
+  // The services reconnected; none of them was restarted.
+  expect(up.servicePids()).toEqual(before);
+  console.error(
+    `nats-server kill -9: restarted after ${restartedAt - killedAt} ms, flows on stdout again after ${resumedAt - killedAt} ms`,
   );
 }, 60_000);
