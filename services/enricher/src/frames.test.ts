@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import type { EndpointInfo } from "@periscope/model";
 import { LostEventSource } from "@periscope/proto";
+import { ethernet, ipv4, tcp } from "@periscope/testing";
 import {
   encodeRawFrame,
   encodeTraceRecord,
@@ -14,21 +15,10 @@ import { processFrame } from "./frames.ts";
 
 /** Ethernet + IPv4 + TCP SYN from 10.200.0.10:40000 to 10.200.0.11:8080. */
 function tcpSyn(): Uint8Array {
-  const b = new Uint8Array(14 + 20 + 20);
-  const v = new DataView(b.buffer);
-  b.set([0x02, 0, 0, 0, 0, 0x0b, 0x02, 0, 0, 0, 0, 0x0a], 0);
-  v.setUint16(12, 0x0800);
-  b[14] = 0x45;
-  v.setUint16(16, 40);
-  b[22] = 64;
-  b[23] = 6;
-  b.set([10, 200, 0, 10], 26);
-  b.set([10, 200, 0, 11], 30);
-  v.setUint16(34, 40000);
-  v.setUint16(36, 8080);
-  b[46] = 0x50;
-  b[47] = 0x02; // SYN
-  return b;
+  return ethernet(
+    { src: "02:00:00:00:00:0a", dst: "02:00:00:00:00:0b", etherType: 0x0800 },
+    ipv4({ src: "10.200.0.10", dst: "10.200.0.11", protocol: 6 }, tcp(40000, 8080, ["SYN"])),
+  );
 }
 
 function traceRecord(data: Uint8Array): Uint8Array {
