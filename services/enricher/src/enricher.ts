@@ -88,6 +88,10 @@ export async function startEnricher(
     log,
     describe: (n) => `skipped ${n} malformed raw frames`,
   });
+  const skippedLog = new RateLimitedLog({
+    log,
+    describe: (n) => `skipped ${n} undecodable records`,
+  });
   const publishLog = new RateLimitedLog({
     log,
     describe: (n) => `${n} flow batch publishes refused; frames will be redelivered`,
@@ -187,9 +191,10 @@ export async function startEnricher(
       for (const [kind, n] of failures) {
         lost.inc({ where: `enricher_${kind}` }, n);
         errors.inc({ kind }, n);
-        log.warn(
-          { node: frame.nodeName, kind, count: n, sample: failureSamples.get(kind) },
-          "records skipped",
+        skippedLog.note(
+          `${kind}: ${failureSamples.get(kind) ?? ""}`,
+          { node: frame.nodeName, kind },
+          n,
         );
       }
       batch.source = create(FrameSourceSchema, {
