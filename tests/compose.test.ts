@@ -224,14 +224,16 @@ describe("compose", () => {
   });
 
   test.each([...OUR_SERVICES])(
-    "compose - every PERISCOPE_* variable of %s is read by its config module",
+    "compose - every PERISCOPE_* variable of %s is read by its config module or the common settings",
     (name) => {
       const configPath = join(ROOT, "services", name, "src", "config.ts");
       if (!existsSync(configPath)) {
         console.warn(`SKIP env check for ${name}: ${configPath} does not exist yet`);
         return;
       }
-      const known = new Set(readFileSync(configPath, "utf8").match(/PERISCOPE_[A-Z0-9_]+/g) ?? []);
+      const commonPath = join(ROOT, "packages", "config", "common.ts");
+      const text = readFileSync(configPath, "utf8") + readFileSync(commonPath, "utf8");
+      const known = new Set(text.match(/PERISCOPE_[A-Z0-9_]+/g) ?? []);
       const used = envNames(svc(name)).filter((n) => n.startsWith("PERISCOPE_"));
       expect(used.length).toBeGreaterThan(0);
       expect(used.filter((n) => !known.has(n))).toEqual([]);

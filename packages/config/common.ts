@@ -22,7 +22,7 @@ export type CommonSettingNames = typeof COMMON_SETTINGS & SettingEnvNames;
 
 /** The part of every service's configuration that {@link COMMON_SETTINGS} hold. */
 export interface CommonConfig {
-  /** NATS URL (or comma list); undefined means the local default, started if nothing answers. */
+  /** NATS URL (or comma list); undefined means the default (`nats://127.0.0.1:4222`). */
   readonly natsUrl: string | undefined;
   /** Node name as given (default: the hostname); sanitized only where it goes into subjects. */
   readonly nodeName: string;
@@ -48,7 +48,7 @@ export interface CommonOptions {
  * and log level. Throws ConfigError naming the first bad one.
  */
 export function parseCommonSettings(
-  settings: Settings<CommonSetting>,
+  settings: Pick<Settings<CommonSetting>, "get" | "source">,
   options: CommonOptions,
 ): CommonConfig {
   const field = (setting: CommonSetting): string =>
@@ -62,4 +62,16 @@ export function parseCommonSettings(
     }),
     logLevel: parseLogLevel(field("log-level"), settings.get("log-level") ?? "info"),
   };
+}
+
+/**
+ * Validates the common settings read by readServiceSettings: NATS URL, node name, ops
+ * address (port 0 allowed; `opsAddr` is the service's default) and log level. Throws
+ * ConfigError naming where the first bad value came from (`--ops-addr` or `PERISCOPE_OPS_ADDR`).
+ */
+export function parseCommonConfig(
+  settings: Pick<Settings<CommonSetting>, "get" | "source">,
+  opsAddr: string,
+): CommonConfig {
+  return parseCommonSettings(settings, { opsAddr, fieldFromSource: true });
 }

@@ -29,15 +29,15 @@ describe("config", () => {
   });
 
   test.each([
-    [["--ops-addr", "nonsense"], {}, "ops-addr"],
-    [[], { PERISCOPE_OPS_ADDR: "127.0.0.1:70000" }, "ops-addr"],
-    [["--log-level=loud"], {}, "log-level"],
-    [[], { PERISCOPE_NATS_URL: "http://x:1" }, "nats-url"],
-    [["--nats-url", "nats://a:1,bogus"], {}, "nats-url"],
-    [["--node-name", " "], {}, "node-name"],
-    [["--bogus", "1"], {}, "bogus"],
-    [["--ops-addr"], {}, "ops-addr"],
-    [["positional"], {}, "positional"],
+    [["--ops-addr", "nonsense"], {}, "--ops-addr"],
+    [[], { PERISCOPE_OPS_ADDR: "127.0.0.1:70000" }, "PERISCOPE_OPS_ADDR"],
+    [["--log-level=loud"], {}, "--log-level"],
+    [[], { PERISCOPE_NATS_URL: "http://x:1" }, "PERISCOPE_NATS_URL"],
+    [["--nats-url", "nats://a:1,bogus"], {}, "--nats-url"],
+    [["--node-name", " "], {}, "--node-name"],
+    [["--bogus", "1"], {}, "--bogus"],
+    [["--ops-addr"], {}, "--ops-addr"],
+    [["positional"], {}, "argv"],
   ] as const)("config - bad input %p %p names the field %p", (argv, env, field) => {
     let caught: unknown;
     try {
