@@ -72,6 +72,9 @@ let topology: Topology | undefined;
 let traffic: DemoTraffic | undefined;
 let stopping: Promise<void> | undefined;
 let closeBus: (() => Promise<void>) | undefined;
+/** Aborted once a stop is asked for: startup then ends at its next step. */
+const stopRequested = new AbortController();
+let startup: Promise<void> = Promise.resolve();
 
 /**
  * Stops everything once. After a SIGINT (a terminal's Ctrl-C reaches every process of
@@ -82,8 +85,10 @@ async function shutdown(code: number, signal?: NodeJS.Signals): Promise<never> {
   if (stopping) {
     if (signal) say(`${signal} while stopping; finishing the cleanup first`);
   } else {
+    stopRequested.abort();
     stopping = (async () => {
       say("\nstopping Periscope…");
+      await startup.catch(() => undefined); // what it created is known once it has returned
       await traffic?.stop().catch((err) => log.error({ err }, "stopping demo traffic"));
       await sup.stop(15_000, { alreadySignalled: signal === "SIGINT", settleMs: 5000 });
       await topology?.destroy().catch((err) => log.error({ err }, "removing demo topology"));
@@ -103,7 +108,9 @@ async function shutdown(code: number, signal?: NodeJS.Signals): Promise<never> {
 process.on("SIGINT", () => void shutdown(0, "SIGINT"));
 process.on("SIGTERM", () => void shutdown(0, "SIGTERM"));
 
-try {
+/** Everything up to the flow stream; returns early when a stop is asked for. */
+async function startAll(): Promise<void> {
+  const stop = stopRequested.signal;
   await cleanupStale(opts.demoPrefix);
   let natsUrl = opts.natsUrl;
   if (natsUrl === undefined) {
@@ -124,12 +131,14 @@ try {
     url: natsUrl,
     name: "periscope-up",
     firstConnectTimeoutMs: 10_000,
+    signal: stop,
     log,
   });
   busNc = bus.nc;
   closeBus = () => bus.close();
 
   let interfaces = opts.interfaces;
+  if (stop.aborted) return;
   if (!interfaces) {
     topology = await createDemoTopology({ prefix: opts.demoPrefix });
     const registry = await openEndpointRegistry(bus);
@@ -151,6 +160,7 @@ try {
     recorder: {},
     collector: { PERISCOPE_INTERFACES: interfaces },
   };
+  if (stop.aborted) return;
   for (const name of SERVICES) {
     sup.start(name, ["bun", "run", resolve(ROOT, `services/${name}/src/main.ts`)], {
       env: {
@@ -167,6 +177,7 @@ try {
   for (const name of SERVICES) {
     await waitFor(
       async () => {
+        if (stop.aborted) throw new WaitAbortedError("stopping");
         if (!sup.alive(name)) {
           const lines = sup.get(name)?.lines().slice(-15).join("\n") ?? "";
           throw new WaitAbortedError(`${name} exited and is not restarted:\n${lines}`);
@@ -182,6 +193,7 @@ try {
   say(`watching ${interfaces}; observer on ${opts.observerAddr}; Ctrl-C to stop`);
 
   if (topology) traffic = await demoTraffic(topology);
+  if (stop.aborted) return;
 
   // The terminal stream: it reconnects by itself when the observer restarts; if it dies,
   // it is restarted like the services; once it ends normally the services keep running.
@@ -198,9 +210,16 @@ try {
     ],
     { cwd: ROOT, output: "inherit", restart: { restartOnSuccess: false } },
   );
+}
+
+startup = startAll();
+try {
+  await startup;
   // Runs until a signal: shutdown() exits the process.
   setInterval(() => {}, 1 << 30);
 } catch (err) {
-  say(`periscope up failed: ${err instanceof Error ? err.message : String(err)}`);
+  if (!stopRequested.signal.aborted) {
+    say(`periscope up failed: ${err instanceof Error ? err.message : String(err)}`);
+  }
   await shutdown(1);
 }
