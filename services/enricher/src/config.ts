@@ -1,9 +1,8 @@
 import {
   type CommonConfig,
-  type CommonSettingNames,
   ConfigError,
-  parseCommonSettings,
-  readSettings,
+  parseCommonConfig,
+  readServiceSettings,
 } from "@periscope/config";
 
 export { ConfigError } from "@periscope/config";
@@ -14,14 +13,14 @@ export interface EnricherConfig extends CommonConfig {
   readonly queueGroup: string;
 }
 
-/** Flag name (without `--`) → environment variable. */
-const ENV_NAMES = {
-  "nats-url": "PERISCOPE_NATS_URL",
-  "node-name": "PERISCOPE_NODE_NAME",
-  "ops-addr": "PERISCOPE_OPS_ADDR",
-  "log-level": "PERISCOPE_LOG_LEVEL",
+/**
+ * The enricher's own settings, flag name (without `--`) → environment variable; the common
+ * ones (PERISCOPE_NATS_URL, PERISCOPE_NODE_NAME, PERISCOPE_OPS_ADDR, PERISCOPE_LOG_LEVEL)
+ * come from `@periscope/config`.
+ */
+const OWN_SETTINGS = {
   "queue-group": "PERISCOPE_ENRICHER_QUEUE_GROUP",
-} as const satisfies CommonSettingNames;
+} as const;
 
 /**
  * Parse flags (taking precedence) and environment into a frozen config.
@@ -31,11 +30,14 @@ export function loadConfig(
   argv: readonly string[] = process.argv.slice(2),
   env: Record<string, string | undefined> = process.env,
 ): Readonly<EnricherConfig> {
-  const settings = readSettings(ENV_NAMES, argv, env, { flagField: "flag" });
-  const common = parseCommonSettings(settings, { opsAddr: "127.0.0.1:9402" });
+  const settings = readServiceSettings(OWN_SETTINGS, argv, env);
+  const common = parseCommonConfig(settings, "127.0.0.1:9402");
   const queueGroup = settings.get("queue-group") ?? "enrichers";
   if (!/^[A-Za-z0-9_-]+$/.test(queueGroup)) {
-    throw new ConfigError("queue-group", `"${queueGroup}" may only hold letters, digits, _ and -`);
+    throw new ConfigError(
+      settings.source("queue-group"),
+      `"${queueGroup}" may only hold letters, digits, _ and -`,
+    );
   }
   return Object.freeze({ ...common, queueGroup });
 }
