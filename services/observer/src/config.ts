@@ -1,11 +1,9 @@
 import {
   type CommonConfig,
-  type CommonSettingNames,
   checkHostPort,
   type LogLevel,
-  parseCommonSettings,
-  parseInteger,
-  readSettings,
+  parseCommonConfig,
+  readServiceSettings,
 } from "@periscope/config";
 
 export { ConfigError } from "@periscope/config";
@@ -38,18 +36,18 @@ export const OBSERVER_DEFAULTS = Object.freeze({
 /** Largest ring we accept; beyond this memory use stops being "recent flows". */
 export const MAX_FLOWS_LIMIT = 1 << 22;
 
-/** Flag name (without `--`) → environment variable. */
-const ENV_NAMES = {
-  "nats-url": "PERISCOPE_NATS_URL",
-  "node-name": "PERISCOPE_NODE_NAME",
-  "ops-addr": "PERISCOPE_OPS_ADDR",
-  "log-level": "PERISCOPE_LOG_LEVEL",
+/**
+ * The observer's own settings, flag name (without `--`) → environment variable; the common
+ * ones (PERISCOPE_NATS_URL, PERISCOPE_NODE_NAME, PERISCOPE_OPS_ADDR, PERISCOPE_LOG_LEVEL)
+ * come from `@periscope/config`.
+ */
+const OWN_SETTINGS = {
   "listen-address": "PERISCOPE_LISTEN_ADDR",
   "max-flows": "PERISCOPE_MAX_FLOWS",
   "sort-buffer-ms": "PERISCOPE_SORT_BUFFER_MS",
   "max-request-bytes": "PERISCOPE_MAX_REQUEST_BYTES",
   "max-filters": "PERISCOPE_MAX_FILTERS",
-} as const satisfies CommonSettingNames;
+} as const;
 
 /**
  * Builds the frozen config from command-line flags (win) and environment variables.
@@ -60,43 +58,17 @@ export function parseConfig(
   argv: readonly string[],
   env: Readonly<Record<string, string | undefined>>,
 ): ObserverConfig {
-  const s = readSettings(ENV_NAMES, argv, env, { flagField: "flag" });
-  const common = parseCommonSettings(s, {
-    opsAddr: OBSERVER_DEFAULTS.opsAddr,
-    fieldFromSource: true,
-  });
-  const listenAddr = checkHostPort(
-    s.source("listen-address"),
-    s.get("listen-address") ?? OBSERVER_DEFAULTS.listenAddr,
-    { allowPortZero: true },
-  );
-  const maxFlowsRaw = s.get("max-flows");
-  const maxFlows =
-    maxFlowsRaw === undefined
-      ? OBSERVER_DEFAULTS.maxFlows
-      : parseInteger(s.source("max-flows"), maxFlowsRaw, 1, MAX_FLOWS_LIMIT);
-  const sortRaw = s.get("sort-buffer-ms");
-  const sortBufferMs =
-    sortRaw === undefined
-      ? OBSERVER_DEFAULTS.sortBufferMs
-      : parseInteger(s.source("sort-buffer-ms"), sortRaw, 0, 60_000);
-  const reqRaw = s.get("max-request-bytes");
-  const maxRequestBytes =
-    reqRaw === undefined
-      ? OBSERVER_DEFAULTS.maxRequestBytes
-      : parseInteger(s.source("max-request-bytes"), reqRaw, 1024, 1 << 30);
-  const filtersRaw = s.get("max-filters");
-  const maxFilters =
-    filtersRaw === undefined
-      ? OBSERVER_DEFAULTS.maxFilters
-      : parseInteger(s.source("max-filters"), filtersRaw, 1, 100_000);
+  const s = readServiceSettings(OWN_SETTINGS, argv, env);
+  const d = OBSERVER_DEFAULTS;
   return Object.freeze({
-    ...common,
-    listenAddr,
-    maxFlows,
-    sortBufferMs,
-    maxRequestBytes,
-    maxFilters,
+    ...parseCommonConfig(s, d.opsAddr),
+    listenAddr: checkHostPort(s.source("listen-address"), s.get("listen-address") ?? d.listenAddr, {
+      allowPortZero: true,
+    }),
+    maxFlows: s.integer("max-flows", d.maxFlows, 1, MAX_FLOWS_LIMIT),
+    sortBufferMs: s.integer("sort-buffer-ms", d.sortBufferMs, 0, 60_000),
+    maxRequestBytes: s.integer("max-request-bytes", d.maxRequestBytes, 1024, 1 << 30),
+    maxFilters: s.integer("max-filters", d.maxFilters, 1, 100_000),
   });
 }
 
