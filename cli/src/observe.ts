@@ -193,7 +193,8 @@ export async function runObserve(
         const text = print(resp);
         if (text !== "") out(text);
       }
-      if (!follow || signal.aborted) return 0;
+      // A stream with --until ends on purpose once it is reached.
+      if (!follow || signal.aborted || opts.request.until !== undefined) return 0;
       reason = "the server ended the stream";
     } catch (e) {
       if (isCanceled(e, signal)) return 0;
