@@ -87,34 +87,34 @@ describe("config", () => {
   });
 
   test.each([
-    { argv: ["--capture-len=0"], field: "capture-len" },
-    { argv: ["--capture-len=1537"], field: "capture-len" },
-    { argv: ["--capture-len=12x"], field: "capture-len" },
-    { argv: ["--capture-len=-5"], field: "capture-len" },
-    { argv: ["--partitions=0"], field: "partitions" },
-    { argv: ["--frame-max-records=0"], field: "frame-max-records" },
-    { argv: ["--frame-max-delay-ms=1.5"], field: "frame-max-delay-ms" },
-    { argv: ["--interfaces=eth0,eth0"], field: "interfaces" },
-    { argv: ["--interfaces=averyveryverylongname"], field: "interfaces" },
-    { argv: ["--interfaces=eth:0"], field: "interfaces" },
-    { argv: ["--interfaces=ns/a/b"], field: "interfaces" },
-    { argv: ["--interfaces=../eth0"], field: "interfaces" },
-    { argv: ["--interfaces=ns/"], field: "interfaces" },
-    { argv: ["--interfaces=/eth0"], field: "interfaces" },
-    { argv: ["--interfaces=veth[0"], field: "interfaces" },
-    { argv: ["--interfaces=ns/eth[]"], field: "interfaces" },
-    { argv: ["--interfaces=ns*/"], field: "interfaces" },
-    { argv: ["--interfaces=e:*"], field: "interfaces" },
-    { argv: ["--interfaces=veth*,veth*"], field: "interfaces" },
-    { argv: ["--discovery-interval-ms=99"], field: "discovery-interval-ms" },
-    { argv: ["--discovery-interval-ms=soon"], field: "discovery-interval-ms" },
-    { argv: ["--nats-url=http://x:1"], field: "nats-url" },
-    { argv: ["--nats-url=nats://"], field: "nats-url" },
-    { argv: ["--ops-addr=9401"], field: "ops-addr" },
-    { argv: ["--ops-addr=127.0.0.1:70000"], field: "ops-addr" },
-    { argv: ["--log-level=loud"], field: "log-level" },
-    { argv: ["--no-such-flag=1"], field: "no-such-flag" },
-    { argv: ["--partitions"], field: "partitions" },
+    { argv: ["--capture-len=0"], field: "--capture-len" },
+    { argv: ["--capture-len=1537"], field: "--capture-len" },
+    { argv: ["--capture-len=12x"], field: "--capture-len" },
+    { argv: ["--capture-len=-5"], field: "--capture-len" },
+    { argv: ["--partitions=0"], field: "--partitions" },
+    { argv: ["--frame-max-records=0"], field: "--frame-max-records" },
+    { argv: ["--frame-max-delay-ms=1.5"], field: "--frame-max-delay-ms" },
+    { argv: ["--interfaces=eth0,eth0"], field: "--interfaces" },
+    { argv: ["--interfaces=averyveryverylongname"], field: "--interfaces" },
+    { argv: ["--interfaces=eth:0"], field: "--interfaces" },
+    { argv: ["--interfaces=ns/a/b"], field: "--interfaces" },
+    { argv: ["--interfaces=../eth0"], field: "--interfaces" },
+    { argv: ["--interfaces=ns/"], field: "--interfaces" },
+    { argv: ["--interfaces=/eth0"], field: "--interfaces" },
+    { argv: ["--interfaces=veth[0"], field: "--interfaces" },
+    { argv: ["--interfaces=ns/eth[]"], field: "--interfaces" },
+    { argv: ["--interfaces=ns*/"], field: "--interfaces" },
+    { argv: ["--interfaces=e:*"], field: "--interfaces" },
+    { argv: ["--interfaces=veth*,veth*"], field: "--interfaces" },
+    { argv: ["--discovery-interval-ms=99"], field: "--discovery-interval-ms" },
+    { argv: ["--discovery-interval-ms=soon"], field: "--discovery-interval-ms" },
+    { argv: ["--nats-url=http://x:1"], field: "--nats-url" },
+    { argv: ["--nats-url=nats://"], field: "--nats-url" },
+    { argv: ["--ops-addr=9401"], field: "--ops-addr" },
+    { argv: ["--ops-addr=127.0.0.1:70000"], field: "--ops-addr" },
+    { argv: ["--log-level=loud"], field: "--log-level" },
+    { argv: ["--no-such-flag=1"], field: "--no-such-flag" },
+    { argv: ["--partitions"], field: "--partitions" },
     { argv: ["stray"], field: "argv" },
   ])("config - rejects $argv naming $field", ({ argv, field }) => {
     let error: unknown;
@@ -140,9 +140,9 @@ describe("config", () => {
     expect(loadConfig(argv, env).discoveryIntervalMs).toBe(want);
   });
 
-  test("config - bad environment value names the setting", () => {
+  test("config - bad environment value names the variable", () => {
     expect(() => loadConfig([], { PERISCOPE_PARTITIONS: "many" })).toThrow(
-      /^partitions: "many" is not an integer/,
+      /^PERISCOPE_PARTITIONS: "many" is not an integer/,
     );
   });
 

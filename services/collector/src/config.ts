@@ -1,11 +1,9 @@
 import { resolve } from "node:path";
 import {
   type CommonConfig,
-  type CommonSettingNames,
   ConfigError,
-  parseCommonSettings,
-  parseInteger,
-  readSettings,
+  parseCommonConfig,
+  readServiceSettings,
 } from "@periscope/config";
 import { DEFAULT_CAPTURE, MAX_CAPTURE } from "@periscope/model";
 import { compilePattern, GlobError, type InterfacePattern, isGlob } from "./patterns.ts";
@@ -54,12 +52,12 @@ export interface CollectorConfig extends CommonConfig {
 /** Default path of the trace object: <repo>/bpf/build/trace.bpf.o. */
 export const DEFAULT_BPF_OBJECT = resolve(import.meta.dir, "../../../bpf/build/trace.bpf.o");
 
-/** Setting name (as a flag, without `--`) → environment variable. */
-const ENV_NAMES = {
-  "nats-url": "PERISCOPE_NATS_URL",
-  "node-name": "PERISCOPE_NODE_NAME",
-  "ops-addr": "PERISCOPE_OPS_ADDR",
-  "log-level": "PERISCOPE_LOG_LEVEL",
+/**
+ * The collector's own settings, flag name (without `--`) → environment variable; the common
+ * ones (PERISCOPE_NATS_URL, PERISCOPE_NODE_NAME, PERISCOPE_OPS_ADDR, PERISCOPE_LOG_LEVEL)
+ * come from `@periscope/config`.
+ */
+const OWN_SETTINGS = {
   interfaces: "PERISCOPE_INTERFACES",
   "capture-len": "PERISCOPE_CAPTURE_LEN",
   partitions: "PERISCOPE_PARTITIONS",
@@ -69,8 +67,7 @@ const ENV_NAMES = {
   "bpf-object": "PERISCOPE_BPF_OBJECT",
   "attach-retry-ms": "PERISCOPE_ATTACH_RETRY_MS",
   "discovery-interval-ms": "PERISCOPE_DISCOVERY_INTERVAL_MS",
-} as const satisfies CommonSettingNames;
-type Setting = keyof typeof ENV_NAMES;
+} as const;
 
 /** Linux dev_valid_name(): 1..15 bytes, not "." or "..", no "/", ":" or whitespace. */
 function validIfname(name: string): boolean {
@@ -99,9 +96,9 @@ function validGlob(glob: string, device: boolean): boolean {
 
 /**
  * Parses the comma list of `[<netns>/]<ifname>`; either part may be a glob (`*`, `?`,
- * `[...]`). Empty entries are ignored, duplicates rejected.
+ * `[...]`). Empty entries are ignored, duplicates rejected: ConfigError for `field`.
  */
-export function parseInterfaces(raw: string): InterfacePattern[] {
+export function parseInterfaces(raw: string, field = "interfaces"): InterfacePattern[] {
   const out: InterfacePattern[] = [];
   const seen = new Set<string>();
   for (const part of raw.split(",")) {
@@ -111,17 +108,17 @@ export function parseInterfaces(raw: string): InterfacePattern[] {
     const netns = slash === -1 ? undefined : entry.slice(0, slash);
     const ifname = slash === -1 ? entry : entry.slice(slash + 1);
     if (netns !== undefined && !(isGlob(netns) ? validGlob(netns, false) : validNetns(netns)))
-      throw new ConfigError("interfaces", `bad netns name in "${entry}"`);
+      throw new ConfigError(field, `bad netns name in "${entry}"`);
     if (!(isGlob(ifname) ? validGlob(ifname, true) : validIfname(ifname)))
-      throw new ConfigError("interfaces", `bad interface name in "${entry}"`);
-    if (seen.has(entry)) throw new ConfigError("interfaces", `"${entry}" is listed twice`);
+      throw new ConfigError(field, `bad interface name in "${entry}"`);
+    if (seen.has(entry)) throw new ConfigError(field, `"${entry}" is listed twice`);
     seen.add(entry);
     const pattern = Object.freeze(netns === undefined ? { ifname } : { ifname, netns });
     try {
       compilePattern(pattern);
     } catch (cause) {
       if (!(cause instanceof GlobError)) throw cause;
-      throw new ConfigError("interfaces", `bad pattern "${entry}": ${cause.message}`, { cause });
+      throw new ConfigError(field, `bad pattern "${entry}": ${cause.message}`, { cause });
     }
     out.push(pattern);
   }
@@ -138,21 +135,17 @@ export function loadConfig(
   argv: readonly string[] = Bun.argv.slice(2),
   env: Readonly<Record<string, string | undefined>> = process.env,
 ): CollectorConfig {
-  const settings = readSettings(ENV_NAMES, argv, env, { positionalField: "argv", trim: true });
-  const int = (s: Setting, def: number, min: number, max: number): number => {
-    const v = settings.get(s);
-    return v === undefined ? def : parseInteger(s, v, min, max);
-  };
+  const s = readServiceSettings(OWN_SETTINGS, argv, env);
   return Object.freeze({
-    ...parseCommonSettings(settings, { opsAddr: "127.0.0.1:9401" }),
-    interfaces: Object.freeze(parseInterfaces(settings.get("interfaces") ?? "")),
-    captureLen: int("capture-len", DEFAULT_CAPTURE, 1, MAX_CAPTURE),
-    partitions: int("partitions", 1, 1, 65536),
-    frameMaxRecords: int("frame-max-records", 256, 1, 65536),
-    frameMaxDelayMs: int("frame-max-delay-ms", 50, 1, 60_000),
-    publishQueueFrames: int("publish-queue-frames", 1024, 1, 1_000_000),
-    bpfObjectPath: resolve(settings.get("bpf-object") ?? DEFAULT_BPF_OBJECT),
-    attachRetryMs: int("attach-retry-ms", 5000, 100, 3_600_000),
-    discoveryIntervalMs: int("discovery-interval-ms", 2000, 100, 3_600_000),
+    ...parseCommonConfig(s, "127.0.0.1:9401"),
+    interfaces: Object.freeze(parseInterfaces(s.get("interfaces") ?? "", s.source("interfaces"))),
+    captureLen: s.integer("capture-len", DEFAULT_CAPTURE, 1, MAX_CAPTURE),
+    partitions: s.integer("partitions", 1, 1, 65536),
+    frameMaxRecords: s.integer("frame-max-records", 256, 1, 65536),
+    frameMaxDelayMs: s.integer("frame-max-delay-ms", 50, 1, 60_000),
+    publishQueueFrames: s.integer("publish-queue-frames", 1024, 1, 1_000_000),
+    bpfObjectPath: resolve(s.get("bpf-object") ?? DEFAULT_BPF_OBJECT),
+    attachRetryMs: s.integer("attach-retry-ms", 5000, 100, 3_600_000),
+    discoveryIntervalMs: s.integer("discovery-interval-ms", 2000, 100, 3_600_000),
   });
 }
