@@ -86,6 +86,7 @@ async function shutdown(code: number, signal?: NodeJS.Signals): Promise<never> {
     if (signal) say(`${signal} while stopping; finishing the cleanup first`);
   } else {
     stopRequested.abort();
+    sup.releaseAll(); // children exiting on the terminal's Ctrl-C are not restarted
     stopping = (async () => {
       say("\nstopping Periscope…");
       await startup.catch(() => undefined); // what it created is known once it has returned

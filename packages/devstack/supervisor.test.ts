@@ -198,6 +198,22 @@ describe("supervisor", () => {
     expect(sup.alive("once")).toBe(false);
   });
 
+  test("supervisor - after releaseAll an exit is neither restarted nor announced", async () => {
+    const notices: string[] = [];
+    const sup = make({ sink: () => {}, notice: (l) => notices.push(l) });
+    const p = sup.start("svc", ["sh", "-c", "echo up; exec sleep 30"], {
+      restart: { initialMs: 20 },
+    });
+    await p.waitForLine(/^up$/);
+    sup.releaseAll();
+    p.kill("SIGINT");
+    await p.exited;
+    await Bun.sleep(100); // past the restart delay: nothing may have been started
+    expect(sup.get("svc")?.pid).toBe(p.pid);
+    expect(sup.restarts("svc")).toBe(0);
+    expect(notices).toEqual([]);
+  });
+
   test("supervisor - stop after a group signal waits instead of signalling again", async () => {
     const sup = make({ sink: () => {} });
     const p = sup.start("graceful", [

@@ -279,6 +279,14 @@ export class Supervisor {
     return Object.fromEntries([...this.#procs].map(([n, p]) => [n, p.exitCode()]));
   }
 
+  /**
+   * A stop is under way: from now on nothing is restarted and exits are not announced
+   * (children may already be exiting on a terminal's Ctrl-C). {@link stop} does this too.
+   */
+  releaseAll(): void {
+    for (const name of this.#slots.keys()) this.#release(name);
+  }
+
   /** Ends supervision of `name`: no restart from now on; a pending one is cancelled. */
   #release(name: string): void {
     const slot = this.#slots.get(name);
