@@ -1,5 +1,5 @@
 import type { LogLevel } from "./log-level.ts";
-import type { SettingEnvNames, Settings } from "./settings.ts";
+import type { ServiceSettings } from "./settings.ts";
 import { checkHostPort, checkNatsUrl, parseLogLevel, resolveNodeName } from "./validate.ts";
 
 /** Settings every service has (docs/internals.md): flag name → environment variable. */
@@ -13,13 +13,6 @@ export const COMMON_SETTINGS = {
 /** One of {@link COMMON_SETTINGS}' names. */
 export type CommonSetting = keyof typeof COMMON_SETTINGS;
 
-/**
- * A service's settings table holding the common ones under their usual names; each
- * service spells them out (`as const satisfies CommonSettingNames`) so that its config
- * module lists every variable it reads.
- */
-export type CommonSettingNames = typeof COMMON_SETTINGS & SettingEnvNames;
-
 /** The part of every service's configuration that {@link COMMON_SETTINGS} hold. */
 export interface CommonConfig {
   /** NATS URL (or comma list); undefined means the default (`nats://127.0.0.1:4222`). */
@@ -32,46 +25,23 @@ export interface CommonConfig {
   readonly logLevel: LogLevel;
 }
 
-/** Options for {@link parseCommonSettings}. */
-export interface CommonOptions {
-  /** The service's ops address when none is set. */
-  readonly opsAddr: string;
-  /**
-   * Name errors by where the value came from (`--ops-addr` or `PERISCOPE_OPS_ADDR`)
-   * instead of by the setting (`ops-addr`). Default false.
-   */
-  readonly fieldFromSource?: boolean;
-}
-
-/**
- * Validates the common settings: NATS URL, node name, ops address (port 0 allowed)
- * and log level. Throws ConfigError naming the first bad one.
- */
-export function parseCommonSettings(
-  settings: Pick<Settings<CommonSetting>, "get" | "source">,
-  options: CommonOptions,
-): CommonConfig {
-  const field = (setting: CommonSetting): string =>
-    options.fieldFromSource ? settings.source(setting) : setting;
-  const natsUrl = settings.get("nats-url");
-  return {
-    natsUrl: natsUrl === undefined ? undefined : checkNatsUrl(field("nats-url"), natsUrl),
-    nodeName: resolveNodeName(field("node-name"), settings.get("node-name")),
-    opsAddr: checkHostPort(field("ops-addr"), settings.get("ops-addr") ?? options.opsAddr, {
-      allowPortZero: true,
-    }),
-    logLevel: parseLogLevel(field("log-level"), settings.get("log-level") ?? "info"),
-  };
-}
-
 /**
  * Validates the common settings read by readServiceSettings: NATS URL, node name, ops
  * address (port 0 allowed; `opsAddr` is the service's default) and log level. Throws
  * ConfigError naming where the first bad value came from (`--ops-addr` or `PERISCOPE_OPS_ADDR`).
  */
 export function parseCommonConfig(
-  settings: Pick<Settings<CommonSetting>, "get" | "source">,
+  settings: Pick<ServiceSettings<CommonSetting>, "get" | "source">,
   opsAddr: string,
 ): CommonConfig {
-  return parseCommonSettings(settings, { opsAddr, fieldFromSource: true });
+  const natsUrl = settings.get("nats-url");
+  const field = (setting: CommonSetting): string => settings.source(setting);
+  return {
+    natsUrl: natsUrl === undefined ? undefined : checkNatsUrl(field("nats-url"), natsUrl),
+    nodeName: resolveNodeName(field("node-name"), settings.get("node-name")),
+    opsAddr: checkHostPort(field("ops-addr"), settings.get("ops-addr") ?? opsAddr, {
+      allowPortZero: true,
+    }),
+    logLevel: parseLogLevel(field("log-level"), settings.get("log-level") ?? "info"),
+  };
 }

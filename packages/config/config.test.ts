@@ -1,21 +1,19 @@
 import { describe, expect, test } from "bun:test";
 import { hostname } from "node:os";
 import {
-  COMMON_SETTINGS,
   ConfigError,
   checkHostPort,
   checkNatsUrl,
-  parseCommonSettings,
+  parseCommonConfig,
   parseHostPort,
   parseInteger,
   parseLogLevel,
   parsePositiveInteger,
-  type ReadSettingsOptions,
-  readSettings,
+  readServiceSettings,
   resolveNodeName,
 } from "./index.ts";
 
-const NAMES = { "ops-addr": "PERISCOPE_OPS_ADDR", "max-flows": "PERISCOPE_MAX_FLOWS" } as const;
+const OWN = { "max-flows": "PERISCOPE_MAX_FLOWS" } as const;
 
 /** The ConfigError `fn` throws (fails the test when it throws nothing or something else). */
 function configErrorOf(fn: () => unknown): ConfigError {
@@ -74,22 +72,19 @@ describe("config", () => {
     { name: "last flag wins", argv: ["--ops-addr=f:6", "--ops-addr", "g:7"], env: {}, want: "g:7" },
     { name: "value may look like a flag", argv: ["--ops-addr", "--x"], env: {}, want: "--x" },
   ])("config - settings read $name", ({ argv, env, want, source }) => {
-    const s = readSettings(NAMES, argv, env);
+    const s = readServiceSettings(OWN, argv, env);
     expect(s.get("ops-addr")).toBe(want);
     if (source !== undefined) expect(s.source("ops-addr")).toBe(source);
     expect(s.get("max-flows")).toBeUndefined();
   });
 
-  test.each<{ argv: string[]; options?: ReadSettingsOptions; field: string }>([
-    { argv: ["--bogus=1"], field: "bogus" },
-    { argv: ["--bogus", "1"], options: { flagField: "flag" }, field: "--bogus" },
-    { argv: ["--ops-addr"], field: "ops-addr" },
-    { argv: ["--max-flows"], options: { flagField: "flag" }, field: "--max-flows" },
-    { argv: ["stray"], field: "stray" },
-    { argv: ["stray"], options: { positionalField: "argv" }, field: "argv" },
+  test.each([
+    { argv: ["--bogus=1"], field: "--bogus" },
+    { argv: ["--ops-addr"], field: "--ops-addr" },
+    { argv: ["stray"], field: "argv" },
     { argv: ["-x"], field: "-x" },
-  ])("config - settings reject $argv naming $field", ({ argv, options, field }) => {
-    const err = configErrorOf(() => readSettings(NAMES, argv, {}, options));
+  ])("config - settings reject $argv naming $field", ({ argv, field }) => {
+    const err = configErrorOf(() => readServiceSettings(OWN, argv, {}));
     expect(err.field).toBe(field);
     expect(err.message).toStartWith(`${field}: `);
   });
@@ -196,19 +191,14 @@ describe("config", () => {
     expect(configErrorOf(() => resolveNodeName("node-name", raw)).field).toBe("node-name");
   });
 
-  test.each([
-    { raw: " a:1 ", trim: true, want: "a:1" },
-    { raw: " \t", trim: true, want: undefined },
-    { raw: " a:1 ", trim: false, want: " a:1 " },
-    { raw: " ", trim: false, want: " " },
-  ])("config - settings with trim $trim read $raw as $want", ({ raw, trim, want }) => {
-    const s = readSettings(NAMES, [], { PERISCOPE_OPS_ADDR: raw }, { trim });
-    expect(s.get("ops-addr")).toBe(want);
+  test("config - values are taken as given (no trimming)", () => {
+    const s = readServiceSettings(OWN, [], { PERISCOPE_OPS_ADDR: " a:1 " });
+    expect(s.get("ops-addr")).toBe(" a:1 ");
   });
 
   test("config - common settings defaults", () => {
-    const s = readSettings(COMMON_SETTINGS, [], {});
-    expect(parseCommonSettings(s, { opsAddr: "127.0.0.1:9999" })).toEqual({
+    const s = readServiceSettings({}, [], {});
+    expect(parseCommonConfig(s, "127.0.0.1:9999")).toEqual({
       natsUrl: undefined,
       nodeName: hostname(),
       opsAddr: "127.0.0.1:9999",
@@ -217,12 +207,12 @@ describe("config", () => {
   });
 
   test("config - common settings from flags and environment", () => {
-    const s = readSettings(COMMON_SETTINGS, ["--node-name=n1", "--ops-addr", "[::1]:0"], {
+    const s = readServiceSettings({}, ["--node-name=n1", "--ops-addr", "[::1]:0"], {
       PERISCOPE_NATS_URL: "nats://nats:4222",
       PERISCOPE_NODE_NAME: "loses",
       PERISCOPE_LOG_LEVEL: "debug",
     });
-    expect(parseCommonSettings(s, { opsAddr: "127.0.0.1:9999" })).toEqual({
+    expect(parseCommonConfig(s, "127.0.0.1:9999")).toEqual({
       natsUrl: "nats://nats:4222",
       nodeName: "n1",
       opsAddr: "[::1]:0",
@@ -231,23 +221,15 @@ describe("config", () => {
   });
 
   test.each([
-    { argv: ["--nats-url=http://x"], env: {}, fromSource: false, field: "nats-url" },
-    { argv: ["--node-name", " "], env: {}, fromSource: false, field: "node-name" },
-    { argv: [], env: { PERISCOPE_OPS_ADDR: "x" }, fromSource: false, field: "ops-addr" },
-    { argv: ["--log-level=loud"], env: {}, fromSource: false, field: "log-level" },
-    { argv: ["--nats-url=http://x"], env: {}, fromSource: true, field: "--nats-url" },
-    { argv: [], env: { PERISCOPE_OPS_ADDR: "x" }, fromSource: true, field: "PERISCOPE_OPS_ADDR" },
-    { argv: [], env: { PERISCOPE_LOG_LEVEL: "x" }, fromSource: true, field: "PERISCOPE_LOG_LEVEL" },
-  ])(
-    "config - common settings reject $argv $env naming $field",
-    ({ argv, env, fromSource, field }) => {
-      const s = readSettings(COMMON_SETTINGS, argv, env);
-      const err = configErrorOf(() =>
-        parseCommonSettings(s, { opsAddr: "127.0.0.1:1", fieldFromSource: fromSource }),
-      );
-      expect(err.field).toBe(field);
-    },
-  );
+    { argv: ["--nats-url=http://x"], env: {}, field: "--nats-url" },
+    { argv: ["--node-name", " "], env: {}, field: "--node-name" },
+    { argv: [], env: { PERISCOPE_OPS_ADDR: "x" }, field: "PERISCOPE_OPS_ADDR" },
+    { argv: ["--log-level=loud"], env: {}, field: "--log-level" },
+    { argv: [], env: { PERISCOPE_LOG_LEVEL: "x" }, field: "PERISCOPE_LOG_LEVEL" },
+  ])("config - common settings reject $argv $env naming $field", ({ argv, env, field }) => {
+    const s = readServiceSettings({}, argv, env);
+    expect(configErrorOf(() => parseCommonConfig(s, "127.0.0.1:1")).field).toBe(field);
+  });
 
   test.each([
     ["127.0.0.1:9401", { host: "127.0.0.1", port: 9401 }],

@@ -1,11 +1,8 @@
 export {
   COMMON_SETTINGS,
   type CommonConfig,
-  type CommonOptions,
   type CommonSetting,
-  type CommonSettingNames,
   parseCommonConfig,
-  parseCommonSettings,
 } from "./common.ts";
 export { ConfigError } from "./errors.ts";
 export { type HostPort, parseHostPort } from "./host-port.ts";
@@ -14,12 +11,7 @@ export {
   POSITIONAL_FIELD,
   readServiceSettings,
   type ServiceSettings,
-} from "./service-settings.ts";
-export {
-  type ReadSettingsOptions,
-  readSettings,
   type SettingEnvNames,
-  type Settings,
 } from "./settings.ts";
 export {
   checkHostPort,

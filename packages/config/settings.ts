@@ -1,67 +1,78 @@
+import { parseArgs } from "node:util";
+import { COMMON_SETTINGS, type CommonSetting } from "./common.ts";
 import { ConfigError } from "./errors.ts";
+import { parseInteger } from "./validate.ts";
 
-/** Setting names (the flag without `--`, e.g. `ops-addr`) mapped to their environment variables. */
+/** Setting names (the flag without `--`, e.g. `max-flows`) mapped to their environment variables. */
 export type SettingEnvNames = Readonly<Record<string, string>>;
 
-/** How {@link readSettings} names the field of errors about the command line. */
-export interface ReadSettingsOptions {
-  /** `"name"` (default) reports a bad flag as `ops-addr`, `"flag"` as `--ops-addr`. */
-  readonly flagField?: "name" | "flag";
-  /** Field reported for an argument that is not a flag; default: the argument itself. */
-  readonly positionalField?: string;
-  /** Trim values; one that is only white space then counts as unset. Default false. */
-  readonly trim?: boolean;
-}
+/** Field of errors about command-line arguments that are not flags. */
+export const POSITIONAL_FIELD = "argv";
 
-/** Raw setting values from flags and environment, before any validation. */
-export interface Settings<S extends string> {
+/** A service's raw setting values from flags and environment, before any validation. */
+export interface ServiceSettings<S extends string> {
   /** The flag's value if given, else the environment's; an empty string counts as unset. */
   get(setting: S): string | undefined;
-  /** Where {@link get} looked last: `--<setting>` when the flag was given, else the variable's name. */
+  /**
+   * Where {@link get} looked last: `--<setting>` when the flag was given, else the
+   * variable's name. Every ConfigError about a value names this as its field.
+   */
   source(setting: S): string;
+  /** The setting as an integer in `min..max`, `fallback` when unset; ConfigError naming its source. */
+  integer(setting: S, fallback: number, min: number, max: number): number;
 }
 
 /**
- * Reads `--name value` and `--name=value` flags for the known settings and merges them
- * with the `PERISCOPE_*` environment; flags win. Throws {@link ConfigError} for a flag
- * that is not a setting, a flag without its value, or an argument that is not a flag.
+ * Reads a service's settings: the common ones ({@link COMMON_SETTINGS}: NATS URL, node
+ * name, ops address, log level), declared once here, plus `own`. Flags (`--name value` or
+ * `--name=value`, parsed by node:util parseArgs) win over the `PERISCOPE_*` environment.
+ * Throws {@link ConfigError} for an unknown flag (field: the flag as given), a flag without
+ * its value (field: the flag) or an argument that is not a flag (field {@link POSITIONAL_FIELD}).
  */
-export function readSettings<const T extends SettingEnvNames>(
-  names: T,
+export function readServiceSettings<const T extends SettingEnvNames>(
+  own: T,
   argv: readonly string[],
   env: Readonly<Record<string, string | undefined>>,
-  options: ReadSettingsOptions = {},
-): Settings<keyof T & string> {
-  type S = keyof T & string;
-  const isSetting = (name: string): name is S => Object.hasOwn(names, name);
-  const fieldOf = (name: string): string => (options.flagField === "flag" ? `--${name}` : name);
-  const envNames: Readonly<Record<S, string>> = names;
-  const flags = new Map<S, string>();
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] ?? "";
-    if (!arg.startsWith("--")) {
-      throw new ConfigError(options.positionalField ?? arg, `unexpected argument "${arg}"`);
+): ServiceSettings<CommonSetting | (keyof T & string)> {
+  type S = CommonSetting | (keyof T & string);
+  for (const name of Object.keys(own)) {
+    if (Object.hasOwn(COMMON_SETTINGS, name)) {
+      throw new TypeError(`setting "${name}" is common; do not declare it again`);
     }
-    const eq = arg.indexOf("=");
-    const name = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
-    if (!isSetting(name)) throw new ConfigError(fieldOf(name), `unknown flag "--${name}"`);
-    let value: string | undefined;
-    if (eq !== -1) value = arg.slice(eq + 1);
-    else {
-      i++;
-      value = argv[i];
-    }
-    if (value === undefined) throw new ConfigError(fieldOf(name), "flag needs a value");
-    flags.set(name, value);
   }
-  return {
+  const names: Readonly<Record<S, string>> = { ...COMMON_SETTINGS, ...own };
+  const isSetting = (name: string): name is S => Object.hasOwn(names, name);
+  const { tokens } = parseArgs({
+    args: [...argv],
+    options: Object.fromEntries(Object.keys(names).map((n) => [n, { type: "string" as const }])),
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+  });
+  const flags = new Map<S, string>();
+  for (const token of tokens) {
+    if (token.kind === "positional") {
+      throw new ConfigError(POSITIONAL_FIELD, `unexpected argument "${token.value}"`);
+    }
+    if (token.kind !== "option") continue;
+    if (!isSetting(token.name)) {
+      throw new ConfigError(token.rawName, `unknown flag "${token.rawName}"`);
+    }
+    if (token.value === undefined) throw new ConfigError(`--${token.name}`, "flag needs a value");
+    flags.set(token.name, token.value);
+  }
+  const settings: ServiceSettings<S> = {
     get(setting) {
-      const raw = flags.get(setting) ?? env[envNames[setting]];
-      const value = options.trim ? raw?.trim() : raw;
+      const value = flags.get(setting) ?? env[names[setting]];
       return value === "" ? undefined : value;
     },
     source(setting) {
-      return flags.has(setting) ? `--${setting}` : envNames[setting];
+      return flags.has(setting) ? `--${setting}` : names[setting];
+    },
+    integer(setting, fallback, min, max) {
+      const raw = settings.get(setting);
+      return raw === undefined ? fallback : parseInteger(settings.source(setting), raw, min, max);
     },
   };
+  return settings;
 }
