@@ -116,7 +116,8 @@ function rawGetFlows(addr: string, body: Buffer): Promise<grpc.StatusObject> {
     call.on("error", () => undefined);
     call.on("status", (s: grpc.StatusObject) => {
       client.close();
-      done(s);
+      // grpc-message is percent-encoded on the wire; this path hands it over as is.
+      done({ ...s, details: decodeURIComponent(s.details) });
     });
   });
 }
@@ -230,6 +231,23 @@ describe("observer faults", () => {
     expect(err).toBeInstanceOf(ConnectError);
     expect((err as ConnectError).code).toBe(Code.InvalidArgument);
     expect((err as ConnectError).rawMessage).toContain("at most 128");
+  }, 30_000);
+
+  test("faults - 4 MiB of empty filters is refused before it is decoded", async () => {
+    // 2 bytes per filter: ~2M FlowFilter messages if decoded (~50 µs and ~30 KiB each).
+    const body = Buffer.alloc(4 * 1024 * 1024 - 64);
+    for (let i = 0; i < body.length; i += 2) body[i] = 0x32;
+    const before = peakRss(main.pid());
+    const t0 = performance.now();
+    const status = await rawGetFlows(main.addr, body);
+    const ms = performance.now() - t0;
+    const after = peakRss(main.pid());
+    console.log(
+      `4 MiB of empty filters: ${status.details} in ${ms.toFixed(0)} ms; peak RSS ${(before / 2 ** 20).toFixed(0)} → ${(after / 2 ** 20).toFixed(0)} MiB`,
+    );
+    expect(status.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(status.details).toStartWith(`too many filters: ${body.length / 2} `);
+    expect(after - before).toBeLessThan(64 * 2 ** 20);
   }, 30_000);
 
   test("faults - cancelled follow streams are counted as canceled", async () => {

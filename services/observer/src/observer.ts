@@ -25,6 +25,7 @@ import type { StoredEvent } from "./event.ts";
 import type { ObserverMetrics } from "./metrics.ts";
 import { applyPresence, type PresenceSource } from "./presence.ts";
 import { type EventQuery, QueryError, readEvents, validateQuery } from "./query.ts";
+import { tooManyFilters } from "./request-guard.ts";
 import type { FlowStore } from "./store.ts";
 
 /** What the Observer service implementation needs. */
@@ -59,14 +60,8 @@ function checkQuery(q: EventQuery): void {
  */
 function buildMatcher(req: GetFlowsRequest, maxFilters: number): (ev: StoredEvent) => boolean {
   if (req.whitelist.length === 0 && req.blacklist.length === 0) return () => true;
-  const filters = req.whitelist.length + req.blacklist.length;
-  if (filters > maxFilters) {
-    throw new ConnectError(
-      `too many filters: ${filters} (whitelist ${req.whitelist.length}, blacklist ` +
-        `${req.blacklist.length}); this server accepts at most ${maxFilters} per request`,
-      Code.InvalidArgument,
-    );
-  }
+  const tooMany = tooManyFilters(req.whitelist.length, req.blacklist.length, maxFilters);
+  if (tooMany) throw tooMany;
   let filter: ReturnType<typeof compileFilters>;
   try {
     filter = compileFilters(req.whitelist, req.blacklist);

@@ -17,6 +17,7 @@ import { type Ingest, startIngest } from "./ingest.ts";
 import { createObserverMetrics, metricsInterceptor, type ObserverMetrics } from "./metrics.ts";
 import { REQUIRED_SERVICES } from "./presence.ts";
 import { reflectionRoutes } from "./reflection.ts";
+import { guardRequest } from "./request-guard.ts";
 import { observerRoutes } from "./routes.ts";
 import { FlowStore } from "./store.ts";
 
@@ -53,9 +54,13 @@ export interface RunningObserver {
 async function listenH2c(
   handler: ReturnType<typeof connectNodeAdapter>,
   addr: string,
+  prepare: (req: http2.Http2ServerRequest) => void,
 ): Promise<{ server: http2.Http2Server; sessions: Set<http2.ServerHttp2Session> }> {
   const { host, port } = parseHostPort(addr);
-  const server = http2.createServer(handler);
+  const server = http2.createServer((req, res) => {
+    prepare(req);
+    handler(req, res);
+  });
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on("session", (s: http2.ServerHttp2Session) => {
     sessions.add(s);
@@ -137,7 +142,9 @@ export async function startObserver(
       // Requests larger than this end with ResourceExhausted before they are buffered.
       readMaxBytes: config.maxRequestBytes,
     });
-    const { server, sessions } = await listenH2c(handler, config.listenAddr);
+    const { server, sessions } = await listenH2c(handler, config.listenAddr, (req) =>
+      guardRequest(req, config.maxFilters, config.maxRequestBytes),
+    );
     const grace = opts.shutdownGraceMs ?? 2000;
     cleanups.push(async () => {
       stopping.abort();
