@@ -83,6 +83,7 @@ test.each([1, 2, 3])(
       expect(progs.filter((id) => loaded.has(id))).toEqual([]);
       // Both signals reach the run command too; the second is reported, not acted on.
       expect(up.stderr()).toMatch(/(SIGINT|SIGTERM) while stopping; finishing the cleanup first/);
+      expect(up.stderr()).not.toMatch(/restarting in|exited with code [1-9]/);
       console.error(`Ctrl-C + SIGTERM: stopped and detached in ${stoppedMs} ms`);
     } finally {
       await up.stop();
