@@ -83,7 +83,8 @@ export async function runService<C extends { readonly logLevel: LogLevel }>(
     log.fatal({ err }, "failed to start");
     process.exit(1);
   }
-  const companion = svc.companion?.(config, log);
+  // Not when a signal came during start: the service is about to stop anyway.
+  const companion = first === undefined ? svc.companion?.(config, log) : undefined;
   const signal = await signalled;
   log.info({ signal }, "shutting down");
   try {
