@@ -2,7 +2,7 @@ import type { PresenceBeat } from "./presence-beat.ts";
 
 /** Options for {@link PresenceTable}. */
 export interface PresenceTableOptions {
-  /** An instance is stale after this many of its heartbeat intervals without one (default 2.5). */
+  /** An instance is stale after this many of its heartbeat intervals without one (default 3). */
   readonly staleIntervals?: number;
   /** A lost instance nobody replaced is dropped after this long, ms (default 600000). */
   readonly forgetAfterMs?: number;
@@ -11,7 +11,7 @@ export interface PresenceTableOptions {
    * (e.g. `{ enricher: "flows are not being decoded" }`).
    */
   readonly required?: Readonly<Record<string, string>>;
-  /** Required services count as missing only once the table is this old, ms (default 2500). */
+  /** Required services count as missing only once the table is this old, ms (default 3000). */
   readonly graceMs?: number;
 }
 
@@ -80,10 +80,10 @@ export class PresenceTable {
   readonly #graceUntilMs: number;
 
   constructor(opts: PresenceTableOptions = {}, nowMs: number = Date.now()) {
-    this.#staleIntervals = opts.staleIntervals ?? 2.5;
+    this.#staleIntervals = opts.staleIntervals ?? 3;
     this.#forgetAfterMs = opts.forgetAfterMs ?? 600_000;
     this.#required = opts.required ?? {};
-    this.#graceUntilMs = nowMs + (opts.graceMs ?? 2500);
+    this.#graceUntilMs = nowMs + (opts.graceMs ?? 3000);
   }
 
   /** Records one beat received at `nowMs`. */

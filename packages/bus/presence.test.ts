@@ -42,11 +42,11 @@ describe("presence table", () => {
     ]);
   });
 
-  test("presence - silence beyond 2.5 intervals makes the only instance missing", () => {
+  test("presence - silence beyond 3 intervals makes the only instance missing", () => {
     const t = new PresenceTable({}, T0);
     t.observe(beat(), T0);
-    expect(t.report(T0 + 2500).state).toBe("ok");
-    const r = t.report(T0 + 2600);
+    expect(t.report(T0 + 3000).state).toBe("ok");
+    const r = t.report(T0 + 3100);
     expect(r.state).toBe("degraded");
     expect(r.services[0]?.state).toBe("missing");
     expect(r.services[0]?.nodesWithout).toEqual(["n1"]);
