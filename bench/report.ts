@@ -1,6 +1,7 @@
 /** Output and small measuring helpers shared by the benches. */
 
 import { readFileSync } from "node:fs";
+import { waitFor } from "@periscope/devstack";
 
 /** Prints one figure as a JSON line: {"bench","metric","value","unit"}. */
 export function emit(bench: string, metric: string, value: number, unit: string): void {
@@ -17,8 +18,8 @@ export class BenchTimeoutError extends Error {
 export const yieldToLoop = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 /**
- * Polls `done()` every `intervalMs` until it holds; returns the ms since `start` when
- * it did. Throws {@link BenchTimeoutError} after `timeoutMs`.
+ * Polls `done()` every `intervalMs` (devstack's waitFor) until it holds; returns the ms
+ * since `start` when it did. Throws WaitTimeoutError after `timeoutMs`.
  */
 export async function until(
   what: string,
@@ -27,11 +28,7 @@ export async function until(
   timeoutMs = 15_000,
   intervalMs = 1,
 ): Promise<number> {
-  const deadline = performance.now() + timeoutMs;
-  while (!(await done())) {
-    if (performance.now() > deadline) throw new BenchTimeoutError(`timed out waiting for ${what}`);
-    await Bun.sleep(intervalMs);
-  }
+  await waitFor(done, { what, timeoutMs, intervalMs });
   return performance.now() - start;
 }
 
