@@ -54,6 +54,7 @@ async function totals(): Promise<Totals> {
 async function accounted(what: string, min: number): Promise<Totals> {
   let last: Totals | undefined;
   let previous: Totals | undefined;
+  const t0 = performance.now();
   try {
     await waitFor(
       async () => {
@@ -67,6 +68,9 @@ async function accounted(what: string, min: number): Promise<Totals> {
   } catch (err) {
     throw new Error(`${what}: not accounted, last totals ${JSON.stringify(last)}`, { cause: err });
   }
+  console.log(
+    `[transport-faults] ${what}: all accounted ${Math.round(performance.now() - t0)} ms after the traffic ended`,
+  );
   return last as Totals;
 }
 
