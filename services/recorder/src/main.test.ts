@@ -80,6 +80,6 @@ describe("recorder process", () => {
     const proc = startRecorder({ PERISCOPE_OPS_ADDR: "nope" });
     children.push(proc);
     expect(await proc.exited).toBe(2);
-    expect(await new Response(proc.stderr).text()).toContain("ops-addr");
+    expect(await new Response(proc.stderr).text()).toContain("PERISCOPE_OPS_ADDR: ");
   });
 });
