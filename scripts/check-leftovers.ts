@@ -5,8 +5,8 @@
  * reported and then removed, so one failing run does not poison the next.
  */
 import { readdirSync, readFileSync } from "node:fs";
+import { TEST_NETNS_PREFIX } from "@periscope/testing";
 
-const TEST_NETNS_PREFIX = "psct-";
 const OUR_PROGRAMS = new Set(["trace_ingress", "trace_egress"]);
 
 function run(argv: string[]): string {
