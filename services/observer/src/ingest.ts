@@ -125,7 +125,12 @@ export function readBatchSource(payload: Uint8Array): FrameSource | undefined {
       const end = at.pos + len;
       if (end > payload.length) throw new MalformedBatchError("field beyond the payload");
       if (tag >>> 3 === 2) {
-        const src = fromBinary(FrameSourceSchema, payload.subarray(at.pos, end));
+        let src: FrameSource;
+        try {
+          src = fromBinary(FrameSourceSchema, payload.subarray(at.pos, end));
+        } catch (err) {
+          throw new MalformedBatchError("undecodable FlowBatch.source", { cause: err });
+        }
         return src.bootId === "" ? undefined : src;
       }
       at.pos = end;
