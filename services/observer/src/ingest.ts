@@ -274,7 +274,7 @@ export async function startIngest(opts: IngestOptions): Promise<Ingest> {
   };
 
   const consumer = await jetstream(nc).consumers.get(FLOWS_STREAM, durable);
-  const messages: ConsumerMessages = await consumer.consume({ max_messages: 1024, expires: 2000 });
+  const messages: ConsumerMessages = await consumer.consume({ max_messages: 1024, expires: 1000 });
   const loop = (async () => {
     try {
       for await (const msg of messages) {
