@@ -22,7 +22,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends clang libbpf-dev bpftool \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY scripts/ scripts/
+COPY scripts/build.sh scripts/build-bpf.sh scripts/
 COPY bpf/ bpf/
 RUN bash scripts/build.sh
 
