@@ -10,7 +10,7 @@ import { type LocalNats, sanitizeToken } from "@periscope/bus";
 import { decodeRawFrame } from "@periscope/wire";
 import pino from "pino";
 import { type Collector, startCollector } from "../services/collector/src/collector.ts";
-import { loadConfig } from "../services/collector/src/config.ts";
+import { parseConfig } from "../services/collector/src/config.ts";
 import { tcpFullSegment, tcpSyn } from "./packets.ts";
 import { emit, until, yieldToLoop } from "./report.ts";
 
@@ -69,7 +69,7 @@ async function runScenario(s: Scenario, nats: LocalNats, sub: NatsConnection): P
   const program = TraceProgram.load({ captureLen: s.captureLen });
   let collector: Collector | undefined;
   try {
-    const config = loadConfig(
+    const config = parseConfig(
       [`--nats-url=${nats.url}`, `--node-name=${node}`, "--ops-addr=127.0.0.1:0"],
       {},
     );

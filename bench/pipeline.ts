@@ -21,7 +21,7 @@ import type { TraceProgram } from "@periscope/bpf";
 import { connectBus, freePort, type LocalNats, openEndpointRegistry } from "@periscope/bus";
 import pino from "pino";
 import { startCollector } from "../services/collector/src/collector.ts";
-import { loadConfig } from "../services/collector/src/config.ts";
+import { parseConfig } from "../services/collector/src/config.ts";
 import { driveLoad, type LoadRate } from "./load.ts";
 import { MIX_ENDPOINTS, type MixEntry, packetMix } from "./mix.ts";
 import { type Downstream, lostOf, reportPhase } from "./phase-report.ts";
@@ -148,7 +148,7 @@ async function runPhase(p: Pipeline, phase: PipelinePhase): Promise<void> {
   const node = `bench-pipe-${phase.name}`;
   const program = p.loadProgram();
   const log = pino({ level: "warn", base: { service: "collector" } }, pino.destination(2));
-  const config = loadConfig(
+  const config = parseConfig(
     [`--nats-url=${p.nats.url}`, `--node-name=${node}`, "--ops-addr=127.0.0.1:0"],
     {},
   );

@@ -21,7 +21,7 @@ import {
 } from "@periscope/testing";
 import { decodeRawFrame, decodeTraceRecord } from "@periscope/wire";
 import { type Collector, startCollector } from "./collector.ts";
-import { DEFAULT_BPF_OBJECT, loadConfig } from "./config.ts";
+import { DEFAULT_BPF_OBJECT, parseConfig } from "./config.ts";
 
 const canRun = process.getuid?.() === 0 && existsSync(DEFAULT_BPF_OBJECT);
 const IP_A = "10.232.0.1";
@@ -64,7 +64,7 @@ describe.skipIf(!canRun)("interface discovery (root, real netns and nats-server)
   }
 
   async function start(node: string, interfaces: string, extra: string[] = []): Promise<Collector> {
-    const config = loadConfig(
+    const config = parseConfig(
       [
         `--nats-url=${nats.url}`,
         `--node-name=${node}`,

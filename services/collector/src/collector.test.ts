@@ -22,7 +22,7 @@ import {
   TRACE_FIXED_SIZE,
 } from "@periscope/wire";
 import { type Collector, startCollector } from "./collector.ts";
-import { DEFAULT_BPF_OBJECT, loadConfig } from "./config.ts";
+import { DEFAULT_BPF_OBJECT, parseConfig } from "./config.ts";
 
 const canRun = process.getuid?.() === 0 && existsSync(DEFAULT_BPF_OBJECT);
 const MAIN = resolve(import.meta.dir, "main.ts");
@@ -141,7 +141,7 @@ describe.skipIf(!canRun)("collector (root, real kernel and nats-server)", () => 
     const node = `psct-node-${pair.nsA}`;
     const log = new FrameLog(nc, node);
     cleanups.push(async () => log.close());
-    const config = loadConfig(
+    const config = parseConfig(
       [
         `--nats-url=${nats.url}`,
         `--node-name=${node}`,
@@ -196,7 +196,7 @@ describe.skipIf(!canRun)("collector (root, real kernel and nats-server)", () => 
   });
 
   test("collector - attach failure of a missing interface is counted, not fatal", async () => {
-    const config = loadConfig(
+    const config = parseConfig(
       [
         `--nats-url=${nats.url}`,
         "--node-name=psct-missing",
@@ -231,7 +231,7 @@ describe.skipIf(!canRun)("collector (root, real kernel and nats-server)", () => 
     // One page of ring buffer holds ~20 records of 184 bytes; one test_run call writes 2000.
     const program = TraceProgram.load({ ringBufferBytes: 4096 });
     cleanups.push(async () => program.close());
-    const config = loadConfig(
+    const config = parseConfig(
       [`--nats-url=${nats.url}`, `--node-name=${node}`, "--ops-addr=127.0.0.1:0"],
       {},
     );

@@ -5,13 +5,13 @@ import {
   ConfigError,
   DEFAULT_BPF_OBJECT,
   type InterfaceTarget,
-  loadConfig,
+  parseConfig,
   parseInterfaces,
 } from "./config.ts";
 
 describe("config", () => {
   test("config - defaults with no flags and no environment", () => {
-    const c = loadConfig([], {});
+    const c = parseConfig([], {});
     expect(c).toEqual({
       natsUrl: undefined,
       nodeName: hostname(),
@@ -72,7 +72,7 @@ describe("config", () => {
       env: { PERISCOPE_NODE_NAME: "loses-to-flag", PERISCOPE_PARTITIONS: "2" },
     },
   ])("config - reads every setting from $name", ({ argv, env }) => {
-    expect(loadConfig(argv, env)).toMatchObject({
+    expect(parseConfig(argv, env)).toMatchObject({
       natsUrl: "nats://10.0.0.1:4222",
       nodeName: "n1",
       interfaces: [{ ifname: "eth0" }, { ifname: "veth-a", netns: "ns1" }],
@@ -119,7 +119,7 @@ describe("config", () => {
   ])("config - rejects $argv naming $field", ({ argv, field }) => {
     let error: unknown;
     try {
-      loadConfig(argv, {});
+      parseConfig(argv, {});
     } catch (e) {
       error = e;
     }
@@ -137,11 +137,11 @@ describe("config", () => {
       want: 500,
     },
   ])("config - discovery interval $argv $env is $want ms", ({ argv, env, want }) => {
-    expect(loadConfig(argv, env).discoveryIntervalMs).toBe(want);
+    expect(parseConfig(argv, env).discoveryIntervalMs).toBe(want);
   });
 
   test("config - bad environment value names the variable", () => {
-    expect(() => loadConfig([], { PERISCOPE_PARTITIONS: "many" })).toThrow(
+    expect(() => parseConfig([], { PERISCOPE_PARTITIONS: "many" })).toThrow(
       /^PERISCOPE_PARTITIONS: "many" is not an integer/,
     );
   });

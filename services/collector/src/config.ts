@@ -127,13 +127,11 @@ export function parseInterfaces(raw: string, field = "interfaces"): InterfacePat
 
 /**
  * Builds the collector configuration from flags (which win) and environment.
- * @param argv command-line arguments after the script (default `Bun.argv.slice(2)`)
- * @param env the environment (default `process.env`)
- * @throws ConfigError naming the bad field
+ * @throws ConfigError naming where the bad value came from (`--capture-len` or its variable)
  */
-export function loadConfig(
-  argv: readonly string[] = Bun.argv.slice(2),
-  env: Readonly<Record<string, string | undefined>> = process.env,
+export function parseConfig(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
 ): CollectorConfig {
   const s = readServiceSettings(OWN_SETTINGS, argv, env);
   return Object.freeze({
@@ -148,4 +146,9 @@ export function loadConfig(
     attachRetryMs: s.integer("attach-retry-ms", 5000, 100, 3_600_000),
     discoveryIntervalMs: s.integer("discovery-interval-ms", 2000, 100, 3_600_000),
   });
+}
+
+/** The config of this process (command line and environment). */
+export function loadConfig(): CollectorConfig {
+  return parseConfig(process.argv.slice(2), process.env);
 }

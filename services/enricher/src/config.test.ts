@@ -1,18 +1,18 @@
 import { describe, expect, test } from "bun:test";
-import { ConfigError, loadConfig } from "./config.ts";
+import { ConfigError, parseConfig } from "./config.ts";
 
 describe("enricher config", () => {
   test("config - defaults, environment and flags (which win)", () => {
-    expect(loadConfig([], { PERISCOPE_NODE_NAME: "n1" })).toEqual({
+    expect(parseConfig([], { PERISCOPE_NODE_NAME: "n1" })).toEqual({
       natsUrl: undefined,
       nodeName: "n1",
       opsAddr: "127.0.0.1:9402",
       logLevel: "info",
       queueGroup: "enrichers",
     });
-    const c = loadConfig(["--queue-group=blue"], { PERISCOPE_ENRICHER_QUEUE_GROUP: "green" });
+    const c = parseConfig(["--queue-group=blue"], { PERISCOPE_ENRICHER_QUEUE_GROUP: "green" });
     expect(c.queueGroup).toBe("blue");
-    expect(loadConfig([], { PERISCOPE_ENRICHER_QUEUE_GROUP: "green" }).queueGroup).toBe("green");
+    expect(parseConfig([], { PERISCOPE_ENRICHER_QUEUE_GROUP: "green" }).queueGroup).toBe("green");
   });
 
   test.each([
@@ -27,7 +27,7 @@ describe("enricher config", () => {
   ])("config - rejects $field", ({ argv, env, field }) => {
     let caught: unknown;
     try {
-      loadConfig(argv, env);
+      parseConfig(argv, env);
     } catch (err) {
       caught = err;
     }

@@ -23,12 +23,12 @@ const OWN_SETTINGS = {
 } as const;
 
 /**
- * Parse flags (taking precedence) and environment into a frozen config.
- * Throws ConfigError naming the first bad option.
+ * Parses flags (which win) and environment into a frozen config. Throws ConfigError
+ * naming where the first bad value came from (`--queue-group` or its variable).
  */
-export function loadConfig(
-  argv: readonly string[] = process.argv.slice(2),
-  env: Record<string, string | undefined> = process.env,
+export function parseConfig(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
 ): Readonly<EnricherConfig> {
   const settings = readServiceSettings(OWN_SETTINGS, argv, env);
   const common = parseCommonConfig(settings, "127.0.0.1:9402");
@@ -40,4 +40,9 @@ export function loadConfig(
     );
   }
   return Object.freeze({ ...common, queueGroup });
+}
+
+/** The config of this process (command line and environment). */
+export function loadConfig(): Readonly<EnricherConfig> {
+  return parseConfig(process.argv.slice(2), process.env);
 }
