@@ -24,6 +24,7 @@ describe("observe resume point", () => {
       expect(r.seen(f)).toBe(false);
       r.note(f);
     }
+    r.request(create(GetFlowsRequestSchema, { follow: true }));
     expect([
       r.seen(flowAt(T + 1, "a")),
       r.seen(flowAt(T + 2, "b")),
@@ -31,6 +32,15 @@ describe("observe resume point", () => {
       r.seen(flowAt(T + 2, "d")),
       r.seen(flowAt(T + 3, "e")),
     ]).toEqual([true, true, true, false, false]);
+  });
+
+  test("resume - within one stream nothing is skipped, even out of time order", () => {
+    const r = new ResumePoint(T);
+    r.note(flowAt(T + 5, "lost-later"));
+    expect(r.seen(flowAt(T + 2, "earlier"))).toBe(false);
+    r.note(flowAt(T + 2, "earlier"));
+    r.request(create(GetFlowsRequestSchema, { follow: true }));
+    expect([r.seen(flowAt(T + 2, "earlier")), r.seen(flowAt(T + 6, "new"))]).toEqual([true, false]);
   });
 
   test("resume - the continuing request follows since the last time with the same filters", () => {

@@ -29,17 +29,24 @@ function identity(resp: GetFlowsResponse): string {
 export class ResumePoint {
   #lastNs: bigint | undefined;
   #atLast = new Set<string>();
+  /** The point the current stream resumed from; undefined before the first reconnect. */
+  #resumedFrom: { ns: bigint; ids: ReadonlySet<string> } | undefined;
   readonly #startMs: number;
 
   constructor(nowMs: number = Date.now()) {
     this.#startMs = nowMs;
   }
 
-  /** True when `resp` was already seen before a reconnect (and should not print again). */
+  /**
+   * True when `resp` belongs to what was printed before the last reconnect (and should
+   * not print again). Within one stream nothing is skipped, so responses that arrive out
+   * of time order (a lost event dated later than the flows after it) still print.
+   */
   seen(resp: GetFlowsResponse): boolean {
+    const from = this.#resumedFrom;
     const ns = timeNs(resp);
-    if (ns === undefined || this.#lastNs === undefined) return false;
-    return ns < this.#lastNs || (ns === this.#lastNs && this.#atLast.has(identity(resp)));
+    if (from === undefined || ns === undefined) return false;
+    return ns < from.ns || (ns === from.ns && from.ids.has(identity(resp)));
   }
 
   /** Records a response that was printed. */
@@ -58,6 +65,9 @@ export class ResumePoint {
    * when the first stream started), no count, same filters and `until`.
    */
   request(original: GetFlowsRequest): GetFlowsRequest {
+    if (this.#lastNs !== undefined) {
+      this.#resumedFrom = { ns: this.#lastNs, ids: new Set(this.#atLast) };
+    }
     const since =
       this.#lastNs === undefined
         ? timestampFromMs(this.#startMs)
