@@ -126,9 +126,24 @@ async function podPrograms(): Promise<number[]> {
   return ids;
 }
 
-/** Removes what an earlier, killed run of this file left in the engine. */
+/** True while a process with this pid runs. */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Removes what an earlier, killed run of this file left in the engine: projects named
+ * `<prefix><pid>-…` whose test process is gone (a run still going keeps its project).
+ */
 async function removeStaleProjects(cli: string[]): Promise<void> {
   for (const name of await staleProjects(PROJECT_PREFIX)) {
+    const pid = Number(/^(\d+)-/.exec(name.slice(PROJECT_PREFIX.length))?.[1]);
+    if (Number.isInteger(pid) && pid > 0 && alive(pid)) continue;
     const stale = new ComposeProject(name, cli, {});
     await stale.run(["down", "-v", "--remove-orphans", "-t", "5"]);
     await stale.removeLeftovers();
@@ -154,7 +169,7 @@ describe.skipIf(SKIP)("compose", () => {
     topology = await createDemoTopology({ prefix });
     observerPort = await freePort();
     const subnet = `172.31.${241 + Math.floor(Math.random() * 14)}.0/24`;
-    project = new ComposeProject(`${PROJECT_PREFIX}${prefix.slice(5, -1)}`, cli, {
+    project = new ComposeProject(`${PROJECT_PREFIX}${process.pid}-${prefix.slice(5, -1)}`, cli, {
       PERISCOPE_INTERFACES: `${prefix}*/eth0`,
       PERISCOPE_OBSERVER_PORT: String(observerPort),
       PERISCOPE_NATS_PORT: String(await freePort()),
