@@ -60,8 +60,8 @@ export interface Stack {
   readonly client: ReturnType<typeof createClient<typeof Observer>>;
   /** Sums one counter/gauge (over label sets matching `labels`) from a process's /metrics. */
   metric(process: string, name: string, labels?: Record<string, string>): Promise<number>;
-  /** Starts a service process again (same argv and environment) after it exited. */
-  restart(process: string): void;
+  /** Starts a service process again (same argv and environment, plus `env`) after it exited. */
+  restart(process: string, env?: Record<string, string>): void;
   stop(): Promise<void>;
 }
 
@@ -135,7 +135,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       });
     }
     const ops: Record<string, number> = {};
-    const starts = new Map<string, () => void>();
+    const starts = new Map<string, (extra?: Record<string, string>) => void>();
     for (const p of procs) {
       ops[p.name] = await freePort();
       const argv = ["bun", "run", resolve(ROOT, `services/${p.kind}/src/main.ts`)];
@@ -147,13 +147,15 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
         ...opts.env?.[p.kind],
         ...p.env,
       };
-      starts.set(p.name, () => sup.start(p.name, argv, { env, cwd: ROOT }));
+      starts.set(p.name, (extra) =>
+        sup.start(p.name, argv, { env: { ...env, ...extra }, cwd: ROOT }),
+      );
       starts.get(p.name)?.();
     }
-    const restart = (name: string): void => {
+    const restart = (name: string, extra?: Record<string, string>): void => {
       const start = starts.get(name);
       if (start === undefined) throw new Error(`no process named ${name}`);
-      start();
+      start(extra);
     };
     for (const p of procs) {
       await waitFor(

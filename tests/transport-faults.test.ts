@@ -21,8 +21,21 @@ const NODE = "faults-node";
 const PING_INTERVAL_S = "0.005";
 
 let stack: Stack;
-/** The broker started again after the kill, if any (the harness stops only the first). */
-let restartedNats: LocalNats | undefined;
+/** Brokers started again after a kill (the harness stops only the first). */
+const restartedBrokers: LocalNats[] = [];
+const broker = (): LocalNats => restartedBrokers.at(-1) ?? stack.nats;
+
+/**
+ * Kills the broker (SIGKILL), waits `downMs`, runs `whileDown`, then starts the broker again
+ * on the same port and store.
+ */
+async function killBroker(downMs: number, whileDown: () => Promise<void>): Promise<void> {
+  const { pid, port, storeDir } = broker();
+  process.kill(pid, "SIGKILL");
+  await Bun.sleep(downMs); // the broker stays down on purpose
+  await whileDown();
+  restartedBrokers.push(await startLocalNats({ port, storeDir }));
+}
 
 interface Totals {
   /** Records the collector read from the kernel plus the ones the kernel lost. */
@@ -36,6 +49,11 @@ async function totals(): Promise<Totals> {
   const kernel = await stack.metric(`collector-${NODE}`, "periscope_collector_events_lost_total", {
     where: "kernel",
   });
+  return { produced: read + kernel, ...(await observed()) };
+}
+
+/** Flows the observer has seen and records its stored LostEvents count. */
+async function observed(): Promise<Omit<Totals, "produced">> {
   const status = await stack.client.serverStatus({});
   let lost = 0;
   // A filter no flow matches: GetFlows then returns only the stored LostEvents.
@@ -43,15 +61,20 @@ async function totals(): Promise<Totals> {
   for await (const r of stack.client.getFlows({ first: true, whitelist: [none] })) {
     if (r.responseTypes.case === "lostEvents") lost += Number(r.responseTypes.value.numEventsLost);
   }
-  return { produced: read + kernel, flows: Number(status.seenFlows), lost };
+  return { flows: Number(status.seenFlows), lost };
 }
 
 /**
  * Waits until at least `min` records were produced and every one is accounted for, twice
  * in a row with nothing new (a collector starved of CPU may not have counted its last
- * reads yet); returns the totals.
+ * reads yet); returns the totals. `base`: observer totals that predate the collector's
+ * counters (after a collector restart).
  */
-async function accounted(what: string, min: number): Promise<Totals> {
+async function accounted(
+  what: string,
+  min: number,
+  base: Omit<Totals, "produced"> = { flows: 0, lost: 0 },
+): Promise<Totals> {
   let last: Totals | undefined;
   let previous: Totals | undefined;
   const t0 = performance.now();
@@ -60,7 +83,8 @@ async function accounted(what: string, min: number): Promise<Totals> {
       async () => {
         previous = last;
         last = await totals();
-        const balanced = last.produced >= min && last.flows + last.lost === last.produced;
+        const { produced, flows, lost } = last;
+        const balanced = produced >= min && flows - base.flows + lost - base.lost === produced;
         return balanced && previous?.produced === last.produced;
       },
       { timeoutMs: 60_000, intervalMs: 500, what },
@@ -125,7 +149,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await stack?.stop();
-  await restartedNats?.stop();
+  for (const b of restartedBrokers) await b.stop();
 }, 60_000);
 
 describe("transport faults", () => {
@@ -167,15 +191,14 @@ describe("transport faults", () => {
     const before = await totals();
     const traffic = pings(PINGS);
     await flowsFlowing();
-    const { pid, port, storeDir } = stack.nats;
     const enricherOps = `http://127.0.0.1:${stack.ops["enricher-0"]}/readyz`;
-    process.kill(pid, "SIGKILL");
-    await waitFor(async () => (await fetch(enricherOps)).status === 503, {
-      what: "enricher not ready while the broker is down",
+    let stalled = 0;
+    await killBroker(7000, async () => {
+      await waitFor(async () => (await fetch(enricherOps)).status === 503, {
+        what: "enricher not ready while the broker is down",
+      });
+      stalled = await flowsReceived();
     });
-    await Bun.sleep(7000); // the broker stays down for 7 s
-    const stalled = await flowsReceived();
-    restartedNats = await startLocalNats({ port, storeDir });
     const recovery = await recoveryMs(stalled);
     await waitFor(enricherOps, { what: "enricher ready again" });
     expect(await traffic).toBe(PINGS);
@@ -201,5 +224,43 @@ describe("transport faults", () => {
     report("observer SIGSTOP 12 s", recovery, before, after);
     expect(after.flows + after.lost).toBe(after.produced);
     expect(after.produced - before.produced).toBeGreaterThanOrEqual(4 * PINGS);
+  }, 120_000);
+  test("faults - frames that overflow a small publish queue while the broker is down are counted lost", async () => {
+    const collector = `collector-${NODE}`;
+    await stack.sup.stopOne(collector);
+    // Everything the stopped collector sent is in; the new one counts from zero.
+    let base = await observed();
+    await waitFor(
+      async () => {
+        const now = await observed();
+        const same = now.flows === base.flows && now.lost === base.lost;
+        base = now;
+        return same;
+      },
+      { intervalMs: 1000, timeoutMs: 30_000, what: "observer totals settled" },
+    );
+    stack.restart(collector, { PERISCOPE_PUBLISH_QUEUE_FRAMES: "16" });
+    await waitFor(`http://127.0.0.1:${stack.ops[collector]}/readyz`, {
+      timeoutMs: 30_000,
+      what: "collector ready with a 16-frame queue",
+    });
+    const PINGS = 1600; // 8 s: before, during and after the 4 s outage
+    const traffic = pings(PINGS);
+    await flowsFlowing();
+    await killBroker(4000, async () => {});
+    expect(await traffic).toBe(PINGS);
+    const after = await accounted("small queue", 4 * PINGS, base);
+    const queueLost = await stack.metric(collector, "periscope_collector_events_lost_total", {
+      where: "queue",
+    });
+    const kernelLost = await stack.metric(collector, "periscope_collector_events_lost_total", {
+      where: "kernel",
+    });
+    console.log(
+      `[transport-faults] 16-frame queue, broker down 4 s: produced ${after.produced}, delivered ${after.flows - base.flows}, counted lost ${after.lost - base.lost} (collector queue ${queueLost})`,
+    );
+    expect(queueLost).toBeGreaterThan(0);
+    expect(after.lost - base.lost).toBe(queueLost + kernelLost);
+    expect(after.flows - base.flows + after.lost - base.lost).toBe(after.produced);
   }, 120_000);
 });
