@@ -34,6 +34,7 @@ const interpolateDefaults = (text: string): string => interpolate(text);
 
 interface Service {
   image?: string;
+  user?: string;
   build?: unknown;
   command?: string[];
   network_mode?: string;
@@ -144,6 +145,13 @@ describe("compose", () => {
     expect(c.pid).toBe("host");
     expect(c).not.toHaveProperty("privileged");
     expect(c.volumes).toEqual(["/run/netns:/run/netns:rslave"]);
+  });
+
+  test("compose - only the collector runs as root", () => {
+    expect(svc("collector").user).toBeUndefined();
+    for (const name of ["enricher", "observer", "recorder"]) {
+      expect({ name, user: svc(name).user }).toEqual({ name, user: "65534:65534" });
+    }
   });
 
   test("compose - enricher replicas come from ENRICHER_REPLICAS, default 2", () => {
