@@ -239,7 +239,10 @@ export async function startEnricher(
     const consumer = await js.consumers.get(RAW_STREAM, config.queueGroup);
     // Short pull expiry: the server keeps serving a dead replica's pull requests until they
     // expire, and what it hands them waits for RAW_ACK_WAIT_MS.
-    const messages = await consumer.consume({ max_messages: 512, expires: 1000 });
+    const messages = await consumer.consume({
+      max_bytes: 8 * 1024 * 1024,
+      expires: 1000,
+    });
     const loop = (async () => {
       for await (const msg of messages) {
         if (inFlight >= MAX_PUBLISHES_IN_FLIGHT) {

@@ -274,7 +274,11 @@ export async function startIngest(opts: IngestOptions): Promise<Ingest> {
   };
 
   const consumer = await jetstream(nc).consumers.get(FLOWS_STREAM, durable);
-  const messages: ConsumerMessages = await consumer.consume({ max_messages: 1024, expires: 1000 });
+  const messages: ConsumerMessages = await consumer.consume({
+    // Bounded in bytes: what a paused observer has been handed waits in its socket.
+    max_bytes: 8 * 1024 * 1024,
+    expires: 1000,
+  });
   const loop = (async () => {
     try {
       for await (const msg of messages) {
