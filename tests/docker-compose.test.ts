@@ -200,6 +200,9 @@ describe.skipIf(SKIP)("compose", () => {
   test("compose - every service comes up healthy", async () => {
     await compose().ok(["up", "-d", "--no-build"], 300_000);
     await waitHealthy(SERVICES);
+    // Published on loopback only, at the port the test asked for.
+    const published = (await compose().ok(["port", "observer", "4245"])).trim();
+    expect(published).toBe(`127.0.0.1:${observerPort}`);
   }, 300_000);
 
   test("compose - flows between the test namespaces come out of the published observer port", async () => {
