@@ -7,14 +7,24 @@
 # BuildKit both read this file as it is.
 
 # --- bun: Bun from the npm registry ---------------------------------------------------------
-FROM debian:12 AS bun
+# The `bun` npm package only selects a platform package (@oven/bun-linux-<arch>) that carries
+# the binary; fetching that package's tarball directly skips installing npm itself (hundreds
+# of Debian packages, most of a cold build).
+FROM debian:12-slim AS bun
 ARG BUN_VERSION=1.4.5
+ARG NPM_REGISTRY=https://registry.npmjs.org
 RUN apt-get update \
- && apt-get install -y --no-install-recommends npm ca-certificates \
+ && apt-get install -y --no-install-recommends curl ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && npm install -g "bun@${BUN_VERSION}" \
- && install -D "$(readlink -f "$(command -v bun)")" /opt/bun/bun \
- && /opt/bun/bun --version
+ && case "$(dpkg --print-architecture)" in \
+      amd64) arch=x64 ;; arm64) arch=aarch64 ;; \
+      *) echo "no Bun build for $(dpkg --print-architecture)" >&2; exit 1 ;; \
+    esac \
+ && curl -fsSL "${NPM_REGISTRY}/@oven/bun-linux-${arch}/-/bun-linux-${arch}-${BUN_VERSION}.tgz" \
+    | tar -xz -C /tmp \
+ && install -D /tmp/package/bin/bun /opt/bun/bun \
+ && rm -rf /tmp/package \
+ && test "$(/opt/bun/bun --version)" = "${BUN_VERSION}"
 
 # --- bpf: CO-RE objects; vmlinux.h comes from the build host's /sys/kernel/btf/vmlinux -------
 FROM debian:12 AS bpf
