@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, builds, type-checks, lints and
 # runs the whole suite (unit, kernel, end-to-end), then checks that nothing
-# the tests created is left behind.
+# the tests created is left behind, and that setup, this command and up.sh work
+# on a minimal Debian 12 root (scripts/check-minimal-root.sh).
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
 
@@ -28,6 +29,13 @@ set -e
 
 echo "== leftovers"
 bun run scripts/check-leftovers.ts || status=1
+
+echo "== minimal root"
+if [[ "${PERISCOPE_TEST_IN_MINIMAL_ROOT:-}" == 1 ]]; then
+  echo "minimal-root check skipped: this run is the one inside the minimal root"
+else
+  bash scripts/check-minimal-root.sh || status=1
+fi
 
 pass=$(grep -Eo '^ *[0-9]+ pass$' "$log" | tail -1 | grep -Eo '[0-9]+' || echo 0)
 fail=$(grep -Eo '^ *[0-9]+ fail$' "$log" | tail -1 | grep -Eo '[0-9]+' || echo 0)
