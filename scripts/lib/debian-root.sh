@@ -16,7 +16,9 @@ CACHE_DIR="${PERISCOPE_CACHE_DIR:-/var/cache/periscope}"
 TARBALL="$CACHE_DIR/debian12-minbase.tar"
 SUITE="bookworm"
 
-if [[ -s "$TARBALL" ]]; then
+# The tarball is rebuilt when this script changes (what goes into the root is decided here).
+KEY="$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-16)"
+if [[ -s "$TARBALL" && "$(cat "$TARBALL.key" 2>/dev/null || true)" == "$KEY" ]]; then
   echo "$TARBALL"
   exit 0
 fi
@@ -55,8 +57,12 @@ if [[ -d /usr/local/share/ca-certificates ]]; then
   mkdir -p "$root/usr/local/share/ca-certificates"
   cp -a /usr/local/share/ca-certificates/. "$root/usr/local/share/ca-certificates/"
 fi
+# One list of sources: the machine's. debootstrap writes its own sources.list, which
+# would name the same suite twice when the machine uses deb822 .sources files.
+[[ -f /etc/apt/sources.list ]] || rm -f "$root/etc/apt/sources.list"
 rm -rf "$root/var/lib/apt/lists/"* "$root/var/cache/apt/archives/"*.deb
 
 tar -C "$root" -cf "$work/root.tar" .
 mv "$work/root.tar" "$TARBALL"
+echo "$KEY" >"$TARBALL.key"
 echo "$TARBALL"
