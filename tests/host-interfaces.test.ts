@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { runOk, waitFor } from "@periscope/devstack";
 import type { Flow } from "@periscope/proto";
+import { createHostVeth, type HostVeth } from "@periscope/testing";
 import { type Stack, startStack, testPrefix } from "./harness.ts";
 
 const prefix = testPrefix();
@@ -15,6 +16,7 @@ const peerNs = `${prefix}peer`;
 const HOST_IP = "10.201.0.1";
 const PEER_IP = "10.201.0.2";
 let stack: Stack;
+let veth: HostVeth | undefined;
 
 beforeAll(async () => {
   stack = await startStack({
@@ -23,29 +25,11 @@ beforeAll(async () => {
     nodes: [{ name: "host-node", interfaces: `${prefix}h*` }],
   });
   // Appears only now: discovery has to find it.
-  await runOk(["ip", "netns", "add", peerNs]);
-  await runOk([
-    "ip",
-    "link",
-    "add",
-    hostIf,
-    "type",
-    "veth",
-    "peer",
-    "name",
-    "eth0",
-    "netns",
-    peerNs,
-  ]);
-  await runOk(["ip", "addr", "add", `${HOST_IP}/30`, "dev", hostIf]);
-  await runOk(["ip", "link", "set", hostIf, "up"]);
-  await runOk(["ip", "-n", peerNs, "addr", "add", `${PEER_IP}/30`, "dev", "eth0"]);
-  await runOk(["ip", "-n", peerNs, "link", "set", "eth0", "up"]);
-  await runOk(["ip", "-n", peerNs, "link", "set", "lo", "up"]);
+  veth = await createHostVeth(hostIf, peerNs, { host: HOST_IP, peer: PEER_IP, prefixLen: 30 });
 }, 60_000);
 
 afterAll(async () => {
-  await runOk(["ip", "netns", "delete", peerNs]).catch(() => undefined); // removes both veth ends
+  await veth?.destroy(); // removes both veth ends
   await stack?.stop();
 }, 60_000);
 

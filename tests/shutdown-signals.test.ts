@@ -6,7 +6,13 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { runOk, waitFor } from "@periscope/devstack";
-import { loadedProgIds } from "@periscope/testing";
+import {
+  createHostVeth,
+  type HostVeth,
+  hasClsact,
+  loadedProgIds,
+  tcFilterProgIds,
+} from "@periscope/testing";
 import { testPrefix } from "./harness.ts";
 import { startUp } from "./up-process.ts";
 
@@ -14,37 +20,19 @@ const prefix = testPrefix();
 const hostIf = `${prefix}h0`;
 const peerNs = `${prefix}peer`;
 
-/** Program ids of the tc filters on `hostIf`'s hook, and whether a clsact qdisc is there. */
+/** Program ids of the tc filters on `hostIf`'s hooks, and whether a clsact qdisc is there. */
 async function tcState(): Promise<{ clsact: boolean; progs: number[] }> {
-  const qdiscs = JSON.parse(await runOk(["tc", "-j", "qdisc", "show", "dev", hostIf])) as {
-    kind: string;
-  }[];
-  const progs: number[] = [];
-  for (const hook of ["ingress", "egress"]) {
-    const out = (await runOk(["tc", "-j", "filter", "show", "dev", hostIf, hook])).trim();
-    const filters = (out === "" ? [] : JSON.parse(out)) as {
-      options?: { prog?: { id: number } };
-    }[];
-    for (const f of filters) if (f.options?.prog) progs.push(f.options.prog.id);
-  }
-  return { clsact: qdiscs.some((q) => q.kind === "clsact"), progs };
+  const progs = [
+    ...(await tcFilterProgIds(undefined, hostIf, "ingress")),
+    ...(await tcFilterProgIds(undefined, hostIf, "egress")),
+  ];
+  return { clsact: await hasClsact(hostIf), progs };
 }
 
+let veth: HostVeth | undefined;
+
 beforeAll(async () => {
-  await runOk(["ip", "netns", "add", peerNs]);
-  await runOk([
-    "ip",
-    "link",
-    "add",
-    hostIf,
-    "type",
-    "veth",
-    "peer",
-    "name",
-    "eth0",
-    "netns",
-    peerNs,
-  ]);
+  veth = await createHostVeth(hostIf, peerNs);
   await runOk(["ip", "link", "set", hostIf, "up"]);
   await runOk(["ip", "-n", peerNs, "link", "set", "eth0", "up"]);
 });
@@ -52,7 +40,7 @@ beforeAll(async () => {
 afterAll(async () => {
   // Whatever a failed run left: the filters go with the device, which goes with the netns.
   await runOk(["tc", "qdisc", "del", "dev", hostIf, "clsact"]).catch(() => undefined);
-  await runOk(["ip", "netns", "delete", peerNs]).catch(() => undefined);
+  await veth?.destroy();
 });
 
 test.each([1, 2, 3])(

@@ -148,8 +148,11 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  await stack?.stop();
-  for (const b of restartedBrokers) await b.stop();
+  try {
+    await stack?.stop();
+  } finally {
+    for (const b of restartedBrokers) await b.stop();
+  }
 }, 60_000);
 
 describe("transport faults", () => {

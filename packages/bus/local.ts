@@ -53,6 +53,14 @@ export async function canConnect(host: string, port: number): Promise<boolean> {
   }
 }
 
+/** Servers started by this process and not yet exited. */
+const running = new Set<{ kill(signal?: number | NodeJS.Signals): void }>();
+// The process that starts a server owns it: one still running when this process exits
+// (a caller that failed before stop()) is ended with it rather than left behind.
+process.on("exit", () => {
+  for (const proc of running) proc.kill("SIGKILL");
+});
+
 /**
  * Spawns `nats-server -js -a <host> -p <port> -sd <storeDir>` and resolves once it
  * accepts TCP connections. Throws {@link LocalNatsError} (with the server's last log
@@ -95,8 +103,10 @@ export async function startLocalNats(opts: LocalNatsOptions = {}): Promise<Local
     opts.log?.debug({ nats: line }, "nats-server");
   });
   let exited = false;
+  running.add(proc);
   void proc.exited.then(() => {
     exited = true;
+    running.delete(proc);
   });
 
   const cleanup = async (): Promise<void> => {

@@ -12,11 +12,13 @@ export {
   waitFor,
   waitForValue,
 } from "@periscope/devstack";
-export { loadedProgIds, tcFilterProgIds } from "./bpf.ts";
+export { hasClsact, loadedProgIds, tcFilterProgIds } from "./bpf.ts";
 export {
   addVeth,
+  createHostVeth,
   createNetnsPair,
   createVethPair,
+  type HostVeth,
   ifindexOf,
   type NetnsPair,
   TEST_NETNS_PREFIX,

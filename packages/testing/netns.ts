@@ -94,3 +94,59 @@ export async function ifindexOf(netns: string, ifname: string): Promise<number> 
   if (ifindex === undefined) throw new Error(`no ifindex for ${netns}/${ifname}`);
   return ifindex;
 }
+
+/** A veth with one end (`hostIf`) in the host's namespace and the other (`eth0`) in `peerNs`. */
+export interface HostVeth {
+  readonly hostIf: string;
+  readonly peerNs: string;
+  /** Deletes `peerNs`, which removes both ends; safe to call twice. */
+  destroy(): Promise<void>;
+}
+
+/**
+ * Creates namespace `peerNs` and a veth `hostIf` ↔ `peerNs`/eth0. With `addrs`, both ends get
+ * their address (`/prefixLen`) and come up (loopback in `peerNs` always does); without, the device
+ * is left down and unaddressed for the test to configure.
+ */
+export async function createHostVeth(
+  hostIf: string,
+  peerNs: string,
+  addrs?: { host: string; peer: string; prefixLen: number },
+): Promise<HostVeth> {
+  const destroy = (): Promise<void> => deleteNetns(peerNs);
+  try {
+    await addNetnsForTest(peerNs);
+    await runOk([
+      "ip",
+      "link",
+      "add",
+      hostIf,
+      "type",
+      "veth",
+      "peer",
+      "name",
+      "eth0",
+      "netns",
+      peerNs,
+    ]);
+    if (addrs) {
+      await runOk(["ip", "addr", "add", `${addrs.host}/${addrs.prefixLen}`, "dev", hostIf]);
+      await runOk([
+        "ip",
+        "-n",
+        peerNs,
+        "addr",
+        "add",
+        `${addrs.peer}/${addrs.prefixLen}`,
+        "dev",
+        "eth0",
+      ]);
+      await runOk(["ip", "link", "set", hostIf, "up"]);
+      await runOk(["ip", "-n", peerNs, "link", "set", "eth0", "up"]);
+    }
+    return { hostIf, peerNs, destroy };
+  } catch (err) {
+    await destroy();
+    throw err;
+  }
+}

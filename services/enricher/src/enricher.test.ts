@@ -143,8 +143,11 @@ describe("startEnricher", () => {
         what: "ready again after the broker is back",
       });
     } finally {
-      await enricher.stop();
-      await again?.stop();
+      try {
+        await enricher.stop();
+      } finally {
+        await again?.stop();
+      }
     }
   });
 
