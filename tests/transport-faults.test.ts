@@ -122,6 +122,17 @@ function pings(count: number): Promise<number> {
     .then((r) => Number(/(\d+) received/.exec(r.stdout)?.[1] ?? -1));
 }
 
+/**
+ * Records the collector must at least have read for `count` pings of which `received`
+ * were answered: an answered ping is seen four times (request and reply, each on both
+ * pods' eth0), an unanswered one at least once (the request leaving the frontend). A
+ * ping the kernel itself drops (e.g. a full backlog queue on a loaded machine) is not
+ * Periscope's loss, so the exact check is flows + counted lost = records read.
+ */
+function minRecords(count: number, received: number): number {
+  return 4 * received + (count - received);
+}
+
 async function flowsFlowing(): Promise<void> {
   const before = await flowsReceived();
   await waitFor(async () => (await flowsReceived()) > before + 50, {
@@ -182,11 +193,15 @@ describe("transport faults", () => {
     const readyMs = Math.round(performance.now() - restartedAt);
     const recovery = readyMs + (await recoveryMs(stalled));
     console.log(`[transport-faults] enricher restart → ready ${readyMs} ms`);
-    expect(await traffic).toBe(PINGS);
-    const after = await accounted("enricher restart", before.produced + 4 * PINGS);
+    const received = await traffic;
+    expect(received).toBeGreaterThan(PINGS * 0.95);
+    const after = await accounted(
+      "enricher restart",
+      before.produced + minRecords(PINGS, received),
+    );
     report("enricher kill -9", recovery, before, after);
     expect(after.flows + after.lost).toBe(after.produced);
-    expect(after.produced - before.produced).toBeGreaterThanOrEqual(4 * PINGS);
+    expect(after.produced - before.produced).toBeGreaterThanOrEqual(minRecords(PINGS, received));
   }, 120_000);
 
   test("faults - nats-server killed (SIGKILL) for 7 s and restarted on the same store loses nothing uncounted", async () => {
@@ -204,11 +219,12 @@ describe("transport faults", () => {
     });
     const recovery = await recoveryMs(stalled);
     await waitFor(enricherOps, { what: "enricher ready again" });
-    expect(await traffic).toBe(PINGS);
-    const after = await accounted("broker restart", before.produced + 4 * PINGS);
+    const received = await traffic;
+    expect(received).toBeGreaterThan(PINGS * 0.95);
+    const after = await accounted("broker restart", before.produced + minRecords(PINGS, received));
     report("nats-server kill -9, 7 s", recovery, before, after);
     expect(after.flows + after.lost).toBe(after.produced);
-    expect(after.produced - before.produced).toBeGreaterThanOrEqual(4 * PINGS);
+    expect(after.produced - before.produced).toBeGreaterThanOrEqual(minRecords(PINGS, received));
   }, 120_000);
 
   test("faults - the observer stopped (SIGSTOP) 12 s under traffic resumes without uncounted loss", async () => {
@@ -222,11 +238,12 @@ describe("transport faults", () => {
     await Bun.sleep(12_000); // stopped for 12 s while the pings go on
     observer?.kill("SIGCONT");
     const recovery = await recoveryMs(stalled);
-    expect(await traffic).toBe(PINGS);
-    const after = await accounted("observer resume", before.produced + 4 * PINGS);
+    const received = await traffic;
+    expect(received).toBeGreaterThan(PINGS * 0.95);
+    const after = await accounted("observer resume", before.produced + minRecords(PINGS, received));
     report("observer SIGSTOP 12 s", recovery, before, after);
     expect(after.flows + after.lost).toBe(after.produced);
-    expect(after.produced - before.produced).toBeGreaterThanOrEqual(4 * PINGS);
+    expect(after.produced - before.produced).toBeGreaterThanOrEqual(minRecords(PINGS, received));
   }, 120_000);
   test("faults - frames that overflow a small publish queue while the broker is down are counted lost", async () => {
     const collector = `collector-${NODE}`;
@@ -251,8 +268,9 @@ describe("transport faults", () => {
     const traffic = pings(PINGS);
     await flowsFlowing();
     await killBroker(4000, async () => {});
-    expect(await traffic).toBe(PINGS);
-    const after = await accounted("small queue", 4 * PINGS, base);
+    const received = await traffic;
+    expect(received).toBeGreaterThan(PINGS * 0.95);
+    const after = await accounted("small queue", minRecords(PINGS, received), base);
     const queueLost = await stack.metric(collector, "periscope_collector_events_lost_total", {
       where: "queue",
     });
