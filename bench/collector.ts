@@ -6,7 +6,8 @@
 
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { TraceProgram } from "@periscope/bpf";
-import { type LocalNats, sanitizeToken } from "@periscope/bus";
+import { sanitizeToken } from "@periscope/bus";
+import type { LocalNats } from "@periscope/devstack";
 import { decodeRawFrame } from "@periscope/wire";
 import pino from "pino";
 import { type Collector, startCollector } from "../services/collector/src/collector.ts";

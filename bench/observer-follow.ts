@@ -11,7 +11,8 @@
 
 import { toBinary } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { connectBus, freePort, startLocalNats, subjects } from "@periscope/bus";
+import { connectBus, subjects } from "@periscope/bus";
+import { freePort, startLocalNats } from "@periscope/devstack";
 import { DEFAULT_CAPTURE, type EndpointInfo } from "@periscope/model";
 import { type FlowBatch, FlowBatchSchema } from "@periscope/proto";
 import {

@@ -18,7 +18,8 @@
 
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { TraceProgram } from "@periscope/bpf";
-import { connectBus, freePort, type LocalNats, openEndpointRegistry } from "@periscope/bus";
+import { connectBus, openEndpointRegistry } from "@periscope/bus";
+import { freePort, type LocalNats } from "@periscope/devstack";
 import pino from "pino";
 import { startCollector } from "../services/collector/src/collector.ts";
 import { parseConfig } from "../services/collector/src/config.ts";

@@ -15,7 +15,7 @@
  */
 
 import { TraceProgram } from "@periscope/bpf";
-import { startLocalNats } from "@periscope/bus";
+import { startLocalNats } from "@periscope/devstack";
 import { runCollectorBench } from "./collector.ts";
 import { runDecodeBench } from "./decode.ts";
 import { runPipelineBench } from "./pipeline.ts";

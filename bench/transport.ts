@@ -18,9 +18,9 @@ import {
   ensureDurable,
   ensureStream,
   FLOWS_STREAM,
-  type LocalNats,
   RAW_STREAM,
 } from "@periscope/bus";
+import type { LocalNats } from "@periscope/devstack";
 import pino from "pino";
 import { emit, LatencySamples, until } from "./report.ts";
 

@@ -13,11 +13,11 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { freePort } from "@periscope/bus";
 import {
   createDemoTopology,
   type DemoTraffic,
   demoTraffic,
+  freePort,
   type Topology,
   waitFor,
 } from "@periscope/devstack";

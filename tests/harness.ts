@@ -8,18 +8,14 @@
 import { resolve } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import {
-  type Bus,
-  connectBus,
-  freePort,
-  type LocalNats,
-  openEndpointRegistry,
-  startLocalNats,
-} from "@periscope/bus";
+import { type Bus, connectBus, openEndpointRegistry } from "@periscope/bus";
 import {
   createDemoTopology,
+  freePort,
+  type LocalNats,
   type PodSpec,
   Supervisor,
+  startLocalNats,
   type Topology,
   waitFor,
 } from "@periscope/devstack";

@@ -11,8 +11,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { create } from "@bufbuild/protobuf";
-import { type LocalNats, startLocalNats } from "@periscope/bus";
-import { waitFor } from "@periscope/devstack";
+import { type LocalNats, startLocalNats, waitFor } from "@periscope/devstack";
 import { FlowFilterSchema } from "@periscope/proto";
 import { type Stack, startStack, testPrefix } from "./harness.ts";
 

@@ -11,13 +11,12 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import {
   decodePresenceHeader,
-  freePort,
   PRESENCE_HEADER,
   type PresenceReport,
   parseBeat,
   presenceSubjects,
 } from "@periscope/bus";
-import { cleanupStale, runOk, waitFor } from "@periscope/devstack";
+import { cleanupStale, freePort, runOk, waitFor } from "@periscope/devstack";
 import { Observer } from "@periscope/proto";
 
 const ROOT = resolve(import.meta.dir, "..");

@@ -5,12 +5,9 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import {
   decodePresenceHeader,
-  freePort,
-  type LocalNats,
   PRESENCE_HEADER,
   reportExited,
   startHeartbeat,
-  startLocalNats,
   subjects,
 } from "@periscope/bus";
 import {
@@ -22,7 +19,7 @@ import {
   IPVersion,
   Verdict,
 } from "@periscope/proto";
-import { waitFor } from "@periscope/testing";
+import { freePort, type LocalNats, startLocalNats, waitFor } from "@periscope/testing";
 import { observerClient } from "./client.ts";
 
 const ROOT = join(import.meta.dir, "../..");

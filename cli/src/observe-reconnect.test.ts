@@ -3,7 +3,7 @@ import { dirname, join } from "node:path";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { freePort, type LocalNats, startLocalNats, subjects } from "@periscope/bus";
+import { subjects } from "@periscope/bus";
 import {
   EndpointSchema,
   FlowBatchSchema,
@@ -13,7 +13,7 @@ import {
   IPVersion,
   Verdict,
 } from "@periscope/proto";
-import { waitFor } from "@periscope/testing";
+import { freePort, type LocalNats, startLocalNats, waitFor } from "@periscope/testing";
 
 const ROOT = join(import.meta.dir, "../..");
 const LAUNCHER = join(ROOT, "periscope");

@@ -1,21 +1,17 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
-import { waitFor } from "@periscope/testing";
+import { canConnect, freePort, type LocalNats, startLocalNats, waitFor } from "@periscope/testing";
 import {
   type Bus,
   BusConnectError,
   BusInputError,
-  canConnect,
   connectBus,
   ENDPOINTS_BUCKET,
   endpointKey,
-  freePort,
-  type LocalNats,
   normalizeIp,
   openEndpointRegistry,
   parseStoredEndpoint,
   sanitizeToken,
-  startLocalNats,
   subjects,
 } from "./index.ts";
 import type { BusLogger } from "./log.ts";

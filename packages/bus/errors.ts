@@ -1,9 +1,4 @@
-/** Raised when a local nats-server cannot be started or stopped. */
-export class LocalNatsError extends Error {
-  override name = "LocalNatsError";
-}
-
-/** Raised when no NATS connection can be made (after trying to start a local server, if allowed). */
+/** Raised when no NATS connection can be made . */
 export class BusConnectError extends Error {
   override name = "BusConnectError";
 }

@@ -14,7 +14,7 @@ export {
   openEndpointRegistry,
   parseStoredEndpoint,
 } from "./endpoints.ts";
-export { BusConnectError, BusInputError, BusStreamError, LocalNatsError } from "./errors.ts";
+export { BusConnectError, BusInputError, BusStreamError } from "./errors.ts";
 export {
   INTERFACES_BUCKET,
   type InterfaceInfo,
@@ -27,13 +27,6 @@ export {
   storedInterfaceJson,
 } from "./interfaces.ts";
 export type { KvRegistry } from "./kv-cache.ts";
-export {
-  canConnect,
-  freePort,
-  type LocalNats,
-  type LocalNatsOptions,
-  startLocalNats,
-} from "./local.ts";
 export type { BusLogger } from "./log.ts";
 export {
   type AnnounceOptions,

@@ -1,14 +1,13 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { type LocalNats, startLocalNats } from "@periscope/testing";
 import {
-  type LocalNats,
   type PresenceBeat,
   PresenceTable,
   parseBeat,
   presenceSubjects,
   reportExited,
   startHeartbeat,
-  startLocalNats,
   watchPresence,
 } from "./index.ts";
 

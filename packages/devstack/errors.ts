@@ -12,3 +12,8 @@ export class WaitTimeoutError extends Error {
 export class WaitAbortedError extends Error {
   override name = "WaitAbortedError";
 }
+
+/** A local nats-server could not be started or stopped. */
+export class LocalNatsError extends Error {
+  override name = "LocalNatsError";
+}

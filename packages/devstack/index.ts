@@ -4,7 +4,15 @@ export {
   RestartBackoff,
   type RestartPolicy,
 } from "./backoff.ts";
-export { DevstackError, WaitAbortedError, WaitTimeoutError } from "./errors.ts";
+export { DevstackError, LocalNatsError, WaitAbortedError, WaitTimeoutError } from "./errors.ts";
+export {
+  canConnect,
+  freePort,
+  type LocalNats,
+  type LocalNatsOptions,
+  type NatsLogSink,
+  startLocalNats,
+} from "./nats.ts";
 export { cleanupStale, deleteNetns, listNetns, nsExec } from "./netns.ts";
 export { type RunOptions, type RunResult, run, runOk } from "./run.ts";
 export {

@@ -4,10 +4,14 @@
  * @periscope/devstack) polling and command helpers. Test code only.
  */
 export {
+  canConnect,
+  freePort,
+  type LocalNats,
   type RunOptions,
   type RunResult,
   run,
   runOk,
+  startLocalNats,
   type WaitOptions,
   waitFor,
   waitForValue,

@@ -1,5 +1,11 @@
-import { type BusLogger, canConnect, type LocalNats, startLocalNats } from "@periscope/bus";
-import { formatDelay, RestartBackoff } from "@periscope/devstack";
+import type { BusLogger } from "@periscope/bus";
+import {
+  canConnect,
+  formatDelay,
+  type LocalNats,
+  RestartBackoff,
+  startLocalNats,
+} from "@periscope/devstack";
 
 /** Options for {@link ownBroker}. */
 export interface OwnBrokerOptions {

@@ -5,17 +5,17 @@ import {
   type Bus,
   connectBus,
   type InterfaceRegistry,
-  type LocalNats,
   openInterfaceRegistry,
   sanitizeToken,
-  startLocalNats,
 } from "@periscope/bus";
 import { createLogger } from "@periscope/telemetry";
 import {
   addVeth,
   createNetnsPair,
+  type LocalNats,
   type NetnsPair,
   runOk,
+  startLocalNats,
   tcFilterProgIds,
   waitForValue,
 } from "@periscope/testing";

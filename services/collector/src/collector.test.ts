@@ -3,13 +3,15 @@ import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { TraceProgram } from "@periscope/bpf";
-import { type LocalNats, sanitizeToken, startLocalNats } from "@periscope/bus";
+import { sanitizeToken } from "@periscope/bus";
 import type { RawFrame } from "@periscope/proto";
 import { createLogger } from "@periscope/telemetry";
 import {
   createVethPair,
+  type LocalNats,
   loadedProgIds,
   runOk,
+  startLocalNats,
   tcFilterProgIds,
   type VethPair,
   waitForValue,

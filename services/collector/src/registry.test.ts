@@ -5,13 +5,11 @@ import {
   connectBus,
   type InterfaceRegistry,
   interfaceKey,
-  type LocalNats,
   openInterfaceRegistry,
   parseStoredInterface,
-  startLocalNats,
 } from "@periscope/bus";
 import { createLogger, createMetrics } from "@periscope/telemetry";
-import { waitForValue } from "@periscope/testing";
+import { type LocalNats, startLocalNats, waitForValue } from "@periscope/testing";
 import { CollectorMetrics } from "./metrics.ts";
 import { InterfaceRegistrySync } from "./registry.ts";
 

@@ -3,18 +3,23 @@ import { fromBinary } from "@bufbuild/protobuf";
 import {
   type Bus,
   BusStreamError,
-  canConnect,
   connectBus,
   FLOWS_STREAM,
-  freePort,
-  type LocalNats,
   RAW_STREAM,
-  startLocalNats,
   subjects,
 } from "@periscope/bus";
 import { FlowBatchSchema } from "@periscope/proto";
 import { createLogger } from "@periscope/telemetry";
-import { ethernet, ipv4, tcp, waitFor } from "@periscope/testing";
+import {
+  canConnect,
+  ethernet,
+  freePort,
+  ipv4,
+  type LocalNats,
+  startLocalNats,
+  tcp,
+  waitFor,
+} from "@periscope/testing";
 import {
   encodeRawFrame,
   encodeTraceRecord,

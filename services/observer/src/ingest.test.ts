@@ -1,17 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import {
-  type Bus,
-  connectBus,
-  FLOWS_STREAM,
-  type LocalNats,
-  startLocalNats,
-  subjects,
-} from "@periscope/bus";
+import { type Bus, connectBus, FLOWS_STREAM, subjects } from "@periscope/bus";
 import { FlowBatchSchema, FlowSchema, GetFlowsResponseSchema } from "@periscope/proto";
 import { createLogger, createMetrics } from "@periscope/telemetry";
-import { waitFor } from "@periscope/testing";
+import { type LocalNats, startLocalNats, waitFor } from "@periscope/testing";
 import { type Ingest, startIngest } from "./ingest.ts";
 import { createObserverMetrics } from "./metrics.ts";
 import { FlowStore } from "./store.ts";

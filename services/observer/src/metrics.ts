@@ -1,4 +1,5 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { rpcCodeLabel } from "@periscope/model";
 import type { Metrics } from "@periscope/telemetry";
 import type { Counter, Gauge } from "prom-client";
 
@@ -36,11 +37,6 @@ export function createObserverMetrics(metrics: Metrics): ObserverMetrics {
   };
 }
 
-/** `InvalidArgument` → `invalid_argument`, like gRPC's canonical code names. */
-export function codeLabel(code: Code): string {
-  return (Code[code] ?? String(code)).replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
-}
-
 /**
  * The code of a call whose signal aborted: the reason's code when it is a ConnectError
  * (a client's RST_STREAM CANCEL is `Canceled`, a deadline `DeadlineExceeded`), else
@@ -66,7 +62,9 @@ export function metricsInterceptor(m: ObserverMetrics): Interceptor {
     try {
       res = await next(req);
     } catch (err) {
-      done(codeLabel(req.signal.aborted ? abortedCode(req.signal) : ConnectError.from(err).code));
+      done(
+        rpcCodeLabel(req.signal.aborted ? abortedCode(req.signal) : ConnectError.from(err).code),
+      );
       throw err;
     }
     if (!res.stream) {
@@ -81,9 +79,9 @@ export function metricsInterceptor(m: ObserverMetrics): Interceptor {
       let code = "canceled";
       try {
         yield* inner;
-        code = req.signal.aborted ? codeLabel(abortedCode(req.signal)) : "ok";
+        code = req.signal.aborted ? rpcCodeLabel(abortedCode(req.signal)) : "ok";
       } catch (err) {
-        code = codeLabel(
+        code = rpcCodeLabel(
           req.signal.aborted ? abortedCode(req.signal) : ConnectError.from(err).code,
         );
         throw err;

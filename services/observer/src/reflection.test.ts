@@ -10,9 +10,9 @@ import {
 } from "@bufbuild/protobuf/wkt";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import { type LocalNats, startLocalNats } from "@periscope/bus";
 import { Health } from "@periscope/proto";
 import { createLogger } from "@periscope/telemetry";
+import { type LocalNats, startLocalNats } from "@periscope/testing";
 import { parseConfig } from "./config.ts";
 import { answerReflection, DescriptorIndex } from "./reflection.ts";
 import { type RunningObserver, startObserver } from "./server.ts";

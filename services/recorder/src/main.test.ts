@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { freePort, type LocalNats, startLocalNats } from "@periscope/bus";
-import { waitFor } from "@periscope/testing";
+import { freePort, type LocalNats, startLocalNats, waitFor } from "@periscope/testing";
 
 const MAIN = `${import.meta.dir}/main.ts`;
 

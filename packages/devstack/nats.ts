@@ -3,7 +3,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { forwardLines } from "@periscope/model";
 import { LocalNatsError } from "./errors.ts";
-import type { BusLogger } from "./log.ts";
+
+/** Where a server's own log lines go (a pino `Logger` fits). */
+export interface NatsLogSink {
+  debug(obj: object, msg?: string): void;
+}
 
 /** Options for {@link startLocalNats}. */
 export interface LocalNatsOptions {
@@ -18,7 +22,7 @@ export interface LocalNatsOptions {
   /** How long to wait for the server to accept connections, ms (default 10000). */
   startTimeoutMs?: number;
   /** Receives the server's own log lines at debug level. */
-  log?: BusLogger;
+  log?: NatsLogSink;
 }
 
 /** A nats-server child process with JetStream enabled. */
