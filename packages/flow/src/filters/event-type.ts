@@ -1,8 +1,9 @@
 import type { FilterBuilder } from "./builder.ts";
 
 /**
- * event_type: the flow's Cilium event type equals one listed type, and its
- * sub-type too when the filter sets match_sub_type.
+ * event_type: the flow's Cilium event type equals one listed type (type 0 is
+ * a wildcard for any type, as in Hubble), and its sub-type too when the
+ * filter sets match_sub_type. A flow without an event type never matches.
  */
 export const eventTypeFilter: FilterBuilder = {
   fields: ["event_type"],
@@ -14,7 +15,8 @@ export const eventTypeFilter: FilterBuilder = {
         const et = flow.eventType;
         if (!et) return false;
         return wanted.some(
-          (w) => w.type === et.type && (!w.matchSubType || w.subType === et.subType),
+          (w) =>
+            (w.type === 0 || w.type === et.type) && (!w.matchSubType || w.subType === et.subType),
         );
       },
     ];

@@ -3,34 +3,45 @@ import type { FilterBuilder } from "./builder.ts";
 import type { FlowPredicate } from "./combinators.ts";
 import { FilterError } from "./errors.ts";
 
+/** One parsed "[namespace/][pod-prefix]" value; an empty `ns` matches any namespace. */
+export interface PodPattern {
+  readonly ns: string;
+  readonly prefix: string;
+}
+
 /**
- * Hubble's "[namespace/][pod-prefix]" match: "demo/" matches every pod in
- * namespace demo, "demo/front" pods in demo whose name starts with "front",
- * and "front" (no slash) pods without a namespace whose name starts with
- * "front". An endpoint with neither namespace nor pod name never matches.
+ * Parses Hubble's "[namespace/][pod-prefix]" pod filter value:
+ * "demo/front" pods in demo whose name starts with "front", "demo/" every pod
+ * in demo, "front" (no slash) namespace "default", "/front" the prefix in any
+ * namespace and "/" (what `hubble observe --all-namespaces` sends) any pod in
+ * any namespace.
+ * @throws FilterError naming `field` for "" and values with two slashes.
+ */
+export function parsePodPattern(field: string, value: string): PodPattern {
+  const parts = value.split("/");
+  if (value === "" || parts.length > 2) {
+    throw new FilterError(field, `must be [namespace/][<name>], got ${JSON.stringify(value)}`);
+  }
+  const [first = "", second] = parts;
+  return second === undefined ? { ns: "default", prefix: first } : { ns: first, prefix: second };
+}
+
+/**
+ * Matches endpoints against pod filter values (see {@link parsePodPattern}).
+ * An endpoint with neither namespace nor pod name never matches.
  */
 export function filterByPodNames(
   field: string,
   values: readonly string[],
   getEndpoint: (flow: Flow) => Endpoint | undefined,
 ): FlowPredicate {
-  const patterns = values.map((value) => {
-    const [first = "", second, ...rest] = value.split("/");
-    if (rest.length > 0) {
-      throw new FilterError(field, `must be [namespace/][<name>], got ${JSON.stringify(value)}`);
-    }
-    const parsed = second === undefined ? { ns: "", prefix: first } : { ns: first, prefix: second };
-    if (parsed.ns === "" && parsed.prefix === "") {
-      throw new FilterError(field, `must be [namespace/][<name>], got ${JSON.stringify(value)}`);
-    }
-    return parsed;
-  });
+  const patterns = values.map((value) => parsePodPattern(field, value));
   return (flow) => {
     const ep = getEndpoint(flow);
     const ns = ep?.namespace ?? "";
     const pod = ep?.podName ?? "";
     if (ns === "" && pod === "") return false;
-    return patterns.some((p) => p.ns === ns && pod.startsWith(p.prefix));
+    return patterns.some((p) => (p.ns === "" || p.ns === ns) && pod.startsWith(p.prefix));
   };
 }
 
