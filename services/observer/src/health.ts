@@ -13,8 +13,15 @@ import {
  */
 export { Health as HealthService, ServingStatus };
 
-/** Service names Check answers for: "" (the whole server) and the Observer API. */
-const KNOWN_SERVICES = new Set(["", "observer.Observer"]);
+/**
+ * Service names Check answers for: "" (the whole server), the Observer API and the
+ * name Hubble registers it under, which `hubble status` asks for.
+ */
+export const HEALTH_SERVICES: ReadonlySet<string> = new Set([
+  "",
+  "observer.Observer",
+  "hubble.server.Observer",
+]);
 
 /**
  * Registers grpc.health.v1.Health: SERVING while `serving()` is true, NOT_SERVING
@@ -26,7 +33,7 @@ export function healthRoutes(
   stopped: AbortSignal,
 ): (router: ConnectRouter) => void {
   const status = (service: string): ServingStatus => {
-    if (!KNOWN_SERVICES.has(service)) throw new ConnectError("unknown service", Code.NotFound);
+    if (!HEALTH_SERVICES.has(service)) throw new ConnectError("unknown service", Code.NotFound);
     return serving() ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
   };
   return (router) => {

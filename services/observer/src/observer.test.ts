@@ -6,12 +6,14 @@ import {
   FlowFilterSchema,
   type GetFlowsRequestSchema,
   type GetFlowsResponse,
+  GetFlowsResponseSchema,
   LostEventSource,
   NodeState,
   Observer,
   Verdict,
 } from "@periscope/proto";
 import { createMetrics } from "@periscope/telemetry";
+import { StoredEvent } from "./event.ts";
 import { createObserverMetrics, metricsInterceptor } from "./metrics.ts";
 import { observerRoutes } from "./routes.ts";
 import { FlowStore } from "./store.ts";
@@ -166,6 +168,29 @@ describe("observer GetFlows", () => {
     expect(delivered).toEqual(ips(7, 8, 9, 10).map((s) => s.replace("10.0.0.", "10.9.0.")));
     const text = await metrics.eventsLost.get();
     expect(text.values.find((v) => v.labels.where === "ring_buffer")?.value).toBe(Number(lost));
+  });
+
+  test("observer - stored LostEvents pass any whitelist and blacklist", async () => {
+    const { store, client } = setup(2);
+    store.add(
+      StoredEvent.fromResponse(
+        create(GetFlowsResponseSchema, {
+          nodeName: "node-a",
+          time: ts(5),
+          responseTypes: {
+            case: "lostEvents",
+            value: { source: LostEventSource.OBSERVER_EVENTS_QUEUE, numEventsLost: 7n },
+          },
+        }),
+      ),
+    );
+    const got = await collect(client, {
+      whitelist: [create(FlowFilterSchema, { sourceIp: ["192.0.2.1"] })],
+      blacklist: [create(FlowFilterSchema, {})],
+    });
+    expect(got.map((r) => r.responseTypes.case)).toEqual(["lostEvents"]);
+    const lost = got[0]?.responseTypes;
+    expect(lost?.case === "lostEvents" ? lost.value.numEventsLost : 0n).toBe(7n);
   });
 
   test("observer - invalid filter is InvalidArgument naming the field", async () => {

@@ -19,7 +19,7 @@ interface GrpcObserver extends grpc.Client {
   ServerStatus(
     req: object,
     cb: (err: grpc.ServiceError | null, res: Record<string, unknown>) => void,
-  ): void;
+  ): grpc.ClientUnaryCall;
   GetFlows(req: object): grpc.ClientReadableStream<Record<string, unknown>>;
 }
 
@@ -124,6 +124,7 @@ describe("observer server", () => {
   test.each([
     ["", "SERVING"],
     ["observer.Observer", "SERVING"],
+    ["hubble.server.Observer", "SERVING"],
     ["no.Such", `error ${grpc.status.NOT_FOUND}`],
   ])("server - grpc.health.v1 Check(%p) answers %s", async (service, want) => {
     expect((await healthCheck(service)).status).toBe(want);
@@ -158,6 +159,30 @@ describe("observer server", () => {
     );
     expect((err as grpc.ServiceError).code).toBe(grpc.status.INVALID_ARGUMENT);
     expect((err as grpc.ServiceError).details).toContain("source_ip");
+  });
+
+  test("server - responses carry hubble-server-version, errors too", async () => {
+    const { version } = (await import("../package.json", { with: { type: "json" } })).default;
+    expect(version).toMatch(/^\d+\.\d+\.\d+/);
+    const unary = await new Promise<grpc.Metadata>((resolve, reject) => {
+      const call = client.ServerStatus({}, (err) => err && reject(err));
+      call.on("metadata", resolve);
+    });
+    expect(unary.get("hubble-server-version")).toEqual([version]);
+    const stream = client.GetFlows({ whitelist: [{ source_ip: ["bogus"] }] });
+    const failed = await new Promise<grpc.Metadata>((resolve, reject) => {
+      let header: grpc.Metadata | undefined;
+      stream.on("metadata", (m: grpc.Metadata) => {
+        header = m;
+      });
+      stream.on("error", (err: grpc.ServiceError) => {
+        // A trailers-only error response carries its headers with the status.
+        const h = header ?? err.metadata;
+        if (err.code === grpc.status.INVALID_ARGUMENT) resolve(h);
+        else reject(err);
+      });
+    });
+    expect(failed.get("hubble-server-version")).toEqual([version]);
   });
 
   test("server - follow over grpc-js receives a batch published later", async () => {

@@ -24,6 +24,9 @@ import { FlowStore } from "./store.ts";
 /** "periscope 0.1.0" — what ServerStatus reports as version. */
 export const OBSERVER_VERSION = `periscope ${pkg.version}`;
 
+/** Response header carrying the server's version (semver), as Hubble servers send it. */
+export const SERVER_VERSION_HEADER = "hubble-server-version";
+
 /** Options for {@link startObserver}. */
 export interface StartObserverOptions {
   /** Defaults to a pino logger at `config.logLevel`. */
@@ -59,6 +62,8 @@ async function listenH2c(
   const { host, port } = parseHostPort(addr);
   const server = http2.createServer((req, res) => {
     prepare(req);
+    // Merged into the headers the adapter writes, so errors carry it too.
+    res.setHeader(SERVER_VERSION_HEADER, pkg.version);
     handler(req, res);
   });
   const sessions = new Set<http2.ServerHttp2Session>();
