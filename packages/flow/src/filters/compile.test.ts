@@ -157,7 +157,12 @@ describe("filters", () => {
     ["a bad label selector", { sourceLabel: ["app=(x"] }, "source_label", '"app=(x"'],
     ["a bad node name", { nodeName: ["a/b/c"] }, "node_name", "too many slashes"],
     ["a bad fqdn", { sourceFqdn: ["bad name"] }, "source_fqdn", "invalid character"],
-    ["an unsupported field", { httpMethod: ["GET"] }, "http_method", "not supported"],
+    [
+      "an unsupported CEL expression",
+      { experimental: { celExpression: ["true"] } },
+      "experimental",
+      "not supported",
+    ],
   ];
   test.each(invalid)("filters - rejects %s", (_name, init, field, inMessage) => {
     let caught: unknown;

@@ -1,25 +1,35 @@
 import { isFieldSet } from "@bufbuild/protobuf";
 import { type Flow, type FlowFilter, FlowFilterSchema } from "@periscope/proto";
 import type { FilterBuilder } from "./builder.ts";
+import { clusterNameFilter } from "./cluster-name.ts";
 import { type FlowPredicate, matchAll, matchNone, matchOne } from "./combinators.ts";
+import { dnsQueryFilter } from "./dns.ts";
+import { dropReasonFilter } from "./drop-reason.ts";
 import { encryptedFilter } from "./encrypted.ts";
 import { FilterError } from "./errors.ts";
 import { eventTypeFilter } from "./event-type.ts";
+import { experimentalFilter } from "./experimental.ts";
 import { fqdnFilter } from "./fqdn.ts";
+import { httpFilter } from "./http.ts";
 import { identityFilter } from "./identity.ts";
 import { interfaceFilter } from "./interface.ts";
 import { ipFilter } from "./ip.ts";
 import { ipVersionFilter } from "./ip-version.ts";
+import { ipXlatedFilter } from "./ip-xlated.ts";
 import { labelFilter } from "./labels.ts";
+import { nodeLabelsFilter } from "./node-labels.ts";
 import { nodeNameFilter } from "./node-name.ts";
 import { podFilter } from "./pod.ts";
 import { portFilter } from "./port.ts";
 import { protocolFilter } from "./protocol.ts";
 import { replyFilter } from "./reply.ts";
+import { serviceFilter } from "./service.ts";
 import { tcpFlagsFilter } from "./tcp-flags.ts";
+import { traceIdFilter } from "./trace-id.ts";
 import { trafficDirectionFilter } from "./traffic-direction.ts";
 import { uuidFilter } from "./uuid.ts";
 import { verdictFilter } from "./verdict.ts";
+import { workloadFilter } from "./workload.ts";
 
 /** Every criterion this package compiles. */
 export const FILTER_BUILDERS: readonly FilterBuilder[] = [
@@ -40,6 +50,16 @@ export const FILTER_BUILDERS: readonly FilterBuilder[] = [
   replyFilter,
   interfaceFilter,
   encryptedFilter,
+  ipXlatedFilter,
+  serviceFilter,
+  workloadFilter,
+  clusterNameFilter,
+  dropReasonFilter,
+  httpFilter,
+  dnsQueryFilter,
+  nodeLabelsFilter,
+  traceIdFilter,
+  experimentalFilter,
 ];
 
 /** FlowFilter fields (proto names) that compileFlowFilter understands. */
