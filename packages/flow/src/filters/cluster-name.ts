@@ -3,19 +3,18 @@ import type { FilterBuilder } from "./builder.ts";
 import type { FlowPredicate } from "./combinators.ts";
 import { FilterError } from "./errors.ts";
 
-/** Cilium's cluster-name rule: lower-case alphanumerics and '-', at most 32 characters. */
-const CLUSTER_NAME = /^(?:[a-z0-9](?:[-a-z0-9]{0,30}[a-z0-9])?)$/;
-
-/** Matches when the endpoint's cluster name is one of the names, exactly. */
+/**
+ * Matches when the endpoint's cluster name is one of the names, exactly. As in
+ * Hubble only an empty name is rejected, so clusters named before Cilium's
+ * stricter naming rule can still be selected.
+ */
 export function filterByClusterNames(
   field: string,
   names: readonly string[],
   getEndpoint: (flow: Flow) => Endpoint | undefined,
 ): FlowPredicate {
   for (const name of names) {
-    if (!CLUSTER_NAME.test(name)) {
-      throw new FilterError(field, `invalid cluster name ${JSON.stringify(name)}`);
-    }
+    if (name === "") throw new FilterError(field, "cluster name must not be empty");
   }
   const wanted = new Set(names);
   return (flow) => wanted.has(getEndpoint(flow)?.clusterName ?? "");

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import { DropReason, type Flow, FlowFilterSchema, FlowSchema } from "@periscope/proto";
+import { DropReason, type Flow, FlowFilterSchema, FlowSchema, Verdict } from "@periscope/proto";
 import { compileFlowFilter } from "./compile.ts";
 import { FilterError } from "./errors.ts";
 
@@ -42,6 +42,7 @@ const dns: Flow = create(FlowSchema, {
 /** A dropped L3/L4 flow without any of the above. */
 const dropped: Flow = create(FlowSchema, {
   IP: { source: "10.0.0.5", destination: "10.0.1.7" },
+  verdict: Verdict.DROPPED,
   dropReasonDesc: DropReason.POLICY_DENIED,
 });
 const flows = { http, dns, dropped };
@@ -68,6 +69,11 @@ describe("criteria", () => {
     ["destination_cluster_name", { destinationClusterName: ["west", "north"] }, ["http"]],
     ["cluster name no match", { sourceClusterName: ["west"] }, []],
     ["drop_reason_desc", { dropReasonDesc: [DropReason.POLICY_DENIED] }, ["dropped"]],
+    [
+      "drop_reason_desc needs a dropped verdict",
+      { dropReasonDesc: [DropReason.DROP_REASON_UNKNOWN] },
+      [],
+    ],
     ["drop_reason_desc no match", { dropReasonDesc: [DropReason.CT_MAP_INSERTION_FAILED] }, []],
     ["http_status_code exact", { httpStatusCode: ["503"] }, ["http"]],
     ["http_status_code class", { httpStatusCode: ["5+"] }, ["http"]],
@@ -107,8 +113,12 @@ describe("criteria", () => {
       "destination_workload",
       "name or a kind",
     ],
-    ["a bad cluster name", { sourceClusterName: ["East_1"] }, "source_cluster_name", '"East_1"'],
-    ["an empty cluster name", { destinationClusterName: [""] }, "destination_cluster_name", '""'],
+    [
+      "an empty cluster name",
+      { destinationClusterName: [""] },
+      "destination_cluster_name",
+      "empty",
+    ],
     [
       "an unknown drop reason",
       { dropReasonDesc: [9999 as DropReason] },

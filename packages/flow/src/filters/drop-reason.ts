@@ -1,12 +1,13 @@
-import { DropReasonSchema } from "@periscope/proto";
+import { DropReasonSchema, Verdict } from "@periscope/proto";
 import type { FilterBuilder } from "./builder.ts";
 import { FilterError } from "./errors.ts";
 
 const KNOWN = new Set(DropReasonSchema.values.map((v) => v.number));
 
 /**
- * drop_reason_desc: the flow's drop reason is one of the listed DropReason
- * values; a number the enum does not define is rejected.
+ * drop_reason_desc: a dropped flow whose drop reason is one of the listed
+ * DropReason values (as in Hubble, flows with another verdict never match);
+ * a number the enum does not define is rejected.
  */
 export const dropReasonFilter: FilterBuilder = {
   fields: ["drop_reason_desc"],
@@ -18,6 +19,6 @@ export const dropReasonFilter: FilterBuilder = {
       }
     }
     const reasons = new Set(ff.dropReasonDesc);
-    return [(flow) => reasons.has(flow.dropReasonDesc)];
+    return [(flow) => flow.verdict === Verdict.DROPPED && reasons.has(flow.dropReasonDesc)];
   },
 };
