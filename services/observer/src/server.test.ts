@@ -159,6 +159,10 @@ describe("observer server", () => {
     );
     expect((err as grpc.ServiceError).code).toBe(grpc.status.INVALID_ARGUMENT);
     expect((err as grpc.ServiceError).details).toContain("source_ip");
+    // ":", "/" and spaces arrive as sent (gRPC percent-encodes only non-printable bytes).
+    expect((err as grpc.ServiceError).details).not.toContain("%");
+    expect((err as grpc.ServiceError).details).toContain('"bogus"');
+    expect((err as grpc.ServiceError).details).toMatch(/source_ip[^%]*:/);
   });
 
   test("server - responses carry hubble-server-version, errors too", async () => {

@@ -12,6 +12,7 @@ import {
 } from "@periscope/telemetry";
 import pkg from "../package.json" with { type: "json" };
 import type { ObserverConfig } from "./config.ts";
+import { specGrpcMessages } from "./grpc-message.ts";
 import { healthRoutes } from "./health.ts";
 import { type Ingest, startIngest } from "./ingest.ts";
 import { createObserverMetrics, metricsInterceptor, type ObserverMetrics } from "./metrics.ts";
@@ -64,6 +65,7 @@ async function listenH2c(
     prepare(req);
     // Merged into the headers the adapter writes, so errors carry it too.
     res.setHeader(SERVER_VERSION_HEADER, pkg.version);
+    specGrpcMessages(res);
     handler(req, res);
   });
   const sessions = new Set<http2.ServerHttp2Session>();
