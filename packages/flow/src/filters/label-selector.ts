@@ -3,7 +3,8 @@
  * source_label / destination_label filters use them. A selector is a comma
  * list of requirements, all of which must hold:
  * `key`, `!key`, `key=value`, `key==value`, `key!=value`,
- * `key in (a, b)`, `key notin (a, b)`. A key may carry a Cilium source
+ * `key in (a, b)`, `key notin (a, b)`, and `key > n`, `key < n` for an
+ * integer n (true when the label's value is an integer beyond n). A key may carry a Cilium source
  * prefix ("k8s:app"); without one (or with "any:") it matches labels of any
  * source. Flow labels are "source:key=value" or "key=value" strings.
  */
@@ -15,7 +16,7 @@ export interface ParsedLabel {
   value: string;
 }
 
-type Op = "exists" | "notexists" | "eq" | "neq" | "in" | "notin";
+type Op = "exists" | "notexists" | "eq" | "neq" | "in" | "notin" | "gt" | "lt";
 
 interface Requirement {
   source: string | undefined;
@@ -47,7 +48,18 @@ const VALUE = "[-A-Za-z0-9_.]*";
 const RE_NOT_EXISTS = new RegExp(`^!\\s*(${KEY})$`);
 const RE_SET = new RegExp(`^(${KEY})\\s+(in|notin)\\s*\\((.*)\\)$`);
 const RE_EQ = new RegExp(`^(${KEY})\\s*(==|!=|=)\\s*(${VALUE})$`);
+const RE_CMP = new RegExp(`^(${KEY})\\s*([<>])\\s*(${VALUE})$`);
 const RE_EXISTS = new RegExp(`^(${KEY})$`);
+const RE_INT = /^-?\d+$/;
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+
+/** The value as a 64-bit integer, or undefined when it is not one. */
+function int64(value: string): bigint | undefined {
+  if (!RE_INT.test(value)) return undefined;
+  const n = BigInt(value);
+  return n < INT64_MIN || n > INT64_MAX ? undefined : n;
+}
 const RE_VALUE = new RegExp(`^${VALUE}$`);
 
 function splitTopLevel(selector: string): string[] {
@@ -89,6 +101,13 @@ function parseRequirement(text: string): Requirement {
   if (m?.[1] && m[2] && m[3] !== undefined) {
     return { ...splitKey(m[1]), op: m[2] === "!=" ? "neq" : "eq", values: [m[3]] };
   }
+  m = RE_CMP.exec(text);
+  if (m?.[1] && m[2] && m[3] !== undefined) {
+    if (int64(m[3]) === undefined) {
+      throw new Error(`for '>' and '<' the value must be an integer, got ${JSON.stringify(text)}`);
+    }
+    return { ...splitKey(m[1]), op: m[2] === ">" ? "gt" : "lt", values: [m[3]] };
+  }
   m = RE_EXISTS.exec(text);
   if (m?.[1]) return { ...splitKey(m[1]), op: "exists", values: [] };
   throw new Error(`invalid requirement ${JSON.stringify(text)}`);
@@ -114,6 +133,14 @@ export function compileLabelSelector(selector: string): LabelSelector {
         case "neq":
         case "notin":
           return !found.some((l) => r.values.includes(l.value));
+        case "gt":
+        case "lt": {
+          const bound = int64(r.values[0] ?? "") ?? 0n;
+          return found.some((l) => {
+            const v = int64(l.value);
+            return v !== undefined && (r.op === "gt" ? v > bound : v < bound);
+          });
+        }
       }
       return false;
     });
