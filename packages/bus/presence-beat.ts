@@ -34,6 +34,8 @@ export interface PresenceBeat {
   readonly sentMs: number;
   /** Heartbeat interval the sender keeps, ms: receivers judge staleness by it. */
   readonly intervalMs: number;
+  /** The sender's software version, e.g. "periscope 0.1.0" (absent from older senders). */
+  readonly version?: string;
 }
 
 /** The instance id of process `pid` on `host`: `<host>-<pid>`, usable as a subject token. */
@@ -68,6 +70,9 @@ export function parseBeat(data: Uint8Array): PresenceBeat {
     if (typeof o[f] !== "number" || !Number.isFinite(o[f]) || (o[f] as number) < 0) {
       throw new BusInputError(`presence beat: ${f} must be a non-negative number`);
     }
+  }
+  if (o.version !== undefined && typeof o.version !== "string") {
+    throw new BusInputError("presence beat: version must be a string when present");
   }
   if (typeof o.state !== "string" || !STATES.includes(o.state)) {
     throw new BusInputError(`presence beat: state must be one of ${STATES.join(", ")}`);

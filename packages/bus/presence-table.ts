@@ -108,6 +108,15 @@ export class PresenceTable {
     return nowMs - e.receivedMs > this.#staleIntervals * e.beat.intervalMs ? "stale" : "live";
   }
 
+  /** The latest beat of each instance whose heartbeats still arrive at `nowMs`. */
+  live(nowMs: number = Date.now()): PresenceBeat[] {
+    const out: PresenceBeat[] = [];
+    for (const e of this.#entries.values()) {
+      if (this.#state(e, nowMs) === "live") out.push(e.beat);
+    }
+    return out;
+  }
+
   /** The report at `nowMs`; drops lost instances that were replaced or are too old. */
   report(nowMs: number = Date.now()): PresenceReport {
     const byService = new Map<string, { live: Entry[]; lost: Entry[] }>();

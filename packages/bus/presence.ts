@@ -21,6 +21,8 @@ export interface HeartbeatOptions {
   readonly node: string;
   /** Default {@link PRESENCE_INTERVAL_MS}. */
   readonly intervalMs?: number;
+  /** Software version carried in every beat, e.g. "periscope 0.1.0". */
+  readonly version?: string;
   readonly log?: BusLogger;
 }
 
@@ -48,6 +50,7 @@ function beat(
     startedMs,
     sentMs: Date.now(),
     intervalMs: o.intervalMs ?? PRESENCE_INTERVAL_MS,
+    ...(o.version !== undefined ? { version: o.version } : {}),
   };
 }
 
@@ -151,6 +154,8 @@ export function announcePresence(opts: AnnounceOptions): { stop(): Promise<void>
 export interface PresenceWatch {
   /** The current report (see {@link PresenceTable.report}). */
   report(): PresenceReport;
+  /** The latest beat of every live instance (see {@link PresenceTable.live}). */
+  live(): PresenceBeat[];
   /** Presence messages that could not be decoded so far. */
   malformed(): number;
   stop(): Promise<void>;
@@ -181,6 +186,7 @@ export function watchPresence(
   });
   return {
     report: () => table.report(),
+    live: () => table.live(),
     malformed: () => malformed,
     async stop() {
       if (!sub.isClosed()) sub.unsubscribe();

@@ -4,6 +4,7 @@
  */
 import { announcePresence } from "@periscope/bus";
 import { runService } from "@periscope/telemetry";
+import pkg from "../package.json" with { type: "json" };
 import { startCollector } from "./collector.ts";
 import { loadConfig } from "./config.ts";
 
@@ -13,6 +14,12 @@ if (import.meta.main) {
     loadConfig,
     start: (config, log) => startCollector(config, { log }),
     companion: (config, log) =>
-      announcePresence({ url: config.natsUrl, service: "collector", node: config.nodeName, log }),
+      announcePresence({
+        url: config.natsUrl,
+        service: "collector",
+        node: config.nodeName,
+        version: `periscope ${pkg.version}`,
+        log,
+      }),
   });
 }

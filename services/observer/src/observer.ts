@@ -14,8 +14,6 @@ import {
   LostEventSchema,
   LostEventSource,
   NamespaceSchema,
-  NodeSchema,
-  NodeState,
   type Observer,
   ServerStatusResponseSchema,
 } from "@periscope/proto";
@@ -23,6 +21,7 @@ import type { Logger } from "@periscope/telemetry";
 import { OBSERVER_DEFAULTS } from "./config.ts";
 import type { StoredEvent } from "./event.ts";
 import type { ObserverMetrics } from "./metrics.ts";
+import { listNodes } from "./nodes.ts";
 import { applyPresence, type PresenceSource } from "./presence.ts";
 import { type EventQuery, QueryError, readEvents, validateQuery } from "./query.ts";
 import { tooManyFilters } from "./request-guard.ts";
@@ -41,6 +40,8 @@ export interface ObserverDeps {
   readonly presence?: PresenceSource | undefined;
   /** Most whitelist + blacklist filters per GetFlows (default {@link OBSERVER_DEFAULTS}). */
   readonly maxFilters?: number | undefined;
+  /** How often peer.Notify looks for collectors that came or went, ms (default 250). */
+  readonly peerPollMs?: number | undefined;
 }
 
 /** Runs `validateQuery`, turning a {@link QueryError} into InvalidArgument. */
@@ -173,22 +174,7 @@ export function createObserverService(deps: ObserverDeps): ServiceImpl<typeof Ob
     },
 
     getNodes() {
-      const { connected, unavailable } = applyPresence(deps.presence, store.nodes());
-      const nowMs = Date.now();
-      const node = (n: (typeof connected)[number], state: NodeState) =>
-        create(NodeSchema, {
-          name: n.name,
-          state,
-          uptimeNs: BigInt(Math.max(0, nowMs - n.firstSeenMs)) * 1_000_000n,
-          seenFlows: BigInt(n.seenFlows),
-          maxFlows: BigInt(store.ring.capacity),
-        });
-      return create(GetNodesResponseSchema, {
-        nodes: [
-          ...connected.map((n) => node(n, NodeState.NODE_CONNECTED)),
-          ...unavailable.map((n) => node(n, NodeState.NODE_UNAVAILABLE)),
-        ],
-      });
+      return create(GetNodesResponseSchema, { nodes: listNodes(store, deps.presence) });
     },
 
     getNamespaces() {

@@ -1,8 +1,15 @@
-import { encodePresenceHeader, PRESENCE_HEADER, type PresenceReport } from "@periscope/bus";
+import {
+  encodePresenceHeader,
+  PRESENCE_HEADER,
+  type PresenceBeat,
+  type PresenceReport,
+} from "@periscope/bus";
 
 /** Where the observer learns which services are alive (a `watchPresence` view). */
 export interface PresenceSource {
   report(): PresenceReport;
+  /** The latest beat of every live instance; GetNodes and peer.Notify use collectors'. */
+  live?(): readonly PresenceBeat[];
 }
 
 /** Services the pipeline cannot work without, and what their absence means. */

@@ -1,6 +1,7 @@
 import type { ConnectRouter } from "@connectrpc/connect";
-import { Observer } from "@periscope/proto";
+import { Observer, Peer } from "@periscope/proto";
 import { createObserverService, type ObserverDeps } from "./observer.ts";
+import { createPeerService } from "./peer.ts";
 
 /**
  * Registers the observer's Connect/gRPC services on `router`. Used both by the real
@@ -9,5 +10,6 @@ import { createObserverService, type ObserverDeps } from "./observer.ts";
 export function observerRoutes(deps: ObserverDeps): (router: ConnectRouter) => void {
   return (router) => {
     router.service(Observer, createObserverService(deps));
+    router.service(Peer, createPeerService(deps));
   };
 }

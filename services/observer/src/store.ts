@@ -9,7 +9,12 @@ export interface NodeInfo {
   readonly lastSeenMs: number;
   /** Flows received from this node since the observer started. */
   readonly seenFlows: number;
+  /** Flows from this node still in the ring (not yet overwritten). */
+  readonly numFlows: number;
 }
+
+/** How long a namespace stays listed after its last flow, ms (Hubble's one hour). */
+export const NAMESPACE_TTL_MS = 60 * 60_000;
 
 /** Options for {@link FlowStore}. */
 export interface FlowStoreOptions {
@@ -37,12 +42,18 @@ export class FlowStore {
   /** Flow counts per wall-clock second, keyed by the second. */
   readonly #perSecond = new Map<number, number>();
   readonly #nodes = new Map<string, { -readonly [K in keyof NodeInfo]: NodeInfo[K] }>();
-  /** "cluster/namespace" → the pair, insertion-ordered. */
-  readonly #namespaces = new Map<string, { cluster: string; namespace: string }>();
+  /** "cluster/namespace" → the pair and when a flow last named it. */
+  readonly #namespaces = new Map<
+    string,
+    { cluster: string; namespace: string; lastSeenMs: number }
+  >();
+  /** Node name of each flow in the ring, per slot, for per-node num_flows. */
+  readonly #slotNode: (string | undefined)[];
   #seenFlows = 0;
 
   constructor(opts: FlowStoreOptions) {
     this.ring = new Ring<StoredEvent>(opts.maxFlows);
+    this.#slotNode = new Array<string | undefined>(opts.maxFlows).fill(undefined);
     this.#now = opts.now ?? Date.now;
     this.#nodeStaleMs = opts.nodeStaleMs ?? 5 * 60_000;
     this.#rateWindowSec = opts.rateWindowSec ?? 60;
@@ -59,10 +70,16 @@ export class FlowStore {
    * counters, the node's record and the namespace list; lost events are stored as is.
    */
   add(ev: StoredEvent, node?: string): void {
-    this.ring.write(ev);
+    const slot = this.ring.write(ev) % this.ring.capacity;
     const nowMs = this.#now();
     const name = ev.nodeName || (node ?? "");
     const isFlow = ev.kind === "flow";
+    const evicted = this.#slotNode[slot];
+    if (evicted !== undefined) {
+      const old = this.#nodes.get(evicted);
+      if (old) old.numFlows--;
+    }
+    this.#slotNode[slot] = isFlow ? name : undefined;
     const rec = this.#nodes.get(name);
     if (rec === undefined) {
       this.#nodes.set(name, {
@@ -70,17 +87,23 @@ export class FlowStore {
         firstSeenMs: nowMs,
         lastSeenMs: nowMs,
         seenFlows: isFlow ? 1 : 0,
+        numFlows: isFlow ? 1 : 0,
       });
     } else {
       rec.lastSeenMs = nowMs;
-      if (isFlow) rec.seenFlows++;
+      if (isFlow) {
+        rec.seenFlows++;
+        rec.numFlows++;
+      }
     }
     if (!isFlow) return;
     this.#seenFlows++;
     this.#countRate(nowMs);
     for (const { cluster, namespace } of ev.namespaces) {
       const key = `${cluster}/${namespace}`;
-      if (!this.#namespaces.has(key)) this.#namespaces.set(key, { cluster, namespace });
+      const seen = this.#namespaces.get(key);
+      if (seen) seen.lastSeenMs = nowMs;
+      else this.#namespaces.set(key, { cluster, namespace, lastSeenMs: nowMs });
     }
   }
 
@@ -126,10 +149,18 @@ export class FlowStore {
     return { connected, unavailable };
   }
 
-  /** Namespaces seen in flow endpoints, sorted by cluster then namespace. */
+  /**
+   * Namespaces seen in flow endpoints within the last hour (older ones are dropped, as
+   * Hubble does), sorted by cluster then namespace.
+   */
   namespaces(): { cluster: string; namespace: string }[] {
-    return [...this.#namespaces.values()].sort(
-      (a, b) => a.cluster.localeCompare(b.cluster) || a.namespace.localeCompare(b.namespace),
-    );
+    const cutoff = this.#now() - NAMESPACE_TTL_MS;
+    const out: { cluster: string; namespace: string }[] = [];
+    for (const [key, ns] of this.#namespaces) {
+      if (ns.lastSeenMs < cutoff) this.#namespaces.delete(key);
+      else out.push({ cluster: ns.cluster, namespace: ns.namespace });
+    }
+    const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+    return out.sort((a, b) => cmp(a.cluster, b.cluster) || cmp(a.namespace, b.namespace));
   }
 }
