@@ -20,6 +20,7 @@ import {
 import type { Logger } from "@periscope/telemetry";
 import { OBSERVER_DEFAULTS } from "./config.ts";
 import type { StoredEvent } from "./event.ts";
+import { responseMasker } from "./field-mask.ts";
 import type { ObserverMetrics } from "./metrics.ts";
 import { listNodes } from "./nodes.ts";
 import { applyPresence, type PresenceSource } from "./presence.ts";
@@ -129,6 +130,7 @@ export function createObserverService(deps: ObserverDeps): ServiceImpl<typeof Ob
     async *getFlows(req, ctx) {
       checkQuery(req);
       const match = buildMatcher(req, deps.maxFilters ?? OBSERVER_DEFAULTS.maxFilters);
+      const toResponse = responseMasker(req.fieldMask);
       let sent = 0;
       for await (const step of readEvents(store.ring, req, match, ctx.signal)) {
         if (step.kind === "lost") {
@@ -137,8 +139,16 @@ export function createObserverService(deps: ObserverDeps): ServiceImpl<typeof Ob
           yield lostResponse(step.count);
           continue;
         }
+        const out = toResponse(step.event);
+        if (out === undefined) {
+          deps.log?.warn(
+            { node: step.event.nodeName },
+            "GetFlows skipped a flow that does not decode",
+          );
+          continue;
+        }
         sent++;
-        yield step.event.wire();
+        yield out;
       }
       deps.log?.debug({ sent, follow: req.follow }, "GetFlows finished");
     },
