@@ -1,4 +1,4 @@
-import * as http2 from "node:http2";
+import type * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { type Bus, connectBus, sanitizeToken, watchPresence } from "@periscope/bus";
@@ -15,6 +15,7 @@ import type { ObserverConfig } from "./config.ts";
 import { specGrpcMessages } from "./grpc-message.ts";
 import { healthRoutes } from "./health.ts";
 import { type Ingest, startIngest } from "./ingest.ts";
+import { listenDual } from "./listen.ts";
 import { createObserverMetrics, metricsInterceptor, type ObserverMetrics } from "./metrics.ts";
 import { REQUIRED_SERVICES } from "./presence.ts";
 import { reflectionRoutes } from "./reflection.ts";
@@ -54,38 +55,10 @@ export interface RunningObserver {
   stop(): Promise<void>;
 }
 
-/** Serves `handler` over HTTP/2 cleartext (h2c), as gRPC clients and the hubble CLI expect. */
-async function listenH2c(
-  handler: ReturnType<typeof connectNodeAdapter>,
-  addr: string,
-  prepare: (req: http2.Http2ServerRequest) => void,
-): Promise<{ server: http2.Http2Server; sessions: Set<http2.ServerHttp2Session> }> {
-  const { host, port } = parseHostPort(addr);
-  const server = http2.createServer((req, res) => {
-    prepare(req);
-    // Merged into the headers the adapter writes, so errors carry it too.
-    res.setHeader(SERVER_VERSION_HEADER, pkg.version);
-    specGrpcMessages(res);
-    handler(req, res);
-  });
-  const sessions = new Set<http2.ServerHttp2Session>();
-  server.on("session", (s: http2.ServerHttp2Session) => {
-    sessions.add(s);
-    s.on("close", () => sessions.delete(s));
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, host, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  return { server, sessions };
-}
-
 /**
  * Starts the observer: bus subscription on `periscope.flows.>`, the Observer API over
- * HTTP/2 (gRPC, gRPC-Web and Connect protocols) on `config.listenAddr`, and the ops server.
+ * HTTP/2 cleartext (gRPC, gRPC-Web, Connect) and HTTP/1.1 (gRPC-Web, Connect) on
+ * `config.listenAddr`, and the ops server.
  */
 export async function startObserver(
   config: ObserverConfig,
@@ -149,22 +122,22 @@ export async function startObserver(
       // Requests larger than this end with ResourceExhausted before they are buffered.
       readMaxBytes: config.maxRequestBytes,
     });
-    const { server, sessions } = await listenH2c(handler, config.listenAddr, (req) =>
-      guardRequest(req, config.maxFilters, config.maxRequestBytes),
-    );
+    // HTTP/1.1 requests and responses have every member used here; the types differ only
+    // in HTTP/2-specific extras.
+    const listener = await listenDual(config.listenAddr, (req, res) => {
+      guardRequest(req as http2.Http2ServerRequest, config.maxFilters, config.maxRequestBytes);
+      // Merged into the headers the adapter writes, so errors carry it too.
+      res.setHeader(SERVER_VERSION_HEADER, pkg.version);
+      specGrpcMessages(res as http2.Http2ServerResponse);
+      handler(req, res);
+    });
     const grace = opts.shutdownGraceMs ?? 2000;
     cleanups.push(async () => {
       stopping.abort();
       store.ring.close(); // ends follow streams with OK status
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const s of sessions) s.close();
-      const timer = setTimeout(() => {
-        for (const s of sessions) s.destroy();
-      }, grace);
-      await closed;
-      clearTimeout(timer);
+      await listener.close(grace);
     });
-    const bound = server.address() as AddressInfo;
+    const bound = listener.server.address() as AddressInfo;
 
     let ops: OpsServer | undefined;
     if (!opts.noOps) {
