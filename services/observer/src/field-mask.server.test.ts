@@ -1,8 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { join } from "node:path";
 import { create, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import * as protoLoader from "@grpc/proto-loader";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { subjects } from "@periscope/bus";
 import { FlowBatchSchema } from "@periscope/proto";
@@ -10,9 +8,7 @@ import { createLogger } from "@periscope/telemetry";
 import { type LocalNats, startLocalNats, waitFor } from "@periscope/testing";
 import { parseConfig } from "./config.ts";
 import { type RunningObserver, startObserver } from "./server.ts";
-import { testFlowResponse } from "./testing.ts";
-
-const PROTO_ROOT = join(import.meta.dir, "../../../proto");
+import { grpcObserverClient, testFlowResponse } from "./testing.ts";
 
 type Msg = Record<string, unknown>;
 
@@ -21,17 +17,7 @@ interface GrpcObserver extends grpc.Client {
 }
 
 function grpcClient(port: number): GrpcObserver {
-  const def = protoLoader.loadSync("observer/observer.proto", {
-    includeDirs: [PROTO_ROOT],
-    keepCase: true,
-    longs: String,
-    enums: String,
-    oneofs: true,
-  });
-  const pkg = grpc.loadPackageDefinition(def) as unknown as {
-    observer: { Observer: new (addr: string, creds: grpc.ChannelCredentials) => GrpcObserver };
-  };
-  return new pkg.observer.Observer(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  return grpcObserverClient<GrpcObserver>(port);
 }
 
 function readAll(stream: grpc.ClientReadableStream<Msg>): Promise<Msg[]> {

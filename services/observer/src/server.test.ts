@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { join } from "node:path";
 import { create, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
@@ -10,9 +9,7 @@ import { createLogger } from "@periscope/telemetry";
 import { type LocalNats, startLocalNats, waitFor } from "@periscope/testing";
 import { parseConfig } from "./config.ts";
 import { type RunningObserver, startObserver } from "./server.ts";
-import { testFlowResponse } from "./testing.ts";
-
-const PROTO_ROOT = join(import.meta.dir, "../../../proto");
+import { grpcObserverClient, PROTO_ROOT, testFlowResponse } from "./testing.ts";
 
 /** Plain grpc-js view of the Observer service, loaded from our own .proto files. */
 interface GrpcObserver extends grpc.Client {
@@ -24,18 +21,7 @@ interface GrpcObserver extends grpc.Client {
 }
 
 function grpcClient(port: number): GrpcObserver {
-  const def = protoLoader.loadSync("observer/observer.proto", {
-    includeDirs: [PROTO_ROOT],
-    keepCase: true,
-    longs: String,
-    enums: String,
-    defaults: true,
-    oneofs: true,
-  });
-  const pkg = grpc.loadPackageDefinition(def) as unknown as {
-    observer: { Observer: new (addr: string, creds: grpc.ChannelCredentials) => GrpcObserver };
-  };
-  return new pkg.observer.Observer(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  return grpcObserverClient<GrpcObserver>(port, { defaults: true });
 }
 
 function readAll(stream: grpc.ClientReadableStream<Record<string, unknown>>) {
