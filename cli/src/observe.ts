@@ -1,5 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { pause } from "@periscope/model";
 import { type GetFlowsRequest, GetFlowsRequestSchema } from "@periscope/proto";
 import { type FlagSpec, isSet, lastValue, parseArgs, parseUint, UsageError } from "./args.ts";
 import { describeRpcError, isCanceled, observerClient } from "./client.ts";
@@ -138,19 +139,6 @@ function delayText(ms: number): string {
   return ms < 1000
     ? `${ms}ms`
     : `${Number.isInteger(ms / 1000) ? ms / 1000 : (ms / 1000).toFixed(1)}s`;
-}
-
-/** Sleeps `ms` or until `signal` aborts. */
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
 }
 
 /**

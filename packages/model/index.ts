@@ -14,6 +14,7 @@ export {
   type MessageType,
   messageTypeByName,
 } from "./message-type.ts";
+export { pause } from "./pause.ts";
 export { rpcCodeLabel } from "./rpc.ts";
 export {
   TRACE_SUBTYPE,

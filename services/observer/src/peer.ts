@@ -1,5 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
+import { pause } from "@periscope/model";
 import {
   type ChangeNotification,
   ChangeNotificationSchema,
@@ -25,19 +26,6 @@ export interface PeerDeps {
 export function currentPeers(deps: PeerDeps): Set<string> {
   if (deps.presence?.live) return new Set(liveCollectors(deps.presence).keys());
   return new Set(deps.store.nodes().connected.map((n) => n.name));
-}
-
-/** Resolves after `ms` or when `signal` aborts, whichever is first. */
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
 }
 
 const note = (name: string, type: ChangeNotificationType): ChangeNotification =>
