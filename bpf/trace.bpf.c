@@ -209,7 +209,7 @@ static __always_inline int trace_packet(struct __sk_buff *skb, __u8 obs_point)
 	rec->flow_hash = compute_flow_hash(skb);
 	rec->l3_proto = (__u16)skb->protocol;
 	rec->pkt_type = (__u8)skb->pkt_type;
-	rec->_pad0 = 0;
+	rec->trace_reason = PSCOPE_TRACE_REASON_UNKNOWN;
 	rec->netns_cookie = device_netns_cookie(skb);
 
 	if (cap > 0) {

@@ -15,10 +15,16 @@
 /* Record types (pscope_hdr.type), numbered like Cilium's monitor message
  * types where the meaning is the same (1 drop, 2 debug, 3 capture, 4 trace,
  * 5 policy verdict, ...); Periscope-only types start at 128. */
-#define PSCOPE_REC_TRACE 4 /* packet seen at an observation point */
+#define PSCOPE_REC_DROP 1           /* packet dropped: kernel drop reason or policy denial */
+#define PSCOPE_REC_DEBUG 2          /* datapath debug event (only when settings.debug != 0) */
+#define PSCOPE_REC_TRACE 4          /* packet seen at an observation point */
+#define PSCOPE_REC_POLICY_VERDICT 5 /* policy decision for a new connection */
 
-/* Record format version (pscope_hdr.version). */
-#define PSCOPE_TRACE_VERSION 1
+/* Record format versions (pscope_hdr.version), per type. */
+#define PSCOPE_TRACE_VERSION 2 /* 2: trace_reason in byte 39, PSCOPE_F_L3, aggregation */
+#define PSCOPE_DROP_VERSION 1
+#define PSCOPE_POLICY_VERDICT_VERSION 1
+#define PSCOPE_DEBUG_VERSION 1
 
 /* Observation points (pscope_hdr.subtype for PSCOPE_REC_TRACE), numbered
  * like Cilium's trace sub-types (which map onto flow.TraceObservationPoint). */
@@ -27,11 +33,52 @@
 
 /* Header flags (pscope_hdr.flags). */
 #define PSCOPE_F_TRUNCATED 0x01 /* cap_len < orig_len */
+#define PSCOPE_F_L3 0x02        /* data starts at the network header (no L2 header:
+                                 * L3 device such as tun/wireguard/ipip, or a kernel drop) */
+#define PSCOPE_F_CT_REPORT 0x04 /* periodic report of an active connection (aggregation) */
 
-/* Largest capture a trace record can carry, in bytes. */
+/* Trace reasons (pscope_trace.trace_reason), Cilium's datapath numbering
+ * (enum trace_reason = ct_status); flow.TraceReason is this value + 1. */
+#define PSCOPE_TRACE_REASON_NEW 0         /* first packet of a connection (initiator) */
+#define PSCOPE_TRACE_REASON_ESTABLISHED 1 /* later packet from the initiator */
+#define PSCOPE_TRACE_REASON_REPLY 2       /* packet from the responder */
+#define PSCOPE_TRACE_REASON_RELATED 3     /* ICMP error about a known connection */
+#define PSCOPE_TRACE_REASON_REOPENED 4    /* TCP SYN on a closed connection's entry */
+#define PSCOPE_TRACE_REASON_UNKNOWN 5     /* not tracked (non-IP, table full) */
+
+/* Drop sources (pscope_hdr.subtype for PSCOPE_REC_DROP). */
+#define PSCOPE_DROP_SRC_KERNEL 1 /* skb:kfree_skb; reason is enum skb_drop_reason */
+#define PSCOPE_DROP_SRC_POLICY 2 /* Periscope's tc policy; reason is a Cilium drop reason */
+/* Cilium's drop reason for a policy denial (flow.DropReason POLICY_DENIED). */
+#define PSCOPE_DROP_POLICY_DENIED 133
+
+/* Monitor aggregation levels (pscope_settings.aggregation), like Cilium's
+ * monitor-aggregation. Drops and policy verdicts are always reported. */
+#define PSCOPE_AGG_NONE 0    /* every packet */
+#define PSCOPE_AGG_LOW 1     /* every packet except pure ACKs of established TCP */
+#define PSCOPE_AGG_MEDIUM 2  /* first packet per direction, TCP flag changes, periodic report */
+#define PSCOPE_AGG_MAXIMUM 3 /* first packet per direction, SYN/FIN/RST, periodic report */
+
+/* Policy verdict record fields (Cilium's policy-verdict notification). */
+#define PSCOPE_POLICY_ACTION_ALLOW 0 /* forwarded */
+#define PSCOPE_POLICY_ACTION_DENY 1  /* dropped (mode enforce) */
+#define PSCOPE_POLICY_ACTION_AUDIT 2 /* would be dropped, forwarded (mode audit) */
+/* Match types: Cilium's POLICY_MATCH_* (flow.policy_match_type). */
+#define PSCOPE_POLICY_MATCH_NONE 0
+#define PSCOPE_POLICY_MATCH_L3_ONLY 1
+#define PSCOPE_POLICY_MATCH_L3_L4 2
+#define PSCOPE_POLICY_MATCH_L4_ONLY 3
+#define PSCOPE_POLICY_MATCH_ALL 4
+/* Traffic direction relative to the policy's subject (flow.TrafficDirection). */
+#define PSCOPE_DIR_INGRESS 1
+#define PSCOPE_DIR_EGRESS 2
+
+/* Largest capture a record can carry, in bytes. */
 #define PSCOPE_MAX_CAPTURE 1536
 /* Default capture length, in bytes. */
 #define PSCOPE_DEFAULT_CAPTURE 128
+/* Per-protocol capture overrides in pscope_settings. */
+#define PSCOPE_MAX_CAPTURE_RULES 8
 
 /* Common header of every record: 16 bytes. */
 struct pscope_hdr {
@@ -54,16 +101,118 @@ struct pscope_trace {
 	__u32 flow_hash;  /* symmetric 5-tuple hash (same both directions), 0 if not IP */
 	__u16 l3_proto;   /* skb->protocol, network byte order */
 	__u8 pkt_type;    /* skb->pkt_type */
-	__u8 _pad0;
+	__u8 trace_reason;  /* PSCOPE_TRACE_REASON_* from the connection table */
 	__u64 netns_cookie; /* network namespace cookie of the device, 0 if unknown */
 	__u8 data[PSCOPE_MAX_CAPTURE];
+};
+
+/* PSCOPE_REC_DROP: fixed part is 56 bytes, followed by cap_len packet bytes.
+ * Same offsets as pscope_trace up to netns_cookie (flow_hash at 32). */
+struct pscope_drop {
+	struct pscope_hdr hdr; /* subtype: PSCOPE_DROP_SRC_* */
+	__u64 ts_boot_ns;
+	__u32 ifindex;      /* device of the skb (skb->dev or skb->skb_iif), 0 if none */
+	__u32 reason;       /* enum skb_drop_reason (kernel) or PSCOPE_DROP_POLICY_DENIED */
+	__u32 flow_hash;    /* same hash as trace records of the flow, 0 if not IP */
+	__u16 l3_proto;     /* network byte order */
+	__u8 obs_point;     /* policy drops: PSCOPE_OBS_*; kernel drops: 0 */
+	__u8 _pad0;
+	__u64 netns_cookie; /* namespace of the device (or of the socket when no device) */
+	__u64 location;     /* kernel text address that dropped the packet; 0 for policy */
+	__u8 data[PSCOPE_MAX_CAPTURE];
+};
+
+/* PSCOPE_REC_POLICY_VERDICT: fixed part is 56 bytes, followed by cap_len bytes. */
+struct pscope_policy_verdict {
+	struct pscope_hdr hdr; /* subtype 0 */
+	__u64 ts_boot_ns;
+	__u32 ifindex;
+	__u32 rule_id;      /* id of the deciding rule, 0 for the default decision */
+	__u32 flow_hash;
+	__u16 l3_proto;     /* network byte order */
+	__u8 match_type;    /* PSCOPE_POLICY_MATCH_* */
+	__u8 action;        /* PSCOPE_POLICY_ACTION_* */
+	__u64 netns_cookie;
+	__u8 direction;     /* PSCOPE_DIR_* */
+	__u8 obs_point;     /* PSCOPE_OBS_* */
+	__u8 _pad0[6];
+	__u8 data[PSCOPE_MAX_CAPTURE];
+};
+
+/* PSCOPE_REC_DEBUG: 56 bytes, no packet data (cap_len 0). hdr.subtype is the
+ * debug type, numbered like flow.DebugEventType. */
+struct pscope_debug {
+	struct pscope_hdr hdr;
+	__u64 ts_boot_ns;
+	__u32 ifindex;
+	__u32 arg1;
+	__u32 flow_hash;
+	__u32 arg2;
+	__u32 arg3;
+	__u32 _pad0;
+	__u64 netns_cookie;
 };
 
 /* Tunables, set before load through the object's .rodata. The only
  * read-only global in each object, so it sits at offset 0 of .rodata. */
 struct pscope_trace_config {
-	__u32 capture_len; /* bytes of each packet to capture, 1..PSCOPE_MAX_CAPTURE */
+	__u32 capture_len; /* default bytes of each packet to capture, 1..PSCOPE_MAX_CAPTURE */
 	__u32 _pad0;
+};
+
+/* A capture-length override: packets of `proto` (0 = any) with `port` as
+ * source or destination port (0 = any) capture `len` bytes. First match wins. */
+struct pscope_capture_rule {
+	__u8 proto;
+	__u8 _pad0;
+	__u16 port; /* host byte order */
+	__u16 len;  /* 1..PSCOPE_MAX_CAPTURE */
+	__u16 _pad1;
+};
+
+/* Run-time settings: the single entry of the `settings` array map, written
+ * by the collector at start and on control requests; read per packet. */
+struct pscope_settings {
+	__u32 aggregation;        /* PSCOPE_AGG_* */
+	__u32 report_interval_ms; /* medium/maximum: one report per active connection per interval */
+	__u32 debug;              /* nonzero: emit PSCOPE_REC_DEBUG records */
+	__u32 n_capture_rules;    /* entries used in capture_rules */
+	struct pscope_capture_rule capture_rules[PSCOPE_MAX_CAPTURE_RULES];
+};
+
+/* Connection table key (`conntrack`, LRU hash): the canonical 5-tuple (the
+ * lower address/port pair first) plus the device, so both directions of a
+ * connection on one device share an entry. IPv4 addresses use word 0. */
+struct pscope_ct_key {
+	__u64 netns_cookie;
+	__u32 ifindex;
+	__u8 proto;
+	__u8 family; /* 4 or 6 */
+	__u16 _pad0;
+	__u32 addr_lo[4];
+	__u32 addr_hi[4];
+	__u16 port_lo; /* host byte order; ICMP echo: identifier on both sides */
+	__u16 port_hi;
+	__u32 _pad1;
+};
+
+/* Connection table value. Index [0] is the initiator's direction (the side
+ * that sent the first packet seen), [1] the responder's. Counters are
+ * updated atomically and never reset while the entry lives. */
+struct pscope_ct_entry {
+	__u64 first_seen_ns; /* bpf_ktime_get_boot_ns() */
+	__u64 last_seen_ns;
+	__u64 last_report_ns; /* last trace record emitted for this connection */
+	__u64 packets[2];
+	__u64 bytes[2];
+	__u8 tcp_flags[2];     /* union of TCP flags seen, per direction */
+	__u8 reported_flags[2];/* flags already reported, per direction */
+	__u8 initiator_is_lo;  /* 1 when the initiator is the key's lo side */
+	__u8 closing;          /* FIN or RST seen */
+	__u8 policy_action;    /* PSCOPE_POLICY_ACTION_* cached for policy_rev */
+	__u8 _pad0;
+	__u32 policy_rev;      /* policy revision the cached verdict belongs to */
+	__u32 policy_rule_id;
 };
 
 #endif /* __PERISCOPE_H */

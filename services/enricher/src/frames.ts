@@ -4,6 +4,7 @@ import type { DecodeContext } from "@periscope/flow";
 import { decodeTraceFlow, messageFactory } from "@periscope/flow";
 import type { EndpointInfo } from "@periscope/model";
 import {
+  type Flow,
   type FlowBatch,
   FlowBatchSchema,
   type GetFlowsResponse,
@@ -16,12 +17,37 @@ import {
   decodeRawFrame,
   decodeRecordType,
   decodeTraceRecord,
+  MalformedRecordError,
   RECORD_TYPE_TRACE,
 } from "@periscope/wire";
 import { labelIdentity } from "./identity.ts";
 import type { ReplyTracker } from "./replies.ts";
 
 const newResponse = messageFactory(GetFlowsResponseSchema);
+
+/**
+ * Turns one kernel record of a known type into a flow. Throws MalformedRecordError
+ * (from @periscope/wire) when the record's layout is wrong, anything else when the
+ * captured packet cannot be decoded.
+ */
+type RecordDecoder = (
+  bytes: Uint8Array,
+  ctx: DecodeContext,
+  deps: FrameDeps,
+  nowMs: number,
+) => Flow;
+
+/** Decoders by record type (pscope_hdr.type); other types are counted as unknown. */
+const RECORD_DECODERS = new Map<number, RecordDecoder>([
+  [
+    RECORD_TYPE_TRACE,
+    (bytes, ctx, deps, nowMs) => {
+      const f = decodeTraceFlow(decodeTraceRecord(bytes), ctx);
+      deps.replies?.classify(f, nowMs);
+      return f;
+    },
+  ],
+]);
 
 function compareTime(a: Timestamp | undefined, b: Timestamp | undefined): number {
   const as = a?.seconds ?? 0n;
@@ -146,26 +172,20 @@ export function processFrame(data: Uint8Array, deps: FrameDeps): FrameResult {
       fail("malformed_record", err);
       continue;
     }
-    if (type !== RECORD_TYPE_TRACE) {
+    const decode = RECORD_DECODERS.get(type);
+    if (decode === undefined) {
       fail("unknown_record_type", new Error(`record type ${type}`));
       continue;
     }
     let flow: GetFlowsResponse;
     try {
-      const rec = decodeTraceRecord(bytes);
-      try {
-        const f = decodeTraceFlow(rec, ctx);
-        deps.replies?.classify(f, nowMs);
-        flow = newResponse();
-        flow.nodeName = node;
-        flow.time = f.time;
-        flow.responseTypes = { case: "flow", value: f };
-      } catch (err) {
-        fail("undecodable_packet", err);
-        continue;
-      }
+      const f = decode(bytes, ctx, deps, nowMs);
+      flow = newResponse();
+      flow.nodeName = node;
+      flow.time = f.time;
+      flow.responseTypes = { case: "flow", value: f };
     } catch (err) {
-      fail("malformed_record", err);
+      fail(err instanceof MalformedRecordError ? "malformed_record" : "undecodable_packet", err);
       continue;
     }
     flowResponses.push(flow);
