@@ -10,6 +10,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "periscope.h"
+#include "flowhash.h"
 
 #define TC_ACT_UNSPEC (-1)
 #define ETH_HLEN 14
@@ -72,49 +73,6 @@ static __always_inline __u64 device_netns_cookie(struct __sk_buff *ctx)
 	if (!dev)
 		return 0;
 	return BPF_CORE_READ(dev, nd_net.net, net_cookie);
-}
-
-/* murmur3 finalizer: spreads every input bit over the whole word. */
-static __always_inline __u32 fmix32(__u32 h)
-{
-	h ^= h >> 16;
-	h *= 0x85ebca6b;
-	h ^= h >> 13;
-	h *= 0xc2b2ae35;
-	h ^= h >> 16;
-	return h;
-}
-
-static __always_inline __u32 mix_word(__u32 h, __u32 w)
-{
-	return fmix32(h ^ w) * 31 + w;
-}
-
-/*
- * Hashes one endpoint (address words + port). The flow hash combines the two
- * endpoint hashes in a fixed order (smaller first), so both directions of a
- * connection get the same value.
- */
-static __always_inline __u32 endpoint_hash(const __u32 *addr, int words, __u16 port)
-{
-	__u32 h = 0x9e3779b9;
-	int i;
-
-#pragma unroll
-	for (i = 0; i < 4; i++) {
-		if (i < words)
-			h = mix_word(h, addr[i]);
-	}
-	return mix_word(h, port);
-}
-
-static __always_inline __u32 flow_hash_combine(__u32 a, __u32 b, __u8 proto)
-{
-	__u32 lo = a < b ? a : b;
-	__u32 hi = a < b ? b : a;
-	__u32 h = fmix32(mix_word(mix_word(0x85ebca6b ^ proto, lo), hi));
-
-	return h ? h : 1; /* 0 means "not IP" */
 }
 
 static __always_inline int l4_ports(struct __sk_buff *skb, __u32 off, __u8 proto, __u16 *sport,

@@ -91,7 +91,7 @@ test.each<[string, Uint8Array, MalformedReason, RegExp]>([
   ["partial header", new Uint8Array(15), "too_short", /header needs 16/],
   ["header only", encodeTraceRecord(sample()).subarray(0, 16), "too_short", /fixed part needs 48/],
   ["wrong type", patched(0, 9), "wrong_type", /type 9/],
-  ["bad version", patched(2, 2), "bad_version", /version 2/],
+  ["bad version", patched(2, 9), "bad_version", /version 9/],
   ["cap_len beyond sample", withCapLen(65), "cap_len_beyond_sample", /cap_len 65 beyond sample/],
   ["trailing bytes", withCapLen(10), "trailing_bytes", /54 bytes after cap_len 10/],
   ["cap_len above max", withCapLen(MAX_CAPTURE + 1), "cap_len_too_large", /exceeds maximum/],

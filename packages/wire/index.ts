@@ -2,6 +2,8 @@
  * @periscope/wire — layouts of the kernel records (bpf/include/periscope.h)
  * and their decoders.
  */
+
+export * from "./constants.ts";
 export {
   decodeRecordType,
   decodeTraceRecord,

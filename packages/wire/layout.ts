@@ -5,6 +5,7 @@
  * limits and the type/sub-type numbers are defined once in @periscope/model.
  */
 import { DEFAULT_CAPTURE, MAX_CAPTURE, MESSAGE_TYPE, TRACE_SUBTYPE } from "@periscope/model";
+import { RECORD_CONSTANTS } from "./constants.ts";
 
 /** One field of a kernel record: byte offset from the start of the struct and size in bytes. */
 export interface FieldLayout {
@@ -22,7 +23,7 @@ export interface StructLayout {
 /** Record type of a trace record (`PSCOPE_REC_TRACE`): Cilium's MessageTypeTrace. */
 export const RECORD_TYPE_TRACE = MESSAGE_TYPE.TRACE;
 /** Format version of trace records (`PSCOPE_TRACE_VERSION`). */
-export const TRACE_VERSION = 1;
+export const TRACE_VERSION = 2;
 /** Observation point: tc ingress, packet arrived on the device (`PSCOPE_OBS_FROM_NETWORK`). */
 export const OBS_FROM_NETWORK = TRACE_SUBTYPE.FROM_NETWORK;
 /** Observation point: tc egress, packet about to leave the device (`PSCOPE_OBS_TO_NETWORK`). */
@@ -65,7 +66,7 @@ export const TRACE_LAYOUT = {
     flow_hash: { offset: 32, size: 4 },
     l3_proto: { offset: 36, size: 2 },
     pkt_type: { offset: 38, size: 1 },
-    _pad0: { offset: 39, size: 1 },
+    trace_reason: { offset: 39, size: 1 },
     netns_cookie: { offset: 40, size: 8 },
     data: { offset: TRACE_FIXED_SIZE, size: MAX_CAPTURE },
   },
@@ -92,4 +93,5 @@ export const HEADER_CONSTANTS: Readonly<Record<string, number>> = {
   PSCOPE_F_TRUNCATED: FLAG_TRUNCATED,
   PSCOPE_MAX_CAPTURE: MAX_CAPTURE,
   PSCOPE_DEFAULT_CAPTURE: DEFAULT_CAPTURE,
+  ...RECORD_CONSTANTS,
 };
