@@ -159,6 +159,18 @@ export class TraceProgram {
     this.#attached.delete(key);
   }
 
+  /**
+   * File descriptor of the map `name` of this object (owned by the program:
+   * valid until {@link close}, do not close it).
+   * @throws BpfError ENOENT when the object has no such map.
+   */
+  mapFd(name: string): number {
+    this.#live("mapFd");
+    const fd = libbpf().bpf_map__fd(findMap(this.#obj as Pointer, name));
+    if (fd < 0) throw new BpfError(`bpf_map__fd(${name})`, -fd);
+    return fd;
+  }
+
   /** Targets currently attached. */
   attachments(): AttachTarget[] {
     return [...this.#attached.values()].map((a) => ({ ...a.target }));
