@@ -4,6 +4,7 @@
  * output formats.
  */
 
+export { type DecodedDebugEvent, debugTypeName, decodeDebugEvent } from "./src/debug.ts";
 export type { FilterBuilder } from "./src/filters/builder.ts";
 export {
   type FlowPredicate,

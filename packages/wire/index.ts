@@ -29,3 +29,11 @@ export {
   TRACE_VERSION,
 } from "./layout.ts";
 export * from "./src/frame.ts";
+export {
+  DEBUG_LAYOUT,
+  DEBUG_SIZE,
+  type DebugRecord,
+  type DebugRecordInit,
+  decodeDebugRecord,
+  encodeDebugRecord,
+} from "./debug.ts";

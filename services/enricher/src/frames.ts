@@ -1,12 +1,14 @@
 import { create } from "@bufbuild/protobuf";
 import { type Timestamp, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { DecodeContext } from "@periscope/flow";
-import { decodeTraceFlow, messageFactory } from "@periscope/flow";
+import { decodeDebugEvent, decodeTraceFlow, messageFactory } from "@periscope/flow";
 import type { EndpointInfo } from "@periscope/model";
 import {
   type Flow,
   type FlowBatch,
   FlowBatchSchema,
+  type GetDebugEventsResponse,
+  GetDebugEventsResponseSchema,
   type GetFlowsResponse,
   GetFlowsResponseSchema,
   LostEventSchema,
@@ -14,10 +16,12 @@ import {
   type RawFrame,
 } from "@periscope/proto";
 import {
+  decodeDebugRecord,
   decodeRawFrame,
   decodeRecordType,
   decodeTraceRecord,
   MalformedRecordError,
+  RECORD_TYPE_DEBUG,
   RECORD_TYPE_TRACE,
 } from "@periscope/wire";
 import { labelIdentity } from "./identity.ts";
@@ -65,6 +69,8 @@ export interface FrameResult {
   /** Lost events reported by the collector, then flows in kernel time order, then a lost event for records that failed here. */
   readonly batch: FlowBatch;
   readonly flows: number;
+  /** Debug records decoded into `batch.debugEvents`. */
+  readonly debugEvents: number;
   readonly failures: ReadonlyMap<RecordFailure, number>;
   /** First failure message per kind, for logs. */
   readonly failureSamples: ReadonlyMap<RecordFailure, string>;
@@ -164,12 +170,25 @@ export function processFrame(data: Uint8Array, deps: FrameDeps): FrameResult {
 
   let flows = 0;
   const flowResponses: GetFlowsResponse[] = [];
+  const debugResponses: GetDebugEventsResponse[] = [];
   for (const bytes of frame.records) {
     let type: number;
     try {
       type = decodeRecordType(bytes);
     } catch (err) {
       fail("malformed_record", err);
+      continue;
+    }
+    if (type === RECORD_TYPE_DEBUG) {
+      // Debug records are no flows: they go to the batch's debug_events, one each.
+      try {
+        const { event, time } = decodeDebugEvent(decodeDebugRecord(bytes), ctx);
+        debugResponses.push(
+          create(GetDebugEventsResponseSchema, { debugEvent: event, nodeName: node, time }),
+        );
+      } catch (err) {
+        fail("malformed_record", err);
+      }
       continue;
     }
     const decode = RECORD_DECODERS.get(type);
@@ -204,8 +223,9 @@ export function processFrame(data: Uint8Array, deps: FrameDeps): FrameResult {
   }
   return {
     frame,
-    batch: create(FlowBatchSchema, { responses }),
+    batch: create(FlowBatchSchema, { responses, debugEvents: debugResponses }),
     flows,
+    debugEvents: debugResponses.length,
     failures,
     failureSamples: samples,
   };

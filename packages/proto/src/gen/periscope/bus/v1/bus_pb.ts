@@ -4,7 +4,7 @@
 
 import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
-import type { GetFlowsResponse } from "../../../observer/observer_pb.ts";
+import type { GetDebugEventsResponse, GetFlowsResponse } from "../../../observer/observer_pb.ts";
 import { file_observer_observer } from "../../../observer/observer_pb.ts";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file periscope/bus/v1/bus.proto.
  */
 export const file_periscope_bus_v1_bus: GenFile = /*@__PURE__*/
-  fileDesc("ChpwZXJpc2NvcGUvYnVzL3YxL2J1cy5wcm90bxIQcGVyaXNjb3BlLmJ1cy52MSJpCglGbG93QmF0Y2gSLQoJcmVzcG9uc2VzGAEgAygLMhoub2JzZXJ2ZXIuR2V0Rmxvd3NSZXNwb25zZRItCgZzb3VyY2UYAiABKAsyHS5wZXJpc2NvcGUuYnVzLnYxLkZyYW1lU291cmNlImcKC0ZyYW1lU291cmNlEg8KB2Jvb3RfaWQYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEgsKA3NlcRgDIAEoBBIWCg5yZWNvcmRzX2JlZm9yZRgEIAEoBBIPCgdyZWNvcmRzGAUgASgEYgZwcm90bzM", [file_observer_observer]);
+  fileDesc("ChpwZXJpc2NvcGUvYnVzL3YxL2J1cy5wcm90bxIQcGVyaXNjb3BlLmJ1cy52MSKhAQoJRmxvd0JhdGNoEi0KCXJlc3BvbnNlcxgBIAMoCzIaLm9ic2VydmVyLkdldEZsb3dzUmVzcG9uc2USLQoGc291cmNlGAIgASgLMh0ucGVyaXNjb3BlLmJ1cy52MS5GcmFtZVNvdXJjZRI2CgxkZWJ1Z19ldmVudHMYAyADKAsyIC5vYnNlcnZlci5HZXREZWJ1Z0V2ZW50c1Jlc3BvbnNlImcKC0ZyYW1lU291cmNlEg8KB2Jvb3RfaWQYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEgsKA3NlcRgDIAEoBBIWCg5yZWNvcmRzX2JlZm9yZRgEIAEoBBIPCgdyZWNvcmRzGAUgASgEYgZwcm90bzM", [file_observer_observer]);
 
 /**
  * A batch of decoded events of one node, published by the enricher on
@@ -38,6 +38,14 @@ export type FlowBatch = Message<"periscope.bus.v1.FlowBatch"> & {
    * @generated from field: periscope.bus.v1.FrameSource source = 2;
    */
   source?: FrameSource;
+
+  /**
+   * Datapath debug events (kernel debug records) of the frame, in kernel time
+   * order. Each accounts for one record of the frame like a flow does.
+   *
+   * @generated from field: repeated observer.GetDebugEventsResponse debug_events = 3;
+   */
+  debugEvents: GetDebugEventsResponse[];
 };
 
 /**
