@@ -215,4 +215,52 @@ struct pscope_ct_entry {
 	__u32 policy_rule_id;
 };
 
+/* Policy rule sets (bpf/include/policy.h). Two slots: the collector fills the
+ * inactive one, then switches the active revision (slot = revision & 1). */
+#define PSCOPE_POLICY_SLOTS 2
+#define PSCOPE_POLICY_MAX_RULES 256   /* kernel rules per slot */
+#define PSCOPE_POLICY_MAX_SUBJECTS 64 /* subjects per slot: one bit each */
+
+/* One kernel rule: a user rule with several peers becomes one per peer. Rules
+ * of a slot are ordered deny first, so the first match decides. */
+struct pscope_policy_rule {
+	__u32 id;          /* user rule id, reported in verdicts */
+	__u8 action;       /* PSCOPE_POLICY_ACTION_*: ALLOW, DENY, or AUDIT (deny in audit mode) */
+	__u8 direction;    /* PSCOPE_DIR_* */
+	__u8 subject;      /* subject bit index, 0..PSCOPE_POLICY_MAX_SUBJECTS-1 */
+	__u8 match_type;   /* PSCOPE_POLICY_MATCH_* reported when this rule decides */
+	__u8 proto;        /* IPPROTO_*, 0 = any */
+	__u8 family;       /* 4 or 6: peer must be in peer/prefix_len; 0 = any peer */
+	__u8 prefix_len;   /* bits of `peer` that must match */
+	__u8 ports;        /* 1: destination port must be in port_lo..port_hi (TCP/UDP/SCTP) */
+	__u16 port_lo;     /* host byte order */
+	__u16 port_hi;
+	__u32 peer[4];     /* network byte order, IPv4 in word 0, host bits zero */
+};
+
+/* Per-slot summary of the rule set (`policy_sets`, one entry per slot).
+ * Masks are subject bits; index 0 ingress, 1 egress. */
+struct pscope_policy_set {
+	__u32 n_rules;
+	__u32 _pad0;
+	__u64 selected[2];       /* subjects any rule selects: a verdict is reported */
+	__u64 allow_selected[2]; /* subjects an allow rule selects: the rest is denied */
+	__u64 enforce;           /* subjects of policies in mode enforce (else audit) */
+};
+
+/* `policy_devices` key: an interface subject's device, per slot. Value: __u64 subject bits. */
+struct pscope_policy_dev_key {
+	__u64 netns_cookie;
+	__u32 ifindex;
+	__u32 slot;
+};
+
+/* `policy_endpoints` key: an endpoint subject's address, per slot. Value: __u64 subject bits. */
+struct pscope_policy_ep_key {
+	__u8 slot;
+	__u8 family; /* 4 or 6 */
+	__u16 _pad0;
+	__u32 addr[4]; /* network byte order, IPv4 in word 0 */
+};
+
 #endif /* __PERISCOPE_H */

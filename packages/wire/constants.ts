@@ -4,6 +4,7 @@
  * and policy verdict fields. layout.test.ts checks every one against the header.
  */
 import { MESSAGE_TYPE } from "@periscope/model";
+import { POLICY_RULE_CONSTANTS } from "./policy-rules.ts";
 
 /** Record type of a drop record (`PSCOPE_REC_DROP`). */
 export const RECORD_TYPE_DROP = MESSAGE_TYPE.DROP;
@@ -78,4 +79,5 @@ export const RECORD_CONSTANTS: Readonly<Record<string, number>> = {
   PSCOPE_DIR_INGRESS: POLICY_DIRECTION.INGRESS,
   PSCOPE_DIR_EGRESS: POLICY_DIRECTION.EGRESS,
   PSCOPE_MAX_CAPTURE_RULES: MAX_CAPTURE_RULES,
+  ...POLICY_RULE_CONSTANTS,
 };

@@ -28,6 +28,8 @@ export {
   TRACE_LAYOUT,
   TRACE_VERSION,
 } from "./layout.ts";
+export * from "./policy-rules.ts";
+export * from "./policy-verdict.ts";
 export * from "./src/frame.ts";
 export {
   DEBUG_LAYOUT,
