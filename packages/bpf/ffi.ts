@@ -25,6 +25,16 @@ const libbpfSymbols = {
   bpf_tc_detach: { args: [P, P], returns: i32 },
   bpf_prog_test_run_opts: { args: [i32, P], returns: i32 },
   libbpf_num_possible_cpus: { args: [], returns: i32 },
+  bpf_map__reuse_fd: { args: [P, i32], returns: i32 },
+  bpf_map_update_elem: { args: [i32, P, P, FFIType.u64_fast], returns: i32 },
+  bpf_map_delete_elem: { args: [i32, P], returns: i32 },
+  bpf_program__attach: { args: [P], returns: P },
+  bpf_link__destroy: { args: [P], returns: i32 },
+  btf__parse: { args: [P, P], returns: P },
+  btf__free: { args: [P], returns: VOID },
+  btf__find_by_name_kind: { args: [P, P, u32], returns: i32 },
+  btf__type_by_id: { args: [P, u32], returns: P },
+  btf__name_by_offset: { args: [P, u32], returns: cstring },
 } as const;
 
 /**

@@ -6,6 +6,13 @@
  */
 export { CLOCK_BOOTTIME, CLOCK_REALTIME, clockGettimeNs } from "./clock.ts";
 export { BpfError, errnoName } from "./errors.ts";
+export {
+  DEFAULT_DROP_OBJECT,
+  DROP_REASON_SLOTS,
+  type DropLoadOptions,
+  DropProgram,
+} from "./drop-program.ts";
+export { kernelDropReasons, readBtfEnum, VMLINUX_BTF } from "./kernel-btf.ts";
 export { NETNS_RUN_DIR, withNetns } from "./netns.ts";
 export { netnsCookie } from "./netns-cookie.ts";
 export {

@@ -5,6 +5,13 @@
  */
 
 export { type DecodedDebugEvent, debugTypeName, decodeDebugEvent } from "./src/debug.ts";
+export { type DropDecodeContext, decodeDropFlow, unknownKernelReason } from "./src/drop.ts";
+export {
+  hubbleReasonForKernel,
+  hubbleReasonText,
+  humanizeKernelReason,
+  KERNEL_TO_HUBBLE_REASON,
+} from "./src/drop-reasons.ts";
 export type { FilterBuilder } from "./src/filters/builder.ts";
 export {
   type FlowPredicate,

@@ -12,7 +12,17 @@ export {
   readTraceFlowHash,
   type TraceRecord,
 } from "./decode.ts";
+export {
+  DROP_FIXED_SIZE,
+  DROP_LAYOUT,
+  DROP_RODATA,
+  type DropRecord,
+  type DropRecordInit,
+  decodeDropRecord,
+  encodeDropRecord,
+} from "./drop.ts";
 export { EncodeRangeError, encodeTraceRecord, type TraceRecordInit } from "./encode.ts";
+export { readFlowHash } from "./flow-hash.ts";
 export {
   type FieldLayout,
   FLAG_TRUNCATED,

@@ -107,7 +107,8 @@ export function bootTimeToTimestamp(tsBootNs: bigint, bootToRealtimeNs: bigint):
   return ts;
 }
 
-function fillLayers(flow: Flow, packet: DecodedPacket): void {
+/** Sets flow.ethernet, flow.IP and flow.l4 from a decoded packet. */
+export function fillLayers(flow: Flow, packet: DecodedPacket): void {
   if (packet.ethernet) {
     const eth = newEthernet();
     eth.source = packet.ethernet.source;
@@ -189,7 +190,7 @@ const endpointMessages = new WeakMap<EndpointInfo, Endpoint>();
  * flow.Endpoint for an address. Like Hubble, an endpoint message is always
  * present; it is empty when the address is unknown.
  */
-function resolveEndpoint(ctx: DecodeContext, ip: string | undefined): Endpoint {
+export function resolveEndpoint(ctx: DecodeContext, ip: string | undefined): Endpoint {
   const info = ip !== undefined ? ctx.endpoint?.(ip) : undefined;
   if (!info) return newEndpoint();
   let ep = endpointMessages.get(info);

@@ -7,6 +7,7 @@ import {
   TrafficDirection,
   Verdict,
 } from "@periscope/proto";
+import { hubbleReasonText, humanizeKernelReason } from "../drop-reasons.ts";
 
 const POLICY_MATCH_TYPES: Readonly<Record<number, string>> = {
   0: "none",
@@ -48,8 +49,10 @@ export function flowTypeText(flow: Flow): string {
     case MESSAGE_TYPE.TRACE:
       return traceSubtypeName(et?.subType ?? 0);
     case MESSAGE_TYPE.DROP:
-      // hubble prints Cilium's drop-reason text; the numeric reason stands in for it here.
-      return String(et?.subType ?? 0);
+      // hubble prints Cilium's drop-reason text; kernel drops print the kernel's reason.
+      return flow.extDropReasonDesc !== ""
+        ? humanizeKernelReason(flow.extDropReasonDesc)
+        : hubbleReasonText(flow.dropReasonDesc);
     case MESSAGE_TYPE.POLICY_VERDICT:
       return `policy-verdict:${POLICY_MATCH_TYPES[flow.policyMatchType] ?? "unknown"} ${
         TrafficDirection[flow.trafficDirection] ?? String(flow.trafficDirection)

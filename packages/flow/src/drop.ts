@@ -1,0 +1,102 @@
+import { MESSAGE_TYPE } from "@periscope/model";
+import {
+  CiliumEventTypeSchema,
+  DropReason,
+  type Flow,
+  FlowSchema,
+  FlowType,
+  NetworkInterfaceSchema,
+  TraceObservationPoint,
+  TrafficDirection,
+  Verdict,
+} from "@periscope/proto";
+import { DROP_SOURCE, type DropRecord, FLAG_L3 } from "@periscope/wire";
+import { hubbleReasonForKernel } from "./drop-reasons.ts";
+import { messageFactory } from "./message.ts";
+import { observationPoint, trafficDirection } from "./observation.ts";
+import { decodePacket } from "./packet/decode.ts";
+import { ETHERTYPE } from "./packet/ethernet.ts";
+import type { DecodedPacket } from "./packet/types.ts";
+import { packetSummary } from "./summary.ts";
+import { bootTimeToTimestamp, type DecodeContext, fillLayers, resolveEndpoint } from "./trace.ts";
+
+const newFlow = messageFactory(FlowSchema);
+const newEventType = messageFactory(CiliumEventTypeSchema);
+const newInterface = messageFactory(NetworkInterfaceSchema);
+
+/** What decodeDropFlow needs besides {@link DecodeContext}. */
+export interface DropDecodeContext extends DecodeContext {
+  /**
+   * Name of a kernel drop reason value on the node that sent the record (enum
+   * skb_drop_reason without the `SKB_DROP_REASON_` prefix), if known: the numbers
+   * differ between kernels, so each collector publishes its kernel's table.
+   */
+  dropReasonName?(reason: number): string | undefined;
+}
+
+/** Name used for a kernel reason value whose name is not known. */
+export function unknownKernelReason(reason: number): string {
+  return `REASON_${reason}`;
+}
+
+function decodeDropPacket(rec: DropRecord): DecodedPacket {
+  if (rec.data.length === 0) return { truncated: rec.origLen > 0 };
+  if ((rec.flags & FLAG_L3) === 0) return decodePacket(rec.data, "ethernet");
+  // Only IP is decoded from the network header; other L3 protocols keep no layers.
+  const version = (rec.data[0] ?? 0) >> 4;
+  const ip =
+    rec.l3Proto === ETHERTYPE.IPV4 ||
+    rec.l3Proto === ETHERTYPE.IPV6 ||
+    (rec.l3Proto === 0 && (version === 4 || version === 6));
+  return ip ? decodePacket(rec.data, "ip") : { truncated: false };
+}
+
+/**
+ * Turn a drop record into the flow.Flow Hubble would produce for a drop: DROPPED,
+ * event_type {1, Cilium drop reason}, drop_reason(_desc), addresses, ports, endpoints,
+ * interface, summary. Kernel drops (skb:kfree_skb) carry the kernel's reason name in
+ * ext_drop_reason_desc (`NO_SOCKET`) and the closest Hubble reason in drop_reason_desc;
+ * policy drops are POLICY_DENIED at their tc observation point.
+ * @throws PacketDecodeError when the captured packet is malformed.
+ */
+export function decodeDropFlow(rec: DropRecord, ctx: DropDecodeContext): Flow {
+  const packet = decodeDropPacket(rec);
+  const flow = newFlow();
+  flow.time = bootTimeToTimestamp(rec.tsBootNs, ctx.bootToRealtimeNs);
+  flow.uuid = ctx.uuid ? ctx.uuid() : crypto.randomUUID();
+  flow.verdict = Verdict.DROPPED;
+  flow.Type = FlowType.L3_L4;
+  flow.nodeName = ctx.nodeName;
+
+  let desc: DropReason;
+  if (rec.dropSource === DROP_SOURCE.KERNEL) {
+    const name = ctx.dropReasonName?.(rec.reason) ?? unknownKernelReason(rec.reason);
+    desc = hubbleReasonForKernel(name);
+    flow.extDropReasonDesc = name;
+    flow.traceObservationPoint = TraceObservationPoint.UNKNOWN_POINT;
+    flow.trafficDirection = TrafficDirection.TRAFFIC_DIRECTION_UNKNOWN;
+  } else {
+    // Policy drops carry Cilium's numbering already (133 = POLICY_DENIED).
+    desc = DropReason[rec.reason] !== undefined ? rec.reason : DropReason.DROP_REASON_UNKNOWN;
+    flow.traceObservationPoint = observationPoint(rec.obsPoint);
+    flow.trafficDirection = trafficDirection(rec.obsPoint);
+  }
+  flow.dropReason = desc;
+  flow.dropReasonDesc = desc;
+  const eventType = newEventType();
+  eventType.type = MESSAGE_TYPE.DROP;
+  eventType.subType = desc;
+  flow.eventType = eventType;
+
+  flow.Summary = packetSummary(packet);
+  fillLayers(flow, packet);
+  flow.source = resolveEndpoint(ctx, packet.ip?.source);
+  flow.destination = resolveEndpoint(ctx, packet.ip?.destination);
+  if (rec.ifindex !== 0) {
+    const iface = newInterface();
+    iface.index = rec.ifindex;
+    iface.name = ctx.ifName?.(rec.ifindex, rec.netnsCookie) ?? "";
+    flow.interface = iface;
+  }
+  return flow;
+}
