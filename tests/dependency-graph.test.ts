@@ -25,13 +25,24 @@ const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   flow: ["model", "proto", "testing", "wire"],
   bus: ["model", "proto", "testing"],
   bpf: ["model", "testing", "wire"],
+  policy: ["flow", "model", "testing", "wire"],
   devstack: ["model"],
   testing: ["devstack", "model"],
-  collector: ["bpf", "bus", "config", "model", "proto", "telemetry", "testing", "wire"],
+  collector: [
+    "bpf",
+    "bus",
+    "config",
+    "model",
+    "policy",
+    "proto",
+    "telemetry",
+    "testing",
+    "wire",
+  ],
   enricher: ["bus", "config", "flow", "model", "proto", "telemetry", "testing", "wire"],
   observer: ["bus", "config", "flow", "model", "proto", "telemetry", "testing"],
   recorder: ["bus", "config", "model", "proto", "telemetry", "testing"],
-  cli: ["bus", "flow", "model", "proto", "testing"],
+  cli: ["bus", "flow", "model", "policy", "proto", "testing"],
 };
 
 /** Workspaces only test code may use: listed under devDependencies, never dependencies. */

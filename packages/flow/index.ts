@@ -26,6 +26,12 @@ export {
   SUPPORTED_FILTER_FIELDS,
 } from "./src/filters/compile.ts";
 export { FilterError } from "./src/filters/errors.ts";
+export {
+  compileLabelSelector,
+  type LabelSelector,
+  type ParsedLabel,
+  parseLabel,
+} from "./src/filters/label-selector.ts";
 export { type CompactOptions, formatCompact } from "./src/format/compact.ts";
 export { formatDict } from "./src/format/dict.ts";
 export { flowTypeText, verdictText } from "./src/format/flow-type.ts";
