@@ -42,7 +42,7 @@ const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   enricher: ["bus", "config", "flow", "model", "proto", "telemetry", "testing", "wire"],
   observer: ["bus", "config", "flow", "model", "proto", "telemetry", "testing"],
   recorder: ["bus", "config", "model", "proto", "telemetry", "testing"],
-  cli: ["bus", "flow", "model", "policy", "proto", "testing"],
+  cli: ["bus", "flow", "model", "policy", "proto", "testing", "wire"],
 };
 
 /** Workspaces only test code may use: listed under devDependencies, never dependencies. */

@@ -5,6 +5,7 @@
 import pkg from "../package.json" with { type: "json" };
 import { flagHelp, lastValue, parseArgs, UsageError } from "./args.ts";
 import { loadCliEnv } from "./config.ts";
+import { MONITOR_FLAGS, parseMonitorArgs, runMonitor } from "./monitor.ts";
 import { OBSERVE_FLAGS, parseObserveArgs, runObserve, SERVER_FLAG } from "./observe.ts";
 import { runListNamespaces, runListNodes, runStatus } from "./status.ts";
 
@@ -15,6 +16,7 @@ const USAGE = `Usage: periscope <command> [flags]
 
 Commands:
   observe          Observe flows of the observer (like hubble observe)
+  monitor          Print kernel records and agent events as collectors publish them (like cilium monitor)
   status           Show the observer's status
   list nodes       List the nodes that publish flows
   list namespaces  List namespaces seen in flows
@@ -29,6 +31,8 @@ export interface CliIo {
   /** Aborted on SIGINT/SIGTERM. */
   signal: AbortSignal;
   server: string;
+  /** NATS URL for `monitor` when `--nats` is not given (default: the environment's). */
+  natsUrl?: string;
 }
 
 /** Parses flags that only take `--server`; returns the server to use. */
@@ -53,7 +57,9 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       io.out(
         command === "observe"
           ? `Usage: periscope observe [flags]\n\nFlags:\n${flagHelp(OBSERVE_FLAGS)}`
-          : USAGE,
+          : command === "monitor"
+            ? `Usage: periscope monitor [flags]\n\nFlags:\n${flagHelp(MONITOR_FLAGS)}`
+            : USAGE,
       );
       return 0;
     }
@@ -62,6 +68,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         const args = rest[0] === "flows" ? rest.slice(1) : rest;
         return await runObserve(parseObserveArgs(args, io.server), io.out, io.err, io.signal);
       }
+      case "monitor":
+        return await runMonitor(parseMonitorArgs(rest, io.natsUrl ?? loadCliEnv().natsUrl), io);
       case "status":
         return await runStatus(serverOnly(rest, io), io.out, io.err);
       case "list": {

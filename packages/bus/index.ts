@@ -72,10 +72,12 @@ export {
   DEFAULT_STREAM_LIMITS,
   DUPLICATE_WINDOW_MS,
   type DurableOptions,
+  EVENTS_STREAM,
   ensureDurable,
   ensureStream,
   FLOWS_STREAM,
   RAW_STREAM,
+  type StreamKind,
   type StreamLimits,
   streamConfig,
 } from "./streams.ts";

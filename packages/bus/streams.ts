@@ -16,6 +16,11 @@ import { subjects } from "./subjects.ts";
 export const RAW_STREAM = "PERISCOPE_RAW";
 /** JetStream stream holding FlowBatches: what observers consume, and flow history. */
 export const FLOWS_STREAM = "PERISCOPE_FLOWS";
+/** JetStream stream holding agent events (and debug events on `periscope.debug.>`): their history. */
+export const EVENTS_STREAM = "PERISCOPE_EVENTS";
+
+/** Which Periscope stream: raw frames, flow batches, or agent/debug events. */
+export type StreamKind = "raw" | "flows" | "events";
 
 /** Bounds of one stream. */
 export interface StreamLimits {
@@ -45,9 +50,10 @@ const NS_PER_MS = 1_000_000;
  *   full stream refuses frames and the collector counts them lost where it queued them.
  * - flows: limits retention (history), `discard: old`; a consumer detects removed,
  *   unconsumed batches as a gap in the frame sequence they carry.
+ * - events: limits retention (history of agent and debug events), `discard: old`.
  */
 export function streamConfig(
-  which: "raw" | "flows",
+  which: StreamKind,
   limits: StreamLimits,
 ): Partial<StreamConfig> & { name: string } {
   const common = {
@@ -57,6 +63,15 @@ export function streamConfig(
     duplicate_window: DUPLICATE_WINDOW_MS * NS_PER_MS,
     num_replicas: 1,
   };
+  if (which === "events") {
+    return {
+      ...common,
+      name: EVENTS_STREAM,
+      subjects: [subjects.agentAll, subjects.debugAll],
+      retention: RetentionPolicy.Limits,
+      discard: DiscardPolicy.Old,
+    };
+  }
   return which === "raw"
     ? {
         ...common,
@@ -84,7 +99,7 @@ function isNotFound(err: unknown): boolean {
  */
 export async function ensureStream(
   bus: Bus,
-  which: "raw" | "flows",
+  which: StreamKind,
   limits: StreamLimits = DEFAULT_STREAM_LIMITS,
 ): Promise<void> {
   const want = streamConfig(which, limits);

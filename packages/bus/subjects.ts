@@ -34,4 +34,10 @@ export const subjects = {
     `periscope.ctl.${sanitizeToken(node)}.${sanitizeToken(verb)}`,
   /** Every control subject. */
   ctlAll: "periscope.ctl.>",
+  /** `periscope.agent.<node>` — agent events (observer.GetAgentEventsResponse), collector → observer, monitor. */
+  agent: (node: string): string => `periscope.agent.${sanitizeToken(node)}`,
+  /** Every agent-event subject. */
+  agentAll: "periscope.agent.>",
+  /** Every debug-event subject (`periscope.debug.<node>`, reserved; kernel debug records travel in FlowBatches). */
+  debugAll: "periscope.debug.>",
 } as const;
