@@ -1,8 +1,13 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * TC ingress/egress trace: one struct pscope_trace per packet into the
- * `events` ring buffer, followed by the first cap_len bytes of the packet.
- * Observe only: both programs always return TC_ACT_UNSPEC.
+ * TC ingress/egress trace. Every packet is parsed once (parse.h), tracked in
+ * the `conntrack` connection table (ct.h), checked against the policy
+ * (policy.h) and, when the aggregation level in `settings` says it is worth
+ * reporting, written to the `events` ring buffer as one struct pscope_trace
+ * followed by the first cap_len bytes of the packet.
+ *
+ * Returns TC_ACT_UNSPEC (observe only) except for packets of connections the
+ * policy denies: TC_ACT_SHOT.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
@@ -11,23 +16,42 @@
 
 #include "periscope.h"
 #include "flowhash.h"
+#include "parse.h"
 
 #define TC_ACT_UNSPEC (-1)
-#define ETH_HLEN 14
-#define ETH_P_IP 0x0800
-#define ETH_P_IPV6 0x86DD
-#define ETH_P_8021Q 0x8100
-#define ETH_P_8021AD 0x88A8
-#define IP_OFFSET 0x1FFF
-#define PROTO_TCP 6
-#define PROTO_UDP 17
-#define PROTO_SCTP 132
+#define TC_ACT_SHOT 2
+
+/* Device types without an L2 header on transmit (the kernel's dev_is_mac_header_xmit). */
+#define ARPHRD_RAWIP 519
+#define ARPHRD_TUNNEL 768
+#define ARPHRD_TUNNEL6 769
+#define ARPHRD_SIT 776
+#define ARPHRD_IPGRE 778
+#define ARPHRD_PIMREG 779
+#define ARPHRD_IP6GRE 823
+#define ARPHRD_NONE 0xFFFE
+#define ARPHRD_VOID 0xFFFF
+
+/* Debug event types (flow.DebugEventType). */
+#define DBG_POLICY_DENIED 5
+#define DBG_CT_MATCH 8
+#define DBG_CT_CREATED4 50
+#define DBG_CT_CREATED6 53
 
 #define TRACE_FIXED_SIZE ((__u32)__builtin_offsetof(struct pscope_trace, data))
+
+/* Packet bytes are copied straight into the reserved ring buffer sample
+ * (bpf_ringbuf_reserve_dynptr + bpf_dynptr_copy) unless built with
+ * -DPSCOPE_EMIT_OUTPUT, which builds the record in a per-CPU scratch buffer
+ * and copies it with bpf_ringbuf_output (kept for the benchmark). */
+#ifndef PSCOPE_EMIT_OUTPUT
+#define PSCOPE_EMIT_DYNPTR 1
+#endif
 
 _Static_assert(sizeof(struct pscope_hdr) == 16, "pscope_hdr must be 16 bytes");
 _Static_assert(__builtin_offsetof(struct pscope_trace, data) == 48,
 	       "pscope_trace fixed part must be 48 bytes");
+_Static_assert(sizeof(struct pscope_debug) == 56, "pscope_debug must be 56 bytes");
 
 /* Tunables; the only .rodata global, so it sits at offset 0 of .rodata. */
 const volatile struct pscope_trace_config cfg = {
@@ -40,6 +64,7 @@ struct {
 	__uint(max_entries, 1 << 20);
 } events SEC(".maps");
 
+#ifdef PSCOPE_EMIT_OUTPUT
 /* Per-CPU scratch for building one record (too large for the BPF stack). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -47,6 +72,7 @@ struct {
 	__type(key, __u32);
 	__type(value, struct pscope_trace);
 } scratch SEC(".maps");
+#endif
 
 /* Records that could not be written to `events` (key 0), per CPU. */
 struct {
@@ -56,120 +82,267 @@ struct {
 	__type(value, __u64);
 } lost_events SEC(".maps");
 
+/* Run-time settings (aggregation, capture rules, debug): one entry, written by user space. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pscope_settings);
+} settings SEC(".maps");
+
+/* Connection table; size set before load (default 65536), least recently used go first. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct pscope_ct_key);
+	__type(value, struct pscope_ct_entry);
+} conntrack SEC(".maps");
+
+#include "ct.h"
+#include "policy.h"
+
 /* Kernel's struct sk_buff behind the __sk_buff context (kfunc, Linux 6.3+). */
 extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
+extern int bpf_dynptr_from_skb(struct __sk_buff *skb, __u64 flags,
+			       struct bpf_dynptr *ptr__uninit) __ksym;
+extern int bpf_dynptr_copy(struct bpf_dynptr *dst_ptr, __u32 dst_off, struct bpf_dynptr *src_ptr,
+			   __u32 src_off, __u32 size) __ksym;
 
 /*
- * Cookie of the network namespace the device belongs to. The
- * bpf_get_netns_cookie() helper is not offered to tc programs on every
- * kernel (and reports the socket's namespace when there is one), so read
- * dev->nd_net.net->net_cookie directly; 0 when the device is unknown.
+ * Global (separately verified) functions around the big inline pieces, so
+ * the verifier checks each once instead of once per path through the
+ * caller. Pointer arguments are checked for NULL as global functions must.
  */
-static __always_inline __u64 device_netns_cookie(struct __sk_buff *ctx)
+__noinline int trace_parse(struct __sk_buff *skb, int l3, struct pscope_pkt *p)
+{
+	if (!p)
+		return 0;
+	pscope_parse(skb, l3, p);
+	return p->t.family;
+}
+
+__noinline int trace_policy_decide(struct __sk_buff *skb, const struct pscope_tuple *t,
+				   __u32 obs_point, __u32 *rule_id)
+{
+	if (!t || !rule_id)
+		return PSCOPE_POLICY_ACTION_ALLOW;
+	return pscope_policy_decide(skb, t, (__u8)obs_point, rule_id);
+}
+
+__noinline int trace_policy_drop(struct __sk_buff *skb, const struct pscope_tuple *t,
+				 __u32 obs_point, __u32 rule_id)
+{
+	if (!t)
+		return 0;
+	/* keep the argument live: the compiler may not pass unused ones, the verifier wants them */
+	asm volatile("" : "+r"(rule_id), "+r"(obs_point));
+	pscope_policy_drop(skb, t, (__u8)obs_point, rule_id);
+	return 0;
+}
+
+/* What the program knows about the device the packet is on. */
+struct dev_info {
+	__u64 netns_cookie; /* 0 when unknown */
+	int l3;             /* no L2 header: the packet starts at the network header */
+};
+
+/*
+ * Namespace cookie and header type of the skb's device, read from the
+ * kernel's struct net_device (the bpf_get_netns_cookie() helper reports the
+ * socket's namespace when there is one).
+ */
+static __always_inline void device_info(struct __sk_buff *ctx, struct dev_info *d)
 {
 	struct sk_buff *skb = bpf_cast_to_kern_ctx(ctx);
-	struct net_device *dev = BPF_CORE_READ(skb, dev);
+	struct net_device *dev = skb->dev;
+	__u16 type;
 
 	if (!dev)
-		return 0;
-	return BPF_CORE_READ(dev, nd_net.net, net_cookie);
+		return;
+	d->netns_cookie = dev->nd_net.net->net_cookie;
+	type = dev->type;
+	d->l3 = type == ARPHRD_NONE || type == ARPHRD_TUNNEL || type == ARPHRD_TUNNEL6 ||
+		type == ARPHRD_SIT || type == ARPHRD_IPGRE || type == ARPHRD_IP6GRE ||
+		type == ARPHRD_RAWIP || type == ARPHRD_VOID || type == ARPHRD_PIMREG;
 }
 
-static __always_inline int l4_ports(struct __sk_buff *skb, __u32 off, __u8 proto, __u16 *sport,
-				    __u16 *dport)
+static __always_inline void count_lost(void)
 {
-	__u16 ports[2];
-
-	*sport = 0;
-	*dport = 0;
-	if (proto != PROTO_TCP && proto != PROTO_UDP && proto != PROTO_SCTP)
-		return 0;
-	if (bpf_skb_load_bytes(skb, off, ports, sizeof(ports)) < 0)
-		return 0;
-	*sport = bpf_ntohs(ports[0]);
-	*dport = bpf_ntohs(ports[1]);
-	return 0;
-}
-
-/* Symmetric 5-tuple hash of an Ethernet frame; 0 when it is not IPv4/IPv6. */
-static __always_inline __u32 compute_flow_hash(struct __sk_buff *skb)
-{
-	__u16 sport = 0, dport = 0;
-	__u32 off = ETH_HLEN;
-	__be16 h_proto;
-
-	if (bpf_skb_load_bytes(skb, 12, &h_proto, sizeof(h_proto)) < 0)
-		return 0;
-	if (h_proto == bpf_htons(ETH_P_8021Q) || h_proto == bpf_htons(ETH_P_8021AD)) {
-		if (bpf_skb_load_bytes(skb, 16, &h_proto, sizeof(h_proto)) < 0)
-			return 0;
-		off += 4;
-	}
-
-	if (h_proto == bpf_htons(ETH_P_IP)) {
-		struct iphdr ip;
-		__u32 src, dst;
-
-		if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)) < 0 || ip.version != 4)
-			return 0;
-		/* Non-first fragments carry no L4 header: hash them without ports. */
-		if (!(ip.frag_off & bpf_htons(IP_OFFSET)))
-			l4_ports(skb, off + ip.ihl * 4, ip.protocol, &sport, &dport);
-		src = ip.saddr;
-		dst = ip.daddr;
-		return flow_hash_combine(endpoint_hash(&src, 1, sport), endpoint_hash(&dst, 1, dport),
-					 ip.protocol);
-	}
-
-	if (h_proto == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6hdr ip6;
-		__u32 src[4], dst[4];
-
-		if (bpf_skb_load_bytes(skb, off, &ip6, sizeof(ip6)) < 0)
-			return 0;
-		l4_ports(skb, off + sizeof(ip6), ip6.nexthdr, &sport, &dport);
-		__builtin_memcpy(src, &ip6.saddr, sizeof(src));
-		__builtin_memcpy(dst, &ip6.daddr, sizeof(dst));
-		return flow_hash_combine(endpoint_hash(src, 4, sport), endpoint_hash(dst, 4, dport),
-					 ip6.nexthdr);
-	}
-
-	return 0;
-}
-
-static __always_inline int trace_packet(struct __sk_buff *skb, __u8 obs_point)
-{
-	struct pscope_trace *rec;
 	__u32 zero = 0;
-	__u64 size;
-	__u32 cap;
-	__u64 *lost;
+	__u64 *lost = bpf_map_lookup_elem(&lost_events, &zero);
 
-	rec = bpf_map_lookup_elem(&scratch, &zero);
-	if (!rec)
-		return TC_ACT_UNSPEC;
+	if (lost)
+		*lost += 1;
+}
 
-	cap = cfg.capture_len;
+static __always_inline __u32 tuple_flow_hash(const struct pscope_tuple *t)
+{
+	int words = t->family == 6 ? 4 : 1;
+
+	return flow_hash_combine(endpoint_hash(t->saddr, words, t->sport),
+				 endpoint_hash(t->daddr, words, t->dport), t->proto);
+}
+
+/* One debug record (no packet data), written in place in the ring buffer. */
+static __always_inline void emit_debug(struct __sk_buff *skb, const struct dev_info *d, __u8 type,
+				       __u32 hash, __u32 arg1, __u32 arg2, __u32 arg3)
+{
+	struct pscope_debug *rec = bpf_ringbuf_reserve(&events, sizeof(*rec), 0);
+
+	if (!rec) {
+		count_lost();
+		return;
+	}
+	rec->hdr.type = PSCOPE_REC_DEBUG;
+	rec->hdr.subtype = type;
+	rec->hdr.version = PSCOPE_DEBUG_VERSION;
+	rec->hdr.flags = 0;
+	rec->hdr.source = bpf_get_smp_processor_id();
+	rec->hdr.orig_len = skb->len;
+	rec->hdr.cap_len = 0;
+	rec->ts_boot_ns = bpf_ktime_get_boot_ns();
+	rec->ifindex = skb->ifindex;
+	rec->arg1 = arg1;
+	rec->flow_hash = hash;
+	rec->arg2 = arg2;
+	rec->arg3 = arg3;
+	rec->_pad0 = 0;
+	rec->netns_cookie = d->netns_cookie;
+	bpf_ringbuf_submit(rec, 0);
+}
+
+/* Capture length for a packet: first matching capture rule, else cfg.capture_len. */
+static __always_inline __u32 capture_len(const struct pscope_settings *st,
+					 const struct pscope_tuple *t)
+{
+	__u32 n = st->n_capture_rules;
+
+#pragma unroll
+	for (int i = 0; i < PSCOPE_MAX_CAPTURE_RULES; i++) {
+		const struct pscope_capture_rule *rule = &st->capture_rules[i];
+
+		if (i >= n)
+			break;
+		if ((rule->proto == 0 || rule->proto == t->proto) &&
+		    (rule->port == 0 || rule->port == t->sport || rule->port == t->dport))
+			return rule->len;
+	}
+	return cfg.capture_len;
+}
+
+/*
+ * The aggregation decision for a tracked packet. Returns 0 to suppress it,
+ * else 1 and may set PSCOPE_F_CT_REPORT in *flags for a periodic report.
+ */
+static __always_inline int should_report(const struct pscope_settings *st,
+					 const struct pscope_pkt *p, const struct ct_result *r,
+					 __u64 now, __u8 *flags)
+{
+	struct pscope_ct_entry *e = r->entry;
+	__u32 agg = st->aggregation;
+	__u8 dir = r->dir & 1;
+	__u8 tf = p->t.tcp_flags;
+	__u8 mask;
+
+	if (agg == PSCOPE_AGG_NONE || !e)
+		return 1;
+	if (r->reason != PSCOPE_TRACE_REASON_ESTABLISHED && r->reason != PSCOPE_TRACE_REASON_REPLY)
+		goto report;
+	if (agg == PSCOPE_AGG_LOW) {
+		/* pure ACK: no payload, no flag this direction had not sent already */
+		if (p->t.proto == PROTO_TCP && p->t.l4_off && p->t.payload_len == 0 &&
+		    r->new_flags == 0)
+			return 0;
+		goto report;
+	}
+	mask = agg == PSCOPE_AGG_MAXIMUM ? (TCPF_SYN | TCPF_FIN | TCPF_RST) : 0xff;
+	if (r->first_in_dir || (tf & mask & ~e->reported_flags[dir]))
+		goto report;
+	if (st->report_interval_ms &&
+	    now - e->last_report_ns >= (__u64)st->report_interval_ms * 1000000ULL) {
+		*flags |= PSCOPE_F_CT_REPORT;
+		goto report;
+	}
+	return 0;
+report:
+	e->last_report_ns = now;
+	if (tf & ~e->reported_flags[dir])
+		e->reported_flags[dir] |= tf;
+	return 1;
+}
+
+/* Writes the fixed part of a trace record. */
+static __always_inline void fill_trace(struct pscope_trace *rec, struct __sk_buff *skb,
+				       const struct dev_info *d, __u8 obs_point, __u8 flags,
+				       __u32 cap, __u32 hash, __u8 reason, __u64 now)
+{
+	rec->hdr.type = PSCOPE_REC_TRACE;
+	rec->hdr.subtype = obs_point;
+	rec->hdr.version = PSCOPE_TRACE_VERSION;
+	rec->hdr.flags = flags;
+	rec->hdr.source = bpf_get_smp_processor_id();
+	rec->hdr.orig_len = skb->len;
+	rec->hdr.cap_len = cap;
+	rec->ts_boot_ns = bpf_ktime_get_boot_ns();
+	rec->ifindex = skb->ifindex;
+	rec->mark = skb->mark;
+	rec->flow_hash = hash;
+	rec->l3_proto = (__u16)skb->protocol;
+	rec->pkt_type = (__u8)skb->pkt_type;
+	rec->trace_reason = reason;
+	rec->netns_cookie = d->netns_cookie;
+}
+
+/* Emits one trace record with the first `cap` bytes of the packet. */
+static __always_inline void emit_trace(struct __sk_buff *skb, const struct dev_info *d,
+				       __u8 obs_point, __u8 flags, __u32 cap, __u32 hash,
+				       __u8 reason, __u64 now)
+{
 	if (cap > skb->len)
 		cap = skb->len;
 	if (cap > PSCOPE_MAX_CAPTURE)
 		cap = PSCOPE_MAX_CAPTURE;
+	if (cap < skb->len)
+		flags |= PSCOPE_F_TRUNCATED;
 
-	rec->hdr.type = PSCOPE_REC_TRACE;
-	rec->hdr.subtype = obs_point;
-	rec->hdr.version = PSCOPE_TRACE_VERSION;
-	rec->hdr.flags = cap < skb->len ? PSCOPE_F_TRUNCATED : 0;
-	rec->hdr.source = bpf_get_smp_processor_id();
-	rec->hdr.orig_len = skb->len;
-	rec->ts_boot_ns = bpf_ktime_get_boot_ns();
-	rec->ifindex = skb->ifindex;
-	rec->mark = skb->mark;
-	rec->flow_hash = compute_flow_hash(skb);
-	rec->l3_proto = (__u16)skb->protocol;
-	rec->pkt_type = (__u8)skb->pkt_type;
-	rec->trace_reason = PSCOPE_TRACE_REASON_UNKNOWN;
-	rec->netns_cookie = device_netns_cookie(skb);
+#ifdef PSCOPE_EMIT_DYNPTR
+	struct bpf_dynptr rb, pkt;
+	struct pscope_trace *rec;
 
+	/* Names struct pscope_trace in the object's BTF (only ever cast to here), which
+	 * user space checks its layout against; resolved at load, never false. */
+	if (!bpf_core_type_id_local(struct pscope_trace))
+		return;
+	if (bpf_ringbuf_reserve_dynptr(&events, TRACE_FIXED_SIZE + cap, 0, &rb) < 0) {
+		bpf_ringbuf_discard_dynptr(&rb, 0);
+		count_lost();
+		return;
+	}
+	rec = bpf_dynptr_data(&rb, 0, TRACE_FIXED_SIZE);
+	if (!rec) {
+		bpf_ringbuf_discard_dynptr(&rb, 0);
+		count_lost();
+		return;
+	}
+	if (cap > 0) {
+		if (bpf_dynptr_from_skb(skb, 0, &pkt) < 0 ||
+		    bpf_dynptr_copy(&rb, TRACE_FIXED_SIZE, &pkt, 0, cap) < 0) {
+			/* cannot happen with cap <= skb->len; keep the record honest */
+			bpf_ringbuf_discard_dynptr(&rb, 0);
+			count_lost();
+			return;
+		}
+	}
+	fill_trace(rec, skb, d, obs_point, flags, cap, hash, reason, now);
+	bpf_ringbuf_submit_dynptr(&rb, 0);
+#else
+	struct pscope_trace *rec;
+	__u32 zero = 0;
+	__u64 size;
+
+	rec = bpf_map_lookup_elem(&scratch, &zero);
+	if (!rec)
+		return;
 	if (cap > 0) {
 		/*
 		 * Re-derive the length so the verifier sees 1..PSCOPE_MAX_CAPTURE on
@@ -183,23 +356,103 @@ static __always_inline int trace_packet(struct __sk_buff *skb, __u8 obs_point)
 		if (n > PSCOPE_MAX_CAPTURE - 1)
 			n = PSCOPE_MAX_CAPTURE - 1;
 		n += 1;
-		if (bpf_skb_load_bytes(skb, 0, rec->data, n) < 0)
+		if (bpf_skb_load_bytes(skb, 0, rec->data, n) < 0) {
 			cap = 0;
+			flags |= PSCOPE_F_TRUNCATED;
+		}
 	}
-	rec->hdr.cap_len = cap;
-	if (cap == 0 && skb->len > 0)
-		rec->hdr.flags = PSCOPE_F_TRUNCATED;
-
+	fill_trace(rec, skb, d, obs_point, flags, cap, hash, reason, now);
 	size = TRACE_FIXED_SIZE + cap;
 	/* Hide the value from the compiler so the clamp below stays for the verifier. */
 	asm volatile("" : "+r"(size));
 	if (size > sizeof(*rec))
 		size = sizeof(*rec);
-	if (bpf_ringbuf_output(&events, rec, size, 0) < 0) {
-		lost = bpf_map_lookup_elem(&lost_events, &zero);
-		if (lost)
-			*lost += 1;
+	if (bpf_ringbuf_output(&events, rec, size, 0) < 0)
+		count_lost();
+#endif
+}
+
+static __always_inline int trace_packet(struct __sk_buff *skb, __u8 obs_point)
+{
+	struct ct_result r = { .reason = PSCOPE_TRACE_REASON_UNKNOWN };
+	struct pscope_settings *st;
+	struct dev_info d = {};
+	struct pscope_pkt p = {};
+	__u32 zero = 0, hash = 0;
+	__u8 flags = 0;
+	__u64 now;
+
+	st = bpf_map_lookup_elem(&settings, &zero);
+	if (!st)
+		return TC_ACT_UNSPEC;
+	device_info(skb, &d);
+	if (d.l3)
+		flags |= PSCOPE_F_L3;
+	trace_parse(skb, d.l3, &p);
+	now = bpf_ktime_get_coarse_ns();
+
+	if (p.t.family) {
+		struct pscope_ct_key k = {};
+		__u8 action = PSCOPE_POLICY_ACTION_ALLOW;
+		__u32 rule_id = 0;
+
+		if (p.icmp_error) {
+			int dir = ct_related(skb, d.netns_cookie, &p, skb->len, now);
+
+			if (dir >= 0) {
+				r.reason = PSCOPE_TRACE_REASON_RELATED;
+				r.dir = dir;
+			}
+		} else {
+			int sender_lo = ct_make_key(skb, d.netns_cookie, &p.t, &k);
+
+			ct_track(&k, sender_lo, &p, skb->len, now, &r);
+		}
+
+		if (r.entry) {
+			__u32 rev = pscope_policy_rev();
+			struct pscope_ct_entry *e = r.entry;
+
+			if (r.created || r.reason == PSCOPE_TRACE_REASON_REOPENED ||
+			    e->policy_rev != rev) {
+				action = trace_policy_decide(skb, &p.t, obs_point, &rule_id);
+				e->policy_action = action;
+				e->policy_rev = rev;
+				e->policy_rule_id = rule_id;
+			} else {
+				action = e->policy_action;
+				rule_id = e->policy_rule_id;
+			}
+		} else if (r.reason != PSCOPE_TRACE_REASON_RELATED) {
+			action = trace_policy_decide(skb, &p.t, obs_point, &rule_id);
+		}
+		if (st->debug)
+			hash = tuple_flow_hash(&p.t);
+		if (action == PSCOPE_POLICY_ACTION_DENY) {
+			trace_policy_drop(skb, &p.t, obs_point, rule_id);
+			if (st->debug)
+				emit_debug(skb, &d, DBG_POLICY_DENIED, hash, rule_id, p.t.proto,
+					   ((__u32)p.t.sport << 16) | p.t.dport);
+			return TC_ACT_SHOT;
+		}
+
+		if (st->debug && r.entry) {
+			if (r.created)
+				emit_debug(skb, &d, p.t.family == 6 ? DBG_CT_CREATED6 : DBG_CT_CREATED4,
+					   hash, r.entry->initiator_is_lo, p.t.proto,
+					   ((__u32)p.t.sport << 16) | p.t.dport);
+			else if (st->aggregation == PSCOPE_AGG_NONE)
+				emit_debug(skb, &d, DBG_CT_MATCH, hash, r.dir, p.t.proto,
+					   ((__u32)p.t.sport << 16) | p.t.dport);
+		}
+
+		if (!should_report(st, &p, &r, now, &flags))
+			return TC_ACT_UNSPEC;
+		if (!hash) /* only for packets that are reported: it costs */
+			hash = tuple_flow_hash(&p.t);
 	}
+
+	emit_trace(skb, &d, obs_point, flags, capture_len(st, &p.t), hash, r.reason, now);
 	return TC_ACT_UNSPEC;
 }
 

@@ -200,7 +200,7 @@ struct pscope_ct_key {
  * that sent the first packet seen), [1] the responder's. Counters are
  * updated atomically and never reset while the entry lives. */
 struct pscope_ct_entry {
-	__u64 first_seen_ns; /* bpf_ktime_get_boot_ns() */
+	__u64 first_seen_ns; /* bpf_ktime_get_coarse_ns() (CLOCK_MONOTONIC_COARSE), as the other times */
 	__u64 last_seen_ns;
 	__u64 last_report_ns; /* last trace record emitted for this connection */
 	__u64 packets[2];

@@ -1,10 +1,19 @@
 import { type Pointer, ptr, toArrayBuffer } from "bun:ffi";
 import { join } from "node:path";
 import { DEFAULT_CAPTURE, MAX_CAPTURE } from "@periscope/model";
-import { TRACE_CONFIG_LAYOUT } from "@periscope/wire";
+import { CT_ENTRY_LAYOUT, TRACE_CONFIG_LAYOUT } from "@periscope/wire";
 import { BpfError, ERRNO } from "./errors.ts";
 import { cString, isNull, lastErrno, libbpf } from "./ffi.ts";
 import { RingBufferReader } from "./ring-buffer.ts";
+import {
+  type ConnectionInfo,
+  type ConnectionQuery,
+  decodeConnectionEntry,
+  encodeConnectionKey,
+  encodeSettings,
+  INITIAL_TRACE_SETTINGS,
+  type TraceSettings,
+} from "./trace-settings.ts";
 import { CStruct, TEST_RUN_OPTS } from "./structs.ts";
 import { type AttachTarget, type TcAttachment, targetKey, tcAttach, tcDetach } from "./tc.ts";
 
@@ -30,7 +39,12 @@ export interface TraceLoadOptions {
   captureLen?: number;
   /** Ring buffer size in bytes: a power of two, multiple of the page size. Default 4 MiB. */
   ringBufferBytes?: number;
+  /** Entries of the `conntrack` connection table (LRU). Default 65536. */
+  ctEntries?: number;
 }
+
+/** Default size of the `conntrack` connection table, entries. */
+export const DEFAULT_CT_ENTRIES = 65536;
 
 /** Result of one {@link TraceProgram.testRun}. */
 export interface TestRunResult {
@@ -94,6 +108,7 @@ export class TraceProgram {
   #lostFd: number;
   #ring: RingBufferReader;
   #attached = new Map<string, TcAttachment>();
+  #settings: TraceSettings = structuredClone(INITIAL_TRACE_SETTINGS) as TraceSettings;
   /** Packet bytes captured per record. */
   readonly captureLen: number;
 
@@ -124,6 +139,12 @@ export class TraceProgram {
     if (isNull(obj)) throw new BpfError(`bpf_object__open_file(${path})`, lastErrno());
     try {
       writeConfig(obj, captureLen);
+      const ctEntries = opts.ctEntries ?? DEFAULT_CT_ENTRIES;
+      if (!Number.isInteger(ctEntries) || ctEntries < 1 || ctEntries > 1 << 24) {
+        throw new RangeError(`ctEntries must be an integer in 1..${1 << 24}, got ${ctEntries}`);
+      }
+      const ctRc = libbpf().bpf_map__set_max_entries(findMap(obj, "conntrack"), ctEntries);
+      if (ctRc < 0) throw new BpfError("bpf_map__set_max_entries(conntrack)", -ctRc);
       const rc = libbpf().bpf_map__set_max_entries(findMap(obj, "events"), ringBytes);
       if (rc < 0) throw new BpfError("bpf_map__set_max_entries(events)", -rc);
       const loaded = libbpf().bpf_object__load(obj);
@@ -184,6 +205,39 @@ export class TraceProgram {
   drain(onRecord: (bytes: Uint8Array) => void, max?: number): number {
     this.#live("drain");
     return this.#ring.drain(onRecord, max);
+  }
+
+  /** Settings in force (what {@link setSettings} last wrote). */
+  get settings(): TraceSettings {
+    return structuredClone(this.#settings);
+  }
+
+  /**
+   * Merges `update` into the settings in force and writes them to the
+   * `settings` map; packets see them from the next one on. Returns the
+   * settings now in force.
+   * @throws SettingsError naming a bad field (nothing is written then).
+   */
+  setSettings(update: Partial<TraceSettings>): TraceSettings {
+    this.#live("setSettings");
+    const next: TraceSettings = { ...this.#settings, ...update };
+    const value = encodeSettings(next);
+    const key = new Uint32Array(1);
+    const rc = libbpf().bpf_map_update_elem(this.mapFd("settings"), ptr(key), ptr(value), 0);
+    if (rc < 0) throw new BpfError("bpf_map_update_elem(settings)", -rc);
+    this.#settings = structuredClone(next);
+    return this.settings;
+  }
+
+  /** The connection-table entry of one connection (either direction), if present. */
+  readConnection(q: ConnectionQuery): ConnectionInfo | undefined {
+    this.#live("readConnection");
+    const { key, srcIsLo } = encodeConnectionKey(q);
+    const value = new Uint8Array(CT_ENTRY_LAYOUT.size);
+    const rc = libbpf().bpf_map_lookup_elem(this.mapFd("conntrack"), ptr(key), ptr(value));
+    if (rc === -ERRNO.ENOENT) return undefined;
+    if (rc < 0) throw new BpfError("bpf_map_lookup_elem(conntrack)", -rc);
+    return decodeConnectionEntry(q, srcIsLo, value);
   }
 
   /** Records the kernel could not write to the ring buffer, summed over CPUs, since load. */

@@ -34,6 +34,7 @@ function sample(over: Partial<TraceRecordInit> = {}): TraceRecordInit {
     flowHash: 0x89abcdef,
     l3Proto: 0x0800,
     pktType: 0,
+    traceReason: 2,
     netnsCookie: 0x1_0000_0001n,
     data: packet,
     ...over,
@@ -63,6 +64,7 @@ test("wire decode - reads fields at the C offsets, l3_proto in network order", (
   expect(bytes[TRACE_LAYOUT.fields.l3_proto.offset + 1]).toBe(0x00);
   expect(bytes[TRACE_LAYOUT.fields.ifindex.offset]).toBe(7);
   expect(bytes[1]).toBe(OBS_FROM_NETWORK);
+  expect(bytes[TRACE_LAYOUT.fields.trace_reason.offset]).toBe(2);
 });
 
 test("wire decode - decodes a record inside a larger buffer", () => {

@@ -56,9 +56,14 @@ export interface TraceRecord {
   l3Proto: number;
   /** skb->pkt_type (0 host, 1 broadcast, 2 multicast, 3 other host, 4 outgoing). */
   pktType: number;
+  /** Connection-table verdict on the packet: `TRACE_REASON.*` (NEW, ESTABLISHED, REPLY, ...). */
+  traceReason: number;
   /** Network namespace cookie of the device, 0 if unknown. */
   netnsCookie: bigint;
-  /** First `capLen` bytes of the packet, starting at the Ethernet header. */
+  /**
+   * First `capLen` bytes of the packet, starting at the Ethernet header, or
+   * at the network header when `flags` has `FLAG_L3` (device without L2 header).
+   */
   data: Uint8Array;
 }
 
@@ -143,6 +148,7 @@ export function decodeTraceRecord(bytes: Uint8Array): TraceRecord {
     flowHash: v.getUint32(t.flow_hash.offset, true),
     l3Proto: v.getUint16(t.l3_proto.offset, false),
     pktType: bytes[t.pkt_type.offset] ?? 0,
+    traceReason: bytes[t.trace_reason.offset] ?? 0,
     netnsCookie: v.getBigUint64(t.netns_cookie.offset, true),
     data: bytes.subarray(TRACE_FIXED_SIZE, TRACE_FIXED_SIZE + capLen),
   };

@@ -1,9 +1,15 @@
 import { MAX_CAPTURE } from "@periscope/model";
+import { TRACE_REASON } from "./constants.ts";
 import type { TraceRecord } from "./decode.ts";
 import { HDR_LAYOUT, TRACE_FIXED_SIZE, TRACE_LAYOUT } from "./layout.ts";
 
-/** A trace record to encode; `capLen` is taken from `data.length`. */
-export type TraceRecordInit = Omit<TraceRecord, "capLen">;
+/**
+ * A trace record to encode; `capLen` is taken from `data.length`, a missing
+ * `traceReason` is written as `TRACE_REASON.UNKNOWN`.
+ */
+export type TraceRecordInit = Omit<TraceRecord, "capLen" | "traceReason"> & {
+  traceReason?: number;
+};
 
 /** A value that does not fit the field it is meant for. */
 export class EncodeRangeError extends Error {
@@ -36,6 +42,7 @@ export function encodeTraceRecord(rec: TraceRecordInit): Uint8Array {
   v.setUint32(t.flow_hash.offset, rec.flowHash, true);
   v.setUint16(t.l3_proto.offset, rec.l3Proto, false);
   v.setUint8(t.pkt_type.offset, rec.pktType);
+  v.setUint8(t.trace_reason.offset, rec.traceReason ?? TRACE_REASON.UNKNOWN);
   v.setBigUint64(t.netns_cookie.offset, rec.netnsCookie, true);
   out.set(rec.data, TRACE_FIXED_SIZE);
   return out;

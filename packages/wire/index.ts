@@ -24,6 +24,9 @@ export {
 export { EncodeRangeError, encodeTraceRecord, type TraceRecordInit } from "./encode.ts";
 export { readFlowHash } from "./flow-hash.ts";
 export {
+  CAPTURE_RULE_LAYOUT,
+  CT_ENTRY_LAYOUT,
+  CT_KEY_LAYOUT,
   type FieldLayout,
   FLAG_TRUNCATED,
   HDR_LAYOUT,
@@ -32,6 +35,7 @@ export {
   OBS_FROM_NETWORK,
   OBS_TO_NETWORK,
   RECORD_TYPE_TRACE,
+  SETTINGS_LAYOUT,
   type StructLayout,
   TRACE_CONFIG_LAYOUT,
   TRACE_FIXED_SIZE,

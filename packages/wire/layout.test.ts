@@ -3,9 +3,13 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { runOk } from "@periscope/testing";
 import {
+  CAPTURE_RULE_LAYOUT,
+  CT_ENTRY_LAYOUT,
+  CT_KEY_LAYOUT,
   type FieldLayout,
   HDR_LAYOUT,
   HEADER_CONSTANTS,
+  SETTINGS_LAYOUT,
   type StructLayout,
   TRACE_CONFIG_LAYOUT,
   TRACE_LAYOUT,
@@ -80,6 +84,10 @@ test.each<[string, StructLayout]>([
   ["pscope_hdr", HDR_LAYOUT],
   ["pscope_trace", TRACE_LAYOUT],
   ["pscope_trace_config", TRACE_CONFIG_LAYOUT],
+  ["pscope_capture_rule", CAPTURE_RULE_LAYOUT],
+  ["pscope_settings", SETTINGS_LAYOUT],
+  ["pscope_ct_key", CT_KEY_LAYOUT],
+  ["pscope_ct_entry", CT_ENTRY_LAYOUT],
 ])("wire layout - %s offsets and sizes match the BTF", (name, layout) => {
   expect(struct(name).size).toBe(layout.size);
   expect(layout.fields).toEqual(btfFields(name));

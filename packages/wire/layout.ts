@@ -81,6 +81,67 @@ export const TRACE_CONFIG_LAYOUT = {
   },
 } as const satisfies StructLayout;
 
+/** `struct pscope_capture_rule`: one capture-length override in the settings map. */
+export const CAPTURE_RULE_LAYOUT = {
+  size: 8,
+  fields: {
+    proto: { offset: 0, size: 1 },
+    _pad0: { offset: 1, size: 1 },
+    port: { offset: 2, size: 2 },
+    len: { offset: 4, size: 2 },
+    _pad1: { offset: 6, size: 2 },
+  },
+} as const satisfies StructLayout;
+
+/** `struct pscope_settings`: the single value of the trace object's `settings` array map. */
+export const SETTINGS_LAYOUT = {
+  size: 80,
+  fields: {
+    aggregation: { offset: 0, size: 4 },
+    report_interval_ms: { offset: 4, size: 4 },
+    debug: { offset: 8, size: 4 },
+    n_capture_rules: { offset: 12, size: 4 },
+    capture_rules: { offset: 16, size: 64 },
+  },
+} as const satisfies StructLayout;
+
+/** `struct pscope_ct_key`: key of the `conntrack` map (addresses in network byte order). */
+export const CT_KEY_LAYOUT = {
+  size: 56,
+  fields: {
+    netns_cookie: { offset: 0, size: 8 },
+    ifindex: { offset: 8, size: 4 },
+    proto: { offset: 12, size: 1 },
+    family: { offset: 13, size: 1 },
+    _pad0: { offset: 14, size: 2 },
+    addr_lo: { offset: 16, size: 16 },
+    addr_hi: { offset: 32, size: 16 },
+    port_lo: { offset: 48, size: 2 },
+    port_hi: { offset: 50, size: 2 },
+    _pad1: { offset: 52, size: 4 },
+  },
+} as const satisfies StructLayout;
+
+/** `struct pscope_ct_entry`: value of the `conntrack` map; index 0 of the pairs is the initiator's side. */
+export const CT_ENTRY_LAYOUT = {
+  size: 72,
+  fields: {
+    first_seen_ns: { offset: 0, size: 8 },
+    last_seen_ns: { offset: 8, size: 8 },
+    last_report_ns: { offset: 16, size: 8 },
+    packets: { offset: 24, size: 16 },
+    bytes: { offset: 40, size: 16 },
+    tcp_flags: { offset: 56, size: 2 },
+    reported_flags: { offset: 58, size: 2 },
+    initiator_is_lo: { offset: 60, size: 1 },
+    closing: { offset: 61, size: 1 },
+    policy_action: { offset: 62, size: 1 },
+    _pad0: { offset: 63, size: 1 },
+    policy_rev: { offset: 64, size: 4 },
+    policy_rule_id: { offset: 68, size: 4 },
+  },
+} as const satisfies StructLayout;
+
 /**
  * Every `#define` of periscope.h with the TS constant that mirrors it; the
  * layout test fails when the header gains a constant missing here.
