@@ -49,6 +49,8 @@ const libcSymbols = {
   clock_gettime: { args: [i32, P], returns: i32 },
   setns: { args: [i32, i32], returns: i32 },
   if_nametoindex: { args: [P], returns: u32 },
+  mmap: { args: [P, FFIType.u64_fast, i32, i32, i32, FFIType.i64_fast], returns: P },
+  munmap: { args: [P, FFIType.u64_fast], returns: i32 },
   __errno_location: { args: [], returns: P },
 } as const;
 
