@@ -14,6 +14,7 @@ export {
 } from "./drop-program.ts";
 export { kernelDropReasons, readBtfEnum, VMLINUX_BTF } from "./kernel-btf.ts";
 export { NETNS_RUN_DIR, withNetns } from "./netns.ts";
+export { type KernelRuleSet, type MapFdLookup, PolicyMaps } from "./policy-maps.ts";
 export { netnsCookie } from "./netns-cookie.ts";
 export {
   type AttachTarget,
