@@ -1,6 +1,6 @@
 import { dlopen, FFIType, type Pointer, read } from "bun:ffi";
 
-const { ptr: P, i32, u32, void: VOID, cstring } = FFIType;
+const { ptr: P, i32, u32, i64_fast: i64, u64_fast: u64, void: VOID, cstring } = FFIType;
 
 /** libbpf 1.x symbols used here; signatures from /usr/include/bpf/{libbpf,bpf}.h. */
 const libbpfSymbols = {
@@ -49,6 +49,17 @@ const libcSymbols = {
   clock_gettime: { args: [i32, P], returns: i32 },
   setns: { args: [i32, i32], returns: i32 },
   if_nametoindex: { args: [P], returns: u32 },
+  bind: { args: [i32, P, u32], returns: i32 },
+  send: { args: [i32, P, u64, i32], returns: i64 },
+  recv: { args: [i32, P, u64, i32], returns: i64 },
+  epoll_create1: { args: [i32], returns: i32 },
+  epoll_ctl: { args: [i32, i32, i32, P], returns: i32 },
+  epoll_wait: { args: [i32, P, i32, i32], returns: i32 },
+  eventfd: { args: [u32, i32], returns: i32 },
+  write: { args: [i32, P, u64], returns: i64 },
+  read: { args: [i32, P, u64], returns: i64 },
+  inotify_init1: { args: [i32], returns: i32 },
+  inotify_add_watch: { args: [i32, P, u32], returns: i32 },
   mmap: { args: [P, FFIType.u64_fast, i32, i32, i32, FFIType.i64_fast], returns: P },
   munmap: { args: [P, FFIType.u64_fast], returns: i32 },
   __errno_location: { args: [], returns: P },

@@ -5,17 +5,26 @@
  * (namespaces, netns cookies, clocks) go through the same FFI bindings.
  */
 export { CLOCK_BOOTTIME, CLOCK_REALTIME, clockGettimeNs } from "./clock.ts";
-export { BpfError, errnoName } from "./errors.ts";
+export { type DirChange, DirWatcher, parseInotifyEvents } from "./dir-watcher.ts";
 export {
   DEFAULT_DROP_OBJECT,
   DROP_REASON_SLOTS,
   type DropLoadOptions,
   DropProgram,
 } from "./drop-program.ts";
+export { BpfError, errnoName } from "./errors.ts";
+export { FdPoller } from "./fd-poller.ts";
 export { kernelDropReasons, readBtfEnum, VMLINUX_BTF } from "./kernel-btf.ts";
+export { LinkWatcher, type LinkWatcherHandlers } from "./link-watcher.ts";
+export {
+  type LinkChange,
+  listLinks,
+  type NetlinkLink,
+  parseLinkMessages,
+} from "./netlink.ts";
 export { NETNS_RUN_DIR, withNetns } from "./netns.ts";
-export { type KernelRuleSet, type MapFdLookup, PolicyMaps } from "./policy-maps.ts";
 export { netnsCookie } from "./netns-cookie.ts";
+export { type KernelRuleSet, type MapFdLookup, PolicyMaps } from "./policy-maps.ts";
 export {
   type AttachTarget,
   DEFAULT_RING_BUFFER_BYTES,

@@ -199,26 +199,32 @@ describe.skipIf(!canRun)("interface discovery (root, real netns and nats-server)
     expect(await metric(c, /periscope_collector_attach_errors_total (\d+)/)).toBe(0);
   });
 
-  test("discovery - a device recreated between two scans is re-attached", async () => {
+  test("discovery - a device deleted and recreated is re-attached from notifications alone", async () => {
     const { node, ifA, ifB } = await setup();
     const { seen } = echoes(node);
     const first = await addVeth(ns, ifA, ifB, IP_A, IP_B);
-    // No periodic scan during the test: rescan() decides when discovery runs.
+    // No periodic rescan during the test: only notifications can find the new device.
     const c = await start(node, `${ns.nsA}/pv*`, ["--discovery-interval-ms=3600000"]);
     expect(c.devices().map((d) => d.ifindex)).toEqual([first]);
 
     await runOk(["ip", "-n", ns.nsA, "link", "del", ifA]);
     const second = await addVeth(ns, ifA, ifB, IP_A, IP_B);
-    await c.rescan();
-    expect(c.devices().map((d) => d.ifindex)).toEqual([second]);
-    expect(await metric(c, /interface_detaches_total\{reason="recreated"\} (\d+)/)).toBe(1);
+    await waitForValue(() => (c.devices()[0]?.ifindex === second ? true : undefined), {
+      what: "the recreated veth to be attached",
+      timeoutMs: 2000,
+    });
+    expect(await metric(c, /interface_detaches_total\{reason="vanished"\} (\d+)/)).toBe(1);
     expect(await tcFilterProgIds(ns.nsA, ifA, "ingress")).toHaveLength(1);
     await expectTraffic(seen, second);
     const cookie = c.devices()[0]?.netnsCookie ?? 0n;
-    expect(registry.lookup(node, cookie, first)).toBeUndefined();
     expect(
       await waitForValue(() => registry.lookup(node, cookie, second), { what: "entry" }),
     ).toBeDefined();
+    expect(registry.lookup(node, cookie, first)).toBeUndefined();
+    // The full rescan finds nothing the notifications missed.
+    await c.rescan();
+    expect(c.devices().map((d) => d.ifindex)).toEqual([second]);
+    expect(await metric(c, /periscope_collector_discovery_missed_total (\d+)/)).toBe(0);
   });
 
   test("discovery - overlapping patterns attach a device once", async () => {

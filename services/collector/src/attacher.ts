@@ -24,6 +24,20 @@ export interface AttachedDevice {
   readonly netnsCookie: bigint;
 }
 
+/** One device change as a notification reports it (RTM_NEWLINK = "new", RTM_DELLINK = "del"). */
+export interface DeviceChange extends NetDevice {
+  readonly kind: "new" | "del";
+}
+
+/**
+ * Hooks called on every attach and detach, after the program changed (for the interface
+ * registry, agent events, …). A hook that throws is logged and counted, never stops discovery.
+ */
+export interface AttachListener {
+  onAttach?(dev: AttachedDevice): void;
+  onDetach?(dev: AttachedDevice, reason: DetachReason): void;
+}
+
 /** Attacher settings and parts. */
 export interface AttacherOptions {
   readonly patterns: readonly InterfacePattern[];
@@ -43,6 +57,11 @@ export function targetName(t: InterfaceTarget): string {
   return t.netns === undefined ? t.ifname : `${t.netns}/${t.ifname}`;
 }
 
+/** The scope of a device: "" for the own namespace, else its /run/netns name. */
+export function scopeOf(t: InterfaceTarget): string {
+  return t.netns ?? "";
+}
+
 /** A scope is a namespace: "" is the own one, anything else a /run/netns name. */
 type Listing = NetDevice[] | undefined | "error";
 
@@ -52,12 +71,26 @@ interface Wanted {
   readonly scope: string;
 }
 
+/** What one discovery pass looks at. */
+export interface ScanOptions {
+  /** Only these scopes ("" = own namespace); every scope the patterns name when absent. */
+  readonly scopes?: ReadonlySet<string>;
+  /**
+   * The pass is the periodic safety net behind change notifications: what it has to
+   * attach or detach was missed by them and is counted as such.
+   */
+  readonly countMissed?: boolean;
+}
+
 /**
  * Keeps the trace program attached to every device matching the configured patterns.
- * Each scan lists the namespaces the patterns name, attaches new matches, detaches
+ * Change notifications ({@link applyChanges}, {@link forgetScope}) attach and detach
+ * single devices at once; a scan lists namespaces, attaches new matches, detaches
  * devices that vanished and re-attaches devices whose ifindex or namespace changed
  * (deleted and recreated). A device is attached at most once however many patterns
  * match it. A namespace that cannot be listed keeps its attachments until it can.
+ * Scans run one at a time; a scan leaves alone a namespace that changed while it listed
+ * it (the notification is newer than the listing).
  */
 export class InterfaceAttacher {
   readonly #opts: AttacherOptions;
@@ -70,7 +103,12 @@ export class InterfaceAttacher {
   readonly #failedAt = new Map<string, number>();
   /** Scopes whose listing failed last time (logged once per failure streak). */
   readonly #scopeErrors = new Set<string>();
-  #scanning: Promise<void> | undefined;
+  readonly #listeners = new Set<AttachListener>();
+  /** Scope → notifications applied so far. */
+  readonly #changeSeq = new Map<string, number>();
+  /** Scope → netns cookie, read once per scope between full scans. */
+  #cookies = new Map<string, bigint>();
+  #chain: Promise<void> = Promise.resolve();
 
   constructor(opts: AttacherOptions) {
     this.#opts = opts;
@@ -85,87 +123,22 @@ export class InterfaceAttacher {
     return [...this.#attached.values()];
   }
 
-  /** One discovery pass; a call while one runs waits for that one instead of starting another. */
-  scan(): Promise<void> {
-    this.#scanning ??= this.#scan().finally(() => {
-      this.#scanning = undefined;
-    });
-    return this.#scanning;
+  /**
+   * Calls `listener` after every attach and detach from now on (agent events, the
+   * interface registry). Returns a function that removes it.
+   */
+  listen(listener: AttachListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
   }
 
-  /** Waits for a running scan, then detaches everything (reason "stopped"). */
-  async detachAll(): Promise<void> {
-    await this.#scanning;
-    for (const dev of [...this.#attached.values()]) this.#detach(dev, "stopped");
-    this.#opts.metrics.setAttached(0);
+  /** True when some pattern looks into scope `scope` ("" = own namespace). */
+  covers(scope: string): boolean {
+    return this.#patterns.some((p) => this.#coversScope(p, scope));
   }
 
-  async #scan(): Promise<void> {
-    const { log, metrics } = this.#opts;
-    const listings = await this.#listScopes();
-    const wanted = new Map<string, Wanted>();
-    const missing: InterfaceTarget[] = [];
-    for (const p of this.#patterns) {
-      let found = false;
-      for (const [scope, listing] of listings) {
-        if (!this.#covers(p, scope) || listing === "error" || listing === undefined) continue;
-        for (const d of listing) {
-          if (!p.matchIfname(d.ifname, d.loopback)) continue;
-          found = true;
-          const target = scope === "" ? { ifname: d.ifname } : { ifname: d.ifname, netns: scope };
-          wanted.set(targetName(target), { target, ifindex: d.ifindex, scope });
-        }
-      }
-      // A literal device that is not there is a failed attach; a glob matching nothing is not.
-      if (!p.ifnameGlob && !p.netnsGlob && !found) {
-        if (listings.get(p.source.netns ?? "") !== "error") missing.push(p.source);
-      }
-    }
-
-    const cookies = new Map<string, bigint>();
-    const cookieOf = (scope: string): bigint => {
-      let c = cookies.get(scope);
-      if (c === undefined) {
-        try {
-          c = this.#cookieOf(scope === "" ? undefined : scope);
-        } catch (err) {
-          metrics.error("netns_cookie");
-          log.warn({ err, netns: scope }, "cannot read the netns cookie; registering 0");
-          c = 0n;
-        }
-        cookies.set(scope, c);
-      }
-      return c;
-    };
-
-    for (const dev of [...this.#attached.values()]) {
-      const want = wanted.get(dev.name);
-      if (want === undefined) {
-        if (listings.get(dev.target.netns ?? "") === "error") continue;
-        this.#detach(dev, "vanished");
-      } else if (want.ifindex !== dev.ifindex || cookieOf(want.scope) !== dev.netnsCookie) {
-        this.#detach(dev, "recreated");
-      }
-    }
-    for (const [name, want] of wanted) {
-      if (!this.#attached.has(name)) this.#attach(name, want, cookieOf(want.scope));
-    }
-    for (const target of missing) this.#attachMissing(target);
-    for (const name of this.#failedAt.keys()) {
-      if (!wanted.has(name) && !missing.some((t) => targetName(t) === name)) {
-        this.#failedAt.delete(name);
-      }
-    }
-    metrics.setAttached(this.#attached.size);
-  }
-
-  /** True when pattern `p` looks into scope `scope`. */
-  #covers(p: CompiledPattern, scope: string): boolean {
-    if (p.source.netns === undefined) return scope === "";
-    return scope !== "" && p.matchNetns(scope);
-  }
-
-  async #listScopes(): Promise<Map<string, Listing>> {
+  /** Scopes the patterns name right now: "" for own-namespace patterns, matching /run/netns names. */
+  scopes(): Set<string> {
     const scopes = new Set<string>();
     let named: string[] | undefined;
     for (const p of this.#patterns) {
@@ -176,6 +149,176 @@ export class InterfaceAttacher {
         for (const n of named) if (p.matchNetns(n)) scopes.add(n);
       }
     }
+    return scopes;
+  }
+
+  /** Scopes holding devices whose attach failed and waits for a retry. */
+  failingScopes(): Set<string> {
+    const out = new Set<string>();
+    for (const name of this.#failedAt.keys()) {
+      const slash = name.indexOf("/");
+      out.add(slash === -1 ? "" : name.slice(0, slash));
+    }
+    return out;
+  }
+
+  /** One discovery pass, queued behind a running one. */
+  scan(opts: ScanOptions = {}): Promise<void> {
+    const run = this.#chain.then(() => this.#scan(opts));
+    this.#chain = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * Applies device notifications of one scope in kernel order: a new matching device is
+   * attached, a removed one detached (its ifindex must match), a renamed one detached
+   * under its old name. Synchronous, so the attached set is current when it returns.
+   */
+  applyChanges(scope: string, changes: readonly DeviceChange[]): void {
+    this.#changeSeq.set(scope, (this.#changeSeq.get(scope) ?? 0) + 1);
+    for (const c of changes) {
+      const target = scope === "" ? { ifname: c.ifname } : { ifname: c.ifname, netns: scope };
+      const name = targetName(target);
+      const dev = this.#attached.get(name);
+      if (c.kind === "del") {
+        if (dev !== undefined && dev.ifindex === c.ifindex) this.#detach(dev, "vanished");
+        continue;
+      }
+      for (const other of this.#attached.values()) {
+        if (scopeOf(other.target) === scope && other.ifindex === c.ifindex && other.name !== name) {
+          this.#detach(other, "vanished"); // renamed
+        }
+      }
+      if (
+        !this.#patterns.some(
+          (p) => this.#coversScope(p, scope) && p.matchIfname(c.ifname, c.loopback),
+        )
+      ) {
+        continue;
+      }
+      if (dev !== undefined && dev.ifindex === c.ifindex) continue; // flags or addresses changed
+      if (dev !== undefined) this.#detach(dev, "recreated");
+      this.#failedAt.delete(name); // a device that just appeared is worth trying at once
+      this.#attach(name, { target, ifindex: c.ifindex, scope }, this.#cookieFor(scope));
+    }
+    this.#opts.metrics.setAttached(this.#attached.size);
+  }
+
+  /** The namespace `scope` is gone: detaches its devices (reason "vanished") at once. */
+  forgetScope(scope: string): void {
+    this.#changeSeq.set(scope, (this.#changeSeq.get(scope) ?? 0) + 1);
+    this.#cookies.delete(scope);
+    for (const dev of [...this.#attached.values()]) {
+      if (scopeOf(dev.target) === scope) this.#detach(dev, "vanished");
+    }
+    for (const name of [...this.#failedAt.keys()]) {
+      if (name.startsWith(`${scope}/`)) this.#failedAt.delete(name);
+    }
+    this.#opts.metrics.setAttached(this.#attached.size);
+  }
+
+  /** Waits for running scans, then detaches everything (reason "stopped"). */
+  async detachAll(): Promise<void> {
+    await this.#chain;
+    for (const dev of [...this.#attached.values()]) this.#detach(dev, "stopped");
+    this.#opts.metrics.setAttached(0);
+  }
+
+  async #scan(opts: ScanOptions): Promise<void> {
+    const { metrics } = this.#opts;
+    const only = opts.scopes;
+    if (only === undefined) this.#cookies = new Map();
+    else for (const s of only) this.#cookies.delete(s);
+    const seqBefore = new Map(this.#changeSeq);
+    const scopes = only ?? this.scopes();
+    const listings = await this.#listScopes(scopes);
+    // Notified while listing: the listing is older than what the attacher already did.
+    const stale = new Set<string>();
+    for (const scope of listings.keys()) {
+      if ((this.#changeSeq.get(scope) ?? 0) !== (seqBefore.get(scope) ?? 0)) stale.add(scope);
+    }
+    const looked = (scope: string): boolean =>
+      !stale.has(scope) && (only === undefined || only.has(scope));
+
+    const wanted = new Map<string, Wanted>();
+    const missing: InterfaceTarget[] = [];
+    for (const p of this.#patterns) {
+      let found = false;
+      for (const [scope, listing] of listings) {
+        if (!this.#coversScope(p, scope) || listing === "error" || listing === undefined) continue;
+        for (const d of listing) {
+          if (!p.matchIfname(d.ifname, d.loopback)) continue;
+          found = true;
+          const target = scope === "" ? { ifname: d.ifname } : { ifname: d.ifname, netns: scope };
+          wanted.set(targetName(target), { target, ifindex: d.ifindex, scope });
+        }
+      }
+      // A literal device that is not there is a failed attach; a glob matching nothing is not.
+      const scope = p.source.netns ?? "";
+      if (!p.ifnameGlob && !p.netnsGlob && !found && looked(scope)) {
+        if (listings.get(scope) !== "error") missing.push(p.source);
+      }
+    }
+
+    let missed = 0;
+    for (const dev of [...this.#attached.values()]) {
+      const scope = scopeOf(dev.target);
+      if (!looked(scope) || listings.get(scope) === "error") continue;
+      const want = wanted.get(dev.name);
+      if (want === undefined) {
+        this.#detach(dev, "vanished");
+        missed++;
+      } else if (want.ifindex !== dev.ifindex || this.#cookieFor(want.scope) !== dev.netnsCookie) {
+        this.#detach(dev, "recreated");
+        missed++;
+      }
+    }
+    for (const [name, want] of wanted) {
+      if (this.#attached.has(name) || !looked(want.scope)) continue;
+      const retry = this.#failedAt.has(name);
+      this.#attach(name, want, this.#cookieFor(want.scope));
+      if (!retry && this.#attached.has(name)) missed++;
+    }
+    for (const target of missing) this.#attachMissing(target);
+    for (const name of [...this.#failedAt.keys()]) {
+      const slash = name.indexOf("/");
+      if (!looked(slash === -1 ? "" : name.slice(0, slash))) continue;
+      if (!wanted.has(name) && !missing.some((t) => targetName(t) === name)) {
+        this.#failedAt.delete(name);
+      }
+    }
+    if (opts.countMissed === true && missed > 0) {
+      metrics.missedByNotifications(missed);
+      this.#opts.log.warn(
+        { changes: missed },
+        "the periodic rescan found changes notifications missed",
+      );
+    }
+    metrics.setAttached(this.#attached.size);
+  }
+
+  #cookieFor(scope: string): bigint {
+    let c = this.#cookies.get(scope);
+    if (c === undefined) {
+      try {
+        c = this.#cookieOf(scope === "" ? undefined : scope);
+      } catch (err) {
+        this.#opts.metrics.error("netns_cookie");
+        this.#opts.log.warn({ err, netns: scope }, "cannot read the netns cookie; registering 0");
+        c = 0n;
+      }
+      this.#cookies.set(scope, c);
+    }
+    return c;
+  }
+
+  /** True when pattern `p` looks into scope `scope`. */
+  #coversScope(p: CompiledPattern, scope: string): boolean {
+    if (p.source.netns === undefined) return scope === "";
+    return scope !== "" && p.matchNetns(scope);
+  }
+
+  async #listScopes(scopes: ReadonlySet<string>): Promise<Map<string, Listing>> {
     const out = new Map<string, Listing>();
     await Promise.all(
       [...scopes].map(async (scope) => {
@@ -218,17 +361,19 @@ export class InterfaceAttacher {
       return;
     }
     this.#failedAt.delete(name);
-    this.#attached.set(name, {
+    const dev: AttachedDevice = {
       name,
       target: want.target,
       ifindex: want.ifindex,
       netnsCookie: cookie,
-    });
+    };
+    this.#attached.set(name, dev);
     this.#opts.metrics.attachedOne();
     this.#opts.log.info(
       { interface: name, ifindex: want.ifindex, netnsCookie: String(cookie) },
       "attached",
     );
+    this.#notify((l) => l.onAttach?.(dev));
   }
 
   /** A literal device that is not there: counted as a failed attach, retried later. */
@@ -258,5 +403,17 @@ export class InterfaceAttacher {
     }
     this.#opts.metrics.detachedOne(reason);
     this.#opts.log.info({ interface: dev.name, ifindex: dev.ifindex, reason }, "detached");
+    this.#notify((l) => l.onDetach?.(dev, reason));
+  }
+
+  #notify(call: (l: AttachListener) => void): void {
+    for (const l of this.#listeners) {
+      try {
+        call(l);
+      } catch (err) {
+        this.#opts.metrics.error("attach_listener");
+        this.#opts.log.error({ err }, "attach listener failed");
+      }
+    }
   }
 }

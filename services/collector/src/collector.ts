@@ -26,6 +26,7 @@ import { Framer } from "./framer.ts";
 import { CollectorMetrics } from "./metrics.ts";
 import { PublishQueue } from "./publisher.ts";
 import { InterfaceRegistrySync } from "./registry.ts";
+import { DeviceWatch } from "./watch.ts";
 
 export { targetName } from "./attacher.ts";
 
@@ -81,9 +82,9 @@ export interface Collector {
 /**
  * Starts a collector: loads the trace program, connects to NATS, attaches to the devices
  * matching `config.interfaces` (registering each in the interfaces KV bucket), starts the
- * ops server and the drain loop. Devices are discovered again every
- * `discoveryIntervalMs` (new ones attached, vanished ones forgotten, recreated ones
- * re-attached); failed attaches are retried after `attachRetryMs`. Throws if the
+ * ops server and the drain loop. Device and namespace notifications attach new devices
+ * and forget removed ones as they happen; a full rescan every `discoveryIntervalMs`
+ * catches what they missed; failed attaches are retried after `attachRetryMs`. Throws if the
  * program cannot be loaded or NATS cannot be reached.
  */
 export async function startCollector(
@@ -190,11 +191,32 @@ export async function startCollector(
       metrics: m,
       log,
     });
+    // Registry entries follow every attach and detach (notifications included), once per tick.
+    let registryDue = false;
+    const syncRegistry = (): void => {
+      if (registryDue) return;
+      registryDue = true;
+      queueMicrotask(() => {
+        registryDue = false;
+        registry.update(attacher.attached());
+        void registry.sync();
+      });
+    };
+    attacher.listen({ onAttach: syncRegistry, onDetach: syncRegistry });
+    let watch: DeviceWatch | undefined;
+    try {
+      watch = new DeviceWatch({ attacher, metrics: m, log });
+    } catch (err) {
+      m.error("discovery");
+      log.error({ err }, "device notifications unavailable; only periodic rescans find changes");
+    }
     let rescanning: Promise<void> | undefined;
-    const rescan = (): Promise<void> => {
+    const rescan = (countMissed = false): Promise<void> => {
       if (!running) return Promise.resolve();
       rescanning ??= (async () => {
-        await attacher.scan();
+        const fixed = watch?.syncWatches() ?? 0;
+        if (countMissed && fixed > 0) m.missedByNotifications(fixed);
+        await attacher.scan({ countMissed });
         registry.update(attacher.attached());
         await registry.sync();
       })().finally(() => {
@@ -202,16 +224,20 @@ export async function startCollector(
       });
       return rescanning;
     };
+    const onDiscoveryError = (err: unknown): void => {
+      m.error("discovery");
+      log.error({ err }, "discovery pass failed");
+    };
     await rescan();
+    // Safety net behind the notifications; what it finds counts as missed.
     const discovery = setInterval(
-      () => {
-        rescan().catch((err: unknown) => {
-          m.error("discovery");
-          log.error({ err }, "discovery pass failed");
-        });
-      },
-      Math.min(config.discoveryIntervalMs, config.attachRetryMs),
+      () => rescan(true).catch(onDiscoveryError),
+      config.discoveryIntervalMs,
     );
+    const retries = setInterval(() => {
+      const scopes = attacher.failingScopes();
+      if (running && scopes.size > 0) attacher.scan({ scopes }).catch(onDiscoveryError);
+    }, config.attachRetryMs);
     loop.start();
     log.info(
       { node: config.nodeName, bootId, partitions: config.partitions, ops: ops.port },
@@ -223,7 +249,9 @@ export async function startCollector(
     const shutdown = async (): Promise<void> => {
       running = false;
       clearInterval(discovery);
+      clearInterval(retries);
       await rescanning;
+      await watch?.close();
       loop.stop();
       const left = await queue.drain(5000);
       if (left > 0) {
@@ -244,7 +272,7 @@ export async function startCollector(
       opsPort: ops.port,
       attached: () => attacher.attached().map((d) => d.name),
       devices: () => attacher.attached(),
-      rescan,
+      rescan: () => rescan(),
       stats: () => ({ ...m.stats }),
       stop() {
         stopping ??= shutdown();

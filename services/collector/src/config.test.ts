@@ -25,7 +25,7 @@ describe("config", () => {
       opsAddr: "127.0.0.1:9401",
       logLevel: "info",
       attachRetryMs: 5000,
-      discoveryIntervalMs: 2000,
+      discoveryIntervalMs: 30_000,
     });
     expect(Object.isFrozen(c)).toBe(true);
     expect(Object.isFrozen(c.interfaces)).toBe(true);

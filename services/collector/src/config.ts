@@ -27,8 +27,8 @@ export interface InterfaceTarget {
 export interface CollectorConfig extends CommonConfig {
   /**
    * Devices to attach to: names or globs (`veth*`, `ns1/eth*`, `ns1/*`; the netns part
-   * may be a glob too). Globs never match loopback devices; matching devices are found
-   * again every `discoveryIntervalMs`, so devices that appear later are attached too.
+   * may be a glob too). Globs never match loopback devices; devices and namespaces that
+   * appear later are attached when the kernel reports them.
    */
   readonly interfaces: readonly InterfacePattern[];
   /** Packet bytes captured per record, 1..MAX_CAPTURE (1536). */
@@ -45,7 +45,10 @@ export interface CollectorConfig extends CommonConfig {
   readonly bpfObjectPath: string;
   /** Milliseconds between attempts to attach interfaces that failed. */
   readonly attachRetryMs: number;
-  /** Milliseconds between scans for devices that appeared, vanished or were recreated. */
+  /**
+   * Milliseconds between full rescans for devices that appeared, vanished or were recreated
+   * without a notification (a safety net: notifications attach and detach at once).
+   */
   readonly discoveryIntervalMs: number;
 }
 
@@ -144,7 +147,7 @@ export function parseConfig(
     publishQueueFrames: s.integer("publish-queue-frames", 1024, 1, 1_000_000),
     bpfObjectPath: resolve(s.get("bpf-object") ?? DEFAULT_BPF_OBJECT),
     attachRetryMs: s.integer("attach-retry-ms", 5000, 100, 3_600_000),
-    discoveryIntervalMs: s.integer("discovery-interval-ms", 2000, 100, 3_600_000),
+    discoveryIntervalMs: s.integer("discovery-interval-ms", 30_000, 100, 3_600_000),
   });
 }
 

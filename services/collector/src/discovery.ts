@@ -1,10 +1,13 @@
 /**
  * Lists network devices: the collector's own namespace through /sys/class/net, a named
- * namespace through `ip -n <netns> -j link show`, and the named namespaces in /run/netns.
+ * namespace with an rtnetlink dump from inside it, and the named namespaces in /run/netns.
+ * Used at start, for namespaces that appear, and by the periodic safety-net rescan;
+ * changes in between arrive as notifications (see watch.ts).
  */
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
+import { constants } from "node:os";
 import { join } from "node:path";
-import { NETNS_RUN_DIR } from "@periscope/bpf";
+import { BpfError, listLinks, NETNS_RUN_DIR } from "@periscope/bpf";
 
 /** ARPHRD_LOOPBACK from <linux/if_arp.h>: /sys/class/net/<dev>/type of a loopback device. */
 const ARPHRD_LOOPBACK = 772;
@@ -52,48 +55,24 @@ export function sysfsDevices(root = SYS_CLASS_NET): NetDevice[] {
   return out;
 }
 
-/** Parses `ip -j link show` output. */
-export function parseIpLinkJson(text: string): NetDevice[] {
-  let parsed: unknown;
+/** Devices of a named namespace by RTM_GETLINK; undefined when the namespace is gone. */
+export function netlinkDevices(netns: string): NetDevice[] | undefined {
   try {
-    parsed = JSON.parse(text);
-  } catch (cause) {
-    throw new DiscoveryError("ip -j link show printed no JSON", { cause });
+    return listLinks(netns);
+  } catch (err) {
+    // ENOENT: no such file; EINVAL: a file that is not (or no longer) a namespace mount.
+    if (
+      err instanceof BpfError &&
+      (err.errno === constants.errno.ENOENT || err.errno === constants.errno.EINVAL)
+    )
+      return undefined;
+    throw new DiscoveryError(`listing the devices of netns ${netns}`, { cause: err });
   }
-  if (!Array.isArray(parsed)) throw new DiscoveryError("ip -j link show printed no list");
-  const out: NetDevice[] = [];
-  for (const item of parsed as unknown[]) {
-    const l = item as { ifindex?: unknown; ifname?: unknown; link_type?: unknown } | null;
-    if (typeof l?.ifindex === "number" && typeof l.ifname === "string") {
-      out.push({ ifname: l.ifname, ifindex: l.ifindex, loopback: l.link_type === "loopback" });
-    }
-  }
-  return out;
-}
-
-async function ipLinkDevices(netns: string): Promise<NetDevice[] | undefined> {
-  const nsPath = join(NETNS_RUN_DIR, netns);
-  if (!existsSync(nsPath)) return undefined;
-  const proc = Bun.spawn(["ip", "-n", netns, "-j", "link", "show"], {
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const [out, err, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  if (code !== 0) {
-    // Deleted between the check and the listing: gone, not an error.
-    if (!existsSync(nsPath)) return undefined;
-    throw new DiscoveryError(`ip -n ${netns} -j link show exited ${code}: ${err.trim()}`);
-  }
-  return parseIpLinkJson(out);
 }
 
 /** The lister of the running system. */
 export const systemLister: DeviceLister = {
-  devices: async (netns) => (netns === undefined ? sysfsDevices() : ipLinkDevices(netns)),
+  devices: async (netns) => (netns === undefined ? sysfsDevices() : netlinkDevices(netns)),
   namedNetns: () => {
     try {
       return readdirSync(NETNS_RUN_DIR);

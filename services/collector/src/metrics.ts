@@ -28,6 +28,7 @@ export class CollectorMetrics {
   readonly #attached: Gauge;
   readonly #attaches: Counter;
   readonly #detaches: Counter<"reason">;
+  readonly #missed: Counter;
 
   constructor(metrics: Metrics) {
     this.registry = metrics.registry;
@@ -70,6 +71,14 @@ export class CollectorMetrics {
     for (const reason of ["vanished", "recreated", "stopped"] as const) {
       this.#detaches.inc({ reason }, 0);
     }
+    this.#missed = metrics.counter(
+      "discovery_missed_total",
+      "Attaches and detaches the periodic full rescan made because device or namespace notifications missed them.",
+    );
+  }
+
+  missedByNotifications(n: number): void {
+    this.#missed.inc(n);
   }
 
   read(n: number): void {
