@@ -5,24 +5,38 @@ import {
   FlowType,
   IPVersion,
   TraceObservationPoint,
+  TraceReason,
   TrafficDirection,
   Verdict,
 } from "@periscope/proto";
 import { ethernet, icmp, ipv4, ipv6, sctp, tcp, udp } from "@periscope/testing";
-import { decodeTraceRecord, encodeTraceRecord, type TraceRecord } from "@periscope/wire";
+import {
+  decodeTraceRecord,
+  encodeTraceRecord,
+  FLAG_L3,
+  TRACE_REASON,
+  TRACE_VERSION,
+  type TraceRecord,
+} from "@periscope/wire";
 import { PacketDecodeError } from "./packet/errors.ts";
 import { type DecodeContext, decodeTraceFlow } from "./trace.ts";
 
 const MAC_A = "0a:00:00:00:00:0a";
 const MAC_B = "0b:00:00:00:00:0b";
 
-function record(data: Uint8Array, obsPoint = 11, ifindex = 7): TraceRecord {
+function record(
+  data: Uint8Array,
+  obsPoint = 11,
+  ifindex = 7,
+  over: { traceReason?: number; flags?: number } = {},
+): TraceRecord {
   return decodeTraceRecord(
     encodeTraceRecord({
       type: 4,
       obsPoint,
-      version: 1,
-      flags: 0,
+      version: TRACE_VERSION,
+      flags: over.flags ?? 0,
+      ...(over.traceReason === undefined ? {} : { traceReason: over.traceReason }),
       cpu: 1,
       origLen: data.length,
       tsBootNs: 5_000_000_123n,
@@ -179,6 +193,38 @@ describe("trace flow", () => {
     expect(a.uuid).not.toBe(b.uuid);
     expect(a.time?.seconds).toBe(5n);
     expect(a.time?.nanos).toBe(123);
+  });
+
+  test.each([
+    ["NEW", TRACE_REASON.NEW, TraceReason.NEW, false],
+    ["ESTABLISHED", TRACE_REASON.ESTABLISHED, TraceReason.ESTABLISHED, false],
+    ["REPLY", TRACE_REASON.REPLY, TraceReason.REPLY, true],
+    ["RELATED", TRACE_REASON.RELATED, TraceReason.RELATED, false],
+    ["REOPENED", TRACE_REASON.REOPENED, TraceReason.REOPENED, false],
+    ["UNKNOWN", TRACE_REASON.UNKNOWN, TraceReason.TRACE_REASON_UNKNOWN, undefined],
+  ] as const)(
+    "trace flow - kernel reason %s sets trace_reason and is_reply",
+    (_n, reason, want, reply) => {
+      const flow = decodeTraceFlow(
+        record(v4(6, tcp(80, 34567, ["ACK"])), 11, 7, { traceReason: reason }),
+        ctx,
+      );
+      expect(flow.traceReason).toBe(want);
+      expect(flow.isReply).toBe(reply);
+      expect(flow.reply).toBe(reply === true);
+    },
+  );
+
+  test("trace flow - an L3 record decodes from the IP header", () => {
+    const ip = ipv4({ src: "10.200.0.2", dst: "10.200.0.3", protocol: 17 }, udp(5353, 53));
+    const flow = decodeTraceFlow(record(ip, 10, 7, { flags: FLAG_L3 }), ctx);
+    expect(flow.ethernet).toBeUndefined();
+    expect(flow.IP?.source).toBe("10.200.0.2");
+    expect(flow.IP?.destination).toBe("10.200.0.3");
+    expect(flow.l4?.protocol.case).toBe("UDP");
+    expect(flow.Summary).toBe("UDP");
+    // the same bytes without the flag are not an Ethernet frame with IP in it
+    expect(decodeTraceFlow(record(ip, 10, 7), ctx).IP).toBeUndefined();
   });
 
   test("trace flow - throws PacketDecodeError for a malformed packet", () => {

@@ -21,7 +21,7 @@ import {
   UDPSchema,
   Verdict,
 } from "@periscope/proto";
-import type { TraceRecord } from "@periscope/wire";
+import { FLAG_L3, TRACE_REASON, type TraceRecord } from "@periscope/wire";
 import { messageFactory } from "./message.ts";
 import { observationPoint, trafficDirection } from "./observation.ts";
 import { decodePacket } from "./packet/decode.ts";
@@ -63,16 +63,18 @@ export interface DecodeContext {
 /**
  * Turn a kernel trace record into the flow.Flow Hubble would produce for a
  * trace event: FORWARDED, L3_L4, event_type {4, obsPoint}, addresses, ports,
- * flags, endpoints, interface, summary. `is_reply` stays unset (the record
- * carries no connection-tracking state), so `reply` is false.
+ * flags, endpoints, interface, summary, and from the kernel's connection
+ * table trace_reason (record reason + 1) and is_reply (true for REPLY, false
+ * for NEW/ESTABLISHED/RELATED/REOPENED, unset when the connection is unknown).
+ * Records flagged FLAG_L3 (devices without an L2 header) start at the IP header.
  *
  * Flows for the same EndpointInfo object share one flow.Endpoint message:
  * treat the returned flow as read-only below `source` / `destination`.
  * @throws PacketDecodeError when the captured packet is malformed.
  */
 export function decodeTraceFlow(rec: TraceRecord, ctx: DecodeContext): Flow {
-  // tc hooks see Ethernet frames on the devices Periscope attaches to.
-  const packet = decodePacket(rec.data, "ethernet");
+  // tc hooks see Ethernet frames, except on L3 devices (tun, ipip, wireguard...).
+  const packet = decodePacket(rec.data, rec.flags & FLAG_L3 ? "ip" : "ethernet");
   const flow = newFlow();
   flow.time = bootTimeToTimestamp(rec.tsBootNs, ctx.bootToRealtimeNs);
   flow.uuid = ctx.uuid ? ctx.uuid() : crypto.randomUUID();
@@ -86,6 +88,7 @@ export function decodeTraceFlow(rec: TraceRecord, ctx: DecodeContext): Flow {
   flow.traceObservationPoint = observationPoint(rec.obsPoint);
   flow.trafficDirection = trafficDirection(rec.obsPoint);
   flow.Summary = packetSummary(packet);
+  setTraceReason(flow, rec.traceReason);
   fillLayers(flow, packet);
   flow.source = resolveEndpoint(ctx, packet.ip?.source);
   flow.destination = resolveEndpoint(ctx, packet.ip?.destination);
@@ -96,6 +99,14 @@ export function decodeTraceFlow(rec: TraceRecord, ctx: DecodeContext): Flow {
     flow.interface = iface;
   }
   return flow;
+}
+
+/** flow.trace_reason, is_reply and reply for a record's connection-table reason. */
+function setTraceReason(flow: Flow, reason: number): void {
+  if (reason > TRACE_REASON.REOPENED) return; // UNKNOWN (not tracked) or newer than this code
+  flow.traceReason = reason + 1;
+  flow.isReply = reason === TRACE_REASON.REPLY;
+  flow.reply = flow.isReply;
 }
 
 /** Realtime Timestamp for a CLOCK_BOOTTIME stamp. */
