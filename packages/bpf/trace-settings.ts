@@ -161,7 +161,8 @@ export function ipBytes(ip: string): Uint8Array {
   if (isIPv4(ip)) return Uint8Array.from(ip.split(".").map(Number));
   if (!isIPv6(ip) || ip.includes(".")) throw new RangeError(`not a supported IP address: ${ip}`);
   const [head = "", tail] = ip.split("::");
-  const words = (part: string) => (part === "" ? [] : part.split(":").map((w) => Number.parseInt(w, 16)));
+  const words = (part: string) =>
+    part === "" ? [] : part.split(":").map((w) => Number.parseInt(w, 16));
   const h = words(head);
   const t = tail === undefined ? [] : words(tail);
   const all = [...h, ...Array<number>(8 - h.length - t.length).fill(0), ...t];
