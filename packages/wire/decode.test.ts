@@ -14,6 +14,7 @@ import {
   readTraceFlowHash,
   TRACE_FIXED_SIZE,
   TRACE_LAYOUT,
+  TRACE_REASON,
   TRACE_VERSION,
   type TraceRecordInit,
 } from "./index.ts";
@@ -54,7 +55,11 @@ test.each([
   const bytes = encodeTraceRecord(init);
   expect(bytes.length).toBe(TRACE_FIXED_SIZE + init.data.length);
   expect(decodeRecordType(bytes)).toBe(RECORD_TYPE_TRACE);
-  expect(decodeTraceRecord(bytes)).toEqual({ ...init, capLen: init.data.length });
+  expect(decodeTraceRecord(bytes)).toEqual({
+    ...init,
+    traceReason: init.traceReason ?? TRACE_REASON.UNKNOWN,
+    capLen: init.data.length,
+  });
   expect(readTraceFlowHash(bytes)).toBe(init.flowHash);
 });
 
