@@ -14,15 +14,18 @@ import {
   FlowBatchSchema,
   type FrameSource,
   FrameSourceSchema,
+  type GetDebugEventsResponse,
   GetFlowsResponseSchema,
   LostEventSchema,
   LostEventSource,
 } from "@periscope/proto";
 import type { Logger } from "@periscope/telemetry";
+import { readDebugEvents } from "./debug-events.ts";
 import { readFlowBatch, type StoredEvent } from "./event.ts";
 import type { ObserverMetrics } from "./metrics.ts";
 import { createIngestRejects, type IngestRejects, rejectedEventsLost } from "./rejects.ts";
 import { type EventSink, ReorderBuffer } from "./reorder.ts";
+import type { EventLog } from "./side-events.ts";
 import type { FlowStore } from "./store.ts";
 import { type CheckedBatch, readCheckedFlowBatch } from "./validate.ts";
 
@@ -47,6 +50,8 @@ export interface IngestOptions {
   readonly sortBufferMs?: number;
   /** See {@link DEFAULT_GAP_HOLD_MS}. */
   readonly gapHoldMs?: number;
+  /** Where the batches' debug events (FlowBatch.debug_events) go; dropped when absent. */
+  readonly debugEvents?: EventLog<GetDebugEventsResponse>;
 }
 
 /** A running consumer feeding the store. */
@@ -259,6 +264,9 @@ export async function startIngest(opts: IngestOptions): Promise<Ingest> {
         }
       }
       ingestBatch(reorder, msg.subject, msg.data, rejects);
+      if (opts.debugEvents) {
+        for (const ev of readDebugEvents(msg.data)) opts.debugEvents.add(ev);
+      }
     } catch (err) {
       if (err instanceof MalformedBatchError) {
         rejects.batch(msg.subject, msg.data.length, err);

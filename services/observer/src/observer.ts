@@ -26,6 +26,7 @@ import { listNodes } from "./nodes.ts";
 import { applyPresence, type PresenceSource } from "./presence.ts";
 import { type EventQuery, QueryError, readEvents, validateQuery } from "./query.ts";
 import { tooManyFilters } from "./request-guard.ts";
+import { type EventLog, readLog } from "./side-events.ts";
 import type { FlowStore } from "./store.ts";
 
 /** What the Observer service implementation needs. */
@@ -43,6 +44,10 @@ export interface ObserverDeps {
   readonly maxFilters?: number | undefined;
   /** How often peer.Notify looks for collectors that came or went, ms (default 250). */
   readonly peerPollMs?: number | undefined;
+  /** Agent events served by GetAgentEvents (none when absent). */
+  readonly agentEvents?: EventLog<GetAgentEventsResponse> | undefined;
+  /** Debug events served by GetDebugEvents (none when absent). */
+  readonly debugEvents?: EventLog<GetDebugEventsResponse> | undefined;
 }
 
 /** Runs `validateQuery`, turning a {@link QueryError} into InvalidArgument. */
@@ -154,13 +159,14 @@ export function createObserverService(deps: ObserverDeps): ServiceImpl<typeof Ob
     },
 
     getAgentEvents(req, ctx): AsyncIterable<GetAgentEventsResponse> {
-      // Periscope has no agent events; honour follow by staying open until cancelled.
       checkQuery(req);
+      if (deps.agentEvents) return readLog(deps.agentEvents, req, ctx.signal);
       return noEvents(req.follow ? waitForEnd(store, ctx) : Promise.resolve());
     },
 
     getDebugEvents(req, ctx): AsyncIterable<GetDebugEventsResponse> {
       checkQuery(req);
+      if (deps.debugEvents) return readLog(deps.debugEvents, req, ctx.signal);
       return noEvents(req.follow ? waitForEnd(store, ctx) : Promise.resolve());
     },
 

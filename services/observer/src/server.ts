@@ -3,6 +3,7 @@ import type { AddressInfo } from "node:net";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { type Bus, connectBus, sanitizeToken, watchPresence } from "@periscope/bus";
 import { parseHostPort } from "@periscope/config";
+import type { GetAgentEventsResponse, GetDebugEventsResponse } from "@periscope/proto";
 import {
   createLogger,
   createMetrics,
@@ -11,6 +12,7 @@ import {
   startOpsServer,
 } from "@periscope/telemetry";
 import pkg from "../package.json" with { type: "json" };
+import { startAgentIngest } from "./agent-ingest.ts";
 import type { ObserverConfig } from "./config.ts";
 import { specGrpcMessages } from "./grpc-message.ts";
 import { healthRoutes } from "./health.ts";
@@ -21,6 +23,7 @@ import { REQUIRED_SERVICES } from "./presence.ts";
 import { reflectionRoutes } from "./reflection.ts";
 import { guardRequest } from "./request-guard.ts";
 import { observerRoutes } from "./routes.ts";
+import { EventLog } from "./side-events.ts";
 import { FlowStore } from "./store.ts";
 
 /** "periscope 0.1.0" — what ServerStatus reports as version. */
@@ -86,7 +89,12 @@ export async function startObserver(
   };
 
   try {
+    const agentEvents = new EventLog<GetAgentEventsResponse>();
+    const debugEvents = new EventLog<GetDebugEventsResponse>();
+    const agentIngest = await startAgentIngest({ bus, log, metrics, events: agentEvents });
+    cleanups.push(() => agentIngest.stop());
     const ingest: Ingest = await startIngest({
+      debugEvents,
       bus,
       durable: `observer-${sanitizeToken(config.nodeName)}`,
       store,
@@ -107,6 +115,8 @@ export async function startObserver(
       log,
       presence,
       maxFilters: config.maxFilters,
+      agentEvents,
+      debugEvents,
     });
     const health = healthRoutes(() => bus.connected(), stopping.signal);
     const handler = connectNodeAdapter({
@@ -135,6 +145,8 @@ export async function startObserver(
     cleanups.push(async () => {
       stopping.abort();
       store.ring.close(); // ends follow streams with OK status
+      agentEvents.close();
+      debugEvents.close();
       await listener.close(grace);
     });
     const bound = listener.server.address() as AddressInfo;
