@@ -17,6 +17,7 @@ import {
   RateLimitedLog,
   startOpsServer,
 } from "@periscope/telemetry";
+import { AgentEvents } from "./agent-events.ts";
 import { type AttachableProgram, type AttachedDevice, InterfaceAttacher } from "./attacher.ts";
 import { createSystemClock, type FramerClock } from "./clock.ts";
 import type { CollectorConfig } from "./config.ts";
@@ -69,6 +70,8 @@ export interface Collector {
   attached(): string[];
   /** Interfaces currently attached with their ifindex and netns cookie. */
   devices(): AttachedDevice[];
+  /** Agent events of this run; policy code reports changes through `policyChanged`. */
+  readonly agentEvents: AgentEvents;
   /** Runs a discovery pass now (it also runs every discovery interval) and updates the registry. */
   rescan(): Promise<void>;
   stats(): Readonly<CollectorStats>;
@@ -123,6 +126,28 @@ export async function startCollector(
     await ensureRaw();
     connectedBus.onReconnect(() => void ensureRaw());
     const js = connectedBus.js();
+    const ensureEvents = (): Promise<void> =>
+      ensureStream(connectedBus, "events").catch((err: unknown) => {
+        m.error("stream");
+        log.error({ err }, "events stream not available; agent events are retried");
+      });
+    await ensureEvents();
+    connectedBus.onReconnect(() => void ensureEvents());
+    const agentEvents = new AgentEvents({
+      node: config.nodeName,
+      bootId,
+      publish: async (subject, payload, msgID) => {
+        await js.publish(subject, payload, { msgID, timeout: 2000 });
+      },
+      count: (result) => {
+        if (result === "lost") m.error("agent_event_lost");
+      },
+      log,
+    });
+    agentEvents.started();
+    if (ownsProgram) {
+      agentEvents.programLoaded({ object: config.bpfObjectPath, captureLen: config.captureLen });
+    }
 
     const publishRetries = new RateLimitedLog({
       log,
@@ -203,6 +228,10 @@ export async function startCollector(
       });
     };
     attacher.listen({ onAttach: syncRegistry, onDetach: syncRegistry });
+    attacher.listen({
+      onAttach: (dev) => agentEvents.attached(dev),
+      onDetach: (dev, reason) => agentEvents.detached(dev, reason),
+    });
     let watch: DeviceWatch | undefined;
     try {
       watch = new DeviceWatch({ attacher, metrics: m, log });
@@ -261,6 +290,8 @@ export async function startCollector(
       }
       await attacher.detachAll();
       if (ownsProgram) program.close();
+      agentEvents.stopped({ ...m.stats });
+      await Promise.race([agentEvents.flush(), Bun.sleep(3000)]);
       await registry.close(3000);
       await opsServer.stop();
       await connectedBus.close();
@@ -272,6 +303,7 @@ export async function startCollector(
       opsPort: ops.port,
       attached: () => attacher.attached().map((d) => d.name),
       devices: () => attacher.attached(),
+      agentEvents,
       rescan: () => rescan(),
       stats: () => ({ ...m.stats }),
       stop() {
