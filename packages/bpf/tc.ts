@@ -32,9 +32,24 @@ export function targetKey(t: AttachTarget): string {
   return `${t.netns ?? ""}/${t.ifname}`;
 }
 
-function attachOne(ifindex: number, point: number, progFd: number, call: string): TcFilter {
+/** BPF_TC_F_REPLACE: replace the filter at the given handle and priority instead of failing. */
+const BPF_TC_F_REPLACE = 1;
+/** Handle of filters installed at a fixed priority. */
+const FIXED_HANDLE = 1;
+
+function attachOne(
+  ifindex: number,
+  point: number,
+  progFd: number,
+  call: string,
+  priority: number | undefined,
+): TcFilter {
   const hook = tcHook(ifindex, point);
-  const opts = tcOpts({ progFd });
+  const opts =
+    priority === undefined
+      ? tcOpts({ progFd })
+      : tcOpts({ progFd, handle: FIXED_HANDLE, priority });
+  if (priority !== undefined) opts.u32(TC_OPTS.flags, BPF_TC_F_REPLACE);
   const rc = libbpf().bpf_tc_attach(hook.ptr, opts.ptr);
   if (rc < 0) throw new BpfError(call, -rc);
   return { handle: opts.u32(TC_OPTS.handle), priority: opts.u32(TC_OPTS.priority) };
@@ -55,9 +70,17 @@ function destroyHook(ifindex: number, call: string): void {
 
 /**
  * Attaches the ingress and egress programs to `target` (creating the clsact
- * qdisc when missing). On failure nothing stays installed.
+ * qdisc when missing). On failure nothing stays installed. With `priority`
+ * (1..65535) the filters go to that priority and handle 1, replacing what is
+ * there: a loader that restarts after being killed takes over its own earlier
+ * filters atomically instead of adding a second pair beside them.
  */
-export function tcAttach(target: AttachTarget, ingressFd: number, egressFd: number): TcAttachment {
+export function tcAttach(
+  target: AttachTarget,
+  ingressFd: number,
+  egressFd: number,
+  priority?: number,
+): TcAttachment {
   const where = targetKey(target);
   return withNetns(target.netns, () => {
     const ifindex = ifNameToIndex(target.ifname);
@@ -66,8 +89,9 @@ export function tcAttach(target: AttachTarget, ingressFd: number, egressFd: numb
     const createdHook = rc === 0;
     let ingress: TcFilter | undefined;
     try {
-      ingress = attachOne(ifindex, BPF_TC_INGRESS, ingressFd, `bpf_tc_attach(${where} ingress)`);
-      const egress = attachOne(ifindex, BPF_TC_EGRESS, egressFd, `bpf_tc_attach(${where} egress)`);
+      const call = (dir: string): string => `bpf_tc_attach(${where} ${dir})`;
+      ingress = attachOne(ifindex, BPF_TC_INGRESS, ingressFd, call("ingress"), priority);
+      const egress = attachOne(ifindex, BPF_TC_EGRESS, egressFd, call("egress"), priority);
       return { target: { ...target }, ifindex, createdHook, ingress, egress };
     } catch (err) {
       try {

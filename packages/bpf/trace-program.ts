@@ -39,6 +39,13 @@ export interface TraceLoadOptions {
   captureLen?: number;
   /** Ring buffer size in bytes: a power of two, multiple of the page size. Default 4 MiB. */
   ringBufferBytes?: number;
+  /**
+   * tc priority (1..65535) for every filter this program installs, at handle 1, replacing
+   * what is there; the default lets the kernel pick a free priority. A collector passes
+   * one derived from its node name, so after a kill -9 its restart takes over its own
+   * filters instead of adding duplicates.
+   */
+  filterPriority?: number;
   /** Entries of the `conntrack` connection table (LRU). Default 65536. */
   ctEntries?: number;
 }
@@ -111,6 +118,7 @@ export class TraceProgram {
   #settings: TraceSettings = structuredClone(INITIAL_TRACE_SETTINGS) as TraceSettings;
   /** Packet bytes captured per record. */
   readonly captureLen: number;
+  #filterPriority: number | undefined;
 
   private constructor(obj: Pointer, captureLen: number) {
     this.#obj = obj;
@@ -129,6 +137,10 @@ export class TraceProgram {
     const captureLen = opts.captureLen ?? DEFAULT_CAPTURE;
     if (!Number.isInteger(captureLen) || captureLen < 1 || captureLen > MAX_CAPTURE) {
       throw new RangeError(`captureLen must be an integer in 1..${MAX_CAPTURE}, got ${captureLen}`);
+    }
+    const fp = opts.filterPriority;
+    if (fp !== undefined && (!Number.isInteger(fp) || fp < 1 || fp > 0xffff)) {
+      throw new RangeError(`filterPriority must be an integer in 1..65535, got ${fp}`);
     }
     const ringBytes = opts.ringBufferBytes ?? DEFAULT_RING_BUFFER_BYTES;
     if (!Number.isInteger(ringBytes) || ringBytes < 4096 || (ringBytes & (ringBytes - 1)) !== 0) {
@@ -149,7 +161,9 @@ export class TraceProgram {
       if (rc < 0) throw new BpfError("bpf_map__set_max_entries(events)", -rc);
       const loaded = libbpf().bpf_object__load(obj);
       if (loaded < 0) throw new BpfError(`bpf_object__load(${path})`, -loaded);
-      return new TraceProgram(obj, captureLen);
+      const prog = new TraceProgram(obj, captureLen);
+      prog.#filterPriority = opts.filterPriority;
+      return prog;
     } catch (err) {
       libbpf().bpf_object__close(obj);
       throw err;
@@ -168,7 +182,10 @@ export class TraceProgram {
     this.#live("attach");
     const key = targetKey(target);
     if (this.#attached.has(key)) return;
-    this.#attached.set(key, tcAttach(target, this.#ingressFd, this.#egressFd));
+    this.#attached.set(
+      key,
+      tcAttach(target, this.#ingressFd, this.#egressFd, this.#filterPriority),
+    );
   }
 
   /** Removes both filters from `target` (and the clsact qdisc if we created it). */

@@ -18,7 +18,12 @@ import {
   startOpsServer,
 } from "@periscope/telemetry";
 import { AgentEvents } from "./agent-events.ts";
-import { type AttachableProgram, type AttachedDevice, InterfaceAttacher } from "./attacher.ts";
+import {
+  type AttachableProgram,
+  type AttachedDevice,
+  filterPriorityOf,
+  InterfaceAttacher,
+} from "./attacher.ts";
 import { createSystemClock, type FramerClock } from "./clock.ts";
 import type { CollectorConfig } from "./config.ts";
 import type { DeviceLister } from "./discovery.ts";
@@ -101,7 +106,11 @@ export async function startCollector(
   const ownsProgram = deps.program === undefined;
   const program: CollectorProgram =
     deps.program ??
-    TraceProgram.load({ objectPath: config.bpfObjectPath, captureLen: config.captureLen });
+    TraceProgram.load({
+      objectPath: config.bpfObjectPath,
+      captureLen: config.captureLen,
+      filterPriority: filterPriorityOf(config.nodeName),
+    });
   let bus: Bus | undefined;
   let ops: OpsServer | undefined;
   let running = true;
