@@ -20,7 +20,6 @@ import {
   TRACE_VERSION,
 } from "@periscope/wire";
 import { type FrameDeps, processFrame } from "../services/enricher/src/frames.ts";
-import { ReplyTracker } from "../services/enricher/src/replies.ts";
 import { MIX_ENDPOINTS, type MixEntry, packetMix } from "./mix.ts";
 import { emit } from "./report.ts";
 
@@ -76,7 +75,6 @@ function registryDeps(endpoints: readonly EndpointRecord[]): FrameDeps {
       return info;
     },
     interfaceName: (node, cookie, ifindex) => ifNames.get(`${node}|${cookie}|${ifindex}`),
-    replies: new ReplyTracker(),
   };
 }
 

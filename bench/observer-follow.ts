@@ -25,7 +25,6 @@ import {
 } from "@periscope/wire";
 import pino from "pino";
 import { processFrame } from "../services/enricher/src/frames.ts";
-import { ReplyTracker } from "../services/enricher/src/replies.ts";
 import { MIX_ENDPOINTS, packetMix } from "./mix.ts";
 import { FollowChild, ServiceChildren, Teardown } from "./procs.ts";
 import { emit, metricSum, processCpuMs, scrapeMetrics, until } from "./report.ts";
@@ -51,7 +50,6 @@ function mixBatches(): FlowBatch[] {
       return info;
     },
     interfaceName: () => "eth0",
-    replies: new ReplyTracker(),
   };
   const out: FlowBatch[] = [];
   let ts = 1_000_000_000_000n;

@@ -24,7 +24,6 @@ import {
 import { MalformedFrameError } from "@periscope/wire";
 import type { EnricherConfig } from "./config.ts";
 import { type FrameDeps, processFrame } from "./frames.ts";
-import { ReplyTracker } from "./replies.ts";
 
 /** FlowBatch encoder; same bytes as `toBinary(FlowBatchSchema, batch)`, several times faster. */
 const encodeFlowBatch = compileEncoder(FlowBatchSchema);
@@ -143,7 +142,6 @@ export async function startEnricher(
     const deps: FrameDeps = {
       endpoint: (ip) => registry.lookup(ip),
       interfaceName: (node, cookie, ifindex) => interfaces.lookup(node, cookie, ifindex)?.name,
-      replies: new ReplyTracker(),
     };
     const ledger = new SequenceLedger({ holdMs: 2 * RAW_ACK_WAIT_MS });
     const js = b.js();

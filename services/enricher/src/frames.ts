@@ -25,7 +25,6 @@ import {
   RECORD_TYPE_TRACE,
 } from "@periscope/wire";
 import { labelIdentity } from "./identity.ts";
-import type { ReplyTracker } from "./replies.ts";
 
 const newResponse = messageFactory(GetFlowsResponseSchema);
 
@@ -45,11 +44,8 @@ type RecordDecoder = (
 const RECORD_DECODERS = new Map<number, RecordDecoder>([
   [
     RECORD_TYPE_TRACE,
-    (bytes, ctx, deps, nowMs) => {
-      const f = decodeTraceFlow(decodeTraceRecord(bytes), ctx);
-      deps.replies?.classify(f, nowMs);
-      return f;
-    },
+    // trace_reason and is_reply come from the kernel's connection table
+    (bytes, ctx) => decodeTraceFlow(decodeTraceRecord(bytes), ctx),
   ],
 ]);
 
@@ -81,8 +77,6 @@ export interface FrameDeps {
   endpoint(ip: string): EndpointInfo | undefined;
   /** Name of a device on `node`, by the netns cookie and ifindex in the record. */
   interfaceName?(node: string, netnsCookie: bigint, ifindex: number): string | undefined;
-  /** Sets flow.is_reply from connection state. */
-  replies?: ReplyTracker;
   /** Flow UUID generator; random v4 UUIDs when absent (tests pin it). */
   uuid?(): string;
 }

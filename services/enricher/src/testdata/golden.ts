@@ -14,10 +14,10 @@ import {
   OBS_FROM_NETWORK,
   OBS_TO_NETWORK,
   RECORD_TYPE_TRACE,
+  TRACE_REASON,
   TRACE_VERSION,
 } from "@periscope/wire";
 import { type FrameDeps, processFrame } from "../frames.ts";
-import { ReplyTracker } from "../replies.ts";
 
 /** Where the expected output is checked in. */
 export const GOLDEN_PATH = `${import.meta.dir}/frames.golden.json`;
@@ -45,20 +45,61 @@ const arpRequest = ethernet(
 );
 
 /** One of every shape the decoder handles, including a truncated capture and a bad record. */
-export const PACKETS: readonly { data: Uint8Array; ifindex: number; ingress: boolean }[] = [
-  { data: v4(A4, B4, 6, tcp(40000, 8080, ["SYN"])), ifindex: 7, ingress: false },
-  { data: v4(B4, A4, 6, tcp(8080, 40000, ["SYN", "ACK"])), ifindex: 7, ingress: true },
-  { data: v4(A4, B4, 6, tcp(40000, 8080, ["PSH", "ACK", "NS"])), ifindex: 7, ingress: false },
-  { data: v4(A4, "192.0.2.9", 17, udp(5353, 53), [42]), ifindex: 9, ingress: false },
-  { data: v4(A4, B4, 132, sctp(1000, 2000)), ifindex: 0, ingress: false },
-  { data: v4(A4, B4, 1, icmp(8, 0)), ifindex: 7, ingress: false },
-  { data: v4(B4, A4, 1, icmp(3, 3)), ifindex: 7, ingress: true },
-  { data: v6(A6, WORLD6, 6, tcp(41000, 443, ["SYN"]), true), ifindex: 8, ingress: false },
-  { data: v6(WORLD6, A6, 58, icmp(129, 0)), ifindex: 8, ingress: true },
-  { data: v6("::ffff:10.0.0.1", "::1", 17, udp(1, 2)), ifindex: 8, ingress: true },
-  { data: arpRequest, ifindex: 7, ingress: true },
-  { data: v4(A4, B4, 6, tcp(40000, 8080, ["ACK"])).subarray(0, 40), ifindex: 7, ingress: false },
-  { data: new Uint8Array(6), ifindex: 7, ingress: false },
+export const PACKETS: readonly {
+  data: Uint8Array;
+  ifindex: number;
+  ingress: boolean;
+  /** What the kernel's connection table would say (TRACE_REASON). */
+  reason: number;
+}[] = [
+  {
+    data: v4(A4, B4, 6, tcp(40000, 8080, ["SYN"])),
+    ifindex: 7,
+    ingress: false,
+    reason: TRACE_REASON.NEW,
+  },
+  {
+    data: v4(B4, A4, 6, tcp(8080, 40000, ["SYN", "ACK"])),
+    ifindex: 7,
+    ingress: true,
+    reason: TRACE_REASON.REPLY,
+  },
+  {
+    data: v4(A4, B4, 6, tcp(40000, 8080, ["PSH", "ACK", "NS"])),
+    ifindex: 7,
+    ingress: false,
+    reason: TRACE_REASON.ESTABLISHED,
+  },
+  {
+    data: v4(A4, "192.0.2.9", 17, udp(5353, 53), [42]),
+    ifindex: 9,
+    ingress: false,
+    reason: TRACE_REASON.NEW,
+  },
+  { data: v4(A4, B4, 132, sctp(1000, 2000)), ifindex: 0, ingress: false, reason: TRACE_REASON.NEW },
+  { data: v4(A4, B4, 1, icmp(8, 0)), ifindex: 7, ingress: false, reason: TRACE_REASON.NEW },
+  { data: v4(B4, A4, 1, icmp(3, 3)), ifindex: 7, ingress: true, reason: TRACE_REASON.RELATED },
+  {
+    data: v6(A6, WORLD6, 6, tcp(41000, 443, ["SYN"]), true),
+    ifindex: 8,
+    ingress: false,
+    reason: TRACE_REASON.NEW,
+  },
+  { data: v6(WORLD6, A6, 58, icmp(129, 0)), ifindex: 8, ingress: true, reason: TRACE_REASON.REPLY },
+  {
+    data: v6("::ffff:10.0.0.1", "::1", 17, udp(1, 2)),
+    ifindex: 8,
+    ingress: true,
+    reason: TRACE_REASON.NEW,
+  },
+  { data: arpRequest, ifindex: 7, ingress: true, reason: TRACE_REASON.UNKNOWN },
+  {
+    data: v4(A4, B4, 6, tcp(40000, 8080, ["ACK"])).subarray(0, 40),
+    ifindex: 7,
+    ingress: false,
+    reason: TRACE_REASON.ESTABLISHED,
+  },
+  { data: new Uint8Array(6), ifindex: 7, ingress: false, reason: TRACE_REASON.UNKNOWN },
 ];
 
 const ENDPOINTS: Record<string, EndpointInfo> = {
@@ -84,6 +125,7 @@ export function goldenFrame(): Uint8Array {
       l3Proto: 0,
       pktType: 0,
       netnsCookie: 77n,
+      traceReason: p.reason,
       data: p.data,
     }),
   );
@@ -105,14 +147,13 @@ export function goldenDeps(): FrameDeps {
     endpoint: (ip) => ENDPOINTS[ip],
     interfaceName: (node, cookie, ifindex) =>
       ifindex === 7 ? `${node}-${cookie}-eth${ifindex}` : undefined,
-    replies: new ReplyTracker(),
     uuid: () => `00000000-0000-4000-8000-${(++n).toString(16).padStart(12, "0")}`,
   };
 }
 
 /**
  * The FlowBatches of the golden frame processed twice through the same deps (the
- * second shows reply state and endpoint caches carried over), as pretty proto JSON.
+ * second shows endpoint caches carried over), as pretty proto JSON.
  */
 export function goldenJson(): string {
   const deps = goldenDeps();
