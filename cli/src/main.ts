@@ -7,6 +7,7 @@ import { flagHelp, lastValue, parseArgs, UsageError } from "./args.ts";
 import { loadCliEnv } from "./config.ts";
 import { MONITOR_FLAGS, parseMonitorArgs, runMonitor } from "./monitor.ts";
 import { OBSERVE_FLAGS, parseObserveArgs, runObserve, SERVER_FLAG } from "./observe.ts";
+import { POLICY_FLAGS, POLICY_USAGE, runPolicy } from "./policy.ts";
 import { runListNamespaces, runListNodes, runStatus } from "./status.ts";
 
 /** "periscope 0.1.0" */
@@ -17,6 +18,7 @@ const USAGE = `Usage: periscope <command> [flags]
 Commands:
   observe          Observe flows of the observer (like hubble observe)
   monitor          Print kernel records and agent events as collectors publish them (like cilium monitor)
+  policy           Apply, list or delete L3/L4 policies (apply -f FILE, list, delete NAME)
   status           Show the observer's status
   list nodes       List the nodes that publish flows
   list namespaces  List namespaces seen in flows
@@ -59,7 +61,9 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
           ? `Usage: periscope observe [flags]\n\nFlags:\n${flagHelp(OBSERVE_FLAGS)}`
           : command === "monitor"
             ? `Usage: periscope monitor [flags]\n\nFlags:\n${flagHelp(MONITOR_FLAGS)}`
-            : USAGE,
+            : command === "policy"
+              ? `${POLICY_USAGE}\n${flagHelp(POLICY_FLAGS)}`
+              : USAGE,
       );
       return 0;
     }
@@ -70,6 +74,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       }
       case "monitor":
         return await runMonitor(parseMonitorArgs(rest, io.natsUrl ?? loadCliEnv().natsUrl), io);
+      case "policy":
+        return await runPolicy(rest, io.natsUrl ?? loadCliEnv().natsUrl, io);
       case "status":
         return await runStatus(serverOnly(rest, io), io.out, io.err);
       case "list": {

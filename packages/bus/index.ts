@@ -29,6 +29,14 @@ export {
 export type { KvRegistry } from "./kv-cache.ts";
 export type { BusLogger } from "./log.ts";
 export {
+  openPolicyStore,
+  POLICIES_BUCKET,
+  type PolicyChange,
+  type PolicyStore,
+  type PolicyWatch,
+  type StoredPolicy,
+} from "./policies.ts";
+export {
   type AnnounceOptions,
   announcePresence,
   type Heartbeat,

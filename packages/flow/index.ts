@@ -52,6 +52,7 @@ export type {
   L4Header,
   TcpFlags,
 } from "./src/packet/types.ts";
+export { decodePolicyVerdictFlow, policyVerdict } from "./src/policy-verdict.ts";
 export { flowPorts } from "./src/ports.ts";
 export { packetSummary, tcpFlagsText } from "./src/summary.ts";
 export {

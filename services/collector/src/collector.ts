@@ -30,6 +30,7 @@ import type { DeviceLister } from "./discovery.ts";
 import { DrainLoop, type RecordSource } from "./drain.ts";
 import { Framer } from "./framer.ts";
 import { CollectorMetrics } from "./metrics.ts";
+import { startNodePolicy } from "./policy.ts";
 import { PublishQueue } from "./publisher.ts";
 import { InterfaceRegistrySync } from "./registry.ts";
 import { DeviceWatch } from "./watch.ts";
@@ -100,7 +101,8 @@ export async function startCollector(
   deps: CollectorDeps = {},
 ): Promise<Collector> {
   const log = deps.log ?? createLogger("collector", config.logLevel);
-  const m = new CollectorMetrics(deps.metrics ?? createMetrics("collector"));
+  const metrics = deps.metrics ?? createMetrics("collector");
+  const m = new CollectorMetrics(metrics);
   const bootId = deps.bootId ?? randomUUID();
   const clock = deps.clock ?? createSystemClock();
   const ownsProgram = deps.program === undefined;
@@ -267,6 +269,14 @@ export async function startCollector(
       log.error({ err }, "discovery pass failed");
     };
     await rescan();
+    const policy = await startNodePolicy({
+      program,
+      bus: connectedBus,
+      devices: () => attacher.attached(),
+      metrics,
+      log,
+      agentEvents,
+    });
     // Safety net behind the notifications; what it finds counts as missed.
     const discovery = setInterval(
       () => rescan(true).catch(onDiscoveryError),
@@ -297,6 +307,7 @@ export async function startCollector(
         m.lost("queue", dropped);
         log.error({ frames: left, records: dropped }, "frames not published before shutdown");
       }
+      await policy?.stop();
       await attacher.detachAll();
       if (ownsProgram) program.close();
       agentEvents.stopped({ ...m.stats });

@@ -1,7 +1,12 @@
 import { create } from "@bufbuild/protobuf";
 import { type Timestamp, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { DecodeContext } from "@periscope/flow";
-import { decodeDebugEvent, decodeTraceFlow, messageFactory } from "@periscope/flow";
+import {
+  decodeDebugEvent,
+  decodePolicyVerdictFlow,
+  decodeTraceFlow,
+  messageFactory,
+} from "@periscope/flow";
 import type { EndpointInfo } from "@periscope/model";
 import {
   type Flow,
@@ -17,11 +22,13 @@ import {
 } from "@periscope/proto";
 import {
   decodeDebugRecord,
+  decodePolicyVerdictRecord,
   decodeRawFrame,
   decodeRecordType,
   decodeTraceRecord,
   MalformedRecordError,
   RECORD_TYPE_DEBUG,
+  RECORD_TYPE_POLICY_VERDICT,
   RECORD_TYPE_TRACE,
 } from "@periscope/wire";
 import { labelIdentity } from "./identity.ts";
@@ -46,6 +53,10 @@ const RECORD_DECODERS = new Map<number, RecordDecoder>([
     RECORD_TYPE_TRACE,
     // trace_reason and is_reply come from the kernel's connection table
     (bytes, ctx) => decodeTraceFlow(decodeTraceRecord(bytes), ctx),
+  ],
+  [
+    RECORD_TYPE_POLICY_VERDICT,
+    (bytes, ctx) => decodePolicyVerdictFlow(decodePolicyVerdictRecord(bytes), ctx),
   ],
 ]);
 

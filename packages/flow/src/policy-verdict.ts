@@ -1,0 +1,89 @@
+import { MESSAGE_TYPE } from "@periscope/model";
+import {
+  CiliumEventTypeSchema,
+  DropReason,
+  type Flow,
+  FlowSchema,
+  FlowType,
+  NetworkInterfaceSchema,
+  TrafficDirection,
+  Verdict,
+} from "@periscope/proto";
+import {
+  FLAG_L3,
+  POLICY_ACTION,
+  POLICY_DIRECTION,
+  type PolicyVerdictRecord,
+} from "@periscope/wire";
+import { messageFactory } from "./message.ts";
+import { decodePacket } from "./packet/decode.ts";
+import type { DecodedPacket } from "./packet/types.ts";
+import { packetSummary } from "./summary.ts";
+import { bootTimeToTimestamp, type DecodeContext, fillLayers, resolveEndpoint } from "./trace.ts";
+
+const newFlow = messageFactory(FlowSchema);
+const newEventType = messageFactory(CiliumEventTypeSchema);
+const newInterface = messageFactory(NetworkInterfaceSchema);
+
+/** flow.Verdict for a policy action: FORWARDED, DROPPED or AUDIT. */
+export function policyVerdict(action: number): Verdict {
+  switch (action) {
+    case POLICY_ACTION.ALLOW:
+      return Verdict.FORWARDED;
+    case POLICY_ACTION.DENY:
+      return Verdict.DROPPED;
+    case POLICY_ACTION.AUDIT:
+      return Verdict.AUDIT;
+    default:
+      return Verdict.VERDICT_UNKNOWN;
+  }
+}
+
+function policyDirection(direction: number): TrafficDirection {
+  if (direction === POLICY_DIRECTION.INGRESS) return TrafficDirection.INGRESS;
+  if (direction === POLICY_DIRECTION.EGRESS) return TrafficDirection.EGRESS;
+  return TrafficDirection.TRAFFIC_DIRECTION_UNKNOWN;
+}
+
+function decodeVerdictPacket(rec: PolicyVerdictRecord): DecodedPacket {
+  if (rec.data.length === 0) return { truncated: rec.origLen > 0 };
+  return decodePacket(rec.data, (rec.flags & FLAG_L3) !== 0 ? "ip" : "ethernet");
+}
+
+/**
+ * Turn a policy verdict record into the flow.Flow Hubble produces for a policy-verdict
+ * event: event_type {5, 0}, verdict FORWARDED / DROPPED (drop reason POLICY_DENIED) /
+ * AUDIT, policy_match_type, traffic_direction relative to the policy's subject,
+ * addresses, ports, endpoints, interface and the packet summary.
+ * @throws PacketDecodeError when the captured packet is malformed.
+ */
+export function decodePolicyVerdictFlow(rec: PolicyVerdictRecord, ctx: DecodeContext): Flow {
+  const packet = decodeVerdictPacket(rec);
+  const flow = newFlow();
+  flow.time = bootTimeToTimestamp(rec.tsBootNs, ctx.bootToRealtimeNs);
+  flow.uuid = ctx.uuid ? ctx.uuid() : crypto.randomUUID();
+  flow.verdict = policyVerdict(rec.action);
+  if (flow.verdict === Verdict.DROPPED) {
+    flow.dropReason = DropReason.POLICY_DENIED;
+    flow.dropReasonDesc = DropReason.POLICY_DENIED;
+  }
+  flow.Type = FlowType.L3_L4;
+  flow.nodeName = ctx.nodeName;
+  const eventType = newEventType();
+  eventType.type = MESSAGE_TYPE.POLICY_VERDICT;
+  eventType.subType = 0;
+  flow.eventType = eventType;
+  flow.policyMatchType = rec.matchType;
+  flow.trafficDirection = policyDirection(rec.direction);
+  flow.Summary = packetSummary(packet);
+  fillLayers(flow, packet);
+  flow.source = resolveEndpoint(ctx, packet.ip?.source);
+  flow.destination = resolveEndpoint(ctx, packet.ip?.destination);
+  if (rec.ifindex !== 0) {
+    const iface = newInterface();
+    iface.index = rec.ifindex;
+    iface.name = ctx.ifName?.(rec.ifindex, rec.netnsCookie) ?? "";
+    flow.interface = iface;
+  }
+  return flow;
+}
