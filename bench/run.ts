@@ -9,6 +9,8 @@
  *   several rates, with latency and loss accounting (bench/pipeline.ts).
  * - transport-*: the pipeline's two hops on core NATS vs JetStream (file, memory):
  *   throughput, latency, loss (bench/transport.ts).
+ * - discovery-*: attach latency and idle CPU with 200 watched namespaces, rtnetlink
+ *   notifications vs `ip monitor` children vs polling (bench/discovery.ts).
  *
  * Every program, child process and the nats-server it starts is ended before it exits,
  * also on failure and on SIGINT/SIGTERM.
@@ -18,11 +20,12 @@ import { TraceProgram } from "@periscope/bpf";
 import { startLocalNats } from "@periscope/devstack";
 import { runCollectorBench } from "./collector.ts";
 import { runDecodeBench } from "./decode.ts";
+import { runDiscoveryBench } from "./discovery.ts";
 import { runPipelineBench } from "./pipeline.ts";
 import { Teardown } from "./procs.ts";
 import { runTransportBench } from "./transport.ts";
 
-const PARTS = ["decode", "collector", "pipeline", "transport"] as const;
+const PARTS = ["decode", "collector", "pipeline", "transport", "discovery"] as const;
 type Part = (typeof PARTS)[number];
 
 /** A command line the bench does not understand. */
@@ -65,11 +68,14 @@ async function main(): Promise<void> {
   const started = performance.now();
   try {
     if (parts.has("decode")) runDecodeBench();
-    if (!parts.has("collector") && !parts.has("pipeline") && !parts.has("transport")) return;
+    if (["collector", "pipeline", "transport", "discovery"].every((p) => !parts.has(p as Part))) {
+      return;
+    }
     const nats = await startLocalNats({});
     teardown.push(() => nats.stop());
     if (parts.has("collector")) await runCollectorBench(nats);
     if (parts.has("transport")) await runTransportBench(nats);
+    if (parts.has("discovery")) await runDiscoveryBench(nats, teardown);
     if (parts.has("pipeline")) {
       const programs = new Set<TraceProgram>();
       teardown.push(() => {
