@@ -27,9 +27,25 @@ export { netnsCookie } from "./netns-cookie.ts";
 export { type KernelRuleSet, type MapFdLookup, PolicyMaps } from "./policy-maps.ts";
 export {
   type AttachTarget,
+  DEFAULT_CT_ENTRIES,
   DEFAULT_RING_BUFFER_BYTES,
   DEFAULT_TRACE_OBJECT,
   type TestRunResult,
+  MAX_CT_ENTRIES,
   type TraceLoadOptions,
   TraceProgram,
 } from "./trace-program.ts";
+export {
+  AGGREGATION_LEVELS,
+  type AggregationLevel,
+  type CaptureRule,
+  type ConnectionInfo,
+  type ConnectionQuery,
+  encodeSettings,
+  formatCaptureRule,
+  INITIAL_TRACE_SETTINGS,
+  parseCaptureRule,
+  SettingsError,
+  type TraceSettings,
+  validateSettings,
+} from "./trace-settings.ts";

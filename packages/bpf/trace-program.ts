@@ -52,6 +52,8 @@ export interface TraceLoadOptions {
 
 /** Default size of the `conntrack` connection table, entries. */
 export const DEFAULT_CT_ENTRIES = 65536;
+/** Largest `conntrack` table {@link TraceProgram.load} accepts, entries. */
+export const MAX_CT_ENTRIES = 1 << 24;
 
 /** Result of one {@link TraceProgram.testRun}. */
 export interface TestRunResult {
@@ -152,8 +154,10 @@ export class TraceProgram {
     try {
       writeConfig(obj, captureLen);
       const ctEntries = opts.ctEntries ?? DEFAULT_CT_ENTRIES;
-      if (!Number.isInteger(ctEntries) || ctEntries < 1 || ctEntries > 1 << 24) {
-        throw new RangeError(`ctEntries must be an integer in 1..${1 << 24}, got ${ctEntries}`);
+      if (!Number.isInteger(ctEntries) || ctEntries < 1 || ctEntries > MAX_CT_ENTRIES) {
+        throw new RangeError(
+          `ctEntries must be an integer in 1..${MAX_CT_ENTRIES}, got ${ctEntries}`,
+        );
       }
       const ctRc = libbpf().bpf_map__set_max_entries(findMap(obj, "conntrack"), ctEntries);
       if (ctRc < 0) throw new BpfError("bpf_map__set_max_entries(conntrack)", -ctRc);

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { TraceProgram } from "@periscope/bpf";
+import { TraceProgram, type TraceSettings } from "@periscope/bpf";
 import {
   type Bus,
   connectBus,
@@ -26,6 +26,7 @@ import {
 } from "./attacher.ts";
 import { createSystemClock, type FramerClock } from "./clock.ts";
 import type { CollectorConfig } from "./config.ts";
+import { startSettingsControl } from "./control.ts";
 import type { DeviceLister } from "./discovery.ts";
 import { DrainLoop, type RecordSource } from "./drain.ts";
 import { Framer } from "./framer.ts";
@@ -40,6 +41,8 @@ export { targetName } from "./attacher.ts";
 /** What the collector needs from a loaded trace program (`TraceProgram` from @periscope/bpf). */
 export interface CollectorProgram extends RecordSource, AttachableProgram {
   close(): void;
+  /** Writes the run-time settings (aggregation, capture rules, debug); absent in fakes. */
+  setSettings?(update: Partial<TraceSettings>): TraceSettings;
 }
 
 /** Optional parts a caller may supply (tests, bench); anything absent is created from config. */
@@ -112,7 +115,13 @@ export async function startCollector(
       objectPath: config.bpfObjectPath,
       captureLen: config.captureLen,
       filterPriority: filterPriorityOf(config.nodeName),
+      ctEntries: config.ctEntries,
     });
+  program.setSettings?.({
+    aggregation: config.aggregation,
+    reportIntervalMs: config.aggregationIntervalMs,
+    captureRules: [...config.captureRules],
+  });
   let bus: Bus | undefined;
   let ops: OpsServer | undefined;
   let running = true;
@@ -277,6 +286,17 @@ export async function startCollector(
       log,
       agentEvents,
     });
+    // Run-time settings on periscope.ctl.<node>.settings.
+    const setSettings = program.setSettings?.bind(program);
+    const control =
+      setSettings &&
+      startSettingsControl({
+        nc: connectedBus.nc,
+        node: config.nodeName,
+        target: { setSettings },
+        log,
+        onBad: () => m.error("settings_request"),
+      });
     // Safety net behind the notifications; what it finds counts as missed.
     const discovery = setInterval(
       () => rescan(true).catch(onDiscoveryError),
@@ -308,6 +328,7 @@ export async function startCollector(
         log.error({ frames: left, records: dropped }, "frames not published before shutdown");
       }
       await policy?.stop();
+      control?.stop();
       await attacher.detachAll();
       if (ownsProgram) program.close();
       agentEvents.stopped({ ...m.stats });

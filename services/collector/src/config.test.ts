@@ -26,6 +26,10 @@ describe("config", () => {
       logLevel: "info",
       attachRetryMs: 5000,
       discoveryIntervalMs: 30_000,
+      aggregation: "medium",
+      aggregationIntervalMs: 5000,
+      captureRules: [],
+      ctEntries: 65536,
     });
     expect(Object.isFrozen(c)).toBe(true);
     expect(Object.isFrozen(c.interfaces)).toBe(true);
@@ -138,6 +142,56 @@ describe("config", () => {
     },
   ])("config - discovery interval $argv $env is $want ms", ({ argv, env, want }) => {
     expect(parseConfig(argv, env).discoveryIntervalMs).toBe(want);
+  });
+
+  test("config - aggregation, interval, repeated capture rules and table size from flags", () => {
+    const c = parseConfig(
+      [
+        "--aggregation",
+        "none",
+        "--aggregation-interval=2s",
+        "--capture-rule",
+        "udp/53=512",
+        "--capture-rule=tcp=96",
+        "--ct-entries=1024",
+      ],
+      { PERISCOPE_AGGREGATION: "maximum", PERISCOPE_CAPTURE_RULES: "sctp=1" },
+    );
+    expect(c.aggregation).toBe("none");
+    expect(c.aggregationIntervalMs).toBe(2000);
+    expect(c.captureRules).toEqual([
+      { proto: 17, port: 53, len: 512 },
+      { proto: 6, port: 0, len: 96 },
+    ]);
+    expect(c.ctEntries).toBe(1024);
+  });
+
+  test("config - aggregation settings from the environment", () => {
+    const c = parseConfig([], {
+      PERISCOPE_AGGREGATION: "LOW",
+      PERISCOPE_AGGREGATION_INTERVAL: "250ms",
+      PERISCOPE_CAPTURE_RULES: "udp/53=512, any/443=64",
+    });
+    expect(c.aggregation).toBe("low");
+    expect(c.aggregationIntervalMs).toBe(250);
+    expect(c.captureRules).toEqual([
+      { proto: 17, port: 53, len: 512 },
+      { proto: 0, port: 443, len: 64 },
+    ]);
+  });
+
+  test.each([
+    [["--aggregation=loud"], {}, /^--aggregation: "loud" is not one of none, low, medium, maximum/],
+    [[], { PERISCOPE_AGGREGATION_INTERVAL: "soon" }, /^PERISCOPE_AGGREGATION_INTERVAL: "soon"/],
+    [["--capture-rule=udp/53=0"], {}, /^--capture-rule: "udp\/53=0": len must be 1\.\.1536/],
+    [
+      [],
+      { PERISCOPE_CAPTURE_RULES: "gre=5" },
+      /^PERISCOPE_CAPTURE_RULES: "gre=5": unknown protocol/,
+    ],
+    [["--ct-entries=0"], {}, /^--ct-entries/],
+  ] as const)("config - bad aggregation setting %p %p is refused by name", (argv, env, want) => {
+    expect(() => parseConfig(argv, env)).toThrow(want);
   });
 
   test("config - bad environment value names the variable", () => {

@@ -5,7 +5,23 @@ import {
   parseCommonConfig,
   readServiceSettings,
 } from "@periscope/config";
+import {
+  AGGREGATION_LEVELS,
+  type AggregationLevel,
+  type CaptureRule,
+  DEFAULT_CT_ENTRIES,
+  MAX_CT_ENTRIES,
+  parseCaptureRule,
+  SettingsError,
+} from "@periscope/bpf";
+import {
+  type CommonConfig,
+  ConfigError,
+  parseCommonConfig,
+  readServiceSettings,
+} from "@periscope/config";
 import { DEFAULT_CAPTURE, MAX_CAPTURE } from "@periscope/model";
+import { MAX_CAPTURE_RULES } from "@periscope/wire";
 import { compilePattern, GlobError, type InterfacePattern, isGlob } from "./patterns.ts";
 
 export { ConfigError } from "@periscope/config";
@@ -50,6 +66,14 @@ export interface CollectorConfig extends CommonConfig {
    * without a notification (a safety net: notifications attach and detach at once).
    */
   readonly discoveryIntervalMs: number;
+  /** Which packets the kernel reports (monitor aggregation); default `medium`. */
+  readonly aggregation: AggregationLevel;
+  /** medium/maximum: at most one periodic report per active connection per interval, ms. */
+  readonly aggregationIntervalMs: number;
+  /** Capture-length overrides, first match wins (`udp/53=512`). */
+  readonly captureRules: readonly CaptureRule[];
+  /** Entries of the kernel connection table. */
+  readonly ctEntries: number;
 }
 
 /** Default path of the trace object: <repo>/bpf/build/trace.bpf.o. */
@@ -70,7 +94,83 @@ const OWN_SETTINGS = {
   "bpf-object": "PERISCOPE_BPF_OBJECT",
   "attach-retry-ms": "PERISCOPE_ATTACH_RETRY_MS",
   "discovery-interval-ms": "PERISCOPE_DISCOVERY_INTERVAL_MS",
+  aggregation: "PERISCOPE_AGGREGATION",
+  "aggregation-interval": "PERISCOPE_AGGREGATION_INTERVAL",
+  "capture-rule": "PERISCOPE_CAPTURE_RULES",
+  "ct-entries": "PERISCOPE_CT_ENTRIES",
 } as const;
+
+/** Flags that may be given more than once; their values are joined with commas. */
+const REPEATABLE = ["capture-rule"] as const;
+
+/** `argv` with every repeatable flag folded into one `--flag a,b,...`. */
+function foldRepeated(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  const values = new Map<string, string[]>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] ?? "";
+    const name = REPEATABLE.find((n) => arg === `--${n}` || arg.startsWith(`--${n}=`));
+    if (name === undefined) {
+      out.push(arg);
+      continue;
+    }
+    let value: string | undefined;
+    if (arg.includes("=")) value = arg.slice(arg.indexOf("=") + 1);
+    else if (i + 1 < argv.length && !(argv[i + 1] ?? "").startsWith("--")) value = argv[++i];
+    if (value === undefined) {
+      out.push(arg); // let the settings reader report the missing value
+      continue;
+    }
+    values.set(name, [...(values.get(name) ?? []), value]);
+  }
+  for (const [name, list] of values) out.push(`--${name}=${list.join(",")}`);
+  return out;
+}
+
+/**
+ * A duration: `<n>ms`, `<n>s`, `<n>m` or a bare number of milliseconds.
+ * @throws ConfigError for `field`.
+ */
+export function parseDurationMs(raw: string, field: string, min: number, max: number): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*$/.exec(raw);
+  if (!m) throw new ConfigError(field, `"${raw}" is not a duration (e.g. 500ms, 5s, 1m)`);
+  const unit = m[2] === "s" ? 1000 : m[2] === "m" ? 60_000 : 1;
+  const ms = Math.round(Number(m[1]) * unit);
+  if (ms < min || ms > max) {
+    throw new ConfigError(field, `${raw} is out of range ${min}ms..${max}ms`);
+  }
+  return ms;
+}
+
+/**
+ * Parses a comma list of capture rules (`udp/53=512,tcp=96`).
+ * @throws ConfigError for `field` naming the bad rule.
+ */
+export function parseCaptureRules(raw: string, field: string): CaptureRule[] {
+  const rules: CaptureRule[] = [];
+  for (const part of raw.split(",")) {
+    if (part.trim() === "") continue;
+    try {
+      rules.push(Object.freeze(parseCaptureRule(part)));
+    } catch (cause) {
+      if (!(cause instanceof SettingsError)) throw cause;
+      throw new ConfigError(field, cause.detail, { cause });
+    }
+  }
+  if (rules.length > MAX_CAPTURE_RULES) {
+    throw new ConfigError(field, `at most ${MAX_CAPTURE_RULES} capture rules, got ${rules.length}`);
+  }
+  return rules;
+}
+
+function parseAggregation(raw: string | undefined, field: string): AggregationLevel {
+  const level = (raw ?? "medium").trim().toLowerCase();
+  const found = AGGREGATION_LEVELS.find((l) => l === level);
+  if (found === undefined) {
+    throw new ConfigError(field, `"${raw}" is not one of ${AGGREGATION_LEVELS.join(", ")}`);
+  }
+  return found;
+}
 
 /** Linux dev_valid_name(): 1..15 bytes, not "." or "..", no "/", ":" or whitespace. */
 function validIfname(name: string): boolean {
@@ -136,7 +236,8 @@ export function parseConfig(
   argv: readonly string[],
   env: Readonly<Record<string, string | undefined>>,
 ): CollectorConfig {
-  const s = readServiceSettings(OWN_SETTINGS, argv, env);
+  const s = readServiceSettings(OWN_SETTINGS, foldRepeated(argv), env);
+  const interval = s.get("aggregation-interval");
   return Object.freeze({
     ...parseCommonConfig(s, "127.0.0.1:9401"),
     interfaces: Object.freeze(parseInterfaces(s.get("interfaces") ?? "", s.source("interfaces"))),
@@ -148,6 +249,15 @@ export function parseConfig(
     bpfObjectPath: resolve(s.get("bpf-object") ?? DEFAULT_BPF_OBJECT),
     attachRetryMs: s.integer("attach-retry-ms", 5000, 100, 3_600_000),
     discoveryIntervalMs: s.integer("discovery-interval-ms", 30_000, 100, 3_600_000),
+    aggregation: parseAggregation(s.get("aggregation"), s.source("aggregation")),
+    aggregationIntervalMs:
+      interval === undefined
+        ? 5000
+        : parseDurationMs(interval, s.source("aggregation-interval"), 0, 0xffffffff),
+    captureRules: Object.freeze(
+      parseCaptureRules(s.get("capture-rule") ?? "", s.source("capture-rule")),
+    ),
+    ctEntries: s.integer("ct-entries", DEFAULT_CT_ENTRIES, 1, MAX_CT_ENTRIES),
   });
 }
 
