@@ -60,6 +60,14 @@ struct {
 	__type(value, __u64);
 } lost_events SEC(".maps");
 
+/* Drop records written to `events` (key 0), per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} drops_emitted SEC(".maps");
+
 /* Per-CPU scratch for one record (too large for the BPF stack). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -171,7 +179,7 @@ int BPF_PROG(drop_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_
 	__u16 nh_off;
 	__u32 linear = 0, orig = 0, cap = 0, zero = 0;
 	__u64 cookie, size;
-	__u64 *lost;
+	__u64 *lost, *emitted;
 
 	if (!wanted_reason((__u32)reason))
 		return 0;
@@ -244,6 +252,10 @@ int BPF_PROG(drop_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_
 		lost = bpf_map_lookup_elem(&lost_events, &zero);
 		if (lost)
 			__sync_fetch_and_add(lost, 1);
+	} else {
+		emitted = bpf_map_lookup_elem(&drops_emitted, &zero);
+		if (emitted)
+			*emitted += 1;
 	}
 	return 0;
 }

@@ -10,6 +10,7 @@ APT_PACKAGES=(
   tshark tcpdump netcat-openbsd curl prometheus dnsutils ca-certificates
   docker.io docker-compose
   debootstrap git # scripts/check-minimal-root.sh: builds a Debian root, clones this repository
+  nftables # tests/drops.test.ts: a firewall rule that drops packets
 )
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LOG="$(mktemp -t periscope-setup.XXXXXX)"

@@ -298,10 +298,20 @@ describe("e2e", () => {
     },
   );
 
-  test("e2e - verdict DROPPED selects nothing: every flow here was forwarded", async () => {
-    expect(
-      await flows({ whitelist: [create(FlowFilterSchema, { verdict: [Verdict.DROPPED] })] }),
-    ).toEqual([]);
+  test("e2e - verdict DROPPED selects only kernel drops, among them the datagram to db's closed port", async () => {
+    const dropped = await eventually(
+      { whitelist: [create(FlowFilterSchema, { verdict: [Verdict.DROPPED] })] },
+      (fs) => (fs.some((f) => udp(f)?.sourcePort === UDP_SRC_PORT) ? fs : undefined),
+      "the UDP datagram's drop",
+    );
+    for (const f of dropped) {
+      expect(f.verdict).toBe(Verdict.DROPPED);
+      expect(f.extDropReasonDesc).not.toBe("");
+    }
+    const u = dropped.find((f) => udp(f)?.sourcePort === UDP_SRC_PORT);
+    expect(u?.extDropReasonDesc).toBe("NO_SOCKET");
+    expect(u?.IP?.destination).toBe(ips.db);
+    expect(u?.nodeName).toBe(NODE);
   });
 
   test.each([

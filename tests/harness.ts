@@ -140,6 +140,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
         PERISCOPE_NODE_NAME: opts.nodes[0]?.name ?? "e2e",
         PERISCOPE_OPS_ADDR: `127.0.0.1:${ops[p.name]}`,
         PERISCOPE_LOG_LEVEL: "info",
+        // Simulated nodes share one kernel: each reports only its own pods' drops.
+        ...(p.kind === "collector" ? { PERISCOPE_DROPS: "watched" } : {}),
         ...opts.env?.[p.kind],
         ...p.env,
       };

@@ -21,6 +21,8 @@ export interface MonitorNames {
   endpoint(ip: string): EndpointInfo | undefined;
   /** Debug type name (flow.DebugEventType). */
   debugType(type: number): string;
+  /** Name of a kernel drop reason on `node` (periscope-kernel), e.g. `NETFILTER_DROP`. */
+  kernelDropReason?(node: string, reason: number): string | undefined;
 }
 
 /** Trace reasons by PSCOPE_TRACE_REASON_* value, as cilium monitor spells them. */
@@ -81,13 +83,13 @@ function endpointName(ip: string | undefined, names: MonitorNames): string | und
   return ep ? `${ep.namespace}/${ep.podName}` : undefined;
 }
 
-/** Drop reason text: Cilium's reason names for policy drops, the kernel's number otherwise. */
-export function dropReasonText(source: number, reason: number): string {
+/** Drop reason text: Cilium's reason names for policy drops, the kernel's name (else number) otherwise. */
+export function dropReasonText(source: number, reason: number, kernelName?: string): string {
   if (source === DROP_SOURCE.POLICY) {
     if (reason === 133) return "Policy denied";
     return DropReasonSchema.values.find((v) => v.number === reason)?.name ?? `reason ${reason}`;
   }
-  return `kernel reason ${reason}`;
+  return kernelName ?? `kernel reason ${reason}`;
 }
 
 /** One text line for a kernel record of `node` (without the hex dump). */
@@ -104,7 +106,7 @@ export function formatRecordLine(node: string, rec: MonitorRecord, names: Monito
     case "drop": {
       const dst = endpointName(rec.packet?.ip?.destination, names) ?? "0";
       const loc = rec.location !== 0n ? `, location 0x${rec.location.toString(16)}` : "";
-      return `xx drop (${dropReasonText(rec.source, rec.reason)}) flow ${hash(rec.flowHash)} to endpoint ${dst}, ${device(node, rec, names)}${loc}: ${connectionSummary(rec.packet)}`;
+      return `xx drop (${dropReasonText(rec.source, rec.reason, names.kernelDropReason?.(node, rec.reason))}) flow ${hash(rec.flowHash)} to endpoint ${dst}, ${device(node, rec, names)}${loc}: ${connectionSummary(rec.packet)}`;
     }
     case "policy-verdict": {
       const ip = rec.packet?.ip;
@@ -189,7 +191,11 @@ export function recordJson(
     out.state = traceState(rec.traceReason);
   } else if (rec.kind === "drop") {
     out.reason = rec.reason;
-    out.reasonText = dropReasonText(rec.source, rec.reason);
+    out.reasonText = dropReasonText(
+      rec.source,
+      rec.reason,
+      names.kernelDropReason?.(node, rec.reason),
+    );
     out.dropSource = rec.source === DROP_SOURCE.POLICY ? "policy" : "kernel";
   } else {
     out.action = ACTIONS[rec.action] ?? rec.action;

@@ -1,24 +1,19 @@
 /**
  * Kernel records as `periscope monitor` shows them: one {@link MonitorRecord} per
- * record of a RawFrame, with the captured packet decoded. Trace and debug records use
- * @periscope/wire's decoders; drop and policy-verdict records are read here at the
- * offsets of bpf/include/periscope.h (`struct pscope_drop`, `struct
- * pscope_policy_verdict`: same fields as a trace up to netns_cookie at 40, data at 56).
+ * record of a RawFrame (decoded by @periscope/wire), with the captured packet decoded.
  */
 import { type DecodedPacket, decodePacket } from "@periscope/flow";
 import {
-  DROP_VERSION,
   decodeDebugRecord,
+  decodeDropRecord,
+  decodePolicyVerdictRecord,
   decodeRecordType,
   decodeTraceRecord,
   FLAG_L3,
-  MalformedRecordError,
-  POLICY_VERDICT_VERSION,
   RECORD_TYPE_DEBUG,
   RECORD_TYPE_DROP,
   RECORD_TYPE_POLICY_VERDICT,
   RECORD_TYPE_TRACE,
-  TRACE_LAYOUT,
 } from "@periscope/wire";
 
 /** The record kinds `--type` selects (lost and agent are not kernel records). */
@@ -74,9 +69,6 @@ export type MonitorRecord =
       readonly args: readonly [number, number, number];
     };
 
-/** Fixed part of drop and policy-verdict records, bytes (`data` follows). */
-const FIXED_56 = 56;
-
 function decodeCapture(data: Uint8Array, flags: number): DecodedPacket | undefined {
   try {
     return decodePacket(data, flags & FLAG_L3 ? "ip" : "ethernet");
@@ -86,42 +78,19 @@ function decodeCapture(data: Uint8Array, flags: number): DecodedPacket | undefin
   }
 }
 
-/** Checks version and length of a 56-byte-fixed record; returns its view and cap_len. */
-function fixed56(bytes: Uint8Array, what: string, version: number) {
-  if ((bytes[2] ?? 0) !== version) {
-    throw new MalformedRecordError(
-      "bad_version",
-      `${what} record version ${bytes[2]} unsupported, expected ${version}`,
-    );
-  }
-  if (bytes.byteLength < FIXED_56) {
-    throw new MalformedRecordError(
-      "too_short",
-      `${what} record too short: ${bytes.byteLength} bytes, fixed part needs ${FIXED_56}`,
-    );
-  }
-  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const capLen = v.getUint32(12, true);
-  if (FIXED_56 + capLen !== bytes.byteLength) {
-    throw new MalformedRecordError(
-      "cap_len_beyond_sample",
-      `${what} record cap_len ${capLen} does not match its ${bytes.byteLength} bytes`,
-    );
-  }
-  const data = bytes.subarray(FIXED_56);
-  const flags = bytes[3] ?? 0;
-  const common: PacketFields = {
-    cpu: v.getUint32(4, true),
-    origLen: v.getUint32(8, true),
-    flags,
-    tsBootNs: v.getBigUint64(16, true),
-    ifindex: v.getUint32(24, true),
-    flowHash: v.getUint32(32, true),
-    netnsCookie: v.getBigUint64(40, true),
-    data,
-    packet: decodeCapture(data, flags),
+/** The fields trace, drop and policy verdict records share, with the capture decoded. */
+function packetFields(r: Omit<PacketFields, "packet">): PacketFields {
+  return {
+    cpu: r.cpu,
+    tsBootNs: r.tsBootNs,
+    ifindex: r.ifindex,
+    netnsCookie: r.netnsCookie,
+    flowHash: r.flowHash,
+    flags: r.flags,
+    origLen: r.origLen,
+    data: r.data,
+    packet: decodeCapture(r.data, r.flags),
   };
-  return { v, common };
 }
 
 /**
@@ -135,40 +104,32 @@ export function decodeMonitorRecord(bytes: Uint8Array): MonitorRecord {
       const r = decodeTraceRecord(bytes);
       return {
         kind: "trace",
-        cpu: r.cpu,
-        tsBootNs: r.tsBootNs,
-        ifindex: r.ifindex,
-        netnsCookie: r.netnsCookie,
-        flowHash: r.flowHash,
-        flags: r.flags,
-        origLen: r.origLen,
-        data: r.data,
-        packet: decodeCapture(r.data, r.flags),
+        ...packetFields(r),
         obsPoint: r.obsPoint,
-        traceReason: bytes[TRACE_LAYOUT.fields.trace_reason.offset] ?? 0,
+        traceReason: r.traceReason,
       };
     }
     case RECORD_TYPE_DROP: {
-      const { v, common } = fixed56(bytes, "drop", DROP_VERSION);
+      const r = decodeDropRecord(bytes);
       return {
         kind: "drop",
-        ...common,
-        source: bytes[1] ?? 0,
-        reason: v.getUint32(28, true),
-        obsPoint: bytes[38] ?? 0,
-        location: v.getBigUint64(48, true),
+        ...packetFields(r),
+        source: r.dropSource,
+        reason: r.reason,
+        obsPoint: r.obsPoint,
+        location: r.location,
       };
     }
     case RECORD_TYPE_POLICY_VERDICT: {
-      const { v, common } = fixed56(bytes, "policy verdict", POLICY_VERDICT_VERSION);
+      const r = decodePolicyVerdictRecord(bytes);
       return {
         kind: "policy-verdict",
-        ...common,
-        ruleId: v.getUint32(28, true),
-        matchType: bytes[38] ?? 0,
-        action: bytes[39] ?? 0,
-        direction: bytes[48] ?? 0,
-        obsPoint: bytes[49] ?? 0,
+        ...packetFields(r),
+        ruleId: r.ruleId,
+        matchType: r.matchType,
+        action: r.action,
+        direction: r.direction,
+        obsPoint: r.obsPoint,
       };
     }
     case RECORD_TYPE_DEBUG: {

@@ -77,6 +77,7 @@ export class DropProgram {
   #link: Pointer | null;
   #reasonsFd: number;
   #netnsFd: number;
+  #emittedFd: number;
   /** Whether only watched namespaces are reported. */
   readonly watchedOnly: boolean;
 
@@ -86,6 +87,7 @@ export class DropProgram {
     this.watchedOnly = watchedOnly;
     this.#reasonsFd = libbpf().bpf_map__fd(findMap(obj, "drop_reasons"));
     this.#netnsFd = libbpf().bpf_map__fd(findMap(obj, "watched_netns"));
+    this.#emittedFd = libbpf().bpf_map__fd(findMap(obj, "drops_emitted"));
   }
 
   /**
@@ -158,6 +160,18 @@ export class DropProgram {
     if (rc < 0 && -rc !== ERRNO.ENOENT) {
       throw new BpfError("bpf_map_delete_elem(watched_netns)", -rc);
     }
+  }
+
+  /** Drop records written into the ring buffer since load, summed over CPUs. */
+  readEmitted(): bigint {
+    this.#live("readEmitted");
+    const ncpu = libbpf().libbpf_num_possible_cpus();
+    if (ncpu <= 0) throw new BpfError("libbpf_num_possible_cpus", -ncpu);
+    const values = new BigUint64Array(ncpu);
+    const key = new Uint32Array(1);
+    const rc = libbpf().bpf_map_lookup_elem(this.#emittedFd, ptr(key), ptr(values));
+    if (rc < 0) throw new BpfError("bpf_map_lookup_elem(drops_emitted)", -rc);
+    return values.reduce((a, b) => a + b, 0n);
   }
 
   /** Detaches from skb:kfree_skb and unloads the program. Safe to call again. */

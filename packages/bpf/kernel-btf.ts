@@ -60,7 +60,9 @@ function enumMembers(btf: Pointer, t: Pointer, kind: number): Map<number, string
 export function kernelDropReasons(path = VMLINUX_BTF): Map<number, string> {
   const out = new Map<number, string>();
   for (const [value, name] of readBtfEnum("skb_drop_reason", path)) {
-    const short = name.replace(/^SKB_DROP_REASON_/, "").replace(/^SKB_/, "");
+    const short = name.startsWith("SKB_DROP_REASON_")
+      ? name.slice("SKB_DROP_REASON_".length)
+      : name.replace(/^SKB_/, "");
     if (short === "MAX" || short === "SUBSYS_MASK") continue;
     out.set(value, short);
   }

@@ -6,6 +6,15 @@ export {
   DEFAULT_NATS_URL,
 } from "./connect.ts";
 export {
+  type DropReasonRegistry,
+  type DropReasonTable,
+  dropReasonsKey,
+  KERNEL_BUCKET,
+  openDropReasonRegistry,
+  parseStoredDropReasons,
+  storedDropReasonsJson,
+} from "./drop-reasons.ts";
+export {
   ENDPOINTS_BUCKET,
   type EndpointRecord,
   type EndpointRegistry,

@@ -153,6 +153,7 @@ describe.skipIf(!canRun)("collector (root, real kernel and nats-server)", () => 
         "--frame-max-records=2",
         "--frame-max-delay-ms=20",
         "--log-level=warn",
+        "--drops=off",
       ],
       {},
     );
@@ -205,6 +206,7 @@ describe.skipIf(!canRun)("collector (root, real kernel and nats-server)", () => 
         `--interfaces=${pair.nsA}/nosuchdev0,${pair.nsA}/${pair.ifA}`,
         "--ops-addr=127.0.0.1:0",
         "--log-level=silent",
+        "--drops=off",
         "--attach-retry-ms=100",
       ],
       {},
@@ -271,6 +273,7 @@ describe.skipIf(!canRun)("collector (root, real kernel and nats-server)", () => 
         "--ops-addr=127.0.0.1:0",
         "--frame-max-delay-ms=60000",
         "--log-level=info",
+        "--drops=off",
       ],
       { stdout: "pipe", stderr: "pipe" },
     );

@@ -29,6 +29,7 @@ import type { CollectorConfig } from "./config.ts";
 import { startSettingsControl } from "./control.ts";
 import type { DeviceLister } from "./discovery.ts";
 import { DrainLoop, type RecordSource } from "./drain.ts";
+import { type KernelDrops, startKernelDrops } from "./drops.ts";
 import { Framer } from "./framer.ts";
 import { CollectorMetrics } from "./metrics.ts";
 import { startNodePolicy } from "./policy.ts";
@@ -41,6 +42,8 @@ export { targetName } from "./attacher.ts";
 /** What the collector needs from a loaded trace program (`TraceProgram` from @periscope/bpf). */
 export interface CollectorProgram extends RecordSource, AttachableProgram {
   close(): void;
+  /** Map descriptors of the trace object; without it no kernel drops are reported. */
+  mapFd?(name: string): number;
   /** Writes the run-time settings (aggregation, capture rules, debug); absent in fakes. */
   setSettings?(update: Partial<TraceSettings>): TraceSettings;
 }
@@ -125,7 +128,9 @@ export async function startCollector(
   let bus: Bus | undefined;
   let ops: OpsServer | undefined;
   let running = true;
+  let drops: KernelDrops | undefined;
   try {
+    drops = startKernelDrops(config, program, metrics, log);
     ops = await startOpsServer({
       addr: config.opsAddr,
       registry: m.registry,
@@ -146,6 +151,10 @@ export async function startCollector(
     await ensureRaw();
     connectedBus.onReconnect(() => void ensureRaw());
     const js = connectedBus.js();
+    await drops?.publishReasons(connectedBus).catch((err: unknown) => {
+      m.error("drop_reasons");
+      log.error({ err }, "publishing the kernel drop reasons failed; drops show their numbers");
+    });
     const ensureEvents = (): Promise<void> =>
       ensureStream(connectedBus, "events").catch((err: unknown) => {
         m.error("stream");
@@ -244,6 +253,7 @@ export async function startCollector(
       queueMicrotask(() => {
         registryDue = false;
         registry.update(attacher.attached());
+        drops?.watchDevices(attacher.attached());
         void registry.sync();
       });
     };
@@ -267,6 +277,7 @@ export async function startCollector(
         if (countMissed && fixed > 0) m.missedByNotifications(fixed);
         await attacher.scan({ countMissed });
         registry.update(attacher.attached());
+        drops?.watchDevices(attacher.attached());
         await registry.sync();
       })().finally(() => {
         rescanning = undefined;
@@ -330,6 +341,7 @@ export async function startCollector(
       await policy?.stop();
       control?.stop();
       await attacher.detachAll();
+      drops?.close();
       if (ownsProgram) program.close();
       agentEvents.stopped({ ...m.stats });
       await Promise.race([agentEvents.flush(), Bun.sleep(3000)]);
@@ -356,6 +368,7 @@ export async function startCollector(
     running = false;
     await ops?.stop();
     await bus?.close();
+    drops?.close();
     if (ownsProgram) program.close();
     throw err;
   }

@@ -26,6 +26,7 @@ describe("config", () => {
       logLevel: "info",
       attachRetryMs: 5000,
       discoveryIntervalMs: 30_000,
+      drops: "all",
       aggregation: "medium",
       aggregationIntervalMs: 5000,
       captureRules: [],

@@ -22,6 +22,7 @@ import {
 } from "@periscope/config";
 import { DEFAULT_CAPTURE, MAX_CAPTURE } from "@periscope/model";
 import { MAX_CAPTURE_RULES } from "@periscope/wire";
+import { type DropsMode, parseDropsMode } from "./drops.ts";
 import { compilePattern, GlobError, type InterfacePattern, isGlob } from "./patterns.ts";
 
 export { ConfigError } from "@periscope/config";
@@ -66,6 +67,8 @@ export interface CollectorConfig extends CommonConfig {
    * without a notification (a safety net: notifications attach and detach at once).
    */
   readonly discoveryIntervalMs: number;
+  /** Kernel drops reported: `all` namespaces (default), only `watched` ones (of attached devices), or `off`. */
+  readonly drops: DropsMode;
   /** Which packets the kernel reports (monitor aggregation); default `medium`. */
   readonly aggregation: AggregationLevel;
   /** medium/maximum: at most one periodic report per active connection per interval, ms. */
@@ -94,6 +97,7 @@ const OWN_SETTINGS = {
   "bpf-object": "PERISCOPE_BPF_OBJECT",
   "attach-retry-ms": "PERISCOPE_ATTACH_RETRY_MS",
   "discovery-interval-ms": "PERISCOPE_DISCOVERY_INTERVAL_MS",
+  drops: "PERISCOPE_DROPS",
   aggregation: "PERISCOPE_AGGREGATION",
   "aggregation-interval": "PERISCOPE_AGGREGATION_INTERVAL",
   "capture-rule": "PERISCOPE_CAPTURE_RULES",
@@ -249,6 +253,7 @@ export function parseConfig(
     bpfObjectPath: resolve(s.get("bpf-object") ?? DEFAULT_BPF_OBJECT),
     attachRetryMs: s.integer("attach-retry-ms", 5000, 100, 3_600_000),
     discoveryIntervalMs: s.integer("discovery-interval-ms", 30_000, 100, 3_600_000),
+    drops: parseDropsMode(s.get("drops"), s.source("drops")),
     aggregation: parseAggregation(s.get("aggregation"), s.source("aggregation")),
     aggregationIntervalMs:
       interval === undefined

@@ -5,6 +5,7 @@ import {
   connectBus,
   ensureDurable,
   ensureStream,
+  openDropReasonRegistry,
   openEndpointRegistry,
   openInterfaceRegistry,
   RAW_STREAM,
@@ -138,10 +139,13 @@ export async function startEnricher(
     cleanups.push(() => registry.close());
     const interfaces = await openInterfaceRegistry(b);
     cleanups.push(() => interfaces.close());
-    await Promise.all([registry.ready, interfaces.ready]);
+    const dropReasons = await openDropReasonRegistry(b);
+    cleanups.push(() => dropReasons.close());
+    await Promise.all([registry.ready, interfaces.ready, dropReasons.ready]);
     const deps: FrameDeps = {
       endpoint: (ip) => registry.lookup(ip),
       interfaceName: (node, cookie, ifindex) => interfaces.lookup(node, cookie, ifindex)?.name,
+      dropReasonName: (node, reason) => dropReasons.lookup(node, reason),
     };
     const ledger = new SequenceLedger({ holdMs: 2 * RAW_ACK_WAIT_MS });
     const js = b.js();

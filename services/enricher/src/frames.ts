@@ -3,6 +3,7 @@ import { type Timestamp, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { DecodeContext } from "@periscope/flow";
 import {
   decodeDebugEvent,
+  decodeDropFlow,
   decodePolicyVerdictFlow,
   decodeTraceFlow,
   messageFactory,
@@ -22,12 +23,14 @@ import {
 } from "@periscope/proto";
 import {
   decodeDebugRecord,
+  decodeDropRecord,
   decodePolicyVerdictRecord,
   decodeRawFrame,
   decodeRecordType,
   decodeTraceRecord,
   MalformedRecordError,
   RECORD_TYPE_DEBUG,
+  RECORD_TYPE_DROP,
   RECORD_TYPE_POLICY_VERDICT,
   RECORD_TYPE_TRACE,
 } from "@periscope/wire";
@@ -53,6 +56,14 @@ const RECORD_DECODERS = new Map<number, RecordDecoder>([
     RECORD_TYPE_TRACE,
     // trace_reason and is_reply come from the kernel's connection table
     (bytes, ctx) => decodeTraceFlow(decodeTraceRecord(bytes), ctx),
+  ],
+  [
+    RECORD_TYPE_DROP,
+    (bytes, ctx, deps) =>
+      decodeDropFlow(decodeDropRecord(bytes), {
+        ...ctx,
+        dropReasonName: (reason) => deps.dropReasonName?.(ctx.nodeName, reason),
+      }),
   ],
   [
     RECORD_TYPE_POLICY_VERDICT,
@@ -88,6 +99,8 @@ export interface FrameDeps {
   endpoint(ip: string): EndpointInfo | undefined;
   /** Name of a device on `node`, by the netns cookie and ifindex in the record. */
   interfaceName?(node: string, netnsCookie: bigint, ifindex: number): string | undefined;
+  /** Name of a kernel drop reason value on `node` (each kernel numbers them its own way). */
+  dropReasonName?(node: string, reason: number): string | undefined;
   /** Flow UUID generator; random v4 UUIDs when absent (tests pin it). */
   uuid?(): string;
 }

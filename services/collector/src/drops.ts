@@ -1,0 +1,160 @@
+import { dirname, join } from "node:path";
+import { DropProgram, kernelDropReasons } from "@periscope/bpf";
+import { type Bus, openDropReasonRegistry } from "@periscope/bus";
+import { ConfigError } from "@periscope/config";
+import type { Logger, Metrics } from "@periscope/telemetry";
+import { Counter } from "prom-client";
+import type { AttachedDevice } from "./attacher.ts";
+
+/** Which kernel drops are reported: every namespace, only watched ones, none. */
+export type DropsMode = "all" | "watched" | "off";
+
+/** Values accepted by `--drops` / PERISCOPE_DROPS. */
+export const DROPS_MODES: readonly DropsMode[] = ["all", "watched", "off"];
+
+/**
+ * Kernel reasons never reported (docs/internals.md, "Drops"): the two "not a drop"
+ * values, the catch-all of every unconverted kfree_skb() call (mostly benign frees),
+ * and tc drops, which the tc program that dropped reports itself.
+ */
+export const SKIPPED_DROP_REASONS: ReadonlySet<string> = new Set([
+  "NOT_DROPPED_YET",
+  "CONSUMED",
+  "NOT_SPECIFIED",
+  "TC_INGRESS",
+  "TC_EGRESS",
+]);
+
+/** Parses `--drops`; ConfigError naming `field` for anything else. */
+export function parseDropsMode(raw: string | undefined, field: string): DropsMode {
+  const v = (raw ?? "all").trim();
+  if ((DROPS_MODES as readonly string[]).includes(v)) return v as DropsMode;
+  throw new ConfigError(field, `must be one of ${DROPS_MODES.join(", ")}, got "${v}"`);
+}
+
+/** What the drop program needs from the loaded trace program. */
+export interface TraceMaps {
+  mapFd(name: string): number;
+}
+
+/** Settings for {@link KernelDrops.start}. */
+export interface KernelDropsOptions {
+  readonly mode: DropsMode;
+  readonly node: string;
+  readonly captureLen: number;
+  /** drop.bpf.o; the default object next to trace.bpf.o when absent. */
+  readonly objectPath?: string;
+  readonly trace: TraceMaps;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+}
+
+/**
+ * The collector's kernel drop reporting: the drop program attached to skb:kfree_skb,
+ * writing into the trace ring buffer, the kernel's reason table published for readers,
+ * and a count of the drop records it wrote (`drop_records_total`).
+ */
+export class KernelDrops {
+  readonly #program: DropProgram;
+  readonly #reasons: ReadonlyMap<number, string>;
+  readonly #node: string;
+  readonly #log: Logger;
+  #open = true;
+  #watched = new Set<bigint>();
+
+  private constructor(
+    program: DropProgram,
+    reasons: ReadonlyMap<number, string>,
+    o: KernelDropsOptions,
+  ) {
+    this.#program = program;
+    this.#reasons = reasons;
+    this.#node = o.node;
+    this.#log = o.log;
+    // drop_records_total: counted by the kernel program as it writes records, read
+    // when /metrics is scraped (while the program is loaded).
+    const self = this;
+    let reported = 0n;
+    new Counter({
+      name: `${o.metrics.prefix}drop_records_total`,
+      help: "Kernel drop records written to the ring buffer (skb:kfree_skb); also counted in events_read_total once drained.",
+      registers: [o.metrics.registry],
+      collect() {
+        if (!self.#open) return;
+        const now = program.readEmitted();
+        if (now > reported) this.inc(Number(now - reported));
+        reported = now;
+      },
+    });
+  }
+
+  /**
+   * Reads the kernel's reason table and loads the drop program (mode "off": nothing,
+   * undefined). Throws BpfError when BTF or the program cannot be loaded.
+   */
+  static start(o: KernelDropsOptions): KernelDrops | undefined {
+    if (o.mode === "off") return undefined;
+    const reasons = kernelDropReasons();
+    const keep = [...reasons].filter(([, n]) => !SKIPPED_DROP_REASONS.has(n)).map(([v]) => v);
+    const program = DropProgram.load({
+      ...(o.objectPath !== undefined ? { objectPath: o.objectPath } : {}),
+      captureLen: o.captureLen,
+      eventsFd: o.trace.mapFd("events"),
+      lostEventsFd: o.trace.mapFd("lost_events"),
+      reasons: keep,
+      watchedOnly: o.mode === "watched",
+    });
+    o.log.info({ mode: o.mode, reasons: keep.length }, "kernel drop reporting on");
+    return new KernelDrops(program, reasons, o);
+  }
+
+  /** Publishes this kernel's reason table (KV `periscope-kernel`, `<node>.drop-reasons`). */
+  async publishReasons(bus: Bus): Promise<void> {
+    const registry = await openDropReasonRegistry(bus);
+    try {
+      await registry.put({ node: this.#node, reasons: this.#reasons });
+    } finally {
+      await registry.close();
+    }
+  }
+
+  /** Mode "watched": reports exactly the namespaces of these devices. */
+  watchDevices(devices: readonly AttachedDevice[]): void {
+    if (!this.#program.watchedOnly) return;
+    const want = new Set(devices.map((d) => d.netnsCookie).filter((c) => c !== 0n));
+    for (const c of want) if (!this.#watched.has(c)) this.#program.watchNetns(c);
+    for (const c of this.#watched) if (!want.has(c)) this.#program.unwatchNetns(c);
+    this.#watched = want;
+    this.#log.debug({ namespaces: want.size }, "drop namespaces updated");
+  }
+
+  /** Detaches and unloads the drop program. */
+  close(): void {
+    this.#open = false;
+    this.#program.close();
+  }
+}
+
+/**
+ * Starts kernel drop reporting for a collector whose trace program exposes its maps
+ * (`mapFd`); the drop object is looked up next to the trace object. A program without
+ * maps (a test double) gets none.
+ */
+export function startKernelDrops(
+  config: { drops: DropsMode; nodeName: string; captureLen: number; bpfObjectPath: string },
+  trace: Partial<TraceMaps>,
+  metrics: Metrics,
+  log: Logger,
+): KernelDrops | undefined {
+  if (trace.mapFd === undefined) return undefined;
+  const mapFd = trace.mapFd.bind(trace);
+  return KernelDrops.start({
+    mode: config.drops,
+    node: config.nodeName,
+    captureLen: config.captureLen,
+    objectPath: join(dirname(config.bpfObjectPath), "drop.bpf.o"),
+    trace: { mapFd },
+    metrics,
+    log,
+  });
+}
