@@ -142,6 +142,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
         PERISCOPE_LOG_LEVEL: "info",
         // Simulated nodes share one kernel: each reports only its own pods' drops.
         ...(p.kind === "collector" ? { PERISCOPE_DROPS: "watched" } : {}),
+        // The suites count every packet; aggregation tests set their level in opts.env.
+        ...(p.kind === "collector" ? { PERISCOPE_AGGREGATION: "none" } : {}),
         ...opts.env?.[p.kind],
         ...p.env,
       };

@@ -213,6 +213,7 @@ describe.skipIf(!canRun)("periscope monitor (root, real collector and nats-serve
       PERISCOPE_NATS_URL: nats.url,
       PERISCOPE_NODE_NAME: node,
       PERISCOPE_INTERFACES: `${pair.nsA}/${pair.ifA}`,
+      PERISCOPE_AGGREGATION: "none", // every echo request is counted
       PERISCOPE_OPS_ADDR: `127.0.0.1:${opsPort}`,
       PERISCOPE_LOG_LEVEL: "warn",
     });

@@ -149,6 +149,7 @@ describe.skipIf(!canRun)("collector (root, real kernel and nats-server)", () => 
         `--node-name=${node}`,
         `--interfaces=${pair.nsA}/${pair.ifA}`,
         "--ops-addr=127.0.0.1:0",
+        "--aggregation=none", // these tests count every packet
         "--partitions=2",
         "--frame-max-records=2",
         "--frame-max-delay-ms=20",
@@ -205,6 +206,7 @@ describe.skipIf(!canRun)("collector (root, real kernel and nats-server)", () => 
         "--node-name=psct-missing",
         `--interfaces=${pair.nsA}/nosuchdev0,${pair.nsA}/${pair.ifA}`,
         "--ops-addr=127.0.0.1:0",
+        "--aggregation=none", // these tests count every packet
         "--log-level=silent",
         "--drops=off",
         "--attach-retry-ms=100",
@@ -236,7 +238,12 @@ describe.skipIf(!canRun)("collector (root, real kernel and nats-server)", () => 
     const program = TraceProgram.load({ ringBufferBytes: 4096 });
     cleanups.push(async () => program.close());
     const config = parseConfig(
-      [`--nats-url=${nats.url}`, `--node-name=${node}`, "--ops-addr=127.0.0.1:0"],
+      [
+        `--nats-url=${nats.url}`,
+        `--node-name=${node}`,
+        "--ops-addr=127.0.0.1:0",
+        "--aggregation=none",
+      ],
       {},
     );
     const collector = await startCollector(config, {
@@ -271,6 +278,7 @@ describe.skipIf(!canRun)("collector (root, real kernel and nats-server)", () => 
         `--node-name=${node}`,
         `--interfaces=${pair.nsA}/${pair.ifA}`,
         "--ops-addr=127.0.0.1:0",
+        "--aggregation=none", // these tests count every packet
         "--frame-max-delay-ms=60000",
         "--log-level=info",
         "--drops=off",
