@@ -4,7 +4,7 @@ import { DEFAULT_CAPTURE, MAX_CAPTURE } from "@periscope/model";
 import { CT_ENTRY_LAYOUT, TRACE_CONFIG_LAYOUT } from "@periscope/wire";
 import { BpfError, ERRNO } from "./errors.ts";
 import { cString, isNull, lastErrno, libbpf } from "./ffi.ts";
-import { RingBufferReader } from "./ring-buffer.ts";
+import { type PackedCopy, type RecordSink, RingBufferReader } from "./ring-buffer.ts";
 import {
   type ConnectionInfo,
   type ConnectionQuery,
@@ -122,13 +122,13 @@ export class TraceProgram {
   readonly captureLen: number;
   #filterPriority: number | undefined;
 
-  private constructor(obj: Pointer, captureLen: number) {
+  private constructor(obj: Pointer, captureLen: number, ringBytes: number) {
     this.#obj = obj;
     this.captureLen = captureLen;
     this.#ingressFd = programFd(obj, "trace_ingress");
     this.#egressFd = programFd(obj, "trace_egress");
     this.#lostFd = libbpf().bpf_map__fd(findMap(obj, "lost_events"));
-    this.#ring = new RingBufferReader(libbpf().bpf_map__fd(findMap(obj, "events")));
+    this.#ring = new RingBufferReader(libbpf().bpf_map__fd(findMap(obj, "events")), ringBytes);
   }
 
   /**
@@ -165,7 +165,7 @@ export class TraceProgram {
       if (rc < 0) throw new BpfError("bpf_map__set_max_entries(events)", -rc);
       const loaded = libbpf().bpf_object__load(obj);
       if (loaded < 0) throw new BpfError(`bpf_object__load(${path})`, -loaded);
-      const prog = new TraceProgram(obj, captureLen);
+      const prog = new TraceProgram(obj, captureLen, ringBytes);
       prog.#filterPriority = opts.filterPriority;
       return prog;
     } catch (err) {
@@ -226,6 +226,46 @@ export class TraceProgram {
   drain(onRecord: (bytes: Uint8Array) => void, max?: number): number {
     this.#live("drain");
     return this.#ring.drain(onRecord, max);
+  }
+
+  /**
+   * Hands up to `max` pending records to `sink` as views of the mapped ring (valid
+   * only during each call), without blocking; returns the count.
+   */
+  drainInto(sink: RecordSink, max?: number): number {
+    this.#live("drain");
+    return this.#ring.drainInto(sink, max);
+  }
+
+  /**
+   * File descriptor of the ingress or egress program (owned by this object; valid until
+   * close()), for BPF_PROG_TEST_RUN from another thread of this process.
+   */
+  programFd(direction: "ingress" | "egress"): number {
+    this.#live("programFd");
+    return direction === "ingress" ? this.#ingressFd : this.#egressFd;
+  }
+
+  /**
+   * Copies pending records in their ring layout (RawFrame's packed_records) into
+   * `dst` at `offset`, at most `capBytes` bytes and `maxRecords` records, without
+   * blocking. See RingBufferReader.copyPacked.
+   */
+  copyPacked(dst: Uint8Array, offset: number, capBytes: number, maxRecords: number): PackedCopy {
+    this.#live("drain");
+    return this.#ring.copyPacked(dst, offset, capBytes, maxRecords);
+  }
+
+  /** Records the kernel could not write to the ring buffer since load, one count per possible CPU. */
+  readKernelLostPerCpu(): bigint[] {
+    this.#live("readKernelLost");
+    const ncpu = libbpf().libbpf_num_possible_cpus();
+    if (ncpu <= 0) throw new BpfError("libbpf_num_possible_cpus", -ncpu);
+    const values = new BigUint64Array(ncpu);
+    const key = new Uint32Array(1);
+    const rc = libbpf().bpf_map_lookup_elem(this.#lostFd, ptr(key), ptr(values));
+    if (rc < 0) throw new BpfError("bpf_map_lookup_elem(lost_events)", -rc);
+    return [...values];
   }
 
   /** Settings in force (what {@link setSettings} last wrote). */

@@ -45,6 +45,7 @@ export {
 export * from "./policy-rules.ts";
 export * from "./policy-verdict.ts";
 export * from "./src/frame.ts";
+export * from "./src/packed.ts";
 export {
   DEBUG_LAYOUT,
   DEBUG_SIZE,
