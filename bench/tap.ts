@@ -10,7 +10,7 @@ import { fromBinary } from "@bufbuild/protobuf";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { sanitizeToken } from "@periscope/bus";
 import { FlowBatchSchema } from "@periscope/proto";
-import { decodeRawFrame, TRACE_LAYOUT } from "@periscope/wire";
+import { decodeRawFrame, rawFrameRecords, TRACE_LAYOUT } from "@periscope/wire";
 import { LatencySamples, type LatencySummary } from "./report.ts";
 
 const TS_OFFSET = TRACE_LAYOUT.fields.ts_boot_ns.offset;
@@ -48,7 +48,7 @@ export class StageTap {
           if (rawSeen++ % sampleEvery !== 0) return;
           const at = nowMs();
           const frame = decodeRawFrame(msg.data);
-          for (const rec of frame.records) {
+          for (const rec of rawFrameRecords(frame).records) {
             const v = new DataView(rec.buffer, rec.byteOffset, rec.byteLength);
             const tsNs = v.getBigUint64(TS_OFFSET, true) + frame.bootToRealtimeNs;
             this.#raw.push(at - Number(tsNs / 1000n) / 1000);

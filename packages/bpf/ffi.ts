@@ -62,6 +62,7 @@ const libcSymbols = {
   inotify_add_watch: { args: [i32, P, u32], returns: i32 },
   mmap: { args: [P, FFIType.u64_fast, i32, i32, i32, FFIType.i64_fast], returns: P },
   munmap: { args: [P, FFIType.u64_fast], returns: i32 },
+  sysconf: { args: [i32], returns: FFIType.i64_fast },
   __errno_location: { args: [], returns: P },
 } as const;
 

@@ -25,13 +25,14 @@ export {
 export { NETNS_RUN_DIR, withNetns } from "./netns.ts";
 export { netnsCookie } from "./netns-cookie.ts";
 export { type KernelRuleSet, type MapFdLookup, PolicyMaps } from "./policy-maps.ts";
+export { type PackedCopy, type RecordSink, RingBufferReader } from "./ring-buffer.ts";
 export {
   type AttachTarget,
   DEFAULT_CT_ENTRIES,
   DEFAULT_RING_BUFFER_BYTES,
   DEFAULT_TRACE_OBJECT,
-  type TestRunResult,
   MAX_CT_ENTRIES,
+  type TestRunResult,
   type TraceLoadOptions,
   TraceProgram,
 } from "./trace-program.ts";

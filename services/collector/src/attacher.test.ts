@@ -19,7 +19,7 @@ import {
   tcFilterProgIds,
   waitForValue,
 } from "@periscope/testing";
-import { decodeRawFrame, decodeTraceRecord } from "@periscope/wire";
+import { decodeRawFrame, decodeTraceRecord, rawFrameRecords } from "@periscope/wire";
 import { type Collector, startCollector } from "./collector.ts";
 import { DEFAULT_BPF_OBJECT, parseConfig } from "./config.ts";
 
@@ -85,7 +85,7 @@ describe.skipIf(!canRun)("interface discovery (root, real netns and nats-server)
     const sub = bus.nc.subscribe(`periscope.raw.${sanitizeToken(node)}.>`, {
       callback: (err, msg) => {
         if (err) throw err;
-        for (const bytes of decodeRawFrame(msg.data).records) {
+        for (const bytes of rawFrameRecords(decodeRawFrame(msg.data)).records) {
           const rec = decodeTraceRecord(bytes);
           const d = rec.data;
           // Ethernet + IPv4 (IHL 5) + ICMP: protocol at 23, ICMP type at 34.

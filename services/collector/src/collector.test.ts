@@ -21,6 +21,7 @@ import {
   decodeTraceRecord,
   OBS_FROM_NETWORK,
   OBS_TO_NETWORK,
+  rawFrameRecords,
   TRACE_FIXED_SIZE,
 } from "@periscope/wire";
 import { type Collector, startCollector } from "./collector.ts";
@@ -38,7 +39,10 @@ class FrameLog {
     this.#sub = nc.subscribe(`periscope.raw.${sanitizeToken(node)}.>`, {
       callback: (err, msg) => {
         if (err) throw err;
-        this.frames.push(decodeRawFrame(msg.data));
+        // One list of records per frame, whichever field carries them.
+        const frame = decodeRawFrame(msg.data);
+        frame.records = rawFrameRecords(frame).records;
+        this.frames.push(frame);
       },
     });
   }

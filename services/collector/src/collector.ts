@@ -194,15 +194,10 @@ export async function startCollector(
       },
       subjectFor: (p) => rawSubjects[p] ?? subjects.raw(config.nodeName, p),
       maxFrames: config.publishQueueFrames,
-      onPublished: (frame) => m.published(frame.records.length),
+      onPublished: (frame) => m.published(frame.records),
       onRetry: (frame, err) => {
         m.error("publish_retry");
         publishRetries.note(errorReason(err), { partition: frame.partition, seq: frame.seq });
-      },
-      onPublishError: (frame, err) => {
-        m.lost("publish", frame.records.length);
-        m.error("publish");
-        log.error({ err, partition: frame.partition, seq: frame.seq }, "encoding a frame failed");
       },
     });
     const framer = new Framer({
@@ -214,7 +209,7 @@ export async function startCollector(
       clock,
       sink: (frame) => {
         if (queue.offer(frame)) return true;
-        m.lost("queue", frame.records.length);
+        m.lost("queue", frame.records);
         return false;
       },
     });
@@ -334,7 +329,7 @@ export async function startCollector(
       loop.stop();
       const left = await queue.drain(5000);
       if (left > 0) {
-        const dropped = queue.takeAll().reduce((n, f) => n + f.records.length, 0);
+        const dropped = queue.takeAll().reduce((n, f) => n + f.records, 0);
         m.lost("queue", dropped);
         log.error({ frames: left, records: dropped }, "frames not published before shutdown");
       }

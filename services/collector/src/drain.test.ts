@@ -1,27 +1,37 @@
 import { describe, expect, test } from "bun:test";
 import type { RawFrame } from "@periscope/proto";
-import { decodeRawFrame } from "@periscope/wire";
+import { decodeRawFrame, packedSize, rawFrameRecords } from "@periscope/wire";
 import type { FramerClock } from "./clock.ts";
-import { DrainLoop, type RecordSource } from "./drain.ts";
+import { DrainLoop, type RecordSink, type RecordSource } from "./drain.ts";
 import { Framer } from "./framer.ts";
 import { PublishQueue } from "./publisher.ts";
 
-/** A ring buffer stand-in: records the test pushes, a loss counter it sets, errors it injects. */
+/** A ring buffer stand-in: records the test pushes, per-CPU loss counters it sets, errors it injects. */
 class QueueSource implements RecordSource {
   readonly records: Uint8Array[] = [];
-  lost = 0n;
+  lost: bigint[] = [0n, 0n];
   failNext = false;
-  drain(onRecord: (bytes: Uint8Array) => void, max = Number.POSITIVE_INFINITY): number {
+  drainInto(sink: RecordSink, max = Number.POSITIVE_INFINITY): number {
     if (this.failNext) {
       this.failNext = false;
       throw new Error("ring buffer poll failed");
     }
     const n = Math.min(max, this.records.length);
-    for (const r of this.records.splice(0, n)) onRecord(r);
+    const taken = this.records.splice(0, n);
+    // Hand out views into a buffer laid out like the ring and overwritten afterwards.
+    const ring = new Uint8Array(taken.reduce((o, r) => o + packedSize(r.length), 0));
+    let off = 0;
+    for (const r of taken) {
+      new DataView(ring.buffer).setUint32(off, r.length, true);
+      ring.set(r, off + 8);
+      off += packedSize(r.length);
+    }
+    if (n > 0) sink.addRun?.(ring, 0, ring.length, n);
+    ring.fill(0xee);
     return n;
   }
-  readKernelLost(): bigint {
-    return this.lost;
+  readKernelLostPerCpu(): bigint[] {
+    return [...this.lost];
   }
 }
 
@@ -36,7 +46,9 @@ function setup(maxRecords = 3) {
   const queue = new PublishQueue({
     transport: {
       publish: async (_subject, payload) => {
-        stored.push(decodeRawFrame(payload));
+        const frame = decodeRawFrame(payload);
+        frame.records = rawFrameRecords(frame).records;
+        stored.push(frame);
       },
       connected: () => true,
     },
@@ -54,7 +66,7 @@ function setup(maxRecords = 3) {
   });
   const source = new QueueSource();
   const errors: unknown[] = [];
-  const kernel: bigint[] = [];
+  const kernel: [number, bigint][] = [];
   const read: number[] = [];
   const loop = new DrainLoop({
     source,
@@ -64,7 +76,7 @@ function setup(maxRecords = 3) {
     lostPollMs: 100,
     monotonicMs: () => now,
     onRead: (n) => read.push(n),
-    onKernelLost: (d) => kernel.push(d),
+    onKernelLost: (d, cpu) => kernel.push([cpu, d]),
     onError: (e) => errors.push(e),
   });
   const settle = () => Bun.sleep(0);
@@ -102,20 +114,28 @@ describe("drain loop", () => {
     ]);
   });
 
-  test("drain - kernel loss is read every lostPollMs and reported once, in the next frame", async () => {
+  test("drain - kernel loss is read every lostPollMs and reported once per CPU, in the next frame", async () => {
     const t = setup(10);
-    t.source.lost = 2n;
+    t.source.lost = [2n, 0n];
     t.loop.step();
-    t.source.lost = 5n;
+    t.source.lost = [5n, 4n];
     t.loop.step(); // within lostPollMs: not read yet
-    expect(t.kernel).toEqual([2n]);
+    expect(t.kernel).toEqual([[0, 2n]]);
     t.advance(100);
     t.loop.step();
-    expect(t.kernel).toEqual([2n, 3n]);
+    expect(t.kernel).toEqual([
+      [0, 2n],
+      [0, 3n],
+      [1, 4n],
+    ]);
     t.advance(50);
     t.loop.step();
     await t.settle();
-    expect(t.stored.map((f) => [f.kernelLost, f.records.length])).toEqual([[5n, 0]]);
+    expect(t.stored.map((f) => [f.kernelLost, f.records.length])).toEqual([[9n, 0]]);
+    expect(t.stored[0]?.kernelLosses.map((l) => [l.cpu, l.count])).toEqual([
+      [0, 5n],
+      [1, 4n],
+    ]);
   });
 
   test("drain - a failing poll is reported and the next step goes on", () => {
@@ -135,7 +155,9 @@ describe("drain loop", () => {
     t.loop.stop();
     expect(t.loop.running).toBe(false);
     await t.settle();
-    expect(t.stored.reduce((n, f) => n + f.records.length, 0)).toBe(10);
+    expect(t.stored.flatMap((f) => f.records.map((r) => r[0]))).toEqual([
+      0, 1, 2, 3, 4, 5, 6, 7, 8, 9,
+    ]);
     expect(t.source.records).toHaveLength(0);
   });
 });

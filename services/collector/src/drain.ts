@@ -1,12 +1,30 @@
 import type { Framer } from "./framer.ts";
 import type { PublishQueue } from "./publisher.ts";
 
+/** Takes records as views valid only during the call (see @periscope/bpf's RecordSink). */
+export interface RecordSink {
+  /** One record: `src[offset, offset + length)`. */
+  addFrom(src: Uint8Array, offset: number, length: number): void;
+  /** `count` records in ring buffer sample layout in `src[start, end)`. */
+  addRun?(src: Uint8Array, start: number, end: number, count: number): void;
+}
+
 /** The part of a loaded TraceProgram the drain loop uses. */
 export interface RecordSource {
-  /** Non-blocking: hands at most `max` ring buffer records to `onRecord`, returns how many. */
-  drain(onRecord: (bytes: Uint8Array) => void, max?: number): number;
-  /** Records the kernel failed to queue since load, summed over CPUs. */
-  readKernelLost(): bigint;
+  /** Non-blocking: hands at most `max` ring buffer records to `sink`, returns how many. */
+  drainInto(sink: RecordSink, max?: number): number;
+  /** Records the kernel failed to queue since load, one count per CPU (index = CPU). */
+  readKernelLostPerCpu(): readonly bigint[];
+  /**
+   * Optional bulk form: copies committed records in packed_records layout into `dst`
+   * at `offset` (at most `capBytes`, `maxRecords`); `full` when it stopped for room.
+   */
+  copyPacked?(
+    dst: Uint8Array,
+    offset: number,
+    capBytes: number,
+    maxRecords: number,
+  ): { records: number; bytes: number; full: boolean };
 }
 
 /** Drain loop settings and hooks. */
@@ -24,8 +42,8 @@ export interface DrainLoopOptions {
   readonly monotonicMs?: () => number;
   /** Records drained by one drain() call. */
   readonly onRead?: (records: number) => void;
-  /** New kernel loss since the previous read. */
-  readonly onKernelLost?: (delta: bigint) => void;
+  /** New kernel loss on `cpu` since the previous read. */
+  readonly onKernelLost?: (delta: bigint, cpu: number) => void;
   /** drain() or readKernelLost() threw; the loop goes on after an idle wait. */
   readonly onError?: (error: unknown) => void;
 }
@@ -41,8 +59,8 @@ export class DrainLoop {
   readonly #idleMs: number;
   readonly #lostPollMs: number;
   readonly #now: () => number;
-  readonly #onRecord: (bytes: Uint8Array) => void;
-  #lastKernelLost: bigint | undefined;
+  /** Kernel loss counters at the previous read, per CPU. */
+  #lastKernelLost: readonly bigint[] = [];
   #lastLostPoll = Number.NEGATIVE_INFINITY;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #immediate: ReturnType<typeof setImmediate> | undefined;
@@ -54,8 +72,6 @@ export class DrainLoop {
     this.#idleMs = opts.idleMs ?? 2;
     this.#lostPollMs = opts.lostPollMs ?? 100;
     this.#now = opts.monotonicMs ?? (() => performance.now());
-    const framer = opts.framer;
-    this.#onRecord = (bytes) => framer.add(bytes);
   }
 
   /** True between start() and stop(). */
@@ -97,10 +113,41 @@ export class DrainLoop {
     return n;
   }
 
+  /**
+   * Copies up to `max` records straight into the open frame's buffer (one partition
+   * and a source that copies packed runs); undefined when that path does not apply.
+   */
+  #drainPacked(max: number): number | undefined {
+    const { source, framer } = this.#opts;
+    if (source.copyPacked === undefined) return undefined;
+    let total = 0;
+    while (total < max) {
+      const target = framer.packedTarget();
+      if (target === undefined) return total > 0 ? total : undefined;
+      const r = source.copyPacked(
+        target.buf,
+        target.offset,
+        target.roomBytes,
+        Math.min(target.roomRecords, max - total),
+      );
+      framer.commitPacked(r.bytes, r.records);
+      total += r.records;
+      if (!r.full || total >= max) break;
+      // The next record does not fit the open frame: seal it; a record larger than an
+      // empty frame goes through the one-by-one path, which gives it a frame of its own.
+      if (r.records === 0 && !framer.sealFull()) {
+        total += source.drainInto(framer, 1);
+      }
+    }
+    return total;
+  }
+
   #drainOnce(): number {
     let n = 0;
     try {
-      n = this.#opts.source.drain(this.#onRecord, this.#batchMax);
+      n =
+        this.#drainPacked(this.#batchMax) ??
+        this.#opts.source.drainInto(this.#opts.framer, this.#batchMax);
     } catch (error) {
       this.#opts.onError?.(error);
       return 0;
@@ -113,19 +160,21 @@ export class DrainLoop {
     const now = this.#now();
     if (!force && now - this.#lastLostPoll < this.#lostPollMs) return;
     this.#lastLostPoll = now;
-    let total: bigint;
+    let counts: readonly bigint[];
     try {
-      total = this.#opts.source.readKernelLost();
+      counts = this.#opts.source.readKernelLostPerCpu();
     } catch (error) {
       this.#opts.onError?.(error);
       return;
     }
-    const delta = total - (this.#lastKernelLost ?? 0n);
-    this.#lastKernelLost = total;
-    if (delta > 0n) {
-      this.#opts.framer.addLost(delta, 0n);
-      this.#opts.onKernelLost?.(delta);
+    for (let cpu = 0; cpu < counts.length; cpu++) {
+      const delta = (counts[cpu] ?? 0n) - (this.#lastKernelLost[cpu] ?? 0n);
+      if (delta > 0n) {
+        this.#opts.framer.addKernelLost(cpu, delta);
+        this.#opts.onKernelLost?.(delta, cpu);
+      }
     }
+    this.#lastKernelLost = counts;
   }
 
   #schedule(busy: boolean): void {

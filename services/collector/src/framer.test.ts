@@ -5,9 +5,17 @@ import {
   encodeRawFrame,
   encodeTraceRecord,
   OBS_FROM_NETWORK,
+  packedSize,
+  rawFrameRecords,
 } from "@periscope/wire";
 import type { FramerClock } from "./clock.ts";
-import { Framer, type FramerOptions, partitionOf } from "./framer.ts";
+import {
+  Framer,
+  type FramerOptions,
+  frameRecords,
+  partitionOf,
+  type SealedFrame,
+} from "./framer.ts";
 
 /** A clock the test moves by hand. */
 function manualClock(): FramerClock & { advance(ms: number): void } {
@@ -41,9 +49,25 @@ function traceRecord(flowHash: number, ifindex = 7): Uint8Array {
   });
 }
 
+/** `recs` laid out as BPF ring buffer samples (8-byte header, padding to 8) after 16 bytes of junk. */
+function ringRun(recs: Uint8Array[]): { ring: Uint8Array; start: number; end: number } {
+  const start = 16;
+  const end = recs.reduce((o, r) => o + packedSize(r.length), start);
+  const ring = new Uint8Array(end + 16).fill(0xaa);
+  let off = start;
+  for (const r of recs) {
+    new DataView(ring.buffer).setUint32(off, r.length, true);
+    new DataView(ring.buffer).setUint32(off + 4, 0x1234, true);
+    ring.set(r, off + 8);
+    off += packedSize(r.length);
+  }
+  return { ring, start, end };
+}
+
 function setup(over: Partial<FramerOptions> = {}, accept: () => boolean = () => true) {
   const clock = manualClock();
   const frames: RawFrame[] = [];
+  const sealed: SealedFrame[] = [];
   const framer = new Framer({
     nodeName: "node-a",
     bootId: "boot-1",
@@ -53,12 +77,16 @@ function setup(over: Partial<FramerOptions> = {}, accept: () => boolean = () => 
     clock,
     sink: (f) => {
       if (!accept()) return false;
-      frames.push(f);
+      // Tests look at the records as one list, whichever field carries them.
+      const decoded = decodeRawFrame(f.bytes);
+      decoded.records = rawFrameRecords(decoded).records;
+      frames.push(decoded);
+      sealed.push(f);
       return true;
     },
     ...over,
   });
-  return { clock, frames, framer };
+  return { clock, frames, sealed, framer };
 }
 
 describe("framer", () => {
@@ -77,7 +105,7 @@ describe("framer", () => {
     const { frames, framer, clock } = setup();
     const recs = [traceRecord(1), traceRecord(2), traceRecord(3)];
     for (const r of recs) framer.add(r);
-    const decoded = decodeRawFrame(encodeRawFrame(frames[0] as RawFrame));
+    const decoded = frames[0] as RawFrame;
     expect(decoded.nodeName).toBe("node-a");
     expect(decoded.bootId).toBe("boot-1");
     expect(decoded.seq).toBe(1n);
@@ -152,7 +180,8 @@ describe("framer", () => {
 
   test("framer - loss without records still yields a partition 0 frame after the delay", () => {
     const { frames, framer, clock } = setup({ partitions: 3 });
-    framer.addLost(5n, 2n);
+    framer.addKernelLost(0, 5n);
+    framer.addLost(2n);
     framer.tick();
     expect(frames).toHaveLength(0);
     clock.advance(50);
@@ -164,9 +193,10 @@ describe("framer", () => {
 
   test("framer - loss deltas ride on partition 0 only and are reported once", () => {
     const { frames, framer } = setup({ partitions: 2, maxRecords: 1 });
-    framer.addLost(3n, 0n);
+    framer.addKernelLost(1, 3n);
     framer.add(traceRecord(1));
-    framer.addLost(4n, 1n);
+    framer.addKernelLost(1, 4n);
+    framer.addLost(1n);
     framer.add(traceRecord(0));
     framer.add(traceRecord(0));
     expect(frames.map((f) => [f.partition, f.kernelLost, f.collectorLost])).toEqual([
@@ -179,7 +209,7 @@ describe("framer", () => {
   test("framer - a refused frame does not use a seq and its records become collector loss", () => {
     let open = false;
     const { frames, framer, clock } = setup({ maxRecords: 2 }, () => open);
-    framer.addLost(1n, 0n);
+    framer.addKernelLost(3, 1n);
     framer.add(traceRecord(1));
     framer.add(traceRecord(1));
     expect(frames).toHaveLength(0);
@@ -189,7 +219,100 @@ describe("framer", () => {
     framer.tick();
     expect(frames).toHaveLength(1);
     expect(frames[0]).toMatchObject({ seq: 1n, kernelLost: 1n, collectorLost: 2n });
+    expect(frames[0]?.kernelLosses.map((l) => [l.cpu, l.count])).toEqual([[3, 1n]]);
     expect(framer.pendingLost).toEqual({ kernel: 0n, collector: 0n });
+  });
+
+  test("framer - kernel loss is reported per CPU, summed in kernel_lost", () => {
+    const { frames, sealed, framer, clock } = setup({ partitions: 2 });
+    framer.addKernelLost(1, 4n);
+    framer.addKernelLost(0, 2n);
+    framer.addKernelLost(1, 1n);
+    framer.addKernelLost(2, 0n);
+    clock.advance(50);
+    framer.tick();
+    expect(frames).toHaveLength(1);
+    expect(frames[0]?.kernelLost).toBe(7n);
+    expect(frames[0]?.kernelLosses.map((l) => [l.cpu, l.count])).toEqual([
+      [0, 2n],
+      [1, 5n],
+    ]);
+    expect(frameRecords(sealed[0] as SealedFrame)).toBe(7n);
+  });
+
+  test("framer - frame bytes equal protobuf-es' encoding of the same frame", () => {
+    const { frames, sealed, framer } = setup({ maxRecords: 3 });
+    framer.addKernelLost(1, 300n);
+    framer.addLost(2n);
+    for (const r of [traceRecord(1), traceRecord(0xffffffff), new Uint8Array(200).fill(9)]) {
+      framer.add(r);
+    }
+    const first = sealed[0] as SealedFrame;
+    expect(encodeRawFrame(decodeRawFrame(first.bytes))).toEqual(first.bytes);
+    expect(decodeRawFrame(first.bytes)).toMatchObject({ packedCount: 3, kernelLost: 300n });
+    const negative = setup({
+      maxRecords: 1,
+      clock: { ...manualClock(), bootToRealtimeNs: () => -5n },
+    });
+    negative.framer.add(traceRecord(1));
+    expect(negative.frames[0]?.bootToRealtimeNs).toBe(-5n);
+    const neg = negative.sealed[0] as SealedFrame;
+    expect(encodeRawFrame(decodeRawFrame(neg.bytes))).toEqual(neg.bytes);
+  });
+
+  test("framer - addFrom copies a record out of a larger buffer", () => {
+    const { frames, framer } = setup({ maxRecords: 2 });
+    const a = traceRecord(1, 5);
+    const b = traceRecord(2, 6);
+    const ring = new Uint8Array(8 + a.length + 8 + b.length);
+    ring.set(a, 8);
+    ring.set(b, 16 + a.length);
+    framer.addFrom(ring, 8, a.length);
+    ring.fill(0, 0, 8 + a.length);
+    framer.addFrom(ring, 16 + a.length, b.length);
+    expect(frames[0]?.records).toEqual([a, b]);
+  });
+
+  test("framer - seals before a record would take the frame past max bytes", () => {
+    const { frames, framer } = setup({ maxRecords: 100, maxBytes: 300 });
+    const rec = traceRecord(1);
+    const perRecord = packedSize(rec.length);
+    const fit = Math.floor(300 / perRecord);
+    for (let i = 0; i < fit + 1; i++) framer.add(rec);
+    expect(frames).toHaveLength(1);
+    expect(frames[0]?.records).toHaveLength(fit);
+    expect(framer.pendingRecords).toBe(1);
+    const big = new Uint8Array(1000);
+    framer.add(big);
+    expect(frames).toHaveLength(2);
+    framer.flush();
+    expect(frames[2]?.records).toEqual([big]);
+  });
+
+  test.each([
+    { name: "fits one frame", maxRecords: 10, maxBytes: 4096, sizes: [5] },
+    { name: "cut by max records", maxRecords: 2, maxBytes: 4096, sizes: [2, 2, 1] },
+    { name: "cut by max bytes", maxRecords: 100, maxBytes: 200, sizes: [2, 2, 1] },
+  ])("framer - a run of ring samples is copied whole and cut where a frame is full: $name", (c) => {
+    const { frames, framer } = setup({ maxRecords: c.maxRecords, maxBytes: c.maxBytes });
+    const recs = [1, 2, 3, 4, 5].map((h) => traceRecord(h, h));
+    const { ring, start, end } = ringRun(recs);
+    framer.addRun(ring, start, end, recs.length);
+    framer.flush();
+    expect(frames.map((f) => f.records.length)).toEqual([...c.sizes]);
+    expect(frames.flatMap((f) => f.records)).toEqual(recs);
+    expect(frames.map((f) => f.seq)).toEqual(c.sizes.map((_, i) => BigInt(i + 1)));
+  });
+
+  test("framer - a run goes record by record to its partitions when there are several", () => {
+    const { frames, framer } = setup({ partitions: 2, maxRecords: 100 });
+    const recs = [1, 2, 3, 4].map((h) => traceRecord(h));
+    const { ring, start, end } = ringRun(recs);
+    framer.addRun(ring, start, end, recs.length);
+    framer.flush();
+    const byPartition = new Map(frames.map((f) => [f.partition, f.records]));
+    expect(byPartition.get(0)).toEqual([recs[1], recs[3]] as Uint8Array[]);
+    expect(byPartition.get(1)).toEqual([recs[0], recs[2]] as Uint8Array[]);
   });
 
   test("framer - flush seals every open frame", () => {

@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import type { RawFrame } from "@periscope/proto";
-import { createRawFrame, decodeRawFrame } from "@periscope/wire";
+import { createRawFrame, decodeRawFrame, encodeRawFrame } from "@periscope/wire";
+import type { SealedFrame } from "./framer.ts";
 import { type FrameTransport, frameMsgId, PublishQueue } from "./publisher.ts";
 
 interface Pending {
@@ -42,14 +43,25 @@ class MemoryTransport implements FrameTransport {
   }
 }
 
-function frame(seq: number, partition = 0, records = 1): RawFrame {
-  return createRawFrame({
+function frame(seq: number, partition = 0, records = 1): SealedFrame {
+  const msg = createRawFrame({
     nodeName: "n",
     bootId: "b",
     seq: BigInt(seq),
     partition,
     records: Array.from({ length: records }, () => new Uint8Array(48)),
   });
+  return {
+    bootId: "b",
+    partition,
+    seq: msg.seq,
+    recordsBefore: 0n,
+    records,
+    kernelLost: 0n,
+    collectorLost: 0n,
+    kernelLosses: [],
+    bytes: encodeRawFrame(msg),
+  };
 }
 
 describe("publish queue", () => {

@@ -1,5 +1,4 @@
-import type { RawFrame } from "@periscope/proto";
-import { createRawFrame, encodeRawFrame } from "@periscope/wire";
+import type { SealedFrame } from "./framer.ts";
 
 /** What the publish queue needs from the broker (JetStream publish adapts to it). */
 export interface FrameTransport {
@@ -27,18 +26,13 @@ export interface PublishQueueOptions {
   /** Monotonic clock, ms (default performance.now). */
   readonly now?: () => number;
   /** The broker acknowledged a frame. */
-  readonly onPublished?: (frame: RawFrame, bytes: number) => void;
+  readonly onPublished?: (frame: SealedFrame, bytes: number) => void;
   /** A publish was refused; the frame is queued again (same seq, same msgId). */
-  readonly onRetry?: (frame: RawFrame, error: unknown) => void;
-  /**
-   * A frame could not be encoded: its records are lost here. The queue publishes in
-   * its place a frame with the same seq that reports them as collector loss.
-   */
-  readonly onPublishError?: (frame: RawFrame, error: unknown) => void;
+  readonly onRetry?: (frame: SealedFrame, error: unknown) => void;
 }
 
 /** Idempotency key of a frame: one per collector boot, partition and seq. */
-export function frameMsgId(frame: RawFrame): string {
+export function frameMsgId(frame: Pick<SealedFrame, "bootId" | "partition" | "seq">): string {
   return `${frame.bootId}.${frame.partition}.${frame.seq}`;
 }
 
@@ -53,10 +47,10 @@ export class PublishQueue {
   readonly #maxInFlight: number;
   readonly #retryMs: number;
   readonly #now: () => number;
-  #frames: (RawFrame | undefined)[] = [];
+  #frames: (SealedFrame | undefined)[] = [];
   #head = 0;
   /** Frames refused by the broker, retried before new ones. */
-  #retry: RawFrame[] = [];
+  #retry: SealedFrame[] = [];
   #inFlight = 0;
   #retryAt = 0;
   #idle: (() => void) | undefined;
@@ -79,7 +73,7 @@ export class PublishQueue {
   }
 
   /** Enqueues a frame; false when the queue is full (the frame is not kept). */
-  offer(frame: RawFrame): boolean {
+  offer(frame: SealedFrame): boolean {
     if (this.length + this.#inFlight >= this.#opts.maxFrames) return false;
     this.#frames.push(frame);
     return true;
@@ -119,9 +113,9 @@ export class PublishQueue {
   }
 
   /** Removes and returns every frame not yet published (for loss accounting on shutdown). */
-  takeAll(): RawFrame[] {
+  takeAll(): SealedFrame[] {
     const rest = [...this.#retry, ...this.#frames.slice(this.#head)].filter(
-      (f): f is RawFrame => f !== undefined,
+      (f): f is SealedFrame => f !== undefined,
     );
     this.#frames = [];
     this.#retry = [];
@@ -129,7 +123,7 @@ export class PublishQueue {
     return rest;
   }
 
-  #take(): RawFrame | undefined {
+  #take(): SealedFrame | undefined {
     const retried = this.#retry.shift();
     if (retried !== undefined) return retried;
     const frame = this.#frames[this.#head];
@@ -138,26 +132,8 @@ export class PublishQueue {
     return frame;
   }
 
-  #publishOne(frame: RawFrame): void {
-    let bytes: Uint8Array;
-    let sent = frame;
-    try {
-      bytes = encodeRawFrame(frame);
-    } catch (error) {
-      this.#opts.onPublishError?.(frame, error);
-      sent = createRawFrame({
-        nodeName: frame.nodeName,
-        seq: frame.seq,
-        bootId: frame.bootId,
-        partition: frame.partition,
-        bootToRealtimeNs: frame.bootToRealtimeNs,
-        kernelLost: frame.kernelLost,
-        collectorLost: frame.collectorLost + BigInt(frame.records.length),
-        sealedUnixNs: frame.sealedUnixNs,
-        recordsBefore: frame.recordsBefore,
-      });
-      bytes = encodeRawFrame(sent);
-    }
+  #publishOne(sent: SealedFrame): void {
+    const bytes = sent.bytes;
     this.#inFlight++;
     let published: Promise<void>;
     try {

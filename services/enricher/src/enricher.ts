@@ -22,7 +22,7 @@ import {
   RateLimitedLog,
   startOpsServer,
 } from "@periscope/telemetry";
-import { MalformedFrameError } from "@periscope/wire";
+import { MalformedFrameError, rawFrameRecordCount } from "@periscope/wire";
 import type { EnricherConfig } from "./config.ts";
 import { type FrameDeps, processFrame } from "./frames.ts";
 
@@ -178,7 +178,8 @@ export async function startEnricher(
         return;
       }
       const { frame, batch, flows, failures, failureSamples } = result;
-      const frameRecords = BigInt(frame.records.length) + frame.kernelLost + frame.collectorLost;
+      const recordCount = rawFrameRecordCount(frame);
+      const frameRecords = BigInt(recordCount) + frame.kernelLost + frame.collectorLost;
       if (!msg.redelivered) {
         ledger.accept(
           `${frame.nodeName}/${frame.bootId}/${frame.partition}`,
@@ -187,7 +188,7 @@ export async function startEnricher(
           frameRecords,
         );
       }
-      recordsIn.inc(frame.records.length);
+      recordsIn.inc(recordCount);
       if (frame.kernelLost > 0n) lost.inc({ where: "kernel" }, Number(frame.kernelLost));
       if (frame.collectorLost > 0n) lost.inc({ where: "collector" }, Number(frame.collectorLost));
       for (const [kind, n] of failures) {

@@ -33,6 +33,7 @@ import {
   RECORD_TYPE_DROP,
   RECORD_TYPE_POLICY_VERDICT,
   RECORD_TYPE_TRACE,
+  rawFrameRecords,
 } from "@periscope/wire";
 import { labelIdentity } from "./identity.ts";
 
@@ -110,15 +111,38 @@ function lostResponse(
   source: LostEventSource,
   count: bigint,
   atMs: number,
+  cpu?: number,
 ): GetFlowsResponse {
   return create(GetFlowsResponseSchema, {
     nodeName: node,
     time: timestampFromMs(atMs),
     responseTypes: {
       case: "lostEvents",
-      value: create(LostEventSchema, { source, numEventsLost: count }),
+      value: create(LostEventSchema, {
+        source,
+        numEventsLost: count,
+        ...(cpu !== undefined ? { cpu } : {}),
+      }),
     },
   });
+}
+
+/** One LostEvent per CPU of the frame's kernel loss, plus one without a CPU for any rest. */
+function kernelLostResponses(frame: RawFrame, atMs: number): GetFlowsResponse[] {
+  const out: GetFlowsResponse[] = [];
+  let attributed = 0n;
+  for (const l of frame.kernelLosses) {
+    if (l.count <= 0n) continue;
+    attributed += l.count;
+    out.push(
+      lostResponse(frame.nodeName, LostEventSource.PERF_EVENT_RING_BUFFER, l.count, atMs, l.cpu),
+    );
+  }
+  const rest = frame.kernelLost - attributed;
+  if (rest > 0n) {
+    out.push(lostResponse(frame.nodeName, LostEventSource.PERF_EVENT_RING_BUFFER, rest, atMs));
+  }
+  return out;
 }
 
 /**
@@ -133,11 +157,7 @@ export function processFrame(data: Uint8Array, deps: FrameDeps): FrameResult {
   const node = frame.nodeName;
   const sealedMs = Number(frame.sealedUnixNs / 1_000_000n) || Date.now();
   const responses: GetFlowsResponse[] = [];
-  if (frame.kernelLost > 0n) {
-    responses.push(
-      lostResponse(node, LostEventSource.PERF_EVENT_RING_BUFFER, frame.kernelLost, sealedMs),
-    );
-  }
+  if (frame.kernelLost > 0n) responses.push(...kernelLostResponses(frame, sealedMs));
   if (frame.collectorLost > 0n) {
     responses.push(
       lostResponse(node, LostEventSource.OBSERVER_EVENTS_QUEUE, frame.collectorLost, sealedMs),
@@ -189,7 +209,12 @@ export function processFrame(data: Uint8Array, deps: FrameDeps): FrameResult {
   let flows = 0;
   const flowResponses: GetFlowsResponse[] = [];
   const debugResponses: GetDebugEventsResponse[] = [];
-  for (const bytes of frame.records) {
+  const split = rawFrameRecords(frame);
+  if (split.malformed > 0) {
+    failures.set("malformed_record", split.malformed);
+    samples.set("malformed_record", split.reason ?? "packed_records unreadable");
+  }
+  for (const bytes of split.records) {
     let type: number;
     try {
       type = decodeRecordType(bytes);

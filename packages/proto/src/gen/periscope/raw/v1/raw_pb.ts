@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file periscope/raw/v1/raw.proto.
  */
 export const file_periscope_raw_v1_raw: GenFile = /*@__PURE__*/
-  fileDesc("ChpwZXJpc2NvcGUvcmF3L3YxL3Jhdy5wcm90bxIQcGVyaXNjb3BlLnJhdy52MSLZAQoIUmF3RnJhbWUSEQoJbm9kZV9uYW1lGAEgASgJEgsKA3NlcRgCIAEoBBIPCgdib290X2lkGAMgASgJEhEKCXBhcnRpdGlvbhgEIAEoDRIbChNib290X3RvX3JlYWx0aW1lX25zGAUgASgDEhMKC2tlcm5lbF9sb3N0GAYgASgEEhYKDmNvbGxlY3Rvcl9sb3N0GAcgASgEEg8KB3JlY29yZHMYCCADKAwSFgoOc2VhbGVkX3VuaXhfbnMYCSABKAMSFgoOcmVjb3Jkc19iZWZvcmUYCiABKARiBnByb3RvMw");
+  fileDesc("ChpwZXJpc2NvcGUvcmF3L3YxL3Jhdy5wcm90bxIQcGVyaXNjb3BlLnJhdy52MSK8AgoIUmF3RnJhbWUSEQoJbm9kZV9uYW1lGAEgASgJEgsKA3NlcRgCIAEoBBIPCgdib290X2lkGAMgASgJEhEKCXBhcnRpdGlvbhgEIAEoDRIbChNib290X3RvX3JlYWx0aW1lX25zGAUgASgDEhMKC2tlcm5lbF9sb3N0GAYgASgEEhYKDmNvbGxlY3Rvcl9sb3N0GAcgASgEEg8KB3JlY29yZHMYCCADKAwSFgoOc2VhbGVkX3VuaXhfbnMYCSABKAMSFgoOcmVjb3Jkc19iZWZvcmUYCiABKAQSMwoNa2VybmVsX2xvc3NlcxgLIAMoCzIcLnBlcmlzY29wZS5yYXcudjEuS2VybmVsTG9zcxIWCg5wYWNrZWRfcmVjb3JkcxgMIAEoDBIUCgxwYWNrZWRfY291bnQYDSABKA0iKAoKS2VybmVsTG9zcxILCgNjcHUYASABKA0SDQoFY291bnQYAiABKARiBnByb3RvMw");
 
 /**
  * A batch of kernel records drained by one collector, published on
@@ -94,6 +94,31 @@ export type RawFrame = Message<"periscope.raw.v1.RawFrame"> & {
    * @generated from field: uint64 records_before = 10;
    */
   recordsBefore: bigint;
+
+  /**
+   * kernel_lost broken down by the CPU the records were lost on; the counts add
+   * up to kernel_lost. Empty when kernel_lost is 0.
+   *
+   * @generated from field: repeated periscope.raw.v1.KernelLoss kernel_losses = 11;
+   */
+  kernelLosses: KernelLoss[];
+
+  /**
+   * More records, packed back to back in the layout of BPF ring buffer samples so
+   * the collector copies runs of them in one piece: each is a little-endian uint32
+   * length, 4 bytes to ignore, the record, and padding (to ignore) up to a multiple
+   * of 8 bytes. Readers take `records` first, then these.
+   *
+   * @generated from field: bytes packed_records = 12;
+   */
+  packedRecords: Uint8Array;
+
+  /**
+   * Number of records in packed_records.
+   *
+   * @generated from field: uint32 packed_count = 13;
+   */
+  packedCount: number;
 };
 
 /**
@@ -102,4 +127,32 @@ export type RawFrame = Message<"periscope.raw.v1.RawFrame"> & {
  */
 export const RawFrameSchema: GenMessage<RawFrame> = /*@__PURE__*/
   messageDesc(file_periscope_raw_v1_raw, 0);
+
+/**
+ * Records one CPU could not queue in the kernel ring buffer.
+ *
+ * @generated from message periscope.raw.v1.KernelLoss
+ */
+export type KernelLoss = Message<"periscope.raw.v1.KernelLoss"> & {
+  /**
+   * CPU number (index of the per-CPU `lost_events` slot).
+   *
+   * @generated from field: uint32 cpu = 1;
+   */
+  cpu: number;
+
+  /**
+   * Records lost on that CPU since the previous report.
+   *
+   * @generated from field: uint64 count = 2;
+   */
+  count: bigint;
+};
+
+/**
+ * Describes the message periscope.raw.v1.KernelLoss.
+ * Use `create(KernelLossSchema)` to create a new message.
+ */
+export const KernelLossSchema: GenMessage<KernelLoss> = /*@__PURE__*/
+  messageDesc(file_periscope_raw_v1_raw, 1);
 
