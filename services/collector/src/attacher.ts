@@ -4,6 +4,18 @@ import type { InterfaceTarget } from "./config.ts";
 import { type DeviceLister, type NetDevice, systemLister } from "./discovery.ts";
 import type { CollectorMetrics, DetachReason } from "./metrics.ts";
 import { type CompiledPattern, compilePattern, type InterfacePattern } from "./patterns.ts";
+import {
+  coversScope,
+  type Listing,
+  planScan,
+  scopeOf,
+  scopeOfName,
+  targetName,
+  type Wanted,
+} from "./scan-plan.ts";
+
+export { filterPriorityOf } from "./filter-priority.ts";
+export { scopeOf, targetName } from "./scan-plan.ts";
 
 /** What the attacher needs from the trace program. */
 export interface AttachableProgram {
@@ -50,25 +62,6 @@ export interface AttacherOptions {
   readonly cookieOf?: (netns: string | undefined) => bigint;
   /** Monotonic milliseconds (default performance.now). */
   readonly now?: () => number;
-}
-
-/** `[<netns>/]<ifname>` */
-export function targetName(t: InterfaceTarget): string {
-  return t.netns === undefined ? t.ifname : `${t.netns}/${t.ifname}`;
-}
-
-/** The scope of a device: "" for the own namespace, else its /run/netns name. */
-export function scopeOf(t: InterfaceTarget): string {
-  return t.netns ?? "";
-}
-
-/** A scope is a namespace: "" is the own one, anything else a /run/netns name. */
-type Listing = NetDevice[] | undefined | "error";
-
-interface Wanted {
-  readonly target: InterfaceTarget;
-  readonly ifindex: number;
-  readonly scope: string;
 }
 
 /** What one discovery pass looks at. */
@@ -134,7 +127,7 @@ export class InterfaceAttacher {
 
   /** True when some pattern looks into scope `scope` ("" = own namespace). */
   covers(scope: string): boolean {
-    return this.#patterns.some((p) => this.#coversScope(p, scope));
+    return this.#patterns.some((p) => coversScope(p, scope));
   }
 
   /** Scopes the patterns name right now: "" for own-namespace patterns, matching /run/netns names. */
@@ -155,10 +148,7 @@ export class InterfaceAttacher {
   /** Scopes holding devices whose attach failed and waits for a retry. */
   failingScopes(): Set<string> {
     const out = new Set<string>();
-    for (const name of this.#failedAt.keys()) {
-      const slash = name.indexOf("/");
-      out.add(slash === -1 ? "" : name.slice(0, slash));
-    }
+    for (const name of this.#failedAt.keys()) out.add(scopeOfName(name));
     return out;
   }
 
@@ -190,9 +180,7 @@ export class InterfaceAttacher {
         }
       }
       if (
-        !this.#patterns.some(
-          (p) => this.#coversScope(p, scope) && p.matchIfname(c.ifname, c.loopback),
-        )
+        !this.#patterns.some((p) => coversScope(p, scope) && p.matchIfname(c.ifname, c.loopback))
       ) {
         continue;
       }
@@ -240,25 +228,7 @@ export class InterfaceAttacher {
     const looked = (scope: string): boolean =>
       !stale.has(scope) && (only === undefined || only.has(scope));
 
-    const wanted = new Map<string, Wanted>();
-    const missing: InterfaceTarget[] = [];
-    for (const p of this.#patterns) {
-      let found = false;
-      for (const [scope, listing] of listings) {
-        if (!this.#coversScope(p, scope) || listing === "error" || listing === undefined) continue;
-        for (const d of listing) {
-          if (!p.matchIfname(d.ifname, d.loopback)) continue;
-          found = true;
-          const target = scope === "" ? { ifname: d.ifname } : { ifname: d.ifname, netns: scope };
-          wanted.set(targetName(target), { target, ifindex: d.ifindex, scope });
-        }
-      }
-      // A literal device that is not there is a failed attach; a glob matching nothing is not.
-      const scope = p.source.netns ?? "";
-      if (!p.ifnameGlob && !p.netnsGlob && !found && looked(scope)) {
-        if (listings.get(scope) !== "error") missing.push(p.source);
-      }
-    }
+    const { wanted, missing } = planScan(this.#patterns, listings, looked);
 
     let missed = 0;
     for (const dev of [...this.#attached.values()]) {
@@ -281,8 +251,7 @@ export class InterfaceAttacher {
     }
     for (const target of missing) this.#attachMissing(target);
     for (const name of [...this.#failedAt.keys()]) {
-      const slash = name.indexOf("/");
-      if (!looked(slash === -1 ? "" : name.slice(0, slash))) continue;
+      if (!looked(scopeOfName(name))) continue;
       if (!wanted.has(name) && !missing.some((t) => targetName(t) === name)) {
         this.#failedAt.delete(name);
       }
@@ -310,12 +279,6 @@ export class InterfaceAttacher {
       this.#cookies.set(scope, c);
     }
     return c;
-  }
-
-  /** True when pattern `p` looks into scope `scope`. */
-  #coversScope(p: CompiledPattern, scope: string): boolean {
-    if (p.source.netns === undefined) return scope === "";
-    return scope !== "" && p.matchNetns(scope);
   }
 
   async #listScopes(scopes: ReadonlySet<string>): Promise<Map<string, Listing>> {
@@ -416,19 +379,4 @@ export class InterfaceAttacher {
       }
     }
   }
-}
-
-/** Lowest and count of the tc priorities collectors use (below the kernel's first free 0xc000). */
-const FILTER_PRIORITY_BASE = 0x8000;
-const FILTER_PRIORITY_SPAN = 0x4000;
-
-/**
- * tc priority of a node's filters: the same for every run of a node (a restart replaces
- * its own filters in place, without duplicates or a gap), usually different between nodes
- * sharing a host (FNV-1a of the name over 16384 priorities).
- */
-export function filterPriorityOf(node: string): number {
-  let h = 0x811c9dc5;
-  for (const b of Buffer.from(node, "utf8")) h = Math.imul(h ^ b, 0x01000193) >>> 0;
-  return FILTER_PRIORITY_BASE + (h % FILTER_PRIORITY_SPAN);
 }
