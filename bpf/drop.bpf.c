@@ -22,12 +22,19 @@
 #include "flowhash.h"
 #include "tuple.h"
 
-#define ETH_P_IP 0x0800
-#define ETH_P_IPV6 0x86DD
+#define IP_MF 0x2000
 #define IP_OFFSET 0x1FFF
+#define PROTO_ICMP 1
 #define PROTO_TCP 6
 #define PROTO_UDP 17
+#define PROTO_ICMPV6 58
 #define PROTO_SCTP 132
+#define NEXTHDR_HOP 0
+#define NEXTHDR_ROUTING 43
+#define NEXTHDR_FRAGMENT 44
+#define NEXTHDR_DEST 60
+/* Same bound as parse.h: IPv6 extension headers walked before the transport header. */
+#define PARSE_MAX_EXTHDRS 4
 /* Entries of `drop_reasons`: covers every core reason (SKB_DROP_REASON_MAX is ~130). */
 #define DROP_REASON_SLOTS 1024
 /* skb->network_header value when the header was never set ((u16)~0U). */
@@ -117,23 +124,31 @@ static __always_inline __u64 drop_netns_cookie(struct sk_buff *skb, struct net_d
 	return 0;
 }
 
-static __always_inline void read_ports(const void *l4, __u8 proto, struct pscope_tuple *t)
+/*
+ * The tuple of the packet whose network header is at `nh` (`avail` linear bytes),
+ * by the rules of parse.h so the hash equals the trace records': ports for
+ * TCP/UDP/SCTP, the echo identifier as both ports for ICMP/ICMPv6 echo, no ports
+ * for any fragment, up to PARSE_MAX_EXTHDRS IPv6 extension headers walked.
+ */
+static __always_inline void drop_l4(const unsigned char *l4, __u32 left, __u8 proto,
+				    struct pscope_tuple *t)
 {
-	__u16 ports[2];
+	__u8 h[8] = {};
+	__u32 n = left < 8 ? 4 : 8;
 
-	if (proto != PROTO_TCP && proto != PROTO_UDP && proto != PROTO_SCTP)
+	if (left < 4 || bpf_probe_read_kernel(h, n, l4) < 0)
 		return;
-	if (bpf_probe_read_kernel(ports, sizeof(ports), l4) < 0)
-		return;
-	t->sport = bpf_ntohs(ports[0]);
-	t->dport = bpf_ntohs(ports[1]);
+	if (proto == PROTO_TCP || proto == PROTO_UDP || proto == PROTO_SCTP) {
+		t->sport = ((__u16)h[0] << 8) | h[1];
+		t->dport = ((__u16)h[2] << 8) | h[3];
+	} else if (n == 8 && ((proto == PROTO_ICMP && (h[0] == 8 || h[0] == 0)) ||
+			      (proto == PROTO_ICMPV6 && (h[0] == 128 || h[0] == 129)))) {
+		t->sport = ((__u16)h[4] << 8) | h[5];
+		t->dport = t->sport;
+	}
 }
 
-/*
- * Symmetric flow hash of the packet whose network header is at `nh`, equal to
- * the trace program's for the same packet (same ports rule: TCP/UDP/SCTP only,
- * none for non-first IPv4 fragments). 0 when it is not IPv4/IPv6.
- */
+/* Symmetric flow hash of the packet at `nh`; 0 when it is not IPv4/IPv6. */
 static __always_inline __u32 drop_flow_hash(const unsigned char *nh, __u32 avail)
 {
 	struct pscope_tuple t = {};
@@ -144,27 +159,56 @@ static __always_inline __u32 drop_flow_hash(const unsigned char *nh, __u32 avail
 	version >>= 4;
 	if (version == 4) {
 		struct iphdr ip;
+		__u32 hlen;
 
-		if (avail < sizeof(ip) || bpf_probe_read_kernel(&ip, sizeof(ip), nh) < 0)
+		if (avail < sizeof(ip) || bpf_probe_read_kernel(&ip, sizeof(ip), nh) < 0 ||
+		    ip.ihl < 5)
 			return 0;
-		if (!(ip.frag_off & bpf_htons(IP_OFFSET)) && avail >= ip.ihl * 4 + 4)
-			read_ports(nh + ip.ihl * 4, ip.protocol, &t);
+		hlen = ip.ihl * 4;
+		t.proto = ip.protocol;
+		if (!(ip.frag_off & bpf_htons(IP_MF | IP_OFFSET)) && avail > hlen)
+			drop_l4(nh + hlen, avail - hlen, t.proto, &t);
 		t.saddr[0] = ip.saddr;
 		t.daddr[0] = ip.daddr;
 		return flow_hash_combine(endpoint_hash(t.saddr, 1, t.sport),
-					 endpoint_hash(t.daddr, 1, t.dport), ip.protocol);
+					 endpoint_hash(t.daddr, 1, t.dport), t.proto);
 	}
 	if (version == 6) {
 		struct ipv6hdr ip6;
+		__u32 off = sizeof(ip6);
+		__u8 nexthdr;
+		int fragment = 0;
 
 		if (avail < sizeof(ip6) || bpf_probe_read_kernel(&ip6, sizeof(ip6), nh) < 0)
 			return 0;
-		if (avail >= sizeof(ip6) + 4)
-			read_ports(nh + sizeof(ip6), ip6.nexthdr, &t);
+		nexthdr = ip6.nexthdr;
+#pragma unroll
+		for (int i = 0; i < PARSE_MAX_EXTHDRS; i++) {
+			__u8 ext[4];
+
+			if (nexthdr != NEXTHDR_HOP && nexthdr != NEXTHDR_ROUTING &&
+			    nexthdr != NEXTHDR_FRAGMENT && nexthdr != NEXTHDR_DEST)
+				break;
+			if (off > 0x4000 || avail < off + 4 ||
+			    bpf_probe_read_kernel(ext, sizeof(ext), nh + off) < 0) {
+				fragment = 1; /* header beyond the capture: hash without ports */
+				break;
+			}
+			if (nexthdr == NEXTHDR_FRAGMENT) {
+				fragment = 1;
+				off += 8;
+			} else {
+				off += ((__u32)ext[1] + 1) * 8;
+			}
+			nexthdr = ext[0];
+		}
+		t.proto = nexthdr;
+		if (!fragment && off <= 0x4000 && avail > off)
+			drop_l4(nh + off, avail - off, nexthdr, &t);
 		__builtin_memcpy(t.saddr, &ip6.saddr, sizeof(t.saddr));
 		__builtin_memcpy(t.daddr, &ip6.daddr, sizeof(t.daddr));
 		return flow_hash_combine(endpoint_hash(t.saddr, 4, t.sport),
-					 endpoint_hash(t.daddr, 4, t.dport), ip6.nexthdr);
+					 endpoint_hash(t.daddr, 4, t.dport), t.proto);
 	}
 	return 0;
 }

@@ -4,6 +4,7 @@ import {
   ifindexOf,
   ipv4Bytes,
   loadedProgIds,
+  run,
   runOk,
   type VethPair,
   waitFor,
@@ -127,6 +128,53 @@ describe.skipIf(!isRoot)("bpf drop program", () => {
     } finally {
       drop.close();
       trace.close();
+    }
+  });
+
+  test("bpf drop - a ping an nft rule drops: NETFILTER_DROP with the trace's flow hash (echo id as ports)", async () => {
+    const netfilter = [...names].filter(([, n]) => n === "NETFILTER_DROP").map(([v]) => v);
+    const trace = TraceProgram.load({ ringBufferBytes: 1 << 16 });
+    const drop = DropProgram.load({
+      eventsFd: trace.mapFd("events"),
+      lostEventsFd: trace.mapFd("lost_events"),
+      reasons: netfilter,
+      watchedOnly: true,
+    });
+    drop.watchNetns(cookieB);
+    try {
+      trace.attach({ ifname: pair.ifA, netns: pair.nsA });
+      await runOk([
+        "ip",
+        "netns",
+        "exec",
+        pair.nsB,
+        "nft",
+        "add table ip psct_drop; add chain ip psct_drop in { type filter hook input priority 0; }; add rule ip psct_drop in icmp type echo-request drop",
+      ]);
+      // No reply comes: ping exits 1 after its one request.
+      await run(["ip", "netns", "exec", pair.nsA, "ping", "-c", "1", "-W", "1", pair.ipB]);
+      let d: DropRecord | undefined;
+      const traces: TraceRecord[] = [];
+      await waitFor(
+        () => {
+          trace.drain((b) => {
+            if (b[0] === RECORD_TYPE_DROP) d ??= decodeDropRecord(b);
+            else traces.push(decodeTraceRecord(b));
+          });
+          return d !== undefined;
+        },
+        { timeoutMs: 5000, what: "the echo request's drop" },
+      );
+      expect(names.get(d?.reason ?? -1)).toBe("NETFILTER_DROP");
+      expect(d?.data[9]).toBe(1); // ICMP
+      expect(d?.data[20]).toBe(8); // echo request
+      const sent = traces.find((t) => t.data[23] === 1 && t.data[34] === 8);
+      expect(sent).toBeDefined();
+      expect(d?.flowHash).toBe(sent?.flowHash ?? -1);
+    } finally {
+      drop.close();
+      trace.close();
+      await run(["ip", "netns", "exec", pair.nsB, "nft", "delete table ip psct_drop"]);
     }
   });
 
