@@ -8,6 +8,7 @@ import {
   openInterfaceRegistry,
   sanitizeToken,
 } from "@periscope/bus";
+import { MESSAGE_TYPE } from "@periscope/model";
 import { createLogger } from "@periscope/telemetry";
 import {
   addVeth,
@@ -19,7 +20,12 @@ import {
   tcFilterProgIds,
   waitForValue,
 } from "@periscope/testing";
-import { decodeRawFrame, decodeTraceRecord, rawFrameRecords } from "@periscope/wire";
+import {
+  decodeRawFrame,
+  decodeRecordType,
+  decodeTraceRecord,
+  rawFrameRecords,
+} from "@periscope/wire";
 import { type Collector, startCollector } from "./collector.ts";
 import { DEFAULT_BPF_OBJECT, parseConfig } from "./config.ts";
 
@@ -86,6 +92,8 @@ describe.skipIf(!canRun)("interface discovery (root, real netns and nats-server)
       callback: (err, msg) => {
         if (err) throw err;
         for (const bytes of rawFrameRecords(decodeRawFrame(msg.data)).records) {
+          // Kernel drop records share the frames; only trace records carry the echoes.
+          if (decodeRecordType(bytes) !== MESSAGE_TYPE.TRACE) continue;
           const rec = decodeTraceRecord(bytes);
           const d = rec.data;
           // Ethernet + IPv4 (IHL 5) + ICMP: protocol at 23, ICMP type at 34.
