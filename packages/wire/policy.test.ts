@@ -10,6 +10,7 @@ import {
   encodePolicySet,
   encodePolicyVerdictRecord,
   FLAG_L3,
+  type MalformedReason,
   MalformedRecordError,
   POLICY_ACTION,
   POLICY_DEV_KEY_LAYOUT,
@@ -105,7 +106,7 @@ test("wire policy - verdict records round-trip and carry the flow hash at 32", (
   expect(readFlowHash(bytes)).toBe(0xabcdef01);
 });
 
-test.each<[string, (b: Uint8Array) => Uint8Array, string]>([
+test.each<[string, (b: Uint8Array) => Uint8Array, MalformedReason]>([
   ["too short", (b) => b.subarray(0, 40), "too_short"],
   ["bad version", (b) => Object.assign(b.slice(), { 2: 9 }), "bad_version"],
   ["trailing bytes", (b) => new Uint8Array([...b, 0]), "trailing_bytes"],
