@@ -154,9 +154,12 @@ describe("drops", () => {
       if (f.IP) expect(pods.has(f.IP.source) || pods.has(f.IP.destination)).toBe(true);
       expect(f.extDropReasonDesc).not.toBe("");
     }
-    expect(
-      await stack.metric(`collector-${NODE}`, "periscope_collector_drop_records_total"),
-    ).toBeGreaterThanOrEqual(3);
+    // The collector reads the program's own count every second.
+    await waitFor(
+      async () =>
+        (await stack.metric(`collector-${NODE}`, "periscope_collector_drop_records_total")) >= 3,
+      { timeoutMs: 5000, what: "drop_records_total counts the three drops" },
+    );
   }, 30_000);
 
   test("drops - periscope observe --verdict DROPPED prints the kernel reason as text", async () => {

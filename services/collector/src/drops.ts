@@ -3,11 +3,13 @@ import { DropProgram, kernelDropReasons } from "@periscope/bpf";
 import { type Bus, openDropReasonRegistry } from "@periscope/bus";
 import { ConfigError } from "@periscope/config";
 import type { Logger, Metrics } from "@periscope/telemetry";
-import { Counter } from "prom-client";
 import type { AttachedDevice } from "./attacher.ts";
 
 /** Which kernel drops are reported: every namespace, only watched ones, none. */
 export type DropsMode = "all" | "watched" | "off";
+
+/** Milliseconds between reads of the program's record count into drop_records_total. */
+const COUNT_SYNC_MS = 1000;
 
 /** Values accepted by `--drops` / PERISCOPE_DROPS. */
 export const DROPS_MODES: readonly DropsMode[] = ["all", "watched", "off"];
@@ -59,8 +61,10 @@ export class KernelDrops {
   readonly #reasons: ReadonlyMap<number, string>;
   readonly #node: string;
   readonly #log: Logger;
-  #open = true;
+  readonly #syncCount: () => void;
+  readonly #timer: ReturnType<typeof setInterval>;
   #watched = new Set<bigint>();
+  #closed = false;
 
   private constructor(
     program: DropProgram,
@@ -71,21 +75,25 @@ export class KernelDrops {
     this.#reasons = reasons;
     this.#node = o.node;
     this.#log = o.log;
-    // drop_records_total: counted by the kernel program as it writes records, read
-    // when /metrics is scraped (while the program is loaded).
-    const self = this;
+    // drop_records_total follows the count the kernel program keeps as it writes records.
+    const counter = o.metrics.counter(
+      "drop_records_total",
+      "Kernel drop records written to the ring buffer (skb:kfree_skb); also in events_read_total once drained.",
+    );
     let reported = 0n;
-    new Counter({
-      name: `${o.metrics.prefix}drop_records_total`,
-      help: "Kernel drop records written to the ring buffer (skb:kfree_skb); also counted in events_read_total once drained.",
-      registers: [o.metrics.registry],
-      collect() {
-        if (!self.#open) return;
-        const now = program.readEmitted();
-        if (now > reported) this.inc(Number(now - reported));
-        reported = now;
-      },
-    });
+    this.#syncCount = () => {
+      const now = program.readEmitted();
+      if (now > reported) counter.inc(Number(now - reported));
+      reported = now;
+    };
+    this.#timer = setInterval(() => {
+      try {
+        this.#syncCount();
+      } catch (err) {
+        o.log.error({ err }, "reading the drop program's record count failed");
+      }
+    }, COUNT_SYNC_MS);
+    this.#timer.unref?.();
   }
 
   /**
@@ -128,10 +136,16 @@ export class KernelDrops {
     this.#log.debug({ namespaces: want.size }, "drop namespaces updated");
   }
 
-  /** Detaches and unloads the drop program. */
+  /** Takes the last count, detaches and unloads the drop program. Safe to call again. */
   close(): void {
-    this.#open = false;
-    this.#program.close();
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#timer);
+    try {
+      this.#syncCount();
+    } finally {
+      this.#program.close();
+    }
   }
 }
 
