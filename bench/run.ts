@@ -4,6 +4,8 @@
  * stderr. Needs root and bpf/build/trace.bpf.o.
  *
  * - decode-*: the enricher's per-frame work and the FlowBatch wire cost, one core.
+ * - datapath-kernel: the trace program's ns/packet per aggregation level vs an empty TC
+ *   program, and ring buffer reserve vs output (bench/datapath-kernel.ts).
  * - syn74-*, full1514-*: kernel → collector → NATS (bench/collector.ts).
  * - pipeline-*: kernel → collector → enricher → observer → GetFlows follow client at
  *   several rates, with latency and loss accounting (bench/pipeline.ts).
@@ -19,13 +21,14 @@
 import { TraceProgram } from "@periscope/bpf";
 import { startLocalNats } from "@periscope/devstack";
 import { runCollectorBench } from "./collector.ts";
+import { runDatapathKernelBench } from "./datapath-kernel.ts";
 import { runDecodeBench } from "./decode.ts";
 import { runDiscoveryBench } from "./discovery.ts";
 import { runPipelineBench } from "./pipeline.ts";
 import { Teardown } from "./procs.ts";
 import { runTransportBench } from "./transport.ts";
 
-const PARTS = ["decode", "collector", "pipeline", "transport", "discovery"] as const;
+const PARTS = ["decode", "kernel", "collector", "pipeline", "transport", "discovery"] as const;
 type Part = (typeof PARTS)[number];
 
 /** A command line the bench does not understand. */
@@ -68,6 +71,7 @@ async function main(): Promise<void> {
   const started = performance.now();
   try {
     if (parts.has("decode")) runDecodeBench();
+    if (parts.has("kernel")) await runDatapathKernelBench();
     if (["collector", "pipeline", "transport", "discovery"].every((p) => !parts.has(p as Part))) {
       return;
     }
