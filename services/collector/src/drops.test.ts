@@ -1,6 +1,10 @@
 import { describe, expect, test } from "bun:test";
-import { ConfigError, parseConfig } from "./config.ts";
-import { SKIPPED_DROP_REASONS } from "./drops.ts";
+import { TraceProgram } from "@periscope/bpf";
+import { createLogger, createMetrics } from "@periscope/telemetry";
+import { ConfigError, DEFAULT_BPF_OBJECT, parseConfig } from "./config.ts";
+import { SKIPPED_DROP_REASONS, startKernelDrops } from "./drops.ts";
+
+const isRoot = process.getuid?.() === 0;
 
 describe("collector drops config", () => {
   test.each<[string[], Record<string, string>, string]>([
@@ -33,6 +37,52 @@ describe("collector drops config", () => {
     }
     for (const r of ["NO_SOCKET", "NETFILTER_DROP", "TCP_CSUM", "QDISC_DROP"]) {
       expect(SKIPPED_DROP_REASONS.has(r)).toBe(false);
+    }
+  });
+});
+
+describe.skipIf(!isRoot)("collector drops program", () => {
+  const base = { nodeName: "psct-drops", captureLen: 128, bpfObjectPath: DEFAULT_BPF_OBJECT };
+  const loaded = async (m: ReturnType<typeof createMetrics>) =>
+    (await m.registry.getSingleMetricAsString("periscope_collector_drop_program_loaded")).trim();
+
+  test.each<["all" | "watched" | "off", boolean]>([
+    ["all", true],
+    ["watched", true],
+    ["off", false],
+  ])("collector drops - mode %s loads the program: %s", async (mode, want) => {
+    const trace = TraceProgram.load({ ringBufferBytes: 1 << 16 });
+    const metrics = createMetrics("collector");
+    try {
+      const drops = startKernelDrops(
+        { ...base, drops: mode },
+        trace,
+        metrics,
+        createLogger("collector", "silent"),
+      );
+      expect(drops !== undefined).toBe(want);
+      expect(await loaded(metrics)).toEndWith(`drop_program_loaded ${want ? 1 : 0}`);
+      drops?.close();
+      drops?.close();
+    } finally {
+      trace.close();
+    }
+  });
+
+  test("collector drops - a missing drop object leaves tracing running without drops", async () => {
+    const trace = TraceProgram.load({ ringBufferBytes: 1 << 16 });
+    const metrics = createMetrics("collector");
+    try {
+      const drops = startKernelDrops(
+        { ...base, drops: "all", bpfObjectPath: "/nonexistent/trace.bpf.o" },
+        trace,
+        metrics,
+        createLogger("collector", "silent"),
+      );
+      expect(drops).toBeUndefined();
+      expect(await loaded(metrics)).toEndWith("drop_program_loaded 0");
+    } finally {
+      trace.close();
     }
   });
 });

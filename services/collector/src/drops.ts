@@ -152,7 +152,9 @@ export class KernelDrops {
 /**
  * Starts kernel drop reporting for a collector whose trace program exposes its maps
  * (`mapFd`); the drop object is looked up next to the trace object. A program without
- * maps (a test double) gets none.
+ * maps (a test double) gets none. A kernel or object that cannot run the drop program
+ * (no BTF, no tp_btf, object missing) leaves the collector tracing without drops: the
+ * failure is logged and `drop_program_loaded` stays 0.
  */
 export function startKernelDrops(
   config: { drops: DropsMode; nodeName: string; captureLen: number; bpfObjectPath: string },
@@ -160,15 +162,30 @@ export function startKernelDrops(
   metrics: Metrics,
   log: Logger,
 ): KernelDrops | undefined {
+  const loaded = metrics.gauge(
+    "drop_program_loaded",
+    "1 while the kernel drop program (skb:kfree_skb) is attached, else 0 (--drops off or it failed to load).",
+  );
+  loaded.set(0);
   if (trace.mapFd === undefined) return undefined;
   const mapFd = trace.mapFd.bind(trace);
-  return KernelDrops.start({
-    mode: config.drops,
-    node: config.nodeName,
-    captureLen: config.captureLen,
-    objectPath: join(dirname(config.bpfObjectPath), "drop.bpf.o"),
-    trace: { mapFd },
-    metrics,
-    log,
-  });
+  try {
+    const drops = KernelDrops.start({
+      mode: config.drops,
+      node: config.nodeName,
+      captureLen: config.captureLen,
+      objectPath: join(dirname(config.bpfObjectPath), "drop.bpf.o"),
+      trace: { mapFd },
+      metrics,
+      log,
+    });
+    if (drops !== undefined) loaded.set(1);
+    return drops;
+  } catch (err) {
+    log.error(
+      { err, mode: config.drops },
+      "kernel drop program not loaded; no kernel drops reported",
+    );
+    return undefined;
+  }
 }
