@@ -150,7 +150,12 @@ async function runPhase(p: Pipeline, phase: PipelinePhase): Promise<void> {
   const program = p.loadProgram();
   const log = pino({ level: "warn", base: { service: "collector" } }, pino.destination(2));
   const config = parseConfig(
-    [`--nats-url=${p.nats.url}`, `--node-name=${node}`, "--ops-addr=127.0.0.1:0"],
+    [
+      `--nats-url=${p.nats.url}`,
+      `--node-name=${node}`,
+      "--ops-addr=127.0.0.1:0",
+      "--aggregation=none",
+    ],
     {},
   );
   const collector = await startCollector(config, { program, log }).catch((err: unknown) => {
