@@ -71,7 +71,12 @@ async function runScenario(s: Scenario, nats: LocalNats, sub: NatsConnection): P
   let collector: Collector | undefined;
   try {
     const config = parseConfig(
-      [`--nats-url=${nats.url}`, `--node-name=${node}`, "--ops-addr=127.0.0.1:0"],
+      [
+        `--nats-url=${nats.url}`,
+        `--node-name=${node}`,
+        "--ops-addr=127.0.0.1:0",
+        "--aggregation=none",
+      ],
       {},
     );
     const log = pino({ level: "warn", base: { service: "collector" } }, pino.destination(2));
