@@ -17,7 +17,7 @@ import {
   waitFor,
   waitForValue,
 } from "@periscope/testing";
-import { encodeDebugRecord, encodeRawFrame, OBS_TO_NETWORK } from "@periscope/wire";
+import { createRawFrame, encodeDebugRecord, encodeRawFrame, OBS_TO_NETWORK } from "@periscope/wire";
 import { UsageError } from "./args.ts";
 import { type MonitorCounts, parseMonitorArgs, printFrame } from "./monitor.ts";
 import type { MonitorNames } from "./monitor-format.ts";
@@ -81,14 +81,20 @@ const names: MonitorNames = {
   ifName: (_node, _cookie, ifindex) => (ifindex === 7 ? "veth7" : undefined),
   endpoint: (ip) => endpoints[ip],
   debugType: debugTypeName,
+  kernelDropReason: (node, reason) =>
+    node === "node-a" && reason === 8 ? "NETFILTER_DROP" : undefined,
 };
 
-function print(argv: string[], records: Uint8Array[], extra: { kernelLost?: bigint } = {}) {
+function print(
+  argv: string[],
+  records: Uint8Array[],
+  extra: { kernelLost?: bigint; kernelLosses?: { cpu: number; count: bigint }[] } = {},
+) {
   const out: string[] = [];
   const err: string[] = [];
   const counts: MonitorCounts = { frames: 0, records: 0, printed: 0, malformed: 0 };
   printFrame(
-    { nodeName: "node-a", bootToRealtimeNs: 0n, records, ...extra },
+    createRawFrame({ nodeName: "node-a", bootId: "b", seq: 1n, records, ...extra }),
     parseMonitorArgs(argv, "nats://127.0.0.1:4222"),
     names,
     { out: (l) => out.push(l), err: (l) => err.push(l) },
@@ -100,11 +106,24 @@ function print(argv: string[], records: Uint8Array[], extra: { kernelLost?: bigi
 describe("monitor output", () => {
   test("monitor - drop, policy verdict, debug and lost lines", () => {
     const { out } = print([], [dropRecord, verdictRecord, debugRecord], { kernelLost: 3n });
+    // Per-CPU losses, when the frame has them, replace the total.
+    const perCpu = print([], [], { kernelLost: 4n, kernelLosses: [{ cpu: 1, count: 4n }] }).out;
+    out.splice(1, 0, ...perCpu);
     expect(out).toEqual([
       "!!! Lost 3 events from kernel ring buffer on node node-a",
+      "!!! Lost 4 events from CPU 1 on node node-a",
       "xx drop (Policy denied) flow 0x1234abcd to endpoint demo/backend, veth7 (ifindex 7): 10.200.0.10:40000 -> 10.200.0.11:8080 tcp SYN",
       "Policy verdict log: flow 0x1234abcd, local EP ID 12, remote ID 1010, proto 6, ingress, action deny, match L3-L4, rule 42, veth7 (ifindex 7), 10.200.0.10:40000 -> 10.200.0.11:8080 tcp SYN",
       "-- debug DBG_CT_CREATED: flow 0x1234abcd, veth7 (ifindex 7), arg1=0x1 arg2=0x2 arg3=0x3",
+    ]);
+  });
+
+  test("monitor - kernel drops show the reason's name from the node's table", () => {
+    const kernelDrop = fixed56(1, 1, (v) => v.setUint32(28, 8, true));
+    const unknown = fixed56(1, 1, (v) => v.setUint32(28, 9, true));
+    expect(print([], [kernelDrop, unknown]).out.map((l) => l.slice(0, 40))).toEqual([
+      "xx drop (NETFILTER_DROP) flow 0x1234abcd",
+      "xx drop (kernel reason 9) flow 0x1234abc",
     ]);
   });
 
@@ -222,6 +241,11 @@ describe.skipIf(!canRun)("periscope monitor (root, real collector and nats-serve
       timeoutMs: 20_000,
       what: "collector ready",
     });
+    // Ready means connected; the attach (an agent event) comes after.
+    await waitFor(() => monitor.out.some((l) => l.includes("ENDPOINT_CREATED")), {
+      timeoutMs: 15_000,
+      what: "the collector's attach event",
+    });
     const ping = Bun.spawn(
       ["ip", "netns", "exec", pair.nsA, "ping", "-c", "3", "-i", "0.1", "-W", "2", pair.ipB],
       { stdout: "ignore", stderr: "ignore" },
@@ -248,7 +272,11 @@ describe.skipIf(!canRun)("periscope monitor (root, real collector and nats-serve
       },
       { timeoutMs: 15_000, what: "3 echo requests and the hand-built records" },
     ).catch((err) => {
-      console.error(monitor.out.slice(0, 20), monitor.err, collector.err);
+      console.error(
+        parsed().map((e) => `${e.type} ${e.summary ?? ""} ${e.reasonText ?? ""}`),
+        monitor.err,
+        collector.err,
+      );
       throw err;
     });
     collector.proc.kill("SIGTERM");

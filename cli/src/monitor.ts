@@ -8,14 +8,19 @@ import { fromBinary } from "@bufbuild/protobuf";
 import {
   type Bus,
   connectBus,
+  openDropReasonRegistry,
   openEndpointRegistry,
   openInterfaceRegistry,
   subjects,
 } from "@periscope/bus";
 import { debugTypeName } from "@periscope/flow";
 import { type EndpointInfo, parseIp } from "@periscope/model";
-import { type GetAgentEventsResponse, GetAgentEventsResponseSchema } from "@periscope/proto";
-import { decodeRawFrame, type RawFrameInit } from "@periscope/wire";
+import {
+  type GetAgentEventsResponse,
+  GetAgentEventsResponseSchema,
+  type RawFrame,
+} from "@periscope/proto";
+import { decodeRawFrame, rawFrameRecords } from "@periscope/wire";
 import { type FlagSpec, isSet, lastValue, parseArgs, UsageError } from "./args.ts";
 import { agentEventJson, agentEventLine } from "./monitor-agent.ts";
 import {
@@ -189,7 +194,7 @@ function timeIso(ns: bigint): string {
  * and are counted, never thrown.
  */
 export function printFrame(
-  frame: RawFrameInit & { nodeName: string; bootToRealtimeNs: bigint; records: Uint8Array[] },
+  frame: RawFrame,
   opts: MonitorOptions,
   names: MonitorNames,
   io: Pick<MonitorIo, "out" | "err">,
@@ -197,20 +202,35 @@ export function printFrame(
 ): void {
   const node = frame.nodeName;
   const want = (t: MonitorType) => opts.types.size === 0 || opts.types.has(t);
-  counts.frames++;
-  for (const [n, what] of [
-    [frame.kernelLost ?? 0n, "kernel ring buffer"],
-    [frame.collectorLost ?? 0n, "collector queue"],
-  ] as const) {
-    if (n === 0n || !want("lost")) continue;
+  const lost = (n: bigint, what: string, cpu?: number): void => {
+    if (n === 0n || !want("lost")) return;
     counts.printed++;
+    const from = cpu === undefined ? what : `CPU ${cpu}`;
     io.out(
       opts.json
-        ? JSON.stringify({ type: "lost", node, source: what, lost: Number(n) })
-        : `!!! Lost ${n} events from ${what} on node ${node}`,
+        ? JSON.stringify({
+            type: "lost",
+            node,
+            source: what,
+            lost: Number(n),
+            ...(cpu === undefined ? {} : { cpu }),
+          })
+        : `!!! Lost ${n} events from ${from} on node ${node}`,
     );
+  };
+  counts.frames++;
+  if (frame.kernelLosses.length > 0) {
+    for (const l of frame.kernelLosses) lost(l.count, "kernel ring buffer", l.cpu);
+  } else {
+    lost(frame.kernelLost, "kernel ring buffer");
   }
-  for (const bytes of frame.records) {
+  lost(frame.collectorLost, "collector queue");
+  const { records, malformed, reason } = rawFrameRecords(frame);
+  if (malformed > 0) {
+    counts.malformed += malformed;
+    io.err(`periscope monitor: ${malformed} packed records of ${node} skipped: ${reason ?? ""}`);
+  }
+  for (const bytes of records) {
     counts.records++;
     let rec: MonitorRecord;
     try {
@@ -281,6 +301,7 @@ export async function runMonitor(opts: MonitorOptions, io: MonitorIo): Promise<n
   const counts: MonitorCounts = { frames: 0, records: 0, printed: 0, malformed: 0 };
   const endpoints = await openEndpointRegistry(bus).catch(() => undefined);
   const interfaces = await openInterfaceRegistry(bus).catch(() => undefined);
+  const dropReasons = await openDropReasonRegistry(bus).catch(() => undefined);
   if (opts.from?.kind === "endpoint" || opts.to?.kind === "endpoint") {
     if (endpoints === undefined)
       io.err("periscope monitor: endpoint registry unavailable; ns/pod selectors match nothing");
@@ -290,6 +311,7 @@ export async function runMonitor(opts: MonitorOptions, io: MonitorIo): Promise<n
     ifName: (node, cookie, ifindex) => interfaces?.lookup(node, cookie, ifindex)?.name,
     endpoint: (ip) => endpoints?.lookup(ip),
     debugType: debugTypeName,
+    kernelDropReason: (node, reason) => dropReasons?.lookup(node, reason),
   };
   const rawSubject = opts.node === undefined ? subjects.rawAll : subjects.rawNode(opts.node);
   const agentSubject = opts.node === undefined ? subjects.agentAll : subjects.agent(opts.node);
@@ -330,6 +352,7 @@ export async function runMonitor(opts: MonitorOptions, io: MonitorIo): Promise<n
   agentSub.unsubscribe();
   await endpoints?.close();
   await interfaces?.close();
+  await dropReasons?.close();
   await bus.close();
   io.err(
     `Received ${counts.frames} frames, ${counts.records} records; printed ${counts.printed} events, skipped ${counts.malformed} malformed`,

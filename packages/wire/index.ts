@@ -5,6 +5,14 @@
 
 export * from "./constants.ts";
 export {
+  DEBUG_LAYOUT,
+  DEBUG_SIZE,
+  type DebugRecord,
+  type DebugRecordInit,
+  decodeDebugRecord,
+  encodeDebugRecord,
+} from "./debug.ts";
+export {
   decodeRecordType,
   decodeTraceRecord,
   type MalformedReason,
@@ -46,11 +54,3 @@ export * from "./policy-rules.ts";
 export * from "./policy-verdict.ts";
 export * from "./src/frame.ts";
 export * from "./src/packed.ts";
-export {
-  DEBUG_LAYOUT,
-  DEBUG_SIZE,
-  type DebugRecord,
-  type DebugRecordInit,
-  decodeDebugRecord,
-  encodeDebugRecord,
-} from "./debug.ts";

@@ -25,7 +25,7 @@ test("agent events - published in order with node, time and per-run message ids"
       sent.push({
         subject,
         id,
-        type: msg.agentEvent?.type ?? -1,
+        type: msg.agentEvent?.type ?? AgentEventType.AGENT_EVENT_UNKNOWN,
         ...(msg.agentEvent?.notification.case ? { case: msg.agentEvent.notification.case } : {}),
       });
     },
