@@ -239,14 +239,15 @@ static __always_inline void ct_track(struct pscope_ct_key *k, int sender_lo,
 __noinline int ct_related(struct __sk_buff *skb, __u64 netns_cookie, const struct pscope_pkt *p,
 			  __u32 len, __u64 now)
 {
+	struct pscope_tuple inner = {};
 	struct pscope_ct_key k = {};
 	struct pscope_ct_entry *e;
 	int quoted_lo;
 	__u8 dir;
 
-	if (!p)
+	if (!p || pscope_parse_inner(skb, p->t.l4_off + 8, p->t.family, &inner) < 0)
 		return -1;
-	quoted_lo = ct_make_key(skb, netns_cookie, &p->inner, &k);
+	quoted_lo = ct_make_key(skb, netns_cookie, &inner, &k);
 	e = bpf_map_lookup_elem(&conntrack, &k);
 	if (!e)
 		return -1;

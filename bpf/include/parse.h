@@ -5,8 +5,8 @@
  * header at all on L3 devices; IPv4 (every fragment of a datagram gets ports
  * 0, so all of them hash and track together) or IPv6 (hop-by-hop, routing,
  * destination options and fragment headers skipped); TCP, UDP, SCTP ports,
- * TCP flags, ICMP echo identifiers and, for ICMP errors, the tuple of the
- * packet the error is about.
+ * TCP flags, ICMP echo identifiers; for ICMP errors pscope_parse_inner()
+ * reads the tuple of the packet the error is about.
  */
 #ifndef __PERISCOPE_PARSE_H
 #define __PERISCOPE_PARSE_H
@@ -67,8 +67,7 @@ struct pscope_pkt {
 	__u8 icmp_type;
 	__u8 icmp_code;
 	__u8 icmp_echo;  /* 1 echo request, 2 echo reply, 0 neither */
-	__u8 icmp_error; /* 1 when `inner` describes the packet an ICMP error quotes */
-	struct pscope_tuple inner;
+	__u8 icmp_error; /* an ICMP error: the quoted packet starts at t.l4_off + 8 */
 };
 
 static __always_inline int pscope_is_icmp_error(__u8 family, __u8 type)
@@ -169,8 +168,7 @@ static __always_inline void pscope_parse_icmp(struct __sk_buff *skb, __u32 off, 
 		p->t.sport = ((__u16)h[4] << 8) | h[5];
 		p->t.dport = p->t.sport;
 	} else if (pscope_is_icmp_error(p->t.family, h[0])) {
-		if (pscope_parse_inner(skb, off + 8, p->t.family, &p->inner) == 0)
-			p->icmp_error = 1;
+		p->icmp_error = 1;
 	}
 }
 
