@@ -24,7 +24,12 @@ export {
 } from "./netlink.ts";
 export { NETNS_RUN_DIR, withNetns } from "./netns.ts";
 export { netnsCookie } from "./netns-cookie.ts";
-export { type KernelRuleSet, type MapFdLookup, PolicyMaps } from "./policy-maps.ts";
+export {
+  type KernelRuleSet,
+  type MapFdLookup,
+  POLICY_SLOT_GRACE_MS,
+  PolicyMaps,
+} from "./policy-maps.ts";
 export { type PackedCopy, type RecordSink, RingBufferReader } from "./ring-buffer.ts";
 export {
   type AttachTarget,

@@ -12,7 +12,13 @@ import {
   RECORD_TYPE_DROP,
   RECORD_TYPE_POLICY_VERDICT,
 } from "@periscope/wire";
-import { type KernelRuleSet, netnsCookie, PolicyMaps, TraceProgram } from "./index.ts";
+import {
+  type KernelRuleSet,
+  netnsCookie,
+  POLICY_SLOT_GRACE_MS,
+  PolicyMaps,
+  TraceProgram,
+} from "./index.ts";
 import { isRoot } from "./test-helpers.ts";
 
 const TC_ACT_SHOT = 2;
@@ -211,8 +217,10 @@ describe.skipIf(!isRoot)("bpf policy maps", () => {
       maps.install(ruleSet([{ ...denyHttp, ports: { from: 81, to: 90 } }], {}));
       expect(prog.testRun(pkt, 1, "ingress").retval).toBe(TC_ACT_UNSPEC);
       maps.install(ruleSet([denyHttp], {}));
+      const slot1Left = performance.now();
       expect(prog.testRun(pkt, 1, "ingress").retval).toBe(TC_ACT_SHOT);
-      expect(maps.clear()).toBe(3);
+      expect(maps.clear()).toBe(3); // slot 1 again: not before its grace period ran out
+      expect(performance.now() - slot1Left).toBeGreaterThanOrEqual(POLICY_SLOT_GRACE_MS);
       expect(prog.testRun(pkt, 1, "ingress").retval).toBe(TC_ACT_UNSPEC);
       // Slot 0 again, rewritten: revision 2's endpoint is gone.
       maps.install(ruleSet([denyHttp], { endpoints: [new Uint8Array([10, 7, 0, 9])] }));

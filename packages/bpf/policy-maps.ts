@@ -18,6 +18,12 @@ const PROT_WRITE = 2;
 const MAP_SHARED = 1;
 /** mmap of a BPF array is page granular; one page holds the single revision word. */
 const PAGE = 4096;
+/**
+ * A slot is rewritten at the earliest this long after it stopped being active, so a
+ * tc program that read the old revision just before the switch has long finished its
+ * scan (one decision takes microseconds).
+ */
+export const POLICY_SLOT_GRACE_MS = 10;
 
 /** A rule set as the kernel holds it in one slot (see bpf/include/policy.h). */
 export interface KernelRuleSet {
@@ -53,7 +59,8 @@ function u64(n: bigint): Uint8Array {
  * Writes compiled policy rule sets into the trace object's policy maps, double
  * buffered: {@link install} fills the inactive slot, then switches the active revision
  * with one aligned 32-bit store into the mmap'ed `policy_active` array, so each packet
- * sees the whole old or the whole new rule set. Not thread-safe.
+ * sees the whole old or the whole new rule set. A slot is rewritten only
+ * {@link POLICY_SLOT_GRACE_MS} after it was switched away from. Not thread-safe.
  */
 export class PolicyMaps {
   readonly #rulesFd: number;
@@ -62,6 +69,8 @@ export class PolicyMaps {
   readonly #endpointsFd: number;
   #active: Uint32Array | null;
   #activePtr: Pointer;
+  /** performance.now() of the last switch: the other slot stopped being active then. */
+  #switchedAt = Number.NEGATIVE_INFINITY;
   /** Hash keys written per slot, deleted before the slot is written again. */
   readonly #slotKeys: Map<string, Uint8Array>[] = [new Map(), new Map()];
 
@@ -99,6 +108,8 @@ export class PolicyMaps {
     let next = (current + 1) >>> 0;
     if (next === 0) next = 2; // wrapped: keep the slot alternating, never "no policy"
     const slot = next % POLICY_SLOTS;
+    const wait = this.#switchedAt + POLICY_SLOT_GRACE_MS - performance.now();
+    if (wait > 0) Bun.sleepSync(wait);
     // Nothing reads this slot now: clear what an older rule set left in it.
     const old = this.#slotKeys[slot] ?? new Map<string, Uint8Array>();
     for (const [name, key] of old) {
@@ -126,6 +137,7 @@ export class PolicyMaps {
     update(this.#setsFd, "policy_sets", u32(slot), encodePolicySet(rs.set));
     // The switch: one aligned 32-bit store the tc programs read per packet.
     this.#active[0] = next;
+    this.#switchedAt = performance.now();
     return next;
   }
 
