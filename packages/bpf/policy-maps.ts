@@ -109,7 +109,7 @@ export class PolicyMaps {
     if (next === 0) next = 2; // wrapped: keep the slot alternating, never "no policy"
     const slot = next % POLICY_SLOTS;
     const wait = this.#switchedAt + POLICY_SLOT_GRACE_MS - performance.now();
-    if (wait > 0) Bun.sleepSync(wait);
+    if (wait > 0) Bun.sleepSync(Math.ceil(wait));
     // Nothing reads this slot now: clear what an older rule set left in it.
     const old = this.#slotKeys[slot] ?? new Map<string, Uint8Array>();
     for (const [name, key] of old) {
