@@ -7,6 +7,11 @@
  * - datapath-kernel: the trace program's ns/packet per aggregation level vs an empty TC
  *   program, and ring buffer reserve vs output (bench/datapath-kernel.ts).
  * - syn74-*, full1514-*: kernel → collector → NATS (bench/collector.ts).
+ * - datapath-*: kernel → collector → JetStream sustained for 10 s at a fixed rate, 3 runs
+ *   per capture length, with exact accounting (bench/datapath.ts).
+ * - traffic-*: real traffic between two namespaces (ping -f, iperf3, curl): pipeline
+ *   delivery per aggregation level, events per 1000 packets, iperf3 throughput with and
+ *   without Periscope and tcpdump, capture fraction at stepped packet rates (bench/traffic.ts).
  * - pipeline-*: kernel → collector → enricher → observer → GetFlows follow client at
  *   several rates, with latency and loss accounting (bench/pipeline.ts).
  * - transport-*: the pipeline's two hops on core NATS vs JetStream (file, memory):
@@ -21,14 +26,25 @@
 import { TraceProgram } from "@periscope/bpf";
 import { startLocalNats } from "@periscope/devstack";
 import { runCollectorBench } from "./collector.ts";
+import { runDatapathBench } from "./datapath.ts";
 import { runDatapathKernelBench } from "./datapath-kernel.ts";
 import { runDecodeBench } from "./decode.ts";
 import { runDiscoveryBench } from "./discovery.ts";
 import { runPipelineBench } from "./pipeline.ts";
 import { Teardown } from "./procs.ts";
+import { runTrafficBench } from "./traffic.ts";
 import { runTransportBench } from "./transport.ts";
 
-const PARTS = ["decode", "kernel", "collector", "pipeline", "transport", "discovery"] as const;
+const PARTS = [
+  "decode",
+  "kernel",
+  "collector",
+  "pipeline",
+  "transport",
+  "discovery",
+  "datapath",
+  "traffic",
+] as const;
 type Part = (typeof PARTS)[number];
 
 /** A command line the bench does not understand. */
@@ -72,13 +88,16 @@ async function main(): Promise<void> {
   try {
     if (parts.has("decode")) runDecodeBench();
     if (parts.has("kernel")) await runDatapathKernelBench();
-    if (["collector", "pipeline", "transport", "discovery"].every((p) => !parts.has(p as Part))) {
+    const needNats = ["collector", "pipeline", "transport", "discovery", "datapath", "traffic"];
+    if (needNats.every((p) => !parts.has(p as Part))) {
       return;
     }
     const nats = await startLocalNats({});
     teardown.push(() => nats.stop());
     if (parts.has("collector")) await runCollectorBench(nats);
     if (parts.has("transport")) await runTransportBench(nats);
+    if (parts.has("datapath")) await runDatapathBench(nats);
+    if (parts.has("traffic")) await runTrafficBench(nats, teardown);
     if (parts.has("discovery")) await runDiscoveryBench(nats, teardown);
     if (parts.has("pipeline")) {
       const programs = new Set<TraceProgram>();

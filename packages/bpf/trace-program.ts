@@ -256,6 +256,11 @@ export class TraceProgram {
     return this.#ring.copyPacked(dst, offset, capBytes, maxRecords);
   }
 
+  /** True when {@link copyPacked} runs natively (bun:ffi cc), false when it falls back to JS. */
+  get nativeCopy(): boolean {
+    return this.#ring.nativeCopy;
+  }
+
   /** Records the kernel could not write to the ring buffer since load, one count per possible CPU. */
   readKernelLostPerCpu(): bigint[] {
     this.#live("readKernelLost");
