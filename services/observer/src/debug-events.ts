@@ -1,32 +1,27 @@
 import { fromBinary } from "@bufbuild/protobuf";
 import { type GetDebugEventsResponse, GetDebugEventsResponseSchema } from "@periscope/proto";
-import { WireFormatError, WireReader } from "./wire.ts";
-
-/** FlowBatch.debug_events (field 3), the kernel debug events a frame held. */
-const DEBUG_EVENTS_FIELD = 3;
 
 /**
- * Decodes only the debug events of an encoded FlowBatch, skipping everything else
- * unread; most batches have none and cost one walk over the top-level tags.
- * @throws WireFormatError when the framing or a debug event is broken.
+ * Decodes the encoded debug events of a FlowBatch (`debug_events`, as
+ * readCheckedFlowBatch collects them) and hands each to `add`. One that does not
+ * decode is left out and counted, never thrown: the caller stores it as lost.
  */
-export function readDebugEvents(payload: Uint8Array): GetDebugEventsResponse[] {
-  const out: GetDebugEventsResponse[] = [];
-  const r = new WireReader(payload, 0, payload.length);
-  while (r.pos < payload.length) {
-    const tag = r.uint32();
-    if (tag >>> 3 === DEBUG_EVENTS_FIELD && (tag & 7) === 2) {
-      const end = r.lenEnd();
-      const bytes = payload.subarray(r.pos, end);
-      r.pos = end;
-      try {
-        out.push(fromBinary(GetDebugEventsResponseSchema, bytes));
-      } catch (err) {
-        throw new WireFormatError(`undecodable FlowBatch.debug_events: ${String(err)}`);
-      }
-    } else {
-      r.skip(tag & 7);
+export function decodeDebugEvents(
+  encoded: readonly Uint8Array[],
+  add: (ev: GetDebugEventsResponse) => void,
+): { rejected: number; reason: string | undefined } {
+  let rejected = 0;
+  let reason: string | undefined;
+  encoded.forEach((bytes, i) => {
+    let ev: GetDebugEventsResponse;
+    try {
+      ev = fromBinary(GetDebugEventsResponseSchema, bytes);
+    } catch (err) {
+      rejected++;
+      reason ??= `debug event ${i}: ${err instanceof Error ? err.message : String(err)}`;
+      return;
     }
-  }
-  return out;
+    add(ev);
+  });
+  return { rejected, reason };
 }

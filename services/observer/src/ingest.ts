@@ -20,7 +20,7 @@ import {
   LostEventSource,
 } from "@periscope/proto";
 import type { Logger } from "@periscope/telemetry";
-import { readDebugEvents } from "./debug-events.ts";
+import { decodeDebugEvents } from "./debug-events.ts";
 import { readFlowBatch, type StoredEvent } from "./event.ts";
 import type { ObserverMetrics } from "./metrics.ts";
 import { createIngestRejects, type IngestRejects, rejectedEventsLost } from "./rejects.ts";
@@ -83,6 +83,7 @@ export function ingestBatch(
   subject: string,
   payload: Uint8Array,
   rejects?: IngestRejects,
+  debugEvents?: EventLog<GetDebugEventsResponse>,
 ): number {
   let checked: CheckedBatch;
   try {
@@ -98,6 +99,13 @@ export function ingestBatch(
   if (checked.rejected > 0) {
     sink.add(rejectedEventsLost(node, checked.rejected, checked.rejectedNs), node);
     rejects?.events(subject, checked.rejected, checked.reason ?? "");
+  }
+  if (debugEvents !== undefined && checked.debugEvents.length > 0) {
+    const bad = decodeDebugEvents(checked.debugEvents, (ev) => debugEvents.add(ev));
+    if (bad.rejected > 0) {
+      sink.add(rejectedEventsLost(node, bad.rejected), node);
+      rejects?.events(subject, bad.rejected, bad.reason ?? "");
+    }
   }
   return checked.events.length;
 }
@@ -263,10 +271,7 @@ export async function startIngest(opts: IngestOptions): Promise<Ingest> {
           return;
         }
       }
-      ingestBatch(reorder, msg.subject, msg.data, rejects);
-      if (opts.debugEvents) {
-        for (const ev of readDebugEvents(msg.data)) opts.debugEvents.add(ev);
-      }
+      ingestBatch(reorder, msg.subject, msg.data, rejects, opts.debugEvents);
     } catch (err) {
       if (err instanceof MalformedBatchError) {
         rejects.batch(msg.subject, msg.data.length, err);

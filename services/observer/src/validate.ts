@@ -373,6 +373,8 @@ export interface CheckedBatch {
   readonly reason: string | undefined;
   /** Time of the earliest rejected event whose time could still be read, ns since the epoch. */
   readonly rejectedNs: bigint | undefined;
+  /** Encoded `debug_events` (GetDebugEventsResponse, field 3), views into the payload. */
+  readonly debugEvents: Uint8Array[];
 }
 
 /**
@@ -386,6 +388,7 @@ export function readCheckedFlowBatch(payload: Uint8Array): CheckedBatch {
   let rejected = 0;
   let reason: string | undefined;
   let rejectedNs: bigint | undefined;
+  const debugEvents: Uint8Array[] = [];
   for (let index = 0; r.pos < payload.length; ) {
     const tag = r.uint32();
     const wt = tag & 7;
@@ -401,13 +404,17 @@ export function readCheckedFlowBatch(payload: Uint8Array): CheckedBatch {
       }
       index++;
       r.pos = end;
+    } else if (tag >>> 3 === 3 && wt === WIRE_LEN) {
+      const end = r.lenEnd();
+      debugEvents.push(payload.subarray(r.pos, end));
+      r.pos = end;
     } else if (tag >>> 3 === 0) {
       throw new WireFormatError("field number 0");
     } else {
       r.skip(wt);
     }
   }
-  return { events, rejected, reason, rejectedNs };
+  return { events, rejected, reason, rejectedNs, debugEvents };
 }
 
 /** The time of a rejected event as the shallow reader sees it; undefined if unreadable or 0. */
