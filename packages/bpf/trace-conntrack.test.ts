@@ -5,12 +5,15 @@ import {
   decodeRecordType,
   decodeTraceRecord,
   FLAG_CT_REPORT,
+  POLICY_ACTION,
+  POLICY_DIRECTION,
+  POLICY_MATCH,
   RECORD_TYPE_DEBUG,
   RECORD_TYPE_TRACE,
   TRACE_REASON,
   type TraceRecord,
 } from "@periscope/wire";
-import { netnsCookie, TraceProgram } from "./index.ts";
+import { netnsCookie, PolicyMaps, TraceProgram } from "./index.ts";
 import { isRoot } from "./test-helpers.ts";
 import { frame, ipPacket, type PacketSpec, TCP } from "./test-packets.ts";
 import { parseCaptureRule, SettingsError } from "./trace-settings.ts";
@@ -309,6 +312,59 @@ describe.skipIf(!isRoot)("bpf trace connection table", () => {
     expect(debug[1]).toMatchObject({ arg1: 1, arg2: 6 }); // matched, from the responder
     p.setSettings({ debug: false });
     expect(run(p, [tcp("c", TCP.ACK)]).debug).toEqual([]);
+  });
+
+  test("policy: a denied connection is dropped on every packet, cached in its entry, with a debug record", () => {
+    const p = load();
+    const maps = new PolicyMaps((n) => p.mapFd(n));
+    try {
+      const rule = {
+        id: 77,
+        action: POLICY_ACTION.DENY,
+        direction: POLICY_DIRECTION.INGRESS,
+        subject: 0,
+        matchType: POLICY_MATCH.L3_L4,
+        proto: 6,
+        ports: { from: 80, to: 80 },
+      };
+      maps.install({
+        rules: [rule],
+        set: { nRules: 1, selected: [1n, 0n], allowSelected: [0n, 0n], enforce: 1n },
+        devices: [],
+        endpoints: [{ addr: Uint8Array.from([10, 7, 0, 2]), bits: 1n }],
+      });
+      p.setSettings({ debug: true });
+      const syn = frame(tcp("c", TCP.SYN));
+      expect(p.testRun(syn, 1, "ingress").retval).toBe(2); // TC_ACT_SHOT
+      expect(p.testRun(syn, 1, "ingress").retval).toBe(2);
+      const debug: DebugRecord[] = [];
+      let traces = 0;
+      p.drain((b) => {
+        const type = decodeRecordType(b);
+        if (type === RECORD_TYPE_DEBUG) debug.push(decodeDebugRecord(b));
+        if (type === RECORD_TYPE_TRACE) traces++;
+      });
+      expect(traces).toBe(0); // dropped packets are reported as drops, not traces
+      expect(debug.filter((d) => d.subtype === 5).map((d) => d.arg1)).toEqual([77, 77]);
+      const conn = p.readConnection({
+        proto: 6,
+        src: C,
+        sport: 40000,
+        dst: S,
+        dport: 80,
+        ifindex: 1,
+        netnsCookie: netnsCookie(undefined),
+      });
+      expect(conn).toMatchObject({
+        policyAction: POLICY_ACTION.DENY,
+        policyRuleId: 77,
+        policyRev: maps.revision(),
+      });
+      // another port of the same peers is not denied
+      expect(p.testRun(frame({ ...tcp("c", TCP.SYN), dport: 81 }), 1, "ingress").retval).toBe(-1);
+    } finally {
+      maps.close();
+    }
   });
 
   test("settings: bad values are refused naming the field, nothing is written", () => {
