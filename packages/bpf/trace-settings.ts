@@ -50,9 +50,10 @@ export class SettingsError extends RangeError {
   override readonly name = "SettingsError";
   constructor(
     readonly field: string,
-    message: string,
+    /** What is wrong, without the field name. */
+    readonly detail: string,
   ) {
-    super(`${field}: ${message}`);
+    super(`${field}: ${detail}`);
   }
 }
 
@@ -79,7 +80,13 @@ export function parseCaptureRule(text: string): CaptureRule {
     throw new SettingsError("captureRules", `"${text}": unknown protocol "${protoText}"`);
   }
   const rule = { proto, port: portText === undefined ? 0 : Number(portText), len: Number(lenText) };
-  checkCaptureRule(rule, 0);
+  try {
+    checkCaptureRule(rule, 0);
+  } catch (err) {
+    if (err instanceof SettingsError)
+      throw new SettingsError("captureRules", `"${text}": ${err.detail}`);
+    throw err;
+  }
   return rule;
 }
 
