@@ -1,6 +1,14 @@
 import { expect, test } from "bun:test";
 import { DebugEventType, LostEventSource } from "@periscope/proto";
-import { encodeDebugRecord, encodeRawFrame } from "@periscope/wire";
+import { ethernet, ipv4, tcp } from "@periscope/testing";
+import {
+  encodeDebugRecord,
+  encodeRawFrame,
+  encodeTraceRecord,
+  OBS_TO_NETWORK,
+  RECORD_TYPE_TRACE,
+  TRACE_VERSION,
+} from "@periscope/wire";
 import { processFrame } from "./frames.ts";
 
 const debugRecord = (subtype: number, arg1: number) =>
@@ -47,6 +55,36 @@ test("enricher frames - debug records become the batch's debug events, one per r
   ]);
   expect(first?.debugEvent?.message).toBe("DBG_CT_CREATED on eth0 (7): arg1=0x1 arg2=0x2 arg3=0x3");
   expect(second?.debugEvent?.type).toBe(DebugEventType.DBG_CT_LOOKUP);
+});
+
+test("enricher frames - a debug event's source is the endpoint of the frame's flow with its hash", () => {
+  const syn = ethernet(
+    { src: "02:00:00:00:00:0a", dst: "02:00:00:00:00:0b", etherType: 0x0800 },
+    ipv4({ src: "10.200.0.10", dst: "10.200.0.11", protocol: 6 }, tcp(40000, 8080, ["SYN"])),
+  );
+  const trace = encodeTraceRecord({
+    type: RECORD_TYPE_TRACE,
+    obsPoint: OBS_TO_NETWORK,
+    version: TRACE_VERSION,
+    flags: 0,
+    cpu: 1,
+    origLen: syn.length,
+    tsBootNs: 2_000_000_001n,
+    ifindex: 7,
+    mark: 0,
+    flowHash: 0xabc,
+    l3Proto: 0x0800,
+    pktType: 0,
+    netnsCookie: 99n,
+    data: syn,
+  });
+  const frontend = { namespace: "demo", podName: "frontend", labels: ["app=frontend"] };
+  const r = processFrame(frame([debugRecord(9, 1), trace]), {
+    endpoint: (ip) => (ip === "10.200.0.10" ? frontend : undefined),
+  });
+  expect(r.flows).toBe(1);
+  const src = r.batch.debugEvents[0]?.debugEvent?.source;
+  expect([src?.namespace, src?.podName]).toEqual(["demo", "frontend"]);
 });
 
 test("enricher frames - a malformed debug record is counted and reported lost", () => {

@@ -34,6 +34,7 @@ import {
   RECORD_TYPE_POLICY_VERDICT,
   RECORD_TYPE_TRACE,
   rawFrameRecords,
+  readFlowHash,
 } from "@periscope/wire";
 import { labelIdentity } from "./identity.ts";
 
@@ -71,6 +72,38 @@ const RECORD_DECODERS = new Map<number, RecordDecoder>([
     (bytes, ctx) => decodePolicyVerdictFlow(decodePolicyVerdictRecord(bytes), ctx),
   ],
 ]);
+
+/**
+ * A debug record carries no address, only the flow hash: its source endpoint is the
+ * source of the frame's first flow with that hash (the packet that made the kernel
+ * report it travels in the same frame), when that endpoint is known.
+ */
+function setDebugSources(
+  debug: GetDebugEventsResponse[],
+  flows: GetFlowsResponse[],
+  records: Uint8Array[],
+): void {
+  const byHash = new Map<number, Flow["source"]>();
+  flows.forEach((r, i) => {
+    const bytes = records[i];
+    if (r.responseTypes.case !== "flow" || bytes === undefined) return;
+    const src = r.responseTypes.value.source;
+    let hash = 0;
+    try {
+      hash = readFlowHash(bytes);
+    } catch {
+      return; // a record type without a flow hash names no debug source
+    }
+    if (hash !== 0 && src?.podName && !byHash.has(hash)) byHash.set(hash, src);
+  });
+  for (const d of debug) {
+    const ev = d.debugEvent;
+    if (ev?.hash !== undefined && ev.source === undefined) {
+      const src = byHash.get(ev.hash);
+      if (src) ev.source = src;
+    }
+  }
+}
 
 function compareTime(a: Timestamp | undefined, b: Timestamp | undefined): number {
   const as = a?.seconds ?? 0n;
@@ -209,6 +242,8 @@ export function processFrame(data: Uint8Array, deps: FrameDeps): FrameResult {
   let flows = 0;
   const flowResponses: GetFlowsResponse[] = [];
   const debugResponses: GetDebugEventsResponse[] = [];
+  /** The record each of flowResponses came from (same index), for debug sources. */
+  const flowRecords: Uint8Array[] = [];
   const split = rawFrameRecords(frame);
   if (split.malformed > 0) {
     failures.set("malformed_record", split.malformed);
@@ -251,8 +286,10 @@ export function processFrame(data: Uint8Array, deps: FrameDeps): FrameResult {
       continue;
     }
     flowResponses.push(flow);
+    flowRecords.push(bytes);
     flows++;
   }
+  if (debugResponses.length > 0) setDebugSources(debugResponses, flowResponses, flowRecords);
   // Records from different CPUs can reach the ring a few ns out of timestamp
   // order; a stable sort keeps each batch in kernel time order.
   flowResponses.sort((a, b) => compareTime(a.time, b.time));
