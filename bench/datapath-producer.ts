@@ -26,6 +26,8 @@ export interface ProducerResult {
   wallMs: number;
   /** Sum of test_run's per-repetition duration times repetitions, ms. */
   kernelMs: number;
+  /** CPU time of the producer thread during the run (mostly test_run in the kernel), ms. */
+  threadCpuMs: number;
   error?: string;
 }
 
@@ -37,6 +39,11 @@ function run(req: ProducerRequest): ProducerResult {
   opts.setPtr(TEST_RUN_OPTS.dataIn, ptr(data));
   opts.u32(TEST_RUN_OPTS.dataSizeIn, data.length);
   const nap = new Int32Array(new SharedArrayBuffer(4));
+  const cpu0 = process.threadCpuUsage();
+  const cpuMs = (): number => {
+    const u = process.threadCpuUsage(cpu0);
+    return (u.user + u.system) / 1000;
+  };
   const start = performance.now();
   let produced = 0;
   let kernelNs = 0;
@@ -56,13 +63,19 @@ function run(req: ProducerRequest): ProducerResult {
         produced,
         wallMs: performance.now() - start,
         kernelMs: kernelNs / 1e6,
+        threadCpuMs: cpuMs(),
         error: `bpf_prog_test_run_opts: ${rc}`,
       };
     }
     kernelNs += opts.u32(TEST_RUN_OPTS.duration) * n;
     produced += n;
   }
-  return { produced, wallMs: performance.now() - start, kernelMs: kernelNs / 1e6 };
+  return {
+    produced,
+    wallMs: performance.now() - start,
+    kernelMs: kernelNs / 1e6,
+    threadCpuMs: cpuMs(),
+  };
 }
 
 self.onmessage = (event: MessageEvent<ProducerRequest>) => {
