@@ -250,6 +250,9 @@ describe("policy", () => {
     expect(verdict.trafficDirection).toBe(TrafficDirection.INGRESS);
     expect(verdict.policyMatchType).toBe(MATCH_L3_L4);
     expect(verdict.destination?.podName).toBe("web");
+    expect(verdict.ingressDeniedBy.map((p) => [p.name, p.labels])).toEqual([
+      ["web-deny", ["rule=deny-http", "rule-id=11"]],
+    ]);
     await remove("web-deny");
     expect((await curl(42002)).stdout).toBe("ok");
   }, 60_000);
@@ -284,12 +287,14 @@ describe("policy", () => {
     );
     expect(allowed.verdict).toBe(Verdict.FORWARDED);
     expect(allowed.policyMatchType).toBe(MATCH_L3_L4);
+    expect(allowed.ingressAllowedBy.map((p) => p.name)).toEqual(["web-allow"]);
     const denied = await eventually(
       (fs) => fs.find((f) => isVerdict(f) && icmpOf(f)?.type === 8 && f.IP?.destination === web),
       "default-deny verdict for the ping",
     );
     expect(denied.verdict).toBe(Verdict.DROPPED);
     expect(denied.policyMatchType).toBe(MATCH_NONE);
+    expect(denied.ingressDeniedBy).toEqual([]); // the default decision has no rule
     await remove("web-allow");
   }, 60_000);
 

@@ -38,9 +38,12 @@ export {
 export type { KvRegistry } from "./kv-cache.ts";
 export type { BusLogger } from "./log.ts";
 export {
+  openPolicyRuleNames,
   openPolicyStore,
   POLICIES_BUCKET,
   type PolicyChange,
+  type PolicyRuleName,
+  type PolicyRuleNames,
   type PolicyStore,
   type PolicyWatch,
   type StoredPolicy,

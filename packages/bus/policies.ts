@@ -125,3 +125,49 @@ export async function openPolicyStore(bus: Bus): Promise<PolicyStore> {
     },
   };
 }
+
+/** Which policy and rule a rule id belongs to. */
+export interface PolicyRuleName {
+  readonly policy: string;
+  readonly rule: string;
+}
+
+/** Rule ids of the stored policies, for naming the rule behind a verdict. */
+export interface PolicyRuleNames {
+  /** Resolves once the policies stored when it opened are loaded. */
+  readonly ready: Promise<void>;
+  lookup(id: number): PolicyRuleName | undefined;
+  close(): Promise<void>;
+}
+
+/** `{ id, name }` of every rule of a stored policy value; malformed parts are skipped. */
+function ruleNames(value: unknown): { id: number; name: string }[] {
+  const rules = (value as { rules?: unknown } | null)?.rules;
+  if (!Array.isArray(rules)) return [];
+  return rules.flatMap((r: unknown) => {
+    const { id, name } = (r ?? {}) as { id?: unknown; name?: unknown };
+    return typeof id === "number" && typeof name === "string" ? [{ id, name }] : [];
+  });
+}
+
+/**
+ * Watches the policies bucket and keeps rule id → (policy, rule name). Values are read
+ * as stored, without validation (the collectors validate): ids are unique over valid
+ * policies, so a lookup names the rule that decided.
+ */
+export async function openPolicyRuleNames(bus: Bus): Promise<PolicyRuleNames> {
+  const byPolicy = new Map<string, { id: number; name: string }[]>();
+  const byId = new Map<number, PolicyRuleName>();
+  const rebuild = (): void => {
+    byId.clear();
+    for (const [policy, rules] of byPolicy) {
+      for (const r of rules) byId.set(r.id, { policy, rule: r.name });
+    }
+  };
+  const w = await (await openPolicyStore(bus)).watch((c) => {
+    if (c.op === "put") byPolicy.set(c.name, ruleNames(c.value));
+    else byPolicy.delete(c.name);
+    rebuild();
+  });
+  return { ready: w.ready, lookup: (id) => byId.get(id), close: () => w.stop() };
+}

@@ -52,7 +52,12 @@ export type {
   L4Header,
   TcpFlags,
 } from "./src/packet/types.ts";
-export { decodePolicyVerdictFlow, policyVerdict } from "./src/policy-verdict.ts";
+export {
+  decodePolicyVerdictFlow,
+  POLICY_KIND,
+  type PolicyVerdictContext,
+  policyVerdict,
+} from "./src/policy-verdict.ts";
 export { flowPorts } from "./src/ports.ts";
 export { packetSummary, tcpFlagsText } from "./src/summary.ts";
 export {

@@ -71,4 +71,35 @@ test("flow policy verdict - event type, match type, direction, layers and endpoi
   expect(f.interface?.name).toBe("veth1");
   expect(f.Summary).toContain("SYN");
   expect(f.time?.seconds).toBe(1n);
+  expect(f.egressDeniedBy.map((p) => [p.name, p.kind, p.labels])).toEqual([
+    ["", "PeriscopePolicy", ["rule-id=42"]],
+  ]);
+});
+
+test("flow policy verdict - the deciding rule is named when known", () => {
+  const f = decodePolicyVerdictFlow(
+    decodePolicyVerdictRecord(
+      encodePolicyVerdictRecord({
+        flags: FLAG_L3,
+        cpu: 0,
+        origLen: ip.length,
+        tsBootNs: 5n,
+        ifindex: 0,
+        ruleId: 42,
+        flowHash: 1,
+        l3Proto: 0x0800,
+        matchType: POLICY_MATCH.L4_ONLY,
+        action: POLICY_ACTION.ALLOW,
+        netnsCookie: 1n,
+        direction: POLICY_DIRECTION.INGRESS,
+        obsPoint: 10,
+        data: ip,
+      }),
+    ),
+    { ...ctx, policyRule: (id) => (id === 42 ? { policy: "web", rule: "http" } : undefined) },
+  );
+  expect(f.ingressAllowedBy.map((p) => [p.name, p.labels])).toEqual([
+    ["web", ["rule=http", "rule-id=42"]],
+  ]);
+  expect(f.ingressDeniedBy).toEqual([]);
 });

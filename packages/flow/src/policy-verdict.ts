@@ -6,6 +6,7 @@ import {
   FlowSchema,
   FlowType,
   NetworkInterfaceSchema,
+  PolicySchema,
   TrafficDirection,
   Verdict,
 } from "@periscope/proto";
@@ -24,6 +25,16 @@ import { bootTimeToTimestamp, type DecodeContext, fillLayers, resolveEndpoint } 
 const newFlow = messageFactory(FlowSchema);
 const newEventType = messageFactory(CiliumEventTypeSchema);
 const newInterface = messageFactory(NetworkInterfaceSchema);
+const newPolicy = messageFactory(PolicySchema);
+
+/** flow.Policy.kind of Periscope's policies. */
+export const POLICY_KIND = "PeriscopePolicy";
+
+/** What decodePolicyVerdictFlow needs besides {@link DecodeContext}. */
+export interface PolicyVerdictContext extends DecodeContext {
+  /** Policy and rule name of a rule id, if known. */
+  policyRule?(id: number): { readonly policy: string; readonly rule: string } | undefined;
+}
 
 /** flow.Verdict for a policy action: FORWARDED, DROPPED or AUDIT. */
 export function policyVerdict(action: number): Verdict {
@@ -57,7 +68,7 @@ function decodeVerdictPacket(rec: PolicyVerdictRecord): DecodedPacket {
  * addresses, ports, endpoints, interface and the packet summary.
  * @throws PacketDecodeError when the captured packet is malformed.
  */
-export function decodePolicyVerdictFlow(rec: PolicyVerdictRecord, ctx: DecodeContext): Flow {
+export function decodePolicyVerdictFlow(rec: PolicyVerdictRecord, ctx: PolicyVerdictContext): Flow {
   const packet = decodeVerdictPacket(rec);
   const flow = newFlow();
   flow.time = bootTimeToTimestamp(rec.tsBootNs, ctx.bootToRealtimeNs);
@@ -85,5 +96,25 @@ export function decodePolicyVerdictFlow(rec: PolicyVerdictRecord, ctx: DecodeCon
     iface.name = ctx.ifName?.(rec.ifindex, rec.netnsCookie) ?? "";
     flow.interface = iface;
   }
+  fillDecidedBy(flow, rec, ctx);
   return flow;
+}
+
+/**
+ * The deciding rule as flow.Policy in {ingress,egress}_{allowed,denied}_by (audited
+ * flows count as denied): name = policy name, labels `rule=<name>` and `rule-id=<id>`.
+ */
+function fillDecidedBy(flow: Flow, rec: PolicyVerdictRecord, ctx: PolicyVerdictContext): void {
+  if (rec.ruleId === 0) return;
+  const named = ctx.policyRule?.(rec.ruleId);
+  const p = newPolicy();
+  p.name = named?.policy ?? "";
+  p.kind = POLICY_KIND;
+  p.labels = [...(named ? [`rule=${named.rule}`] : []), `rule-id=${rec.ruleId}`];
+  const allowed = rec.action === POLICY_ACTION.ALLOW;
+  if (rec.direction === POLICY_DIRECTION.INGRESS) {
+    (allowed ? flow.ingressAllowedBy : flow.ingressDeniedBy).push(p);
+  } else if (rec.direction === POLICY_DIRECTION.EGRESS) {
+    (allowed ? flow.egressAllowedBy : flow.egressDeniedBy).push(p);
+  }
 }

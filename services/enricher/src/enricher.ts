@@ -8,6 +8,7 @@ import {
   openDropReasonRegistry,
   openEndpointRegistry,
   openInterfaceRegistry,
+  openPolicyRuleNames,
   RAW_STREAM,
   SequenceLedger,
   subjects,
@@ -141,11 +142,14 @@ export async function startEnricher(
     cleanups.push(() => interfaces.close());
     const dropReasons = await openDropReasonRegistry(b);
     cleanups.push(() => dropReasons.close());
-    await Promise.all([registry.ready, interfaces.ready, dropReasons.ready]);
+    const policyRules = await openPolicyRuleNames(b);
+    cleanups.push(() => policyRules.close());
+    await Promise.all([registry.ready, interfaces.ready, dropReasons.ready, policyRules.ready]);
     const deps: FrameDeps = {
       endpoint: (ip) => registry.lookup(ip),
       interfaceName: (node, cookie, ifindex) => interfaces.lookup(node, cookie, ifindex)?.name,
       dropReasonName: (node, reason) => dropReasons.lookup(node, reason),
+      policyRule: (id) => policyRules.lookup(id),
     };
     const ledger = new SequenceLedger({ holdMs: 2 * RAW_ACK_WAIT_MS });
     const js = b.js();

@@ -69,7 +69,11 @@ const RECORD_DECODERS = new Map<number, RecordDecoder>([
   ],
   [
     RECORD_TYPE_POLICY_VERDICT,
-    (bytes, ctx) => decodePolicyVerdictFlow(decodePolicyVerdictRecord(bytes), ctx),
+    (bytes, ctx, deps) =>
+      decodePolicyVerdictFlow(decodePolicyVerdictRecord(bytes), {
+        ...ctx,
+        ...(deps.policyRule ? { policyRule: deps.policyRule } : {}),
+      }),
   ],
 ]);
 
@@ -135,6 +139,8 @@ export interface FrameDeps {
   interfaceName?(node: string, netnsCookie: bigint, ifindex: number): string | undefined;
   /** Name of a kernel drop reason value on `node` (each kernel numbers them its own way). */
   dropReasonName?(node: string, reason: number): string | undefined;
+  /** Policy and rule name of a policy rule id (ids are unique over all policies). */
+  policyRule?(id: number): { readonly policy: string; readonly rule: string } | undefined;
   /** Flow UUID generator; random v4 UUIDs when absent (tests pin it). */
   uuid?(): string;
 }
