@@ -263,4 +263,47 @@ struct pscope_policy_ep_key {
 	__u32 addr[4]; /* network byte order, IPv4 in word 0 */
 };
 
+/* Recorder capture (bpf/capture.bpf.c): packets matching the recordings'
+ * filters, copied into the `captures` ring buffer. Cilium's RECORDER_CAPTURE. */
+#define PSCOPE_REC_CAPTURE 6
+#define PSCOPE_CAPTURE_VERSION 1
+#define PSCOPE_CAPTURE_MAX_RECORDINGS 32 /* one bit each in pscope_capture.recordings */
+#define PSCOPE_CAPTURE_MAX_FILTERS 64    /* filters of all recordings together */
+#define PSCOPE_CAPTURE_MAX_LEN 65535     /* largest capture per packet, bytes */
+
+/* PSCOPE_REC_CAPTURE: fixed part is 48 bytes, followed by cap_len packet bytes
+ * (from the L2 header, or the network header when PSCOPE_F_L3). */
+struct pscope_capture {
+	struct pscope_hdr hdr; /* subtype: PSCOPE_OBS_* */
+	__u64 ts_boot_ns;
+	__u32 ifindex;
+	__u32 recordings;   /* bit i: the packet matches a filter of recording slot i */
+	__u64 netns_cookie;
+	__u16 l3_proto;     /* network byte order */
+	__u16 _pad0;
+	__u32 _pad1;
+};
+
+/* One filter: a packet matches when every set field matches. */
+struct pscope_capture_filter {
+	__u8 family;     /* 4 or 6 */
+	__u8 proto;      /* IPPROTO_*, 0 = any */
+	__u8 src_prefix; /* bits of src_addr that must match, 0 = any */
+	__u8 dst_prefix;
+	__u16 src_port;  /* host byte order, 0 = any (TCP/UDP/SCTP only) */
+	__u16 dst_port;
+	__u32 src_addr[4]; /* network byte order, IPv4 in word 0, host bits zero */
+	__u32 dst_addr[4];
+	__u32 recording;   /* slot, 0..PSCOPE_CAPTURE_MAX_RECORDINGS-1 */
+	__u32 _pad0;
+};
+
+/* The single entry of `capture_filters`, written whole by the collector. */
+struct pscope_capture_filters {
+	__u32 n_filters;
+	__u32 _pad0;
+	__u32 cap_len[PSCOPE_CAPTURE_MAX_RECORDINGS]; /* per slot, 1..PSCOPE_CAPTURE_MAX_LEN */
+	struct pscope_capture_filter filters[PSCOPE_CAPTURE_MAX_FILTERS];
+};
+
 #endif /* __PERISCOPE_H */

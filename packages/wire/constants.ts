@@ -4,6 +4,7 @@
  * and policy verdict fields. layout.test.ts checks every one against the header.
  */
 import { MESSAGE_TYPE } from "@periscope/model";
+import { CAPTURE_CONSTANTS } from "./capture.ts";
 import { POLICY_RULE_CONSTANTS } from "./policy-rules.ts";
 
 /** Record type of a drop record (`PSCOPE_REC_DROP`). */
@@ -80,4 +81,5 @@ export const RECORD_CONSTANTS: Readonly<Record<string, number>> = {
   PSCOPE_DIR_EGRESS: POLICY_DIRECTION.EGRESS,
   PSCOPE_MAX_CAPTURE_RULES: MAX_CAPTURE_RULES,
   ...POLICY_RULE_CONSTANTS,
+  ...CAPTURE_CONSTANTS,
 };

@@ -3,6 +3,7 @@
  * and their decoders.
  */
 
+export * from "./capture.ts";
 export * from "./constants.ts";
 export {
   DEBUG_LAYOUT,
