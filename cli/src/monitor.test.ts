@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import { resolve } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { subjects } from "@periscope/bus";
@@ -325,5 +325,125 @@ describe.skipIf(!canRun)("periscope monitor (root, real collector and nats-serve
     expect(agent[2]?.agentEvent.endpointUpdate?.labels).toContain(`interface=${pair.ifA}`);
     expect(agent[3]?.agentEvent.endpointUpdate?.labels).toContain("reason=stopped");
     expect(monitor.err.at(-1)).toMatch(/^Received \d+ frames/);
+  }, 60_000);
+  test("monitor - real policy verdicts, policy and kernel drops and debug records as text lines", async () => {
+    const node = `psct-mon2-${pair.nsA}`;
+    const monitor = spawnLines(
+      ["bun", "run", "cli/src/main.ts", "monitor", "--node", node, "--nats", nats.url],
+      {},
+    );
+    procs.push(monitor);
+    await waitFor(() => monitor.err.some((l) => l.startsWith("Listening for events")), {
+      what: "monitor subscribed",
+    });
+    const opsPort = await freePort();
+    const collector = spawnLines(["bun", "run", "services/collector/src/main.ts"], {
+      PERISCOPE_NATS_URL: nats.url,
+      PERISCOPE_NODE_NAME: node,
+      PERISCOPE_INTERFACES: `${pair.nsA}/${pair.ifA}`,
+      PERISCOPE_OPS_ADDR: `127.0.0.1:${opsPort}`,
+      PERISCOPE_LOG_LEVEL: "warn",
+    });
+    procs.push(collector);
+    await waitFor(() => monitor.out.some((l) => l.includes("ENDPOINT_CREATED")), {
+      timeoutMs: 20_000,
+      what: "the collector's attach event",
+    });
+    // Debug records on, over the collector's settings subject (it subscribes after attaching).
+    await waitForValue(
+      () =>
+        nc
+          .request(subjects.ctl(node, "settings"), new TextEncoder().encode('{"debug":true}'), {
+            timeout: 2000,
+          })
+          .catch(() => undefined),
+      { what: "settings reply" },
+    );
+    const policyFile = `/tmp/psct-monitor-policy-${process.pid}.json`;
+    await Bun.write(
+      policyFile,
+      JSON.stringify({
+        name: `mon-${process.pid}`,
+        rules: [
+          {
+            id: 40_000 + (process.pid % 10_000),
+            name: "no-udp-9999",
+            action: "deny",
+            direction: "egress",
+            interface: `${pair.nsA}/${pair.ifA}`,
+            peers: [`${pair.ipB}/32`],
+            protocol: "udp",
+            ports: "9999",
+          },
+        ],
+      }),
+    );
+    const apply = Bun.spawn(
+      ["bun", "run", "cli/src/main.ts", "policy", "apply", "-f", policyFile, "--nats", nats.url],
+      { cwd: ROOT, stdout: "ignore", stderr: "inherit" },
+    );
+    expect(await apply.exited).toBe(0);
+    rmSync(policyFile, { force: true });
+    const udp = (port: number) =>
+      Bun.spawn(
+        ["ip", "netns", "exec", pair.nsA, "bash", "-c", `echo hi > /dev/udp/${pair.ipB}/${port}`],
+        { stdout: "ignore", stderr: "ignore" },
+      ).exited;
+    // The policy is in force within a second of the apply: send until its verdict shows.
+    await waitFor(
+      async () => {
+        await udp(9999);
+        return monitor.out.some((l) => l.startsWith("Policy verdict log:"));
+      },
+      { timeoutMs: 15_000, intervalMs: 300, what: "a policy verdict line" },
+    );
+    await udp(9); // nothing listens: the kernel in the peer namespace drops it (NO_SOCKET)
+    const ping = Bun.spawn(
+      ["ip", "netns", "exec", pair.nsA, "ping", "-c", "1", "-W", "2", pair.ipB],
+      { stdout: "ignore", stderr: "ignore" },
+    );
+    expect(await ping.exited).toBe(0);
+    const to = (port: number) => `${pair.ipA}:\\d+ -> ${pair.ipB}:${port} udp`;
+    const want = [
+      new RegExp(
+        `^Policy verdict log: flow 0x[0-9a-f]{8}, local EP ID 0, remote ID 0, proto 17, egress, action deny, match L3-L4, rule \\d+, ${pair.ifA} \\(ifindex ${pair.ifindexA}\\), ${to(9999)}$`,
+      ),
+      new RegExp(
+        `^xx drop \\(Policy denied\\) flow 0x[0-9a-f]{8} to endpoint 0, ${pair.ifA} \\(ifindex ${pair.ifindexA}\\): ${to(9999)}$`,
+      ),
+      new RegExp(`^xx drop \\(NO_SOCKET\\) flow 0x[0-9a-f]{8} to endpoint 0, .*: ${to(9)}$`),
+      /^-- debug DBG_CT_CREATED4: flow 0x[0-9a-f]{8}, /,
+      new RegExp(
+        `^-> network ${pair.ifA} \\(ifindex ${pair.ifindexA}\\) flow 0x[0-9a-f]{8} state new orig-len 98: ${pair.ipA} -> ${pair.ipB} icmp EchoRequest$`,
+      ),
+    ];
+    await waitFor(() => want.every((re) => monitor.out.some((l) => re.test(l))), {
+      timeoutMs: 15_000,
+      what: "verdict, policy drop, kernel drop, debug and trace lines",
+    }).catch((err) => {
+      console.error(
+        want.filter((re) => !monitor.out.some((l) => re.test(l))),
+        monitor.out.slice(-40),
+      );
+      throw err;
+    });
+    const del = Bun.spawn(
+      [
+        "bun",
+        "run",
+        "cli/src/main.ts",
+        "policy",
+        "delete",
+        `mon-${process.pid}`,
+        "--nats",
+        nats.url,
+      ],
+      { cwd: ROOT, stdout: "ignore", stderr: "inherit" },
+    );
+    expect(await del.exited).toBe(0);
+    collector.proc.kill("SIGTERM");
+    expect(await collector.proc.exited).toBe(0);
+    monitor.proc.kill("SIGINT");
+    expect(await monitor.proc.exited).toBe(0);
   }, 60_000);
 });
