@@ -4,6 +4,12 @@
  * read its loss counter and run it on test packets; the libc calls around it
  * (namespaces, netns cookies, clocks) go through the same FFI bindings.
  */
+export {
+  type CaptureLoadOptions,
+  CaptureProgram,
+  DEFAULT_CAPTURE_OBJECT,
+  DEFAULT_CAPTURE_RING_BYTES,
+} from "./capture-program.ts";
 export { CLOCK_BOOTTIME, CLOCK_REALTIME, clockGettimeNs } from "./clock.ts";
 export { type DirChange, DirWatcher, parseInotifyEvents } from "./dir-watcher.ts";
 export {
@@ -14,6 +20,7 @@ export {
 } from "./drop-program.ts";
 export { BpfError, errnoName } from "./errors.ts";
 export { FdPoller } from "./fd-poller.ts";
+export { KALLSYMS, KernelSymbols } from "./kallsyms.ts";
 export { kernelDropReasons, readBtfEnum, VMLINUX_BTF } from "./kernel-btf.ts";
 export { LinkWatcher, type LinkWatcherHandlers } from "./link-watcher.ts";
 export {
