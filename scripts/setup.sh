@@ -7,7 +7,7 @@ set -euo pipefail
 BUN_VERSION="1.4.5"
 APT_PACKAGES=(
   clang llvm libbpf-dev libbpf1 bpftool nats-server iproute2 iputils-ping iperf3
-  tshark tcpdump netcat-openbsd curl prometheus dnsutils ca-certificates
+  tshark tcpdump netcat-openbsd curl prometheus dnsutils ca-certificates dnsmasq-base jq
   docker.io docker-compose
   debootstrap git # scripts/check-minimal-root.sh: builds a Debian root, clones this repository
   nftables # tests/drops.test.ts: a firewall rule that drops packets

@@ -38,8 +38,44 @@ export { flowTypeText, verdictText } from "./src/format/flow-type.ts";
 export { formatIdentity } from "./src/format/identity.ts";
 export { formatJson } from "./src/format/json.ts";
 export { formatTimestamp, isValidTimestamp, type TimeLayout } from "./src/format/time.ts";
+export {
+  DNS_HEADER_LEN,
+  DNS_MAX_ANSWERS,
+  DNS_MAX_QUESTIONS,
+  type DnsAnswer,
+  type DnsMessage,
+  type DnsQuestion,
+  type DnsStreamChunk,
+  dnsRcodeText,
+  dnsTypeName,
+  parseDnsMessage,
+  parseDnsTcpStream,
+} from "./src/l7/dns.ts";
+export { L7_UNPARSED_REASONS, L7ParseError, type L7UnparsedReason } from "./src/l7/errors.ts";
+export {
+  DNS_OBSERVATION_SOURCE,
+  dnsRecord,
+  dnsSummary,
+  type HttpFields,
+  httpHeader,
+  httpRecord,
+  httpSummary,
+  type L7FlowInit,
+  l7Flow,
+} from "./src/l7/flow.ts";
+export {
+  HTTP_MAX_HEAD,
+  HTTP_MAX_HEADERS,
+  type HttpHead,
+  type HttpRequestHead,
+  type HttpResponseHead,
+  looksLikeHttpStart,
+  parseHttpHead,
+  responseHasNoBody,
+} from "./src/l7/http.ts";
 export { messageFactory } from "./src/message.ts";
 export { observationPoint, trafficDirection } from "./src/observation.ts";
+export type { PayloadSink } from "./src/packet/decode.ts";
 export { decodePacket, IPPROTO, type LinkType } from "./src/packet/decode.ts";
 export { PacketDecodeError } from "./src/packet/errors.ts";
 export { ETHERTYPE } from "./src/packet/ethernet.ts";
@@ -51,6 +87,7 @@ export type {
   IpHeader,
   L4Header,
   TcpFlags,
+  TransportPayload,
 } from "./src/packet/types.ts";
 export {
   decodePolicyVerdictFlow,

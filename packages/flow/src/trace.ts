@@ -24,7 +24,7 @@ import {
 import { FLAG_L3, TRACE_REASON, type TraceRecord } from "@periscope/wire";
 import { messageFactory } from "./message.ts";
 import { observationPoint, trafficDirection } from "./observation.ts";
-import { decodePacket } from "./packet/decode.ts";
+import { decodePacket, type PayloadSink } from "./packet/decode.ts";
 import type { DecodedPacket, L4Header } from "./packet/types.ts";
 import { packetSummary } from "./summary.ts";
 
@@ -67,14 +67,15 @@ export interface DecodeContext {
  * table trace_reason (record reason + 1) and is_reply (true for REPLY, false
  * for NEW/ESTABLISHED/RELATED/REOPENED, unset when the connection is unknown).
  * Records flagged FLAG_L3 (devices without an L2 header) start at the IP header.
+ * A `sink` receives where the TCP/UDP payload sits in `rec.data` (for L7 parsing).
  *
  * Flows for the same EndpointInfo object share one flow.Endpoint message:
  * treat the returned flow as read-only below `source` / `destination`.
  * @throws PacketDecodeError when the captured packet is malformed.
  */
-export function decodeTraceFlow(rec: TraceRecord, ctx: DecodeContext): Flow {
+export function decodeTraceFlow(rec: TraceRecord, ctx: DecodeContext, sink?: PayloadSink): Flow {
   // tc hooks see Ethernet frames, except on L3 devices (tun, ipip, wireguard...).
-  const packet = decodePacket(rec.data, rec.flags & FLAG_L3 ? "ip" : "ethernet");
+  const packet = decodePacket(rec.data, rec.flags & FLAG_L3 ? "ip" : "ethernet", sink);
   const flow = newFlow();
   flow.time = bootTimeToTimestamp(rec.tsBootNs, ctx.bootToRealtimeNs);
   flow.uuid = ctx.uuid ? ctx.uuid() : crypto.randomUUID();

@@ -9,10 +9,22 @@ describe("enricher config", () => {
       opsAddr: "127.0.0.1:9402",
       logLevel: "info",
       queueGroup: "enrichers",
+      l7DnsPorts: [53],
+      l7HttpPorts: [80, 8080],
+      l7HttpHeaders: ["content-type", "user-agent", "x-request-id", "traceparent"],
     });
     const c = parseConfig(["--queue-group=blue"], { PERISCOPE_ENRICHER_QUEUE_GROUP: "green" });
     expect(c.queueGroup).toBe("blue");
     expect(parseConfig([], { PERISCOPE_ENRICHER_QUEUE_GROUP: "green" }).queueGroup).toBe("green");
+  });
+
+  test("config - L7 ports and headers, none turns parsing off", () => {
+    const c = parseConfig(["--l7-http-ports=8000,8000,9000", "--l7-dns-ports=none"], {
+      PERISCOPE_L7_HTTP_HEADERS: "Host, Authorization",
+    });
+    expect(c.l7HttpPorts).toEqual([8000, 9000]);
+    expect(c.l7DnsPorts).toEqual([]);
+    expect(c.l7HttpHeaders).toEqual(["host", "authorization"]);
   });
 
   test.each([
@@ -24,6 +36,9 @@ describe("enricher config", () => {
     },
     { argv: [], env: { PERISCOPE_OPS_ADDR: "x" }, field: "PERISCOPE_OPS_ADDR" },
     { argv: ["--partitions=2"], env: {}, field: "--partitions" },
+    { argv: ["--l7-http-ports=80,x"], env: {}, field: "--l7-http-ports" },
+    { argv: [], env: { PERISCOPE_L7_DNS_PORTS: "70000" }, field: "PERISCOPE_L7_DNS_PORTS" },
+    { argv: ["--l7-http-headers", "a b"], env: {}, field: "--l7-http-headers" },
   ])("config - rejects $field", ({ argv, env, field }) => {
     let caught: unknown;
     try {

@@ -2,6 +2,7 @@ import {
   type CommonConfig,
   ConfigError,
   parseCommonConfig,
+  parseInteger,
   readServiceSettings,
 } from "@periscope/config";
 
@@ -11,6 +12,40 @@ export { ConfigError } from "@periscope/config";
 export interface EnricherConfig extends CommonConfig {
   /** Queue group shared by all enricher replicas. */
   readonly queueGroup: string;
+  /** Ports whose UDP/TCP payload is parsed as DNS (empty: no DNS parsing; absent: the default). */
+  readonly l7DnsPorts?: readonly number[];
+  /** TCP ports whose payload is parsed as HTTP/1.x (empty: no HTTP parsing; absent: the default). */
+  readonly l7HttpPorts?: readonly number[];
+  /** Lower-case request header names shown in l7.http.headers (Authorization/Cookie values are always redacted). */
+  readonly l7HttpHeaders?: readonly string[];
+}
+
+/** Ports parsed as DNS by default. */
+export const DEFAULT_L7_DNS_PORTS = "53";
+/** Ports parsed as HTTP/1.x by default. */
+export const DEFAULT_L7_HTTP_PORTS = "80,8080";
+/** Request headers shown by default. */
+export const DEFAULT_L7_HTTP_HEADERS = "content-type,user-agent,x-request-id,traceparent";
+
+/** A comma list of ports, e.g. "80,8080"; "" or "none" is the empty list. */
+function parsePorts(field: string, raw: string): number[] {
+  const text = raw.trim();
+  if (text === "" || text === "none") return [];
+  return [...new Set(text.split(",").map((p) => parseInteger(field, p, 1, 65535)))];
+}
+
+/** A comma list of header names (RFC 9110 tokens), lower-cased. */
+function parseHeaderNames(field: string, raw: string): string[] {
+  const out: string[] = [];
+  for (const part of raw.split(",")) {
+    const name = part.trim().toLowerCase();
+    if (name === "") continue;
+    if (!/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(name)) {
+      throw new ConfigError(field, `"${part.trim()}" is not a header name`);
+    }
+    out.push(name);
+  }
+  return out;
 }
 
 /**
@@ -20,6 +55,9 @@ export interface EnricherConfig extends CommonConfig {
  */
 const OWN_SETTINGS = {
   "queue-group": "PERISCOPE_ENRICHER_QUEUE_GROUP",
+  "l7-dns-ports": "PERISCOPE_L7_DNS_PORTS",
+  "l7-http-ports": "PERISCOPE_L7_HTTP_PORTS",
+  "l7-http-headers": "PERISCOPE_L7_HTTP_HEADERS",
 } as const;
 
 /**
@@ -39,7 +77,19 @@ export function parseConfig(
       `"${queueGroup}" may only hold letters, digits, _ and -`,
     );
   }
-  return Object.freeze({ ...common, queueGroup });
+  const l7DnsPorts = parsePorts(
+    settings.source("l7-dns-ports"),
+    settings.get("l7-dns-ports") ?? DEFAULT_L7_DNS_PORTS,
+  );
+  const l7HttpPorts = parsePorts(
+    settings.source("l7-http-ports"),
+    settings.get("l7-http-ports") ?? DEFAULT_L7_HTTP_PORTS,
+  );
+  const l7HttpHeaders = parseHeaderNames(
+    settings.source("l7-http-headers"),
+    settings.get("l7-http-headers") ?? DEFAULT_L7_HTTP_HEADERS,
+  );
+  return Object.freeze({ ...common, queueGroup, l7DnsPorts, l7HttpPorts, l7HttpHeaders });
 }
 
 /** The config of this process (command line and environment). */

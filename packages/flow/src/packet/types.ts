@@ -96,6 +96,16 @@ export interface DecodedPacket {
   truncated: boolean;
 }
 
+/** The transport payload of a TCP or UDP packet inside the capture. */
+export interface TransportPayload {
+  /** First payload byte in the capture. */
+  offset: number;
+  /** End of the captured payload (IP length fields exclude padding; a short capture ends sooner). */
+  end: number;
+  /** TCP sequence number of the first payload byte (unsigned 32 bit); absent for UDP. */
+  seq?: number;
+}
+
 /**
  * A byte range inside a capture: `bytes[offset, end)` is the current layer and
  * everything after it. `end` may be less than `bytes.length` when a length
