@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { type Timestamp, timestampFromMs } from "@bufbuild/protobuf/wkt";
-import type { DecodeContext } from "@periscope/flow";
+import type { DecodeContext, PayloadSink } from "@periscope/flow";
 import {
   decodeDebugEvent,
   decodeDropFlow,
@@ -37,6 +37,7 @@ import {
   readFlowHash,
 } from "@periscope/wire";
 import { labelIdentity } from "./identity.ts";
+import type { L7Tracker } from "./l7/tracker.ts";
 
 const newResponse = messageFactory(GetFlowsResponseSchema);
 
@@ -50,6 +51,7 @@ type RecordDecoder = (
   ctx: DecodeContext,
   deps: FrameDeps,
   nowMs: number,
+  l7Out: Flow[],
 ) => Flow;
 
 /** Decoders by record type (pscope_hdr.type); other types are counted as unknown. */
@@ -57,7 +59,18 @@ const RECORD_DECODERS = new Map<number, RecordDecoder>([
   [
     RECORD_TYPE_TRACE,
     // trace_reason and is_reply come from the kernel's connection table
-    (bytes, ctx) => decodeTraceFlow(decodeTraceRecord(bytes), ctx),
+    (bytes, ctx, deps, nowMs, l7Out) => {
+      const rec = decodeTraceRecord(bytes);
+      if (deps.l7 === undefined) return decodeTraceFlow(rec, ctx);
+      const sink: PayloadSink = {};
+      const flow = decodeTraceFlow(rec, ctx, sink);
+      deps.l7.fillNames(flow, nowMs);
+      // L7 flows accompany the packet flow they were read from (payload problems are counted, never thrown)
+      for (const f of deps.l7.observe(flow, rec.data, sink.payload, rec.origLen, nowMs)) {
+        l7Out.push(f);
+      }
+      return flow;
+    },
   ],
   [
     RECORD_TYPE_DROP,
@@ -124,7 +137,10 @@ export interface FrameResult {
   readonly frame: RawFrame;
   /** Lost events reported by the collector, then flows in kernel time order, then a lost event for records that failed here. */
   readonly batch: FlowBatch;
+  /** Flows in the batch, L7 flows included. */
   readonly flows: number;
+  /** L7 flows among them (each accompanies the packet flow it was read from). */
+  readonly l7Flows: number;
   /** Debug records decoded into `batch.debugEvents`. */
   readonly debugEvents: number;
   readonly failures: ReadonlyMap<RecordFailure, number>;
@@ -143,6 +159,8 @@ export interface FrameDeps {
   policyRule?(id: number): { readonly policy: string; readonly rule: string } | undefined;
   /** Flow UUID generator; random v4 UUIDs when absent (tests pin it). */
   uuid?(): string;
+  /** DNS / HTTP parsing and the DNS name cache; no L7 flows and no names when absent. */
+  l7?: L7Tracker;
 }
 
 function lostResponse(
@@ -246,6 +264,8 @@ export function processFrame(data: Uint8Array, deps: FrameDeps): FrameResult {
   };
 
   let flows = 0;
+  let l7Flows = 0;
+  const l7Out: Flow[] = [];
   const flowResponses: GetFlowsResponse[] = [];
   const debugResponses: GetDebugEventsResponse[] = [];
   /** The record each of flowResponses came from (same index), for debug sources. */
@@ -281,8 +301,10 @@ export function processFrame(data: Uint8Array, deps: FrameDeps): FrameResult {
       continue;
     }
     let flow: GetFlowsResponse;
+    l7Out.length = 0;
     try {
-      const f = decode(bytes, ctx, deps, nowMs);
+      const f = decode(bytes, ctx, deps, nowMs, l7Out);
+      if (type !== RECORD_TYPE_TRACE) deps.l7?.fillNames(f, nowMs);
       flow = newResponse();
       flow.nodeName = node;
       flow.time = f.time;
@@ -294,6 +316,16 @@ export function processFrame(data: Uint8Array, deps: FrameDeps): FrameResult {
     flowResponses.push(flow);
     flowRecords.push(bytes);
     flows++;
+    for (const f of l7Out) {
+      const extra = newResponse();
+      extra.nodeName = node;
+      extra.time = f.time;
+      extra.responseTypes = { case: "flow", value: f };
+      flowResponses.push(extra);
+      flowRecords.push(bytes);
+      flows++;
+      l7Flows++;
+    }
   }
   if (debugResponses.length > 0) setDebugSources(debugResponses, flowResponses, flowRecords);
   // Records from different CPUs can reach the ring a few ns out of timestamp
@@ -311,6 +343,7 @@ export function processFrame(data: Uint8Array, deps: FrameDeps): FrameResult {
     frame,
     batch: create(FlowBatchSchema, { responses, debugEvents: debugResponses }),
     flows,
+    l7Flows,
     debugEvents: debugResponses.length,
     failures,
     failureSamples: samples,
