@@ -13,8 +13,12 @@ import { TraceProgram } from "@periscope/bpf";
 import { connectBus, ensureDurable, ensureStream, RAW_STREAM, sanitizeToken } from "@periscope/bus";
 import type { LocalNats } from "@periscope/devstack";
 import pino from "pino";
+import { createSystemClock } from "../services/collector/src/clock.ts";
 import { type Collector, startCollector } from "../services/collector/src/collector.ts";
 import { parseConfig } from "../services/collector/src/config.ts";
+import { DrainLoop } from "../services/collector/src/drain.ts";
+import { Framer } from "../services/collector/src/framer.ts";
+import { PublishQueue } from "../services/collector/src/publisher.ts";
 import type { ConsumerCounts, ConsumerReply, ConsumerRequest } from "./datapath-consumer.ts";
 import type { ProducerRequest, ProducerResult } from "./datapath-producer.ts";
 import { tcpFullSegment, tcpSyn } from "./packets.ts";
@@ -226,6 +230,64 @@ export async function runDatapathScenario(
   }
 }
 
+/**
+ * The collector's own part alone: drain loop, framer and publish queue as the collector
+ * wires them, with a transport that takes every frame at once (no broker), to tell the
+ * collector's cost per record from the NATS client's and the broker's.
+ */
+export async function runDrainOnlyScenario(s: DatapathScenario, bench: string): Promise<void> {
+  const program = TraceProgram.load({ captureLen: s.captureLen });
+  try {
+    program.setSettings({ aggregation: "none" });
+    let frames = 0;
+    let records = 0;
+    let kernelLost = 0n;
+    const queue = new PublishQueue({
+      transport: { publish: async () => {}, connected: () => true },
+      subjectFor: String,
+      maxFrames: 1024,
+      onPublished: (f) => {
+        frames++;
+        records += f.records;
+        kernelLost += f.kernelLost;
+      },
+    });
+    const framer = new Framer({
+      nodeName: "bench",
+      bootId: "bench",
+      partitions: 1,
+      maxRecords: s.frameMaxRecords,
+      maxDelayMs: 50,
+      clock: createSystemClock(),
+      sink: (f) => queue.offer(f),
+    });
+    const loop = new DrainLoop({ source: program, framer, queue });
+    const cpu0 = process.threadCpuUsage();
+    loop.start();
+    const result = await produce({
+      progFd: program.programFd("ingress"),
+      packet: s.packet,
+      rate: s.rate,
+      durationMs: s.durationMs,
+      chunk: 4096,
+    });
+    loop.stop();
+    await queue.drain(5000);
+    const cpuMs = threadCpuMs(cpu0);
+    const wallS = result.wallMs / 1000;
+    emit(bench, "produced_per_s", result.produced / wallS, "events/s");
+    emit(bench, "framed_per_s", records / wallS, "events/s");
+    emit(bench, "framed_ratio", records / result.produced, "ratio");
+    emit(bench, "kernel_lost", Number(kernelLost), "events");
+    emit(bench, "unaccounted", result.produced - records - Number(kernelLost), "events");
+    emit(bench, "frames", frames, "frames");
+    emit(bench, "collector_thread_cpu_ns_per_record", (cpuMs * 1e6) / Math.max(1, records), "ns");
+    emit(bench, "collector_thread_cpu_ms_per_s", cpuMs / wallS, "ms/s");
+  } finally {
+    program.close();
+  }
+}
+
 /** The kernel → NATS scenarios of `bun run bench -- --only=datapath`. */
 export const DATAPATH_SCENARIOS: readonly DatapathScenario[] = [
   {
@@ -253,6 +315,10 @@ export async function runDatapathBench(
   objectPath?: string,
 ): Promise<void> {
   for (const s of DATAPATH_SCENARIOS) {
+    for (let i = 1; i <= runs; i++) {
+      process.stderr.write(`bench: datapath ${s.name} drain only, run ${i}\n`);
+      await runDrainOnlyScenario(s, `datapath-drain-only-${s.name}-run${i}`);
+    }
     for (let i = 1; i <= runs; i++) {
       process.stderr.write(`bench: datapath ${s.name} run ${i}\n`);
       await runDatapathScenario(s, nats, `datapath-${s.name}-run${i}`, objectPath);
