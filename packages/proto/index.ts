@@ -38,3 +38,5 @@ export {
 export * from "./src/gen/periscope/bus/v1/bus_pb.ts";
 export * from "./src/gen/periscope/raw/v1/raw_pb.ts";
 export * from "./src/gen/relay/relay_pb.ts";
+/** Hubble's `recorder` package (`recorder.Recorder/Record`), as a namespace: its names are generic. */
+export * as recorder from "./src/gen/recorder/recorder_pb.ts";
