@@ -436,6 +436,12 @@ export async function runTrafficBench(nats: LocalNats, teardown: Teardown): Prom
     100,
   );
 
+  // c, d, e: the collector alone (frames stay in the raw stream, purged between runs).
+  await eventsPerPackets(nats, pair, "iperf3");
+  await eventsPerPackets(nats, pair, "curl");
+  await iperf3SideBySide(nats, pair);
+  await steppedRates(nats, pair);
+
   // b: the whole pipeline.
   const children = new ServiceChildren();
   teardown.push(() => children.stop());
@@ -470,10 +476,4 @@ export async function runTrafficBench(nats: LocalNats, teardown: Teardown): Prom
   for (const agg of ["none", "medium"] as const) await pingThroughPipeline(nats, pair, follow, agg);
   await follow.stop();
   await children.stop();
-
-  // c, d, e: the collector alone (frames stay in the raw stream, purged between runs).
-  await eventsPerPackets(nats, pair, "iperf3");
-  await eventsPerPackets(nats, pair, "curl");
-  await iperf3SideBySide(nats, pair);
-  await steppedRates(nats, pair);
 }
