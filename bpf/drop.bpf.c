@@ -75,6 +75,15 @@ struct {
 	__type(value, __u64);
 } drops_emitted SEC(".maps");
 
+/* Kernel addresses that dropped packets (value unused), read by user space to name
+ * them; full once 1024 distinct locations were seen (later ones stay unnamed). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, __u8);
+} drop_locations SEC(".maps");
+
 /* Per-CPU scratch for one record (too large for the BPF stack). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -271,6 +280,11 @@ int BPF_PROG(drop_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_
 	rec->_pad0 = 0;
 	rec->netns_cookie = cookie;
 	rec->location = (__u64)location;
+	if (!bpf_map_lookup_elem(&drop_locations, &rec->location)) {
+		__u8 seen = 1;
+
+		bpf_map_update_elem(&drop_locations, &rec->location, &seen, BPF_NOEXIST);
+	}
 
 	if (cap > 0) {
 		/* Re-derive 1..PSCOPE_MAX_CAPTURE on the register handed to the helper. */

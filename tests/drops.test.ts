@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { create } from "@bufbuild/protobuf";
+import { dropLocationsKey, KERNEL_BUCKET, parseStoredDropLocations } from "@periscope/bus";
 import {
   DropReason,
   type Flow,
@@ -20,7 +21,7 @@ const NODE = "drops-node";
 const TCP_CLOSED = 7771;
 const UDP_CLOSED = 7772;
 const NFT_PORT = 7773;
-const SRC = { tcp: 42101, udp: 42102, nft: 42103 };
+const SRC = { tcp: 42101, udp: 42102, nft: 42103, udp2: 42104 };
 
 let stack: Stack;
 let client: string;
@@ -138,6 +139,28 @@ describe("drops", () => {
     expect(f.extDropReasonDesc).toBe("NO_SOCKET");
     expect(f.Summary).toBe("UDP");
     expect(f.interface?.name).toBe("eth0");
+  }, 30_000);
+
+  test("drops - once the node named a drop location, later drops carry the kernel function", async () => {
+    await dropOf("UDP", SRC.udp, UDP_CLOSED);
+    // The collector names new drop locations every second in KV periscope-kernel.
+    const kv = await stack.bus.kvm().open(KERNEL_BUCKET);
+    await waitFor(
+      async () => {
+        const e = await kv.get(dropLocationsKey(NODE));
+        if (!e?.value.length) return false;
+        const table = parseStoredDropLocations(e.json());
+        return [...table.locations.values()].some((sym) => /udp/i.test(sym));
+      },
+      { timeoutMs: 10_000, what: "the UDP drop location named in KV" },
+    );
+    await stack.topology.exec("client", [
+      "bash",
+      "-c",
+      `echo again | nc -u -w1 -p ${SRC.udp2} ${server} ${UDP_CLOSED}`,
+    ]);
+    const f = await dropOf("UDP", SRC.udp2, UDP_CLOSED);
+    expect(f.file?.name).toMatch(/udp.*\+0x[0-9a-f]+$/i);
   }, 30_000);
 
   test("drops - an nft drop rule is DROPPED with NETFILTER_DROP", async () => {

@@ -18,7 +18,13 @@ import {
   RECORD_TYPE_DROP,
   type TraceRecord,
 } from "@periscope/wire";
-import { DropProgram, kernelDropReasons, netnsCookie, TraceProgram } from "./index.ts";
+import {
+  DropProgram,
+  KernelSymbols,
+  kernelDropReasons,
+  netnsCookie,
+  TraceProgram,
+} from "./index.ts";
 import { isRoot } from "./test-helpers.ts";
 
 /** What the kernel reports a packet to a closed UDP port as. */
@@ -107,6 +113,9 @@ describe.skipIf(!isRoot)("bpf drop program", () => {
       expect(d.netnsCookie).toBe(cookieB);
       expect(d.l3Proto).toBe(0x0800);
       expect(d.location).not.toBe(0n);
+      // The program remembers where drops happen; kallsyms names it (a UDP receive path).
+      expect(drop.locations()).toContain(d.location);
+      expect(KernelSymbols.load().resolve(d.location)).toMatch(/udp/i);
       // IPv4 header + UDP header + "hello\n": 34 bytes, 32 captured.
       expect(d.origLen).toBe(34);
       expect(d.capLen).toBe(32);

@@ -78,6 +78,7 @@ export class DropProgram {
   #reasonsFd: number;
   #netnsFd: number;
   #emittedFd: number;
+  #locationsFd: number;
   /** Whether only watched namespaces are reported. */
   readonly watchedOnly: boolean;
 
@@ -88,6 +89,7 @@ export class DropProgram {
     this.#reasonsFd = libbpf().bpf_map__fd(findMap(obj, "drop_reasons"));
     this.#netnsFd = libbpf().bpf_map__fd(findMap(obj, "watched_netns"));
     this.#emittedFd = libbpf().bpf_map__fd(findMap(obj, "drops_emitted"));
+    this.#locationsFd = libbpf().bpf_map__fd(findMap(obj, "drop_locations"));
   }
 
   /**
@@ -172,6 +174,22 @@ export class DropProgram {
     const rc = libbpf().bpf_map_lookup_elem(this.#emittedFd, ptr(key), ptr(values));
     if (rc < 0) throw new BpfError("bpf_map_lookup_elem(drops_emitted)", -rc);
     return values.reduce((a, b) => a + b, 0n);
+  }
+
+  /** Kernel addresses that dropped packets since load (at most 1024 distinct ones). */
+  locations(): bigint[] {
+    this.#live("locations");
+    const out: bigint[] = [];
+    const key = new BigUint64Array(1);
+    const next = new BigUint64Array(1);
+    let rc = libbpf().bpf_map_get_next_key(this.#locationsFd, null, ptr(next));
+    while (rc === 0) {
+      out.push(next[0] ?? 0n);
+      key[0] = next[0] ?? 0n;
+      rc = libbpf().bpf_map_get_next_key(this.#locationsFd, ptr(key), ptr(next));
+    }
+    if (-rc !== ERRNO.ENOENT) throw new BpfError("bpf_map_get_next_key(drop_locations)", -rc);
+    return out;
   }
 
   /** Detaches from skb:kfree_skb and unloads the program. Safe to call again. */

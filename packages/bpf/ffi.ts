@@ -28,6 +28,7 @@ const libbpfSymbols = {
   bpf_map__reuse_fd: { args: [P, i32], returns: i32 },
   bpf_map_update_elem: { args: [i32, P, P, FFIType.u64_fast], returns: i32 },
   bpf_map_delete_elem: { args: [i32, P], returns: i32 },
+  bpf_map_get_next_key: { args: [i32, P, P], returns: i32 },
   bpf_program__attach: { args: [P], returns: P },
   bpf_link__destroy: { args: [P], returns: i32 },
   btf__parse: { args: [P, P], returns: P },

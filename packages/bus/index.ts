@@ -6,12 +6,16 @@ export {
   DEFAULT_NATS_URL,
 } from "./connect.ts";
 export {
+  type DropLocationTable,
   type DropReasonRegistry,
   type DropReasonTable,
+  dropLocationsKey,
   dropReasonsKey,
   KERNEL_BUCKET,
   openDropReasonRegistry,
+  parseStoredDropLocations,
   parseStoredDropReasons,
+  storedDropLocationsJson,
   storedDropReasonsJson,
 } from "./drop-reasons.ts";
 export {

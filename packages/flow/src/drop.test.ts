@@ -24,6 +24,7 @@ const ctx = {
   bootToRealtimeNs: 1_700_000_000_000_000_000n,
   uuid: () => "u-1",
   dropReasonName: (r: number) => names.get(r),
+  dropLocationName: (l: bigint) => (l === 0xffffffff81000000n ? "tcp_v4_rcv+0x2a" : undefined),
   ifName: (ifindex: number, cookie: bigint) =>
     ifindex === 5 && cookie === 9n ? "veth0" : undefined,
 };
@@ -70,6 +71,7 @@ describe("flow drop", () => {
     expect(f.interface).toMatchObject({ index: 5, name: "veth0" });
     expect(f.time?.seconds).toBe(1_700_000_005n);
     expect(flowTypeText(f)).toBe("No socket");
+    expect(f.file?.name).toBe("tcp_v4_rcv+0x2a");
   });
 
   test("flow drop - kernel NETFILTER_DROP over IPv6 UDP maps to POLICY_DENY", () => {
@@ -105,6 +107,7 @@ describe("flow drop", () => {
     );
     expect(f.dropReasonDesc).toBe(DropReason.POLICY_DENIED);
     expect(f.eventType?.subType).toBe(133);
+    expect(f.file).toBeUndefined(); // policy drops have no kernel location
     expect(f.extDropReasonDesc).toBe("");
     expect(f.traceObservationPoint).toBe(TraceObservationPoint.FROM_NETWORK);
     expect(f.ethernet?.source).toBe("0a:00:00:00:00:0a");

@@ -2,6 +2,7 @@ import { MESSAGE_TYPE } from "@periscope/model";
 import {
   CiliumEventTypeSchema,
   DropReason,
+  FileInfoSchema,
   type Flow,
   FlowSchema,
   FlowType,
@@ -23,6 +24,7 @@ import { bootTimeToTimestamp, type DecodeContext, fillLayers, resolveEndpoint } 
 const newFlow = messageFactory(FlowSchema);
 const newEventType = messageFactory(CiliumEventTypeSchema);
 const newInterface = messageFactory(NetworkInterfaceSchema);
+const newFileInfo = messageFactory(FileInfoSchema);
 
 /** What decodeDropFlow needs besides {@link DecodeContext}. */
 export interface DropDecodeContext extends DecodeContext {
@@ -32,6 +34,8 @@ export interface DropDecodeContext extends DecodeContext {
    * differ between kernels, so each collector publishes its kernel's table.
    */
   dropReasonName?(reason: number): string | undefined;
+  /** `symbol+0xoffset` of the kernel address that dropped the packet, once its node named it. */
+  dropLocationName?(location: bigint): string | undefined;
 }
 
 /** Name used for a kernel reason value whose name is not known. */
@@ -55,7 +59,8 @@ function decodeDropPacket(rec: DropRecord): DecodedPacket {
  * Turn a drop record into the flow.Flow Hubble would produce for a drop: DROPPED,
  * event_type {1, Cilium drop reason}, drop_reason(_desc), addresses, ports, endpoints,
  * interface, summary. Kernel drops (skb:kfree_skb) carry the kernel's reason name in
- * ext_drop_reason_desc (`NO_SOCKET`) and the closest Hubble reason in drop_reason_desc;
+ * ext_drop_reason_desc (`NO_SOCKET`), the closest Hubble reason in drop_reason_desc and,
+ * once the node named the address, the dropping kernel function in file.name;
  * policy drops are POLICY_DENIED at their tc observation point.
  * @throws PacketDecodeError when the captured packet is malformed.
  */
@@ -73,6 +78,13 @@ export function decodeDropFlow(rec: DropRecord, ctx: DropDecodeContext): Flow {
     const name = ctx.dropReasonName?.(rec.reason) ?? unknownKernelReason(rec.reason);
     desc = hubbleReasonForKernel(name);
     flow.extDropReasonDesc = name;
+    // Cilium puts the datapath source file of a drop here; for the kernel, the function.
+    const where = rec.location !== 0n ? ctx.dropLocationName?.(rec.location) : undefined;
+    if (where !== undefined) {
+      const file = newFileInfo();
+      file.name = where;
+      flow.file = file;
+    }
     flow.traceObservationPoint = TraceObservationPoint.UNKNOWN_POINT;
     flow.trafficDirection = TrafficDirection.TRAFFIC_DIRECTION_UNKNOWN;
   } else {

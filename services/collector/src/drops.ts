@@ -1,6 +1,6 @@
 import { dirname, join } from "node:path";
-import { DropProgram, kernelDropReasons } from "@periscope/bpf";
-import { type Bus, openDropReasonRegistry } from "@periscope/bus";
+import { DropProgram, KernelSymbols, kernelDropReasons } from "@periscope/bpf";
+import { type Bus, type DropReasonRegistry, openDropReasonRegistry } from "@periscope/bus";
 import { ConfigError } from "@periscope/config";
 import type { Logger, Metrics } from "@periscope/telemetry";
 import type { AttachedDevice } from "./attacher.ts";
@@ -65,6 +65,11 @@ export class KernelDrops {
   readonly #timer: ReturnType<typeof setInterval>;
   #watched = new Set<bigint>();
   #closed = false;
+  #registry: DropReasonRegistry | undefined;
+  #symbols: KernelSymbols | undefined;
+  /** Drop locations published so far, with their symbols. */
+  readonly #locations = new Map<bigint, string>();
+  #publishing = false;
 
   private constructor(
     program: DropProgram,
@@ -89,8 +94,9 @@ export class KernelDrops {
     this.#timer = setInterval(() => {
       try {
         this.#syncCount();
+        this.#syncLocations();
       } catch (err) {
-        o.log.error({ err }, "reading the drop program's record count failed");
+        o.log.error({ err }, "reading the drop program's counters failed");
       }
     }, COUNT_SYNC_MS);
     this.#timer.unref?.();
@@ -116,14 +122,37 @@ export class KernelDrops {
     return new KernelDrops(program, reasons, o);
   }
 
-  /** Publishes this kernel's reason table (KV `periscope-kernel`, `<node>.drop-reasons`). */
+  /**
+   * Publishes this kernel's reason table (KV `periscope-kernel`, `<node>.drop-reasons`)
+   * and from then on, every second, the symbols of new drop locations
+   * (`<node>.drop-locations`).
+   */
   async publishReasons(bus: Bus): Promise<void> {
     const registry = await openDropReasonRegistry(bus);
-    try {
-      await registry.put({ node: this.#node, reasons: this.#reasons });
-    } finally {
-      await registry.close();
-    }
+    this.#registry = registry;
+    await registry.put({ node: this.#node, reasons: this.#reasons });
+  }
+
+  /** Names drop locations not seen before and publishes the node's whole table. */
+  #syncLocations(): void {
+    const registry = this.#registry;
+    if (registry === undefined || this.#publishing) return;
+    const fresh = this.#program.locations().filter((l) => !this.#locations.has(l));
+    if (fresh.length === 0) return;
+    this.#symbols ??= KernelSymbols.load();
+    for (const l of fresh)
+      this.#locations.set(l, this.#symbols.resolve(l) ?? `0x${l.toString(16)}`);
+    this.#publishing = true;
+    registry
+      .putLocations({ node: this.#node, locations: this.#locations })
+      .catch((err: unknown) => {
+        // Tried again with the next new location.
+        for (const l of fresh) this.#locations.delete(l);
+        this.#log.error({ err }, "publishing drop locations failed");
+      })
+      .finally(() => {
+        this.#publishing = false;
+      });
   }
 
   /** Mode "watched": reports exactly the namespaces of these devices. */
@@ -141,6 +170,9 @@ export class KernelDrops {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#timer);
+    this.#registry?.close().catch((err: unknown) => {
+      this.#log.error({ err }, "closing the kernel table watch failed");
+    });
     try {
       this.#syncCount();
     } finally {

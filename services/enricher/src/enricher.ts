@@ -160,6 +160,7 @@ export async function startEnricher(
       endpoint: (ip) => registry.lookup(ip),
       interfaceName: (node, cookie, ifindex) => interfaces.lookup(node, cookie, ifindex)?.name,
       dropReasonName: (node, reason) => dropReasons.lookup(node, reason),
+      dropLocation: (node, location) => dropReasons.lookupLocation(node, location),
       policyRule: (id) => policyRules.lookup(id),
     };
     const ports = (list: readonly number[] | undefined, fallback: string): Set<number> =>

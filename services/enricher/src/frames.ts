@@ -78,6 +78,7 @@ const RECORD_DECODERS = new Map<number, RecordDecoder>([
       decodeDropFlow(decodeDropRecord(bytes), {
         ...ctx,
         dropReasonName: (reason) => deps.dropReasonName?.(ctx.nodeName, reason),
+        dropLocationName: (location) => deps.dropLocation?.(ctx.nodeName, location),
       }),
   ],
   [
@@ -155,6 +156,8 @@ export interface FrameDeps {
   interfaceName?(node: string, netnsCookie: bigint, ifindex: number): string | undefined;
   /** Name of a kernel drop reason value on `node` (each kernel numbers them its own way). */
   dropReasonName?(node: string, reason: number): string | undefined;
+  /** `symbol+0xoffset` of a kernel drop location on `node`, once that node named it. */
+  dropLocation?(node: string, location: bigint): string | undefined;
   /** Policy and rule name of a policy rule id (ids are unique over all policies). */
   policyRule?(id: number): { readonly policy: string; readonly rule: string } | undefined;
   /** Flow UUID generator; random v4 UUIDs when absent (tests pin it). */
