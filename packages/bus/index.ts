@@ -87,6 +87,23 @@ export {
   type ServiceStatus,
 } from "./presence-table.ts";
 export {
+  BATCH_FINAL,
+  CAPTURE_BATCH_HEADER,
+  CAPTURE_PACKET_HEADER,
+  type CaptureBatch,
+  type CapturedPacket,
+  captureSubject,
+  decodeCaptureBatch,
+  encodeCaptureBatch,
+  type NodeRecordStats,
+  PACKET_L3,
+  RECORD_VERB,
+  type RecordControl,
+  type RecordFilterSpec,
+  type RecordReply,
+  recordControlSubject,
+} from "./recording.ts";
+export {
   type SequenceGap,
   SequenceLedger,
   type SequenceLedgerOptions,

@@ -24,6 +24,7 @@ import {
   filterPriorityOf,
   InterfaceAttacher,
 } from "./attacher.ts";
+import { CaptureService, loadCaptureProgram } from "./capture.ts";
 import { createSystemClock, type FramerClock } from "./clock.ts";
 import type { CollectorConfig } from "./config.ts";
 import { startSettingsControl } from "./control.ts";
@@ -292,6 +293,20 @@ export async function startCollector(
       log,
       agentEvents,
     });
+    // Recordings on periscope.ctl.<node>.record: capture attached only while one is active.
+    const capture = new CaptureService({
+      nc: connectedBus.nc,
+      node: config.nodeName,
+      load: () => loadCaptureProgram(config.bpfObjectPath, filterPriorityOf(config.nodeName)),
+      devices: () => attacher.attached(),
+      bootToRealtimeNs: () => clock.bootToRealtimeNs(),
+      metrics,
+      log,
+    });
+    attacher.listen({
+      onAttach: () => capture.devicesChanged(),
+      onDetach: () => capture.devicesChanged(),
+    });
     // Run-time settings on periscope.ctl.<node>.settings.
     const setSettings = program.setSettings?.bind(program);
     const control =
@@ -333,6 +348,7 @@ export async function startCollector(
         m.lost("queue", dropped);
         log.error({ frames: left, records: dropped }, "frames not published before shutdown");
       }
+      capture.close();
       await policy?.stop();
       control?.stop();
       await attacher.detachAll();

@@ -1,0 +1,165 @@
+/**
+ * Recorder ↔ collector protocol. Control: JSON requests on `periscope.ctl.<node>.record`
+ * ({@link RecordControl}), answered with {@link RecordReply}. Packets: binary batches
+ * ({@link encodeCaptureBatch}) on `periscope.capture.<recording>.<node>`, core NATS, in
+ * order per node; each batch says how many packets came before it on that node, so the
+ * receiver counts packets lost in transit exactly.
+ */
+import { BusInputError } from "./errors.ts";
+import { sanitizeToken, subjects } from "./subjects.ts";
+
+/** Control verb of recording requests (`periscope.ctl.<node>.record`). */
+export const RECORD_VERB = "record";
+
+/** Subject of a recording's packets from one node. */
+export function captureSubject(recording: string, node: string): string {
+  return `periscope.capture.${sanitizeToken(recording)}.${sanitizeToken(node)}`;
+}
+
+/** Subject of recording control requests to one node's collector. */
+export function recordControlSubject(node: string): string {
+  return subjects.ctl(node, RECORD_VERB);
+}
+
+/** One filter as sent to collectors: parsed and validated by the recorder. */
+export interface RecordFilterSpec {
+  readonly family: 4 | 6;
+  /** IPPROTO_*, 0 = any. */
+  readonly proto: number;
+  /** Address text (IPv4 dotted or IPv6) and prefix length. */
+  readonly srcAddr: string;
+  readonly srcPrefix: number;
+  readonly dstAddr: string;
+  readonly dstPrefix: number;
+  readonly srcPort: number;
+  readonly dstPort: number;
+}
+
+/** A control request. */
+export type RecordControl =
+  | {
+      readonly op: "start";
+      /** Recording id: a subject token ([a-z0-9-]). */
+      readonly id: string;
+      readonly filters: readonly RecordFilterSpec[];
+      /** Bytes kept per packet, 1..65535. */
+      readonly capLen: number;
+      /** Filters are removed unless renewed within this many ms. */
+      readonly leaseMs: number;
+    }
+  | { readonly op: "renew"; readonly id: string }
+  | { readonly op: "stop"; readonly id: string };
+
+/** Per-node counters of one recording, as the collector saw them. */
+export interface NodeRecordStats {
+  /** Packets published. */
+  readonly packets: number;
+  /** Captured bytes published. */
+  readonly bytes: number;
+  /** Packets the kernel could not write (ring buffer full). */
+  readonly kernelLost: number;
+}
+
+/** A control reply. `error` names what was wrong. */
+export type RecordReply =
+  | { readonly ok: true; readonly node: string; readonly stats?: NodeRecordStats }
+  | { readonly ok: false; readonly node: string; readonly error: string; readonly unknown?: true };
+
+/** Version byte of capture batches. */
+export const CAPTURE_BATCH_VERSION = 1;
+/** Batch header: version u8, flags u8, pad u16, count u32, seq u64, firstIndex u64, lost u64. */
+export const CAPTURE_BATCH_HEADER = 32;
+/** Per-packet header: ts ns u64, orig_len u32, cap_len u32, ifindex u32, flags u8, obs u8, pad u16. */
+export const CAPTURE_PACKET_HEADER = 24;
+/** Batch flag: the node's last batch of the recording. */
+export const BATCH_FINAL = 0x01;
+/** Packet flag: data starts at the network header (no L2 header). */
+export const PACKET_L3 = 0x02;
+
+/** One captured packet in a batch. */
+export interface CapturedPacket {
+  /** Unix time, nanoseconds. */
+  readonly tsNs: bigint;
+  readonly origLen: number;
+  readonly ifindex: number;
+  /** {@link PACKET_L3} when the data has no L2 header. */
+  readonly flags: number;
+  /** Observation point (10 ingress, 11 egress). */
+  readonly obsPoint: number;
+  readonly data: Uint8Array;
+}
+
+/** A decoded batch. */
+export interface CaptureBatch {
+  readonly final: boolean;
+  /** Batch number on this node, from 0. */
+  readonly seq: number;
+  /** Packets of this recording this node published before this batch. */
+  readonly firstIndex: number;
+  /** Packets this node lost so far (kernel and collector), cumulative. */
+  readonly lost: number;
+  readonly packets: CapturedPacket[];
+}
+
+/** Encodes a batch. */
+export function encodeCaptureBatch(b: CaptureBatch): Uint8Array {
+  let size = CAPTURE_BATCH_HEADER;
+  for (const p of b.packets) size += CAPTURE_PACKET_HEADER + p.data.length;
+  const out = new Uint8Array(size);
+  const dv = new DataView(out.buffer);
+  out[0] = CAPTURE_BATCH_VERSION;
+  out[1] = b.final ? BATCH_FINAL : 0;
+  dv.setUint32(4, b.packets.length, true);
+  dv.setBigUint64(8, BigInt(b.seq), true);
+  dv.setBigUint64(16, BigInt(b.firstIndex), true);
+  dv.setBigUint64(24, BigInt(b.lost), true);
+  let at = CAPTURE_BATCH_HEADER;
+  for (const p of b.packets) {
+    dv.setBigUint64(at, p.tsNs, true);
+    dv.setUint32(at + 8, p.origLen, true);
+    dv.setUint32(at + 12, p.data.length, true);
+    dv.setUint32(at + 16, p.ifindex, true);
+    out[at + 20] = p.flags;
+    out[at + 21] = p.obsPoint;
+    out.set(p.data, at + CAPTURE_PACKET_HEADER);
+    at += CAPTURE_PACKET_HEADER + p.data.length;
+  }
+  return out;
+}
+
+/** Decodes a batch; throws BusInputError naming what is wrong. Packet data are views of `b`. */
+export function decodeCaptureBatch(b: Uint8Array): CaptureBatch {
+  if (b.length < CAPTURE_BATCH_HEADER) {
+    throw new BusInputError(`capture batch: ${b.length} bytes, shorter than its header`);
+  }
+  if (b[0] !== CAPTURE_BATCH_VERSION) throw new BusInputError(`capture batch: version ${b[0]}`);
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const count = dv.getUint32(4, true);
+  const packets: CapturedPacket[] = [];
+  let at = CAPTURE_BATCH_HEADER;
+  for (let i = 0; i < count; i++) {
+    if (at + CAPTURE_PACKET_HEADER > b.length) {
+      throw new BusInputError(`capture batch: packet ${i} header past the end`);
+    }
+    const capLen = dv.getUint32(at + 12, true);
+    const end = at + CAPTURE_PACKET_HEADER + capLen;
+    if (end > b.length) throw new BusInputError(`capture batch: packet ${i} data past the end`);
+    packets.push({
+      tsNs: dv.getBigUint64(at, true),
+      origLen: dv.getUint32(at + 8, true),
+      ifindex: dv.getUint32(at + 16, true),
+      flags: b[at + 20] ?? 0,
+      obsPoint: b[at + 21] ?? 0,
+      data: b.subarray(at + CAPTURE_PACKET_HEADER, end),
+    });
+    at = end;
+  }
+  if (at !== b.length) throw new BusInputError(`capture batch: ${b.length - at} trailing bytes`);
+  return {
+    final: ((b[1] ?? 0) & BATCH_FINAL) !== 0,
+    seq: Number(dv.getBigUint64(8, true)),
+    firstIndex: Number(dv.getBigUint64(16, true)),
+    lost: Number(dv.getBigUint64(24, true)),
+    packets,
+  };
+}
