@@ -53,7 +53,11 @@ describe.skipIf(!isRoot)("ring buffer reader (root, real kernel)", () => {
       expect(first).toEqual({ records: c.want, bytes: c.want * packedSize(48 + 60), full: true });
       const rest = prog.copyPacked(dst, 0, dst.length, 100);
       expect(rest).toMatchObject({ records: 5 - c.want, full: false });
-      expect(prog.copyPacked(dst, 0, dst.length, 100)).toEqual({ records: 0, bytes: 0, full: false });
+      expect(prog.copyPacked(dst, 0, dst.length, 100)).toEqual({
+        records: 0,
+        bytes: 0,
+        full: false,
+      });
     } finally {
       prog.close();
     }

@@ -241,7 +241,7 @@ describe("framer", () => {
   });
 
   test("framer - frame bytes equal protobuf-es' encoding of the same frame", () => {
-    const { frames, sealed, framer } = setup({ maxRecords: 3 });
+    const { sealed, framer } = setup({ maxRecords: 3 });
     framer.addKernelLost(1, 300n);
     framer.addLost(2n);
     for (const r of [traceRecord(1), traceRecord(0xffffffff), new Uint8Array(200).fill(9)]) {

@@ -58,8 +58,8 @@ function frame(init: Parameters<typeof encodeRawFrame>[0]): Uint8Array {
 
 function ports(r: ReturnType<typeof processFrame>): number[] {
   return r.batch.responses.flatMap((x) =>
-    x.responseTypes.case === "flow"
-      ? [x.responseTypes.value.l4?.protocol.value?.sourcePort ?? 0]
+    x.responseTypes.case === "flow" && x.responseTypes.value.l4?.protocol.case === "UDP"
+      ? [x.responseTypes.value.l4.protocol.value.sourcePort]
       : [],
   );
 }
