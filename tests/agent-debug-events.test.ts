@@ -12,8 +12,8 @@ import {
   type GetAgentEventsResponse,
   type GetDebugEventsResponse,
 } from "@periscope/proto";
-import { waitForValue } from "@periscope/testing";
-import { type Stack, startStack, testPrefix } from "./harness.ts";
+import { waitFor, waitForValue } from "@periscope/testing";
+import { ROOT, type Stack, startStack, testPrefix } from "./harness.ts";
 
 const NODE = "events-node";
 let stack: Stack;
@@ -110,5 +110,57 @@ describe("agent and debug events", () => {
       if (r.responseTypes.case === "lostEvents") lost++;
     }
     expect(lost).toBe(0);
+  }, 30_000);
+  test("events - periscope monitor --from <ns>/<pod> resolves the pod through the endpoints registry", async () => {
+    const t = stack.topology;
+    const client = t.pod("client");
+    const proc = Bun.spawn(
+      [
+        "bun",
+        "run",
+        "cli/src/main.ts",
+        "monitor",
+        "-j",
+        "--type",
+        "trace",
+        "--from",
+        `${client.namespace}/${client.name}`,
+        "--nats",
+        stack.natsUrl,
+      ],
+      { cwd: ROOT, stdout: "pipe", stderr: "pipe" },
+    );
+    const lines: string[] = [];
+    const errLines: string[] = [];
+    const collect = async (s: ReadableStream<Uint8Array>, into: string[]) => {
+      const dec = new TextDecoder();
+      let rest = "";
+      for await (const chunk of s) {
+        const parts = (rest + dec.decode(chunk, { stream: true })).split("\n");
+        rest = parts.pop() ?? "";
+        into.push(...parts);
+      }
+    };
+    const done = Promise.all([collect(proc.stdout, lines), collect(proc.stderr, errLines)]);
+    try {
+      await waitFor(() => errLines.some((l) => l.startsWith("Listening")), {
+        what: "monitor subscribed",
+      });
+      const ping = await t.exec("server", ["ping", "-c", "1", "-W", "2", client.ipv4]);
+      expect(ping.code).toBe(0);
+      const ping2 = await t.exec("client", ["ping", "-c", "1", "-W", "2", t.pod("server").ipv4]);
+      expect(ping2.code).toBe(0);
+      await waitFor(() => lines.length >= 2, {
+        timeoutMs: 15_000,
+        what: "traces from the client pod",
+      });
+    } finally {
+      proc.kill("SIGINT");
+      expect(await proc.exited).toBe(0);
+      await done;
+    }
+    const evs = lines.map((l) => JSON.parse(l) as { source?: string; type: string });
+    expect(evs.length).toBeGreaterThanOrEqual(2);
+    expect(evs.every((e) => e.type === "trace" && e.source === client.ipv4)).toBe(true);
   }, 30_000);
 });
