@@ -30,7 +30,8 @@ export interface HttpReadResult {
  * or a hole in the stream the next head is looked for at segment starts.
  */
 export class HttpDirection {
-  private mode: "head" | "body" | "resync" = "resync";
+  /** A connection whose start was seen begins with a head; one joined later resyncs (its first segment is a gap). */
+  private mode: "head" | "body" | "resync" = "head";
   private bodyLeft = 0;
   private pending: Uint8Array | undefined;
   /** Set after TLS or HTTP/2 was seen: nothing more is read from this direction. */
