@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { hostname } from "node:os";
-import { ConfigError, DEFAULT_OPS_ADDR, parseConfig } from "./config.ts";
+import { ConfigError, DEFAULT_OPS_ADDR, parseConfig, RECORDER_DEFAULTS } from "./config.ts";
 
 describe("config", () => {
   test("config - defaults need no settings", () => {
@@ -10,6 +10,7 @@ describe("config", () => {
       nodeName: hostname(),
       opsAddr: DEFAULT_OPS_ADDR,
       logLevel: "info",
+      ...RECORDER_DEFAULTS,
     });
     expect(Object.isFrozen(c)).toBe(true);
   });
@@ -25,6 +26,7 @@ describe("config", () => {
       nodeName: "flag-node",
       opsAddr: "0.0.0.0:9999",
       logLevel: "debug",
+      ...RECORDER_DEFAULTS,
     });
   });
 
@@ -37,6 +39,9 @@ describe("config", () => {
     [["--node-name", " "], {}, "--node-name"],
     [["--bogus", "1"], {}, "--bogus"],
     [["--ops-addr"], {}, "--ops-addr"],
+    [["--listen-address", "x"], {}, "--listen-address"],
+    [[], { PERISCOPE_RECORDER_LEASE_MS: "10" }, "PERISCOPE_RECORDER_LEASE_MS"],
+    [["--storage-dir", " "], {}, "--storage-dir"],
     [["positional"], {}, "argv"],
   ] as const)("config - bad input %p %p names the field %p", (argv, env, field) => {
     let caught: unknown;

@@ -1,13 +1,22 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { freePort, type LocalNats, startLocalNats, waitFor } from "@periscope/testing";
 
 const MAIN = `${import.meta.dir}/main.ts`;
+const storageDir = mkdtempSync(join(tmpdir(), "periscope-rec-"));
 
 const status = async (url: string): Promise<number> => (await fetch(url)).status;
 
 function startRecorder(env: Record<string, string>) {
   return Bun.spawn([process.execPath, "run", MAIN], {
-    env: { PATH: "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", ...env },
+    env: {
+      PATH: "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+      PERISCOPE_RECORDER_LISTEN_ADDR: "127.0.0.1:0",
+      PERISCOPE_RECORDER_STORAGE_DIR: storageDir,
+      ...env,
+    },
     stdout: "pipe",
     stderr: "pipe",
   });
@@ -25,6 +34,7 @@ describe("recorder process", () => {
       await c.exited;
     }
     await nats?.stop();
+    rmSync(storageDir, { recursive: true, force: true });
   });
 
   test("recorder - serves health, readiness and metrics, exits 0 on SIGTERM", async () => {

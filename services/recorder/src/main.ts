@@ -1,11 +1,26 @@
-import { announcePresence, type Bus, connectBus } from "@periscope/bus";
+import { mkdir } from "node:fs/promises";
+import type { AddressInfo } from "node:net";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import {
+  announcePresence,
+  type Bus,
+  connectBus,
+  type PresenceWatch,
+  watchPresence,
+} from "@periscope/bus";
+import { type DualListener, listenDual } from "@periscope/observer/src/listen.ts";
 import { createMetrics, type Logger, runService, startOpsServer } from "@periscope/telemetry";
 import { loadConfig, type RecorderConfig } from "./config.ts";
+import { recorderRoutes } from "./service.ts";
+import { RecordingSession } from "./session.ts";
 
 /** A running recorder. */
 export interface Recorder {
   /** Resolves once the ops server listens; `opsPort` is the bound port. */
   readonly opsPort: number;
+  /** Port of the recorder.Recorder API. */
+  readonly listenPort: number;
   /** Stops the ops server and closes the NATS connection (and a local server it started). */
   stop(): Promise<void>;
 }
@@ -21,8 +36,17 @@ export async function startRecorder(config: RecorderConfig, log: Logger): Promis
   const metrics = createMetrics(SERVICE);
   const errors = metrics.counter("errors_total", "Errors by kind.", ["kind"]);
   const connected = metrics.gauge("nats_connected", "1 while connected to NATS.");
+  const lost = metrics.counter(
+    "packets_lost_total",
+    "Recorded packets lost, by where: collector (kernel ring or publish), transport (NATS), write_queue, write.",
+    ["where"],
+  );
+  const active = metrics.gauge("recordings_active", "Recordings running now.");
+  active.set(0);
   let bus: Bus | undefined;
+  let presence: PresenceWatch | undefined;
   let stopping = false;
+  await mkdir(config.storageDir, { recursive: true });
 
   const ops = await startOpsServer({
     addr: config.opsAddr,
@@ -48,6 +72,7 @@ export async function startRecorder(config: RecorderConfig, log: Logger): Promis
           return;
         }
         bus = b;
+        presence = watchPresence(b.nc, { log });
         return;
       } catch (err) {
         errors.inc({ kind: "nats_connect" });
@@ -58,12 +83,75 @@ export async function startRecorder(config: RecorderConfig, log: Logger): Promis
   })();
   const updateGauge = setInterval(() => connected.set(bus?.connected() ? 1 : 0), 1000);
 
+  const shutdown = new AbortController();
+  const sessions = new Set<RecordingSession>();
+  const liveCollectors = (): string[] => [
+    ...new Set(
+      (presence?.live() ?? []).filter((b) => b.service === "collector").map((b) => b.node),
+    ),
+  ];
+  const handler = connectNodeAdapter({
+    routes: recorderRoutes({
+      nodeName: config.nodeName,
+      log,
+      shutdown: shutdown.signal,
+      startSession: async (plan, onStop) => {
+        const b = bus;
+        if (b === undefined || !b.connected()) {
+          throw new ConnectError("recorder is not connected to NATS", Code.Unavailable);
+        }
+        const session = await RecordingSession.start(
+          plan,
+          {
+            nc: b.nc,
+            nodes: liveCollectors,
+            storageDir: config.storageDir,
+            leaseMs: config.leaseMs,
+            writeQueuePackets: config.writeQueuePackets,
+            log,
+            onLost: (where, n) => lost.inc({ where }, n),
+          },
+          (reason) => onStop(reason),
+        );
+        sessions.add(session);
+        active.set(sessions.size);
+        void session.whenStopped().then(() => {
+          sessions.delete(session);
+          active.set(sessions.size);
+        });
+        return session;
+      },
+    }),
+    grpc: true,
+    grpcWeb: true,
+    connect: true,
+  });
+  let listener: DualListener;
+  try {
+    listener = await listenDual(config.listenAddr, handler);
+  } catch (err) {
+    clearInterval(updateGauge);
+    stopping = true;
+    abort.abort();
+    await connecting;
+    await bus?.close();
+    await ops.stop();
+    throw err;
+  }
+  const listenPort = (listener.server.address() as AddressInfo).port;
+  log.info({ listen: listenPort, storage: config.storageDir }, "recorder API listening");
+
   let stopped: Promise<void> | undefined;
   return {
     opsPort: ops.port,
+    listenPort,
     stop() {
       stopped ??= (async () => {
         stopping = true;
+        shutdown.abort();
+        await Promise.allSettled([...sessions].map((s) => s.stop("shutdown")));
+        await listener.close(2000);
+        await presence?.stop();
         abort.abort();
         clearInterval(updateGauge);
         await connecting;
