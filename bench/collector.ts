@@ -8,7 +8,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { TraceProgram } from "@periscope/bpf";
 import { sanitizeToken } from "@periscope/bus";
 import type { LocalNats } from "@periscope/devstack";
-import { decodeRawFrame } from "@periscope/wire";
+import { decodeRawFrame, rawFrameRecordCount } from "@periscope/wire";
 import pino from "pino";
 import { type Collector, startCollector } from "../services/collector/src/collector.ts";
 import { parseConfig } from "../services/collector/src/config.ts";
@@ -61,7 +61,7 @@ async function runScenario(s: Scenario, nats: LocalNats, sub: NatsConnection): P
       if (err) throw err;
       const f = decodeRawFrame(msg.data);
       received.frames++;
-      received.records += f.records.length;
+      received.records += rawFrameRecordCount(f);
       received.kernelLost += f.kernelLost;
       received.collectorLost += f.collectorLost;
     },
@@ -76,6 +76,8 @@ async function runScenario(s: Scenario, nats: LocalNats, sub: NatsConnection): P
         `--node-name=${node}`,
         "--ops-addr=127.0.0.1:0",
         "--aggregation=none",
+        // Kernel drops from the rest of the machine would share the ring and its losses.
+        "--drops=off",
       ],
       {},
     );
