@@ -278,7 +278,7 @@ describe("l7", () => {
     expect(r2.find((g) => g[0]?.l4.TCP.flags === undefined)).toHaveLength(4);
     // recipe 3: who got NXDOMAIN
     const r3 = await recipe(
-      ["--since", "10m", "-t", "l7", "-o", "json"],
+      ["--since", "10m", "-t", "l7", "-j"],
       ['select(.l7.dns.rcode==3) | .destination.namespace + "/" + .destination.pod_name'],
     );
     const counts = r3

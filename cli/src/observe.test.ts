@@ -123,6 +123,14 @@ describe("cli observe flags", () => {
   });
 
   test.each([
+    [[], "compact"],
+    [["-j"], "json"],
+    [["-j", "-o", "dict"], "dict"],
+  ] as const)("cli - observe %p prints %s", (argv, output) => {
+    expect(parseObserveArgs([...argv], "localhost:4245", NOW).output).toBe(output);
+  });
+
+  test.each([
     ["--server", "127.0.0.1:9999", "127.0.0.1:9999"],
     ["-o", "json", "localhost:4245"],
   ])("cli - observe %s %s talks to %s", (flag, value, server) => {

@@ -45,6 +45,7 @@ export const SELECTOR_FLAGS: readonly FlagSpec[] = [
     value: "format",
     help: "compact (default), json, jsonpb or dict",
   },
+  { name: "json", short: "j", kind: "bool", help: "Same as --output json (hubble's -j)" },
   { name: "print-node-name", kind: "bool", help: "Print the node name in compact output" },
 ];
 
@@ -109,7 +110,9 @@ export function parseObserveArgs(
   return {
     server: lastValue(args, "server") ?? defaultServer,
     request,
-    output: parseOutputFormat(lastValue(args, "output") ?? "compact"),
+    output: parseOutputFormat(
+      lastValue(args, "output") ?? (isSet(args, "json") ? "json" : "compact"),
+    ),
     printNodeName: isSet(args, "print-node-name"),
   };
 }
