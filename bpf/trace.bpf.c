@@ -231,6 +231,29 @@ static __always_inline __u32 capture_len(const struct pscope_settings *st,
 }
 
 /*
+ * Whether the first capture rule matching the packet names a port and asks for
+ * more than the default capture: that port's payload is wanted (DNS, HTTP parsed
+ * in user space), so its packets with payload are reported at every level.
+ */
+static __always_inline int payload_port(const struct pscope_settings *st,
+					const struct pscope_tuple *t)
+{
+	__u32 n = st->n_capture_rules;
+
+#pragma unroll
+	for (int i = 0; i < PSCOPE_MAX_CAPTURE_RULES; i++) {
+		const struct pscope_capture_rule *rule = &st->capture_rules[i];
+
+		if (i >= n)
+			break;
+		if ((rule->proto == 0 || rule->proto == t->proto) &&
+		    (rule->port == 0 || rule->port == t->sport || rule->port == t->dport))
+			return rule->port != 0 && rule->len > cfg.capture_len;
+	}
+	return 0;
+}
+
+/*
  * The aggregation decision for a tracked packet. Returns 0 to suppress it,
  * else 1 and may set PSCOPE_F_CT_REPORT in *flags for a periodic report.
  */
@@ -246,6 +269,8 @@ static __always_inline int should_report(const struct pscope_settings *st,
 
 	if (agg == PSCOPE_AGG_NONE || !e)
 		return 1;
+	if (p->t.payload_len && payload_port(st, &p->t))
+		goto report;
 	if (r->reason != PSCOPE_TRACE_REASON_ESTABLISHED && r->reason != PSCOPE_TRACE_REASON_REPLY)
 		goto report;
 	if (agg == PSCOPE_AGG_LOW) {

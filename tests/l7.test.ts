@@ -317,4 +317,48 @@ describe("l7", () => {
     expect(added.filter((f) => f.l7?.type === L7FlowType.REQUEST)).toHaveLength(0);
     for (const f of added) expect((f.l7?.record.value as { method: string }).method).toBe("");
   }, 30_000);
+  test("l7 - at aggregation medium, packets with payload on capture-rule ports are all reported", async () => {
+    const t = stack.topology;
+    const settings = async (req: Record<string, unknown>): Promise<Record<string, unknown>> => {
+      const msg = await stack.bus.nc.request(
+        `periscope.ctl.${NODE}.settings`,
+        new TextEncoder().encode(JSON.stringify(req)),
+        { timeout: 5000 },
+      );
+      return JSON.parse(new TextDecoder().decode(msg.data));
+    };
+    expect(
+      (await settings({ aggregation: "medium", aggregationIntervalMs: 60_000 })).aggregation,
+    ).toBe("medium");
+    try {
+      const urls = [1, 2, 3, 4, 5].map((i) => `http://${ip.backend}:${HTTP_PORT}/medium${i}`);
+      const curl = await t.exec("frontend", [
+        "curl",
+        "-sS",
+        "--max-time",
+        "10",
+        "-w",
+        "%{http_code}\\n",
+        ...urls.flatMap((u) => ["-o", "/dev/null", u]),
+      ]);
+      expect(curl.stdout.trim().split("\n")).toEqual(["200", "200", "200", "200", "200"]);
+      const got = await eventually((fs) => {
+        const ours = l7Of(fs, "http").filter((f) =>
+          (f.l7?.record.value as { url: string }).url.includes("/medium"),
+        );
+        return ours.filter((f) => f.l7?.type === L7FlowType.RESPONSE).length >= 5
+          ? ours
+          : undefined;
+      }, "L7 flows of the keep-alive connection at medium");
+      const h = (f: Flow) => f.l7?.record.value as { url: string; code: number };
+      expect(got.filter((f) => f.l7?.type === L7FlowType.REQUEST).map((f) => h(f).url)).toEqual(
+        urls,
+      );
+      expect(got.filter((f) => f.l7?.type === L7FlowType.RESPONSE).map((f) => h(f).url)).toEqual(
+        urls,
+      );
+    } finally {
+      await settings({ aggregation: "none" });
+    }
+  }, 60_000);
 });
