@@ -148,7 +148,10 @@ async function pingThroughPipeline(
   const node = `bench-traffic-ping-${aggregation}`;
   const c = await startPeriscope(nats, pair, node, aggregation);
   const bench = `traffic-ping-${aggregation}`;
+  const lapped = async (): Promise<number> =>
+    (await follow.snapshot())[OBSERVER_NODE]?.lost.HUBBLE_RING_BUFFER ?? 0;
   try {
+    const lapped0 = await lapped();
     const p0 = await vethPackets(pair);
     const t0 = performance.now();
     await runOk(["ip", "netns", "exec", pair.nsA, "ping", "-f", "-q", "-w", "5", pair.ipB]);
@@ -163,7 +166,11 @@ async function pingThroughPipeline(
       performance.now(),
       async () => {
         const n = (await follow.snapshot())[node];
-        const seen = (n?.flows ?? 0) + Object.values(n?.lost ?? {}).reduce((a, b) => a + b, 0);
+        const seen =
+          (n?.flows ?? 0) +
+          Object.values(n?.lost ?? {}).reduce((a, b) => a + b, 0) +
+          (await lapped()) -
+          lapped0;
         if (seen !== last) stableSince = performance.now();
         last = seen;
         return (
@@ -182,6 +189,7 @@ async function pingThroughPipeline(
     emit(bench, "kernel_lost", st.kernelLost, "events");
     emit(bench, "collector_lost", st.queueLost + st.publishLost, "events");
     emit(bench, "follow_flows", n?.flows ?? 0, "flows");
+    emit(bench, "follow_lapped_in_observer_ring", (await lapped()) - lapped0, "events");
     emit(bench, "follow_flows_per_s_since_start", (n?.flows ?? 0) / deliveredS, "flows/s");
     emit(
       bench,
