@@ -5,7 +5,9 @@
  * (each attached to its own pods). `stop()` tears everything down in reverse
  * order, also after failures.
  */
-import { resolve } from "node:path";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { type Bus, connectBus, openEndpointRegistry } from "@periscope/bus";
@@ -51,6 +53,9 @@ export interface Stack {
   readonly topology: Topology;
   readonly sup: Supervisor;
   readonly observerAddr: string;
+  /** The recorder's recorder.Recorder API (`host:port`) and the directory it writes pcaps to. */
+  readonly recorderAddr: string;
+  readonly recordingsDir: string;
   /** Ops (metrics/health) port by process name: observer, recorder, enricher-<i>, collector-<node>. */
   readonly ops: Record<string, number>;
   readonly client: ReturnType<typeof createClient<typeof Observer>>;
@@ -110,13 +115,28 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     }
     await registry.close();
 
+    // The recorder's API port and pcap directory (removed after the services stop).
+    const recorderAddr = `127.0.0.1:${await freePort()}`;
+    const recordingsDir = mkdtempSync(join(tmpdir(), "periscope-rec-"));
+    undo.push(async () => rmSync(recordingsDir, { recursive: true, force: true }));
     const lines: string[] = [];
     const sup = new Supervisor({ sink: (l) => lines.push(l), stopTimeoutMs: 8000 });
     undo.push(() => sup.stop());
     const observerAddr = `127.0.0.1:${await freePort()}`;
     const procs: Array<{ name: string; kind: ServiceKind; env: Record<string, string> }> = [
-      { name: "observer", kind: "observer", env: { PERISCOPE_LISTEN_ADDR: observerAddr } },
-      { name: "recorder", kind: "recorder", env: {} },
+      {
+        name: "observer",
+        kind: "observer",
+        env: { PERISCOPE_LISTEN_ADDR: observerAddr, PERISCOPE_RECORDER_ADDR: recorderAddr },
+      },
+      {
+        name: "recorder",
+        kind: "recorder",
+        env: {
+          PERISCOPE_RECORDER_LISTEN_ADDR: recorderAddr,
+          PERISCOPE_RECORDER_STORAGE_DIR: recordingsDir,
+        },
+      },
     ];
     for (let i = 0; i < (opts.enrichers ?? 1); i++) {
       procs.push({ name: `enricher-${i}`, kind: "enricher", env: {} });
@@ -196,6 +216,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       topology,
       sup,
       observerAddr,
+      recorderAddr,
+      recordingsDir,
       ops,
       client,
       metric,

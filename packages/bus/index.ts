@@ -93,6 +93,7 @@ export {
   type CaptureBatch,
   type CapturedPacket,
   captureSubject,
+  captureSubjectAll,
   decodeCaptureBatch,
   encodeCaptureBatch,
   type NodeRecordStats,

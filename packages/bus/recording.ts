@@ -16,6 +16,11 @@ export function captureSubject(recording: string, node: string): string {
   return `periscope.capture.${sanitizeToken(recording)}.${sanitizeToken(node)}`;
 }
 
+/** Every node's packets of a recording (subscription subject). */
+export function captureSubjectAll(recording: string): string {
+  return `periscope.capture.${sanitizeToken(recording)}.*`;
+}
+
 /** Subject of recording control requests to one node's collector. */
 export function recordControlSubject(node: string): string {
   return subjects.ctl(node, RECORD_VERB);

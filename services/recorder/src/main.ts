@@ -6,6 +6,7 @@ import {
   announcePresence,
   type Bus,
   connectBus,
+  PRESENCE_INTERVAL_MS,
   type PresenceWatch,
   watchPresence,
 } from "@periscope/bus";
@@ -45,6 +46,7 @@ export async function startRecorder(config: RecorderConfig, log: Logger): Promis
   active.set(0);
   let bus: Bus | undefined;
   let presence: PresenceWatch | undefined;
+  let presenceSince = 0;
   let stopping = false;
   await mkdir(config.storageDir, { recursive: true });
 
@@ -73,6 +75,7 @@ export async function startRecorder(config: RecorderConfig, log: Logger): Promis
         }
         bus = b;
         presence = watchPresence(b.nc, { log });
+        presenceSince = performance.now();
         return;
       } catch (err) {
         errors.inc({ kind: "nats_connect" });
@@ -105,6 +108,11 @@ export async function startRecorder(config: RecorderConfig, log: Logger): Promis
           {
             nc: b.nc,
             nodes: liveCollectors,
+            // Every live collector beats within its interval: wait that long after watching began.
+            nodesSettled: async () => {
+              const wait = presenceSince + PRESENCE_INTERVAL_MS * 1.5 - performance.now();
+              if (wait > 0) await Bun.sleep(wait);
+            },
             storageDir: config.storageDir,
             leaseMs: config.leaseMs,
             writeQueuePackets: config.writeQueuePackets,

@@ -13,6 +13,7 @@ import {
   type CaptureBatch,
   type CapturedPacket,
   captureSubject,
+  captureSubjectAll,
   decodeCaptureBatch,
   PACKET_L3,
   type RecordControl,
@@ -57,6 +58,8 @@ export interface SessionDeps {
   readonly onLost?: (where: LossPlace, packets: number) => void;
   /** Time to wait for the first collector when none is known, ms (default 2000). */
   readonly discoverMs?: number;
+  /** Resolves once the node list is complete (a heartbeat interval after watching began). */
+  readonly nodesSettled?: () => Promise<void>;
 }
 
 interface NodeState {
@@ -118,7 +121,7 @@ export class RecordingSession {
     const id = `${plan.prefix}-${Date.now().toString(36)}-${randomBytes(4).toString("hex")}`;
     const s = new RecordingSession(id, plan, deps);
     s.#onStop = onStop;
-    s.#sub = deps.nc.subscribe(captureSubject(id, "*"), {
+    s.#sub = deps.nc.subscribe(captureSubjectAll(id), {
       callback: (err, msg) => {
         if (err) {
           deps.log.error({ err, id }, "capture subscription failed");
@@ -128,6 +131,7 @@ export class RecordingSession {
       },
     });
     try {
+      await deps.nodesSettled?.();
       let nodes = deps.nodes();
       const deadline = performance.now() + (deps.discoverMs ?? 2000);
       while (nodes.length === 0 && performance.now() < deadline) {
