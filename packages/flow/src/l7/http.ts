@@ -55,10 +55,19 @@ function findHeadEnd(bytes: Uint8Array, start: number, stop: number): number {
   return -1;
 }
 
+/**
+ * Bytes as text, one character per byte. WHATWG's "latin1" is windows-1252, so bytes
+ * 0x80–0x9f of longer runs read as its characters; heads are ASCII in practice.
+ */
+const LATIN1 = new TextDecoder("latin1");
+
 function latin1(bytes: Uint8Array, start: number, end: number): string {
-  let s = "";
-  for (let i = start; i < end; i++) s += String.fromCharCode(bytes[i] ?? 0);
-  return s;
+  if (end - start < 24) {
+    let s = "";
+    for (let i = start; i < end; i++) s += String.fromCharCode(bytes[i] ?? 0);
+    return s;
+  }
+  return LATIN1.decode(bytes.subarray(start, end));
 }
 
 /**

@@ -56,16 +56,16 @@ export class DnsNameCache {
     }
   }
 
-  /** Names of `ip` still valid at `nowMs`, sorted; empty when none. */
-  names(ip: string, nowMs: number): string[] {
+  /** Names of `ip` still valid at `nowMs`, sorted; undefined when the address has none. */
+  names(ip: string, nowMs: number): string[] | undefined {
     const held = this.byIp.peek(ip);
-    if (held === undefined) return [];
+    if (held === undefined) return undefined;
     const out: string[] = [];
     for (const [name, expires] of held) {
       if (expires > nowMs) out.push(name);
       else held.delete(name);
     }
     if (held.size === 0) this.byIp.delete(ip);
-    return out.sort();
+    return out.length > 0 ? out.sort() : undefined;
   }
 }

@@ -152,10 +152,13 @@ export class L7Tracker {
 
   /** Sets source_names / destination_names of a flow from the DNS name cache. */
   fillNames(flow: Flow, nowMs: number): void {
+    if (this.names.size === 0) return;
     const src = flow.IP?.source;
     const dst = flow.IP?.destination;
-    if (src) flow.sourceNames = this.names.names(src, nowMs);
-    if (dst) flow.destinationNames = this.names.names(dst, nowMs);
+    const srcNames = src ? this.names.names(src, nowMs) : undefined;
+    const dstNames = dst ? this.names.names(dst, nowMs) : undefined;
+    if (srcNames !== undefined) flow.sourceNames = srcNames;
+    if (dstNames !== undefined) flow.destinationNames = dstNames;
   }
 
   /**
