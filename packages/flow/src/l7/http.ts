@@ -59,7 +59,7 @@ function findHeadEnd(bytes: Uint8Array, start: number, stop: number): number {
  * Bytes as text, one character per byte. WHATWG's "latin1" is windows-1252, so bytes
  * 0x80–0x9f of longer runs read as its characters; heads are ASCII in practice.
  */
-const LATIN1 = new TextDecoder("latin1");
+const LATIN1 = new TextDecoder("windows-1252");
 
 function latin1(bytes: Uint8Array, start: number, end: number): string {
   if (end - start < 24) {
