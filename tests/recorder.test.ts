@@ -463,6 +463,31 @@ describe("recorder", () => {
     expect((err as ConnectError).rawMessage.startsWith(`${field}: `)).toBe(true);
   });
 
+  test("recorder - reachable through the observer's address, errors included", async () => {
+    const viaObserver = createClient(
+      recorder.Recorder,
+      createGrpcTransport({ baseUrl: `http://${stack.observerAddr}` }),
+    );
+    const f = filter({
+      src: `${cIp}/32`,
+      dst: `${sIp}/32`,
+      dport: 7050,
+      proto: recorder.Protocol.UDP,
+    });
+    const run = record(start({ prefix: "proxied", include: [f], packets: 3 }), viaObserver);
+    await run.running;
+    await sendUdp("client", sIp, 7050, 40050, payloads("o", 5, 40));
+    const files = stoppedOf(await run.done);
+    expect(files.flatMap((x) => readPcap(x.path)).length).toBe(3);
+    const bad = record(start({ prefix: "9lives", include: [f] }), viaObserver);
+    const err = await bad.done.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect((err as ConnectError).code).toBe(Code.InvalidArgument);
+    expect((err as ConnectError).rawMessage).toStartWith("filesink.file_prefix: ");
+  }, 60_000);
+
   test("recorder - killed mid-recording: kernel filters removed within seconds, partial file readable", async () => {
     const run = record(
       start({

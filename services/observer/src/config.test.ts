@@ -13,6 +13,7 @@ describe("observer config", () => {
       sortBufferMs: 100,
       maxRequestBytes: 4 * 1024 * 1024,
       maxFilters: 128,
+      recorderAddr: OBSERVER_DEFAULTS.recorderAddr,
       logLevel: "info",
     });
     expect(Object.isFrozen(c)).toBe(true);

@@ -20,6 +20,8 @@ export interface ObserverConfig extends CommonConfig {
   readonly maxRequestBytes: number;
   /** Most whitelist + blacklist filters one GetFlows may carry; more: InvalidArgument. */
   readonly maxFilters: number;
+  /** `host:port` of the recorder service; recorder.Recorder calls here are forwarded to it. */
+  readonly recorderAddr: string;
 }
 
 /** Defaults as fixed in docs/internals.md. */
@@ -30,6 +32,7 @@ export const OBSERVER_DEFAULTS = Object.freeze({
   sortBufferMs: 100,
   maxRequestBytes: 4 * 1024 * 1024,
   maxFilters: 128,
+  recorderAddr: "localhost:4246",
   logLevel: "info" as LogLevel,
 });
 
@@ -47,6 +50,7 @@ const OWN_SETTINGS = {
   "sort-buffer-ms": "PERISCOPE_SORT_BUFFER_MS",
   "max-request-bytes": "PERISCOPE_MAX_REQUEST_BYTES",
   "max-filters": "PERISCOPE_MAX_FILTERS",
+  "recorder-address": "PERISCOPE_RECORDER_ADDR",
 } as const;
 
 /**
@@ -69,6 +73,10 @@ export function parseConfig(
     sortBufferMs: s.integer("sort-buffer-ms", d.sortBufferMs, 0, 60_000),
     maxRequestBytes: s.integer("max-request-bytes", d.maxRequestBytes, 1024, 1 << 30),
     maxFilters: s.integer("max-filters", d.maxFilters, 1, 100_000),
+    recorderAddr: checkHostPort(
+      s.source("recorder-address"),
+      s.get("recorder-address") ?? d.recorderAddr,
+    ),
   });
 }
 

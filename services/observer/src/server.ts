@@ -20,6 +20,7 @@ import { type Ingest, startIngest } from "./ingest.ts";
 import { listenDual } from "./listen.ts";
 import { createObserverMetrics, metricsInterceptor, type ObserverMetrics } from "./metrics.ts";
 import { REQUIRED_SERVICES } from "./presence.ts";
+import { recorderProxyRoutes } from "./recorder-proxy.ts";
 import { reflectionRoutes } from "./reflection.ts";
 import { guardRequest } from "./request-guard.ts";
 import { observerRoutes } from "./routes.ts";
@@ -122,6 +123,7 @@ export async function startObserver(
     const handler = connectNodeAdapter({
       routes: (router) => {
         observer(router);
+        recorderProxyRoutes(config.recorderAddr)(router);
         health(router);
         reflectionRoutes()(router); // last: it describes the services registered before it
       },
