@@ -247,6 +247,26 @@ describe.skipIf(!isRoot)("bpf trace connection table", () => {
     expect((after[0]?.flags ?? 0) & FLAG_CT_REPORT).toBe(FLAG_CT_REPORT);
   });
 
+  test.each([
+    ["tcp/80=1024", 25],
+    ["tcp/80=64", 7],
+    ["tcp=1024", 7],
+  ] as const)(
+    "aggregation medium with capture rule %s keeps %d of 36 packets (payload on a rule's port is wanted)",
+    (rule, want) => {
+      const p = load({ captureLen: 100 });
+      p.setSettings({
+        aggregation: "medium",
+        reportIntervalMs: 60_000,
+        captureRules: [parseCaptureRule(rule)],
+      });
+      const { traces } = run(p, connection);
+      // with the port rule: the 20 packets with payload plus handshake and FINs; pure ACKs still aggregate
+      expect(traces.length).toBe(want);
+      expect(p.readKernelLost()).toBe(0n);
+    },
+  );
+
   test("capture rules: first match by protocol and either port, else the default length", () => {
     const p = load({ captureLen: 100 });
     p.setSettings({
