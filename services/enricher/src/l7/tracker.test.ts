@@ -33,10 +33,11 @@ function tcpPacket(
   payload: string,
   tsMs: number,
   capture?: number,
+  clientPort = 40000,
 ): Packet {
   const [src, dst, sport, dport] = fromClient
-    ? [CLIENT, SERVER, 40000, 80]
-    : [SERVER, CLIENT, 80, 40000];
+    ? [CLIENT, SERVER, clientPort, 80]
+    : [SERVER, CLIENT, 80, clientPort];
   const whole = ethernet(
     { etherType: 0x0800 },
     ipv4({ src, dst, protocol: 6 }, tcp(sport, dport, flags, enc(payload))),
@@ -194,6 +195,53 @@ describe("l7 tracker", () => {
     expect(feed(t, answer)).toEqual([]);
     expect(t.names.names("10.0.0.9", 1000)).toEqual(["api.t"]);
     expect(t.names.names("10.0.0.9", 1000 + 61_000)).toBeUndefined();
+  });
+
+  test("l7 - fuzz: 30,000 seeded random and mutated segments and datagrams never throw, state stays bounded", () => {
+    let seed = 0x1234567;
+    const rand = (): number => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed / 4294967296;
+    };
+    const t = tracker({ maxConnections: 64 });
+    const samples = [
+      "GET /a HTTP/1.1\r\nHost: h\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc",
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+      "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+    ];
+    const flagSets: TcpFlagName[][] = [["SYN"], ["ACK"], ["ACK", "PSH"], ["RST"], ["FIN", "ACK"]];
+    let flows = 0;
+    for (let i = 0; i < 30_000; i++) {
+      const text =
+        rand() < 0.5
+          ? (samples[i % samples.length] ?? "").slice(0, Math.floor(rand() * 80))
+          : String.fromCharCode(
+              ...Array.from({ length: Math.floor(rand() * 60) }, () => Math.floor(rand() * 256)),
+            );
+      const p =
+        rand() < 0.8
+          ? tcpPacket(
+              rand() < 0.5,
+              flagSets[i % flagSets.length] ?? ["ACK"],
+              Math.floor(rand() * 4000),
+              text,
+              i,
+              rand() < 0.1 ? 70 : undefined,
+              40000 + (i % 200),
+            )
+          : dnsPacket(
+              rand() < 0.5,
+              Uint8Array.from(text, (c) => c.charCodeAt(0) & 0xff),
+              i,
+            );
+      flows += feed(t, p).length;
+    }
+    expect(flows).toBeGreaterThan(0);
+    expect(t.held.connections).toBe(64);
+    expect(t.counts.evicted).toBeGreaterThan(0);
+    const unparsed = Object.values(t.counts.unparsed.http).reduce((a, b) => a + b, 0);
+    expect(unparsed).toBeGreaterThan(0);
   });
 
   test("l7 - connections are bounded: the least recently used go first and are counted", () => {
