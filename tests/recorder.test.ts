@@ -12,7 +12,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { recorder } from "@periscope/proto";
 import { runOk, tcFilterProgIds, waitFor } from "@periscope/testing";
-import { type Stack, startStack, testPrefix } from "./harness.ts";
+import { ROOT, type Stack, startStack, testPrefix } from "./harness.ts";
 
 const NODE_A = "rec-a";
 const NODE_B = "rec-b";
@@ -486,6 +486,43 @@ describe("recorder", () => {
     );
     expect((err as ConnectError).code).toBe(Code.InvalidArgument);
     expect((err as ConnectError).rawMessage).toStartWith("filesink.file_prefix: ");
+  }, 60_000);
+
+  test("recorder - periscope record through the observer stops at its packet limit and prints the files", async () => {
+    const cli = Bun.spawn(
+      [
+        process.execPath,
+        "run",
+        `${ROOT}/cli/src/main.ts`,
+        "record",
+        `${cIp}/32 0 ${sIp}/32 7060 UDP`,
+        "--file-prefix",
+        "cli",
+        "--packet-limit",
+        "4",
+        "--server",
+        stack.observerAddr,
+      ],
+      { stdout: "pipe", stderr: "pipe" },
+    );
+    const lines: string[] = [];
+    const reading = (async () => {
+      const dec = new TextDecoder();
+      for await (const chunk of cli.stdout) lines.push(...dec.decode(chunk).split("\n"));
+    })();
+    await waitFor(() => lines.includes("Started recording. Press Ctrl-C to stop."), {
+      timeoutMs: 15_000,
+      what: "recording started",
+    });
+    await sendUdp("client", sIp, 7060, 40060, payloads("c", 6, 30));
+    expect(await cli.exited).toBe(0);
+    await reading;
+    expect(lines).toContain("Stopped recording: 4 packets (288 bytes) captured, 0 lost.");
+    const files = lines
+      .filter((l) => /^rec-[ab]: \//.test(l))
+      .map((l) => l.replace(/^rec-[ab]: /, ""));
+    expect(files.length).toBe(2);
+    expect(files.flatMap((f) => readPcap(f)).length).toBe(4);
   }, 60_000);
 
   test("recorder - killed mid-recording: kernel filters removed within seconds, partial file readable", async () => {

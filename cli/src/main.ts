@@ -8,6 +8,7 @@ import { loadCliEnv } from "./config.ts";
 import { MONITOR_FLAGS, parseMonitorArgs, runMonitor } from "./monitor.ts";
 import { OBSERVE_FLAGS, parseObserveArgs, runObserve, SERVER_FLAG } from "./observe.ts";
 import { POLICY_FLAGS, POLICY_USAGE, runPolicy } from "./policy.ts";
+import { parseRecordArgs, RECORD_FLAGS, RECORD_USAGE, runRecord } from "./record.ts";
 import { runListNamespaces, runListNodes, runStatus } from "./status.ts";
 
 /** "periscope 0.1.0" */
@@ -19,6 +20,7 @@ Commands:
   observe          Observe flows of the observer (like hubble observe)
   monitor          Print kernel records and agent events as collectors publish them (like cilium monitor)
   policy           Apply, list or delete L3/L4 policies (apply -f FILE, list, delete NAME)
+  record           Capture matching packets on every node into pcap files (like hubble record)
   status           Show the observer's status
   list nodes       List the nodes that publish flows
   list namespaces  List namespaces seen in flows
@@ -35,6 +37,8 @@ export interface CliIo {
   server: string;
   /** NATS URL for `monitor` when `--nats` is not given (default: the environment's). */
   natsUrl?: string;
+  /** Rewrites a progress line in place (`record`); absent: no progress shown. */
+  progress?(line: string): void;
 }
 
 /** Parses flags that only take `--server`; returns the server to use. */
@@ -63,7 +67,9 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
             ? `Usage: periscope monitor [flags]\n\nFlags:\n${flagHelp(MONITOR_FLAGS)}`
             : command === "policy"
               ? `${POLICY_USAGE}\n${flagHelp(POLICY_FLAGS)}`
-              : USAGE,
+              : command === "record"
+                ? `${RECORD_USAGE}\nFlags:\n${flagHelp(RECORD_FLAGS)}`
+                : USAGE,
       );
       return 0;
     }
@@ -76,6 +82,11 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         return await runMonitor(parseMonitorArgs(rest, io.natsUrl ?? loadCliEnv().natsUrl), io);
       case "policy":
         return await runPolicy(rest, io.natsUrl ?? loadCliEnv().natsUrl, io);
+      case "record":
+        return await runRecord(parseRecordArgs(rest, io.server), {
+          ...io,
+          progress: io.progress ?? (() => {}),
+        });
       case "status":
         return await runStatus(serverOnly(rest, io), io.out, io.err);
       case "list": {
@@ -113,6 +124,9 @@ if (import.meta.main) {
     err: write(process.stderr),
     signal: ac.signal,
     server: loadCliEnv().server,
+    progress: (line) => {
+      if (process.stderr.isTTY) process.stderr.write(line === "" ? "\r\x1b[K" : `\r\x1b[K${line}`);
+    },
   }).then(
     (code) => {
       process.exitCode = code;
