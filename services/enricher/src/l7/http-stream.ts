@@ -29,6 +29,12 @@ export interface HttpReadResult {
  * skipped by length; after a body of unknown length (chunked, or until close)
  * or a hole in the stream the next head is looked for at segment starts.
  */
+/** Bytes of unfinished heads all directions together may hold; shared by a tracker's connections. */
+export interface HeadBudget {
+  readonly limit: number;
+  used: number;
+}
+
 export class HttpDirection {
   /** A connection whose start was seen begins with a head; one joined later resyncs (its first segment is a gap). */
   private mode: "head" | "body" | "resync" = "head";
@@ -37,7 +43,21 @@ export class HttpDirection {
   /** Set after TLS or HTTP/2 was seen: nothing more is read from this direction. */
   private given: L7UnparsedReason | undefined;
 
-  constructor(private readonly kind: "request" | "response") {}
+  constructor(
+    private readonly kind: "request" | "response",
+    private readonly budget: HeadBudget = { limit: Number.POSITIVE_INFINITY, used: 0 },
+  ) {}
+
+  /** Gives back the bytes of an unfinished head (the connection is being forgotten). */
+  release(): void {
+    this.setPending(undefined);
+  }
+
+  private setPending(bytes: Uint8Array | undefined): void {
+    this.budget.used -= this.pending?.length ?? 0;
+    this.pending = bytes;
+    this.budget.used += bytes?.length ?? 0;
+  }
 
   /**
    * Reads a segment. `bodyOf(head)` says how many body bytes follow a head:
@@ -49,7 +69,7 @@ export class HttpDirection {
     if (seg.gap) {
       // a head begun before the hole cannot be finished
       if (this.pending !== undefined) out.unparsed = "split";
-      this.pending = undefined;
+      this.setPending(undefined);
       this.mode = "resync";
     }
     const wireEnd = seg.start + seg.wireLen;
@@ -90,15 +110,18 @@ export class HttpDirection {
         if (seg.capEnd < wireEnd) {
           out.unparsed = "truncated";
           this.reset();
-        } else if (to - from >= HTTP_MAX_HEAD) {
+        } else if (
+          to - from >= HTTP_MAX_HEAD ||
+          this.budget.used - prior + (to - from) > this.budget.limit
+        ) {
           out.unparsed = "split";
           this.reset();
         } else {
-          this.pending = data.slice(from, to);
+          this.setPending(data.slice(from, to));
         }
         break;
       }
-      this.pending = undefined;
+      this.setPending(undefined);
       p += head.headEnd - from - prior;
       out.heads.push({ head, timeNs: seg.timeNs });
       const body = bodyOf(head);
@@ -113,7 +136,7 @@ export class HttpDirection {
   }
 
   private reset(): void {
-    this.pending = undefined;
+    this.setPending(undefined);
     this.mode = "resync";
   }
 }

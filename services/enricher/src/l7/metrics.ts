@@ -11,7 +11,8 @@ const PROTOCOLS = ["dns", "http"] as const;
  * registered from the start (so a zero shows before the first event):
  * `l7_flows_total{protocol,type}`, `l7_unparsed_total{protocol,reason}`
  * (reason: truncated, tls, http2, split, malformed), `l7_unmatched_responses_total{protocol}`,
- * `l7_evicted_total` and the gauges `l7_connections`, `l7_dns_pending`, `l7_dns_names`.
+ * `l7_evicted_total` and the gauges `l7_connections`, `l7_dns_pending`, `l7_dns_names`,
+ * `l7_pending_head_bytes`.
  * Returns the function that stops the copying.
  */
 export function startL7Metrics(metrics: Metrics, tracker: L7Tracker): () => void {
@@ -36,6 +37,10 @@ export function startL7Metrics(metrics: Metrics, tracker: L7Tracker): () => void
   const connections = metrics.gauge("l7_connections", "TCP connections followed for L7 parsing");
   const pending = metrics.gauge("l7_dns_pending", "DNS queries awaiting their answer");
   const names = metrics.gauge("l7_dns_names", "Addresses in the DNS name cache");
+  const headBytes = metrics.gauge(
+    "l7_pending_head_bytes",
+    "Bytes of HTTP heads split over segments awaiting the rest",
+  );
   const seen = new Map<string, number>();
   const add = (key: string, now: number, inc: (n: number) => void): void => {
     const before = seen.get(key) ?? 0;
@@ -62,6 +67,7 @@ export function startL7Metrics(metrics: Metrics, tracker: L7Tracker): () => void
     connections.set(held.connections);
     pending.set(held.dnsPending);
     names.set(held.dnsNames);
+    headBytes.set(held.headBytes);
   };
   for (const protocol of PROTOCOLS) {
     for (const type of ["request", "response"]) flows.inc({ protocol, type }, 0);

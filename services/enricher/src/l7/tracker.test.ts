@@ -134,6 +134,23 @@ describe("l7 tracker", () => {
     expect(got.map((f) => [http(f).method, http(f).url])).toEqual([["POST", "http://h/upload"]]);
     expect(feed(t, second)).toEqual([]); // the other observation point
     expect(t.counts.flows.http.request).toBe(1);
+    expect(t.held.headBytes).toBe(0);
+  });
+
+  test("l7 - unfinished heads share one byte budget; past it the head is counted as split", () => {
+    const t = tracker({ maxPendingHeadBytes: 30 });
+    feed(t, tcpPacket(true, ["SYN"], 0, "", 0));
+    expect(feed(t, tcpPacket(true, ["ACK"], 1, "GET /first HTTP/1.1\r\n", 1))).toEqual([]);
+    expect(t.held.headBytes).toBe(21);
+    feed(t, tcpPacket(true, ["SYN"], 0, "", 2, undefined, 40001));
+    expect(
+      feed(t, tcpPacket(true, ["ACK"], 1, "GET /second HTTP/1.1\r\n", 3, undefined, 40001)),
+    ).toEqual([]);
+    expect(t.counts.unparsed.http.split).toBe(1);
+    expect(t.held.headBytes).toBe(21);
+    // a reset gives the first connection's bytes back
+    feed(t, tcpPacket(true, ["RST"], 22, "", 4));
+    expect(t.held.headBytes).toBe(0);
   });
 
   test("l7 - a head cut by the capture length is counted as truncated", () => {

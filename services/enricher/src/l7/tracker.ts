@@ -17,7 +17,7 @@ import {
 import { type Flow, type HTTPHeader, L7FlowType } from "@periscope/proto";
 import { BoundedMap } from "./bounded-map.ts";
 import { DnsNameCache } from "./dns-cache.ts";
-import { HttpDirection, requestBody, responseBody } from "./http-stream.ts";
+import { type HeadBudget, HttpDirection, requestBody, responseBody } from "./http-stream.ts";
 import { type Segment, StreamPosition } from "./segment.ts";
 
 /** Settings of L7 parsing. */
@@ -34,6 +34,8 @@ export interface L7Options {
   idleMs?: number;
   /** Addresses held in the DNS name cache at most. */
   maxDnsNames?: number;
+  /** Bytes of unfinished HTTP heads held over all connections at most (default 16 MiB). */
+  maxPendingHeadBytes?: number;
   /** Flow UUIDs; random v4 when absent. */
   uuid?: () => string;
 }
@@ -126,6 +128,7 @@ export class L7Tracker {
   private readonly dnsSeen: BoundedMap<string, bigint>;
   private readonly idleMs: number;
   private lastSweepMs = 0;
+  private readonly headBudget: HeadBudget;
   private readonly uuid: () => string;
 
   constructor(private readonly opts: L7Options) {
@@ -133,7 +136,11 @@ export class L7Tracker {
     const evict = (): void => {
       this.counts.evicted++;
     };
-    this.conns = new BoundedMap(max, (_k, _v, why) => why === "full" && evict());
+    this.headBudget = { limit: opts.maxPendingHeadBytes ?? 16 * 1024 * 1024, used: 0 };
+    this.conns = new BoundedMap(max, (_k, conn, why) => {
+      for (const d of conn.http ?? []) d.release();
+      if (why === "full") evict();
+    });
     this.dnsPending = new BoundedMap(max, (_k, _v, why) => why === "full" && evict());
     this.dnsSeen = new BoundedMap(4096);
     this.idleMs = opts.idleMs ?? 120_000;
@@ -141,9 +148,10 @@ export class L7Tracker {
     this.uuid = opts.uuid ?? (() => crypto.randomUUID());
   }
 
-  /** Connections and pending DNS queries held now. */
-  get held(): { connections: number; dnsPending: number; dnsNames: number } {
+  /** Connections, pending DNS queries, cached addresses and unfinished head bytes held now. */
+  get held(): { connections: number; dnsPending: number; dnsNames: number; headBytes: number } {
     return {
+      headBytes: this.headBudget.used,
       connections: this.conns.size,
       dnsPending: this.dnsPending.size,
       dnsNames: this.names.size,
@@ -204,6 +212,7 @@ export class L7Tracker {
       ? `${t.src}|${t.sport}|${t.dst}|${t.dport}`
       : `${t.dst}|${t.dport}|${t.src}|${t.sport}`;
     if (tcp?.flags?.RST) {
+      for (const d of this.conns.peek(key)?.http ?? []) d.release();
       this.conns.delete(key);
       return [];
     }
@@ -217,7 +226,12 @@ export class L7Tracker {
         dnsBuf: [undefined, undefined],
         dnsBroken: [false, false],
       };
-      if (isHttp) conn.http = [new HttpDirection("request"), new HttpDirection("response")];
+      if (isHttp) {
+        conn.http = [
+          new HttpDirection("request", this.headBudget),
+          new HttpDirection("response", this.headBudget),
+        ];
+      }
       this.conns.set(key, conn, nowMs);
     }
     const dir = toServer ? 0 : 1;
