@@ -16,6 +16,8 @@
  *   several rates, with latency and loss accounting (bench/pipeline.ts).
  * - transport-*: the pipeline's two hops on core NATS vs JetStream (file, memory):
  *   throughput, latency, loss (bench/transport.ts).
+ * - recorder-*: the recorder vs `tcpdump -w` with the equivalent filter on one veth at
+ *   stepped UDP rates: captured fraction, losses, CPU per million packets (bench/recorder.ts).
  * - discovery-*: attach latency and idle CPU with 200 watched namespaces, rtnetlink
  *   notifications vs `ip monitor` children vs polling (bench/discovery.ts).
  *
@@ -32,6 +34,7 @@ import { runDecodeBench } from "./decode.ts";
 import { runDiscoveryBench } from "./discovery.ts";
 import { runPipelineBench } from "./pipeline.ts";
 import { Teardown } from "./procs.ts";
+import { runRecorderBench } from "./recorder.ts";
 import { runTrafficBench } from "./traffic.ts";
 import { runTransportBench } from "./transport.ts";
 
@@ -44,6 +47,7 @@ const PARTS = [
   "discovery",
   "datapath",
   "traffic",
+  "recorder",
 ] as const;
 type Part = (typeof PARTS)[number];
 
@@ -88,7 +92,15 @@ async function main(): Promise<void> {
   try {
     if (parts.has("decode")) runDecodeBench();
     if (parts.has("kernel")) await runDatapathKernelBench();
-    const needNats = ["collector", "pipeline", "transport", "discovery", "datapath", "traffic"];
+    const needNats = [
+      "collector",
+      "pipeline",
+      "transport",
+      "discovery",
+      "datapath",
+      "traffic",
+      "recorder",
+    ];
     if (needNats.every((p) => !parts.has(p as Part))) {
       return;
     }
@@ -98,6 +110,7 @@ async function main(): Promise<void> {
     if (parts.has("transport")) await runTransportBench(nats);
     if (parts.has("datapath")) await runDatapathBench(nats);
     if (parts.has("traffic")) await runTrafficBench(nats, teardown);
+    if (parts.has("recorder")) await runRecorderBench(nats, teardown);
     if (parts.has("discovery")) await runDiscoveryBench(nats, teardown);
     if (parts.has("pipeline")) {
       const programs = new Set<TraceProgram>();

@@ -91,6 +91,7 @@ export {
   CAPTURE_BATCH_HEADER,
   CAPTURE_PACKET_HEADER,
   type CaptureBatch,
+  CaptureBatchWriter,
   type CapturedPacket,
   captureSubject,
   captureSubjectAll,

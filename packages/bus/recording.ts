@@ -106,30 +106,92 @@ export interface CaptureBatch {
   readonly packets: CapturedPacket[];
 }
 
-/** Encodes a batch. */
+/** Encodes a batch (a copy). */
 export function encodeCaptureBatch(b: CaptureBatch): Uint8Array {
-  let size = CAPTURE_BATCH_HEADER;
-  for (const p of b.packets) size += CAPTURE_PACKET_HEADER + p.data.length;
-  const out = new Uint8Array(size);
-  const dv = new DataView(out.buffer);
-  out[0] = CAPTURE_BATCH_VERSION;
-  out[1] = b.final ? BATCH_FINAL : 0;
-  dv.setUint32(4, b.packets.length, true);
-  dv.setBigUint64(8, BigInt(b.seq), true);
-  dv.setBigUint64(16, BigInt(b.firstIndex), true);
-  dv.setBigUint64(24, BigInt(b.lost), true);
-  let at = CAPTURE_BATCH_HEADER;
+  const w = new CaptureBatchWriter();
   for (const p of b.packets) {
-    dv.setBigUint64(at, p.tsNs, true);
-    dv.setUint32(at + 8, p.origLen, true);
-    dv.setUint32(at + 12, p.data.length, true);
-    dv.setUint32(at + 16, p.ifindex, true);
-    out[at + 20] = p.flags;
-    out[at + 21] = p.obsPoint;
-    out.set(p.data, at + CAPTURE_PACKET_HEADER);
-    at += CAPTURE_PACKET_HEADER + p.data.length;
+    w.append(p.tsNs, p.origLen, p.ifindex, p.flags, p.obsPoint, p.data, 0, p.data.length);
   }
-  return out;
+  return w.finish(b.seq, b.firstIndex, b.lost, b.final).slice();
+}
+
+/**
+ * Builds one batch in place, packet by packet, without an object per packet: a growing
+ * buffer reused from batch to batch (the hot path of the collector).
+ */
+export class CaptureBatchWriter {
+  #buf: Uint8Array;
+  #dv: DataView;
+  #at = CAPTURE_BATCH_HEADER;
+  #count = 0;
+
+  constructor(initialBytes = 64 * 1024) {
+    this.#buf = new Uint8Array(Math.max(initialBytes, CAPTURE_BATCH_HEADER));
+    this.#dv = new DataView(this.#buf.buffer);
+  }
+
+  /** Packets appended since the last {@link finish}. */
+  get count(): number {
+    return this.#count;
+  }
+
+  /** Bytes the batch holds so far (header included). */
+  get bytes(): number {
+    return this.#at;
+  }
+
+  /** Appends one packet: `src[from, from + len)` with its header fields. */
+  append(
+    tsNs: bigint,
+    origLen: number,
+    ifindex: number,
+    flags: number,
+    obsPoint: number,
+    src: Uint8Array,
+    from: number,
+    len: number,
+  ): void {
+    const need = this.#at + CAPTURE_PACKET_HEADER + len;
+    if (need > this.#buf.length) {
+      const next = new Uint8Array(Math.max(need, this.#buf.length * 2));
+      next.set(this.#buf.subarray(0, this.#at));
+      this.#buf = next;
+      this.#dv = new DataView(next.buffer);
+    }
+    const at = this.#at;
+    const dv = this.#dv;
+    dv.setBigUint64(at, tsNs, true);
+    dv.setUint32(at + 8, origLen, true);
+    dv.setUint32(at + 12, len, true);
+    dv.setUint32(at + 16, ifindex, true);
+    this.#buf[at + 20] = flags;
+    this.#buf[at + 21] = obsPoint;
+    this.#buf[at + 22] = 0;
+    this.#buf[at + 23] = 0;
+    this.#buf.set(src.subarray(from, from + len), at + CAPTURE_PACKET_HEADER);
+    this.#at = need;
+    this.#count++;
+  }
+
+  /**
+   * Writes the header and returns the batch: a view valid until the next append (publish
+   * copies it). The writer is empty again afterwards.
+   */
+  finish(seq: number, firstIndex: number, lost: number, final: boolean): Uint8Array {
+    const dv = this.#dv;
+    this.#buf[0] = CAPTURE_BATCH_VERSION;
+    this.#buf[1] = final ? BATCH_FINAL : 0;
+    this.#buf[2] = 0;
+    this.#buf[3] = 0;
+    dv.setUint32(4, this.#count, true);
+    dv.setBigUint64(8, BigInt(seq), true);
+    dv.setBigUint64(16, BigInt(firstIndex), true);
+    dv.setBigUint64(24, BigInt(lost), true);
+    const out = this.#buf.subarray(0, this.#at);
+    this.#at = CAPTURE_BATCH_HEADER;
+    this.#count = 0;
+    return out;
+  }
 }
 
 /** Decodes a batch; throws BusInputError naming what is wrong. Packet data are views of `b`. */

@@ -6,12 +6,13 @@
  * recording's packets in batches on `periscope.capture.<recording>.<node>`. A recording
  * whose lease runs out (the recorder is gone) is removed within a lease check interval.
  */
-import { CaptureProgram } from "@periscope/bpf";
+import { CaptureProgram, type RecordSink } from "@periscope/bpf";
 import {
   type Bus,
-  type CapturedPacket,
+  CAPTURE_BATCH_HEADER,
+  CAPTURE_PACKET_HEADER,
+  CaptureBatchWriter,
   captureSubject,
-  encodeCaptureBatch,
   PACKET_L3,
   type RecordControl,
   type RecordFilterSpec,
@@ -21,12 +22,13 @@ import {
 import { parseIp } from "@periscope/model";
 import type { Logger, Metrics } from "@periscope/telemetry";
 import {
+  CAPTURE_FIXED_SIZE,
   CAPTURE_MAX_FILTERS,
   CAPTURE_MAX_LEN,
   CAPTURE_MAX_RECORDINGS,
-  decodeCaptureRecord,
   FLAG_L3,
   type KernelCaptureFilter,
+  RECORD_TYPE_CAPTURE,
 } from "@periscope/wire";
 import type { AttachedDevice } from "./attacher.ts";
 import type { InterfaceTarget } from "./config.ts";
@@ -36,7 +38,7 @@ export interface CaptureSource {
   attach(target: InterfaceTarget): void;
   detach(target: InterfaceTarget): void;
   setFilters(filters: readonly KernelCaptureFilter[], capLen: ReadonlyMap<number, number>): void;
-  drain(onRecord: (bytes: Uint8Array) => void, max?: number): number;
+  drainInto(sink: RecordSink, max?: number): number;
   readLost(): bigint[];
   close(): void;
 }
@@ -73,8 +75,7 @@ interface Recording {
   kernelLostBase: bigint;
   kernelLost: number;
   sendLost: number;
-  pending: CapturedPacket[];
-  pendingBytes: number;
+  readonly batch: CaptureBatchWriter;
 }
 
 /** Batches are published once they hold this many bytes (NATS' default limit is 1 MiB). */
@@ -247,8 +248,7 @@ export class CaptureService {
       kernelLostBase: program.readLost()[slot] ?? 0n,
       kernelLost: 0,
       sendLost: 0,
-      pending: [],
-      pendingBytes: 0,
+      batch: new CaptureBatchWriter(),
     };
     this.#recordings.set(req.id, next);
     try {
@@ -325,36 +325,47 @@ export class CaptureService {
   drainOnce(): number {
     const program = this.#program;
     if (!program) return 0;
-    const bySlot = new Map<number, Recording>();
-    for (const r of this.#recordings.values()) bySlot.set(r.slot, r);
+    const bySlot: (Recording | undefined)[] = [];
+    for (const r of this.#recordings.values()) bySlot[r.slot] = r;
     const offset = this.#o.bootToRealtimeNs();
+    let dv: DataView | undefined;
+    let dvRing: Uint8Array | undefined;
+    const sink: RecordSink = {
+      addFrom: (ring, off, len) => {
+        if (ring !== dvRing) {
+          dvRing = ring;
+          dv = new DataView(ring.buffer, ring.byteOffset, ring.byteLength);
+        }
+        const v = dv as DataView;
+        const capLen = v.getUint32(off + 12, true);
+        if (len !== CAPTURE_FIXED_SIZE + capLen || ring[off] !== RECORD_TYPE_CAPTURE) {
+          this.#o.log.warn({ len, capLen, type: ring[off] }, "malformed capture record skipped");
+          return;
+        }
+        const origLen = v.getUint32(off + 8, true);
+        const tsNs = v.getBigUint64(off + 16, true) + offset;
+        const ifindex = v.getUint32(off + 24, true);
+        const flags = ((ring[off + 3] ?? 0) & FLAG_L3) !== 0 ? PACKET_L3 : 0;
+        const obs = ring[off + 1] ?? 0;
+        const data = off + CAPTURE_FIXED_SIZE;
+        for (let bits = v.getUint32(off + 28, true), slot = 0; bits !== 0; bits >>>= 1, slot++) {
+          if ((bits & 1) === 0) continue;
+          const rec = bySlot[slot];
+          if (!rec) continue; // recording removed while its packets were in the ring
+          const n = capLen > rec.capLen ? rec.capLen : capLen;
+          rec.batch.append(tsNs, origLen, ifindex, flags, obs, ring, data, n);
+          if (rec.batch.bytes >= BATCH_BYTES) this.#flush(rec, false);
+        }
+      },
+    };
     let n = 0;
     try {
-      n = program.drain((bytes) => {
-        const c = decodeCaptureRecord(bytes);
-        const tsNs = c.tsBootNs + offset;
-        for (let bits = c.recordings, slot = 0; bits !== 0; bits >>>= 1, slot++) {
-          if ((bits & 1) === 0) continue;
-          const rec = bySlot.get(slot);
-          if (!rec) continue; // recording removed while its packets were in the ring
-          const data = c.data.length > rec.capLen ? c.data.subarray(0, rec.capLen) : c.data;
-          rec.pending.push({
-            tsNs,
-            origLen: c.origLen,
-            ifindex: c.ifindex,
-            flags: (c.flags & FLAG_L3) !== 0 ? PACKET_L3 : 0,
-            obsPoint: c.obsPoint,
-            data,
-          });
-          rec.pendingBytes += data.length + 24;
-          if (rec.pendingBytes >= BATCH_BYTES) this.#flush(rec, false);
-        }
-      }, DRAIN_MAX);
+      n = program.drainInto(sink, DRAIN_MAX);
     } catch (err) {
       this.#o.log.error({ err }, "capture drain failed");
     }
     this.#syncLost(program);
-    for (const r of this.#recordings.values()) if (r.pending.length > 0) this.#flush(r, false);
+    for (const r of this.#recordings.values()) if (r.batch.count > 0) this.#flush(r, false);
     return n;
   }
 
@@ -374,26 +385,24 @@ export class CaptureService {
   }
 
   #flush(r: Recording, final: boolean): void {
-    const packets = r.pending;
-    r.pending = [];
-    r.pendingBytes = 0;
-    const payload = encodeCaptureBatch({
+    const count = r.batch.count;
+    const bytes = r.batch.bytes;
+    const payload = r.batch.finish(
+      r.seq,
+      r.published + r.sendLost,
+      r.kernelLost + r.sendLost,
       final,
-      seq: r.seq,
-      firstIndex: r.published + r.sendLost,
-      lost: r.kernelLost + r.sendLost,
-      packets,
-    });
+    );
     r.seq++;
     try {
       this.#o.nc.publish(r.subject, payload);
-      r.published += packets.length;
-      for (const p of packets) r.bytes += p.data.length;
-      this.#packets.inc(packets.length);
+      r.published += count;
+      r.bytes += bytes - CAPTURE_BATCH_HEADER - count * CAPTURE_PACKET_HEADER;
+      this.#packets.inc(count);
     } catch (err) {
-      r.sendLost += packets.length;
-      this.#lost.inc({ where: "publish" }, packets.length);
-      this.#o.log.warn({ err, id: r.id, packets: packets.length }, "capture batch not published");
+      r.sendLost += count;
+      this.#lost.inc({ where: "publish" }, count);
+      this.#o.log.warn({ err, id: r.id, packets: count }, "capture batch not published");
     }
   }
 

@@ -84,7 +84,11 @@ export class PcapFile {
 
   /** Appends packets; resolves once written. A failed write is thrown here and by close(). */
   write(packets: readonly PcapPacket[]): Promise<void> {
-    const bytes = encodePcapRecords(packets);
+    return this.writeRecords(encodePcapRecords(packets));
+  }
+
+  /** Appends bytes that already are pcap records (header + data each). */
+  writeRecords(bytes: Uint8Array): Promise<void> {
     this.#tail = this.#tail.then(async () => {
       if (this.#error !== undefined) throw this.#error;
       try {

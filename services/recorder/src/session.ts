@@ -9,19 +9,19 @@
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import {
+  BATCH_FINAL,
   type Bus,
-  type CaptureBatch,
-  type CapturedPacket,
+  CAPTURE_BATCH_HEADER,
+  CAPTURE_PACKET_HEADER,
   captureSubject,
   captureSubjectAll,
-  decodeCaptureBatch,
   PACKET_L3,
   type RecordControl,
   type RecordReply,
   recordControlSubject,
 } from "@periscope/bus";
 import type { Logger } from "@periscope/telemetry";
-import { LINKTYPE_ETHERNET, LINKTYPE_RAW, PcapFile } from "./pcap.ts";
+import { LINKTYPE_ETHERNET, LINKTYPE_RAW, PCAP_PACKET_HEADER, PcapFile } from "./pcap.ts";
 import type { RecordingPlan } from "./validate.ts";
 
 /** Counters of a recording (or of one node's part of it). */
@@ -247,48 +247,71 @@ export class RecordingSession {
   #onBatch(subject: string, data: Uint8Array): void {
     const token = subject.split(".").pop() ?? "";
     const node = this.#byToken.get(token) ?? token;
-    let batch: CaptureBatch;
-    try {
-      batch = decodeCaptureBatch(data);
-    } catch (err) {
-      this.#d.log.warn({ id: this.id, node, err }, "undecodable capture batch dropped");
+    const state = this.#node(node);
+    if (data.length < CAPTURE_BATCH_HEADER || data[0] !== 1) {
+      this.#d.log.warn(
+        { id: this.id, node, bytes: data.length },
+        "undecodable capture batch dropped",
+      );
       return;
     }
-    const state = this.#node(node);
-    if (batch.firstIndex > state.nextIndex) {
-      const gap = batch.firstIndex - state.nextIndex;
-      this.#lose(state, "transport", gap, 0);
-      state.nextIndex = batch.firstIndex;
+    const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
+    const count = dv.getUint32(4, true);
+    const firstIndex = Number(dv.getBigUint64(16, true));
+    const lost = Number(dv.getBigUint64(24, true));
+    if (firstIndex > state.nextIndex) {
+      this.#lose(state, "transport", firstIndex - state.nextIndex, 0);
+      state.nextIndex = firstIndex;
     }
-    if (batch.lost > state.collectorLost) {
-      this.#lose(state, "collector", batch.lost - state.collectorLost, 0);
-      state.collectorLost = batch.lost;
+    if (lost > state.collectorLost) {
+      this.#lose(state, "collector", lost - state.collectorLost, 0);
+      state.collectorLost = lost;
     }
-    const byLink = new Map<number, CapturedPacket[]>();
-    for (const p of batch.packets) {
+    // pcap records are 8 bytes shorter per packet than batch entries: the batch size bounds them.
+    const outs = new Map<number, { buf: Uint8Array; dv: DataView; at: number; packets: number }>();
+    let at = CAPTURE_BATCH_HEADER;
+    for (let i = 0; i < count; i++) {
+      if (at + CAPTURE_PACKET_HEADER > data.length) break;
+      const capLen = dv.getUint32(at + 12, true);
+      const end = at + CAPTURE_PACKET_HEADER + capLen;
+      if (end > data.length) {
+        this.#d.log.warn({ id: this.id, node, packet: i }, "capture batch cut short");
+        break;
+      }
       state.nextIndex++;
-      if (this.#reached()) continue; // past a stop condition: not recorded, not lost
-      if (this.#queued >= this.#d.writeQueuePackets) {
-        this.#lose(state, "write_queue", 1, p.origLen);
-        continue;
+      const origLen = dv.getUint32(at + 8, true);
+      if (this.#reached() === undefined) {
+        if (this.#queued >= this.#d.writeQueuePackets) {
+          this.#lose(state, "write_queue", 1, origLen);
+        } else {
+          const link = ((data[at + 20] ?? 0) & PACKET_L3) !== 0 ? LINKTYPE_RAW : LINKTYPE_ETHERNET;
+          let o = outs.get(link);
+          if (!o) {
+            const buf = new Uint8Array(data.length);
+            o = { buf, dv: new DataView(buf.buffer), at: 0, packets: 0 };
+            outs.set(link, o);
+          }
+          const ts = dv.getBigUint64(at, true);
+          o.dv.setUint32(o.at, Number(ts / 1_000_000_000n), true);
+          o.dv.setUint32(o.at + 4, Number(ts % 1_000_000_000n), true);
+          o.dv.setUint32(o.at + 8, capLen, true);
+          o.dv.setUint32(o.at + 12, origLen > capLen ? origLen : capLen, true);
+          o.buf.set(data.subarray(at + CAPTURE_PACKET_HEADER, end), o.at + PCAP_PACKET_HEADER);
+          o.at += PCAP_PACKET_HEADER + capLen;
+          o.packets++;
+          this.#queued++;
+          for (const s of [state.stats, this.#totals]) {
+            s.packetsCaptured++;
+            s.bytesCaptured += capLen;
+          }
+          const hit = this.#reached();
+          if (hit) this.#hit(hit);
+        }
       }
-      const link = (p.flags & PACKET_L3) !== 0 ? LINKTYPE_RAW : LINKTYPE_ETHERNET;
-      let list = byLink.get(link);
-      if (!list) {
-        list = [];
-        byLink.set(link, list);
-      }
-      // Copy: the batch buffer is not ours after this callback.
-      list.push({ ...p, data: p.data.slice() });
-      for (const s of [state.stats, this.#totals]) {
-        s.packetsCaptured++;
-        s.bytesCaptured += p.data.length;
-      }
-      const hit = this.#reached();
-      if (hit) this.#hit(hit);
+      at = end;
     }
-    if (batch.final) state.final = true;
-    for (const [link, packets] of byLink) this.#enqueue(state, link, packets);
+    if (((data[1] ?? 0) & BATCH_FINAL) !== 0) state.final = true;
+    for (const [link, o] of outs) this.#enqueue(state, link, o.buf.subarray(0, o.at), o.packets);
   }
 
   #reached(): "packets" | "bytes" | undefined {
@@ -311,23 +334,31 @@ export class RecordingSession {
     this.#d.onLost?.(where, packets);
   }
 
-  #enqueue(state: NodeState, link: number, packets: CapturedPacket[]): void {
-    this.#queued += packets.length;
+  #enqueue(state: NodeState, link: number, records: Uint8Array, packets: number): void {
     this.#writes = this.#writes.then(async () => {
       try {
         const file = await this.#file(state, link);
-        await file.write(packets);
+        await file.writeRecords(records);
       } catch (err) {
         this.#d.log.error({ id: this.id, node: state.node, err }, "writing packets failed");
-        let bytes = 0;
-        for (const p of packets) bytes += p.origLen;
-        for (const s of [state.stats, this.#totals]) {
-          s.packetsCaptured -= packets.length;
-          s.bytesCaptured -= packets.reduce((n, p) => n + p.data.length, 0);
+        const dv = new DataView(records.buffer, records.byteOffset, records.byteLength);
+        let captured = 0;
+        let orig = 0;
+        for (
+          let at = 0;
+          at < records.length;
+          at += PCAP_PACKET_HEADER + dv.getUint32(at + 8, true)
+        ) {
+          captured += dv.getUint32(at + 8, true);
+          orig += dv.getUint32(at + 12, true);
         }
-        this.#lose(state, "write", packets.length, bytes);
+        for (const s of [state.stats, this.#totals]) {
+          s.packetsCaptured -= packets;
+          s.bytesCaptured -= captured;
+        }
+        this.#lose(state, "write", packets, orig);
       } finally {
-        this.#queued -= packets.length;
+        this.#queued -= packets;
       }
     });
   }

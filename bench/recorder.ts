@@ -1,0 +1,206 @@
+/**
+ * recorder-*: the recorder against `tcpdump -w` on the same veth, with the same offered
+ * traffic (iperf3 -u, 64-byte datagrams, stepped rates up to unlimited) and the
+ * equivalent filter (`udp and src A and dst B and dst port 5201`, whole packets, both
+ * writing a pcap file). Per rate: packets captured / datagrams sent, packets counted lost,
+ * and CPU-seconds per million datagrams of the capturing processes (Periscope: the
+ * collector and a recording session in this process, trace aggregation maximum; tcpdump:
+ * its process). Kernel work in the sender's softirq (the BPF filter and copy, tcpdump's
+ * packet socket) is in neither; the whole machine's busy CPU per million is given beside.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { connectBus } from "@periscope/bus";
+import { type LocalNats, runOk } from "@periscope/devstack";
+import { createVethPair, type VethPair } from "@periscope/testing";
+import pino from "pino";
+import { startCollector } from "../services/collector/src/collector.ts";
+import { parseConfig } from "../services/collector/src/config.ts";
+import { RecordingSession } from "../services/recorder/src/session.ts";
+import type { Teardown } from "./procs.ts";
+import { emit, machineCpuMs, processCpuMs, until } from "./report.ts";
+
+const PORT = 5201;
+const PAYLOAD = 64;
+const SECONDS = 3;
+/** Offered datagrams per second; 0 = as fast as iperf3 goes. */
+const RATES = [50_000, 100_000, 200_000, 400_000, 0];
+const log = pino({ level: "warn", base: { service: "bench" } }, pino.destination(2));
+
+function nsSpawn(ns: string, argv: string[]): ReturnType<typeof Bun.spawn> {
+  return Bun.spawn(["ip", "netns", "exec", ns, ...argv], {
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+}
+
+async function stop(p: ReturnType<typeof Bun.spawn>, signal: NodeJS.Signals): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return;
+  p.kill(signal);
+  const done = await Promise.race([p.exited.then(() => true), Bun.sleep(5000).then(() => false)]);
+  if (!done) {
+    p.kill("SIGKILL");
+    await p.exited;
+  }
+}
+
+/** Datagrams iperf3 sent at `pps` (0: unlimited) for SECONDS. */
+async function blast(pair: VethPair, pps: number): Promise<number> {
+  const out = await runOk([
+    ...["ip", "netns", "exec", pair.nsA, "iperf3", "-c", pair.ipB, "-p", String(PORT), "-J"],
+    ...["-u", "-l", String(PAYLOAD), "-b", String(pps * PAYLOAD * 8), "-t", String(SECONDS)],
+  ]);
+  const j = JSON.parse(out) as { end: { sum?: { packets?: number } } };
+  return j.end.sum?.packets ?? 0;
+}
+
+interface Figures {
+  captured: number;
+  lost: number;
+  cpuMs: number;
+  machineBusyMs: number;
+  sent: number;
+}
+
+function report(bench: string, who: string, f: Figures): void {
+  const sent = Math.max(1, f.sent);
+  emit(bench, `${who}_sent_per_s`, f.sent / SECONDS, "packets/s");
+  emit(bench, `${who}_captured_fraction`, f.captured / sent, "ratio");
+  emit(bench, `${who}_lost`, f.lost, "packets");
+  emit(bench, `${who}_cpu_s_per_mpkt`, f.cpuMs / 1000 / (sent / 1e6), "s");
+  emit(bench, `${who}_machine_busy_s_per_mpkt`, f.machineBusyMs / 1000 / (sent / 1e6), "s");
+}
+
+async function withPeriscope(nats: LocalNats, pair: VethPair, dir: string, pps: number) {
+  const node = `bench-rec-${pps}`;
+  const config = parseConfig(
+    [
+      `--nats-url=${nats.url}`,
+      `--node-name=${node}`,
+      `--interfaces=${pair.nsA}/${pair.ifA}`,
+      "--ops-addr=127.0.0.1:0",
+      "--aggregation=maximum",
+      "--drops=off",
+      "--log-level=warn",
+    ],
+    {},
+  );
+  const collector = await startCollector(config, { log });
+  const bus = await connectBus({ url: nats.url, name: "bench-recorder", log });
+  try {
+    const session = await RecordingSession.start(
+      {
+        prefix: "bench",
+        filters: [
+          {
+            family: 4,
+            proto: 17,
+            srcAddr: pair.ipA,
+            srcPrefix: 32,
+            dstAddr: pair.ipB,
+            dstPrefix: 32,
+            srcPort: 0,
+            dstPort: PORT,
+          },
+        ],
+        capLen: 65535,
+        maxPackets: 0,
+        maxBytes: 0,
+        maxMs: 0,
+      },
+      {
+        nc: bus.nc,
+        nodes: () => [node],
+        storageDir: dir,
+        leaseMs: 3000,
+        writeQueuePackets: 65536,
+        log,
+      },
+      () => {},
+    );
+    const cpu0 = processCpuMs(process.pid) ?? 0;
+    const m0 = machineCpuMs();
+    const sent = await blast(pair, pps);
+    await session.stop("client");
+    const cpuMs = (processCpuMs(process.pid) ?? 0) - cpu0;
+    const machineBusyMs = machineCpuMs().busy - m0.busy;
+    const s = session.stats();
+    return { captured: s.packetsCaptured, lost: s.packetsLost, cpuMs, machineBusyMs, sent };
+  } finally {
+    await bus.close();
+    await collector.stop();
+  }
+}
+
+async function withTcpdump(pair: VethPair, dir: string, pps: number): Promise<Figures> {
+  const dump = nsSpawn(pair.nsA, [
+    ...["tcpdump", "-i", pair.ifA, "-w", join(dir, `tcpdump-${pps}.pcap`), "-s", "0", "-U"],
+    ...["udp", "and", "src", pair.ipA, "and", "dst", pair.ipB, "and", "dst", "port", String(PORT)],
+  ]);
+  const reader = (dump.stderr as ReadableStream<Uint8Array>).getReader();
+  let text = "";
+  try {
+    await until(
+      "tcpdump listening",
+      performance.now(),
+      async () => {
+        const { value, done } = await reader.read();
+        if (done) throw new Error(`tcpdump exited: ${text}`);
+        text += new TextDecoder().decode(value);
+        return text.includes("listening on");
+      },
+      10_000,
+      1,
+    );
+    const cpu0 = processCpuMs(dump.pid) ?? 0;
+    const m0 = machineCpuMs();
+    const sent = await blast(pair, pps);
+    const cpuMs = (processCpuMs(dump.pid) ?? 0) - cpu0;
+    const machineBusyMs = machineCpuMs().busy - m0.busy;
+    await stop(dump, "SIGINT");
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+    }
+    const num = (re: RegExp): number => Number(re.exec(text)?.[1] ?? 0);
+    return {
+      captured: num(/(\d+) packets? captured/),
+      lost: num(/(\d+) packets? dropped by kernel/),
+      cpuMs,
+      machineBusyMs,
+      sent,
+    };
+  } finally {
+    await stop(dump, "SIGKILL");
+  }
+}
+
+/** Runs the recorder figures; the veth, iperf3 server and files are removed via `teardown`. */
+export async function runRecorderBench(nats: LocalNats, teardown: Teardown): Promise<void> {
+  const pair = await createVethPair();
+  teardown.push(() => pair.destroy());
+  const dir = mkdtempSync(join(tmpdir(), "periscope-bench-rec-"));
+  teardown.push(async () => rmSync(dir, { recursive: true, force: true }));
+  const server = nsSpawn(pair.nsB, ["iperf3", "-s", "-p", String(PORT)]);
+  teardown.push(() => stop(server, "SIGTERM"));
+  await until(
+    "iperf3 server",
+    performance.now(),
+    () =>
+      runOk(["ip", "netns", "exec", pair.nsA, "nc", "-z", "-w", "1", pair.ipB, String(PORT)]).then(
+        () => true,
+        () => false,
+      ),
+    15_000,
+    100,
+  );
+  for (const pps of RATES) {
+    const bench = `recorder-rate-${pps === 0 ? "max" : pps}`;
+    report(bench, "periscope", await withPeriscope(nats, pair, dir, pps));
+    report(bench, "tcpdump", await withTcpdump(pair, dir, pps));
+    for (const f of new Bun.Glob("*.pcap").scanSync(dir)) rmSync(join(dir, f));
+  }
+}
