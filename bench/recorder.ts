@@ -89,6 +89,7 @@ async function withPeriscope(nats: LocalNats, pair: VethPair, dir: string, pps: 
   );
   const collector = await startCollector(config, { log });
   const bus = await connectBus({ url: nats.url, name: "bench-recorder", log });
+  const lostBy: Record<string, number> = {};
   try {
     const session = await RecordingSession.start(
       {
@@ -117,6 +118,9 @@ async function withPeriscope(nats: LocalNats, pair: VethPair, dir: string, pps: 
         leaseMs: 3000,
         writeQueuePackets: 65536,
         log,
+        onLost: (where, n) => {
+          lostBy[where] = (lostBy[where] ?? 0) + n;
+        },
       },
       () => {},
     );
@@ -127,6 +131,8 @@ async function withPeriscope(nats: LocalNats, pair: VethPair, dir: string, pps: 
     const cpuMs = (processCpuMs(process.pid) ?? 0) - cpu0;
     const machineBusyMs = machineCpuMs().busy - m0.busy;
     const s = session.stats();
+    for (const [where, n] of Object.entries(lostBy))
+      emit(`recorder-rate-${pps === 0 ? "max" : pps}`, `periscope_lost_${where}`, n, "packets");
     return { captured: s.packetsCaptured, lost: s.packetsLost, cpuMs, machineBusyMs, sent };
   } finally {
     await bus.close();

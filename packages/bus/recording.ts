@@ -174,8 +174,9 @@ export class CaptureBatchWriter {
   }
 
   /**
-   * Writes the header and returns the batch: a view valid until the next append (publish
-   * copies it). The writer is empty again afterwards.
+   * Writes the header and returns the batch, a view valid until the next append: copy it
+   * before handing it to anything that keeps it (nats.js publish keeps a reference until
+   * it writes to the socket). The writer is empty again afterwards.
    */
   finish(seq: number, firstIndex: number, lost: number, final: boolean): Uint8Array {
     const dv = this.#dv;

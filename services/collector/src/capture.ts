@@ -395,7 +395,8 @@ export class CaptureService {
     );
     r.seq++;
     try {
-      this.#o.nc.publish(r.subject, payload);
+      // A copy: nats.js holds on to the bytes until it writes them, the writer reuses them.
+      this.#o.nc.publish(r.subject, payload.slice());
       r.published += count;
       r.bytes += bytes - CAPTURE_BATCH_HEADER - count * CAPTURE_PACKET_HEADER;
       this.#packets.inc(count);
