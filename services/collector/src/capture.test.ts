@@ -126,7 +126,9 @@ describe("capture service", () => {
     for (const id of ["r-one", "r-two"]) {
       got.set(id, []);
       bus.nc.subscribe(captureSubjectAll(id), {
-        callback: (_e, m) => got.get(id)?.push(decodeCaptureBatch(m.data)),
+        callback: (_e, m) => {
+          got.get(id)?.push(decodeCaptureBatch(m.data));
+        },
       });
     }
     expect(
