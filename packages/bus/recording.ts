@@ -74,7 +74,11 @@ export type RecordReply =
 export const CAPTURE_BATCH_VERSION = 1;
 /** Batch header: version u8, flags u8, pad u16, count u32, seq u64, firstIndex u64, lost u64. */
 export const CAPTURE_BATCH_HEADER = 32;
-/** Per-packet header: ts ns u64, orig_len u32, cap_len u32, ifindex u32, flags u8, obs u8, pad u16. */
+/**
+ * Per-packet header: ifindex u32, flags u8, obs u8, pad u16, then exactly a pcap record
+ * header (ts seconds u32, ts nanoseconds u32, cap_len u32, orig_len u32), then the data:
+ * a receiver writes `[8, 24 + cap_len)` of each entry to a nanosecond pcap file as is.
+ */
 export const CAPTURE_PACKET_HEADER = 24;
 /** Batch flag: the node's last batch of the recording. */
 export const BATCH_FINAL = 0x01;
@@ -110,7 +114,9 @@ export interface CaptureBatch {
 export function encodeCaptureBatch(b: CaptureBatch): Uint8Array {
   const w = new CaptureBatchWriter();
   for (const p of b.packets) {
-    w.append(p.tsNs, p.origLen, p.ifindex, p.flags, p.obsPoint, p.data, 0, p.data.length);
+    const sec = Number(p.tsNs / 1_000_000_000n);
+    const nsec = Number(p.tsNs % 1_000_000_000n);
+    w.append(sec, nsec, p.origLen, p.ifindex, p.flags, p.obsPoint, p.data, 0, p.data.length);
   }
   return w.finish(b.seq, b.firstIndex, b.lost, b.final).slice();
 }
@@ -140,9 +146,10 @@ export class CaptureBatchWriter {
     return this.#at;
   }
 
-  /** Appends one packet: `src[from, from + len)` with its header fields. */
+  /** Appends one packet: `src[from, from + len)` with its header fields (time as Unix s + ns). */
   append(
-    tsNs: bigint,
+    sec: number,
+    nsec: number,
     origLen: number,
     ifindex: number,
     flags: number,
@@ -160,15 +167,22 @@ export class CaptureBatchWriter {
     }
     const at = this.#at;
     const dv = this.#dv;
-    dv.setBigUint64(at, tsNs, true);
-    dv.setUint32(at + 8, origLen, true);
-    dv.setUint32(at + 12, len, true);
-    dv.setUint32(at + 16, ifindex, true);
-    this.#buf[at + 20] = flags;
-    this.#buf[at + 21] = obsPoint;
-    this.#buf[at + 22] = 0;
-    this.#buf[at + 23] = 0;
-    this.#buf.set(src.subarray(from, from + len), at + CAPTURE_PACKET_HEADER);
+    const buf = this.#buf;
+    dv.setUint32(at, ifindex, true);
+    buf[at + 4] = flags;
+    buf[at + 5] = obsPoint;
+    buf[at + 6] = 0;
+    buf[at + 7] = 0;
+    dv.setUint32(at + 8, sec, true);
+    dv.setUint32(at + 12, nsec, true);
+    dv.setUint32(at + 16, len, true);
+    dv.setUint32(at + 20, origLen > len ? origLen : len, true);
+    const to = at + CAPTURE_PACKET_HEADER;
+    if (len <= 64) {
+      for (let i = 0; i < len; i++) buf[to + i] = src[from + i] as number;
+    } else {
+      buf.set(src.subarray(from, from + len), to);
+    }
     this.#at = need;
     this.#count++;
   }
@@ -209,15 +223,16 @@ export function decodeCaptureBatch(b: Uint8Array): CaptureBatch {
     if (at + CAPTURE_PACKET_HEADER > b.length) {
       throw new BusInputError(`capture batch: packet ${i} header past the end`);
     }
-    const capLen = dv.getUint32(at + 12, true);
+    const capLen = dv.getUint32(at + 16, true);
     const end = at + CAPTURE_PACKET_HEADER + capLen;
     if (end > b.length) throw new BusInputError(`capture batch: packet ${i} data past the end`);
     packets.push({
-      tsNs: dv.getBigUint64(at, true),
-      origLen: dv.getUint32(at + 8, true),
-      ifindex: dv.getUint32(at + 16, true),
-      flags: b[at + 20] ?? 0,
-      obsPoint: b[at + 21] ?? 0,
+      tsNs:
+        BigInt(dv.getUint32(at + 8, true)) * 1_000_000_000n + BigInt(dv.getUint32(at + 12, true)),
+      origLen: dv.getUint32(at + 20, true),
+      ifindex: dv.getUint32(at, true),
+      flags: b[at + 4] ?? 0,
+      obsPoint: b[at + 5] ?? 0,
       data: b.subarray(at + CAPTURE_PACKET_HEADER, end),
     });
     at = end;

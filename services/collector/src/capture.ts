@@ -330,6 +330,12 @@ export class CaptureService {
     const offset = this.#o.bootToRealtimeNs();
     let dv: DataView | undefined;
     let dvRing: Uint8Array | undefined;
+    // Unix time of the tick's first record, once in BigInt; later records by their distance
+    // from it (small: exact in a double), so no BigInt per packet.
+    let baseHi = -1;
+    let baseLo = 0;
+    let baseSec = 0;
+    let baseNsec = 0;
     const sink: RecordSink = {
       addFrom: (ring, off, len) => {
         if (ring !== dvRing) {
@@ -343,7 +349,19 @@ export class CaptureService {
           return;
         }
         const origLen = v.getUint32(off + 8, true);
-        const tsNs = v.getBigUint64(off + 16, true) + offset;
+        const lo = v.getUint32(off + 16, true);
+        const hi = v.getUint32(off + 20, true);
+        if (baseHi < 0) {
+          const t = ((BigInt(hi) << 32n) | BigInt(lo)) + offset;
+          baseSec = Number(t / 1_000_000_000n);
+          baseNsec = Number(t % 1_000_000_000n);
+          baseHi = hi;
+          baseLo = lo;
+        }
+        const ns = baseNsec + (hi - baseHi) * 4294967296 + (lo - baseLo);
+        const carry = Math.floor(ns / 1e9);
+        const sec = baseSec + carry;
+        const nsec = ns - carry * 1e9;
         const ifindex = v.getUint32(off + 24, true);
         const flags = ((ring[off + 3] ?? 0) & FLAG_L3) !== 0 ? PACKET_L3 : 0;
         const obs = ring[off + 1] ?? 0;
@@ -353,7 +371,7 @@ export class CaptureService {
           const rec = bySlot[slot];
           if (!rec) continue; // recording removed while its packets were in the ring
           const n = capLen > rec.capLen ? rec.capLen : capLen;
-          rec.batch.append(tsNs, origLen, ifindex, flags, obs, ring, data, n);
+          rec.batch.append(sec, nsec, origLen, ifindex, flags, obs, ring, data, n);
           if (rec.batch.bytes >= BATCH_BYTES) this.#flush(rec, false);
         }
       },

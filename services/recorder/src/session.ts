@@ -267,51 +267,60 @@ export class RecordingSession {
       this.#lose(state, "collector", lost - state.collectorLost, 0);
       state.collectorLost = lost;
     }
-    // pcap records are 8 bytes shorter per packet than batch entries: the batch size bounds them.
-    const outs = new Map<number, { buf: Uint8Array; dv: DataView; at: number; packets: number }>();
+    // Each entry ends in a pcap record (header + data): copied as is, 8 bytes after its start.
+    const outs = new Map<number, { buf: Uint8Array; at: number; packets: number }>();
+    const stopAt = this.#stopAtPackets();
+    let capturedPackets = 0;
+    let capturedBytes = 0;
     let at = CAPTURE_BATCH_HEADER;
     for (let i = 0; i < count; i++) {
       if (at + CAPTURE_PACKET_HEADER > data.length) break;
-      const capLen = dv.getUint32(at + 12, true);
+      const capLen = dv.getUint32(at + 16, true);
       const end = at + CAPTURE_PACKET_HEADER + capLen;
       if (end > data.length) {
         this.#d.log.warn({ id: this.id, node, packet: i }, "capture batch cut short");
         break;
       }
       state.nextIndex++;
-      const origLen = dv.getUint32(at + 8, true);
-      if (this.#reached() === undefined) {
-        if (this.#queued >= this.#d.writeQueuePackets) {
-          this.#lose(state, "write_queue", 1, origLen);
+      if (
+        capturedPackets < stopAt &&
+        !(
+          this.plan.maxBytes > 0 && this.#totals.bytesCaptured + capturedBytes >= this.plan.maxBytes
+        )
+      ) {
+        if (this.#queued + capturedPackets >= this.#d.writeQueuePackets) {
+          this.#lose(state, "write_queue", 1, dv.getUint32(at + 20, true));
         } else {
-          const link = ((data[at + 20] ?? 0) & PACKET_L3) !== 0 ? LINKTYPE_RAW : LINKTYPE_ETHERNET;
+          const link = ((data[at + 4] ?? 0) & PACKET_L3) !== 0 ? LINKTYPE_RAW : LINKTYPE_ETHERNET;
           let o = outs.get(link);
           if (!o) {
-            const buf = new Uint8Array(data.length);
-            o = { buf, dv: new DataView(buf.buffer), at: 0, packets: 0 };
+            o = { buf: new Uint8Array(data.length), at: 0, packets: 0 };
             outs.set(link, o);
           }
-          const ts = dv.getBigUint64(at, true);
-          o.dv.setUint32(o.at, Number(ts / 1_000_000_000n), true);
-          o.dv.setUint32(o.at + 4, Number(ts % 1_000_000_000n), true);
-          o.dv.setUint32(o.at + 8, capLen, true);
-          o.dv.setUint32(o.at + 12, origLen > capLen ? origLen : capLen, true);
-          o.buf.set(data.subarray(at + CAPTURE_PACKET_HEADER, end), o.at + PCAP_PACKET_HEADER);
-          o.at += PCAP_PACKET_HEADER + capLen;
+          o.buf.set(data.subarray(at + 8, end), o.at);
+          o.at += end - at - 8;
           o.packets++;
-          this.#queued++;
-          for (const s of [state.stats, this.#totals]) {
-            s.packetsCaptured++;
-            s.bytesCaptured += capLen;
-          }
-          const hit = this.#reached();
-          if (hit) this.#hit(hit);
+          capturedPackets++;
+          capturedBytes += capLen;
         }
       }
       at = end;
     }
+    this.#queued += capturedPackets;
+    state.stats.packetsCaptured += capturedPackets;
+    state.stats.bytesCaptured += capturedBytes;
+    this.#totals.packetsCaptured += capturedPackets;
+    this.#totals.bytesCaptured += capturedBytes;
+    const hit = this.#reached();
+    if (hit) this.#hit(hit);
     if (((data[1] ?? 0) & BATCH_FINAL) !== 0) state.final = true;
     for (const [link, o] of outs) this.#enqueue(state, link, o.buf.subarray(0, o.at), o.packets);
+  }
+
+  /** Packets that may still be recorded before the packet limit (Infinity without one). */
+  #stopAtPackets(): number {
+    const max = this.plan.maxPackets;
+    return max > 0 ? Math.max(0, max - this.#totals.packetsCaptured) : Number.POSITIVE_INFINITY;
   }
 
   #reached(): "packets" | "bytes" | undefined {
