@@ -134,7 +134,7 @@ describe("config", () => {
   });
 
   test.each([
-    { argv: [], env: {}, want: 2000 },
+    { argv: [], env: {}, want: 30_000 },
     { argv: [], env: { PERISCOPE_DISCOVERY_INTERVAL_MS: "250" }, want: 250 },
     {
       argv: ["--discovery-interval-ms=500"],
