@@ -55,7 +55,7 @@ export interface CaptureServiceOptions {
   readonly bootToRealtimeNs: () => bigint;
   readonly metrics: Metrics;
   readonly log: Logger;
-  /** Drain period while recording, ms (default 5). */
+  /** Drain period while recording, ms (default 20). */
   readonly drainMs?: number;
   /** Lease check period, ms (default 250). */
   readonly leaseCheckMs?: number;
@@ -309,7 +309,7 @@ export class CaptureService {
       }
     }
     if (this.#recordings.size > 0 && this.#drainTimer === undefined) {
-      this.#drainTimer = setInterval(() => this.drainOnce(), this.#o.drainMs ?? 5);
+      this.#drainTimer = setInterval(() => this.drainOnce(), this.#o.drainMs ?? 20);
     } else if (this.#recordings.size === 0 && this.#drainTimer !== undefined) {
       clearInterval(this.#drainTimer);
       this.#drainTimer = undefined;
