@@ -283,10 +283,16 @@ static __always_inline int should_report(const struct pscope_settings *st,
 	mask = agg == PSCOPE_AGG_MAXIMUM ? (TCPF_SYN | TCPF_FIN | TCPF_RST) : 0xff;
 	if (r->first_in_dir || (tf & mask & ~e->reported_flags[dir]))
 		goto report;
-	if (st->report_interval_ms &&
-	    now - e->last_report_ns >= (__u64)st->report_interval_ms * 1000000ULL) {
-		*flags |= PSCOPE_F_CT_REPORT;
-		goto report;
+	if (st->report_interval_ms) {
+		__u64 last = e->last_report_ns;
+
+		/* One CPU wins the interval's report: the compare-and-swap fails on
+		 * every other CPU that read the same last_report_ns. */
+		if (now - last >= (__u64)st->report_interval_ms * 1000000ULL &&
+		    __sync_val_compare_and_swap(&e->last_report_ns, last, now) == last) {
+			*flags |= PSCOPE_F_CT_REPORT;
+			goto report;
+		}
 	}
 	return 0;
 report:

@@ -39,7 +39,7 @@ for src in "${sources[@]}"; do
   name="$(basename "$src" .c)"
   obj="$out_dir/$name.o"
   tmp_obj="$obj.tmp.$$"
-  "$clang_bin" -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_x86 \
+  "$clang_bin" -g -O2 -Wall -Werror -target bpf -mcpu=v3 -D__TARGET_ARCH_x86 \
     -I "$src_dir/include" -I "$out_dir" \
     -c "$src" -o "$tmp_obj" || { rm -f "$tmp_obj"; die "compiling $src failed"; }
   mv "$tmp_obj" "$obj"
