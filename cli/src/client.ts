@@ -1,7 +1,7 @@
 import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
 import { rpcCodeLabel } from "@periscope/model";
 import { Observer } from "@periscope/proto";
+import { observerTransport } from "./connection.ts";
 
 /** Default observer address, like hubble's `localhost:4245`. */
 export const DEFAULT_SERVER = "localhost:4245";
@@ -11,11 +11,12 @@ export function serverBaseUrl(server: string): string {
   return /^[a-z][a-z0-9+.-]*:\/\//i.test(server) ? server : `http://${server}`;
 }
 
-/** An Observer client speaking gRPC over HTTP/2 (h2c for http:// addresses). */
+/**
+ * An Observer client speaking gRPC over HTTP/2 (h2c for http:// addresses, TLS for
+ * https:// or `--tls`, `unix:///path` sockets) with the run's connection options.
+ */
 export function observerClient(server: string): Client<typeof Observer> {
-  // connect-node v2 gRPC transports always use HTTP/2 (h2c for http://).
-  const transport = createGrpcTransport({ baseUrl: serverBaseUrl(server) });
-  return createClient(Observer, transport);
+  return createClient(Observer, observerTransport(server));
 }
 
 /** One line describing a failed call: "<code>: <message>". */

@@ -5,6 +5,7 @@
 import pkg from "../package.json" with { type: "json" };
 import { flagHelp, lastValue, parseArgs, UsageError } from "./args.ts";
 import { loadCliEnv } from "./config.ts";
+import { CONNECTION_FLAGS, extractConnectionArgs, setConnection } from "./connection.ts";
 import { MONITOR_FLAGS, parseMonitorArgs, runMonitor } from "./monitor.ts";
 import { OBSERVE_FLAGS, parseObserveArgs, runObserve, SERVER_FLAG } from "./observe.ts";
 import { POLICY_FLAGS, POLICY_USAGE, runPolicy } from "./policy.ts";
@@ -26,7 +27,10 @@ Commands:
   list namespaces  List namespaces seen in flows
   version          Print the version
 
-Run "periscope observe --help" for observe's flags.`;
+Run "periscope observe --help" for observe's flags.
+
+Connection flags (every command that calls the observer; also PERISCOPE_TLS, PERISCOPE_TLS_CA_CERT_FILES, ...):
+${flagHelp(CONNECTION_FLAGS)}`;
 
 /** Where a command writes; tests pass collectors, the binary passes stdout/stderr. */
 export interface CliIo {
@@ -39,6 +43,8 @@ export interface CliIo {
   natsUrl?: string;
   /** Rewrites a progress line in place (`record`); absent: no progress shown. */
   progress?(line: string): void;
+  /** Environment for connection settings (`PERISCOPE_TLS...`); absent: none. */
+  env?: Readonly<Record<string, string | undefined>>;
 }
 
 /** Parses flags that only take `--server`; returns the server to use. */
@@ -51,8 +57,10 @@ function serverOnly(argv: readonly string[], io: CliIo): string {
 
 /** Runs one CLI invocation; returns the process exit code (2 = usage error). */
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
-  const [command, ...rest] = argv;
+  const [command, ...all] = argv;
   try {
+    const { argv: rest, conn } = extractConnectionArgs(all, io.env ?? {});
+    setConnection(conn);
     if (
       rest.includes("--help") ||
       rest.includes("-h") ||
@@ -124,6 +132,7 @@ if (import.meta.main) {
     err: write(process.stderr),
     signal: ac.signal,
     server: loadCliEnv().server,
+    env: process.env,
     progress: (line) => {
       if (process.stderr.isTTY) process.stderr.write(line === "" ? "\r\x1b[K" : `\r\x1b[K${line}`);
     },

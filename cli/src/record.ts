@@ -6,10 +6,10 @@
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
 import { recorder } from "@periscope/proto";
 import { type FlagSpec, lastValue, parseArgs, parseUint, UsageError } from "./args.ts";
-import { describeRpcError, serverBaseUrl } from "./client.ts";
+import { describeRpcError } from "./client.ts";
+import { observerTransport } from "./connection.ts";
 import { SERVER_FLAG } from "./observe.ts";
 
 /** Flags of `periscope record`. */
@@ -137,10 +137,7 @@ export interface RecordIo {
 
 /** Runs one recording to its end; returns the exit code (1 when the call failed). */
 export async function runRecord(a: RecordArgs, io: RecordIo): Promise<number> {
-  const client = createClient(
-    recorder.Recorder,
-    createGrpcTransport({ baseUrl: serverBaseUrl(a.server) }),
-  );
+  const client = createClient(recorder.Recorder, observerTransport(a.server));
   const ended = new AbortController();
   const untilStop = new Promise<void>((resolve) => {
     if (io.signal.aborted) resolve();

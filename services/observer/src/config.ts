@@ -1,12 +1,13 @@
 import {
   type CommonConfig,
+  ConfigError,
   checkHostPort,
   type LogLevel,
   parseCommonConfig,
   readServiceSettings,
 } from "@periscope/config";
 
-export { ConfigError } from "@periscope/config";
+export { ConfigError };
 
 /** The observer's configuration, parsed and validated once at start. */
 export interface ObserverConfig extends CommonConfig {
@@ -22,6 +23,16 @@ export interface ObserverConfig extends CommonConfig {
   readonly maxFilters: number;
   /** `host:port` of the recorder service; recorder.Recorder calls here are forwarded to it. */
   readonly recorderAddr: string;
+  /** PEM certificate (chain) the API serves TLS with; with {@link tlsKeyFile}. */
+  readonly tlsCertFile?: string | undefined;
+  /** PEM private key of {@link tlsCertFile}. */
+  readonly tlsKeyFile?: string | undefined;
+  /** CA bundles client certificates must chain to (mutual TLS); empty: no client certificates. */
+  readonly tlsClientCaFiles?: readonly string[] | undefined;
+  /** htpasswd-like `user:password` file (bcrypt or plain); set: basic auth accepted. */
+  readonly basicAuthFile?: string | undefined;
+  /** One bearer token per line; set: bearer tokens accepted. */
+  readonly bearerTokenFile?: string | undefined;
 }
 
 /** Defaults as fixed in docs/internals.md. */
@@ -51,6 +62,11 @@ const OWN_SETTINGS = {
   "max-request-bytes": "PERISCOPE_MAX_REQUEST_BYTES",
   "max-filters": "PERISCOPE_MAX_FILTERS",
   "recorder-address": "PERISCOPE_RECORDER_ADDR",
+  "tls-cert-file": "PERISCOPE_TLS_CERT_FILE",
+  "tls-key-file": "PERISCOPE_TLS_KEY_FILE",
+  "tls-client-ca-files": "PERISCOPE_TLS_CLIENT_CA_FILES",
+  "basic-auth-file": "PERISCOPE_BASIC_AUTH_FILE",
+  "bearer-token-file": "PERISCOPE_BEARER_TOKEN_FILE",
 } as const;
 
 /**
@@ -64,11 +80,25 @@ export function parseConfig(
 ): ObserverConfig {
   const s = readServiceSettings(OWN_SETTINGS, argv, env);
   const d = OBSERVER_DEFAULTS;
+  const listen = s.get("listen-address") ?? d.listenAddr;
+  const tlsCertFile = s.get("tls-cert-file");
+  const tlsKeyFile = s.get("tls-key-file");
+  const clientCas = s.get("tls-client-ca-files");
+  if ((tlsCertFile === undefined) !== (tlsKeyFile === undefined)) {
+    const given = tlsCertFile === undefined ? "tls-key-file" : "tls-cert-file";
+    throw new ConfigError(s.source(given), "--tls-cert-file and --tls-key-file go together");
+  }
+  if (clientCas !== undefined && tlsCertFile === undefined) {
+    throw new ConfigError(
+      s.source("tls-client-ca-files"),
+      "client CAs need TLS: set --tls-cert-file and --tls-key-file too",
+    );
+  }
   return Object.freeze({
     ...parseCommonConfig(s, d.opsAddr),
-    listenAddr: checkHostPort(s.source("listen-address"), s.get("listen-address") ?? d.listenAddr, {
-      allowPortZero: true,
-    }),
+    listenAddr: listen.startsWith("unix://")
+      ? checkUnixAddr(s.source("listen-address"), listen)
+      : checkHostPort(s.source("listen-address"), listen, { allowPortZero: true }),
     maxFlows: s.integer("max-flows", d.maxFlows, 1, MAX_FLOWS_LIMIT),
     sortBufferMs: s.integer("sort-buffer-ms", d.sortBufferMs, 0, 60_000),
     maxRequestBytes: s.integer("max-request-bytes", d.maxRequestBytes, 1024, 1 << 30),
@@ -77,7 +107,24 @@ export function parseConfig(
       s.source("recorder-address"),
       s.get("recorder-address") ?? d.recorderAddr,
     ),
+    tlsCertFile,
+    tlsKeyFile,
+    tlsClientCaFiles: clientCas
+      ?.split(",")
+      .map((f) => f.trim())
+      .filter((f) => f !== ""),
+    basicAuthFile: s.get("basic-auth-file"),
+    bearerTokenFile: s.get("bearer-token-file"),
   });
+}
+
+/** A `unix:///absolute/path` listen address, checked. */
+function checkUnixAddr(field: string, raw: string): string {
+  const path = raw.slice("unix://".length);
+  if (!path.startsWith("/")) {
+    throw new ConfigError(field, `"${raw}": a unix socket address is unix:///absolute/path`);
+  }
+  return raw;
 }
 
 /** The process's config: `process.argv` after the script plus `process.env`. */

@@ -1,7 +1,49 @@
+import { chmodSync, lstatSync, unlinkSync } from "node:fs";
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
+import * as tls from "node:tls";
 import { parseHostPort } from "@periscope/config";
+
+/** Prefix of listen addresses that name a unix socket: `unix:///run/periscope.sock`. */
+export const UNIX_PREFIX = "unix://";
+
+/** The socket path of a `unix://` address, or undefined for `host:port`. */
+export function unixSocketPath(addr: string): string | undefined {
+  return addr.startsWith(UNIX_PREFIX) ? addr.slice(UNIX_PREFIX.length) : undefined;
+}
+
+/** Options of {@link listenDual}. */
+export interface ListenOptions {
+  /** Serve TLS (ALPN picks h2 or http/1.1; without ALPN the first bytes decide). */
+  readonly tls?: tls.TlsOptions;
+  /** A TLS handshake that failed (e.g. no or a wrong client certificate). */
+  onTlsError?(err: Error): void;
+}
+
+/**
+ * Removes a socket file left by a process that is gone; throws when something still
+ * accepts connections on it or the path is not a socket.
+ */
+async function clearStaleSocket(path: string): Promise<void> {
+  let isSocket: boolean;
+  try {
+    isSocket = lstatSync(path).isSocket();
+  } catch {
+    return; // nothing there
+  }
+  if (!isSocket) throw new Error(`${path} exists and is not a socket`);
+  const live = await new Promise<boolean>((resolve) => {
+    const c = net.connect({ path });
+    c.once("connect", () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once("error", () => resolve(false));
+  });
+  if (live) throw new Error(`${path}: a server is already listening on this socket`);
+  unlinkSync(path);
+}
 
 /** The client connection preface every HTTP/2 connection opens with (RFC 9113 §3.4). */
 export const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
@@ -36,10 +78,17 @@ export interface DualListener {
  * browsers, curl) and HTTP/2 cleartext with prior knowledge (gRPC clients, the hubble
  * CLI). Node's `allowHTTP1` only negotiates via TLS ALPN, so the first bytes of each
  * connection are read here: the HTTP/2 preface sends it to the HTTP/2 server, anything
- * else to the HTTP/1.1 one, with the bytes read put back on the socket first.
+ * else to the HTTP/1.1 one, with the bytes read put back on the socket first. `addr` is
+ * `host:port` or `unix:///path` (a stale socket file is removed first, the new one gets
+ * mode 0660 and is removed on close). With `opts.tls` the same happens after the TLS
+ * handshake, whose ALPN offers h2 and http/1.1.
  */
-export async function listenDual(addr: string, handler: DualHandler): Promise<DualListener> {
-  const { host, port } = parseHostPort(addr);
+export async function listenDual(
+  addr: string,
+  handler: DualHandler,
+  opts: ListenOptions = {},
+): Promise<DualListener> {
+  const socketPath = unixSocketPath(addr);
   const h2 = http2.createServer(handler);
   const h1 = http.createServer((req, res) => {
     // Keep-alive connections of a closing server end once no request is in flight.
@@ -66,7 +115,7 @@ export async function listenDual(addr: string, handler: DualHandler): Promise<Du
   /** Resolves close() once the last connection is gone. */
   let drained: (() => void) | undefined;
 
-  const server = net.createServer((socket) => {
+  const onSocket = (socket: net.Socket): void => {
     sockets.add(socket);
     socket.on("close", () => {
       sockets.delete(socket);
@@ -93,14 +142,35 @@ export async function listenDual(addr: string, handler: DualHandler): Promise<Du
       socket.resume();
     };
     socket.on("data", onData);
-  });
+  };
+  /** TLS connections still in their handshake (destroyed when the grace period ends). */
+  const handshaking = new Set<net.Socket>();
+  let server: net.Server;
+  if (opts.tls) {
+    const secure = tls.createServer(opts.tls, onSocket);
+    secure.on("connection", (raw: net.Socket) => {
+      handshaking.add(raw);
+      raw.once("close", () => handshaking.delete(raw));
+    });
+    secure.on("tlsClientError", (err) => opts.onTlsError?.(err));
+    server = secure;
+  } else {
+    server = net.createServer(onSocket);
+  }
+  if (socketPath !== undefined) await clearStaleSocket(socketPath);
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(port, host, () => {
+    const listening = (): void => {
       server.off("error", reject);
       resolve();
-    });
+    };
+    if (socketPath !== undefined) server.listen(socketPath, listening);
+    else {
+      const { host, port } = parseHostPort(addr);
+      server.listen(port, host, listening);
+    }
   });
+  if (socketPath !== undefined) chmodSync(socketPath, 0o660);
 
   let closed: Promise<void> | undefined;
   const close = (graceMs: number): Promise<void> => {
@@ -119,9 +189,17 @@ export async function listenDual(addr: string, handler: DualHandler): Promise<Du
       const timer = setTimeout(() => {
         for (const s of sessions) s.destroy();
         for (const s of sockets) s.destroy();
+        for (const s of handshaking) s.destroy();
       }, graceMs);
       await stopped;
       clearTimeout(timer);
+      if (socketPath !== undefined) {
+        try {
+          unlinkSync(socketPath);
+        } catch {
+          // already removed by the runtime
+        }
+      }
     })();
     return closed;
   };

@@ -12,12 +12,19 @@ import {
   startOpsServer,
 } from "@periscope/telemetry";
 import pkg from "../package.json" with { type: "json" };
+import {
+  Authenticator,
+  authInterceptor,
+  createAuthFailures,
+  loadCredentials,
+  loadServerTls,
+} from "./access.ts";
 import { startAgentIngest } from "./agent-ingest.ts";
 import type { ObserverConfig } from "./config.ts";
 import { specGrpcMessages } from "./grpc-message.ts";
 import { healthRoutes } from "./health.ts";
 import { type Ingest, startIngest } from "./ingest.ts";
-import { listenDual } from "./listen.ts";
+import { listenDual, unixSocketPath } from "./listen.ts";
 import { createObserverMetrics, metricsInterceptor, type ObserverMetrics } from "./metrics.ts";
 import { REQUIRED_SERVICES } from "./presence.ts";
 import { recorderProxyRoutes } from "./recorder-proxy.ts";
@@ -48,7 +55,7 @@ export interface RunningObserver {
   /** Bound gRPC/Connect port (useful when the config asked for port 0). */
   readonly port: number;
   readonly host: string;
-  /** `http://host:port` — base URL for Connect/gRPC clients. */
+  /** `http://host:port` (`https://` with TLS, `unix:///path` on a socket) — base URL for clients. */
   readonly url: string;
   /** Bound ops port, undefined with `noOps`. */
   readonly opsPort: number | undefined;
@@ -72,6 +79,16 @@ export async function startObserver(
   const telemetry = createMetrics("observer");
   const metrics = createObserverMetrics(telemetry);
   const store = new FlowStore({ maxFlows: config.maxFlows });
+  // Access files are read before anything starts: a bad one stops the start, naming it.
+  const serverTls =
+    config.tlsCertFile !== undefined && config.tlsKeyFile !== undefined
+      ? loadServerTls({
+          certFile: config.tlsCertFile,
+          keyFile: config.tlsKeyFile,
+          clientCaFiles: config.tlsClientCaFiles ?? [],
+        })
+      : undefined;
+  const credentials = loadCredentials(config.basicAuthFile, config.bearerTokenFile);
 
   const bus = await connectBus({
     ...(config.natsUrl !== undefined ? { url: config.natsUrl } : {}),
@@ -127,7 +144,12 @@ export async function startObserver(
         health(router);
         reflectionRoutes()(router); // last: it describes the services registered before it
       },
-      interceptors: [metricsInterceptor(metrics)],
+      interceptors: [
+        metricsInterceptor(metrics),
+        ...(credentials
+          ? [authInterceptor(new Authenticator(credentials), createAuthFailures(telemetry))]
+          : []),
+      ],
       grpc: true,
       grpcWeb: true,
       connect: true,
@@ -136,13 +158,23 @@ export async function startObserver(
     });
     // HTTP/1.1 requests and responses have every member used here; the types differ only
     // in HTTP/2-specific extras.
-    const listener = await listenDual(config.listenAddr, (req, res) => {
-      guardRequest(req as http2.Http2ServerRequest, config.maxFilters, config.maxRequestBytes);
-      // Merged into the headers the adapter writes, so errors carry it too.
-      res.setHeader(SERVER_VERSION_HEADER, pkg.version);
-      specGrpcMessages(res as http2.Http2ServerResponse);
-      handler(req, res);
-    });
+    const listener = await listenDual(
+      config.listenAddr,
+      (req, res) => {
+        guardRequest(req as http2.Http2ServerRequest, config.maxFilters, config.maxRequestBytes);
+        // Merged into the headers the adapter writes, so errors carry it too.
+        res.setHeader(SERVER_VERSION_HEADER, pkg.version);
+        specGrpcMessages(res as http2.Http2ServerResponse);
+        handler(req, res);
+      },
+      {
+        ...(serverTls ? { tls: serverTls } : {}),
+        onTlsError: (err) => {
+          metrics.errors.inc({ kind: "tls_handshake" });
+          log.debug({ err: err.message }, "TLS handshake failed");
+        },
+      },
+    );
     const grace = opts.shutdownGraceMs ?? 2000;
     cleanups.push(async () => {
       stopping.abort();
@@ -165,16 +197,28 @@ export async function startObserver(
       cleanups.push(() => opsServer.stop());
     }
 
-    const host = parseHostPort(config.listenAddr).host;
+    const socketPath = unixSocketPath(config.listenAddr);
+    const host = socketPath ?? parseHostPort(config.listenAddr).host;
+    const scheme = serverTls ? "https" : "http";
     log.info(
-      { listen: `${host}:${bound.port}`, ops: ops?.url, nats: bus.url, maxFlows: config.maxFlows },
+      {
+        listen: socketPath !== undefined ? config.listenAddr : `${host}:${bound.port}`,
+        tls: serverTls ? (serverTls.requestCert ? "mutual" : "server") : "off",
+        auth: credentials ? Object.keys(credentials) : "off",
+        ops: ops?.url,
+        nats: bus.url,
+        maxFlows: config.maxFlows,
+      },
       "observer started",
     );
     let stopped: Promise<void> | undefined;
     return {
-      port: bound.port,
+      port: socketPath !== undefined ? 0 : bound.port,
       host,
-      url: `http://${host.includes(":") ? `[${host}]` : host}:${bound.port}`,
+      url:
+        socketPath !== undefined
+          ? config.listenAddr
+          : `${scheme}://${host.includes(":") ? `[${host}]` : host}:${bound.port}`,
       opsPort: ops?.port,
       store,
       metrics,
