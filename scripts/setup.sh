@@ -11,6 +11,7 @@ APT_PACKAGES=(
   docker.io docker-compose
   debootstrap git # scripts/check-minimal-root.sh: builds a Debian root, clones this repository
   nftables # tests/drops.test.ts: a firewall rule that drops packets
+  openssl # tests/access.test.ts: certificates for TLS and mutual TLS
 )
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LOG="$(mktemp -t periscope-setup.XXXXXX)"
