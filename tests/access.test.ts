@@ -411,4 +411,30 @@ describe("observer access", () => {
     await local.stop();
     expect(() => statSync(sock)).toThrow();
   });
+
+  test("access - unix socket: a stale file is replaced, a live one refused", async () => {
+    const path = f("stale.sock");
+    // A socket file whose process is gone, as after kill -9.
+    const child = Bun.spawnSync([
+      process.execPath,
+      "-e",
+      `require("node:net").createServer().listen(${JSON.stringify(path)}, () => process.kill(process.pid, "SIGKILL"))`,
+    ]);
+    expect(child.signalCode).toBe("SIGKILL");
+    expect(statSync(path).isSocket()).toBe(true);
+    const config = parseConfig(["--listen-address", `unix://${path}`, "--nats-url", nats.url], {
+      PERISCOPE_NODE_NAME: "access-stale",
+    });
+    const log = createLogger("observer", "silent");
+    const first = await startObserver(config, { log, noOps: true, shutdownGraceMs: 200 });
+    try {
+      expect(statSync(path).mode & 0o777).toBe(0o660);
+      await expect(startObserver(config, { log, noOps: true })).rejects.toThrow(
+        `${path}: a server is already listening on this socket`,
+      );
+      expect(statSync(path).isSocket()).toBe(true); // the refused start left it alone
+    } finally {
+      await first.stop();
+    }
+  });
 });
