@@ -183,6 +183,17 @@ async function captureFilters(pod: string): Promise<number> {
   return (await tcFilterProgIds(netns, "eth0", "egress")).length;
 }
 
+/**
+ * Waits until capture runs on both pods' devices: a collector whose first heartbeat the
+ * recorder had not seen yet joins the recording at its next renewal.
+ */
+async function capturing(): Promise<void> {
+  await waitFor(
+    async () => (await captureFilters("client")) === 2 && (await captureFilters("server")) === 2,
+    { timeoutMs: 10_000, intervalMs: 50, what: "capture on both nodes" },
+  );
+}
+
 beforeAll(async () => {
   stack = await startStack({
     prefix: testPrefix(),
@@ -236,8 +247,7 @@ describe("recorder", () => {
     );
     await run.running;
     // Capture is on: the program sits beside the trace program on both devices.
-    expect(await captureFilters("client")).toBe(2);
-    expect(await captureFilters("server")).toBe(2);
+    await capturing();
     const sent = payloads("match", 20, 100).map((p, i) => p.slice(0, 50 + i * 20));
     await sendUdp("client", sIp, 7001, 40001, sent);
     await sendUdp("client", sIp, 7009, 40001, payloads("otherport", 5));
@@ -298,6 +308,7 @@ describe("recorder", () => {
     // Packets: 7 in total over both nodes, however many are sent.
     const byPackets = record(start({ prefix: "bypackets", include: [f], packets: 7 }));
     await byPackets.running;
+    await capturing();
     await sendUdp("client", sIp, 7010, 40010, payloads("p", 20, 58));
     const pFiles = stoppedOf(await byPackets.done);
     const pTotal = pFiles.reduce((n, x) => n + readPcap(x.path).length, 0);
@@ -306,6 +317,7 @@ describe("recorder", () => {
     // Bytes: frames are 100 bytes; at least 450 bytes means the 5th frame ends it.
     const byBytes = record(start({ prefix: "bybytes", include: [f], bytes: 450 }));
     await byBytes.running;
+    await capturing();
     await sendUdp("client", sIp, 7010, 40011, payloads("b", 20, 58));
     const bFiles = stoppedOf(await byBytes.done);
     const bRecs = bFiles.flatMap((x) => readPcap(x.path));
@@ -339,6 +351,7 @@ describe("recorder", () => {
       }),
     );
     await Promise.all([a.running, b.running]);
+    await capturing();
     const p1 = payloads("one", 10, 200);
     const p2 = payloads("two", 10, 200);
     await sendUdp("client", sIp, 7020, 40020, p1);
@@ -389,6 +402,7 @@ describe("recorder", () => {
       }),
     );
     await run.running;
+    await capturing();
     const sent = payloads("v6", 6, 30);
     await sendUdp("client", sIp6, 7030, 40030, sent);
     await sendUdp("client", sIp, 7030, 40031, payloads("v4", 3)); // IPv4: not matched
@@ -476,6 +490,7 @@ describe("recorder", () => {
     });
     const run = record(start({ prefix: "proxied", include: [f], packets: 3 }), viaObserver);
     await run.running;
+    await capturing();
     await sendUdp("client", sIp, 7050, 40050, payloads("o", 5, 40));
     const files = stoppedOf(await run.done);
     expect(files.flatMap((x) => readPcap(x.path)).length).toBe(3);
@@ -514,6 +529,7 @@ describe("recorder", () => {
       timeoutMs: 15_000,
       what: "recording started",
     });
+    await capturing();
     await sendUdp("client", sIp, 7060, 40060, payloads("c", 6, 30));
     expect(await cli.exited).toBe(0);
     await reading;
@@ -523,6 +539,43 @@ describe("recorder", () => {
       .map((l) => l.replace(/^rec-[ab]: /, ""));
     expect(files.length).toBe(2);
     expect(files.flatMap((f) => readPcap(f)).length).toBe(4);
+  }, 60_000);
+
+  test("recorder - a collector killed mid-recording leaves a filter its restart removes", async () => {
+    const run = record(
+      start({
+        prefix: "colkill",
+        include: [
+          filter({ src: `${cIp}/32`, dst: `${sIp}/32`, dport: 7070, proto: recorder.Protocol.UDP }),
+        ],
+      }),
+    );
+    await run.running;
+    await capturing();
+    expect(await captureFilters("client")).toBe(2);
+    const name = `collector-${NODE_A}`;
+    const pid = stack.sup.get(name)?.pid ?? 0;
+    expect(pid).toBeGreaterThan(0);
+    const exited = stack.sup.get(name)?.exited;
+    process.kill(pid, "SIGKILL");
+    await exited;
+    run.stop();
+    const files = stoppedOf(await run.done);
+    expect(files.map((f) => f.node).sort()).toEqual([NODE_A, NODE_B]);
+    // Nobody removed the dead collector's capture filter: its restart does.
+    expect(await captureFilters("client")).toBe(2);
+    stack.restart(name);
+    await waitFor(async () => (await captureFilters("client")) === 1, {
+      timeoutMs: 20_000,
+      intervalMs: 200,
+      what: "stale capture filter removed by the restarted collector",
+    });
+    await waitFor(
+      async () =>
+        (await fetch(`http://127.0.0.1:${stack.ops[name]}/readyz`).catch(() => undefined))?.ok ===
+        true,
+      { timeoutMs: 20_000, what: "collector back" },
+    );
   }, 60_000);
 
   test("recorder - killed mid-recording: kernel filters removed within seconds, partial file readable", async () => {
@@ -536,6 +589,7 @@ describe("recorder", () => {
     );
     run.done.catch(() => {}); // the call fails when the recorder dies
     await run.running;
+    await capturing();
     await sendUdp("client", sIp, 7040, 40040, payloads("k", 10, 80));
     // Written before the kill: the files hold the 10 packets.
     const glob = new Bun.Glob("killed_*.pcap");

@@ -8,7 +8,9 @@ import {
 } from "@periscope/wire";
 import { BpfError, ERRNO } from "./errors.ts";
 import { cString, isNull, lastErrno, libbpf } from "./ffi.ts";
+import { ifNameToIndex, withNetns } from "./netns.ts";
 import { type RecordSink, RingBufferReader } from "./ring-buffer.ts";
+import { BPF_TC_EGRESS, BPF_TC_INGRESS, tcHook, tcOpts } from "./structs.ts";
 import { type AttachTarget, type TcAttachment, targetKey, tcAttach, tcDetach } from "./tc.ts";
 
 /** Default object file: bpf/build/capture.bpf.o of this repository. */
@@ -22,6 +24,31 @@ export const DEFAULT_CAPTURE_OBJECT = join(
 );
 /** Default size of the `captures` ring buffer, bytes. */
 export const DEFAULT_CAPTURE_RING_BYTES = 8 << 20;
+
+/**
+ * Removes capture filters a previous run left at `priority` (handle 1) on `target`, both
+ * hooks: what a collector killed during a recording leaves behind. Returns how many were
+ * removed; a device, hook or filter that is not there counts as nothing to remove.
+ */
+export function removeStaleCaptureFilters(target: AttachTarget, priority: number): number {
+  return withNetns(target.netns, () => {
+    let ifindex: number;
+    try {
+      ifindex = ifNameToIndex(target.ifname);
+    } catch {
+      return 0;
+    }
+    let removed = 0;
+    for (const point of [BPF_TC_INGRESS, BPF_TC_EGRESS]) {
+      const rc = libbpf().bpf_tc_detach(
+        tcHook(ifindex, point).ptr,
+        tcOpts({ handle: 1, priority }).ptr,
+      );
+      if (rc === 0) removed++;
+    }
+    return removed;
+  });
+}
 
 /** Options for {@link CaptureProgram.load}. */
 export interface CaptureLoadOptions {

@@ -9,6 +9,7 @@ export {
   CaptureProgram,
   DEFAULT_CAPTURE_OBJECT,
   DEFAULT_CAPTURE_RING_BYTES,
+  removeStaleCaptureFilters,
 } from "./capture-program.ts";
 export { CLOCK_BOOTTIME, CLOCK_REALTIME, clockGettimeNs } from "./clock.ts";
 export { type DirChange, DirWatcher, parseInotifyEvents } from "./dir-watcher.ts";

@@ -59,6 +59,8 @@ export interface CaptureServiceOptions {
   readonly drainMs?: number;
   /** Lease check period, ms (default 250). */
   readonly leaseCheckMs?: number;
+  /** Removes capture filters an earlier run left on a device (killed during a recording). */
+  readonly removeStale?: (target: InterfaceTarget) => number;
 }
 
 interface Recording {
@@ -321,6 +323,24 @@ export class CaptureService {
     if (this.#recordings.size > 0) this.#syncAttach();
   }
 
+  /**
+   * A device was attached: capture filters of an earlier run that died during a recording
+   * are removed from it (unless a recording of this run uses the device), then the device
+   * is followed like any change.
+   */
+  deviceAttached(dev: AttachedDevice): void {
+    if (!this.#attached.has(dev.name) && this.#o.removeStale !== undefined) {
+      try {
+        const n = this.#o.removeStale(dev.target);
+        if (n > 0)
+          this.#o.log.warn({ device: dev.name, filters: n }, "stale capture filters removed");
+      } catch (err) {
+        this.#o.log.warn({ err, device: dev.name }, "looking for stale capture filters failed");
+      }
+    }
+    this.devicesChanged();
+  }
+
   /** Drains the capture ring once and publishes full batches; returns the records read. */
   drainOnce(): number {
     const program = this.#program;
@@ -472,8 +492,13 @@ export class CaptureService {
   }
 }
 
-/** Loads capture.bpf.o next to the trace object, its filters one tc priority band before the trace program's. */
+/** tc priority of the capture filters: one band before the trace program's. */
+export function captureFilterPriority(tracePriority: number): number {
+  return tracePriority - 0x4000;
+}
+
+/** Loads capture.bpf.o next to the trace object, at {@link captureFilterPriority}. */
 export function loadCaptureProgram(traceObjectPath: string, tracePriority: number): CaptureSource {
   const objectPath = traceObjectPath.replace(/trace\.bpf\.o$/, "capture.bpf.o");
-  return CaptureProgram.load({ objectPath, filterPriority: tracePriority - 0x4000 });
+  return CaptureProgram.load({ objectPath, filterPriority: captureFilterPriority(tracePriority) });
 }

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { TraceProgram, type TraceSettings } from "@periscope/bpf";
+import { removeStaleCaptureFilters, TraceProgram, type TraceSettings } from "@periscope/bpf";
 import {
   type Bus,
   connectBus,
@@ -24,7 +24,7 @@ import {
   filterPriorityOf,
   InterfaceAttacher,
 } from "./attacher.ts";
-import { CaptureService, loadCaptureProgram } from "./capture.ts";
+import { CaptureService, captureFilterPriority, loadCaptureProgram } from "./capture.ts";
 import { createSystemClock, type FramerClock } from "./clock.ts";
 import type { CollectorConfig } from "./config.ts";
 import { startSettingsControl } from "./control.ts";
@@ -302,9 +302,20 @@ export async function startCollector(
       bootToRealtimeNs: () => clock.bootToRealtimeNs(),
       metrics,
       log,
+      ...(ownsProgram
+        ? {
+            removeStale: (t) =>
+              removeStaleCaptureFilters(
+                t,
+                captureFilterPriority(filterPriorityOf(config.nodeName)),
+              ),
+          }
+        : {}),
     });
+    // Devices attached before this point (the first scan) are checked for stale filters too.
+    for (const dev of attacher.attached()) capture.deviceAttached(dev);
     attacher.listen({
-      onAttach: () => capture.devicesChanged(),
+      onAttach: (dev) => capture.deviceAttached(dev),
       onDetach: () => capture.devicesChanged(),
     });
     // Run-time settings on periscope.ctl.<node>.settings.
