@@ -99,6 +99,8 @@ export {
   encodeCaptureBatch,
   type NodeRecordStats,
   PACKET_L3,
+  RECORD_MAX_CAPTURE_LEN,
+  RECORD_MAX_FILTERS,
   RECORD_VERB,
   type RecordControl,
   type RecordFilterSpec,

@@ -8,6 +8,11 @@
 import { BusInputError } from "./errors.ts";
 import { sanitizeToken, subjects } from "./subjects.ts";
 
+/** Most filters one recording may have (the kernel holds 64 per node over all recordings). */
+export const RECORD_MAX_FILTERS = 64;
+/** Largest capture length per packet, bytes (also the pcap snap length). */
+export const RECORD_MAX_CAPTURE_LEN = 65535;
+
 /** Control verb of recording requests (`periscope.ctl.<node>.record`). */
 export const RECORD_VERB = "record";
 

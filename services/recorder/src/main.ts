@@ -1,4 +1,5 @@
 import { mkdir } from "node:fs/promises";
+import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
@@ -10,7 +11,7 @@ import {
   type PresenceWatch,
   watchPresence,
 } from "@periscope/bus";
-import { type DualListener, listenDual } from "@periscope/observer/src/listen.ts";
+import { parseHostPort } from "@periscope/config";
 import { createMetrics, type Logger, runService, startOpsServer } from "@periscope/telemetry";
 import { loadConfig, type RecorderConfig } from "./config.ts";
 import { recorderRoutes } from "./service.ts";
@@ -134,9 +135,23 @@ export async function startRecorder(config: RecorderConfig, log: Logger): Promis
     grpcWeb: true,
     connect: true,
   });
-  let listener: DualListener;
+  // HTTP/2 cleartext (gRPC, Connect and gRPC-Web clients with prior knowledge); HTTP/1.1
+  // clients (curl) reach the same API through the observer's address.
+  const server = http2.createServer(handler);
+  const sessions2 = new Set<http2.ServerHttp2Session>();
+  server.on("session", (s: http2.ServerHttp2Session) => {
+    sessions2.add(s);
+    s.on("close", () => sessions2.delete(s));
+  });
   try {
-    listener = await listenDual(config.listenAddr, handler);
+    const { host, port } = parseHostPort(config.listenAddr);
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, host, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
   } catch (err) {
     clearInterval(updateGauge);
     stopping = true;
@@ -146,7 +161,7 @@ export async function startRecorder(config: RecorderConfig, log: Logger): Promis
     await ops.stop();
     throw err;
   }
-  const listenPort = (listener.server.address() as AddressInfo).port;
+  const listenPort = (server.address() as AddressInfo).port;
   log.info({ listen: listenPort, storage: config.storageDir }, "recorder API listening");
 
   let stopped: Promise<void> | undefined;
@@ -158,7 +173,13 @@ export async function startRecorder(config: RecorderConfig, log: Logger): Promis
         stopping = true;
         shutdown.abort();
         await Promise.allSettled([...sessions].map((s) => s.stop("shutdown")));
-        await listener.close(2000);
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          for (const s of sessions2) s.close();
+          setTimeout(() => {
+            for (const s of sessions2) s.destroy();
+          }, 2000).unref();
+        });
         await presence?.stop();
         abort.abort();
         clearInterval(updateGauge);

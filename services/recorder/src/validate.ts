@@ -4,16 +4,15 @@
  * for anything wrong. No path ever comes from the client.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { RecordFilterSpec } from "@periscope/bus";
+import { RECORD_MAX_CAPTURE_LEN, RECORD_MAX_FILTERS, type RecordFilterSpec } from "@periscope/bus";
 import { parseIp } from "@periscope/model";
 import type { recorder } from "@periscope/proto";
-import { CAPTURE_MAX_FILTERS, CAPTURE_MAX_LEN } from "@periscope/wire";
 
 /** What a valid StartRecording asks for. */
 export interface RecordingPlan {
   readonly prefix: string;
   readonly filters: readonly RecordFilterSpec[];
-  /** Bytes kept per packet (0 in the request = whole packet = CAPTURE_MAX_LEN). */
+  /** Bytes kept per packet (0 in the request = whole packet = RECORD_MAX_CAPTURE_LEN). */
   readonly capLen: number;
   /** Stop conditions; 0 = none. */
   readonly maxPackets: number;
@@ -68,8 +67,8 @@ export function planRecording(start: recorder.StartRecording): RecordingPlan {
     );
   }
   if (start.include.length === 0) invalid("include", "at least one filter is required");
-  if (start.include.length > CAPTURE_MAX_FILTERS) {
-    invalid("include", `at most ${CAPTURE_MAX_FILTERS} filters, got ${start.include.length}`);
+  if (start.include.length > RECORD_MAX_FILTERS) {
+    invalid("include", `at most ${RECORD_MAX_FILTERS} filters, got ${start.include.length}`);
   }
   const filters = start.include.map((f, i): RecordFilterSpec => {
     const at = `include[${i}]`;
@@ -105,8 +104,8 @@ export function planRecording(start: recorder.StartRecording): RecordingPlan {
   });
   const capLen =
     start.maxCaptureLength === 0
-      ? CAPTURE_MAX_LEN
-      : Math.min(start.maxCaptureLength, CAPTURE_MAX_LEN);
+      ? RECORD_MAX_CAPTURE_LEN
+      : Math.min(start.maxCaptureLength, RECORD_MAX_CAPTURE_LEN);
   const sc = start.stopCondition;
   let maxMs = 0;
   if (sc?.timeElapsed) {
