@@ -80,8 +80,8 @@ interface Recording {
   readonly batch: CaptureBatchWriter;
 }
 
-/** Batches are published once they hold this many bytes (NATS' default limit is 1 MiB). */
-const BATCH_BYTES = 256 * 1024;
+/** Batches are published once they hold this many bytes (far below NATS' 1 MiB limit). */
+const BATCH_BYTES = 32 * 1024;
 /** Records drained per tick at most. */
 const DRAIN_MAX = 8192;
 const ID_RE = /^[a-z0-9][a-z0-9-]{0,63}$/;
