@@ -11,6 +11,7 @@ describe("observer config", () => {
       opsAddr: OBSERVER_DEFAULTS.opsAddr,
       maxFlows: 4095,
       sortBufferMs: 100,
+      historySinceSec: 3600,
       maxRequestBytes: 4 * 1024 * 1024,
       maxFilters: 128,
       recorderAddr: OBSERVER_DEFAULTS.recorderAddr,

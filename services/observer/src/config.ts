@@ -17,6 +17,8 @@ export interface ObserverConfig extends CommonConfig {
   readonly maxFlows: number;
   /** How long incoming events wait to be put in time order across nodes, ms (0: off). */
   readonly sortBufferMs: number;
+  /** Seconds of the flows stream's history read into the ring at start (0: none). */
+  readonly historySinceSec: number;
   /** Largest request message accepted, bytes (grpc-go's default is 4 MiB); larger: ResourceExhausted. */
   readonly maxRequestBytes: number;
   /** Most whitelist + blacklist filters one GetFlows may carry; more: InvalidArgument. */
@@ -41,6 +43,7 @@ export const OBSERVER_DEFAULTS = Object.freeze({
   opsAddr: "127.0.0.1:9403",
   maxFlows: 4095,
   sortBufferMs: 100,
+  historySinceSec: 3600,
   maxRequestBytes: 4 * 1024 * 1024,
   maxFilters: 128,
   recorderAddr: "localhost:4246",
@@ -59,6 +62,7 @@ const OWN_SETTINGS = {
   "listen-address": "PERISCOPE_LISTEN_ADDR",
   "max-flows": "PERISCOPE_MAX_FLOWS",
   "sort-buffer-ms": "PERISCOPE_SORT_BUFFER_MS",
+  "history-since": "PERISCOPE_HISTORY_SINCE",
   "max-request-bytes": "PERISCOPE_MAX_REQUEST_BYTES",
   "max-filters": "PERISCOPE_MAX_FILTERS",
   "recorder-address": "PERISCOPE_RECORDER_ADDR",
@@ -101,6 +105,7 @@ export function parseConfig(
       : checkHostPort(s.source("listen-address"), listen, { allowPortZero: true }),
     maxFlows: s.integer("max-flows", d.maxFlows, 1, MAX_FLOWS_LIMIT),
     sortBufferMs: s.integer("sort-buffer-ms", d.sortBufferMs, 0, 60_000),
+    historySinceSec: s.integer("history-since", d.historySinceSec, 0, 7 * 24 * 3600),
     maxRequestBytes: s.integer("max-request-bytes", d.maxRequestBytes, 1024, 1 << 30),
     maxFilters: s.integer("max-filters", d.maxFilters, 1, 100_000),
     recorderAddr: checkHostPort(

@@ -22,6 +22,8 @@ import {
 import type { Logger } from "@periscope/telemetry";
 import { decodeDebugEvents } from "./debug-events.ts";
 import { readFlowBatch, type StoredEvent } from "./event.ts";
+import type { DEFAULT_HISTORY_SINCE_SEC, ReplayResult } from "./history.ts";
+import { replayHistory } from "./history.ts";
 import type { ObserverMetrics } from "./metrics.ts";
 import { createIngestRejects, type IngestRejects, rejectedEventsLost } from "./rejects.ts";
 import { type EventSink, ReorderBuffer } from "./reorder.ts";
@@ -52,6 +54,12 @@ export interface IngestOptions {
   readonly gapHoldMs?: number;
   /** Where the batches' debug events (FlowBatch.debug_events) go; dropped when absent. */
   readonly debugEvents?: EventLog<GetDebugEventsResponse>;
+  /**
+   * History replayed from the stream before live consumption starts, seconds back
+   * (default 0: none; the service passes its `--history-since`, by default
+   * {@link DEFAULT_HISTORY_SINCE_SEC}).
+   */
+  readonly historySinceSec?: number;
 }
 
 /** A running consumer feeding the store. */
@@ -62,6 +70,8 @@ export interface Ingest {
   readonly lost: () => number;
   /** Batches the stream removed before this consumer read them (stream sequence jumps). */
   readonly streamGaps: () => number;
+  /** What the start-up replay of the stream's history did. */
+  readonly replay: ReplayResult;
   /** Stops consuming and waits for the message loop to end. */
   stop(): Promise<void>;
 }
@@ -235,6 +245,9 @@ export async function startIngest(opts: IngestOptions): Promise<Ingest> {
   let streamGaps = 0;
   let lastStreamSeq = 0;
   const rejects = createIngestRejects(log, metrics);
+  /** Stream sequences up to this one came from the replay; the durable skips them. */
+  let replayedThrough = 0;
+  let skippedLive = 0;
   const handle = (msg: JsMsg): void => {
     batches++;
     metrics?.batchesReceived.inc();
@@ -286,6 +299,28 @@ export async function startIngest(opts: IngestOptions): Promise<Ingest> {
     }
   };
 
+  // The durable exists (setUp) before the replay reads up to the stream's last message:
+  // whatever is stored later reaches the durable, whatever the replay covered is skipped
+  // there by stream sequence, so the hand-over has neither gaps nor duplicates.
+  const replay = await replayHistory({
+    bus,
+    sinceSec: opts.historySinceSec ?? 0,
+    handle,
+  });
+  replayedThrough = replay.lastSeq;
+  lastStreamSeq = Math.max(lastStreamSeq, replay.lastSeq);
+  reorder.flush();
+  log.info(
+    {
+      batches: replay.batches,
+      fromStreamSeq: replay.firstSeq,
+      toStreamSeq: replay.lastSeq,
+      ms: Math.round(replay.ms),
+      ringEntries: store.ring.length,
+    },
+    "history replayed from the flows stream",
+  );
+
   const consumer = await jetstream(nc).consumers.get(FLOWS_STREAM, durable);
   const messages: ConsumerMessages = await consumer.consume({
     // Bounded in bytes: what a paused observer has been handed waits in its socket.
@@ -295,6 +330,12 @@ export async function startIngest(opts: IngestOptions): Promise<Ingest> {
   const loop = (async () => {
     try {
       for await (const msg of messages) {
+        if (msg.info.streamSequence <= replayedThrough) {
+          // Already stored by the replay (the durable's backlog from before this start).
+          skippedLive++;
+          msg.ack();
+          continue;
+        }
         handle(msg);
         msg.ack();
       }
@@ -308,10 +349,12 @@ export async function startIngest(opts: IngestOptions): Promise<Ingest> {
     batches: () => batches,
     lost: () => lostTotal,
     streamGaps: () => streamGaps,
+    replay,
     async stop() {
       clearInterval(gapTimer);
       await messages.close();
       await loop;
+      if (skippedLive > 0) log.debug({ batches: skippedLive }, "replayed batches skipped live");
       reorder.flush();
       rejects.flush();
     },

@@ -119,6 +119,7 @@ export async function startObserver(
       log,
       metrics,
       sortBufferMs: config.sortBufferMs,
+      historySinceSec: config.historySinceSec,
     });
     cleanups.push(() => ingest.stop());
     const presence = watchPresence(bus.nc, { required: REQUIRED_SERVICES, log });

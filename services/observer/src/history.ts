@@ -1,0 +1,81 @@
+import { DeliverPolicy, type JsMsg, jetstream } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { type Bus, FLOWS_STREAM } from "@periscope/bus";
+
+/** Default span of history replayed at start, seconds (the flows stream's default max age). */
+export const DEFAULT_HISTORY_SINCE_SEC = 3600;
+
+/** Options for {@link replayHistory}. */
+export interface ReplayOptions {
+  readonly bus: Pick<Bus, "nc" | "jsm">;
+  /** Batches stored this many seconds ago or later are replayed; 0 replays nothing. */
+  readonly sinceSec: number;
+  /** Called for every replayed message, in stream order. */
+  readonly handle: (msg: JsMsg) => void;
+  /** Clock in ms (default Date.now). */
+  readonly now?: () => number;
+}
+
+/** What a replay did. */
+export interface ReplayResult {
+  /** Stream sequence of the last message the replay covered (0: nothing stored). */
+  readonly lastSeq: number;
+  /** First stream sequence replayed (0 when nothing was). */
+  readonly firstSeq: number;
+  /** Messages replayed. */
+  readonly batches: number;
+  /** Wall time the replay took, ms. */
+  readonly ms: number;
+}
+
+/**
+ * Reads the flows stream from `sinceSec` ago up to its last message as of the call,
+ * through an ordered (ephemeral, unacknowledged) consumer, handing each message to
+ * `handle` in stream order. Whatever the stream already removed (age or size limits) is
+ * simply not there: nothing is made up for it. The returned `lastSeq` is where live
+ * consumption takes over: messages up to it were replayed, later ones were not.
+ */
+export async function replayHistory(opts: ReplayOptions): Promise<ReplayResult> {
+  const started = performance.now();
+  const jsm = await opts.bus.jsm();
+  const { state } = await jsm.streams.info(FLOWS_STREAM);
+  const end = state.last_seq;
+  if (opts.sinceSec <= 0 || state.messages === 0 || end === 0) {
+    return { lastSeq: end, firstSeq: 0, batches: 0, ms: performance.now() - started };
+  }
+  const sinceMs = (opts.now ?? Date.now)() - opts.sinceSec * 1000;
+  const consumer = await jetstream(opts.bus.nc as NatsConnection).consumers.get(FLOWS_STREAM, {
+    deliver_policy: DeliverPolicy.StartTime,
+    opt_start_time: new Date(sinceMs).toISOString(),
+  });
+  let batches = 0;
+  let firstSeq = 0;
+  for (;;) {
+    // Fetches end early when nothing more is stored; an empty one means the replay is done
+    // (the last message may have been removed meanwhile).
+    const fetched = await consumer.fetch({ max_messages: 1000, expires: 1000 });
+    let got = 0;
+    let done = false;
+    for await (const msg of fetched) {
+      got++;
+      const seq = msg.info.streamSequence;
+      if (seq > end) {
+        done = true;
+        break;
+      }
+      if (firstSeq === 0) firstSeq = seq;
+      batches++;
+      opts.handle(msg);
+      if (seq === end || msg.info.pending === 0) {
+        done = true;
+        break;
+      }
+    }
+    if (done) {
+      fetched.stop();
+      break;
+    }
+    if (got === 0) break;
+  }
+  return { lastSeq: end, firstSeq, batches, ms: performance.now() - started };
+}
