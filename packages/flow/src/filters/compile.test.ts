@@ -158,10 +158,10 @@ describe("filters", () => {
     ["a bad node name", { nodeName: ["a/b/c"] }, "node_name", "too many slashes"],
     ["a bad fqdn", { sourceFqdn: ["bad name"] }, "source_fqdn", "invalid character"],
     [
-      "an unsupported CEL expression",
-      { experimental: { celExpression: ["true"] } },
-      "experimental",
-      "not supported",
+      "a CEL expression that is not boolean",
+      { experimental: { celExpression: ["_flow.verdict"] } },
+      "experimental.cel_expression",
+      "must return bool",
     ],
   ];
   test.each(invalid)("filters - rejects %s", (_name, init, field, inMessage) => {

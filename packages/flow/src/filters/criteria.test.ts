@@ -97,6 +97,13 @@ describe("criteria", () => {
     ["ip_trace_id", { ipTraceId: [42n, 7n] }, ["http"]],
     ["ip_trace_id no match", { ipTraceId: [7n] }, []],
     ["empty experimental", { experimental: {} }, ["http", "dns", "dropped"]],
+    [
+      "CEL expressions, any true",
+      {
+        experimental: { celExpression: ["_flow.verdict == Verdict.DROPPED", "has(_flow.l7.dns)"] },
+      },
+      ["dns", "dropped"],
+    ],
   ];
   test.each(cases)("criteria - %s", (_name, init, expected) => {
     expect(matching(init)).toEqual(expected);
@@ -144,7 +151,12 @@ describe("criteria", () => {
     ["a bad node label selector", { nodeLabels: ["zone in (a"] }, "node_labels", "zone"],
     ["an empty trace id", { traceId: [""] }, "trace_id", "empty"],
     ["a zero ip trace id", { ipTraceId: [0n] }, "ip_trace_id", "0"],
-    ["a CEL expression", { experimental: { celExpression: ["true"] } }, "experimental", "CEL"],
+    [
+      "a CEL expression with an unknown field",
+      { experimental: { celExpression: ["_flow.nope == 1"] } },
+      "experimental.cel_expression",
+      "undefined field 'nope'",
+    ],
   ];
   test.each(invalid)("criteria - rejects %s", (_name, init, field, inMessage) => {
     let caught: unknown;
