@@ -1,5 +1,5 @@
 import { clone, create, equals } from "@bufbuild/protobuf";
-import { type FlowFilter, FlowFilterSchema } from "@periscope/proto";
+import { type FlowFilter, FlowFilter_ExperimentalSchema, FlowFilterSchema } from "@periscope/proto";
 import { type FlagSpec, type FlagUse, UsageError } from "./args.ts";
 import {
   parseDirection,
@@ -136,6 +136,13 @@ export const FILTER_FLAGS: readonly FilterFlag[] = [
     both: (v) => (f) => f.httpPath.push(v),
   },
   { spec: str("uuid", "The flow with this UUID"), both: (v) => (f) => f.uuid.push(v) },
+  {
+    spec: str("cel-expression", "Flows for which this CEL expression (on _flow) is true"),
+    both: (v) => (f) => {
+      f.experimental ??= create(FlowFilter_ExperimentalSchema);
+      f.experimental.celExpression.push(v);
+    },
+  },
 ];
 
 /** `--not`: negates the filter flag that follows it. */

@@ -99,6 +99,23 @@ describe("cli observe flags", () => {
         ],
       },
     },
+    {
+      argv: ["--cel-expression", "_flow.verdict == Verdict.DROPPED", "--cel-expression", "true"],
+      want: {
+        number: 20n,
+        whitelist: [
+          ff({ experimental: { celExpression: ["_flow.verdict == Verdict.DROPPED", "true"] } }),
+        ],
+      },
+    },
+    {
+      argv: ["--ip", "10.0.0.1", "--not", "--cel-expression", "has(_flow.l7)"],
+      want: {
+        number: 20n,
+        whitelist: [ff({ sourceIp: ["10.0.0.1"] }), ff({ destinationIp: ["10.0.0.1"] })],
+        blacklist: [ff({ experimental: { celExpression: ["has(_flow.l7)"] } })],
+      },
+    },
   ])("cli - observe $argv builds the hubble request", ({ argv, want }) => {
     const got = parseObserveArgs(argv, "localhost:4245", NOW);
     expect(got.request).toEqual(create(GetFlowsRequestSchema, want));
