@@ -18,7 +18,7 @@ export interface ReplayOptions {
 
 /** What a replay did. */
 export interface ReplayResult {
-  /** Stream sequence of the last message the replay covered (0: nothing stored). */
+  /** Stream sequence of the last message the replay covered (0: nothing stored or no replay). */
   readonly lastSeq: number;
   /** First stream sequence replayed (0 when nothing was). */
   readonly firstSeq: number;
@@ -37,10 +37,11 @@ export interface ReplayResult {
  */
 export async function replayHistory(opts: ReplayOptions): Promise<ReplayResult> {
   const started = performance.now();
+  if (opts.sinceSec <= 0) return { lastSeq: 0, firstSeq: 0, batches: 0, ms: 0 };
   const jsm = await opts.bus.jsm();
   const { state } = await jsm.streams.info(FLOWS_STREAM);
   const end = state.last_seq;
-  if (opts.sinceSec <= 0 || state.messages === 0 || end === 0) {
+  if (state.messages === 0 || end === 0) {
     return { lastSeq: end, firstSeq: 0, batches: 0, ms: performance.now() - started };
   }
   const sinceMs = (opts.now ?? Date.now)() - opts.sinceSec * 1000;
