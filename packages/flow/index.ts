@@ -14,6 +14,13 @@ export {
 } from "./src/drop-reasons.ts";
 export type { FilterBuilder } from "./src/filters/builder.ts";
 export {
+  CEL_FLOW_VARIABLE,
+  CelCompileError,
+  celEvaluationErrors,
+  compileCelExpressions,
+  onCelEvaluationError,
+} from "./src/filters/cel.ts";
+export {
   type FlowPredicate,
   matchAll,
   matchNone,

@@ -3,6 +3,7 @@ import type { AddressInfo } from "node:net";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { type Bus, connectBus, sanitizeToken, watchPresence } from "@periscope/bus";
 import { parseHostPort } from "@periscope/config";
+import { onCelEvaluationError } from "@periscope/flow";
 import type { GetAgentEventsResponse, GetDebugEventsResponse } from "@periscope/proto";
 import {
   createLogger,
@@ -96,6 +97,8 @@ export async function startObserver(
     log,
   });
   const cleanups: (() => Promise<void>)[] = [() => bus.close()];
+  const stopCelErrors = onCelEvaluationError(() => metrics.errors.inc({ kind: "cel_evaluation" }));
+  cleanups.push(async () => stopCelErrors());
   const cleanup = async (): Promise<void> => {
     for (const fn of cleanups.reverse()) {
       try {

@@ -2,7 +2,12 @@ import { describe, expect, test } from "bun:test";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { type Flow, FlowFilterSchema, FlowSchema, Verdict } from "@periscope/proto";
-import { CelCompileError, celEvaluationErrors, compileCelExpressions } from "./cel.ts";
+import {
+  CelCompileError,
+  celEvaluationErrors,
+  compileCelExpressions,
+  onCelEvaluationError,
+} from "./cel.ts";
 import { compileFlowFilter } from "./compile.ts";
 import { FilterError } from "./errors.ts";
 
@@ -150,6 +155,17 @@ describe("cel", () => {
     // the second expression still decides for the other flow
     expect(p(drop)).toBe(true);
     expect(celEvaluationErrors()).toBe(before + 2);
+  });
+
+  test("evaluation errors reach listeners until they unsubscribe", () => {
+    const p = compileCelExpressions(["_flow.source.labels[9] == 'x'"]);
+    const seen: string[] = [];
+    const stop = onCelEvaluationError((m) => seen.push(m));
+    expect(p(web)).toBe(false);
+    stop();
+    expect(p(web)).toBe(false);
+    expect(seen).toHaveLength(1);
+    expect(seen[0]).toContain("9");
   });
 
   test("a dynamic non-bool result is no match and is counted", () => {

@@ -33,6 +33,18 @@ const env: CelEnv = celEnv({
 });
 
 let evaluationErrors = 0;
+const errorListeners = new Set<(message: string) => void>();
+
+/**
+ * Calls `listener` with the reason each time evaluating a CEL expression on a
+ * flow fails (the flow then counts as no match); returns the unsubscribe.
+ */
+export function onCelEvaluationError(listener: (message: string) => void): () => void {
+  errorListeners.add(listener);
+  return () => {
+    errorListeners.delete(listener);
+  };
+}
 
 /**
  * Number of times evaluating a CEL expression against a flow failed (e.g. a
@@ -88,7 +100,11 @@ function evaluate(program: ReturnType<typeof plan>, flow: Flow): boolean {
   const out = program({ [CEL_FLOW_VARIABLE]: flow });
   if (out === true) return true;
   if (out === false) return false;
-  if (isCelError(out) || typeof out !== "boolean") evaluationErrors++;
+  evaluationErrors++;
+  if (errorListeners.size > 0) {
+    const message = isCelError(out) ? out.message : `result is not a bool: ${String(out)}`;
+    for (const listener of errorListeners) listener(message);
+  }
   return false;
 }
 
