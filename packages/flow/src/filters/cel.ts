@@ -12,6 +12,7 @@ import {
 } from "@bufbuild/cel";
 import { strings } from "@bufbuild/cel/ext";
 import { createRegistry, type DescField, type DescMessage, ScalarType } from "@bufbuild/protobuf";
+import { reflect } from "@bufbuild/protobuf/reflect";
 import { type Flow, FlowSchema, file_flow_flow } from "@periscope/proto";
 import type { FlowPredicate } from "./combinators.ts";
 
@@ -97,7 +98,8 @@ export function compileCelExpressions(expressions: readonly string[]): FlowPredi
 }
 
 function evaluate(program: ReturnType<typeof plan>, flow: Flow): boolean {
-  const out = program({ [CEL_FLOW_VARIABLE]: flow });
+  // A reflected message saves the evaluator wrapping the flow on each access.
+  const out = program({ [CEL_FLOW_VARIABLE]: reflect(FlowSchema, flow, false) });
   if (out === true) return true;
   if (out === false) return false;
   evaluationErrors++;
