@@ -28,7 +28,7 @@ import { sumMetric } from "./harness.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const NODE = "hist-node";
-const PER_BATCH = 100;
+const PER_BATCH = 40;
 /** Flow times start a minute back, one ms apart, in publishing order. */
 const T0 = Date.now() - 60_000;
 
@@ -92,7 +92,13 @@ async function publishBatches(count: number): Promise<void> {
     frameSeq++;
     const batch = create(FlowBatchSchema, {
       responses: srcs.map((src) => testFlowResponse({ timeMs: T0 + timeIndex++, src, node: NODE })),
-      source: { bootId: "boot-h", partition: 0, seq: frameSeq, recordsBefore, records: 100n },
+      source: {
+        bootId: "boot-h",
+        partition: 0,
+        seq: frameSeq,
+        recordsBefore,
+        records: BigInt(PER_BATCH),
+      },
     });
     recordsBefore += BigInt(PER_BATCH);
     const ack = await js.publish(subjects.flows(NODE), toBinary(FlowBatchSchema, batch));
@@ -176,9 +182,12 @@ describe("observer history", () => {
     await publishLost();
     await publishBatches(50);
     const seenLive = expectedKeys();
-    await waitFor(async () => (await first.metric("periscope_observer_ring_entries")) === 10_001, {
-      what: "10,000 flows and a lost event ingested live",
-    });
+    await waitFor(
+      async () => (await first.metric("periscope_observer_ring_entries")) === 100 * PER_BATCH + 1,
+      {
+        what: "100 batches and a lost event ingested live",
+      },
+    );
     const before = summary(await allEvents(first));
     expect(before.keys).toEqual(seenLive);
 
@@ -194,20 +203,23 @@ describe("observer history", () => {
     expect(after.keys).toEqual(expectedKeys());
     expect(new Set(after.keys).size).toBe(after.keys.length);
     const status = await first.client.serverStatus({});
-    expect(status.numFlows).toBe(15_001n);
-    expect(status.seenFlows).toBe(15_000n);
-    const replay = replayRate(first, 15_000);
+    expect(status.numFlows).toBe(BigInt(150 * PER_BATCH + 1));
+    expect(status.seenFlows).toBe(BigInt(150 * PER_BATCH));
+    const replay = replayRate(first, 150 * PER_BATCH);
     expect(replay.batches).toBe(151);
     console.log(
-      `replay: 15,000 flows in ${replay.batches} batches, ${replay.ms} ms ` +
+      `replay: ${150 * PER_BATCH} flows in ${replay.batches} batches, ${replay.ms} ms ` +
         `(${Math.round(replay.rate)} flows/s); restart to ready ${Math.round(first.readyMs)} ms`,
     );
 
     // Live batches after the hand-over arrive once, after the history.
     await publishBatches(1);
-    await waitFor(async () => (await first.metric("periscope_observer_ring_entries")) === 15_101, {
-      what: "the live batch",
-    });
+    await waitFor(
+      async () => (await first.metric("periscope_observer_ring_entries")) === 151 * PER_BATCH + 1,
+      {
+        what: "the live batch",
+      },
+    );
     const live = summary(await allEvents(first));
     expect(live.keys).toEqual(expectedKeys());
     expect(live.ordered).toBe(true);
@@ -220,7 +232,7 @@ describe("observer history", () => {
     expect(fromSecond.keys).toEqual(expectedKeys());
     expect(fromSecond.keys).toEqual(fromFirst.keys);
     expect(fromSecond.ordered).toBe(true);
-    expect((await second.client.serverStatus({})).seenFlows).toBe(15_100n);
+    expect((await second.client.serverStatus({})).seenFlows).toBe(BigInt(151 * PER_BATCH));
   }, 60_000);
 
   test("history - batches the stream no longer holds are not served", async () => {
@@ -233,8 +245,39 @@ describe("observer history", () => {
     expect(got.keys).toEqual(expectedKeys(kept));
     expect(got.keys.length).toBe(40 * PER_BATCH);
     expect(got.keys.some((k) => k.startsWith("lost:"))).toBe(false);
-    expect((await third.client.serverStatus({})).seenFlows).toBe(4_000n);
+    expect((await third.client.serverStatus({})).seenFlows).toBe(BigInt(40 * PER_BATCH));
     // The observers that saw them keep them.
     expect(summary(await allEvents(first)).keys).toEqual(expectedKeys());
+  }, 60_000);
+
+  test("history - batches published while an observer replays are stored once, none missing", async () => {
+    const kept = published.at(-40)?.seq ?? 0;
+    let publishing = true;
+    const publisher = (async () => {
+      while (publishing) {
+        await publishBatches(1);
+        await Bun.sleep(20); // publishing pace (≈ 5 k flows/s), not a wait for a condition
+      }
+    })();
+    let fourth: ObserverProc;
+    try {
+      fourth = await startObserverProc("hist-d");
+      // Keep publishing across the hand-over from the replay to the durable.
+      const atReady = published.length;
+      await waitFor(() => published.length >= atReady + 20, { what: "batches after ready" });
+    } finally {
+      publishing = false;
+      await publisher;
+    }
+    const want = expectedKeys(kept);
+    await waitFor(
+      async () => (await fourth.metric("periscope_observer_ring_entries")) >= want.length,
+      {
+        what: "every published batch stored",
+      },
+    );
+    const got = summary(await allEvents(fourth));
+    expect(got.keys).toEqual(want);
+    expect(got.ordered).toBe(true);
   }, 60_000);
 });

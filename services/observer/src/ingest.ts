@@ -210,10 +210,12 @@ export async function startIngest(opts: IngestOptions): Promise<Ingest> {
     });
   });
 
+  /** True while the start-up replay runs: its events count as seen at their own time. */
+  let replaying = true;
   const reorder = new ReorderBuffer<StoredEvent>(
     {
       add(ev, node) {
-        store.add(ev, node);
+        store.add(ev, node, replaying ? Number(ev.ns / 1_000_000n) : undefined);
         if (ev.kind === "flow") metrics?.flowsReceived.inc();
         metrics?.ringEntries.set(store.ring.length);
       },
@@ -310,6 +312,7 @@ export async function startIngest(opts: IngestOptions): Promise<Ingest> {
   replayedThrough = replay.lastSeq;
   lastStreamSeq = Math.max(lastStreamSeq, replay.lastSeq);
   reorder.flush();
+  replaying = false;
   log.info(
     {
       batches: replay.batches,

@@ -68,10 +68,12 @@ export class FlowStore {
   /**
    * Stores one event received from `node` (the batch's publisher). Flows update the
    * counters, the node's record and the namespace list; lost events are stored as is.
+   * `seenMs` is when it was seen (default now); history replayed at start passes the
+   * event's own time, so old nodes and namespaces do not look current.
    */
-  add(ev: StoredEvent, node?: string): void {
+  add(ev: StoredEvent, node?: string, seenMs?: number): void {
     const slot = this.ring.write(ev) % this.ring.capacity;
-    const nowMs = this.#now();
+    const nowMs = seenMs !== undefined && seenMs > 0 ? seenMs : this.#now();
     const name = ev.nodeName || (node ?? "");
     const isFlow = ev.kind === "flow";
     const evicted = this.#slotNode[slot];
@@ -81,7 +83,14 @@ export class FlowStore {
     }
     this.#slotNode[slot] = isFlow ? name : undefined;
     const rec = this.#nodes.get(name);
-    if (rec === undefined) {
+    if (rec !== undefined && nowMs < rec.lastSeenMs) {
+      // An older event (replayed history) keeps the latest sighting.
+      rec.firstSeenMs = Math.min(rec.firstSeenMs, nowMs);
+      if (isFlow) {
+        rec.seenFlows++;
+        rec.numFlows++;
+      }
+    } else if (rec === undefined) {
       this.#nodes.set(name, {
         name,
         firstSeenMs: nowMs,
@@ -98,11 +107,14 @@ export class FlowStore {
     }
     if (!isFlow) return;
     this.#seenFlows++;
-    this.#countRate(nowMs);
+    // Replayed flows older than the rate window are not part of the current rate.
+    if (seenMs === undefined || nowMs > this.#now() - this.#rateWindowSec * 1000) {
+      this.#countRate(nowMs);
+    }
     for (const { cluster, namespace } of ev.namespaces) {
       const key = `${cluster}/${namespace}`;
       const seen = this.#namespaces.get(key);
-      if (seen) seen.lastSeenMs = nowMs;
+      if (seen) seen.lastSeenMs = Math.max(seen.lastSeenMs, nowMs);
       else this.#namespaces.set(key, { cluster, namespace, lastSeenMs: nowMs });
     }
   }
