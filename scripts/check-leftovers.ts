@@ -7,7 +7,13 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { TEST_NETNS_PREFIX } from "@periscope/testing";
 
-const OUR_PROGRAMS = new Set(["trace_ingress", "trace_egress"]);
+const OUR_PROGRAMS = new Set([
+  "trace_ingress",
+  "trace_egress",
+  "capture_ingress",
+  "capture_egress",
+  "drop_kfree_skb",
+]);
 
 function run(argv: string[]): string {
   const p = Bun.spawnSync(argv, { stdout: "pipe", stderr: "pipe" });

@@ -26,8 +26,8 @@ CACHE_DIR="${PERISCOPE_CACHE_DIR:-/var/cache/periscope}"
 USER_PACKAGES=(nodejs npm git python3 make g++ curl ca-certificates)
 # Name prefix of the demo topology's namespaces and devices (scripts/up.ts).
 DEMO_PREFIX="psc-"
-# BPF program names the collector loads (bpf/trace.bpf.c).
-OUR_PROGRAMS_RE='name (trace_ingress|trace_egress) '
+# BPF program names the collector loads (bpf/*.bpf.c).
+OUR_PROGRAMS_RE='name (trace_ingress|trace_egress|capture_ingress|capture_egress|drop_kfree_skb) '
 # A compact flow line between demo endpoints (pod names or 10.200.0.x) with a verdict.
 FLOW_RE='(demo/[a-z]+|10\.200\.0\.[0-9]+)(:[0-9]+)? \S+ (->|<-|<>) (demo/[a-z]+|10\.200\.0\.[0-9]+)(:[0-9]+)? \S+ \S+ (FORWARDED|DROPPED) '
 CHECKOUT=/root/periscope
