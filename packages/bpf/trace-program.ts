@@ -5,6 +5,8 @@ import { CT_ENTRY_LAYOUT, TRACE_CONFIG_LAYOUT } from "@periscope/wire";
 import { BpfError, ERRNO } from "./errors.ts";
 import { cString, isNull, lastErrno, libbpf } from "./ffi.ts";
 import { type PackedCopy, type RecordSink, RingBufferReader } from "./ring-buffer.ts";
+import { CStruct, TEST_RUN_OPTS } from "./structs.ts";
+import { type AttachTarget, type TcAttachment, targetKey, tcAttach, tcDetach } from "./tc.ts";
 import {
   type ConnectionInfo,
   type ConnectionQuery,
@@ -14,8 +16,6 @@ import {
   INITIAL_TRACE_SETTINGS,
   type TraceSettings,
 } from "./trace-settings.ts";
-import { CStruct, TEST_RUN_OPTS } from "./structs.ts";
-import { type AttachTarget, type TcAttachment, targetKey, tcAttach, tcDetach } from "./tc.ts";
 
 export type { AttachTarget } from "./tc.ts";
 
@@ -39,6 +39,8 @@ export interface TraceLoadOptions {
   captureLen?: number;
   /** Ring buffer size in bytes: a power of two, multiple of the page size. Default 4 MiB. */
   ringBufferBytes?: number;
+  /** Entries of the `conntrack` connection table (LRU). Default 65536. */
+  ctEntries?: number;
   /**
    * tc priority (1..65535) for every filter this program installs, at handle 1, replacing
    * what is there; the default lets the kernel pick a free priority. A collector passes
@@ -46,8 +48,6 @@ export interface TraceLoadOptions {
    * filters instead of adding duplicates.
    */
   filterPriority?: number;
-  /** Entries of the `conntrack` connection table (LRU). Default 65536. */
-  ctEntries?: number;
 }
 
 /** Default size of the `conntrack` connection table, entries. */

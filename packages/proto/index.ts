@@ -37,6 +37,6 @@ export {
 } from "./src/gen/peer/peer_pb.ts";
 export * from "./src/gen/periscope/bus/v1/bus_pb.ts";
 export * from "./src/gen/periscope/raw/v1/raw_pb.ts";
-export * from "./src/gen/relay/relay_pb.ts";
 /** Hubble's `recorder` package (`recorder.Recorder/Record`), as a namespace: its names are generic. */
 export * as recorder from "./src/gen/recorder/recorder_pb.ts";
+export * from "./src/gen/relay/relay_pb.ts";

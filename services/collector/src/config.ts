@@ -1,11 +1,5 @@
 import { resolve } from "node:path";
 import {
-  type CommonConfig,
-  ConfigError,
-  parseCommonConfig,
-  readServiceSettings,
-} from "@periscope/config";
-import {
   AGGREGATION_LEVELS,
   type AggregationLevel,
   type CaptureRule,
