@@ -205,8 +205,15 @@ describe.skipIf(!isRoot)("bpf drop program", () => {
       drop.watchNetns(netnsCookie(pair.nsA));
       await sendUdp(40004, 7004);
       // A drop in the other, watched namespace comes; the 7004 one before it does not.
-      await sendUdp(40005, 7005, "b");
-      expect(ports((await drainFor(trace, 7005)).drops)).toEqual([7005]);
+      // Resent (at most 3 times) in case the first datagram of this direction waits on
+      // neighbour resolution in a loaded machine; each copy is a NO_SOCKET drop in nsA.
+      const seen: number[] = [];
+      for (let attempt = 0; attempt < 3 && !seen.includes(7005); attempt++) {
+        await sendUdp(40005, 7005, "b");
+        seen.push(...ports((await drainFor(trace, 7005)).drops));
+      }
+      expect(seen).toContain(7005);
+      expect(seen.filter((p) => p !== 7005)).toEqual([]);
     } finally {
       drop.close();
       trace.close();
