@@ -6,8 +6,18 @@ import {
   encodeCaptureFilters,
   type KernelCaptureFilter,
 } from "@periscope/wire";
+import {
+  checkFilterPriority,
+  checkRingBytes,
+  loadObject,
+  mapFdOf,
+  openObject,
+  programFd,
+  setMaxEntries,
+  sumPerCpu,
+} from "./bpf-object.ts";
 import { BpfError, ERRNO } from "./errors.ts";
-import { cString, isNull, lastErrno, libbpf } from "./ffi.ts";
+import { libbpf } from "./ffi.ts";
 import { ifNameToIndex, withNetns } from "./netns.ts";
 import { type RecordSink, RingBufferReader } from "./ring-buffer.ts";
 import { BPF_TC_EGRESS, BPF_TC_INGRESS, tcHook, tcOpts } from "./structs.ts";
@@ -60,20 +70,6 @@ export interface CaptureLoadOptions {
   filterPriority?: number;
 }
 
-function programFd(obj: Pointer, name: string): number {
-  const prog = libbpf().bpf_object__find_program_by_name(obj, cString(name));
-  if (isNull(prog)) throw new BpfError(`bpf_object__find_program_by_name(${name})`, ERRNO.ENOENT);
-  const fd = libbpf().bpf_program__fd(prog);
-  if (fd < 0) throw new BpfError(`bpf_program__fd(${name})`, -fd);
-  return fd;
-}
-
-function findMap(obj: Pointer, name: string): Pointer {
-  const map = libbpf().bpf_object__find_map_by_name(obj, cString(name));
-  if (isNull(map)) throw new BpfError(`bpf_object__find_map_by_name(${name})`, ERRNO.ENOENT);
-  return map;
-}
-
 /**
  * The recorder capture programs (capture.bpf.o) loaded: attach them to devices, write
  * the filters of the active recordings, drain the capture records, read the per-recording
@@ -94,9 +90,9 @@ export class CaptureProgram {
     this.#priority = priority;
     this.#ingressFd = programFd(obj, "capture_ingress");
     this.#egressFd = programFd(obj, "capture_egress");
-    this.#filtersFd = libbpf().bpf_map__fd(findMap(obj, "capture_filters"));
-    this.#lostFd = libbpf().bpf_map__fd(findMap(obj, "capture_lost"));
-    this.#ring = new RingBufferReader(libbpf().bpf_map__fd(findMap(obj, "captures")), ringBytes);
+    this.#filtersFd = mapFdOf(obj, "capture_filters");
+    this.#lostFd = mapFdOf(obj, "capture_lost");
+    this.#ring = new RingBufferReader(mapFdOf(obj, "captures"), ringBytes);
   }
 
   /**
@@ -104,22 +100,13 @@ export class CaptureProgram {
    * @throws BpfError naming the failing libbpf call; RangeError for bad options.
    */
   static load(opts: CaptureLoadOptions = {}): CaptureProgram {
-    const ringBytes = opts.ringBufferBytes ?? DEFAULT_CAPTURE_RING_BYTES;
-    if (!Number.isInteger(ringBytes) || ringBytes < 4096 || (ringBytes & (ringBytes - 1)) !== 0) {
-      throw new RangeError(`ringBufferBytes must be a power of two >= 4096, got ${ringBytes}`);
-    }
-    const fp = opts.filterPriority;
-    if (fp !== undefined && (!Number.isInteger(fp) || fp < 1 || fp > 0xffff)) {
-      throw new RangeError(`filterPriority must be an integer in 1..65535, got ${fp}`);
-    }
+    const ringBytes = checkRingBytes(opts.ringBufferBytes ?? DEFAULT_CAPTURE_RING_BYTES);
+    const fp = checkFilterPriority(opts.filterPriority);
     const path = opts.objectPath ?? DEFAULT_CAPTURE_OBJECT;
-    const obj = libbpf().bpf_object__open_file(cString(path), null);
-    if (isNull(obj)) throw new BpfError(`bpf_object__open_file(${path})`, lastErrno());
+    const obj = openObject(path);
     try {
-      const rc = libbpf().bpf_map__set_max_entries(findMap(obj, "captures"), ringBytes);
-      if (rc < 0) throw new BpfError("bpf_map__set_max_entries(captures)", -rc);
-      const loaded = libbpf().bpf_object__load(obj);
-      if (loaded < 0) throw new BpfError(`bpf_object__load(${path})`, -loaded);
+      setMaxEntries(obj, "captures", ringBytes);
+      loadObject(obj, path);
       return new CaptureProgram(obj, ringBytes, fp);
     } catch (err) {
       libbpf().bpf_object__close(obj);
@@ -181,16 +168,9 @@ export class CaptureProgram {
   /** Records lost for a full ring buffer since load, per recording slot (summed over CPUs). */
   readLost(): bigint[] {
     this.#live("readLost");
-    const ncpu = libbpf().libbpf_num_possible_cpus();
-    if (ncpu <= 0) throw new BpfError("libbpf_num_possible_cpus", -ncpu);
     const out: bigint[] = [];
-    const values = new BigUint64Array(ncpu);
-    const key = new Uint32Array(1);
     for (let slot = 0; slot < CAPTURE_MAX_RECORDINGS; slot++) {
-      key[0] = slot;
-      const rc = libbpf().bpf_map_lookup_elem(this.#lostFd, ptr(key), ptr(values));
-      if (rc < 0) throw new BpfError("bpf_map_lookup_elem(capture_lost)", -rc);
-      out.push(values.reduce((a, b) => a + b, 0n));
+      out.push(sumPerCpu(this.#lostFd, "capture_lost", slot));
     }
     return out;
   }

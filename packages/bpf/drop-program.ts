@@ -1,7 +1,16 @@
-import { type Pointer, ptr, toArrayBuffer } from "bun:ffi";
+import { type Pointer, ptr } from "bun:ffi";
 import { join } from "node:path";
 import { DEFAULT_CAPTURE, MAX_CAPTURE } from "@periscope/model";
 import { DROP_RODATA, TRACE_CONFIG_LAYOUT } from "@periscope/wire";
+import {
+  checkCaptureLen,
+  findMap,
+  loadObject,
+  mapFdOf,
+  openObject,
+  rodataView,
+  sumPerCpu,
+} from "./bpf-object.ts";
 import { BpfError, ERRNO } from "./errors.ts";
 import { cString, isNull, lastErrno, libbpf } from "./ffi.ts";
 
@@ -30,30 +39,9 @@ export interface DropLoadOptions {
   watchedOnly?: boolean;
 }
 
-function findMap(obj: Pointer, name: string): Pointer {
-  const map = libbpf().bpf_object__find_map_by_name(obj, cString(name));
-  if (isNull(map)) throw new BpfError(`bpf_object__find_map_by_name(${name})`, ERRNO.ENOENT);
-  return map;
-}
-
-function findRodata(obj: Pointer): Pointer {
-  let map = libbpf().bpf_object__next_map(obj, null);
-  while (!isNull(map)) {
-    if (libbpf().bpf_map__name(map).toString().endsWith(".rodata")) return map;
-    map = libbpf().bpf_object__next_map(obj, map);
-  }
-  throw new BpfError("find .rodata map", ERRNO.ENOENT, "drop object has no .rodata map");
-}
-
 function writeRodata(obj: Pointer, captureLen: number, watchedOnly: boolean): void {
-  const sizeOut = new BigUint64Array(1);
-  const value = libbpf().bpf_map__initial_value(findRodata(obj), ptr(sizeOut));
-  const size = Number(sizeOut[0]);
   const need = DROP_RODATA.netns_filter.offset + DROP_RODATA.netns_filter.size;
-  if (isNull(value) || size < need) {
-    throw new BpfError("bpf_map__initial_value(.rodata)", ERRNO.EINVAL, `need ${need} bytes`);
-  }
-  const view = new DataView(toArrayBuffer(value, 0, size));
+  const view = rodataView(obj, need, "the drop program's globals");
   view.setUint32(
     DROP_RODATA.cfg.offset + TRACE_CONFIG_LAYOUT.fields.capture_len.offset,
     captureLen,
@@ -86,10 +74,10 @@ export class DropProgram {
     this.#obj = obj;
     this.#link = null;
     this.watchedOnly = watchedOnly;
-    this.#reasonsFd = libbpf().bpf_map__fd(findMap(obj, "drop_reasons"));
-    this.#netnsFd = libbpf().bpf_map__fd(findMap(obj, "watched_netns"));
-    this.#emittedFd = libbpf().bpf_map__fd(findMap(obj, "drops_emitted"));
-    this.#locationsFd = libbpf().bpf_map__fd(findMap(obj, "drop_locations"));
+    this.#reasonsFd = mapFdOf(obj, "drop_reasons");
+    this.#netnsFd = mapFdOf(obj, "watched_netns");
+    this.#emittedFd = mapFdOf(obj, "drops_emitted");
+    this.#locationsFd = mapFdOf(obj, "drop_locations");
   }
 
   /**
@@ -98,20 +86,15 @@ export class DropProgram {
    * @throws BpfError naming the failing libbpf call; RangeError for bad options.
    */
   static load(opts: DropLoadOptions): DropProgram {
-    const captureLen = opts.captureLen ?? DEFAULT_CAPTURE;
-    if (!Number.isInteger(captureLen) || captureLen < 1 || captureLen > MAX_CAPTURE) {
-      throw new RangeError(`captureLen must be an integer in 1..${MAX_CAPTURE}, got ${captureLen}`);
-    }
+    const captureLen = checkCaptureLen(opts.captureLen ?? DEFAULT_CAPTURE, MAX_CAPTURE);
     const path = opts.objectPath ?? DEFAULT_DROP_OBJECT;
-    const obj = libbpf().bpf_object__open_file(cString(path), null);
-    if (isNull(obj)) throw new BpfError(`bpf_object__open_file(${path})`, lastErrno());
+    const obj = openObject(path);
     let link: Pointer | null = null;
     try {
       writeRodata(obj, captureLen, opts.watchedOnly === true);
       reuse(obj, "events", opts.eventsFd);
       reuse(obj, "lost_events", opts.lostEventsFd);
-      const loaded = libbpf().bpf_object__load(obj);
-      if (loaded < 0) throw new BpfError(`bpf_object__load(${path})`, -loaded);
+      loadObject(obj, path);
       const prog = libbpf().bpf_object__find_program_by_name(obj, cString("drop_kfree_skb"));
       if (isNull(prog)) throw new BpfError("find program drop_kfree_skb", ERRNO.ENOENT);
       const self = new DropProgram(obj, opts.watchedOnly === true);
@@ -167,13 +150,7 @@ export class DropProgram {
   /** Drop records written into the ring buffer since load, summed over CPUs. */
   readEmitted(): bigint {
     this.#live("readEmitted");
-    const ncpu = libbpf().libbpf_num_possible_cpus();
-    if (ncpu <= 0) throw new BpfError("libbpf_num_possible_cpus", -ncpu);
-    const values = new BigUint64Array(ncpu);
-    const key = new Uint32Array(1);
-    const rc = libbpf().bpf_map_lookup_elem(this.#emittedFd, ptr(key), ptr(values));
-    if (rc < 0) throw new BpfError("bpf_map_lookup_elem(drops_emitted)", -rc);
-    return values.reduce((a, b) => a + b, 0n);
+    return sumPerCpu(this.#emittedFd, "drops_emitted");
   }
 
   /** Kernel addresses that dropped packets since load (at most 1024 distinct ones). */

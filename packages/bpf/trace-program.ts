@@ -1,9 +1,22 @@
-import { type Pointer, ptr, toArrayBuffer } from "bun:ffi";
+import { type Pointer, ptr } from "bun:ffi";
 import { join } from "node:path";
 import { DEFAULT_CAPTURE, MAX_CAPTURE } from "@periscope/model";
 import { CT_ENTRY_LAYOUT, TRACE_CONFIG_LAYOUT } from "@periscope/wire";
+import {
+  checkCaptureLen,
+  checkFilterPriority,
+  checkRingBytes,
+  loadObject,
+  mapFdOf,
+  openObject,
+  programFd,
+  readPerCpu,
+  rodataView,
+  setMaxEntries,
+  sumPerCpu,
+} from "./bpf-object.ts";
 import { BpfError, ERRNO } from "./errors.ts";
-import { cString, isNull, lastErrno, libbpf } from "./ffi.ts";
+import { libbpf } from "./ffi.ts";
 import { type PackedCopy, type RecordSink, RingBufferReader } from "./ring-buffer.ts";
 import { CStruct, TEST_RUN_OPTS } from "./structs.ts";
 import { type AttachTarget, type TcAttachment, targetKey, tcAttach, tcDetach } from "./tc.ts";
@@ -63,45 +76,8 @@ export interface TestRunResult {
   durationNs: number;
 }
 
-function findMap(obj: Pointer, name: string): Pointer {
-  const map = libbpf().bpf_object__find_map_by_name(obj, cString(name));
-  if (isNull(map)) throw new BpfError(`bpf_object__find_map_by_name(${name})`, ERRNO.ENOENT);
-  return map;
-}
-
-function findRodata(obj: Pointer): Pointer {
-  let map = libbpf().bpf_object__next_map(obj, null);
-  while (!isNull(map)) {
-    if (libbpf().bpf_map__name(map).toString().endsWith(".rodata")) return map;
-    map = libbpf().bpf_object__next_map(obj, map);
-  }
-  throw new BpfError("find .rodata map", ERRNO.ENOENT, "object has no .rodata (cfg) map");
-}
-
-function programFd(obj: Pointer, name: string): number {
-  const prog = libbpf().bpf_object__find_program_by_name(obj, cString(name));
-  if (isNull(prog)) {
-    throw new BpfError(`bpf_object__find_program_by_name(${name})`, ERRNO.ENOENT);
-  }
-  const fd = libbpf().bpf_program__fd(prog);
-  if (fd < 0) throw new BpfError(`bpf_program__fd(${name})`, -fd);
-  return fd;
-}
-
 function writeConfig(obj: Pointer, captureLen: number): void {
-  const rodata = findRodata(obj);
-  const sizeOut = new BigUint64Array(1);
-  const value = libbpf().bpf_map__initial_value(rodata, ptr(sizeOut));
-  const size = Number(sizeOut[0]);
-  if (isNull(value)) throw new BpfError("bpf_map__initial_value(.rodata)", 0);
-  if (size < TRACE_CONFIG_LAYOUT.size) {
-    throw new BpfError(
-      "bpf_map__initial_value(.rodata)",
-      ERRNO.EINVAL,
-      `.rodata is ${size} bytes, struct pscope_trace_config needs ${TRACE_CONFIG_LAYOUT.size}`,
-    );
-  }
-  const view = new DataView(toArrayBuffer(value, 0, size));
+  const view = rodataView(obj, TRACE_CONFIG_LAYOUT.size, "struct pscope_trace_config");
   view.setUint32(TRACE_CONFIG_LAYOUT.fields.capture_len.offset, captureLen, true);
 }
 
@@ -127,8 +103,8 @@ export class TraceProgram {
     this.captureLen = captureLen;
     this.#ingressFd = programFd(obj, "trace_ingress");
     this.#egressFd = programFd(obj, "trace_egress");
-    this.#lostFd = libbpf().bpf_map__fd(findMap(obj, "lost_events"));
-    this.#ring = new RingBufferReader(libbpf().bpf_map__fd(findMap(obj, "events")), ringBytes);
+    this.#lostFd = mapFdOf(obj, "lost_events");
+    this.#ring = new RingBufferReader(mapFdOf(obj, "events"), ringBytes);
   }
 
   /**
@@ -136,21 +112,11 @@ export class TraceProgram {
    * @throws BpfError naming the failing libbpf call; RangeError for bad options.
    */
   static load(opts: TraceLoadOptions = {}): TraceProgram {
-    const captureLen = opts.captureLen ?? DEFAULT_CAPTURE;
-    if (!Number.isInteger(captureLen) || captureLen < 1 || captureLen > MAX_CAPTURE) {
-      throw new RangeError(`captureLen must be an integer in 1..${MAX_CAPTURE}, got ${captureLen}`);
-    }
-    const fp = opts.filterPriority;
-    if (fp !== undefined && (!Number.isInteger(fp) || fp < 1 || fp > 0xffff)) {
-      throw new RangeError(`filterPriority must be an integer in 1..65535, got ${fp}`);
-    }
-    const ringBytes = opts.ringBufferBytes ?? DEFAULT_RING_BUFFER_BYTES;
-    if (!Number.isInteger(ringBytes) || ringBytes < 4096 || (ringBytes & (ringBytes - 1)) !== 0) {
-      throw new RangeError(`ringBufferBytes must be a power of two >= 4096, got ${ringBytes}`);
-    }
+    const captureLen = checkCaptureLen(opts.captureLen ?? DEFAULT_CAPTURE, MAX_CAPTURE);
+    checkFilterPriority(opts.filterPriority);
+    const ringBytes = checkRingBytes(opts.ringBufferBytes ?? DEFAULT_RING_BUFFER_BYTES);
     const path = opts.objectPath ?? DEFAULT_TRACE_OBJECT;
-    const obj = libbpf().bpf_object__open_file(cString(path), null);
-    if (isNull(obj)) throw new BpfError(`bpf_object__open_file(${path})`, lastErrno());
+    const obj = openObject(path);
     try {
       writeConfig(obj, captureLen);
       const ctEntries = opts.ctEntries ?? DEFAULT_CT_ENTRIES;
@@ -159,12 +125,9 @@ export class TraceProgram {
           `ctEntries must be an integer in 1..${MAX_CT_ENTRIES}, got ${ctEntries}`,
         );
       }
-      const ctRc = libbpf().bpf_map__set_max_entries(findMap(obj, "conntrack"), ctEntries);
-      if (ctRc < 0) throw new BpfError("bpf_map__set_max_entries(conntrack)", -ctRc);
-      const rc = libbpf().bpf_map__set_max_entries(findMap(obj, "events"), ringBytes);
-      if (rc < 0) throw new BpfError("bpf_map__set_max_entries(events)", -rc);
-      const loaded = libbpf().bpf_object__load(obj);
-      if (loaded < 0) throw new BpfError(`bpf_object__load(${path})`, -loaded);
+      setMaxEntries(obj, "conntrack", ctEntries);
+      setMaxEntries(obj, "events", ringBytes);
+      loadObject(obj, path);
       const prog = new TraceProgram(obj, captureLen, ringBytes);
       prog.#filterPriority = opts.filterPriority;
       return prog;
@@ -208,7 +171,7 @@ export class TraceProgram {
    */
   mapFd(name: string): number {
     this.#live("mapFd");
-    const fd = libbpf().bpf_map__fd(findMap(this.#obj as Pointer, name));
+    const fd = mapFdOf(this.#obj as Pointer, name);
     if (fd < 0) throw new BpfError(`bpf_map__fd(${name})`, -fd);
     return fd;
   }
@@ -264,13 +227,7 @@ export class TraceProgram {
   /** Records the kernel could not write to the ring buffer since load, one count per possible CPU. */
   readKernelLostPerCpu(): bigint[] {
     this.#live("readKernelLost");
-    const ncpu = libbpf().libbpf_num_possible_cpus();
-    if (ncpu <= 0) throw new BpfError("libbpf_num_possible_cpus", -ncpu);
-    const values = new BigUint64Array(ncpu);
-    const key = new Uint32Array(1);
-    const rc = libbpf().bpf_map_lookup_elem(this.#lostFd, ptr(key), ptr(values));
-    if (rc < 0) throw new BpfError("bpf_map_lookup_elem(lost_events)", -rc);
-    return [...values];
+    return [...readPerCpu(this.#lostFd, "lost_events")];
   }
 
   /** Settings in force (what {@link setSettings} last wrote). */
@@ -309,13 +266,7 @@ export class TraceProgram {
   /** Records the kernel could not write to the ring buffer, summed over CPUs, since load. */
   readKernelLost(): bigint {
     this.#live("readKernelLost");
-    const ncpu = libbpf().libbpf_num_possible_cpus();
-    if (ncpu <= 0) throw new BpfError("libbpf_num_possible_cpus", -ncpu);
-    const values = new BigUint64Array(ncpu);
-    const key = new Uint32Array(1);
-    const rc = libbpf().bpf_map_lookup_elem(this.#lostFd, ptr(key), ptr(values));
-    if (rc < 0) throw new BpfError("bpf_map_lookup_elem(lost_events)", -rc);
-    return values.reduce((a, b) => a + b, 0n);
+    return sumPerCpu(this.#lostFd, "lost_events");
   }
 
   /**

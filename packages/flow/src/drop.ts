@@ -1,12 +1,8 @@
 import { MESSAGE_TYPE } from "@periscope/model";
 import {
-  CiliumEventTypeSchema,
   DropReason,
   FileInfoSchema,
   type Flow,
-  FlowSchema,
-  FlowType,
-  NetworkInterfaceSchema,
   TraceObservationPoint,
   TrafficDirection,
   Verdict,
@@ -18,12 +14,8 @@ import { observationPoint, trafficDirection } from "./observation.ts";
 import { decodePacket } from "./packet/decode.ts";
 import { ETHERTYPE } from "./packet/ethernet.ts";
 import type { DecodedPacket } from "./packet/types.ts";
-import { packetSummary } from "./summary.ts";
-import { bootTimeToTimestamp, type DecodeContext, fillLayers, resolveEndpoint } from "./trace.ts";
+import { type DecodeContext, eventType, fillPacket, recordFlow } from "./trace.ts";
 
-const newFlow = messageFactory(FlowSchema);
-const newEventType = messageFactory(CiliumEventTypeSchema);
-const newInterface = messageFactory(NetworkInterfaceSchema);
 const newFileInfo = messageFactory(FileInfoSchema);
 
 /** What decodeDropFlow needs besides {@link DecodeContext}. */
@@ -66,12 +58,7 @@ function decodeDropPacket(rec: DropRecord): DecodedPacket {
  */
 export function decodeDropFlow(rec: DropRecord, ctx: DropDecodeContext): Flow {
   const packet = decodeDropPacket(rec);
-  const flow = newFlow();
-  flow.time = bootTimeToTimestamp(rec.tsBootNs, ctx.bootToRealtimeNs);
-  flow.uuid = ctx.uuid ? ctx.uuid() : crypto.randomUUID();
-  flow.verdict = Verdict.DROPPED;
-  flow.Type = FlowType.L3_L4;
-  flow.nodeName = ctx.nodeName;
+  const flow = recordFlow(rec, ctx, Verdict.DROPPED);
 
   let desc: DropReason;
   if (rec.dropSource === DROP_SOURCE.KERNEL) {
@@ -95,20 +82,7 @@ export function decodeDropFlow(rec: DropRecord, ctx: DropDecodeContext): Flow {
   }
   flow.dropReason = desc;
   flow.dropReasonDesc = desc;
-  const eventType = newEventType();
-  eventType.type = MESSAGE_TYPE.DROP;
-  eventType.subType = desc;
-  flow.eventType = eventType;
-
-  flow.Summary = packetSummary(packet);
-  fillLayers(flow, packet);
-  flow.source = resolveEndpoint(ctx, packet.ip?.source);
-  flow.destination = resolveEndpoint(ctx, packet.ip?.destination);
-  if (rec.ifindex !== 0) {
-    const iface = newInterface();
-    iface.index = rec.ifindex;
-    iface.name = ctx.ifName?.(rec.ifindex, rec.netnsCookie) ?? "";
-    flow.interface = iface;
-  }
+  flow.eventType = eventType(MESSAGE_TYPE.DROP, desc);
+  fillPacket(flow, packet, rec, ctx);
   return flow;
 }

@@ -1,15 +1,5 @@
 import { MESSAGE_TYPE } from "@periscope/model";
-import {
-  CiliumEventTypeSchema,
-  DropReason,
-  type Flow,
-  FlowSchema,
-  FlowType,
-  NetworkInterfaceSchema,
-  PolicySchema,
-  TrafficDirection,
-  Verdict,
-} from "@periscope/proto";
+import { DropReason, type Flow, PolicySchema, TrafficDirection, Verdict } from "@periscope/proto";
 import {
   FLAG_L3,
   POLICY_ACTION,
@@ -19,12 +9,8 @@ import {
 import { messageFactory } from "./message.ts";
 import { decodePacket } from "./packet/decode.ts";
 import type { DecodedPacket } from "./packet/types.ts";
-import { packetSummary } from "./summary.ts";
-import { bootTimeToTimestamp, type DecodeContext, fillLayers, resolveEndpoint } from "./trace.ts";
+import { type DecodeContext, eventType, fillPacket, recordFlow } from "./trace.ts";
 
-const newFlow = messageFactory(FlowSchema);
-const newEventType = messageFactory(CiliumEventTypeSchema);
-const newInterface = messageFactory(NetworkInterfaceSchema);
 const newPolicy = messageFactory(PolicySchema);
 
 /** flow.Policy.kind of Periscope's policies. */
@@ -70,32 +56,15 @@ function decodeVerdictPacket(rec: PolicyVerdictRecord): DecodedPacket {
  */
 export function decodePolicyVerdictFlow(rec: PolicyVerdictRecord, ctx: PolicyVerdictContext): Flow {
   const packet = decodeVerdictPacket(rec);
-  const flow = newFlow();
-  flow.time = bootTimeToTimestamp(rec.tsBootNs, ctx.bootToRealtimeNs);
-  flow.uuid = ctx.uuid ? ctx.uuid() : crypto.randomUUID();
-  flow.verdict = policyVerdict(rec.action);
+  const flow = recordFlow(rec, ctx, policyVerdict(rec.action));
   if (flow.verdict === Verdict.DROPPED) {
     flow.dropReason = DropReason.POLICY_DENIED;
     flow.dropReasonDesc = DropReason.POLICY_DENIED;
   }
-  flow.Type = FlowType.L3_L4;
-  flow.nodeName = ctx.nodeName;
-  const eventType = newEventType();
-  eventType.type = MESSAGE_TYPE.POLICY_VERDICT;
-  eventType.subType = 0;
-  flow.eventType = eventType;
+  flow.eventType = eventType(MESSAGE_TYPE.POLICY_VERDICT, 0);
   flow.policyMatchType = rec.matchType;
   flow.trafficDirection = policyDirection(rec.direction);
-  flow.Summary = packetSummary(packet);
-  fillLayers(flow, packet);
-  flow.source = resolveEndpoint(ctx, packet.ip?.source);
-  flow.destination = resolveEndpoint(ctx, packet.ip?.destination);
-  if (rec.ifindex !== 0) {
-    const iface = newInterface();
-    iface.index = rec.ifindex;
-    iface.name = ctx.ifName?.(rec.ifindex, rec.netnsCookie) ?? "";
-    flow.interface = iface;
-  }
+  fillPacket(flow, packet, rec, ctx);
   fillDecidedBy(flow, rec, ctx);
   return flow;
 }

@@ -1,6 +1,7 @@
 import { type Timestamp, TimestampSchema } from "@bufbuild/protobuf/wkt";
 import { type EndpointInfo, MESSAGE_TYPE } from "@periscope/model";
 import {
+  type CiliumEventType,
   CiliumEventTypeSchema,
   type Endpoint,
   EndpointSchema,
@@ -76,20 +77,52 @@ export interface DecodeContext {
 export function decodeTraceFlow(rec: TraceRecord, ctx: DecodeContext, sink?: PayloadSink): Flow {
   // tc hooks see Ethernet frames, except on L3 devices (tun, ipip, wireguard...).
   const packet = decodePacket(rec.data, rec.flags & FLAG_L3 ? "ip" : "ethernet", sink);
+  const flow = recordFlow(rec, ctx, Verdict.FORWARDED);
+  flow.eventType = eventType(MESSAGE_TYPE.TRACE, rec.obsPoint);
+  flow.traceObservationPoint = observationPoint(rec.obsPoint);
+  flow.trafficDirection = trafficDirection(rec.obsPoint);
+  setTraceReason(flow, rec.traceReason);
+  fillPacket(flow, packet, rec, ctx);
+  return flow;
+}
+
+/** What every kernel record carries that its flow is built from. */
+export interface RecordHeader {
+  tsBootNs: bigint;
+  ifindex: number;
+  netnsCookie: bigint;
+}
+
+/** A new L3_L4 flow with `verdict`, the record's time, a uuid and the node name. */
+export function recordFlow(rec: RecordHeader, ctx: DecodeContext, verdict: Verdict): Flow {
   const flow = newFlow();
   flow.time = bootTimeToTimestamp(rec.tsBootNs, ctx.bootToRealtimeNs);
   flow.uuid = ctx.uuid ? ctx.uuid() : crypto.randomUUID();
-  flow.verdict = Verdict.FORWARDED;
+  flow.verdict = verdict;
   flow.Type = FlowType.L3_L4;
   flow.nodeName = ctx.nodeName;
-  const eventType = newEventType();
-  eventType.type = MESSAGE_TYPE.TRACE;
-  eventType.subType = rec.obsPoint;
-  flow.eventType = eventType;
-  flow.traceObservationPoint = observationPoint(rec.obsPoint);
-  flow.trafficDirection = trafficDirection(rec.obsPoint);
+  return flow;
+}
+
+/** flow.event_type {type, sub_type}. */
+export function eventType(type: number, subType: number): CiliumEventType {
+  const et = newEventType();
+  et.type = type;
+  et.subType = subType;
+  return et;
+}
+
+/**
+ * What a flow takes from its packet and the device it was seen on: summary, layers,
+ * source and destination endpoints, and the interface (when the record names one).
+ */
+export function fillPacket(
+  flow: Flow,
+  packet: DecodedPacket,
+  rec: RecordHeader,
+  ctx: DecodeContext,
+): void {
   flow.Summary = packetSummary(packet);
-  setTraceReason(flow, rec.traceReason);
   fillLayers(flow, packet);
   flow.source = resolveEndpoint(ctx, packet.ip?.source);
   flow.destination = resolveEndpoint(ctx, packet.ip?.destination);
@@ -99,7 +132,6 @@ export function decodeTraceFlow(rec: TraceRecord, ctx: DecodeContext, sink?: Pay
     iface.name = ctx.ifName?.(rec.ifindex, rec.netnsCookie) ?? "";
     flow.interface = iface;
   }
-  return flow;
 }
 
 /** flow.trace_reason, is_reply and reply for a record's connection-table reason. */
