@@ -4,8 +4,8 @@
  */
 
 import { DEBUG_VERSION, RECORD_TYPE_DEBUG } from "./constants.ts";
-import { decodeRecordType, MalformedRecordError } from "./decode.ts";
 import { HDR_LAYOUT, HDR_SIZE, type StructLayout } from "./layout.ts";
+import { checkRecord, newRecord, type RecordSpec } from "./record.ts";
 
 /** Size of a debug record; the ring buffer sample is exactly this long. */
 export const DEBUG_SIZE = 56;
@@ -47,39 +47,26 @@ export interface DebugRecord {
   netnsCookie: bigint;
 }
 
+/** What a debug record must look like: exactly {@link DEBUG_SIZE} bytes, no packet data. */
+const DEBUG_SPEC: RecordSpec = {
+  name: "debug",
+  type: RECORD_TYPE_DEBUG,
+  version: DEBUG_VERSION,
+  fixedSize: DEBUG_SIZE,
+  sized: true,
+  wording: {
+    fixedTooShort: (len) => `debug record too short: ${len} bytes, needs ${DEBUG_SIZE}`,
+    trailing: (x) => `debug record has ${x} bytes after its ${DEBUG_SIZE}`,
+  },
+};
+
 /**
  * Decodes one debug record (a sample of exactly {@link DEBUG_SIZE} bytes).
  * @throws MalformedRecordError naming the failed check: length, type, version.
  */
 export function decodeDebugRecord(bytes: Uint8Array): DebugRecord {
-  const type = decodeRecordType(bytes);
-  if (type !== RECORD_TYPE_DEBUG) {
-    throw new MalformedRecordError(
-      "wrong_type",
-      `not a debug record: type ${type}, expected ${RECORD_TYPE_DEBUG}`,
-    );
-  }
+  const { view: v, version } = checkRecord(bytes, DEBUG_SPEC);
   const h = HDR_LAYOUT.fields;
-  const version = bytes[h.version.offset] ?? 0;
-  if (version !== DEBUG_VERSION) {
-    throw new MalformedRecordError(
-      "bad_version",
-      `debug record version ${version} unsupported, expected ${DEBUG_VERSION}`,
-    );
-  }
-  if (bytes.byteLength < DEBUG_SIZE) {
-    throw new MalformedRecordError(
-      "too_short",
-      `debug record too short: ${bytes.byteLength} bytes, needs ${DEBUG_SIZE}`,
-    );
-  }
-  if (bytes.byteLength > DEBUG_SIZE) {
-    throw new MalformedRecordError(
-      "trailing_bytes",
-      `debug record has ${bytes.byteLength - DEBUG_SIZE} bytes after its ${DEBUG_SIZE}`,
-    );
-  }
-  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const d = DEBUG_LAYOUT.fields;
   return {
     subtype: bytes[h.subtype.offset] ?? 0,
@@ -102,15 +89,14 @@ export type DebugRecordInit = Omit<DebugRecord, "version" | "flags"> &
 
 /** Encodes a debug record exactly as the kernel emits it ({@link DEBUG_SIZE} bytes). */
 export function encodeDebugRecord(rec: DebugRecordInit): Uint8Array {
-  const out = new Uint8Array(DEBUG_SIZE);
-  const v = new DataView(out.buffer);
-  const h = HDR_LAYOUT.fields;
+  const { bytes, view: v } = newRecord(DEBUG_SIZE, {
+    ...rec,
+    type: RECORD_TYPE_DEBUG,
+    version: rec.version ?? DEBUG_VERSION,
+    flags: rec.flags ?? 0,
+    origLen: 0,
+  });
   const d = DEBUG_LAYOUT.fields;
-  v.setUint8(h.type.offset, RECORD_TYPE_DEBUG);
-  v.setUint8(h.subtype.offset, rec.subtype);
-  v.setUint8(h.version.offset, rec.version ?? DEBUG_VERSION);
-  v.setUint8(h.flags.offset, rec.flags ?? 0);
-  v.setUint32(h.source.offset, rec.cpu, true);
   v.setBigUint64(d.ts_boot_ns.offset, rec.tsBootNs, true);
   v.setUint32(d.ifindex.offset, rec.ifindex, true);
   v.setUint32(d.flow_hash.offset, rec.flowHash, true);
@@ -118,5 +104,5 @@ export function encodeDebugRecord(rec: DebugRecordInit): Uint8Array {
   v.setUint32(d.arg2.offset, rec.arg2, true);
   v.setUint32(d.arg3.offset, rec.arg3, true);
   v.setBigUint64(d.netns_cookie.offset, rec.netnsCookie, true);
-  return out;
+  return bytes;
 }

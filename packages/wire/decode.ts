@@ -1,4 +1,3 @@
-import { MAX_CAPTURE } from "@periscope/model";
 import {
   HDR_LAYOUT,
   HDR_SIZE,
@@ -7,26 +6,24 @@ import {
   TRACE_LAYOUT,
   TRACE_VERSION,
 } from "./layout.ts";
+import {
+  checkRecord,
+  defaultWording,
+  MalformedRecordError,
+  type RecordSpec,
+  viewOf,
+} from "./record.ts";
 
-/** What is wrong with a record, usable as a metrics label. */
-export type MalformedReason =
-  | "too_short"
-  | "wrong_type"
-  | "bad_version"
-  | "cap_len_beyond_sample"
-  | "trailing_bytes"
-  | "cap_len_too_large";
+export { type MalformedReason, MalformedRecordError } from "./record.ts";
 
-/** A record that cannot be decoded; `reason` names the check that failed. */
-export class MalformedRecordError extends Error {
-  override readonly name = "MalformedRecordError";
-  readonly reason: MalformedReason;
-
-  constructor(reason: MalformedReason, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.reason = reason;
-  }
-}
+/** What a trace record must look like. */
+const TRACE_SPEC: RecordSpec = {
+  name: "trace",
+  type: RECORD_TYPE_TRACE,
+  version: TRACE_VERSION,
+  fixedSize: TRACE_FIXED_SIZE,
+};
+const TRACE_WORDING = defaultWording(TRACE_SPEC);
 
 /** A decoded `struct pscope_trace` (record type 4). */
 export interface TraceRecord {
@@ -67,20 +64,13 @@ export interface TraceRecord {
   data: Uint8Array;
 }
 
-function viewOf(bytes: Uint8Array): DataView {
-  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-}
-
 /**
  * Reads the record type byte after checking that a full common header is present.
  * @throws MalformedRecordError when `bytes` is shorter than the 16-byte header.
  */
 export function decodeRecordType(bytes: Uint8Array): number {
   if (bytes.byteLength < HDR_SIZE) {
-    throw new MalformedRecordError(
-      "too_short",
-      `record too short: ${bytes.byteLength} bytes, header needs ${HDR_SIZE}`,
-    );
+    throw new MalformedRecordError("too_short", TRACE_WORDING.headerTooShort(bytes.byteLength));
   }
   return bytes[HDR_LAYOUT.fields.type.offset] ?? 0;
 }
@@ -91,48 +81,8 @@ export function decodeRecordType(bytes: Uint8Array): number {
  * @throws MalformedRecordError naming the failed check: length, type, version, cap_len.
  */
 export function decodeTraceRecord(bytes: Uint8Array): TraceRecord {
-  const type = decodeRecordType(bytes);
-  if (type !== RECORD_TYPE_TRACE) {
-    throw new MalformedRecordError(
-      "wrong_type",
-      `not a trace record: type ${type}, expected ${RECORD_TYPE_TRACE}`,
-    );
-  }
+  const { view: v, type, version, capLen } = checkRecord(bytes, TRACE_SPEC);
   const h = HDR_LAYOUT.fields;
-  const version = bytes[h.version.offset] ?? 0;
-  if (version !== TRACE_VERSION) {
-    throw new MalformedRecordError(
-      "bad_version",
-      `trace record version ${version} unsupported, expected ${TRACE_VERSION}`,
-    );
-  }
-  if (bytes.byteLength < TRACE_FIXED_SIZE) {
-    throw new MalformedRecordError(
-      "too_short",
-      `trace record too short: ${bytes.byteLength} bytes, fixed part needs ${TRACE_FIXED_SIZE}`,
-    );
-  }
-  const v = viewOf(bytes);
-  const capLen = v.getUint32(h.cap_len.offset, true);
-  if (capLen > MAX_CAPTURE) {
-    throw new MalformedRecordError(
-      "cap_len_too_large",
-      `trace record cap_len ${capLen} exceeds maximum capture ${MAX_CAPTURE}`,
-    );
-  }
-  const available = bytes.byteLength - TRACE_FIXED_SIZE;
-  if (capLen > available) {
-    throw new MalformedRecordError(
-      "cap_len_beyond_sample",
-      `trace record cap_len ${capLen} beyond sample: only ${available} bytes follow the fixed part`,
-    );
-  }
-  if (capLen < available) {
-    throw new MalformedRecordError(
-      "trailing_bytes",
-      `trace record has ${available - capLen} bytes after cap_len ${capLen}`,
-    );
-  }
   const t = TRACE_LAYOUT.fields;
   return {
     type,
@@ -161,16 +111,10 @@ export function decodeTraceRecord(bytes: Uint8Array): TraceRecord {
 export function readTraceFlowHash(bytes: Uint8Array): number {
   const type = decodeRecordType(bytes);
   if (type !== RECORD_TYPE_TRACE) {
-    throw new MalformedRecordError(
-      "wrong_type",
-      `not a trace record: type ${type}, expected ${RECORD_TYPE_TRACE}`,
-    );
+    throw new MalformedRecordError("wrong_type", TRACE_WORDING.wrongType(type));
   }
   if (bytes.byteLength < TRACE_FIXED_SIZE) {
-    throw new MalformedRecordError(
-      "too_short",
-      `trace record too short: ${bytes.byteLength} bytes, fixed part needs ${TRACE_FIXED_SIZE}`,
-    );
+    throw new MalformedRecordError("too_short", TRACE_WORDING.fixedTooShort(bytes.byteLength));
   }
   return viewOf(bytes).getUint32(TRACE_LAYOUT.fields.flow_hash.offset, true);
 }

@@ -5,9 +5,8 @@
  */
 import { MAX_CAPTURE } from "@periscope/model";
 import { DROP_VERSION, RECORD_TYPE_DROP } from "./constants.ts";
-import { MalformedRecordError } from "./decode.ts";
-import { EncodeRangeError } from "./encode.ts";
 import { HDR_LAYOUT, HDR_SIZE, type StructLayout } from "./layout.ts";
+import { checkRecord, newRecord, type RecordSpec } from "./record.ts";
 
 /** Size of the fixed part of a drop record; `cap_len` packet bytes follow. */
 export const DROP_FIXED_SIZE = 56;
@@ -79,9 +78,18 @@ export interface DropRecord {
   data: Uint8Array;
 }
 
-function fail(reason: ConstructorParameters<typeof MalformedRecordError>[0], msg: string): never {
-  throw new MalformedRecordError(reason, `drop record ${msg}`);
-}
+/** What a drop record must look like; some messages keep the drop decoder's own wording. */
+const DROP_SPEC: RecordSpec = {
+  name: "drop",
+  type: RECORD_TYPE_DROP,
+  version: DROP_VERSION,
+  fixedSize: DROP_FIXED_SIZE,
+  wording: {
+    headerTooShort: (len) => `drop record too short: ${len} bytes`,
+    wrongType: (t) => `drop record expected type ${RECORD_TYPE_DROP}, got ${t}`,
+    capLenBeyond: (c, a) => `drop record cap_len ${c} beyond sample: ${a} bytes follow`,
+  },
+};
 
 /**
  * Decodes one drop record (a ring buffer sample of exactly `56 + cap_len` bytes).
@@ -89,31 +97,8 @@ function fail(reason: ConstructorParameters<typeof MalformedRecordError>[0], msg
  * @throws MalformedRecordError naming the failed check: length, type, version, cap_len.
  */
 export function decodeDropRecord(bytes: Uint8Array): DropRecord {
+  const { view: v, type, version, capLen } = checkRecord(bytes, DROP_SPEC);
   const h = HDR_LAYOUT.fields;
-  if (bytes.byteLength < HDR_SIZE) fail("too_short", `too short: ${bytes.byteLength} bytes`);
-  const type = bytes[h.type.offset] ?? 0;
-  if (type !== RECORD_TYPE_DROP) {
-    fail("wrong_type", `expected type ${RECORD_TYPE_DROP}, got ${type}`);
-  }
-  const version = bytes[h.version.offset] ?? 0;
-  if (version !== DROP_VERSION) {
-    fail("bad_version", `version ${version} unsupported, expected ${DROP_VERSION}`);
-  }
-  if (bytes.byteLength < DROP_FIXED_SIZE) {
-    fail("too_short", `too short: ${bytes.byteLength} bytes, fixed part needs ${DROP_FIXED_SIZE}`);
-  }
-  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const capLen = v.getUint32(h.cap_len.offset, true);
-  if (capLen > MAX_CAPTURE) {
-    fail("cap_len_too_large", `cap_len ${capLen} exceeds maximum capture ${MAX_CAPTURE}`);
-  }
-  const available = bytes.byteLength - DROP_FIXED_SIZE;
-  if (capLen > available) {
-    fail("cap_len_beyond_sample", `cap_len ${capLen} beyond sample: ${available} bytes follow`);
-  }
-  if (capLen < available) {
-    fail("trailing_bytes", `has ${available - capLen} bytes after cap_len ${capLen}`);
-  }
   const d = DROP_LAYOUT.fields;
   return {
     type,
@@ -144,20 +129,12 @@ export type DropRecordInit = Omit<DropRecord, "capLen">;
  * @throws EncodeRangeError when `data` is longer than `MAX_CAPTURE`.
  */
 export function encodeDropRecord(rec: DropRecordInit): Uint8Array {
-  if (rec.data.length > MAX_CAPTURE) {
-    throw new EncodeRangeError(`data is ${rec.data.length} bytes, maximum capture ${MAX_CAPTURE}`);
-  }
-  const out = new Uint8Array(DROP_FIXED_SIZE + rec.data.length);
-  const v = new DataView(out.buffer);
-  const h = HDR_LAYOUT.fields;
+  const { bytes, view: v } = newRecord(
+    DROP_FIXED_SIZE,
+    { ...rec, subtype: rec.dropSource },
+    rec.data,
+  );
   const d = DROP_LAYOUT.fields;
-  v.setUint8(h.type.offset, rec.type);
-  v.setUint8(h.subtype.offset, rec.dropSource);
-  v.setUint8(h.version.offset, rec.version);
-  v.setUint8(h.flags.offset, rec.flags);
-  v.setUint32(h.source.offset, rec.cpu, true);
-  v.setUint32(h.orig_len.offset, rec.origLen, true);
-  v.setUint32(h.cap_len.offset, rec.data.length, true);
   v.setBigUint64(d.ts_boot_ns.offset, rec.tsBootNs, true);
   v.setUint32(d.ifindex.offset, rec.ifindex, true);
   v.setUint32(d.reason.offset, rec.reason, true);
@@ -166,6 +143,5 @@ export function encodeDropRecord(rec: DropRecordInit): Uint8Array {
   v.setUint8(d.obs_point.offset, rec.obsPoint);
   v.setBigUint64(d.netns_cookie.offset, rec.netnsCookie, true);
   v.setBigUint64(d.location.offset, rec.location, true);
-  out.set(rec.data, DROP_FIXED_SIZE);
-  return out;
+  return bytes;
 }

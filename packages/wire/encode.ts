@@ -1,7 +1,7 @@
-import { MAX_CAPTURE } from "@periscope/model";
 import { TRACE_REASON } from "./constants.ts";
 import type { TraceRecord } from "./decode.ts";
-import { HDR_LAYOUT, TRACE_FIXED_SIZE, TRACE_LAYOUT } from "./layout.ts";
+import { TRACE_FIXED_SIZE, TRACE_LAYOUT } from "./layout.ts";
+import { newRecord } from "./record.ts";
 
 /**
  * A trace record to encode; `capLen` is taken from `data.length`, a missing
@@ -11,10 +11,7 @@ export type TraceRecordInit = Omit<TraceRecord, "capLen" | "traceReason"> & {
   traceReason?: number;
 };
 
-/** A value that does not fit the field it is meant for. */
-export class EncodeRangeError extends Error {
-  override readonly name = "EncodeRangeError";
-}
+export { EncodeRangeError } from "./record.ts";
 
 /**
  * Encodes a trace record exactly as the kernel emits it (`48 + data.length`
@@ -22,20 +19,12 @@ export class EncodeRangeError extends Error {
  * @throws EncodeRangeError when `data` is longer than `MAX_CAPTURE`.
  */
 export function encodeTraceRecord(rec: TraceRecordInit): Uint8Array {
-  if (rec.data.length > MAX_CAPTURE) {
-    throw new EncodeRangeError(`data is ${rec.data.length} bytes, maximum capture ${MAX_CAPTURE}`);
-  }
-  const out = new Uint8Array(TRACE_FIXED_SIZE + rec.data.length);
-  const v = new DataView(out.buffer);
-  const h = HDR_LAYOUT.fields;
+  const { bytes, view: v } = newRecord(
+    TRACE_FIXED_SIZE,
+    { ...rec, subtype: rec.obsPoint },
+    rec.data,
+  );
   const t = TRACE_LAYOUT.fields;
-  v.setUint8(h.type.offset, rec.type);
-  v.setUint8(h.subtype.offset, rec.obsPoint);
-  v.setUint8(h.version.offset, rec.version);
-  v.setUint8(h.flags.offset, rec.flags);
-  v.setUint32(h.source.offset, rec.cpu, true);
-  v.setUint32(h.orig_len.offset, rec.origLen, true);
-  v.setUint32(h.cap_len.offset, rec.data.length, true);
   v.setBigUint64(t.ts_boot_ns.offset, rec.tsBootNs, true);
   v.setUint32(t.ifindex.offset, rec.ifindex, true);
   v.setUint32(t.mark.offset, rec.mark, true);
@@ -44,6 +33,5 @@ export function encodeTraceRecord(rec: TraceRecordInit): Uint8Array {
   v.setUint8(t.pkt_type.offset, rec.pktType);
   v.setUint8(t.trace_reason.offset, rec.traceReason ?? TRACE_REASON.UNKNOWN);
   v.setBigUint64(t.netns_cookie.offset, rec.netnsCookie, true);
-  out.set(rec.data, TRACE_FIXED_SIZE);
-  return out;
+  return bytes;
 }

@@ -5,9 +5,8 @@
  */
 import { MAX_CAPTURE } from "@periscope/model";
 import { POLICY_VERDICT_VERSION, RECORD_TYPE_POLICY_VERDICT } from "./constants.ts";
-import { MalformedRecordError } from "./decode.ts";
-import { EncodeRangeError } from "./encode.ts";
 import { HDR_LAYOUT, HDR_SIZE, type StructLayout } from "./layout.ts";
+import { checkRecord, newRecord, type RecordSpec } from "./record.ts";
 
 /** Size of the fixed part of a policy verdict record; `cap_len` packet bytes follow. */
 export const POLICY_VERDICT_FIXED_SIZE = 56;
@@ -69,53 +68,29 @@ export interface PolicyVerdictRecord {
   data: Uint8Array;
 }
 
+/** What a policy verdict record must look like; a wrong cap_len has one message either way. */
+const POLICY_VERDICT_SPEC: RecordSpec = {
+  name: "policy verdict",
+  type: RECORD_TYPE_POLICY_VERDICT,
+  version: POLICY_VERDICT_VERSION,
+  fixedSize: POLICY_VERDICT_FIXED_SIZE,
+  wording: {
+    capLenBeyond: (c, a) => capLenMismatch(c, a),
+    trailing: (x, c) => capLenMismatch(c, c + x),
+  },
+};
+
+function capLenMismatch(capLen: number, available: number): string {
+  return `policy verdict record cap_len ${capLen} but ${available} bytes follow the fixed part`;
+}
+
 /**
  * Decodes one policy verdict record (a sample of exactly `56 + cap_len` bytes).
  * @throws MalformedRecordError naming the failed check: length, type, version, cap_len.
  */
 export function decodePolicyVerdictRecord(bytes: Uint8Array): PolicyVerdictRecord {
-  if (bytes.byteLength < HDR_SIZE) {
-    throw new MalformedRecordError(
-      "too_short",
-      `record too short: ${bytes.byteLength} bytes, header needs ${HDR_SIZE}`,
-    );
-  }
+  const { view: v, type, version, capLen } = checkRecord(bytes, POLICY_VERDICT_SPEC);
   const h = HDR_LAYOUT.fields;
-  const type = bytes[h.type.offset] ?? 0;
-  if (type !== RECORD_TYPE_POLICY_VERDICT) {
-    throw new MalformedRecordError(
-      "wrong_type",
-      `not a policy verdict record: type ${type}, expected ${RECORD_TYPE_POLICY_VERDICT}`,
-    );
-  }
-  const version = bytes[h.version.offset] ?? 0;
-  if (version !== POLICY_VERDICT_VERSION) {
-    throw new MalformedRecordError(
-      "bad_version",
-      `policy verdict record version ${version} unsupported, expected ${POLICY_VERDICT_VERSION}`,
-    );
-  }
-  if (bytes.byteLength < POLICY_VERDICT_FIXED_SIZE) {
-    throw new MalformedRecordError(
-      "too_short",
-      `policy verdict record too short: ${bytes.byteLength} bytes, fixed part needs ${POLICY_VERDICT_FIXED_SIZE}`,
-    );
-  }
-  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const capLen = v.getUint32(h.cap_len.offset, true);
-  if (capLen > MAX_CAPTURE) {
-    throw new MalformedRecordError(
-      "cap_len_too_large",
-      `policy verdict record cap_len ${capLen} exceeds maximum capture ${MAX_CAPTURE}`,
-    );
-  }
-  const available = bytes.byteLength - POLICY_VERDICT_FIXED_SIZE;
-  if (capLen !== available) {
-    throw new MalformedRecordError(
-      capLen > available ? "cap_len_beyond_sample" : "trailing_bytes",
-      `policy verdict record cap_len ${capLen} but ${available} bytes follow the fixed part`,
-    );
-  }
   const f = POLICY_VERDICT_LAYOUT.fields;
   return {
     type,
@@ -146,19 +121,12 @@ export type PolicyVerdictRecordInit = Omit<PolicyVerdictRecord, "capLen" | "type
  * @throws EncodeRangeError when `data` is longer than `MAX_CAPTURE`.
  */
 export function encodePolicyVerdictRecord(rec: PolicyVerdictRecordInit): Uint8Array {
-  if (rec.data.length > MAX_CAPTURE) {
-    throw new EncodeRangeError(`data is ${rec.data.length} bytes, maximum capture ${MAX_CAPTURE}`);
-  }
-  const out = new Uint8Array(POLICY_VERDICT_FIXED_SIZE + rec.data.length);
-  const v = new DataView(out.buffer);
-  const h = HDR_LAYOUT.fields;
+  const { bytes, view: v } = newRecord(
+    POLICY_VERDICT_FIXED_SIZE,
+    { ...rec, type: RECORD_TYPE_POLICY_VERDICT, subtype: 0, version: POLICY_VERDICT_VERSION },
+    rec.data,
+  );
   const f = POLICY_VERDICT_LAYOUT.fields;
-  v.setUint8(h.type.offset, RECORD_TYPE_POLICY_VERDICT);
-  v.setUint8(h.version.offset, POLICY_VERDICT_VERSION);
-  v.setUint8(h.flags.offset, rec.flags);
-  v.setUint32(h.source.offset, rec.cpu, true);
-  v.setUint32(h.orig_len.offset, rec.origLen, true);
-  v.setUint32(h.cap_len.offset, rec.data.length, true);
   v.setBigUint64(f.ts_boot_ns.offset, rec.tsBootNs, true);
   v.setUint32(f.ifindex.offset, rec.ifindex, true);
   v.setUint32(f.rule_id.offset, rec.ruleId, true);
@@ -169,6 +137,5 @@ export function encodePolicyVerdictRecord(rec: PolicyVerdictRecordInit): Uint8Ar
   v.setBigUint64(f.netns_cookie.offset, rec.netnsCookie, true);
   v.setUint8(f.direction.offset, rec.direction);
   v.setUint8(f.obs_point.offset, rec.obsPoint);
-  out.set(rec.data, POLICY_VERDICT_FIXED_SIZE);
-  return out;
+  return bytes;
 }
