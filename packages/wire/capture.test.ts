@@ -1,7 +1,5 @@
 import { beforeAll, expect, test } from "bun:test";
-import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { runOk } from "@periscope/testing";
 import {
   CAPTURE_FILTER_LAYOUT,
   CAPTURE_FILTERS_LAYOUT,
@@ -9,37 +7,12 @@ import {
   decodeCaptureRecord,
   encodeCaptureFilters,
 } from "./capture.ts";
+import { type BtfStructs, bpfBuildDir, expectMatchesBtf, loadBtfStructs } from "./test-support.ts";
 
-const repoRoot = join(import.meta.dir, "..", "..");
-const objectPath = join(repoRoot, "bpf", "build", "capture.bpf.o");
-
-interface BtfType {
-  id: number;
-  kind: string;
-  name?: string;
-  size?: number;
-  type_id?: number;
-  nr_elems?: number;
-  members?: { name: string; type_id: number; bits_offset: number }[];
-}
-let types = new Map<number, BtfType>();
-
-function sizeOf(id: number): number {
-  const t = types.get(id);
-  if (!t) throw new Error(`BTF type ${id} missing`);
-  if (t.kind === "ARRAY") return (t.nr_elems ?? 0) * sizeOf(t.type_id ?? 0);
-  if (t.kind === "TYPEDEF" || t.kind === "CONST" || t.kind === "VOLATILE") {
-    return sizeOf(t.type_id ?? 0);
-  }
-  return t.size ?? 0;
-}
+let btf: BtfStructs;
 
 beforeAll(async () => {
-  if (!existsSync(objectPath)) await runOk(["bash", join(repoRoot, "scripts", "build-bpf.sh")]);
-  const json = JSON.parse(
-    await runOk(["bpftool", "-j", "btf", "dump", "file", objectPath, "format", "raw"]),
-  );
-  types = new Map((json.types as BtfType[]).map((t) => [t.id, t]));
+  btf = await loadBtfStructs(join(bpfBuildDir, "capture.bpf.o"));
 });
 
 test.each<[string, { size: number; fields: Record<string, { offset: number; size: number }> }]>([
@@ -47,13 +20,7 @@ test.each<[string, { size: number; fields: Record<string, { offset: number; size
   ["pscope_capture_filter", CAPTURE_FILTER_LAYOUT],
   ["pscope_capture_filters", CAPTURE_FILTERS_LAYOUT],
 ])("capture layout - %s offsets and sizes match the BTF", (name, layout) => {
-  const s = [...types.values()].find((t) => t.kind === "STRUCT" && t.name === name);
-  expect(s).toBeDefined();
-  expect(s?.size).toBe(layout.size);
-  const fields = Object.fromEntries(
-    (s?.members ?? []).map((m) => [m.name, { offset: m.bits_offset / 8, size: sizeOf(m.type_id) }]),
-  );
-  expect(layout.fields).toEqual(fields);
+  expectMatchesBtf(btf, name, layout);
 });
 
 test("capture filters - host bits cleared, slots and lengths placed", () => {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runOk } from "@periscope/testing";
@@ -8,31 +8,24 @@ import {
   DEBUG_SIZE,
   decodeDebugRecord,
   encodeDebugRecord,
-  MalformedRecordError,
+  type MalformedReason,
 } from "./index.ts";
+import {
+  type BtfStruct,
+  bpfBuildDir,
+  ensureBpfBuilt,
+  loadBtfStructs,
+  malformed,
+  repoRoot,
+} from "./test-support.ts";
 
-const repoRoot = join(import.meta.dir, "..", "..");
-const buildDir = join(repoRoot, "bpf", "build");
 let dir = "";
-let members: Record<string, { offset: number; size: number }> = {};
-let structSize = 0;
-
-interface BtfType {
-  id: number;
-  kind: string;
-  name?: string;
-  size?: number;
-  type_id?: number;
-  nr_elems?: number;
-  members?: { name: string; type_id: number; bits_offset: number }[];
-}
+let debugStruct: BtfStruct | undefined;
 
 // The trace object need not use pscope_debug, so a one-line object that does is
 // compiled from the header here and its BTF compared with DEBUG_LAYOUT.
 beforeAll(async () => {
-  if (!existsSync(join(buildDir, "vmlinux.h"))) {
-    await runOk(["bash", join(repoRoot, "scripts", "build-bpf.sh")]);
-  }
+  await ensureBpfBuilt(join(bpfBuildDir, "vmlinux.h"));
   dir = mkdtempSync(join(tmpdir(), "pscope-debug-btf-"));
   const src = join(dir, "debug.bpf.c");
   writeFileSync(
@@ -47,41 +40,22 @@ beforeAll(async () => {
     "-O2",
     "-target",
     "bpf",
-    `-I${buildDir}`,
+    `-I${bpfBuildDir}`,
     `-I${join(repoRoot, "bpf", "include")}`,
     "-c",
     src,
     "-o",
     obj,
   ]);
-  const json = JSON.parse(
-    await runOk(["bpftool", "-j", "btf", "dump", "file", obj, "format", "raw"]),
-  );
-  const types = new Map((json.types as BtfType[]).map((t) => [t.id, t]));
-  const sizeOf = (id: number): number => {
-    const t = types.get(id);
-    if (!t) throw new Error(`BTF type ${id} missing`);
-    if (t.kind === "ARRAY") return (t.nr_elems ?? 0) * sizeOf(t.type_id ?? 0);
-    if (t.kind === "TYPEDEF" || t.kind === "CONST" || t.kind === "VOLATILE") {
-      return sizeOf(t.type_id ?? 0);
-    }
-    return t.size ?? 0;
-  };
-  const s = [...types.values()].find((t) => t.kind === "STRUCT" && t.name === "pscope_debug");
-  if (!s) throw new Error("struct pscope_debug not in the BTF");
-  structSize = s.size ?? 0;
-  for (const m of s.members ?? []) {
-    members[m.name] = { offset: m.bits_offset / 8, size: sizeOf(m.type_id) };
-  }
+  debugStruct = (await loadBtfStructs(obj)).struct("pscope_debug");
 });
 afterAll(() => {
   if (dir !== "") rmSync(dir, { recursive: true, force: true });
-  members = {};
 });
 
 test("wire debug - layout matches the BTF of struct pscope_debug", () => {
-  expect(structSize).toBe(DEBUG_SIZE);
-  expect(members).toEqual({ ...DEBUG_LAYOUT.fields });
+  expect(debugStruct?.size).toBe(DEBUG_SIZE);
+  expect(debugStruct?.fields).toEqual({ ...DEBUG_LAYOUT.fields });
 });
 
 const sample = {
@@ -108,12 +82,6 @@ test.each<[string, Uint8Array, string]>([
   ["bad version", encodeDebugRecord({ ...sample, version: 9 }), "bad_version"],
   ["wrong type", new Uint8Array(DEBUG_SIZE).fill(4, 0, 1), "wrong_type"],
 ])("wire debug - %s is refused", (_name, bytes, reason) => {
-  let err: unknown;
-  try {
-    decodeDebugRecord(bytes);
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(MalformedRecordError);
-  expect((err as MalformedRecordError).reason).toBe(reason as MalformedRecordError["reason"]);
+  const err = malformed(() => decodeDebugRecord(bytes));
+  expect(err.reason).toBe(reason as MalformedReason);
 });

@@ -1,5 +1,4 @@
 import { beforeAll, expect, test } from "bun:test";
-import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { runOk } from "@periscope/testing";
 import {
@@ -11,53 +10,29 @@ import {
   decodeDropRecord,
   encodeDropRecord,
   FLAG_L3,
-  MalformedRecordError,
+  type MalformedReason,
   RECORD_TYPE_DROP,
   readFlowHash,
 } from "./index.ts";
+import {
+  type BtfStructs,
+  bpfBuildDir,
+  expectMatchesBtf,
+  loadBtfStructs,
+  malformed,
+} from "./test-support.ts";
 
-const repoRoot = join(import.meta.dir, "..", "..");
-const objectPath = join(repoRoot, "bpf", "build", "drop.bpf.o");
-
-interface BtfType {
-  id: number;
-  kind: string;
-  name?: string;
-  size?: number;
-  type_id?: number;
-  nr_elems?: number;
-  members?: { name: string; type_id: number; bits_offset: number }[];
-}
-let types = new Map<number, BtfType>();
+const objectPath = join(bpfBuildDir, "drop.bpf.o");
+let btf: BtfStructs;
 let symbols = "";
 
-function sizeOf(id: number): number {
-  const t = types.get(id);
-  if (!t) throw new Error(`BTF type ${id} missing`);
-  if (t.kind === "ARRAY") return (t.nr_elems ?? 0) * sizeOf(t.type_id ?? 0);
-  if (t.kind === "TYPEDEF" || t.kind === "CONST" || t.kind === "VOLATILE") {
-    return sizeOf(t.type_id ?? 0);
-  }
-  return t.size ?? 0;
-}
-
 beforeAll(async () => {
-  if (!existsSync(objectPath)) await runOk(["bash", join(repoRoot, "scripts", "build-bpf.sh")]);
-  const json = JSON.parse(
-    await runOk(["bpftool", "-j", "btf", "dump", "file", objectPath, "format", "raw"]),
-  );
-  types = new Map((json.types as BtfType[]).map((t) => [t.id, t]));
+  btf = await loadBtfStructs(objectPath);
   symbols = await runOk(["readelf", "-sW", objectPath]);
 });
 
 test("wire drop - pscope_drop offsets and sizes match the BTF of drop.bpf.o", () => {
-  const s = [...types.values()].find((t) => t.kind === "STRUCT" && t.name === "pscope_drop");
-  expect(s?.size).toBe(DROP_LAYOUT.size);
-  const fields: Record<string, { offset: number; size: number }> = {};
-  for (const m of s?.members ?? []) {
-    fields[m.name] = { offset: m.bits_offset / 8, size: sizeOf(m.type_id) };
-  }
-  expect(fields).toEqual({ ...DROP_LAYOUT.fields });
+  expectMatchesBtf(btf, "pscope_drop", DROP_LAYOUT);
   expect(DROP_LAYOUT.fields.data.offset).toBe(DROP_FIXED_SIZE);
 });
 
@@ -139,11 +114,6 @@ test.each<[string, (b: Uint8Array) => Uint8Array, string]>([
   ["trailing bytes", (b) => Uint8Array.from([...b, 0]), "trailing_bytes"],
   ["cap_len beyond sample", (b) => b.subarray(0, b.length - 1), "cap_len_beyond_sample"],
 ])("wire drop - decode rejects %s", (_name, mangle, reason) => {
-  try {
-    decodeDropRecord(mangle(encodeDropRecord(base)));
-    throw new Error("decoded");
-  } catch (err) {
-    expect(err).toBeInstanceOf(MalformedRecordError);
-    expect((err as MalformedRecordError).reason).toBe(reason as MalformedRecordError["reason"]);
-  }
+  const err = malformed(() => decodeDropRecord(mangle(encodeDropRecord(base))));
+  expect(err.reason).toBe(reason as MalformedReason);
 });

@@ -1,12 +1,10 @@
 import { beforeAll, expect, test } from "bun:test";
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { runOk } from "@periscope/testing";
 import {
   CAPTURE_RULE_LAYOUT,
   CT_ENTRY_LAYOUT,
   CT_KEY_LAYOUT,
-  type FieldLayout,
   HDR_LAYOUT,
   HEADER_CONSTANTS,
   SETTINGS_LAYOUT,
@@ -14,70 +12,21 @@ import {
   TRACE_CONFIG_LAYOUT,
   TRACE_LAYOUT,
 } from "./index.ts";
+import {
+  type BtfStructs,
+  bpfBuildDir,
+  expectMatchesBtf,
+  loadBtfStructs,
+  repoRoot,
+} from "./test-support.ts";
 
-const repoRoot = join(import.meta.dir, "..", "..");
-const objectPath = join(repoRoot, "bpf", "build", "trace.bpf.o");
+const objectPath = join(bpfBuildDir, "trace.bpf.o");
 const headerPath = join(repoRoot, "bpf", "include", "periscope.h");
 
-interface BtfMember {
-  name: string;
-  type_id: number;
-  bits_offset: number;
-}
-interface BtfType {
-  id: number;
-  kind: string;
-  name?: string;
-  size?: number;
-  type_id?: number;
-  nr_elems?: number;
-  members?: BtfMember[];
-  vars?: { type_id: number; offset: number; size: number }[];
-}
-
-let types = new Map<number, BtfType>();
-
-/** Size in bytes of a BTF type, following typedefs and qualifiers. */
-function sizeOf(id: number): number {
-  const t = types.get(id);
-  if (!t) throw new Error(`BTF type ${id} missing`);
-  switch (t.kind) {
-    case "INT":
-    case "STRUCT":
-    case "UNION":
-    case "ENUM":
-      return t.size ?? 0;
-    case "ARRAY":
-      return (t.nr_elems ?? 0) * sizeOf(t.type_id ?? 0);
-    case "TYPEDEF":
-    case "CONST":
-    case "VOLATILE":
-      return sizeOf(t.type_id ?? 0);
-    default:
-      throw new Error(`unexpected BTF kind ${t.kind} for type ${id}`);
-  }
-}
-
-function struct(name: string): BtfType {
-  const found = [...types.values()].find((t) => t.kind === "STRUCT" && t.name === name);
-  if (!found) throw new Error(`struct ${name} not in the BTF of ${objectPath}`);
-  return found;
-}
-
-function btfFields(name: string): Record<string, FieldLayout> {
-  const out: Record<string, FieldLayout> = {};
-  for (const m of struct(name).members ?? []) {
-    out[m.name] = { offset: m.bits_offset / 8, size: sizeOf(m.type_id) };
-  }
-  return out;
-}
+let btf: BtfStructs;
 
 beforeAll(async () => {
-  if (!existsSync(objectPath)) await runOk(["bash", join(repoRoot, "scripts", "build-bpf.sh")]);
-  const json = JSON.parse(
-    await runOk(["bpftool", "-j", "btf", "dump", "file", objectPath, "format", "raw"]),
-  );
-  types = new Map((json.types as BtfType[]).map((t) => [t.id, t]));
+  btf = await loadBtfStructs(objectPath);
 });
 
 test.each<[string, StructLayout]>([
@@ -89,8 +38,7 @@ test.each<[string, StructLayout]>([
   ["pscope_ct_key", CT_KEY_LAYOUT],
   ["pscope_ct_entry", CT_ENTRY_LAYOUT],
 ])("wire layout - %s offsets and sizes match the BTF", (name, layout) => {
-  expect(struct(name).size).toBe(layout.size);
-  expect(layout.fields).toEqual(btfFields(name));
+  expectMatchesBtf(btf, name, layout);
 });
 
 test("wire layout - trace fixed part ends where data begins", () => {
@@ -99,12 +47,9 @@ test("wire layout - trace fixed part ends where data begins", () => {
 });
 
 test("wire layout - cfg is the only .rodata variable, at offset 0", () => {
-  const rodata = [...types.values()].find((t) => t.kind === "DATASEC" && t.name === ".rodata");
-  expect(rodata?.vars?.length).toBe(1);
-  const v = rodata?.vars?.[0];
-  expect(v?.offset).toBe(0);
-  expect(v?.size).toBe(TRACE_CONFIG_LAYOUT.size);
-  expect(types.get(v?.type_id ?? -1)?.name).toBe("cfg");
+  expect(btf.datasec(".rodata")).toEqual([
+    { name: "cfg", offset: 0, size: TRACE_CONFIG_LAYOUT.size },
+  ]);
 });
 
 test("wire layout - every #define in periscope.h matches its TS constant", () => {

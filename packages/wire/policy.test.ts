@@ -1,7 +1,5 @@
 import { beforeAll, expect, test } from "bun:test";
-import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { runOk } from "@periscope/testing";
 import {
   decodePolicyVerdictRecord,
   encodePolicyDevKey,
@@ -11,7 +9,6 @@ import {
   encodePolicyVerdictRecord,
   FLAG_L3,
   type MalformedReason,
-  MalformedRecordError,
   POLICY_ACTION,
   POLICY_DEV_KEY_LAYOUT,
   POLICY_DIRECTION,
@@ -25,38 +22,19 @@ import {
   readFlowHash,
   type StructLayout,
 } from "./index.ts";
+import {
+  type BtfStructs,
+  bpfBuildDir,
+  expectMatchesBtf,
+  loadBtfStructs,
+  malformed,
+} from "./test-support.ts";
 
-const repoRoot = join(import.meta.dir, "..", "..");
+let btf: BtfStructs;
+
 /** policy.h is compiled into the trace object. */
-const objectPath = join(repoRoot, "bpf", "build", "trace.bpf.o");
-
-interface BtfType {
-  id: number;
-  kind: string;
-  name?: string;
-  size?: number;
-  type_id?: number;
-  nr_elems?: number;
-  members?: { name: string; type_id: number; bits_offset: number }[];
-}
-let types = new Map<number, BtfType>();
-
-function sizeOf(id: number): number {
-  const t = types.get(id);
-  if (!t) throw new Error(`BTF type ${id} missing`);
-  if (t.kind === "ARRAY") return (t.nr_elems ?? 0) * sizeOf(t.type_id ?? 0);
-  if (t.kind === "TYPEDEF" || t.kind === "CONST" || t.kind === "VOLATILE") {
-    return sizeOf(t.type_id ?? 0);
-  }
-  return t.size ?? 0;
-}
-
 beforeAll(async () => {
-  if (!existsSync(objectPath)) await runOk(["bash", join(repoRoot, "scripts", "build-bpf.sh")]);
-  const json = JSON.parse(
-    await runOk(["bpftool", "-j", "btf", "dump", "file", objectPath, "format", "raw"]),
-  );
-  types = new Map((json.types as BtfType[]).map((t) => [t.id, t]));
+  btf = await loadBtfStructs(join(bpfBuildDir, "trace.bpf.o"));
 });
 
 test.each<[string, StructLayout]>([
@@ -66,13 +44,7 @@ test.each<[string, StructLayout]>([
   ["pscope_policy_dev_key", POLICY_DEV_KEY_LAYOUT],
   ["pscope_policy_ep_key", POLICY_EP_KEY_LAYOUT],
 ])("wire policy - %s offsets and sizes match the BTF of trace.bpf.o", (name, layout) => {
-  const s = [...types.values()].find((t) => t.kind === "STRUCT" && t.name === name);
-  expect(s?.size).toBe(layout.size);
-  const fields: Record<string, { offset: number; size: number }> = {};
-  for (const m of s?.members ?? []) {
-    fields[m.name] = { offset: m.bits_offset / 8, size: sizeOf(m.type_id) };
-  }
-  expect(fields).toEqual({ ...layout.fields });
+  expectMatchesBtf(btf, name, layout);
 });
 
 const verdict: PolicyVerdictRecordInit = {
@@ -112,15 +84,10 @@ test.each<[string, (b: Uint8Array) => Uint8Array, MalformedReason]>([
   ["trailing bytes", (b) => new Uint8Array([...b, 0]), "trailing_bytes"],
   ["wrong type", (b) => Object.assign(b.slice(), { 0: 4 }), "wrong_type"],
 ])("wire policy - a verdict record with %s is refused", (_what, mangle, reason) => {
-  const bytes = mangle(encodePolicyVerdictRecord(verdict));
-  let err: unknown;
-  try {
-    decodePolicyVerdictRecord(bytes);
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(MalformedRecordError);
-  expect((err as MalformedRecordError).reason).toBe(reason);
+  const err = malformed(() =>
+    decodePolicyVerdictRecord(mangle(encodePolicyVerdictRecord(verdict))),
+  );
+  expect(err.reason).toBe(reason);
 });
 
 test("wire policy - rule, set and key encoders write the named offsets", () => {
