@@ -4,6 +4,9 @@
  * layout against the BTF of capture.bpf.o.
  */
 import { MESSAGE_TYPE } from "@periscope/model";
+import { HDR_LAYOUT, HDR_SIZE } from "./header.ts";
+import type { StructLayout } from "./layout.ts";
+import { checkRecord, MalformedRecordError, type RecordSpec } from "./record.ts";
 
 /** Record type of a capture record (`PSCOPE_REC_CAPTURE`): Cilium's RECORDER_CAPTURE. */
 export const RECORD_TYPE_CAPTURE = MESSAGE_TYPE.RECORDER_CAPTURE;
@@ -31,7 +34,7 @@ export const CAPTURE_CONSTANTS: Readonly<Record<string, number>> = {
 export const CAPTURE_LAYOUT = {
   size: CAPTURE_FIXED_SIZE,
   fields: {
-    hdr: { offset: 0, size: 16 },
+    hdr: { offset: 0, size: HDR_SIZE },
     ts_boot_ns: { offset: 16, size: 8 },
     ifindex: { offset: 24, size: 4 },
     recordings: { offset: 28, size: 4 },
@@ -40,7 +43,7 @@ export const CAPTURE_LAYOUT = {
     _pad0: { offset: 42, size: 2 },
     _pad1: { offset: 44, size: 4 },
   },
-} as const;
+} as const satisfies StructLayout;
 
 /** `struct pscope_capture_filter`. */
 export const CAPTURE_FILTER_LAYOUT = {
@@ -57,7 +60,7 @@ export const CAPTURE_FILTER_LAYOUT = {
     recording: { offset: 40, size: 4 },
     _pad0: { offset: 44, size: 4 },
   },
-} as const;
+} as const satisfies StructLayout;
 
 /** `struct pscope_capture_filters`, the single value of the `capture_filters` map. */
 export const CAPTURE_FILTERS_LAYOUT = {
@@ -71,7 +74,7 @@ export const CAPTURE_FILTERS_LAYOUT = {
       size: CAPTURE_FILTER_LAYOUT.size * CAPTURE_MAX_FILTERS,
     },
   },
-} as const;
+} as const satisfies StructLayout;
 
 /** One kernel filter: addresses as 4 (IPv4) or 16 (IPv6) bytes, prefix bits of each. */
 export interface KernelCaptureFilter {
@@ -157,26 +160,46 @@ export interface CaptureRecord {
   readonly data: Uint8Array;
 }
 
-/** Decodes one capture ring sample; throws Error naming what is wrong. */
+/**
+ * What a capture record must look like. `cap_len` is bounded by the sample length
+ * alone; every check keeps the capture decoder's own wording.
+ */
+const CAPTURE_SPEC: RecordSpec = {
+  name: "capture",
+  type: RECORD_TYPE_CAPTURE,
+  version: CAPTURE_VERSION,
+  fixedSize: CAPTURE_FIXED_SIZE,
+  maxCapLen: 0xffff_ffff,
+  wording: {
+    wrongType: (t) => `capture record: type ${t}`,
+    badVersion: (v) => `capture record: version ${v}`,
+    capLenBeyond: (c, a) => `capture record: ${CAPTURE_FIXED_SIZE + a} bytes, cap_len ${c}`,
+    trailing: (x, c) => `capture record: ${CAPTURE_FIXED_SIZE + c + x} bytes, cap_len ${c}`,
+  },
+};
+
+/**
+ * Decodes one capture ring sample (exactly `48 + cap_len` bytes); `data` is a view into `b`.
+ * @throws MalformedRecordError (an Error) naming what is wrong.
+ */
 export function decodeCaptureRecord(b: Uint8Array): CaptureRecord {
   if (b.length < CAPTURE_FIXED_SIZE) {
-    throw new Error(`capture record: ${b.length} bytes, shorter than ${CAPTURE_FIXED_SIZE}`);
+    throw new MalformedRecordError(
+      "too_short",
+      `capture record: ${b.length} bytes, shorter than ${CAPTURE_FIXED_SIZE}`,
+    );
   }
-  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  if (b[0] !== RECORD_TYPE_CAPTURE) throw new Error(`capture record: type ${b[0]}`);
-  if (b[2] !== CAPTURE_VERSION) throw new Error(`capture record: version ${b[2]}`);
-  const capLen = dv.getUint32(12, true);
-  if (b.length !== CAPTURE_FIXED_SIZE + capLen) {
-    throw new Error(`capture record: ${b.length} bytes, cap_len ${capLen}`);
-  }
+  const { view: dv } = checkRecord(b, CAPTURE_SPEC);
+  const h = HDR_LAYOUT.fields;
+  const c = CAPTURE_LAYOUT.fields;
   return {
-    obsPoint: b[1] ?? 0,
-    flags: b[3] ?? 0,
-    origLen: dv.getUint32(8, true),
-    tsBootNs: dv.getBigUint64(16, true),
-    ifindex: dv.getUint32(24, true),
-    recordings: dv.getUint32(28, true),
-    netnsCookie: dv.getBigUint64(32, true),
+    obsPoint: b[h.subtype.offset] ?? 0,
+    flags: b[h.flags.offset] ?? 0,
+    origLen: dv.getUint32(h.orig_len.offset, true),
+    tsBootNs: dv.getBigUint64(c.ts_boot_ns.offset, true),
+    ifindex: dv.getUint32(c.ifindex.offset, true),
+    recordings: dv.getUint32(c.recordings.offset, true),
+    netnsCookie: dv.getBigUint64(c.netns_cookie.offset, true),
     data: b.subarray(CAPTURE_FIXED_SIZE),
   };
 }

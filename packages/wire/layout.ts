@@ -6,6 +6,9 @@
  */
 import { DEFAULT_CAPTURE, MAX_CAPTURE, MESSAGE_TYPE, TRACE_SUBTYPE } from "@periscope/model";
 import { RECORD_CONSTANTS } from "./constants.ts";
+import { HDR_SIZE } from "./header.ts";
+
+export { HDR_LAYOUT, HDR_SIZE } from "./header.ts";
 
 /** One field of a kernel record: byte offset from the start of the struct and size in bytes. */
 export interface FieldLayout {
@@ -31,24 +34,8 @@ export const OBS_TO_NETWORK = TRACE_SUBTYPE.TO_NETWORK;
 /** Header flag: cap_len < orig_len (`PSCOPE_F_TRUNCATED`). */
 export const FLAG_TRUNCATED = 0x01;
 
-/** Size of `struct pscope_hdr`, the common header of every record, bytes. */
-export const HDR_SIZE = 16;
 /** Size of the fixed part of a trace record; `cap_len` packet bytes follow. */
 export const TRACE_FIXED_SIZE = 48;
-
-/** `struct pscope_hdr` (16 bytes, little-endian host order). */
-export const HDR_LAYOUT = {
-  size: HDR_SIZE,
-  fields: {
-    type: { offset: 0, size: 1 },
-    subtype: { offset: 1, size: 1 },
-    version: { offset: 2, size: 1 },
-    flags: { offset: 3, size: 1 },
-    source: { offset: 4, size: 4 },
-    orig_len: { offset: 8, size: 4 },
-    cap_len: { offset: 12, size: 4 },
-  },
-} as const satisfies StructLayout;
 
 /**
  * `struct pscope_trace`. `size` is the C struct size (fixed part plus the

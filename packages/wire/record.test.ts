@@ -1,5 +1,6 @@
 import { expect, test } from "bun:test";
 import {
+  decodeCaptureRecord,
   decodeDebugRecord,
   decodeDropRecord,
   decodePolicyVerdictRecord,
@@ -47,6 +48,11 @@ const debug = encodeDebugRecord({
   arg3: 0,
   netnsCookie: 0n,
 });
+
+/** A capture record: header (type 6, version 1, cap_len 4) and 4 packet bytes. */
+const capture = new Uint8Array(52);
+capture.set([6, 3, 1, 0], 0);
+capture[12] = 4;
 
 const withByte = (b: Uint8Array, at: number, value: number) =>
   Object.assign(b.slice(), { [at]: value });
@@ -134,6 +140,27 @@ test.each<[string, () => unknown, string]>([
     "debug trailing",
     () => decodeDebugRecord(plusOne(debug)),
     "debug record has 1 bytes after its 56",
+  ],
+  [
+    "capture short",
+    () => decodeCaptureRecord(capture.subarray(0, 20)),
+    "capture record: 20 bytes, shorter than 48",
+  ],
+  ["capture type", () => decodeCaptureRecord(withByte(capture, 0, 9)), "capture record: type 9"],
+  [
+    "capture version",
+    () => decodeCaptureRecord(withByte(capture, 2, 9)),
+    "capture record: version 9",
+  ],
+  [
+    "capture beyond",
+    () => decodeCaptureRecord(capture.subarray(0, 50)),
+    "capture record: 50 bytes, cap_len 4",
+  ],
+  [
+    "capture trailing",
+    () => decodeCaptureRecord(plusOne(capture)),
+    "capture record: 53 bytes, cap_len 4",
   ],
 ])("wire record - %s check keeps its message", (_name, decode, message) => {
   expect(malformed(decode).message).toBe(message);

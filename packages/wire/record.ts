@@ -4,7 +4,7 @@
  * (for records with packet bytes) a `cap_len` that fits the sample exactly.
  */
 import { MAX_CAPTURE } from "@periscope/model";
-import { HDR_LAYOUT, HDR_SIZE } from "./layout.ts";
+import { HDR_LAYOUT, HDR_SIZE } from "./header.ts";
 
 /** What is wrong with a record, usable as a metrics label. */
 export type MalformedReason =
@@ -45,6 +45,8 @@ export interface RecordSpec {
   readonly version: number;
   /** Bytes before the packet data, or the whole record when `sized`. */
   readonly fixedSize: number;
+  /** Largest `cap_len` accepted; `MAX_CAPTURE` unless given. */
+  readonly maxCapLen?: number;
   /** True for records without packet bytes: the sample is exactly `fixedSize` long. */
   readonly sized?: boolean;
   /** Messages that differ from the default wording. */
@@ -104,7 +106,7 @@ export function checkRecord(bytes: Uint8Array, spec: RecordSpec): CheckedRecord 
     return { view, type, version, capLen: 0 };
   }
   const capLen = view.getUint32(h.cap_len.offset, true);
-  if (capLen > MAX_CAPTURE) fail("cap_len_too_large", w.capLenTooLarge(capLen));
+  if (capLen > (spec.maxCapLen ?? MAX_CAPTURE)) fail("cap_len_too_large", w.capLenTooLarge(capLen));
   const available = len - spec.fixedSize;
   if (capLen > available) fail("cap_len_beyond_sample", w.capLenBeyond(capLen, available));
   if (capLen < available) fail("trailing_bytes", w.trailing(available - capLen, capLen));
