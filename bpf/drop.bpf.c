@@ -20,21 +20,9 @@
 
 #include "periscope.h"
 #include "flowhash.h"
+#include "proto.h"
 #include "tuple.h"
 
-#define IP_MF 0x2000
-#define IP_OFFSET 0x1FFF
-#define PROTO_ICMP 1
-#define PROTO_TCP 6
-#define PROTO_UDP 17
-#define PROTO_ICMPV6 58
-#define PROTO_SCTP 132
-#define NEXTHDR_HOP 0
-#define NEXTHDR_ROUTING 43
-#define NEXTHDR_FRAGMENT 44
-#define NEXTHDR_DEST 60
-/* Same bound as parse.h: IPv6 extension headers walked before the transport header. */
-#define PARSE_MAX_EXTHDRS 4
 /* Entries of `drop_reasons`: covers every core reason (SKB_DROP_REASON_MAX is ~130). */
 #define DROP_REASON_SLOTS 1024
 /* skb->network_header value when the header was never set ((u16)~0U). */
@@ -54,18 +42,8 @@ const volatile struct pscope_trace_config cfg = {
 /* Nonzero: report only namespaces listed in `watched_netns`. */
 const volatile __u32 netns_filter = 0;
 
-/* Shared with trace.bpf.o (bpf_map__reuse_fd before load); same definitions. */
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 20);
-} events SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} lost_events SEC(".maps");
+/* `events` and `lost_events`: shared with trace.bpf.o (bpf_map__reuse_fd before load). */
+#include "events.h"
 
 /* Drop records written to `events` (key 0), per CPU. */
 struct {
@@ -231,8 +209,8 @@ int BPF_PROG(drop_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_
 	unsigned char *head;
 	__u16 nh_off;
 	__u32 linear = 0, orig = 0, cap = 0, zero = 0;
-	__u64 cookie, size;
-	__u64 *lost, *emitted;
+	__u64 cookie;
+	__u64 *emitted;
 
 	if (!wanted_reason((__u32)reason))
 		return 0;
@@ -302,15 +280,7 @@ int BPF_PROG(drop_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_
 	if (cap < orig)
 		rec->hdr.flags |= PSCOPE_F_TRUNCATED;
 
-	size = DROP_FIXED_SIZE + cap;
-	asm volatile("" : "+r"(size));
-	if (size > sizeof(*rec))
-		size = sizeof(*rec);
-	if (bpf_ringbuf_output(&events, rec, size, 0) < 0) {
-		lost = bpf_map_lookup_elem(&lost_events, &zero);
-		if (lost)
-			__sync_fetch_and_add(lost, 1);
-	} else {
+	if (pscope_output(rec, DROP_FIXED_SIZE + cap, sizeof(*rec)) == 0) {
 		emitted = bpf_map_lookup_elem(&drops_emitted, &zero);
 		if (emitted)
 			*emitted += 1;

@@ -58,11 +58,7 @@ const volatile struct pscope_trace_config cfg = {
 	.capture_len = PSCOPE_DEFAULT_CAPTURE,
 };
 
-/* Trace records for user space. Size (bytes, power of two) is set before load. */
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 20);
-} events SEC(".maps");
+#include "events.h"
 
 #ifdef PSCOPE_EMIT_OUTPUT
 /* Per-CPU scratch for building one record (too large for the BPF stack). */
@@ -73,14 +69,6 @@ struct {
 	__type(value, struct pscope_trace);
 } scratch SEC(".maps");
 #endif
-
-/* Records that could not be written to `events` (key 0), per CPU. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} lost_events SEC(".maps");
 
 /* Run-time settings (aggregation, capture rules, debug): one entry, written by user space. */
 struct {
@@ -211,9 +199,9 @@ static __always_inline void emit_debug(struct __sk_buff *skb, const struct dev_i
 	bpf_ringbuf_submit(rec, 0);
 }
 
-/* Capture length for a packet: first matching capture rule, else cfg.capture_len. */
-static __always_inline __u32 capture_len(const struct pscope_settings *st,
-					 const struct pscope_tuple *t)
+/* The first capture rule matching the packet's protocol and ports, or NULL. */
+static __always_inline const struct pscope_capture_rule *
+first_capture_rule(const struct pscope_settings *st, const struct pscope_tuple *t)
 {
 	__u32 n = st->n_capture_rules;
 
@@ -225,9 +213,18 @@ static __always_inline __u32 capture_len(const struct pscope_settings *st,
 			break;
 		if ((rule->proto == 0 || rule->proto == t->proto) &&
 		    (rule->port == 0 || rule->port == t->sport || rule->port == t->dport))
-			return rule->len;
+			return rule;
 	}
-	return cfg.capture_len;
+	return 0;
+}
+
+/* Capture length for a packet: first matching capture rule, else cfg.capture_len. */
+static __always_inline __u32 capture_len(const struct pscope_settings *st,
+					 const struct pscope_tuple *t)
+{
+	const struct pscope_capture_rule *rule = first_capture_rule(st, t);
+
+	return rule ? rule->len : cfg.capture_len;
 }
 
 /*
@@ -238,19 +235,9 @@ static __always_inline __u32 capture_len(const struct pscope_settings *st,
 static __always_inline int payload_port(const struct pscope_settings *st,
 					const struct pscope_tuple *t)
 {
-	__u32 n = st->n_capture_rules;
+	const struct pscope_capture_rule *rule = first_capture_rule(st, t);
 
-#pragma unroll
-	for (int i = 0; i < PSCOPE_MAX_CAPTURE_RULES; i++) {
-		const struct pscope_capture_rule *rule = &st->capture_rules[i];
-
-		if (i >= n)
-			break;
-		if ((rule->proto == 0 || rule->proto == t->proto) &&
-		    (rule->port == 0 || rule->port == t->sport || rule->port == t->dport))
-			return rule->port != 0 && rule->len > cfg.capture_len;
-	}
-	return 0;
+	return rule && rule->port != 0 && rule->len > cfg.capture_len;
 }
 
 /*

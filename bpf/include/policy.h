@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * L3/L4 policy in the tc programs. Included by trace.bpf.c after its maps
- * (`events`, `lost_events`) and `cfg` are defined. The trace program calls
+ * L3/L4 policy in the tc programs. Included by trace.bpf.c after events.h
+ * (`events`, `lost_events`) and `cfg`. The trace program calls
  * pscope_policy_rev() per packet and pscope_policy_decide() only for a
  * connection whose cached verdict belongs to another revision (a new
  * connection, or the policy changed); every packet of a denied connection
@@ -29,16 +29,8 @@
 #include "periscope.h"
 #include "tuple.h"
 #include "flowhash.h"
+#include "proto.h"
 
-#ifndef PROTO_TCP
-#define PROTO_TCP 6
-#endif
-#ifndef PROTO_UDP
-#define PROTO_UDP 17
-#endif
-#ifndef PROTO_SCTP
-#define PROTO_SCTP 132
-#endif
 #ifndef BPF_F_MMAPABLE
 #define BPF_F_MMAPABLE (1U << 10)
 #endif
@@ -260,19 +252,18 @@ static __always_inline __u32 policy_capture(struct __sk_buff *skb, __u8 *data)
 	return cap;
 }
 
-static __always_inline void policy_output(void *rec, __u64 size, __u64 max)
+/* The header of a policy record holding the first `cap` bytes of the packet. */
+static __always_inline void policy_hdr(struct pscope_hdr *hdr, struct __sk_buff *skb,
+				       const struct pscope_tuple *t, __u8 type, __u8 subtype,
+				       __u8 version, __u32 cap)
 {
-	__u32 zero = 0;
-	__u64 *lost;
-
-	asm volatile("" : "+r"(size));
-	if (size > max)
-		size = max;
-	if (bpf_ringbuf_output(&events, rec, size, 0) < 0) {
-		lost = bpf_map_lookup_elem(&lost_events, &zero);
-		if (lost)
-			__sync_fetch_and_add(lost, 1);
-	}
+	hdr->type = type;
+	hdr->subtype = subtype;
+	hdr->version = version;
+	hdr->flags = (cap < skb->len ? PSCOPE_F_TRUNCATED : 0) | (t->l3_off == 0 ? PSCOPE_F_L3 : 0);
+	hdr->source = bpf_get_smp_processor_id();
+	hdr->orig_len = skb->len;
+	hdr->cap_len = cap;
 }
 
 static __always_inline void policy_emit_verdict(struct __sk_buff *skb, const struct pscope_tuple *t,
@@ -287,13 +278,8 @@ static __always_inline void policy_emit_verdict(struct __sk_buff *skb, const str
 	if (!rec)
 		return;
 	cap = policy_capture(skb, rec->data);
-	rec->hdr.type = PSCOPE_REC_POLICY_VERDICT;
-	rec->hdr.subtype = 0;
-	rec->hdr.version = PSCOPE_POLICY_VERDICT_VERSION;
-	rec->hdr.flags = (cap < skb->len ? PSCOPE_F_TRUNCATED : 0) | (t->l3_off == 0 ? PSCOPE_F_L3 : 0);
-	rec->hdr.source = bpf_get_smp_processor_id();
-	rec->hdr.orig_len = skb->len;
-	rec->hdr.cap_len = cap;
+	policy_hdr(&rec->hdr, skb, t, PSCOPE_REC_POLICY_VERDICT, 0, PSCOPE_POLICY_VERDICT_VERSION,
+		   cap);
 	rec->ts_boot_ns = bpf_ktime_get_boot_ns();
 	rec->ifindex = skb->ifindex;
 	rec->rule_id = rule_id;
@@ -305,7 +291,7 @@ static __always_inline void policy_emit_verdict(struct __sk_buff *skb, const str
 	rec->direction = direction;
 	rec->obs_point = obs_point;
 	__builtin_memset(rec->_pad0, 0, sizeof(rec->_pad0));
-	policy_output(rec, POLICY_FIXED_SIZE + cap, sizeof(*rec));
+	pscope_output(rec, POLICY_FIXED_SIZE + cap, sizeof(*rec));
 }
 
 /* DENY beats AUDIT beats ALLOW. */
@@ -424,13 +410,8 @@ static __always_inline void pscope_policy_drop(struct __sk_buff *skb, const stru
 	if (!rec)
 		return;
 	cap = policy_capture(skb, rec->data);
-	rec->hdr.type = PSCOPE_REC_DROP;
-	rec->hdr.subtype = PSCOPE_DROP_SRC_POLICY;
-	rec->hdr.version = PSCOPE_DROP_VERSION;
-	rec->hdr.flags = (cap < skb->len ? PSCOPE_F_TRUNCATED : 0) | (t->l3_off == 0 ? PSCOPE_F_L3 : 0);
-	rec->hdr.source = bpf_get_smp_processor_id();
-	rec->hdr.orig_len = skb->len;
-	rec->hdr.cap_len = cap;
+	policy_hdr(&rec->hdr, skb, t, PSCOPE_REC_DROP, PSCOPE_DROP_SRC_POLICY, PSCOPE_DROP_VERSION,
+		   cap);
 	rec->ts_boot_ns = bpf_ktime_get_boot_ns();
 	rec->ifindex = skb->ifindex;
 	rec->reason = PSCOPE_DROP_POLICY_DENIED;
@@ -440,7 +421,7 @@ static __always_inline void pscope_policy_drop(struct __sk_buff *skb, const stru
 	rec->_pad0 = 0;
 	rec->netns_cookie = policy_netns_cookie(skb);
 	rec->location = 0;
-	policy_output(rec, POLICY_DROP_FIXED_SIZE + cap, sizeof(*rec));
+	pscope_output(rec, POLICY_DROP_FIXED_SIZE + cap, sizeof(*rec));
 }
 
 #endif /* __PERISCOPE_POLICY_H */
