@@ -19,15 +19,15 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { TraceProgram } from "@periscope/bpf";
 import { connectBus, openEndpointRegistry } from "@periscope/bus";
-import { freePort, type LocalNats } from "@periscope/devstack";
+import type { LocalNats } from "@periscope/devstack";
 import pino from "pino";
 import { startCollector } from "../services/collector/src/collector.ts";
 import { parseConfig } from "../services/collector/src/config.ts";
 import { driveLoad, type LoadRate } from "./load.ts";
 import { MIX_ENDPOINTS, type MixEntry, packetMix } from "./mix.ts";
 import { type Downstream, lostOf, reportPhase } from "./phase-report.ts";
-import { FollowChild, ServiceChildren, type Teardown } from "./procs.ts";
-import { machineCpuMs, metricSum, processCpuMs, scrapeMetrics, until } from "./report.ts";
+import { type FollowChild, startDownstream, type Teardown } from "./procs.ts";
+import { machineCpuMs, metricSum, processCpuMs, scrapeMetrics } from "./report.ts";
 import { StageTap } from "./tap.ts";
 
 /** One load level. */
@@ -223,35 +223,11 @@ export async function runPipelineBench(
   for (const ep of MIX_ENDPOINTS) await registry.put(ep);
   await registry.close();
 
-  const children = new ServiceChildren();
-  teardown.push(() => children.stop());
-  const [enricherOps, observerOps, observerPort] = [
-    await freePort(),
-    await freePort(),
-    await freePort(),
-  ];
-  const common = [`--nats-url=${nats.url}`, "--log-level=warn"];
-  const enricher = children.start("enricher", [
-    ...common,
-    "--node-name=bench-enricher",
-    `--ops-addr=127.0.0.1:${enricherOps}`,
-  ]);
-  const observer = children.start("observer", [
-    ...common,
-    `--node-name=${OBSERVER_NODE}`,
-    `--listen-address=127.0.0.1:${observerPort}`,
-    `--ops-addr=127.0.0.1:${observerOps}`,
-  ]);
-  await Promise.all([children.ready(enricher, enricherOps), children.ready(observer, observerOps)]);
-  const follow = new FollowChild(`http://127.0.0.1:${observerPort}`);
-  teardown.push(() => follow.stop());
-  await until(
-    "the follow client's GetFlows stream",
-    performance.now(),
-    async () =>
-      metricSum(await scrapeMetrics(observerOps), "periscope_observer_active_streams") >= 1,
-    15_000,
-    50,
+  const { children, enricher, observer, enricherOps, observerOps, follow } = await startDownstream(
+    nats.url,
+    teardown,
+    "bench-enricher",
+    OBSERVER_NODE,
   );
 
   const pipeline: Pipeline = {

@@ -1,9 +1,15 @@
 /** Child processes of the pipeline bench and the teardown that ends them, also on failure. */
 
 import { resolve } from "node:path";
-import { type SupervisedProcess, Supervisor } from "@periscope/devstack";
+import { freePort, type SupervisedProcess, Supervisor } from "@periscope/devstack";
 import type { FollowQuery, FollowReply, NodeCounts } from "./follow-client.ts";
-import { BenchTimeoutError, type LatencySummary } from "./report.ts";
+import {
+  BenchTimeoutError,
+  type LatencySummary,
+  metricSum,
+  scrapeMetrics,
+  until,
+} from "./report.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 
@@ -152,4 +158,58 @@ export class FollowChild {
       await this.#proc.exited;
     }
   }
+}
+
+/** The enricher, observer and follow client of a bench, started and ready. */
+export interface BenchServices {
+  readonly children: ServiceChildren;
+  readonly enricher: SupervisedProcess;
+  readonly observer: SupervisedProcess;
+  readonly enricherOps: number;
+  readonly observerOps: number;
+  readonly follow: FollowChild;
+}
+
+/**
+ * Starts an enricher and an observer (named `enricherNode` / `observerNode`) on `natsUrl`
+ * and a follow client on the observer; returns once the follow client's GetFlows stream
+ * is open. Everything is stopped by `teardown`.
+ */
+export async function startDownstream(
+  natsUrl: string,
+  teardown: Teardown,
+  enricherNode: string,
+  observerNode: string,
+): Promise<BenchServices> {
+  const children = new ServiceChildren();
+  teardown.push(() => children.stop());
+  const [enricherOps, observerOps, observerPort] = [
+    await freePort(),
+    await freePort(),
+    await freePort(),
+  ];
+  const common = [`--nats-url=${natsUrl}`, "--log-level=warn"];
+  const enricher = children.start("enricher", [
+    ...common,
+    `--node-name=${enricherNode}`,
+    `--ops-addr=127.0.0.1:${enricherOps}`,
+  ]);
+  const observer = children.start("observer", [
+    ...common,
+    `--node-name=${observerNode}`,
+    `--listen-address=127.0.0.1:${observerPort}`,
+    `--ops-addr=127.0.0.1:${observerOps}`,
+  ]);
+  await Promise.all([children.ready(enricher, enricherOps), children.ready(observer, observerOps)]);
+  const follow = new FollowChild(`http://127.0.0.1:${observerPort}`);
+  teardown.push(() => follow.stop());
+  await until(
+    "the follow client's GetFlows stream",
+    performance.now(),
+    async () =>
+      metricSum(await scrapeMetrics(observerOps), "periscope_observer_active_streams") >= 1,
+    15_000,
+    50,
+  );
+  return { children, enricher, observer, enricherOps, observerOps, follow };
 }

@@ -20,6 +20,7 @@ import { parseConfig } from "../services/collector/src/config.ts";
 import { RecordingSession } from "../services/recorder/src/session.ts";
 import type { Teardown } from "./procs.ts";
 import { emit, machineCpuMs, processCpuMs, until } from "./report.ts";
+import { nsSpawn, startTcpdump, tcpdumpCounts, tcpdumpOutput } from "./tcpdump.ts";
 
 const PORT = 5201;
 const PAYLOAD = 64;
@@ -27,14 +28,6 @@ const SECONDS = 3;
 /** Offered datagrams per second; 0 = as fast as iperf3 goes. */
 const RATES = [50_000, 100_000, 200_000, 400_000, 0];
 const log = pino({ level: "warn", base: { service: "bench" } }, pino.destination(2));
-
-function nsSpawn(ns: string, argv: string[]): ReturnType<typeof Bun.spawn> {
-  return Bun.spawn(["ip", "netns", "exec", ns, ...argv], {
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-}
 
 async function stop(p: ReturnType<typeof Bun.spawn>, signal: NodeJS.Signals): Promise<void> {
   if (p.exitCode !== null || p.signalCode !== null) return;
@@ -141,40 +134,20 @@ async function withPeriscope(nats: LocalNats, pair: VethPair, dir: string, pps: 
 }
 
 async function withTcpdump(pair: VethPair, dir: string, pps: number): Promise<Figures> {
-  const dump = nsSpawn(pair.nsA, [
-    ...["tcpdump", "-i", pair.ifA, "-w", join(dir, `tcpdump-${pps}.pcap`), "-s", "0", "-U"],
+  const dump = await startTcpdump(pair.nsA, pair.ifA, join(dir, `tcpdump-${pps}.pcap`), 0, [
     ...["udp", "and", "src", pair.ipA, "and", "dst", pair.ipB, "and", "dst", "port", String(PORT)],
   ]);
-  const reader = (dump.stderr as ReadableStream<Uint8Array>).getReader();
-  let text = "";
   try {
-    await until(
-      "tcpdump listening",
-      performance.now(),
-      async () => {
-        const { value, done } = await reader.read();
-        if (done) throw new Error(`tcpdump exited: ${text}`);
-        text += new TextDecoder().decode(value);
-        return text.includes("listening on");
-      },
-      10_000,
-      1,
-    );
     const cpu0 = processCpuMs(dump.pid) ?? 0;
     const m0 = machineCpuMs();
     const sent = await blast(pair, pps);
     const cpuMs = (processCpuMs(dump.pid) ?? 0) - cpu0;
     const machineBusyMs = machineCpuMs().busy - m0.busy;
     await stop(dump, "SIGINT");
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      text += new TextDecoder().decode(value);
-    }
-    const num = (re: RegExp): number => Number(re.exec(text)?.[1] ?? 0);
+    const { captured, dropped } = tcpdumpCounts(await tcpdumpOutput(dump));
     return {
-      captured: num(/(\d+) packets? captured/),
-      lost: num(/(\d+) packets? dropped by kernel/),
+      captured,
+      lost: dropped,
       cpuMs,
       machineBusyMs,
       sent,

@@ -18,13 +18,14 @@
  */
 
 import { connectBus, RAW_STREAM } from "@periscope/bus";
-import { freePort, type LocalNats, runOk } from "@periscope/devstack";
+import { type LocalNats, runOk } from "@periscope/devstack";
 import { createVethPair, type VethPair } from "@periscope/testing";
 import pino from "pino";
 import { type Collector, startCollector } from "../services/collector/src/collector.ts";
 import { parseConfig } from "../services/collector/src/config.ts";
-import { FollowChild, ServiceChildren, type Teardown } from "./procs.ts";
-import { emit, metricSum, processCpuMs, scrapeMetrics, until } from "./report.ts";
+import { type FollowChild, startDownstream, type Teardown } from "./procs.ts";
+import { emit, processCpuMs, until } from "./report.ts";
+import { type Child, nsSpawn, startTcpdump, tcpdumpCounts, tcpdumpOutput } from "./tcpdump.ts";
 
 const AGGREGATIONS = ["none", "low", "medium", "maximum"] as const;
 type Aggregation = (typeof AGGREGATIONS)[number];
@@ -42,14 +43,6 @@ async function vethPackets(pair: VethPair): Promise<number> {
   }[];
   if (link === undefined) throw new Error(`no link ${pair.ifA} in ${pair.nsA}`);
   return link.stats64.rx.packets + link.stats64.tx.packets;
-}
-
-function nsSpawn(ns: string, argv: string[]): ReturnType<typeof Bun.spawn> {
-  return Bun.spawn(["ip", "netns", "exec", ns, ...argv], {
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-  });
 }
 
 async function stopChild(p: ReturnType<typeof Bun.spawn>): Promise<void> {
@@ -255,7 +248,7 @@ async function iperf3SideBySide(nats: LocalNats, pair: VethPair, rounds = 3): Pr
           const agg = mode === "periscope-none" ? "none" : "medium";
           c = await startPeriscope(nats, pair, `bench-traffic-iperf3-${mode}-${round}`, agg);
         }
-        if (mode === "tcpdump") dump = await startTcpdump(pair, []);
+        if (mode === "tcpdump") dump = await startDevNullTcpdump(pair, []);
         const r = await iperf3(pair, ["-t", "3"]);
         const gbps = r.bitsPerSecond / 1e9;
         results.get(mode)?.push(gbps);
@@ -281,64 +274,8 @@ function median(xs: readonly number[]): number {
 }
 
 /** tcpdump writing to /dev/null on ifA, once it says it is listening. */
-async function startTcpdump(
-  pair: VethPair,
-  filter: string[],
-): Promise<ReturnType<typeof Bun.spawn>> {
-  const dump = nsSpawn(pair.nsA, [
-    "tcpdump",
-    "-i",
-    pair.ifA,
-    "-w",
-    "/dev/null",
-    "-s",
-    "128",
-    "-U",
-    ...filter,
-  ]);
-  const reader = (dump.stderr as ReadableStream<Uint8Array>).getReader();
-  let text = "";
-  await until(
-    "tcpdump listening",
-    performance.now(),
-    async () => {
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`tcpdump exited: ${text}`);
-      text += new TextDecoder().decode(value);
-      return text.includes("listening on");
-    },
-    10_000,
-    1,
-  );
-  // The rest of stderr (the exit summary) is read by the caller through this reader.
-  tcpdumpStderr.set(dump, { reader, text });
-  return dump;
-}
-
-const tcpdumpStderr = new WeakMap<
-  object,
-  { reader: { read(): Promise<{ value?: Uint8Array; done: boolean }> }; text: string }
->();
-
-/** Everything tcpdump wrote to stderr, after it exited. */
-async function tcpdumpOutput(dump: ReturnType<typeof Bun.spawn>): Promise<string> {
-  const s = tcpdumpStderr.get(dump);
-  if (s === undefined) return "";
-  let text = s.text;
-  for (;;) {
-    const { value, done } = await s.reader.read();
-    if (done) return text;
-    text += new TextDecoder().decode(value);
-  }
-}
-
-/** Parses tcpdump's exit summary ("N packets captured", "M packets dropped by kernel"). */
-function tcpdumpCounts(stderr: string): { captured: number; dropped: number } {
-  const num = (re: RegExp): number => Number(re.exec(stderr)?.[1] ?? 0);
-  return {
-    captured: num(/(\d+) packets? captured/),
-    dropped: num(/(\d+) packets? dropped by kernel/),
-  };
+function startDevNullTcpdump(pair: VethPair, filter: string[]): Promise<Child> {
+  return startTcpdump(pair.nsA, pair.ifA, "/dev/null", 128, filter);
 }
 
 /**
@@ -373,7 +310,7 @@ async function steppedRates(nats: LocalNats, pair: VethPair): Promise<void> {
     }
     await purgeRaw(nats);
 
-    const dump = await startTcpdump(pair, []);
+    const dump = await startDevNullTcpdump(pair, []);
     try {
       const p0 = await vethPackets(pair);
       const cpu0 = processCpuMs(dump.pid) ?? 0;
@@ -456,35 +393,11 @@ export async function runTrafficBench(nats: LocalNats, teardown: Teardown): Prom
   await steppedRates(nats, pair);
 
   // b: the whole pipeline.
-  const children = new ServiceChildren();
-  teardown.push(() => children.stop());
-  const [enricherOps, observerOps, observerPort] = [
-    await freePort(),
-    await freePort(),
-    await freePort(),
-  ];
-  const common = [`--nats-url=${nats.url}`, "--log-level=warn"];
-  const enricher = children.start("enricher", [
-    ...common,
-    "--node-name=bench-traffic-enricher",
-    `--ops-addr=127.0.0.1:${enricherOps}`,
-  ]);
-  const observer = children.start("observer", [
-    ...common,
-    `--node-name=${OBSERVER_NODE}`,
-    `--listen-address=127.0.0.1:${observerPort}`,
-    `--ops-addr=127.0.0.1:${observerOps}`,
-  ]);
-  await Promise.all([children.ready(enricher, enricherOps), children.ready(observer, observerOps)]);
-  const follow = new FollowChild(`http://127.0.0.1:${observerPort}`);
-  teardown.push(() => follow.stop());
-  await until(
-    "the follow client's GetFlows stream",
-    performance.now(),
-    async () =>
-      metricSum(await scrapeMetrics(observerOps), "periscope_observer_active_streams") >= 1,
-    15_000,
-    50,
+  const { children, follow } = await startDownstream(
+    nats.url,
+    teardown,
+    "bench-traffic-enricher",
+    OBSERVER_NODE,
   );
   for (const agg of ["none", "medium"] as const) await pingThroughPipeline(nats, pair, follow, agg);
   await follow.stop();
