@@ -60,6 +60,26 @@ export function loadObject(obj: Pointer, path: string): void {
   if (loaded < 0) throw new BpfError(`bpf_object__load(${path})`, -loaded);
 }
 
+/**
+ * Opens the object file at `path`, lets `setup` write its tunables and sizes, loads it
+ * and hands it to `build`; the object is closed when any of these steps throws.
+ */
+export function loadObjectFile<T>(
+  path: string,
+  setup: (obj: Pointer) => void,
+  build: (obj: Pointer) => T,
+): T {
+  const obj = openObject(path);
+  try {
+    setup(obj);
+    loadObject(obj, path);
+    return build(obj);
+  } catch (err) {
+    libbpf().bpf_object__close(obj);
+    throw err;
+  }
+}
+
 /** Sets the size of the map `name` before load (ring buffer bytes, table entries). */
 export function setMaxEntries(obj: Pointer, name: string, entries: number): void {
   const rc = libbpf().bpf_map__set_max_entries(findMap(obj, name), entries);

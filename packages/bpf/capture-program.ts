@@ -9,9 +9,8 @@ import {
 import {
   checkFilterPriority,
   checkRingBytes,
-  loadObject,
+  loadObjectFile,
   mapFdOf,
-  openObject,
   programFd,
   setMaxEntries,
   sumPerCpu,
@@ -103,15 +102,11 @@ export class CaptureProgram {
     const ringBytes = checkRingBytes(opts.ringBufferBytes ?? DEFAULT_CAPTURE_RING_BYTES);
     const fp = checkFilterPriority(opts.filterPriority);
     const path = opts.objectPath ?? DEFAULT_CAPTURE_OBJECT;
-    const obj = openObject(path);
-    try {
-      setMaxEntries(obj, "captures", ringBytes);
-      loadObject(obj, path);
-      return new CaptureProgram(obj, ringBytes, fp);
-    } catch (err) {
-      libbpf().bpf_object__close(obj);
-      throw err;
-    }
+    return loadObjectFile(
+      path,
+      (obj) => setMaxEntries(obj, "captures", ringBytes),
+      (obj) => new CaptureProgram(obj, ringBytes, fp),
+    );
   }
 
   #live(call: string): void {

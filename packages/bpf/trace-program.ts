@@ -6,9 +6,8 @@ import {
   checkCaptureLen,
   checkFilterPriority,
   checkRingBytes,
-  loadObject,
+  loadObjectFile,
   mapFdOf,
-  openObject,
   programFd,
   readPerCpu,
   rodataView,
@@ -116,25 +115,25 @@ export class TraceProgram {
     checkFilterPriority(opts.filterPriority);
     const ringBytes = checkRingBytes(opts.ringBufferBytes ?? DEFAULT_RING_BUFFER_BYTES);
     const path = opts.objectPath ?? DEFAULT_TRACE_OBJECT;
-    const obj = openObject(path);
-    try {
-      writeConfig(obj, captureLen);
-      const ctEntries = opts.ctEntries ?? DEFAULT_CT_ENTRIES;
-      if (!Number.isInteger(ctEntries) || ctEntries < 1 || ctEntries > MAX_CT_ENTRIES) {
-        throw new RangeError(
-          `ctEntries must be an integer in 1..${MAX_CT_ENTRIES}, got ${ctEntries}`,
-        );
-      }
-      setMaxEntries(obj, "conntrack", ctEntries);
-      setMaxEntries(obj, "events", ringBytes);
-      loadObject(obj, path);
-      const prog = new TraceProgram(obj, captureLen, ringBytes);
-      prog.#filterPriority = opts.filterPriority;
-      return prog;
-    } catch (err) {
-      libbpf().bpf_object__close(obj);
-      throw err;
-    }
+    return loadObjectFile(
+      path,
+      (obj) => {
+        writeConfig(obj, captureLen);
+        const ctEntries = opts.ctEntries ?? DEFAULT_CT_ENTRIES;
+        if (!Number.isInteger(ctEntries) || ctEntries < 1 || ctEntries > MAX_CT_ENTRIES) {
+          throw new RangeError(
+            `ctEntries must be an integer in 1..${MAX_CT_ENTRIES}, got ${ctEntries}`,
+          );
+        }
+        setMaxEntries(obj, "conntrack", ctEntries);
+        setMaxEntries(obj, "events", ringBytes);
+      },
+      (obj) => {
+        const prog = new TraceProgram(obj, captureLen, ringBytes);
+        prog.#filterPriority = opts.filterPriority;
+        return prog;
+      },
+    );
   }
 
   #live(call: string): void {
