@@ -88,29 +88,41 @@ export function viewOf(bytes: Uint8Array): DataView {
  * @throws MalformedRecordError naming the failed check.
  */
 export function checkRecord(bytes: Uint8Array, spec: RecordSpec): CheckedRecord {
-  const w = { ...defaultWording(spec), ...spec.wording };
-  const fail = (reason: MalformedReason, msg: string): never => {
-    throw new MalformedRecordError(reason, msg);
-  };
   const len = bytes.byteLength;
   const h = HDR_LAYOUT.fields;
-  if (len < HDR_SIZE) fail("too_short", w.headerTooShort(len));
+  if (len < HDR_SIZE) reject(spec, "too_short", (w) => w.headerTooShort(len));
   const type = bytes[h.type.offset] ?? 0;
-  if (type !== spec.type) fail("wrong_type", w.wrongType(type));
+  if (type !== spec.type) reject(spec, "wrong_type", (w) => w.wrongType(type));
   const version = bytes[h.version.offset] ?? 0;
-  if (version !== spec.version) fail("bad_version", w.badVersion(version));
-  if (len < spec.fixedSize) fail("too_short", w.fixedTooShort(len));
+  if (version !== spec.version) reject(spec, "bad_version", (w) => w.badVersion(version));
+  if (len < spec.fixedSize) reject(spec, "too_short", (w) => w.fixedTooShort(len));
   const view = viewOf(bytes);
   if (spec.sized) {
-    if (len > spec.fixedSize) fail("trailing_bytes", w.trailing(len - spec.fixedSize, 0));
+    const extra = len - spec.fixedSize;
+    if (extra > 0) reject(spec, "trailing_bytes", (w) => w.trailing(extra, 0));
     return { view, type, version, capLen: 0 };
   }
   const capLen = view.getUint32(h.cap_len.offset, true);
-  if (capLen > (spec.maxCapLen ?? MAX_CAPTURE)) fail("cap_len_too_large", w.capLenTooLarge(capLen));
+  if (capLen > (spec.maxCapLen ?? MAX_CAPTURE)) {
+    reject(spec, "cap_len_too_large", (w) => w.capLenTooLarge(capLen));
+  }
   const available = len - spec.fixedSize;
-  if (capLen > available) fail("cap_len_beyond_sample", w.capLenBeyond(capLen, available));
-  if (capLen < available) fail("trailing_bytes", w.trailing(available - capLen, capLen));
+  if (capLen > available) {
+    reject(spec, "cap_len_beyond_sample", (w) => w.capLenBeyond(capLen, available));
+  }
+  if (capLen < available) {
+    reject(spec, "trailing_bytes", (w) => w.trailing(available - capLen, capLen));
+  }
   return { view, type, version, capLen };
+}
+
+/** Throws the error of a failed check; the wording is built only here, off the hot path. */
+function reject(
+  spec: RecordSpec,
+  reason: MalformedReason,
+  message: (w: RecordWording) => string,
+): never {
+  throw new MalformedRecordError(reason, message({ ...defaultWording(spec), ...spec.wording }));
 }
 
 /** A value that does not fit the field it is meant for. */
