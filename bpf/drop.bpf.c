@@ -264,18 +264,8 @@ int BPF_PROG(drop_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_
 		bpf_map_update_elem(&drop_locations, &rec->location, &seen, BPF_NOEXIST);
 	}
 
-	if (cap > 0) {
-		/* Re-derive 1..PSCOPE_MAX_CAPTURE on the register handed to the helper. */
-		__u64 n = cap;
-
-		asm volatile("" : "+r"(n));
-		n -= 1;
-		if (n > PSCOPE_MAX_CAPTURE - 1)
-			n = PSCOPE_MAX_CAPTURE - 1;
-		n += 1;
-		if (bpf_probe_read_kernel(rec->data, n, head + nh_off) < 0)
-			cap = 0;
-	}
+	if (cap > 0 && bpf_probe_read_kernel(rec->data, pscope_copy_len(cap), head + nh_off) < 0)
+		cap = 0;
 	rec->hdr.cap_len = cap;
 	if (cap < orig)
 		rec->hdr.flags |= PSCOPE_F_TRUNCATED;

@@ -356,37 +356,16 @@ static __always_inline void emit_trace(struct __sk_buff *skb, const struct dev_i
 #else
 	struct pscope_trace *rec;
 	__u32 zero = 0;
-	__u64 size;
 
 	rec = bpf_map_lookup_elem(&scratch, &zero);
 	if (!rec)
 		return;
-	if (cap > 0) {
-		/*
-		 * Re-derive the length so the verifier sees 1..PSCOPE_MAX_CAPTURE on
-		 * the register passed to the helper; the barrier stops the compiler
-		 * from folding the clamp into checks on another register.
-		 */
-		__u64 n = cap;
-
-		asm volatile("" : "+r"(n));
-		n -= 1;
-		if (n > PSCOPE_MAX_CAPTURE - 1)
-			n = PSCOPE_MAX_CAPTURE - 1;
-		n += 1;
-		if (bpf_skb_load_bytes(skb, 0, rec->data, n) < 0) {
-			cap = 0;
-			flags |= PSCOPE_F_TRUNCATED;
-		}
+	if (cap > 0 && bpf_skb_load_bytes(skb, 0, rec->data, pscope_copy_len(cap)) < 0) {
+		cap = 0;
+		flags |= PSCOPE_F_TRUNCATED;
 	}
 	fill_trace(rec, skb, d, obs_point, flags, cap, hash, reason, now);
-	size = TRACE_FIXED_SIZE + cap;
-	/* Hide the value from the compiler so the clamp below stays for the verifier. */
-	asm volatile("" : "+r"(size));
-	if (size > sizeof(*rec))
-		size = sizeof(*rec);
-	if (bpf_ringbuf_output(&events, rec, size, 0) < 0)
-		count_lost();
+	pscope_output(rec, TRACE_FIXED_SIZE + cap, sizeof(*rec));
 #endif
 }
 

@@ -45,4 +45,20 @@ static __always_inline long pscope_output(void *rec, __u64 size, __u64 max)
 	return rc;
 }
 
+/*
+ * `cap` (1..PSCOPE_MAX_CAPTURE) re-derived so the verifier sees that range on
+ * the register handed to a copy helper; the barrier stops the compiler from
+ * folding the clamp into checks on another register.
+ */
+static __always_inline __u64 pscope_copy_len(__u32 cap)
+{
+	__u64 n = cap;
+
+	asm volatile("" : "+r"(n));
+	n -= 1;
+	if (n > PSCOPE_MAX_CAPTURE - 1)
+		n = PSCOPE_MAX_CAPTURE - 1;
+	return n + 1;
+}
+
 #endif /* __PERISCOPE_EVENTS_H */

@@ -233,7 +233,6 @@ static long policy_scan_rule(__u32 i, void *ctx)
 static __always_inline __u32 policy_capture(struct __sk_buff *skb, __u8 *data)
 {
 	__u32 cap = cfg.capture_len;
-	__u64 n;
 
 	if (cap > skb->len)
 		cap = skb->len;
@@ -241,13 +240,7 @@ static __always_inline __u32 policy_capture(struct __sk_buff *skb, __u8 *data)
 		cap = PSCOPE_MAX_CAPTURE;
 	if (cap == 0)
 		return 0;
-	n = cap;
-	asm volatile("" : "+r"(n));
-	n -= 1;
-	if (n > PSCOPE_MAX_CAPTURE - 1)
-		n = PSCOPE_MAX_CAPTURE - 1;
-	n += 1;
-	if (bpf_skb_load_bytes(skb, 0, data, n) < 0)
+	if (bpf_skb_load_bytes(skb, 0, data, pscope_copy_len(cap)) < 0)
 		return 0;
 	return cap;
 }
