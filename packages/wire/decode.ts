@@ -6,6 +6,7 @@ import {
   TRACE_LAYOUT,
   TRACE_VERSION,
 } from "./layout.ts";
+import { type PacketRecordBase, readPacketFields } from "./packet-record.ts";
 import {
   checkRecord,
   defaultWording,
@@ -26,42 +27,15 @@ const TRACE_SPEC: RecordSpec = {
 const TRACE_WORDING = defaultWording(TRACE_SPEC);
 
 /** A decoded `struct pscope_trace` (record type 4). */
-export interface TraceRecord {
-  /** Record type, always `RECORD_TYPE_TRACE`. */
-  type: number;
+export interface TraceRecord extends PacketRecordBase {
   /** Observation point (hdr.subtype): `OBS_FROM_NETWORK` or `OBS_TO_NETWORK`. */
   obsPoint: number;
-  /** Record format version. */
-  version: number;
-  /** `FLAG_*` bits. */
-  flags: number;
-  /** CPU that produced the record (hdr.source). */
-  cpu: number;
-  /** Length of the packet on the wire, bytes. */
-  origLen: number;
-  /** Captured packet bytes in `data`. */
-  capLen: number;
-  /** CLOCK_BOOTTIME at observation, nanoseconds. */
-  tsBootNs: bigint;
-  /** Interface index of the device the packet was seen on (in its own netns). */
-  ifindex: number;
   /** skb->mark. */
   mark: number;
-  /** Symmetric 5-tuple hash, equal for both directions of a flow; 0 when not IP. */
-  flowHash: number;
-  /** EtherType of the packet (skb->protocol), e.g. 0x0800; host value. */
-  l3Proto: number;
   /** skb->pkt_type (0 host, 1 broadcast, 2 multicast, 3 other host, 4 outgoing). */
   pktType: number;
   /** Connection-table verdict on the packet: `TRACE_REASON.*` (NEW, ESTABLISHED, REPLY, ...). */
   traceReason: number;
-  /** Network namespace cookie of the device, 0 if unknown. */
-  netnsCookie: bigint;
-  /**
-   * First `capLen` bytes of the packet, starting at the Ethernet header, or
-   * at the network header when `flags` has `FLAG_L3` (device without L2 header).
-   */
-  data: Uint8Array;
 }
 
 /**
@@ -81,27 +55,15 @@ export function decodeRecordType(bytes: Uint8Array): number {
  * @throws MalformedRecordError naming the failed check: length, type, version, cap_len.
  */
 export function decodeTraceRecord(bytes: Uint8Array): TraceRecord {
-  const { view: v, type, version, capLen } = checkRecord(bytes, TRACE_SPEC);
-  const h = HDR_LAYOUT.fields;
+  const rec = checkRecord(bytes, TRACE_SPEC);
   const t = TRACE_LAYOUT.fields;
-  return {
-    type,
-    obsPoint: bytes[h.subtype.offset] ?? 0,
-    version,
-    flags: bytes[h.flags.offset] ?? 0,
-    cpu: v.getUint32(h.source.offset, true),
-    origLen: v.getUint32(h.orig_len.offset, true),
-    capLen,
-    tsBootNs: v.getBigUint64(t.ts_boot_ns.offset, true),
-    ifindex: v.getUint32(t.ifindex.offset, true),
-    mark: v.getUint32(t.mark.offset, true),
-    flowHash: v.getUint32(t.flow_hash.offset, true),
-    l3Proto: v.getUint16(t.l3_proto.offset, false),
-    pktType: bytes[t.pkt_type.offset] ?? 0,
-    traceReason: bytes[t.trace_reason.offset] ?? 0,
-    netnsCookie: v.getBigUint64(t.netns_cookie.offset, true),
-    data: bytes.subarray(TRACE_FIXED_SIZE, TRACE_FIXED_SIZE + capLen),
-  };
+  // Filled in place: spreading the shared fields into a new object halves the decode rate.
+  const out = readPacketFields(bytes, rec, TRACE_LAYOUT) as TraceRecord;
+  out.obsPoint = bytes[HDR_LAYOUT.fields.subtype.offset] ?? 0;
+  out.mark = rec.view.getUint32(t.mark.offset, true);
+  out.pktType = bytes[t.pkt_type.offset] ?? 0;
+  out.traceReason = bytes[t.trace_reason.offset] ?? 0;
+  return out;
 }
 
 /**

@@ -6,7 +6,8 @@
 import { MAX_CAPTURE } from "@periscope/model";
 import { DROP_VERSION, RECORD_TYPE_DROP } from "./constants.ts";
 import { HDR_LAYOUT, HDR_SIZE, type StructLayout } from "./layout.ts";
-import { checkRecord, newRecord, type RecordSpec } from "./record.ts";
+import { newPacketRecord, type PacketRecordBase, readPacketFields } from "./packet-record.ts";
+import { checkRecord, type RecordSpec } from "./record.ts";
 
 /** Size of the fixed part of a drop record; `cap_len` packet bytes follow. */
 export const DROP_FIXED_SIZE = 56;
@@ -44,38 +45,20 @@ export const DROP_RODATA = {
   netns_filter: { offset: 8, size: 4 },
 } as const;
 
-/** A decoded `struct pscope_drop`. */
-export interface DropRecord {
-  /** Record type, always `RECORD_TYPE_DROP`. */
-  type: number;
+/**
+ * A decoded `struct pscope_drop` (type `RECORD_TYPE_DROP`). `origLen` counts from where
+ * `data` starts; kernel drops carry `FLAG_L3` (data from the network header), and
+ * `l3Proto` is 0 when the kernel had not set it.
+ */
+export interface DropRecord extends PacketRecordBase {
   /** Drop source (hdr.subtype): `DROP_SOURCE.KERNEL` or `DROP_SOURCE.POLICY`. */
   dropSource: number;
-  version: number;
-  /** `FLAG_*` bits; kernel drops carry `FLAG_L3` (data starts at the network header). */
-  flags: number;
-  /** CPU that produced the record. */
-  cpu: number;
-  /** Packet length at the drop from where `data` starts, bytes. */
-  origLen: number;
-  capLen: number;
-  /** CLOCK_BOOTTIME at the drop, nanoseconds. */
-  tsBootNs: bigint;
-  /** Device of the packet (its own netns), 0 when none. */
-  ifindex: number;
   /** Kernel: enum skb_drop_reason value (kernel-specific numbering); policy: Cilium drop reason. */
   reason: number;
-  /** Symmetric 5-tuple hash, the same as the flow's trace records; 0 when not IP. */
-  flowHash: number;
-  /** EtherType (skb->protocol), host value; 0 when the kernel had not set it. */
-  l3Proto: number;
   /** Policy drops: observation point (`OBS_*`); kernel drops: 0. */
   obsPoint: number;
-  /** Network namespace cookie of the device (or socket), 0 if unknown. */
-  netnsCookie: bigint;
   /** Kernel text address that dropped the packet; 0 for policy drops. */
   location: bigint;
-  /** First `capLen` bytes of the packet (from the network header when `FLAG_L3`). */
-  data: Uint8Array;
 }
 
 /** What a drop record must look like; some messages keep the drop decoder's own wording. */
@@ -97,27 +80,15 @@ const DROP_SPEC: RecordSpec = {
  * @throws MalformedRecordError naming the failed check: length, type, version, cap_len.
  */
 export function decodeDropRecord(bytes: Uint8Array): DropRecord {
-  const { view: v, type, version, capLen } = checkRecord(bytes, DROP_SPEC);
-  const h = HDR_LAYOUT.fields;
+  const rec = checkRecord(bytes, DROP_SPEC);
   const d = DROP_LAYOUT.fields;
-  return {
-    type,
-    dropSource: bytes[h.subtype.offset] ?? 0,
-    version,
-    flags: bytes[h.flags.offset] ?? 0,
-    cpu: v.getUint32(h.source.offset, true),
-    origLen: v.getUint32(h.orig_len.offset, true),
-    capLen,
-    tsBootNs: v.getBigUint64(d.ts_boot_ns.offset, true),
-    ifindex: v.getUint32(d.ifindex.offset, true),
-    reason: v.getUint32(d.reason.offset, true),
-    flowHash: v.getUint32(d.flow_hash.offset, true),
-    l3Proto: v.getUint16(d.l3_proto.offset, false),
-    obsPoint: bytes[d.obs_point.offset] ?? 0,
-    netnsCookie: v.getBigUint64(d.netns_cookie.offset, true),
-    location: v.getBigUint64(d.location.offset, true),
-    data: bytes.subarray(DROP_FIXED_SIZE, DROP_FIXED_SIZE + capLen),
-  };
+  // Filled in place: spreading the shared fields into a new object halves the decode rate.
+  const out = readPacketFields(bytes, rec, DROP_LAYOUT) as DropRecord;
+  out.dropSource = bytes[HDR_LAYOUT.fields.subtype.offset] ?? 0;
+  out.reason = rec.view.getUint32(d.reason.offset, true);
+  out.obsPoint = bytes[d.obs_point.offset] ?? 0;
+  out.location = rec.view.getBigUint64(d.location.offset, true);
+  return out;
 }
 
 /** A drop record to encode; `capLen` is taken from `data.length`. */
@@ -129,19 +100,10 @@ export type DropRecordInit = Omit<DropRecord, "capLen">;
  * @throws EncodeRangeError when `data` is longer than `MAX_CAPTURE`.
  */
 export function encodeDropRecord(rec: DropRecordInit): Uint8Array {
-  const { bytes, view: v } = newRecord(
-    DROP_FIXED_SIZE,
-    { ...rec, subtype: rec.dropSource },
-    rec.data,
-  );
+  const { bytes, view: v } = newPacketRecord(DROP_LAYOUT, rec, rec.dropSource);
   const d = DROP_LAYOUT.fields;
-  v.setBigUint64(d.ts_boot_ns.offset, rec.tsBootNs, true);
-  v.setUint32(d.ifindex.offset, rec.ifindex, true);
   v.setUint32(d.reason.offset, rec.reason, true);
-  v.setUint32(d.flow_hash.offset, rec.flowHash, true);
-  v.setUint16(d.l3_proto.offset, rec.l3Proto, false);
   v.setUint8(d.obs_point.offset, rec.obsPoint);
-  v.setBigUint64(d.netns_cookie.offset, rec.netnsCookie, true);
   v.setBigUint64(d.location.offset, rec.location, true);
   return bytes;
 }

@@ -5,8 +5,9 @@
  */
 import { MAX_CAPTURE } from "@periscope/model";
 import { POLICY_VERDICT_VERSION, RECORD_TYPE_POLICY_VERDICT } from "./constants.ts";
-import { HDR_LAYOUT, HDR_SIZE, type StructLayout } from "./layout.ts";
-import { checkRecord, newRecord, type RecordSpec } from "./record.ts";
+import { HDR_SIZE, type StructLayout } from "./layout.ts";
+import { newPacketRecord, type PacketRecordBase, readPacketFields } from "./packet-record.ts";
+import { checkRecord, type RecordSpec } from "./record.ts";
 
 /** Size of the fixed part of a policy verdict record; `cap_len` packet bytes follow. */
 export const POLICY_VERDICT_FIXED_SIZE = 56;
@@ -35,37 +36,18 @@ export const POLICY_VERDICT_LAYOUT = {
   },
 } as const satisfies StructLayout;
 
-/** A decoded `struct pscope_policy_verdict`. */
-export interface PolicyVerdictRecord {
-  /** Record type, always `RECORD_TYPE_POLICY_VERDICT`. */
-  type: number;
-  version: number;
-  /** `FLAG_*` bits; `FLAG_L3` when `data` starts at the network header. */
-  flags: number;
-  /** CPU that produced the record. */
-  cpu: number;
-  /** Packet length at the hook, bytes. */
-  origLen: number;
-  capLen: number;
-  /** CLOCK_BOOTTIME at the decision, nanoseconds. */
-  tsBootNs: bigint;
-  ifindex: number;
+/** A decoded `struct pscope_policy_verdict` (type `RECORD_TYPE_POLICY_VERDICT`). */
+export interface PolicyVerdictRecord extends PacketRecordBase {
   /** Id of the deciding rule; 0 for the default decision. */
   ruleId: number;
-  flowHash: number;
-  /** EtherType (skb->protocol), host value. */
-  l3Proto: number;
   /** `POLICY_MATCH.*` */
   matchType: number;
   /** `POLICY_ACTION.*` */
   action: number;
-  netnsCookie: bigint;
   /** `POLICY_DIRECTION.*`, relative to the policy's subject. */
   direction: number;
   /** Observation point of the packet (`OBS_FROM_NETWORK` / `OBS_TO_NETWORK`). */
   obsPoint: number;
-  /** First `capLen` bytes of the packet; a view into the record. */
-  data: Uint8Array;
 }
 
 /** What a policy verdict record must look like; a wrong cap_len has one message either way. */
@@ -89,28 +71,16 @@ function capLenMismatch(capLen: number, available: number): string {
  * @throws MalformedRecordError naming the failed check: length, type, version, cap_len.
  */
 export function decodePolicyVerdictRecord(bytes: Uint8Array): PolicyVerdictRecord {
-  const { view: v, type, version, capLen } = checkRecord(bytes, POLICY_VERDICT_SPEC);
-  const h = HDR_LAYOUT.fields;
+  const rec = checkRecord(bytes, POLICY_VERDICT_SPEC);
   const f = POLICY_VERDICT_LAYOUT.fields;
-  return {
-    type,
-    version,
-    flags: bytes[h.flags.offset] ?? 0,
-    cpu: v.getUint32(h.source.offset, true),
-    origLen: v.getUint32(h.orig_len.offset, true),
-    capLen,
-    tsBootNs: v.getBigUint64(f.ts_boot_ns.offset, true),
-    ifindex: v.getUint32(f.ifindex.offset, true),
-    ruleId: v.getUint32(f.rule_id.offset, true),
-    flowHash: v.getUint32(f.flow_hash.offset, true),
-    l3Proto: v.getUint16(f.l3_proto.offset, false),
-    matchType: bytes[f.match_type.offset] ?? 0,
-    action: bytes[f.action.offset] ?? 0,
-    netnsCookie: v.getBigUint64(f.netns_cookie.offset, true),
-    direction: bytes[f.direction.offset] ?? 0,
-    obsPoint: bytes[f.obs_point.offset] ?? 0,
-    data: bytes.subarray(POLICY_VERDICT_FIXED_SIZE, POLICY_VERDICT_FIXED_SIZE + capLen),
-  };
+  // Filled in place: spreading the shared fields into a new object halves the decode rate.
+  const out = readPacketFields(bytes, rec, POLICY_VERDICT_LAYOUT) as PolicyVerdictRecord;
+  out.ruleId = rec.view.getUint32(f.rule_id.offset, true);
+  out.matchType = bytes[f.match_type.offset] ?? 0;
+  out.action = bytes[f.action.offset] ?? 0;
+  out.direction = bytes[f.direction.offset] ?? 0;
+  out.obsPoint = bytes[f.obs_point.offset] ?? 0;
+  return out;
 }
 
 /** A policy verdict record to encode; `capLen` is taken from `data.length`. */
@@ -121,20 +91,15 @@ export type PolicyVerdictRecordInit = Omit<PolicyVerdictRecord, "capLen" | "type
  * @throws EncodeRangeError when `data` is longer than `MAX_CAPTURE`.
  */
 export function encodePolicyVerdictRecord(rec: PolicyVerdictRecordInit): Uint8Array {
-  const { bytes, view: v } = newRecord(
-    POLICY_VERDICT_FIXED_SIZE,
-    { ...rec, type: RECORD_TYPE_POLICY_VERDICT, subtype: 0, version: POLICY_VERDICT_VERSION },
-    rec.data,
+  const { bytes, view: v } = newPacketRecord(
+    POLICY_VERDICT_LAYOUT,
+    { ...rec, type: RECORD_TYPE_POLICY_VERDICT, version: POLICY_VERDICT_VERSION },
+    0,
   );
   const f = POLICY_VERDICT_LAYOUT.fields;
-  v.setBigUint64(f.ts_boot_ns.offset, rec.tsBootNs, true);
-  v.setUint32(f.ifindex.offset, rec.ifindex, true);
   v.setUint32(f.rule_id.offset, rec.ruleId, true);
-  v.setUint32(f.flow_hash.offset, rec.flowHash, true);
-  v.setUint16(f.l3_proto.offset, rec.l3Proto, false);
   v.setUint8(f.match_type.offset, rec.matchType);
   v.setUint8(f.action.offset, rec.action);
-  v.setBigUint64(f.netns_cookie.offset, rec.netnsCookie, true);
   v.setUint8(f.direction.offset, rec.direction);
   v.setUint8(f.obs_point.offset, rec.obsPoint);
   return bytes;
