@@ -16,25 +16,9 @@
 
 #include "periscope.h"
 #include "parse.h"
+#include "skb.h"
 
-#define TC_ACT_UNSPEC (-1)
 #define CAPTURE_FIXED_SIZE 48
-/* Device types without an L2 header (if_arp.h). */
-#define ARPHRD_RAWIP 519
-#define ARPHRD_TUNNEL 768
-#define ARPHRD_TUNNEL6 769
-#define ARPHRD_SIT 776
-#define ARPHRD_IPGRE 778
-#define ARPHRD_PIMREG 779
-#define ARPHRD_IP6GRE 823
-#define ARPHRD_NONE 0xFFFE
-#define ARPHRD_VOID 0xFFFF
-
-extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
-extern int bpf_dynptr_from_skb(struct __sk_buff *skb, __u64 flags,
-			       struct bpf_dynptr *ptr__uninit) __ksym;
-extern int bpf_dynptr_copy(struct bpf_dynptr *dst_ptr, __u32 dst_off, struct bpf_dynptr *src_ptr,
-			   __u32 src_off, __u32 size) __ksym;
 
 _Static_assert(sizeof(struct pscope_capture) == CAPTURE_FIXED_SIZE, "pscope_capture is 48 bytes");
 
@@ -118,21 +102,6 @@ static __always_inline void count_lost(__u32 recordings)
 	bpf_loop(PSCOPE_CAPTURE_MAX_RECORDINGS, lost_one, &recordings, 0);
 }
 
-static __always_inline int l3_device(struct __sk_buff *ctx, __u64 *cookie)
-{
-	struct sk_buff *skb = bpf_cast_to_kern_ctx(ctx);
-	struct net_device *dev = skb->dev;
-	__u16 type;
-
-	if (!dev)
-		return 0;
-	*cookie = dev->nd_net.net->net_cookie;
-	type = dev->type;
-	return type == ARPHRD_NONE || type == ARPHRD_TUNNEL || type == ARPHRD_TUNNEL6 ||
-	       type == ARPHRD_SIT || type == ARPHRD_IPGRE || type == ARPHRD_IP6GRE ||
-	       type == ARPHRD_RAWIP || type == ARPHRD_VOID || type == ARPHRD_PIMREG;
-}
-
 /* State of the filter walk (bpf_loop callback context). */
 struct match_ctx {
 	const struct pscope_tuple *t;
@@ -167,7 +136,7 @@ static __always_inline int capture_packet(struct __sk_buff *skb, __u8 obs_point)
 {
 	struct pscope_capture_filters *cf;
 	struct pscope_pkt p = {};
-	struct bpf_dynptr rb, pkt;
+	struct bpf_dynptr rb;
 	struct pscope_capture *rec;
 	__u32 zero = 0, matched = 0, cap = 0;
 	__u64 cookie = 0;
@@ -177,7 +146,7 @@ static __always_inline int capture_packet(struct __sk_buff *skb, __u8 obs_point)
 	cf = bpf_map_lookup_elem(&capture_filters, &zero);
 	if (!cf || cf->n_filters == 0)
 		return TC_ACT_UNSPEC;
-	l3 = l3_device(skb, &cookie);
+	l3 = pscope_device(skb, &cookie);
 	pscope_parse(skb, l3, &p);
 	if (p.t.family == 0)
 		return TC_ACT_UNSPEC;
@@ -202,20 +171,8 @@ static __always_inline int capture_packet(struct __sk_buff *skb, __u8 obs_point)
 	/* Names struct pscope_capture in the object's BTF for the layout test. */
 	if (!bpf_core_type_id_local(struct pscope_capture))
 		return TC_ACT_UNSPEC;
-	if (bpf_ringbuf_reserve_dynptr(&captures, CAPTURE_FIXED_SIZE + cap, 0, &rb) < 0) {
-		bpf_ringbuf_discard_dynptr(&rb, 0);
-		count_lost(matched);
-		return TC_ACT_UNSPEC;
-	}
-	rec = bpf_dynptr_data(&rb, 0, CAPTURE_FIXED_SIZE);
+	rec = pscope_reserve_packet(&captures, skb, &rb, CAPTURE_FIXED_SIZE, cap);
 	if (!rec) {
-		bpf_ringbuf_discard_dynptr(&rb, 0);
-		count_lost(matched);
-		return TC_ACT_UNSPEC;
-	}
-	if (cap > 0 && (bpf_dynptr_from_skb(skb, 0, &pkt) < 0 ||
-			bpf_dynptr_copy(&rb, CAPTURE_FIXED_SIZE, &pkt, 0, cap) < 0)) {
-		bpf_ringbuf_discard_dynptr(&rb, 0);
 		count_lost(matched);
 		return TC_ACT_UNSPEC;
 	}

@@ -17,20 +17,9 @@
 #include "periscope.h"
 #include "flowhash.h"
 #include "parse.h"
+#include "skb.h"
 
-#define TC_ACT_UNSPEC (-1)
 #define TC_ACT_SHOT 2
-
-/* Device types without an L2 header on transmit (the kernel's dev_is_mac_header_xmit). */
-#define ARPHRD_RAWIP 519
-#define ARPHRD_TUNNEL 768
-#define ARPHRD_TUNNEL6 769
-#define ARPHRD_SIT 776
-#define ARPHRD_IPGRE 778
-#define ARPHRD_PIMREG 779
-#define ARPHRD_IP6GRE 823
-#define ARPHRD_NONE 0xFFFE
-#define ARPHRD_VOID 0xFFFF
 
 /* Debug event types (flow.DebugEventType). */
 #define DBG_POLICY_DENIED 5
@@ -89,12 +78,6 @@ struct {
 #include "ct.h"
 #include "policy.h"
 
-/* Kernel's struct sk_buff behind the __sk_buff context (kfunc, Linux 6.3+). */
-extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
-extern int bpf_dynptr_from_skb(struct __sk_buff *skb, __u64 flags,
-			       struct bpf_dynptr *ptr__uninit) __ksym;
-extern int bpf_dynptr_copy(struct bpf_dynptr *dst_ptr, __u32 dst_off, struct bpf_dynptr *src_ptr,
-			   __u32 src_off, __u32 size) __ksym;
 
 /*
  * Global (separately verified) functions around the big inline pieces, so
@@ -133,26 +116,6 @@ struct dev_info {
 	__u64 netns_cookie; /* 0 when unknown */
 	int l3;             /* no L2 header: the packet starts at the network header */
 };
-
-/*
- * Namespace cookie and header type of the skb's device, read from the
- * kernel's struct net_device (the bpf_get_netns_cookie() helper reports the
- * socket's namespace when there is one).
- */
-static __always_inline void device_info(struct __sk_buff *ctx, struct dev_info *d)
-{
-	struct sk_buff *skb = bpf_cast_to_kern_ctx(ctx);
-	struct net_device *dev = skb->dev;
-	__u16 type;
-
-	if (!dev)
-		return;
-	d->netns_cookie = dev->nd_net.net->net_cookie;
-	type = dev->type;
-	d->l3 = type == ARPHRD_NONE || type == ARPHRD_TUNNEL || type == ARPHRD_TUNNEL6 ||
-		type == ARPHRD_SIT || type == ARPHRD_IPGRE || type == ARPHRD_IP6GRE ||
-		type == ARPHRD_RAWIP || type == ARPHRD_VOID || type == ARPHRD_PIMREG;
-}
 
 static __always_inline void count_lost(void)
 {
@@ -324,32 +287,17 @@ static __always_inline void emit_trace(struct __sk_buff *skb, const struct dev_i
 		flags |= PSCOPE_F_TRUNCATED;
 
 #ifdef PSCOPE_EMIT_DYNPTR
-	struct bpf_dynptr rb, pkt;
+	struct bpf_dynptr rb;
 	struct pscope_trace *rec;
 
 	/* Names struct pscope_trace in the object's BTF (only ever cast to here), which
 	 * user space checks its layout against; resolved at load, never false. */
 	if (!bpf_core_type_id_local(struct pscope_trace))
 		return;
-	if (bpf_ringbuf_reserve_dynptr(&events, TRACE_FIXED_SIZE + cap, 0, &rb) < 0) {
-		bpf_ringbuf_discard_dynptr(&rb, 0);
-		count_lost();
-		return;
-	}
-	rec = bpf_dynptr_data(&rb, 0, TRACE_FIXED_SIZE);
+	rec = pscope_reserve_packet(&events, skb, &rb, TRACE_FIXED_SIZE, cap);
 	if (!rec) {
-		bpf_ringbuf_discard_dynptr(&rb, 0);
 		count_lost();
 		return;
-	}
-	if (cap > 0) {
-		if (bpf_dynptr_from_skb(skb, 0, &pkt) < 0 ||
-		    bpf_dynptr_copy(&rb, TRACE_FIXED_SIZE, &pkt, 0, cap) < 0) {
-			/* cannot happen with cap <= skb->len; keep the record honest */
-			bpf_ringbuf_discard_dynptr(&rb, 0);
-			count_lost();
-			return;
-		}
 	}
 	fill_trace(rec, skb, d, obs_point, flags, cap, hash, reason, now);
 	bpf_ringbuf_submit_dynptr(&rb, 0);
@@ -382,7 +330,7 @@ static __always_inline int trace_packet(struct __sk_buff *skb, __u8 obs_point)
 	st = bpf_map_lookup_elem(&settings, &zero);
 	if (!st)
 		return TC_ACT_UNSPEC;
-	device_info(skb, &d);
+	d.l3 = pscope_device(skb, &d.netns_cookie);
 	if (d.l3)
 		flags |= PSCOPE_F_L3;
 	trace_parse(skb, d.l3, &p);
