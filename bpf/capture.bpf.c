@@ -176,13 +176,7 @@ static __always_inline int capture_packet(struct __sk_buff *skb, __u8 obs_point)
 		count_lost(matched);
 		return TC_ACT_UNSPEC;
 	}
-	rec->hdr.type = PSCOPE_REC_CAPTURE;
-	rec->hdr.subtype = obs_point;
-	rec->hdr.version = PSCOPE_CAPTURE_VERSION;
-	rec->hdr.flags = flags;
-	rec->hdr.source = bpf_get_smp_processor_id();
-	rec->hdr.orig_len = skb->len;
-	rec->hdr.cap_len = cap;
+	pscope_hdr(&rec->hdr, skb, PSCOPE_REC_CAPTURE, obs_point, PSCOPE_CAPTURE_VERSION, flags, cap);
 	rec->ts_boot_ns = bpf_ktime_get_boot_ns();
 	rec->ifindex = skb->ifindex;
 	rec->recordings = matched;

@@ -144,13 +144,7 @@ static __always_inline void emit_debug(struct __sk_buff *skb, const struct dev_i
 		count_lost();
 		return;
 	}
-	rec->hdr.type = PSCOPE_REC_DEBUG;
-	rec->hdr.subtype = type;
-	rec->hdr.version = PSCOPE_DEBUG_VERSION;
-	rec->hdr.flags = 0;
-	rec->hdr.source = bpf_get_smp_processor_id();
-	rec->hdr.orig_len = skb->len;
-	rec->hdr.cap_len = 0;
+	pscope_hdr(&rec->hdr, skb, PSCOPE_REC_DEBUG, type, PSCOPE_DEBUG_VERSION, 0, 0);
 	rec->ts_boot_ns = bpf_ktime_get_boot_ns();
 	rec->ifindex = skb->ifindex;
 	rec->arg1 = arg1;
@@ -257,13 +251,7 @@ static __always_inline void fill_trace(struct pscope_trace *rec, struct __sk_buf
 				       const struct dev_info *d, __u8 obs_point, __u8 flags,
 				       __u32 cap, __u32 hash, __u8 reason, __u64 now)
 {
-	rec->hdr.type = PSCOPE_REC_TRACE;
-	rec->hdr.subtype = obs_point;
-	rec->hdr.version = PSCOPE_TRACE_VERSION;
-	rec->hdr.flags = flags;
-	rec->hdr.source = bpf_get_smp_processor_id();
-	rec->hdr.orig_len = skb->len;
-	rec->hdr.cap_len = cap;
+	pscope_hdr(&rec->hdr, skb, PSCOPE_REC_TRACE, obs_point, PSCOPE_TRACE_VERSION, flags, cap);
 	rec->ts_boot_ns = bpf_ktime_get_boot_ns();
 	rec->ifindex = skb->ifindex;
 	rec->mark = skb->mark;

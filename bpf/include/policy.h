@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * L3/L4 policy in the tc programs. Included by trace.bpf.c after events.h
- * (`events`, `lost_events`) and `cfg`. The trace program calls
+ * (`events`, `lost_events`), skb.h and `cfg`. The trace program calls
  * pscope_policy_rev() per packet and pscope_policy_decide() only for a
  * connection whose cached verdict belongs to another revision (a new
  * connection, or the policy changed); every packet of a denied connection
@@ -250,13 +250,8 @@ static __always_inline void policy_hdr(struct pscope_hdr *hdr, struct __sk_buff 
 				       const struct pscope_tuple *t, __u8 type, __u8 subtype,
 				       __u8 version, __u32 cap)
 {
-	hdr->type = type;
-	hdr->subtype = subtype;
-	hdr->version = version;
-	hdr->flags = (cap < skb->len ? PSCOPE_F_TRUNCATED : 0) | (t->l3_off == 0 ? PSCOPE_F_L3 : 0);
-	hdr->source = bpf_get_smp_processor_id();
-	hdr->orig_len = skb->len;
-	hdr->cap_len = cap;
+	pscope_hdr(hdr, skb, type, subtype, version,
+		   (cap < skb->len ? PSCOPE_F_TRUNCATED : 0) | (t->l3_off == 0 ? PSCOPE_F_L3 : 0), cap);
 }
 
 static __always_inline void policy_emit_verdict(struct __sk_buff *skb, const struct pscope_tuple *t,

@@ -48,6 +48,19 @@ static __always_inline int pscope_device(struct __sk_buff *ctx, __u64 *cookie)
 	       type == ARPHRD_RAWIP || type == ARPHRD_VOID || type == ARPHRD_PIMREG;
 }
 
+/* Fills the common header of a record about `skb` holding `cap` of its bytes. */
+static __always_inline void pscope_hdr(struct pscope_hdr *hdr, struct __sk_buff *skb, __u8 type,
+				       __u8 subtype, __u8 version, __u8 flags, __u32 cap)
+{
+	hdr->type = type;
+	hdr->subtype = subtype;
+	hdr->version = version;
+	hdr->flags = flags;
+	hdr->source = bpf_get_smp_processor_id();
+	hdr->orig_len = skb->len;
+	hdr->cap_len = cap;
+}
+
 /*
  * Reserves `fixed` + `cap` bytes (cap <= skb->len) in the ring buffer `ring`
  * through `rb` and copies the first `cap` bytes of the packet after the fixed
