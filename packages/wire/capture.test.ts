@@ -7,7 +7,7 @@ import {
   decodeCaptureRecord,
   encodeCaptureFilters,
 } from "./capture.ts";
-import { type BtfStructs, bpfBuildDir, expectMatchesBtf, loadBtfStructs } from "./test-support.ts";
+import { type BtfStructs, bpfBuildDir, expectMatchesBtf, loadBtfStructs } from "./test-helpers.ts";
 
 let btf: BtfStructs;
 

@@ -17,7 +17,7 @@ import {
   loadBtfStructs,
   malformed,
   repoRoot,
-} from "./test-support.ts";
+} from "./test-helpers.ts";
 
 let dir = "";
 let debugStruct: BtfStruct | undefined;

@@ -20,7 +20,7 @@ import {
   expectMatchesBtf,
   loadBtfStructs,
   malformed,
-} from "./test-support.ts";
+} from "./test-helpers.ts";
 
 const objectPath = join(bpfBuildDir, "drop.bpf.o");
 let btf: BtfStructs;

@@ -18,7 +18,7 @@ import {
   expectMatchesBtf,
   loadBtfStructs,
   repoRoot,
-} from "./test-support.ts";
+} from "./test-helpers.ts";
 
 const objectPath = join(bpfBuildDir, "trace.bpf.o");
 const headerPath = join(repoRoot, "bpf", "include", "periscope.h");

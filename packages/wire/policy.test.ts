@@ -28,7 +28,7 @@ import {
   expectMatchesBtf,
   loadBtfStructs,
   malformed,
-} from "./test-support.ts";
+} from "./test-helpers.ts";
 
 let btf: BtfStructs;
 

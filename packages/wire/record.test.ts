@@ -10,7 +10,7 @@ import {
   encodePolicyVerdictRecord,
   encodeTraceRecord,
 } from "./index.ts";
-import { malformed } from "./test-support.ts";
+import { malformed } from "./test-helpers.ts";
 
 const data = new Uint8Array([0x45, 0, 0, 20]);
 const header = { flags: 0, cpu: 1, origLen: 60, tsBootNs: 5n, ifindex: 2, flowHash: 7 };

@@ -99,8 +99,32 @@ export type QueryStep =
  * events; with `follow` it waits for new events until `signal` aborts or the ring closes.
  * An event after `until` ends the stream. A long scan lets the event loop run every
  * {@link SCAN_SLICE_MS} ms, so one heavy request cannot stall others or /healthz.
+ * Without `follow` the selected events come out sorted by time (stable); a follow
+ * stream sends them in the ring's order (time order within the sort buffer's window).
  */
 export async function* readEvents(
+  ring: Ring<StoredEvent>,
+  q: EventQuery,
+  match: (ev: StoredEvent) => boolean,
+  signal?: AbortSignal,
+): AsyncGenerator<QueryStep, void, undefined> {
+  if (q.follow) {
+    yield* scanEvents(ring, q, match, signal);
+    return;
+  }
+  // A history answer is sent oldest first even where the ring holds events that came
+  // later than the sort buffer's window (a slow node or enricher): collect, then a
+  // stable sort by time. Lapped-reader steps go out as they happen.
+  const events: StoredEvent[] = [];
+  for await (const step of scanEvents(ring, q, match, signal)) {
+    if (step.kind === "lost") yield step;
+    else events.push(step.event);
+  }
+  events.sort((a, b) => (a.ns < b.ns ? -1 : a.ns > b.ns ? 1 : 0));
+  for (const event of events) yield { kind: "event", event };
+}
+
+async function* scanEvents(
   ring: Ring<StoredEvent>,
   q: EventQuery,
   match: (ev: StoredEvent) => boolean,
