@@ -1,6 +1,5 @@
 import { MESSAGE_TYPE } from "@periscope/model";
 import {
-  CiliumEventTypeSchema,
   type DNS,
   DNSSchema,
   type Flow,
@@ -18,10 +17,10 @@ import {
   Verdict,
 } from "@periscope/proto";
 import { messageFactory } from "../message.ts";
+import { eventType } from "../trace.ts";
 import { type DnsMessage, dnsRcodeText, dnsTypeName } from "./dns.ts";
 
 const newFlow = messageFactory(FlowSchema);
-const newEventType = messageFactory(CiliumEventTypeSchema);
 const newLayer7 = messageFactory(Layer7Schema);
 const newLayer4 = messageFactory(Layer4Schema);
 const newTCP = messageFactory(TCPSchema);
@@ -137,9 +136,7 @@ export function l7Flow(base: Flow, init: L7FlowInit): Flow {
   flow.verdict = Verdict.FORWARDED;
   flow.Type = FlowType.L7;
   flow.nodeName = base.nodeName;
-  const eventType = newEventType();
-  eventType.type = MESSAGE_TYPE.L7;
-  flow.eventType = eventType;
+  flow.eventType = eventType(MESSAGE_TYPE.L7, 0);
   flow.ethernet = base.ethernet;
   flow.IP = base.IP;
   flow.l4 = portsOnly(base);
