@@ -1,0 +1,7 @@
+export type {
+  NetflowDirection,
+  NetflowDrops,
+  NetflowEndpoint,
+  NetflowEndReason,
+  NetflowRecord,
+} from "./src/record.ts";
