@@ -12,6 +12,8 @@ APT_PACKAGES=(
   debootstrap git # scripts/check-minimal-root.sh: builds a Debian root, clones this repository
   nftables # tests/drops.test.ts: a firewall rule that drops packets
   openssl # tests/access.test.ts: certificates for TLS and mutual TLS
+  nfdump # tests/netflow-ipfix.test.ts: nfcapd collects the IPFIX export, nfdump reads it back
+  softflowd pmacct # bench/netflow.ts: the flow exporters Periscope's flow export is measured against
 )
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LOG="$(mktemp -t periscope-setup.XXXXXX)"
