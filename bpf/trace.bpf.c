@@ -76,6 +76,7 @@ struct {
 } conntrack SEC(".maps");
 
 #include "ct.h"
+#include "flows.h"
 #include "policy.h"
 
 
@@ -328,6 +329,9 @@ static __always_inline int trace_packet(struct __sk_buff *skb, __u8 obs_point)
 		struct pscope_ct_key k = {};
 		__u8 action = PSCOPE_POLICY_ACTION_ALLOW;
 		__u32 rule_id = 0;
+
+		flow_account(skb, &p, d.netns_cookie,
+			     (obs_point == PSCOPE_OBS_TO_NETWORK) | (d.l3 ? 2 : 0), now);
 
 		if (p.icmp_error) {
 			int dir = ct_related(skb, d.netns_cookie, &p, skb->len, now);

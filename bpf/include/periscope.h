@@ -306,4 +306,44 @@ struct pscope_capture_filters {
 	struct pscope_capture_filter filters[PSCOPE_CAPTURE_MAX_FILTERS];
 };
 
+/* Flow table (bpf/include/flows.h): per-flow counters accumulated by the tc
+ * trace programs. Key: one direction of a flow at one hook of one device.
+ * ICMP/ICMPv6 flows have ports 0 and their type/code in the key. */
+struct pscope_flow_key {
+	__u64 netns_cookie;
+	__u32 ifindex;
+	__u8 family;    /* 4 or 6 */
+	__u8 proto;     /* IPPROTO_* */
+	__u8 direction; /* 0 tc ingress, 1 tc egress */
+	__u8 icmp_type;
+	__u32 saddr[4]; /* network byte order, IPv4 in word 0 */
+	__u32 daddr[4];
+	__u16 sport;    /* host byte order */
+	__u16 dport;
+	__u8 icmp_code;
+	__u8 _pad0[3];
+};
+
+/* Flow table value, one per CPU (per-CPU hash): each CPU counts its own
+ * packets, user space adds them up. Times are bpf_ktime_get_coarse_ns(). */
+struct pscope_flow_value {
+	__u64 first_seen_ns;
+	__u64 last_seen_ns;
+	__u64 packets;  /* skbs: a GSO/GRO skb counts once, like the device counters */
+	__u64 bytes;    /* skb->len from the network header on */
+	__u64 rtt_ns;   /* TCP handshake: SYN to SYN-ACK seen at this device, 0 if not measured */
+	__u8 src_mac[6];
+	__u8 dst_mac[6];
+	__u8 tcp_flags; /* union */
+	__u8 dscp;
+	__u16 _pad0;
+};
+
+/* One packet that found the flow table full, sent through the `flow_spill`
+ * ring buffer instead: user space accounts it with the same semantics. */
+struct pscope_flow_spill {
+	struct pscope_flow_key key;
+	struct pscope_flow_value value;
+};
+
 #endif /* __PERISCOPE_H */
