@@ -139,7 +139,8 @@ __noinline int flow_spill_packet(const struct pscope_flow_key *k,
 	__u32 zero = 0;
 	__u64 *lost;
 
-	if (!k || !v)
+	/* names the record in the object's BTF for the layout check; never false */
+	if (!k || !v || !bpf_core_type_id_local(struct pscope_flow_spill))
 		return 0;
 	rec = bpf_ringbuf_reserve(&flow_spill, sizeof(*rec), 0);
 	if (!rec) {

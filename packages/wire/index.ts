@@ -32,6 +32,7 @@ export {
 } from "./drop.ts";
 export { EncodeRangeError, encodeTraceRecord, type TraceRecordInit } from "./encode.ts";
 export { readFlowHash } from "./flow-hash.ts";
+export * from "./flow-table.ts";
 export {
   CAPTURE_RULE_LAYOUT,
   CT_ENTRY_LAYOUT,
