@@ -1,0 +1,31 @@
+import { icmpV4TypeCodeText, icmpV6TypeCodeText } from "@periscope/flow";
+import { contextLabelNames, contextLabelValues } from "../context.ts";
+import type { HandlerFactory } from "../handler.ts";
+import { TableCounter } from "../table.ts";
+
+/**
+ * `hubble_icmp_total{family,type,...context}`: ICMP messages by family (`IPv4`/`IPv6`) and
+ * type as gopacket prints it (`EchoRequest`, `DestinationUnreachable(Port)`).
+ */
+export const icmpHandler: HandlerFactory = ({ registry, limit, context }) => {
+  const icmp = new TableCounter({
+    name: "hubble_icmp_total",
+    help: "Number of ICMP messages",
+    labelNames: ["family", "type", ...contextLabelNames(context)],
+    registry,
+    limit,
+  });
+  const values: string[] = [];
+  return {
+    process(flow) {
+      const l4 = flow.l4?.protocol;
+      if (l4?.case !== "ICMPv4" && l4?.case !== "ICMPv6") return;
+      values.length = 0;
+      if (l4.case === "ICMPv4")
+        values.push("IPv4", icmpV4TypeCodeText(l4.value.type, l4.value.code));
+      else values.push("IPv6", icmpV6TypeCodeText(l4.value.type, l4.value.code));
+      contextLabelValues(context, flow, values);
+      icmp.add(values);
+    },
+  };
+};

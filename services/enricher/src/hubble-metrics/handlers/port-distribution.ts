@@ -1,0 +1,40 @@
+import { Verdict } from "@periscope/proto";
+import { contextLabelNames, contextLabelValues } from "../context.ts";
+import type { HandlerFactory } from "../handler.ts";
+import { TableCounter } from "../table.ts";
+
+/**
+ * `hubble_port_distribution_total{protocol,port,...context}`: forwarded/redirected packets
+ * by destination port (ICMP, VRRP, IGMP as port "0"); replies and flows not known to be
+ * requests (no is_reply) are not counted, as in Hubble.
+ */
+export const portDistributionHandler: HandlerFactory = ({ registry, limit, context }) => {
+  const ports = new TableCounter({
+    name: "hubble_port_distribution_total",
+    help: "Numbers of packets distributed by destination port",
+    labelNames: ["protocol", "port", ...contextLabelNames(context)],
+    registry,
+    limit,
+  });
+  const values: string[] = [];
+  return {
+    process(flow) {
+      if (flow.verdict !== Verdict.FORWARDED && flow.verdict !== Verdict.REDIRECTED) return;
+      if (flow.isReply !== false) return;
+      const l4 = flow.l4?.protocol;
+      if (l4?.case === undefined) return;
+      values.length = 0;
+      switch (l4.case) {
+        case "TCP":
+        case "UDP":
+        case "SCTP":
+          values.push(l4.case, String(l4.value.destinationPort));
+          break;
+        default:
+          values.push(l4.case, "0");
+      }
+      contextLabelValues(context, flow, values);
+      ports.add(values);
+    },
+  };
+};

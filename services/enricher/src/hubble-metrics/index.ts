@@ -1,0 +1,190 @@
+/**
+ * Hubble's flow metrics (`hubble_*`), computed by the enricher from the flows it
+ * publishes and served on their own port, like Hubble's metrics server.
+ */
+import { type Flow, type FlowBatch, LostEventSource } from "@periscope/proto";
+import { type Logger, type OpsServer, RateLimitedLog, startOpsServer } from "@periscope/telemetry";
+import { Counter, Gauge, Registry } from "prom-client";
+import { parseContextOptions } from "./context.ts";
+import type { HandlerFactory, MetricHandler } from "./handler.ts";
+import { dnsHandler } from "./handlers/dns.ts";
+import { dropHandler } from "./handlers/drop.ts";
+import { flowHandler } from "./handlers/flow.ts";
+import { httpHandler, httpV2Handler } from "./handlers/http.ts";
+import { icmpHandler } from "./handlers/icmp.ts";
+import { portDistributionHandler } from "./handlers/port-distribution.ts";
+import { tcpHandler } from "./handlers/tcp.ts";
+import type { HandlerName, HandlerSpec } from "./spec.ts";
+import { type LabelSetLimit, TableCounter, TableHistogram } from "./table.ts";
+
+export { type HandlerSpec, parseMetricsSpec } from "./spec.ts";
+
+const FACTORIES: Readonly<Record<HandlerName, HandlerFactory>> = {
+  flow: flowHandler,
+  drop: dropHandler,
+  tcp: tcpHandler,
+  dns: dnsHandler,
+  http: httpHandler,
+  httpV2: httpV2Handler,
+  icmp: icmpHandler,
+  "port-distribution": portDistributionHandler,
+};
+
+/** Label sets one metric holds by default. */
+export const DEFAULT_MAX_LABEL_SETS = 4096;
+
+/** Options for {@link HubbleMetrics}. */
+export interface HubbleMetricsOptions {
+  readonly specs: readonly HandlerSpec[];
+  /** Label sets per metric at most (default {@link DEFAULT_MAX_LABEL_SETS}). */
+  readonly maxLabelSets?: number;
+  readonly log: Logger;
+}
+
+/**
+ * The enabled handlers and their registry. `hubble_lost_events_total{source}` is always
+ * there (as in Hubble). Each metric keeps at most `maxLabelSets` label sets; increments
+ * for further sets are counted in `periscope_hubble_metrics_overflow_total{metric}` and
+ * logged (rate-limited) instead.
+ */
+export class HubbleMetrics {
+  readonly registry = new Registry();
+  readonly #handlers: MetricHandler[] = [];
+  readonly #lost: TableCounter;
+  readonly #errors: Counter<string>;
+  readonly #errorLog: RateLimitedLog;
+  readonly #source = new Map<LostEventSource, string[]>();
+  readonly #names: readonly HandlerName[];
+
+  constructor(opts: HubbleMetricsOptions) {
+    const { registry } = this;
+    const { log } = opts;
+    const overflow = new Counter({
+      name: "periscope_hubble_metrics_overflow_total",
+      help: "Hubble metric increments not kept because the metric already held its maximum number of label sets",
+      labelNames: ["metric"],
+      registers: [registry],
+    });
+    const overflowLog = new RateLimitedLog({
+      log,
+      describe: (n) => `${n} hubble metric increments over the label set limit not kept`,
+    });
+    const limit: LabelSetLimit = {
+      max: opts.maxLabelSets ?? DEFAULT_MAX_LABEL_SETS,
+      overflow(metric) {
+        overflow.inc({ metric });
+        overflowLog.note(`${metric} holds ${limit.max} label sets, more are not kept`, {
+          metric,
+          relatedMetric: "periscope_hubble_metrics_overflow_total",
+        });
+      },
+    };
+    this.#errors = new Counter({
+      name: "periscope_hubble_metrics_errors_total",
+      help: "Flows a Hubble metrics handler failed on (the flow is still published)",
+      labelNames: ["handler"],
+      registers: [registry],
+    });
+    this.#errorLog = new RateLimitedLog({
+      log,
+      describe: (n) => `hubble metrics handlers failed on ${n} flows`,
+    });
+    this.#lost = new TableCounter({
+      name: "hubble_lost_events_total",
+      help: "Number of lost events",
+      labelNames: ["source"],
+      registry,
+      limit,
+    });
+    for (const s of [
+      LostEventSource.PERF_EVENT_RING_BUFFER,
+      LostEventSource.OBSERVER_EVENTS_QUEUE,
+    ]) {
+      this.#lost.add([this.#sourceLabel(s)], 0);
+    }
+    const names: HandlerName[] = [];
+    for (const spec of opts.specs) {
+      const context = parseContextOptions("metrics", spec.name, spec.options);
+      this.#handlers.push(
+        FACTORIES[spec.name]({ registry, limit, context, options: spec.options }),
+      );
+      names.push(spec.name);
+    }
+    this.#names = names;
+    new Gauge({
+      name: "periscope_hubble_metrics_label_sets",
+      help: "Label sets each Hubble metric holds",
+      labelNames: ["metric"],
+      registers: [registry],
+      collect() {
+        for (const m of registry.getMetricsAsArray()) {
+          if (m instanceof TableCounter || m instanceof TableHistogram) {
+            this.set({ metric: m.metricName }, m.size);
+          }
+        }
+      },
+    });
+  }
+
+  #sourceLabel(source: LostEventSource): string {
+    return (LostEventSource[source] ?? String(source)).toLowerCase();
+  }
+
+  /** Updates every enabled handler from one flow; a failing handler is counted, never thrown. */
+  observeFlow(flow: Flow): void {
+    for (let i = 0; i < this.#handlers.length; i++) {
+      try {
+        this.#handlers[i]?.process(flow);
+      } catch (err) {
+        const handler = this.#names[i] ?? "unknown";
+        this.#errors.inc({ handler });
+        this.#errorLog.note(err instanceof Error ? err.message : String(err), { handler });
+      }
+    }
+  }
+
+  /** Updates the metrics from a published batch: each flow, and each lost event by its source. */
+  observe(batch: FlowBatch): void {
+    for (const r of batch.responses) {
+      const t = r.responseTypes;
+      if (t.case === "flow") this.observeFlow(t.value);
+      else if (t.case === "lostEvents") {
+        let label = this.#source.get(t.value.source);
+        if (label === undefined) {
+          label = [this.#sourceLabel(t.value.source)];
+          this.#source.set(t.value.source, label);
+        }
+        this.#lost.add(label, Number(t.value.numEventsLost));
+      }
+    }
+  }
+}
+
+/** A running Hubble metrics server. */
+export interface RunningHubbleMetrics {
+  readonly metrics: HubbleMetrics;
+  /** The port bound (differs from the configured one when that was 0). */
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * Builds the handlers of `specs` and serves their registry on `addr` (`GET /metrics`,
+ * `/healthz`), Hubble's `--hubble-metrics-server` (default `:9965`).
+ */
+export async function startHubbleMetrics(
+  opts: HubbleMetricsOptions & { readonly addr: string },
+): Promise<RunningHubbleMetrics> {
+  const metrics = new HubbleMetrics(opts);
+  const server: OpsServer = await startOpsServer({
+    addr: opts.addr,
+    registry: metrics.registry,
+    ready: () => true,
+    log: opts.log,
+  });
+  opts.log.info(
+    { addr: opts.addr, port: server.port, handlers: opts.specs.map((s) => s.name) },
+    "hubble metrics server listening",
+  );
+  return { metrics, port: server.port, stop: () => server.stop() };
+}

@@ -1,0 +1,174 @@
+import { Counter, Histogram, type Registry } from "prom-client";
+
+/** The label-set cap shared by every metric of one registry, and where overflow goes. */
+export interface LabelSetLimit {
+  /** Label sets one metric holds at most; increments for a further new set are not kept. */
+  readonly max: number;
+  /** Called once per increment refused because `metric` is full. */
+  overflow(metric: string): void;
+}
+
+/** Options of a metric whose label sets live in a {@link LabelSetTable}. */
+export interface TableMetricOptions {
+  readonly name: string;
+  readonly help: string;
+  readonly labelNames: readonly string[];
+  readonly registry: Registry;
+  readonly limit: LabelSetLimit;
+}
+
+/**
+ * Label sets of one metric keyed by their joined values, at most `limit.max` of them.
+ * Keeping our own table (instead of prom-client's per-call label hashing) makes an
+ * increment one string join and one Map lookup.
+ */
+class LabelSetTable<E> {
+  readonly entries = new Map<string, { labels: Record<string, string>; value: E }>();
+  constructor(
+    private readonly metric: string,
+    private readonly names: readonly string[],
+    private readonly limit: LabelSetLimit,
+  ) {}
+
+  /** The entry of these label values, made by `make` when new; undefined when the table is full. */
+  entry(values: readonly string[], make: () => E): E | undefined {
+    const key = values.join("\u0000");
+    const found = this.entries.get(key);
+    if (found !== undefined) return found.value;
+    if (this.entries.size >= this.limit.max) {
+      this.limit.overflow(this.metric);
+      return undefined;
+    }
+    if (values.length !== this.names.length) {
+      throw new RangeError(
+        `${this.metric}: ${values.length} label values for ${this.names.length} labels`,
+      );
+    }
+    const labels: Record<string, string> = {};
+    this.names.forEach((n, i) => {
+      labels[n] = values[i] ?? "";
+    });
+    const value = make();
+    this.entries.set(key, { labels, value });
+    return value;
+  }
+}
+
+/** A prom-client counter whose label sets are counted in a capped {@link LabelSetTable}. */
+export class TableCounter extends Counter<string> {
+  private readonly table: LabelSetTable<{ n: number }>;
+  /** The metric's name. */
+  readonly metricName: string;
+  constructor(opts: TableMetricOptions) {
+    super({ name: opts.name, help: opts.help, labelNames: opts.labelNames, registers: [] });
+    this.metricName = opts.name;
+    this.table = new LabelSetTable(opts.name, opts.labelNames, opts.limit);
+    opts.registry.registerMetric(this);
+  }
+
+  /** Adds `n` to the label set with these values (in labelNames order). */
+  add(values: readonly string[], n = 1): void {
+    const e = this.table.entry(values, () => ({ n: 0 }));
+    if (e !== undefined) e.n += n;
+  }
+
+  /** Label sets held. */
+  get size(): number {
+    return this.table.entries.size;
+  }
+
+  override async get(): ReturnType<Counter<string>["get"]> {
+    const base = await super.get();
+    base.values = [...this.table.entries.values()].map((e) => ({
+      labels: e.labels,
+      value: e.value.n,
+    }));
+    return base;
+  }
+}
+
+/** Go's prometheus.DefBuckets, which Hubble's histograms use (seconds). */
+export const DEFAULT_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
+
+interface BucketCounts {
+  readonly counts: Float64Array;
+  sum: number;
+  count: number;
+}
+
+/** A prom-client histogram whose label sets live in a capped {@link LabelSetTable}. */
+export class TableHistogram extends Histogram<string> {
+  private readonly table: LabelSetTable<BucketCounts>;
+  private readonly bounds: readonly number[];
+  /** An always-empty histogram of the same name: the frame {@link get} fills. */
+  private readonly shape: Histogram<string>;
+  /** The metric's name. */
+  readonly metricName: string;
+  constructor(opts: TableMetricOptions & { readonly buckets?: readonly number[] }) {
+    const bounds = [...(opts.buckets ?? DEFAULT_BUCKETS)];
+    super({
+      name: opts.name,
+      help: opts.help,
+      labelNames: opts.labelNames,
+      buckets: bounds,
+      registers: [],
+    });
+    this.bounds = bounds;
+    this.metricName = opts.name;
+    this.shape = new Histogram({
+      name: opts.name,
+      help: opts.help,
+      labelNames: opts.labelNames,
+      registers: [],
+    });
+    this.table = new LabelSetTable(opts.name, opts.labelNames, opts.limit);
+    opts.registry.registerMetric(this);
+  }
+
+  /** Records `value` for the label set with these values (in labelNames order). */
+  record(values: readonly string[], value: number): void {
+    const e = this.table.entry(values, () => ({
+      counts: new Float64Array(this.bounds.length),
+      sum: 0,
+      count: 0,
+    }));
+    if (e === undefined) return;
+    const i = this.bounds.findIndex((b) => value <= b);
+    if (i >= 0) e.counts[i] = (e.counts[i] ?? 0) + 1;
+    e.sum += value;
+    e.count++;
+  }
+
+  /** Label sets held. */
+  get size(): number {
+    return this.table.entries.size;
+  }
+
+  /** What the registry renders (prom-client asks histograms for this before `get`). */
+  async getForPromString(): ReturnType<Histogram<string>["get"]> {
+    return this.get();
+  }
+
+  override async get(): ReturnType<Histogram<string>["get"]> {
+    const base = await this.shape.get();
+    const name = this.metricName;
+    base.values = [];
+    for (const { labels, value } of this.table.entries.values()) {
+      let cumulative = 0;
+      this.bounds.forEach((le, i) => {
+        cumulative += value.counts[i] ?? 0;
+        base.values.push({
+          labels: { ...labels, le },
+          value: cumulative,
+          metricName: `${name}_bucket`,
+        });
+      });
+      base.values.push(
+        { labels: { ...labels, le: "+Inf" }, value: value.count, metricName: `${name}_bucket` },
+        { labels, value: value.sum, metricName: `${name}_sum` },
+        { labels, value: value.count, metricName: `${name}_count` },
+      );
+    }
+    return base;
+  }
+}
