@@ -29,6 +29,7 @@ const libbpfSymbols = {
   bpf_map_update_elem: { args: [i32, P, P, FFIType.u64_fast], returns: i32 },
   bpf_map_delete_elem: { args: [i32, P], returns: i32 },
   bpf_map_get_next_key: { args: [i32, P, P], returns: i32 },
+  bpf_map_lookup_and_delete_batch: { args: [i32, P, P, P, P, P, P], returns: i32 },
   bpf_program__attach: { args: [P], returns: P },
   bpf_link__destroy: { args: [P], returns: i32 },
   btf__parse: { args: [P, P], returns: P },

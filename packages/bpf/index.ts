@@ -21,6 +21,14 @@ export {
 } from "./drop-program.ts";
 export { BpfError, errnoName } from "./errors.ts";
 export { FdPoller } from "./fd-poller.ts";
+export {
+  DEFAULT_FLOW_ENTRIES,
+  DEFAULT_FLOW_SPILL_BYTES,
+  type FlowDelta,
+  FlowTable,
+  type FlowTableMaps,
+  MAX_FLOW_ENTRIES,
+} from "./flow-table.ts";
 export { KALLSYMS, KernelSymbols } from "./kallsyms.ts";
 export { kernelDropReasons, readBtfEnum, VMLINUX_BTF } from "./kernel-btf.ts";
 export { LinkWatcher, type LinkWatcherHandlers } from "./link-watcher.ts";

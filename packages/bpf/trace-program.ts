@@ -16,6 +16,12 @@ import {
 } from "./bpf-object.ts";
 import { BpfError, ERRNO } from "./errors.ts";
 import { libbpf } from "./ffi.ts";
+import {
+  DEFAULT_FLOW_ENTRIES,
+  DEFAULT_FLOW_SPILL_BYTES,
+  FlowTable,
+  MAX_FLOW_ENTRIES,
+} from "./flow-table.ts";
 import { type PackedCopy, type RecordSink, RingBufferReader } from "./ring-buffer.ts";
 import { CStruct, TEST_RUN_OPTS } from "./structs.ts";
 import { type AttachTarget, type TcAttachment, targetKey, tcAttach, tcDetach } from "./tc.ts";
@@ -60,6 +66,10 @@ export interface TraceLoadOptions {
    * filters instead of adding duplicates.
    */
   filterPriority?: number;
+  /** Entries of each of the two flow table generations. Default 16384. */
+  flowEntries?: number;
+  /** Size of the `flow_spill` ring buffer (packets of a full flow table), bytes. Default 1 MiB. */
+  flowSpillBytes?: number;
 }
 
 /** Default size of the `conntrack` connection table, entries. */
@@ -96,6 +106,8 @@ export class TraceProgram {
   /** Packet bytes captured per record. */
   readonly captureLen: number;
   #filterPriority: number | undefined;
+  #flowSizes = { entries: DEFAULT_FLOW_ENTRIES, spillBytes: DEFAULT_FLOW_SPILL_BYTES };
+  #flowTable: FlowTable | undefined;
 
   private constructor(obj: Pointer, captureLen: number, ringBytes: number) {
     this.#obj = obj;
@@ -115,6 +127,13 @@ export class TraceProgram {
     checkFilterPriority(opts.filterPriority);
     const ringBytes = checkRingBytes(opts.ringBufferBytes ?? DEFAULT_RING_BUFFER_BYTES);
     const path = opts.objectPath ?? DEFAULT_TRACE_OBJECT;
+    const flowEntries = opts.flowEntries ?? DEFAULT_FLOW_ENTRIES;
+    if (!Number.isInteger(flowEntries) || flowEntries < 1 || flowEntries > MAX_FLOW_ENTRIES) {
+      throw new RangeError(
+        `flowEntries must be an integer in 1..${MAX_FLOW_ENTRIES}, got ${flowEntries}`,
+      );
+    }
+    const flowSpillBytes = checkRingBytes(opts.flowSpillBytes ?? DEFAULT_FLOW_SPILL_BYTES);
     return loadObjectFile(
       path,
       (obj) => {
@@ -127,10 +146,14 @@ export class TraceProgram {
         }
         setMaxEntries(obj, "conntrack", ctEntries);
         setMaxEntries(obj, "events", ringBytes);
+        setMaxEntries(obj, "flows_a", flowEntries);
+        setMaxEntries(obj, "flows_b", flowEntries);
+        setMaxEntries(obj, "flow_spill", flowSpillBytes);
       },
       (obj) => {
         const prog = new TraceProgram(obj, captureLen, ringBytes);
         prog.#filterPriority = opts.filterPriority;
+        prog.#flowSizes = { entries: flowEntries, spillBytes: flowSpillBytes };
         return prog;
       },
     );
@@ -173,6 +196,23 @@ export class TraceProgram {
     const fd = mapFdOf(this.#obj as Pointer, name);
     if (fd < 0) throw new BpfError(`bpf_map__fd(${name})`, -fd);
     return fd;
+  }
+
+  /**
+   * The flow accounting of these programs (off until its enable()); one per
+   * program, closed with it.
+   */
+  flowTable(): FlowTable {
+    this.#live("flowTable");
+    this.#flowTable ??= new FlowTable({
+      gen: this.mapFd("flow_gen"),
+      tables: [this.mapFd("flows_a"), this.mapFd("flows_b")],
+      spill: this.mapFd("flow_spill"),
+      spillLost: this.mapFd("flow_spill_lost"),
+      entries: this.#flowSizes.entries,
+      spillBytes: this.#flowSizes.spillBytes,
+    });
+    return this.#flowTable;
   }
 
   /** Targets currently attached. */
@@ -306,6 +346,8 @@ export class TraceProgram {
     }
     this.#attached.clear();
     this.#ring.close();
+    this.#flowTable?.close();
+    this.#flowTable = undefined;
     if (this.#obj !== null) {
       libbpf().bpf_object__close(this.#obj);
       this.#obj = null;
