@@ -12,7 +12,8 @@
  *   namespaces `reflectionV1` and `reflectionV1alpha` (the two versions share
  *   every name, e.g. `reflectionV1.ServerReflection`).
  * - `periscope.raw.v1` (`RawFrameSchema`) and `periscope.bus.v1`
- *   (`FlowBatchSchema`): Periscope's own bus payloads.
+ *   (`FlowBatchSchema`): Periscope's own bus payloads; `netflowV1`
+ *   (`netflowV1.NetflowRecordsSchema`): flow records of the flow export.
  * - `compileEncoder(schema)`: a schema-specialised encoder producing the
  *   same bytes as `toBinary`, several times faster (hot paths).
  */
@@ -36,6 +37,8 @@ export {
   TLSSchema as PeerTLSSchema,
 } from "./src/gen/peer/peer_pb.ts";
 export * from "./src/gen/periscope/bus/v1/bus_pb.ts";
+/** `periscope.netflow.v1`: flow records on `periscope.netflows.<node>` (names overlap `flow`'s). */
+export * as netflowV1 from "./src/gen/periscope/netflow/v1/netflow_pb.ts";
 export * from "./src/gen/periscope/raw/v1/raw_pb.ts";
 /** Hubble's `recorder` package (`recorder.Recorder/Record`), as a namespace: its names are generic. */
 export * as recorder from "./src/gen/recorder/recorder_pb.ts";
