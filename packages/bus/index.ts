@@ -40,6 +40,20 @@ export {
   storedInterfaceJson,
 } from "./interfaces.ts";
 export type { KvRegistry } from "./kv-cache.ts";
+export {
+  claimLease,
+  DEFAULT_LEASE_TTL_MS,
+  DEFAULT_RAW_PARTITIONS,
+  fairShare,
+  LEASES_BUCKET,
+  type LeaseValue,
+  liveKeys,
+  openLeaseBucket,
+  parseLeaseValue,
+  putBeat,
+  releaseLease,
+  renewLease,
+} from "./leases.ts";
 export type { BusLogger } from "./log.ts";
 export {
   openPolicyRuleNames,
@@ -122,6 +136,7 @@ export {
   ensureStream,
   FLOWS_STREAM,
   RAW_STREAM,
+  removeDurable,
   type StreamKind,
   type StreamLimits,
   streamConfig,

@@ -39,7 +39,9 @@ describe("sequence ledger", () => {
     tick(999);
     expect(l.expire()).toEqual([]);
     tick(1);
-    expect(l.expire()).toEqual([{ key: "k", fromSeq: 2n, items: 2n, records: 11n }]);
+    expect(l.expire()).toEqual([
+      { key: "k", fromSeq: 2n, items: 2n, records: 11n, recordsBefore: 4n },
+    ]);
     expect(l.expire()).toEqual([]);
     // The lost items arriving afterwards are refused: counted once, as lost.
     expect(l.accept("k", 2n, 4n, 5n)).toBe("late");
@@ -64,7 +66,22 @@ describe("sequence ledger", () => {
     expect(l.accept("a", 4n, 30n, 10n)).toBe("duplicate");
     l.accept("b", 3n, 7n, 1n);
     tick(2000);
-    expect(l.expire()).toEqual([{ key: "b", fromSeq: 2n, items: 1n, records: 6n }]);
+    expect(l.expire()).toEqual([
+      { key: "b", fromSeq: 2n, items: 1n, records: 6n, recordsBefore: 1n },
+    ]);
+  });
+
+  test("sequence - forgotten keys hold no holes and start again at their next item", () => {
+    const { l, tick } = ledger();
+    l.accept("p1", 1n, 0n, 1n);
+    l.accept("p1", 3n, 2n, 1n);
+    l.accept("p2", 1n, 0n, 1n);
+    l.accept("p2", 3n, 2n, 1n);
+    l.forget((key) => key === "p1");
+    expect(l.size).toBe(1);
+    expect(l.accept("p1", 9n, 8n, 1n)).toBe("accepted");
+    tick(2000);
+    expect(l.expire().map((g) => g.key)).toEqual(["p2"]);
   });
 
   test("sequence - idle keys are forgotten", () => {

@@ -17,6 +17,8 @@ export interface SequenceGap {
   readonly items: bigint;
   /** Records those items held. */
   readonly records: bigint;
+  /** Records of the key's items before the first missing one. */
+  readonly recordsBefore: bigint;
 }
 
 /** What {@link SequenceLedger.accept} decided. */
@@ -129,7 +131,13 @@ export class SequenceLedger {
         const item = st.ahead.get(first);
         if (item === undefined || now - item.atMs < this.#holdMs) break;
         const records = item.before > st.nextBefore ? item.before - st.nextBefore : 0n;
-        gaps.push({ key, fromSeq: st.next, items: first - st.next, records });
+        gaps.push({
+          key,
+          fromSeq: st.next,
+          items: first - st.next,
+          records,
+          recordsBefore: st.nextBefore,
+        });
         const from =
           first - st.next > BigInt(MAX_REMEMBERED) ? first - BigInt(MAX_REMEMBERED) : st.next;
         for (let s = from; s < first; s++) remember(st.lost, s);
@@ -140,6 +148,14 @@ export class SequenceLedger {
       if (st.ahead.size === 0 && now - st.lastMs > this.#idleMs) this.#keys.delete(key);
     }
     return gaps;
+  }
+
+  /**
+   * Forgets every key `drop` selects (e.g. a partition this process no longer reads):
+   * holes still open there are neither waited for nor declared lost here.
+   */
+  forget(drop: (key: string) => boolean): void {
+    for (const key of this.#keys.keys()) if (drop(key)) this.#keys.delete(key);
   }
 
   #advance(st: KeyState): void {

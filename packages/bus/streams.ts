@@ -150,6 +150,8 @@ export interface DurableOptions {
   readonly startAtNew?: boolean;
   /** The server removes the durable after this long without a member, ms. */
   readonly inactiveMs?: number;
+  /** Only messages on this subject (wildcards allowed); absent: the whole stream. */
+  readonly filterSubject?: string;
 }
 
 /**
@@ -171,12 +173,18 @@ export async function ensureDurable(
     deliver_policy: opts.startAtNew ? DeliverPolicy.New : DeliverPolicy.All,
     max_deliver: -1,
     ...(opts.inactiveMs !== undefined ? { inactive_threshold: opts.inactiveMs * NS_PER_MS } : {}),
+    ...(opts.filterSubject !== undefined ? { filter_subject: opts.filterSubject } : {}),
   };
   try {
     const jsm = await bus.jsm();
     try {
       await jsm.consumers.info(stream, durable);
-      const { deliver_policy: _fixed, durable_name: _name, ...mutable } = cfg;
+      const {
+        deliver_policy: _fixed,
+        durable_name: _name,
+        filter_subject: _filter,
+        ...mutable
+      } = cfg;
       await jsm.consumers.update(stream, durable, mutable);
     } catch (err) {
       if (!isNotFound(err)) throw err;
@@ -184,6 +192,23 @@ export async function ensureDurable(
     }
   } catch (err) {
     throw new BusStreamError(`cannot create durable consumer ${durable} on ${stream}`, {
+      cause: err,
+    });
+  }
+}
+
+/**
+ * Removes a durable consumer if it exists; resolves true when one was removed.
+ * Messages it held unacknowledged stay in the stream for the consumers that remain.
+ * Throws {@link BusStreamError}.
+ */
+export async function removeDurable(bus: Bus, stream: string, durable: string): Promise<boolean> {
+  try {
+    const jsm = await bus.jsm();
+    return await jsm.consumers.delete(stream, durable);
+  } catch (err) {
+    if (isNotFound(err)) return false;
+    throw new BusStreamError(`cannot remove durable consumer ${durable} from ${stream}`, {
       cause: err,
     });
   }

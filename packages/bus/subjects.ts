@@ -23,6 +23,8 @@ export const subjects = {
     `periscope.raw.${sanitizeToken(node)}.${partitionToken(partition)}`,
   /** `periscope.raw.<node>.*` — every partition of one node. */
   rawNode: (node: string): string => `periscope.raw.${sanitizeToken(node)}.*`,
+  /** `periscope.raw.*.<partition>` — one partition of every node. */
+  rawPartition: (partition: number): string => `periscope.raw.*.${partitionToken(partition)}`,
   /** Every raw subject of every node. */
   rawAll: "periscope.raw.>",
   /** `periscope.flows.<node>` — FlowBatches, enricher → observer. */

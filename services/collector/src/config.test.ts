@@ -17,7 +17,7 @@ describe("config", () => {
       nodeName: hostname(),
       interfaces: [],
       captureLen: 128,
-      partitions: 1,
+      partitions: 16,
       frameMaxRecords: 256,
       frameMaxDelayMs: 50,
       publishQueueFrames: 1024,

@@ -8,6 +8,7 @@ import {
   parseCaptureRule,
   SettingsError,
 } from "@periscope/bpf";
+import { DEFAULT_RAW_PARTITIONS } from "@periscope/bus";
 import {
   type CommonConfig,
   ConfigError,
@@ -44,7 +45,10 @@ export interface CollectorConfig extends CommonConfig {
   readonly interfaces: readonly InterfacePattern[];
   /** Packet bytes captured per record, 1..MAX_CAPTURE (1536). */
   readonly captureLen: number;
-  /** Number of raw partitions (subjects periscope.raw.<node>.0 … partitions-1), ≥ 1. */
+  /**
+   * Number of raw partitions (subjects periscope.raw.<node>.0 … partitions-1), 1..4096,
+   * default DEFAULT_RAW_PARTITIONS; the enrichers' `--partitions` must be the same.
+   */
   readonly partitions: number;
   /** A frame is sealed once it holds this many records. */
   readonly frameMaxRecords: number;
@@ -240,7 +244,7 @@ export function parseConfig(
     ...parseCommonConfig(s, "127.0.0.1:9401"),
     interfaces: Object.freeze(parseInterfaces(s.get("interfaces") ?? "", s.source("interfaces"))),
     captureLen: s.integer("capture-len", DEFAULT_CAPTURE, 1, MAX_CAPTURE),
-    partitions: s.integer("partitions", 1, 1, 65536),
+    partitions: s.integer("partitions", DEFAULT_RAW_PARTITIONS, 1, 4096),
     frameMaxRecords: s.integer("frame-max-records", 256, 1, 65536),
     frameMaxDelayMs: s.integer("frame-max-delay-ms", 50, 1, 60_000),
     publishQueueFrames: s.integer("publish-queue-frames", 1024, 1, 1_000_000),

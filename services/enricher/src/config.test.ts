@@ -9,6 +9,7 @@ describe("enricher config", () => {
       opsAddr: "127.0.0.1:9402",
       logLevel: "info",
       queueGroup: "enrichers",
+      partitions: 16,
       l7DnsPorts: [53],
       l7HttpPorts: [80, 8080],
       l7HttpHeaders: ["content-type", "user-agent", "x-request-id", "traceparent"],
@@ -16,6 +17,7 @@ describe("enricher config", () => {
     const c = parseConfig(["--queue-group=blue"], { PERISCOPE_ENRICHER_QUEUE_GROUP: "green" });
     expect(c.queueGroup).toBe("blue");
     expect(parseConfig([], { PERISCOPE_ENRICHER_QUEUE_GROUP: "green" }).queueGroup).toBe("green");
+    expect(parseConfig(["--partitions=4"], { PERISCOPE_PARTITIONS: "8" }).partitions).toBe(4);
   });
 
   test("config - L7 ports and headers, none turns parsing off", () => {
@@ -35,7 +37,8 @@ describe("enricher config", () => {
       field: "PERISCOPE_ENRICHER_QUEUE_GROUP",
     },
     { argv: [], env: { PERISCOPE_OPS_ADDR: "x" }, field: "PERISCOPE_OPS_ADDR" },
-    { argv: ["--partitions=2"], env: {}, field: "--partitions" },
+    { argv: ["--partitions=0"], env: {}, field: "--partitions" },
+    { argv: [], env: { PERISCOPE_PARTITIONS: "x" }, field: "PERISCOPE_PARTITIONS" },
     { argv: ["--l7-http-ports=80,x"], env: {}, field: "--l7-http-ports" },
     { argv: [], env: { PERISCOPE_L7_DNS_PORTS: "70000" }, field: "PERISCOPE_L7_DNS_PORTS" },
     { argv: ["--l7-http-headers", "a b"], env: {}, field: "--l7-http-headers" },

@@ -1,23 +1,45 @@
+import { DEFAULT_RAW_PARTITIONS } from "@periscope/bus";
 import {
   type CommonConfig,
   ConfigError,
+  checkHostPort,
   parseCommonConfig,
   parseInteger,
   readServiceSettings,
 } from "@periscope/config";
+import {
+  DEFAULT_MAX_LABEL_SETS,
+  DEFAULT_METRICS_SERVER,
+  type HandlerSpec,
+  parseMetricsSpec,
+} from "./hubble-metrics/spec.ts";
 
 export { ConfigError } from "@periscope/config";
 
 /** Validated enricher configuration: the common settings plus the queue group. */
 export interface EnricherConfig extends CommonConfig {
-  /** Queue group shared by all enricher replicas. */
+  /**
+   * Name shared by all enricher replicas: partition p is read through the durable
+   * `<queueGroup>-p<p>`.
+   */
   readonly queueGroup: string;
+  /**
+   * Raw partitions shared out among the replicas (absent: DEFAULT_RAW_PARTITIONS); must
+   * equal the collectors' `--partitions`.
+   */
+  readonly partitions?: number;
   /** Ports whose UDP/TCP payload is parsed as DNS (empty: no DNS parsing; absent: the default). */
   readonly l7DnsPorts?: readonly number[];
   /** TCP ports whose payload is parsed as HTTP/1.x (empty: no HTTP parsing; absent: the default). */
   readonly l7HttpPorts?: readonly number[];
   /** Lower-case request header names shown in l7.http.headers (Authorization/Cookie values are always redacted). */
   readonly l7HttpHeaders?: readonly string[];
+  /** Hubble metrics handlers from `--metrics` (empty or absent: no Hubble metrics server). */
+  readonly metrics?: readonly HandlerSpec[];
+  /** `host:port` the Hubble metrics are served on (`--metrics-server`, default `:9965`). */
+  readonly metricsServer?: string;
+  /** Label sets one Hubble metric holds at most (`--metrics-max-label-sets`). */
+  readonly metricsMaxLabelSets?: number;
 }
 
 /** Ports parsed as DNS by default. */
@@ -55,9 +77,13 @@ function parseHeaderNames(field: string, raw: string): string[] {
  */
 const OWN_SETTINGS = {
   "queue-group": "PERISCOPE_ENRICHER_QUEUE_GROUP",
+  partitions: "PERISCOPE_PARTITIONS",
   "l7-dns-ports": "PERISCOPE_L7_DNS_PORTS",
   "l7-http-ports": "PERISCOPE_L7_HTTP_PORTS",
   "l7-http-headers": "PERISCOPE_L7_HTTP_HEADERS",
+  metrics: "PERISCOPE_METRICS",
+  "metrics-server": "PERISCOPE_METRICS_SERVER",
+  "metrics-max-label-sets": "PERISCOPE_METRICS_MAX_LABEL_SETS",
 } as const;
 
 /**
@@ -77,6 +103,11 @@ export function parseConfig(
       `"${queueGroup}" may only hold letters, digits, _ and -`,
     );
   }
+  const partitionsRaw = settings.get("partitions");
+  const partitions =
+    partitionsRaw === undefined
+      ? DEFAULT_RAW_PARTITIONS
+      : parseInteger(settings.source("partitions"), partitionsRaw, 1, 4096);
   const l7DnsPorts = parsePorts(
     settings.source("l7-dns-ports"),
     settings.get("l7-dns-ports") ?? DEFAULT_L7_DNS_PORTS,
@@ -89,7 +120,31 @@ export function parseConfig(
     settings.source("l7-http-headers"),
     settings.get("l7-http-headers") ?? DEFAULT_L7_HTTP_HEADERS,
   );
-  return Object.freeze({ ...common, queueGroup, l7DnsPorts, l7HttpPorts, l7HttpHeaders });
+  const metricsRaw = settings.get("metrics");
+  const hubbleMetrics = {
+    metrics:
+      metricsRaw === undefined ? [] : parseMetricsSpec(settings.source("metrics"), metricsRaw),
+    metricsServer: checkHostPort(
+      settings.source("metrics-server"),
+      settings.get("metrics-server") ?? DEFAULT_METRICS_SERVER,
+      { allowPortZero: true },
+    ),
+    metricsMaxLabelSets: settings.integer(
+      "metrics-max-label-sets",
+      DEFAULT_MAX_LABEL_SETS,
+      1,
+      1_000_000,
+    ),
+  };
+  return Object.freeze({
+    ...common,
+    queueGroup,
+    partitions,
+    l7DnsPorts,
+    l7HttpPorts,
+    l7HttpHeaders,
+    ...hubbleMetrics,
+  });
 }
 
 /** The config of this process (command line and environment). */

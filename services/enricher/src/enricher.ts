@@ -1,15 +1,20 @@
 import { create } from "@bufbuild/protobuf";
 import type { JsMsg } from "@nats-io/jetstream";
+import type { KV } from "@nats-io/kv";
 import {
   type Bus,
   connectBus,
-  ensureDurable,
+  DEFAULT_LEASE_TTL_MS,
+  DEFAULT_RAW_PARTITIONS,
   ensureStream,
   openDropReasonRegistry,
   openEndpointRegistry,
   openInterfaceRegistry,
+  openLeaseBucket,
   openPolicyRuleNames,
   RAW_STREAM,
+  removeDurable,
+  type SequenceGap,
   SequenceLedger,
   subjects,
 } from "@periscope/bus";
@@ -31,18 +36,28 @@ import {
   type EnricherConfig,
 } from "./config.ts";
 import { type FrameDeps, processFrame } from "./frames.ts";
+import { type GapOrigin, gapBatches } from "./gaps.ts";
+import { startConfiguredHubbleMetrics } from "./hubble-metrics/index.ts";
 import { startL7Metrics } from "./l7/metrics.ts";
 import { L7Tracker } from "./l7/tracker.ts";
+import { holderId, PartitionOwnership } from "./ownership.ts";
+import { InFlightGate, type PartitionReader, startPartitionReader } from "./partition-reader.ts";
 
 /** FlowBatch encoder; same bytes as `toBinary(FlowBatchSchema, batch)`, several times faster. */
 const encodeFlowBatch = compileEncoder(FlowBatchSchema);
 
-/** A raw frame not acknowledged this long is delivered again (to any enricher), ms. */
+/** A raw frame not acknowledged this long is delivered again (to its partition's owner), ms. */
 export const RAW_ACK_WAIT_MS = 4000;
+/**
+ * A hole in a partition's frame sequence is declared lost after this long, ms: longer
+ * than a redelivery takes (RAW_ACK_WAIT_MS), shorter than the observer's own hold, so
+ * the observer gets the stand-in batches before it would count the hole itself.
+ */
+export const GAP_HOLD_MS = RAW_ACK_WAIT_MS + 2000;
 /** FlowBatch publishes awaiting their JetStream acknowledgement at most. */
 const MAX_PUBLISHES_IN_FLIGHT = 256;
-/** Raw frames all enrichers together hold unacknowledged at most. */
-const MAX_ACK_PENDING = 4096;
+/** Raw frames of one partition held unacknowledged at most. */
+const MAX_ACK_PENDING = 1024;
 
 /** A running enricher. */
 export interface RunningEnricher {
@@ -57,13 +72,21 @@ function batchMsgId(bootId: string, partition: number, seq: bigint): string {
   return `${bootId}.${partition}.${seq}`;
 }
 
+/** Durable through which partition `p` is read, whoever owns it. */
+export function partitionDurable(queueGroup: string, p: number): string {
+  return `${queueGroup}-p${p}`;
+}
+
 /**
- * Takes raw frames from the `PERISCOPE_RAW` stream through the durable pull consumer
- * named by `config.queueGroup` (shared by every replica: a work queue), decodes them
- * into flows and publishes one FlowBatch per frame into `PERISCOPE_FLOWS` on
- * `periscope.flows.<node>`, carrying the frame's identity. A frame is acknowledged
+ * Takes the raw partitions this replica owns (leases in KV `periscope-leases`, see
+ * ownership.ts) from the `PERISCOPE_RAW` stream, one durable per partition, decodes
+ * them into flows and publishes one FlowBatch per frame into `PERISCOPE_FLOWS` on
+ * `periscope.flows.<node>`, carrying the frame's identity. Both directions of a
+ * connection share a partition, so one replica sees all of it. A frame is acknowledged
  * only after its batch is stored, so a replica that dies leaves its frames for
- * redelivery; the batch's msgId (= the frame's) stores a redelivered frame once.
+ * redelivery to the partition's next owner; the batch's msgId (= the frame's) stores a
+ * redelivered frame once. A hole in a partition's frame sequence becomes a LostEvent
+ * with the exact record count after GAP_HOLD_MS (see gaps.ts).
  */
 export async function startEnricher(
   config: Readonly<EnricherConfig>,
@@ -81,8 +104,26 @@ export async function startEnricher(
   );
   const seqGaps = metrics.counter(
     "frame_seq_gaps_total",
-    "Raw frames this replica saw missing from a collector partition's sequence (with several replicas, frames the others took count too; the observer counts the real losses)",
+    'Raw frames missing from the sequence of a partition this replica owned (their records count in events_lost_total{where="bus"})',
   );
+  const framesLate = metrics.counter(
+    "frames_late_total",
+    "Raw frames that arrived after they had been declared lost (acknowledged, not decoded)",
+  );
+  const framesReturned = metrics.counter(
+    "frames_returned_total",
+    "Raw frames handed back undecoded because their partition's lease was no longer surely held",
+  );
+  const batchesDuplicate = metrics.counter(
+    "batches_duplicate_total",
+    "Flow batches the flows stream had already stored (the frame was decoded twice)",
+  );
+  const ownershipChanges = metrics.counter(
+    "partition_ownership_changes_total",
+    "Raw partitions acquired, released or lost by this replica",
+    ["change"],
+  );
+  const partitionsOwned = metrics.gauge("partitions_owned", "Raw partitions this replica owns");
   const recordsIn = metrics.counter("records_received_total", "Kernel records received in frames");
   const flowsOut = metrics.counter("flows_published_total", "Flows published to observers");
   const debugOut = metrics.counter(
@@ -108,6 +149,10 @@ export async function startEnricher(
     log,
     describe: (n) => `${n} flow batch publishes refused; frames will be redelivered`,
   });
+  const leaseLog = new RateLimitedLog({
+    log,
+    describe: (n) => `${n} partition lease operations failed`,
+  });
 
   let ready = false;
   let bus: Bus | undefined;
@@ -132,15 +177,19 @@ export async function startEnricher(
     const b = await connectBus({ url: config.natsUrl, name: `enricher-${config.nodeName}`, log });
     bus = b;
     cleanups.push(() => b.close());
+    const partitionCount = config.partitions ?? DEFAULT_RAW_PARTITIONS;
+    let leases: KV | undefined;
     const setUp = async (): Promise<void> => {
       await ensureStream(b, "raw");
       await ensureStream(b, "flows");
-      await ensureDurable(b, RAW_STREAM, config.queueGroup, {
-        ackWaitMs: RAW_ACK_WAIT_MS,
-        maxAckPending: MAX_ACK_PENDING,
-      });
+      // The lease bucket lives in memory: a restarted broker needs it made again.
+      leases = await openLeaseBucket(b, DEFAULT_LEASE_TTL_MS);
     };
     await setUp();
+    // A durable shared by every replica (an older layout) would overlap the partition ones.
+    if (await removeDurable(b, RAW_STREAM, config.queueGroup)) {
+      log.warn({ durable: config.queueGroup }, "removed the shared raw durable of an older layout");
+    }
     b.onReconnect(() => {
       setUp().catch((err: unknown) => {
         errors.inc({ kind: "stream" });
@@ -173,19 +222,24 @@ export async function startEnricher(
     deps.l7 = l7;
     const stopL7Metrics = startL7Metrics(metrics, l7);
     cleanups.push(() => stopL7Metrics());
-    const ledger = new SequenceLedger({ holdMs: 2 * RAW_ACK_WAIT_MS });
+    const hubble = await startConfiguredHubbleMetrics(config, log);
+    if (hubble) cleanups.push(() => hubble.stop());
+    const ledger = new SequenceLedger({ holdMs: GAP_HOLD_MS });
+    /** Where each ledger key's frames come from, for the batches that stand in for lost ones. */
+    const origins = new Map<string, GapOrigin>();
     const js = b.js();
+    const gate = new InFlightGate(MAX_PUBLISHES_IN_FLIGHT);
+    const release = (): void => gate.give();
+    let ownership: PartitionOwnership | undefined;
 
-    let inFlight = 0;
-    let slot: (() => void) | undefined;
-    const release = (): void => {
-      inFlight--;
-      const wake = slot;
-      slot = undefined;
-      wake?.();
-    };
-
-    const handle = (msg: JsMsg): void => {
+    const handle = (msg: JsMsg, partition: number): void => {
+      if (ownership?.holds(partition) !== true) {
+        // Possibly someone else's by now: the frame goes back to the stream undecoded.
+        msg.nak();
+        framesReturned.inc();
+        release();
+        return;
+      }
       framesIn.inc();
       if (msg.redelivered) framesRedelivered.inc();
       let result: ReturnType<typeof processFrame>;
@@ -193,6 +247,7 @@ export async function startEnricher(
         result = processFrame(msg.data, deps);
       } catch (err) {
         msg.term();
+        release();
         if (err instanceof MalformedFrameError) {
           framesBad.inc();
           errors.inc({ kind: "malformed_frame" });
@@ -206,13 +261,20 @@ export async function startEnricher(
       const { frame, batch, flows, debugEvents, failures, failureSamples } = result;
       const recordCount = rawFrameRecordCount(frame);
       const frameRecords = BigInt(recordCount) + frame.kernelLost + frame.collectorLost;
-      if (!msg.redelivered) {
-        ledger.accept(
-          `${frame.nodeName}/${frame.bootId}/${frame.partition}`,
-          frame.seq,
-          frame.recordsBefore,
-          frameRecords,
-        );
+      const key = `${frame.nodeName}/${frame.bootId}/${frame.partition}`;
+      if (!origins.has(key)) {
+        origins.set(key, {
+          node: frame.nodeName,
+          bootId: frame.bootId,
+          partition: frame.partition,
+        });
+      }
+      if (ledger.accept(key, frame.seq, frame.recordsBefore, frameRecords) === "late") {
+        // Already stood in for by a LostEvent (same msgId): counted once, as lost.
+        msg.ack();
+        framesLate.inc();
+        release();
+        return;
       }
       recordsIn.inc(recordCount);
       if (frame.kernelLost > 0n) lost.inc({ where: "kernel" }, Number(frame.kernelLost));
@@ -233,15 +295,17 @@ export async function startEnricher(
         recordsBefore: frame.recordsBefore,
         records: frameRecords,
       });
-      inFlight++;
       js.publish(subjects.flows(frame.nodeName), encodeFlowBatch(batch), {
         msgID: batchMsgId(frame.bootId, frame.partition, frame.seq),
         timeout: 2000,
       }).then(
-        () => {
+        (ack) => {
           msg.ack();
+          if (ack.duplicate) batchesDuplicate.inc();
           batchesOut.inc();
           flowsOut.inc(flows);
+          // Hubble's metrics count each stored batch once (a duplicate was counted before).
+          if (!ack.duplicate) hubble?.metrics.observe(batch);
           debugOut.inc(debugEvents);
           release();
         },
@@ -255,54 +319,120 @@ export async function startEnricher(
       );
     };
 
-    const gapTimer = setInterval(() => {
-      for (const gap of ledger.expire()) {
-        seqGaps.inc(Number(gap.items));
-        log.debug(
-          { ...gap, fromSeq: String(gap.fromSeq) },
-          "raw frames missing from this replica's view",
-        );
+    const publishGap = (gap: SequenceGap): void => {
+      const origin = origins.get(gap.key);
+      if (origin === undefined) return;
+      seqGaps.inc(Number(gap.items));
+      lost.inc({ where: "bus" }, Number(gap.records));
+      log.warn(
+        {
+          node: origin.node,
+          partition: origin.partition,
+          fromSeq: String(gap.fromSeq),
+          frames: String(gap.items),
+          records: String(gap.records),
+        },
+        "raw frames never arrived; their records are reported lost",
+      );
+      for (const { seq, batch } of gapBatches(gap, origin, Date.now())) {
+        js.publish(subjects.flows(origin.node), encodeFlowBatch(batch), {
+          msgID: batchMsgId(origin.bootId, origin.partition, seq),
+          timeout: 2000,
+        }).catch((err: unknown) => {
+          // The observer finds the hole itself after its own hold: still counted, once.
+          errors.inc({ kind: "publish" });
+          publishLog.note(errorReason(err), { node: origin.node, seq: String(seq) });
+        });
       }
-    }, 1000);
+    };
+    const gapTimer = setInterval(() => {
+      for (const gap of ledger.expire()) publishGap(gap);
+    }, 500);
     cleanups.push(() => clearInterval(gapTimer));
 
-    const consumer = await js.consumers.get(RAW_STREAM, config.queueGroup);
-    // Short pull expiry: the server keeps serving a dead replica's pull requests until they
-    // expire, and what it hands them waits for RAW_ACK_WAIT_MS.
-    const messages = await consumer.consume({
-      max_bytes: 8 * 1024 * 1024,
-      expires: 1000,
+    const readers = new Map<number, PartitionReader>();
+    const startReader = async (p: number): Promise<void> => {
+      const reader = await startPartitionReader({
+        bus: b,
+        partition: p,
+        durable: partitionDurable(config.queueGroup, p),
+        ackWaitMs: RAW_ACK_WAIT_MS,
+        maxAckPending: MAX_ACK_PENDING,
+        handle: async (msg) => {
+          await gate.take();
+          try {
+            handle(msg, p);
+          } catch (err) {
+            release();
+            errors.inc({ kind: "internal" });
+            log.error({ err }, "raw frame handling failed");
+          }
+        },
+        ended: (err) => {
+          errors.inc({ kind: "subscription" });
+          log.error({ err, partition: p }, "raw partition consumer ended; starting it again");
+          if (readers.get(p) !== reader) return;
+          readers.delete(p);
+          setTimeout(() => {
+            if (ownership?.holds(p) && !readers.has(p)) {
+              startReader(p).catch((e: unknown) => {
+                errors.inc({ kind: "subscription" });
+                log.error({ err: e, partition: p }, "raw partition consumer did not start");
+              });
+            }
+          }, 1000);
+        },
+      });
+      readers.set(p, reader);
+    };
+    const holder = holderId(config.nodeName);
+    const owner = new PartitionOwnership({
+      get kv(): KV {
+        if (leases === undefined) throw new Error("lease bucket not open");
+        return leases;
+      },
+      holder,
+      partitions: partitionCount,
+      ttlMs: DEFAULT_LEASE_TTL_MS,
+      log,
+      start: startReader,
+      async stop(p) {
+        const reader = readers.get(p);
+        readers.delete(p);
+        await reader?.stop();
+        // Its holes are the next owner's to see (or the observer's).
+        ledger.forget((key) => key.endsWith(`/${p}`));
+        for (const key of origins.keys()) if (key.endsWith(`/${p}`)) origins.delete(key);
+      },
+      changed(change) {
+        ownershipChanges.inc({ change });
+        partitionsOwned.set(ownership?.owned().length ?? 0);
+      },
+      failed(what, err) {
+        errors.inc({ kind: `lease_${what}` });
+        leaseLog.note(`${what}: ${errorReason(err)}`, { what });
+      },
     });
-    const loop = (async () => {
-      for await (const msg of messages) {
-        if (inFlight >= MAX_PUBLISHES_IN_FLIGHT) {
-          await new Promise<void>((resolve) => {
-            slot = resolve;
-          });
-        }
-        try {
-          handle(msg);
-        } catch (err) {
-          errors.inc({ kind: "internal" });
-          log.error({ err }, "raw frame handling failed");
-        }
-      }
-    })().catch((err: unknown) => {
-      errors.inc({ kind: "subscription" });
-      log.error({ err }, "raw frame consumer ended with an error");
-    });
+    ownership = owner;
+    await owner.start();
     cleanups.push(async () => {
       ready = false;
-      await messages.close();
-      await loop;
+      await owner.stop();
       const deadline = Date.now() + 5000;
-      while (inFlight > 0 && Date.now() < deadline) await Bun.sleep(10);
+      while (gate.count > 0 && Date.now() < deadline) await Bun.sleep(10);
       malformedLog.flush();
       publishLog.flush();
+      leaseLog.flush();
     });
     ready = true;
     log.info(
-      { stream: RAW_STREAM, durable: config.queueGroup, subject: subjects.rawAll },
+      {
+        stream: RAW_STREAM,
+        holder,
+        partitions: partitionCount,
+        owned: owner.owned().length,
+        members: owner.members,
+      },
       "enricher ready",
     );
   } catch (err) {
