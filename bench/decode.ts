@@ -32,7 +32,7 @@ const NODE = "bench-node";
 const NETNS_COOKIE = 4097n;
 
 /** Kernel-shaped trace records: the mix expanded by burst, captured at 128 bytes. */
-function mixRecords(mix: readonly MixEntry[], count: number): Uint8Array[] {
+export function mixRecords(mix: readonly MixEntry[], count: number): Uint8Array[] {
   const expanded = mix.flatMap((e) => Array.from({ length: e.burst }, () => e));
   const out: Uint8Array[] = [];
   let ts = 1_000_000_000_000n;
@@ -64,7 +64,7 @@ function mixRecords(mix: readonly MixEntry[], count: number): Uint8Array[] {
 }
 
 /** Lookups shaped like the enricher's KV-backed registries (key mangling, copy on hit). */
-function registryDeps(endpoints: readonly EndpointRecord[]): FrameDeps {
+export function registryDeps(endpoints: readonly EndpointRecord[]): FrameDeps {
   const byKey = new Map(endpoints.map((e) => [e.ip.replaceAll(":", "_"), e]));
   const ifNames = new Map([2, 3, 4, 5].map((i) => [`${NODE}|${NETNS_COOKIE}|${i}`, `eth${i}`]));
   return {

@@ -231,3 +231,51 @@ export function writeString(s: string): void {
   pos = p;
   endLength(start, reserve);
 }
+
+/** Bytes written so far since `resetWriter()`. */
+export function writerPosition(): number {
+  return pos;
+}
+
+/** Drops everything written after `p` (a position taken before). */
+export function rewind(p: number): void {
+  if (p >= 0 && p <= pos) pos = p;
+}
+
+/** A copy of the bytes written at [start, end). */
+export function copyOut(start: number, end: number): Uint8Array {
+  return buf.slice(start, end);
+}
+
+/**
+ * Writes the ASCII string `s` (every char < 0x80, caller's promise) with its
+ * length prefix; for hex and dotted forms the hot paths build themselves.
+ */
+export function writeAsciiBytes(s: string): void {
+  const n = s.length;
+  ensure(n + 5);
+  writeVarint32(n);
+  for (let i = 0; i < n; i++) buf[pos++] = s.charCodeAt(i);
+}
+
+/**
+ * Rewrites the bytes after `base` as the ranges [starts[i], ends[i]) in the given
+ * order (each range lies after `base`); used to reorder length-delimited
+ * entries already written.
+ */
+export function moveRanges(
+  base: number,
+  order: readonly number[],
+  starts: readonly number[],
+  ends: readonly number[],
+): void {
+  const copy = buf.slice(base, pos);
+  let p = base;
+  for (const i of order) {
+    const s = (starts[i] as number) - base;
+    const e = (ends[i] as number) - base;
+    buf.set(copy.subarray(s, e), p);
+    p += e - s;
+  }
+  pos = p;
+}

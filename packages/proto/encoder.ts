@@ -67,6 +67,18 @@ export function compileEncoder<Desc extends DescMessage>(
   };
 }
 
+/**
+ * Writer of tag + length + body of a `schema` message as field `no`, into the
+ * writer's current output (no reset): for nesting inside a streamed message
+ * (./encoder-stream.ts). Throws for schemas `compileEncoder` leaves to `toBinary`.
+ */
+export function compileNested(no: number, schema: DescMessage): (msg: unknown) => void {
+  if (!supported(schema, new Set())) {
+    throw new EncodeError(`${schema.typeName} cannot be encoded field by field`);
+  }
+  return nestedMessage(no, bodyOf(schema));
+}
+
 /** True if every message reachable from `desc` can be encoded here. */
 function supported(desc: DescMessage, seen: Set<DescMessage>): boolean {
   if (seen.has(desc)) return true;

@@ -205,28 +205,47 @@ function kernelLostResponses(frame: RawFrame, atMs: number): GetFlowsResponse[] 
   return out;
 }
 
+/** Per-frame lookups, caches and failure counts shared by the record decoders. */
+export interface FrameScope {
+  readonly frame: RawFrame;
+  readonly node: string;
+  /** When the collector sealed the frame, ms (now when it did not say). */
+  readonly sealedMs: number;
+  readonly nowMs: number;
+  readonly ctx: DecodeContext;
+  /** Interface name by netns cookie and ifindex, looked up once per frame ("" when unknown). */
+  interfaceName(cookie: bigint, ifindex: number): string;
+  readonly failures: Map<RecordFailure, number>;
+  readonly samples: Map<RecordFailure, string>;
+  /** Counts a failed record by kind, keeping the first message. */
+  fail(kind: RecordFailure, err: unknown): void;
+}
+
 /**
- * Decode one RawFrame into a FlowBatch. Throws MalformedFrameError (from
- * @periscope/wire) when the frame itself is unusable. Records that fail are counted by
- * kind and reported as one lost event per frame, never thrown: one bad
- * record must not cost the rest of the frame.
+ * Decodes a RawFrame and sets up what decoding its records needs. Throws
+ * MalformedFrameError (from @periscope/wire) when the frame itself is unusable.
  */
-export function processFrame(data: Uint8Array, deps: FrameDeps): FrameResult {
+export function openFrame(data: Uint8Array, deps: FrameDeps): FrameScope {
   const frame: RawFrame = decodeRawFrame(data);
-
   const node = frame.nodeName;
-  const sealedMs = Number(frame.sealedUnixNs / 1_000_000n) || Date.now();
-  const responses: GetFlowsResponse[] = [];
-  if (frame.kernelLost > 0n) responses.push(...kernelLostResponses(frame, sealedMs));
-  if (frame.collectorLost > 0n) {
-    responses.push(
-      lostResponse(node, LostEventSource.OBSERVER_EVENTS_QUEUE, frame.collectorLost, sealedMs),
-    );
-  }
-
   // One lookup per address per frame: a frame is one moment of the registry, and
   // returning the same object lets decodeTraceFlow reuse the Endpoint it built.
   const endpoints = new Map<string, EndpointInfo | undefined>();
+  // Interface names per netns cookie and ifindex, also looked up once per frame.
+  const ifNames = new Map<bigint, Map<number, string>>();
+  const interfaceName = (cookie: bigint, ifindex: number): string => {
+    let names = ifNames.get(cookie);
+    if (names === undefined) {
+      names = new Map();
+      ifNames.set(cookie, names);
+    }
+    let name = names.get(ifindex);
+    if (name === undefined) {
+      name = deps.interfaceName?.(node, cookie, ifindex) ?? "";
+      names.set(ifindex, name);
+    }
+    return name;
+  };
   const ctx: DecodeContext = {
     nodeName: node,
     bootToRealtimeNs: frame.bootToRealtimeNs,
@@ -243,28 +262,91 @@ export function processFrame(data: Uint8Array, deps: FrameDeps): FrameResult {
       return ep;
     },
   };
-  // Interface names per netns cookie and ifindex, also looked up once per frame.
-  const ifNames = new Map<bigint, Map<number, string>>();
-  const interfaceName = (cookie: bigint, ifindex: number): string => {
-    let names = ifNames.get(cookie);
-    if (names === undefined) {
-      names = new Map();
-      ifNames.set(cookie, names);
-    }
-    let name = names.get(ifindex);
-    if (name === undefined) {
-      name = deps.interfaceName?.(node, cookie, ifindex) ?? "";
-      names.set(ifindex, name);
-    }
-    return name;
-  };
-  const nowMs = Date.now();
   const failures = new Map<RecordFailure, number>();
   const samples = new Map<RecordFailure, string>();
-  const fail = (kind: RecordFailure, err: unknown): void => {
-    failures.set(kind, (failures.get(kind) ?? 0) + 1);
-    if (!samples.has(kind)) samples.set(kind, err instanceof Error ? err.message : String(err));
+  return {
+    frame,
+    node,
+    sealedMs: Number(frame.sealedUnixNs / 1_000_000n) || Date.now(),
+    nowMs: Date.now(),
+    ctx,
+    interfaceName,
+    failures,
+    samples,
+    fail(kind, err) {
+      failures.set(kind, (failures.get(kind) ?? 0) + 1);
+      if (!samples.has(kind)) samples.set(kind, err instanceof Error ? err.message : String(err));
+    },
   };
+}
+
+/**
+ * The flow of one trace, drop or policy verdict record (`type`, from its header),
+ * with DNS names filled in; L7 flows read from it are pushed to `l7Out`. Returns
+ * undefined for a type without a decoder. Throws like a RecordDecoder.
+ */
+export function decodeRecordFlow(
+  type: number,
+  bytes: Uint8Array,
+  scope: FrameScope,
+  deps: FrameDeps,
+  l7Out: Flow[],
+): Flow | undefined {
+  const decode = RECORD_DECODERS.get(type);
+  if (decode === undefined) return undefined;
+  const f = decode(bytes, scope.ctx, deps, scope.nowMs, l7Out);
+  if (type !== RECORD_TYPE_TRACE) deps.l7?.fillNames(f, scope.nowMs);
+  return f;
+}
+
+/** A GetFlowsResponse carrying `flow`, as the batch holds it. */
+export function flowResponse(node: string, flow: Flow): GetFlowsResponse {
+  const r = newResponse();
+  r.nodeName = node;
+  r.time = flow.time;
+  r.responseTypes = { case: "flow", value: flow };
+  return r;
+}
+
+/** Lost events for what the collector and kernel reported lost before the frame. */
+export function frameLostResponses(frame: RawFrame, sealedMs: number): GetFlowsResponse[] {
+  const out = frame.kernelLost > 0n ? kernelLostResponses(frame, sealedMs) : [];
+  if (frame.collectorLost > 0n) {
+    out.push(
+      lostResponse(
+        frame.nodeName,
+        LostEventSource.OBSERVER_EVENTS_QUEUE,
+        frame.collectorLost,
+        sealedMs,
+      ),
+    );
+  }
+  return out;
+}
+
+/** The lost event for records of the frame that failed here, if any failed. */
+export function failedRecordsResponse(scope: FrameScope): GetFlowsResponse | undefined {
+  let failed = 0;
+  for (const n of scope.failures.values()) failed += n;
+  if (failed === 0) return undefined;
+  return lostResponse(
+    scope.node,
+    LostEventSource.UNKNOWN_LOST_EVENT_SOURCE,
+    BigInt(failed),
+    scope.sealedMs,
+  );
+}
+
+/**
+ * Decode one RawFrame into a FlowBatch. Throws MalformedFrameError (from
+ * @periscope/wire) when the frame itself is unusable. Records that fail are counted by
+ * kind and reported as one lost event per frame, never thrown: one bad
+ * record must not cost the rest of the frame.
+ */
+export function processFrame(data: Uint8Array, deps: FrameDeps): FrameResult {
+  const scope = openFrame(data, deps);
+  const { frame, node, ctx, fail, failures, samples } = scope;
+  const responses = frameLostResponses(frame, scope.sealedMs);
 
   let flows = 0;
   let l7Flows = 0;
@@ -298,33 +380,23 @@ export function processFrame(data: Uint8Array, deps: FrameDeps): FrameResult {
       }
       continue;
     }
-    const decode = RECORD_DECODERS.get(type);
-    if (decode === undefined) {
-      fail("unknown_record_type", new Error(`record type ${type}`));
-      continue;
-    }
-    let flow: GetFlowsResponse;
+    let flow: Flow | undefined;
     l7Out.length = 0;
     try {
-      const f = decode(bytes, ctx, deps, nowMs, l7Out);
-      if (type !== RECORD_TYPE_TRACE) deps.l7?.fillNames(f, nowMs);
-      flow = newResponse();
-      flow.nodeName = node;
-      flow.time = f.time;
-      flow.responseTypes = { case: "flow", value: f };
+      flow = decodeRecordFlow(type, bytes, scope, deps, l7Out);
     } catch (err) {
       fail(err instanceof MalformedRecordError ? "malformed_record" : "undecodable_packet", err);
       continue;
     }
-    flowResponses.push(flow);
+    if (flow === undefined) {
+      fail("unknown_record_type", new Error(`record type ${type}`));
+      continue;
+    }
+    flowResponses.push(flowResponse(node, flow));
     flowRecords.push(bytes);
     flows++;
     for (const f of l7Out) {
-      const extra = newResponse();
-      extra.nodeName = node;
-      extra.time = f.time;
-      extra.responseTypes = { case: "flow", value: f };
-      flowResponses.push(extra);
+      flowResponses.push(flowResponse(node, f));
       flowRecords.push(bytes);
       flows++;
       l7Flows++;
@@ -335,13 +407,8 @@ export function processFrame(data: Uint8Array, deps: FrameDeps): FrameResult {
   // order; a stable sort keeps each batch in kernel time order.
   flowResponses.sort((a, b) => compareTime(a.time, b.time));
   responses.push(...flowResponses);
-
-  const failed = [...failures.values()].reduce((a, b) => a + b, 0);
-  if (failed > 0) {
-    responses.push(
-      lostResponse(node, LostEventSource.UNKNOWN_LOST_EVENT_SOURCE, BigInt(failed), sealedMs),
-    );
-  }
+  const failedLost = failedRecordsResponse(scope);
+  if (failedLost !== undefined) responses.push(failedLost);
   return {
     frame,
     batch: create(FlowBatchSchema, { responses, debugEvents: debugResponses }),

@@ -1,0 +1,626 @@
+/**
+ * The enricher's fast frame path: a RawFrame's trace records are written straight
+ * into FlowBatch bytes (field by field, with per-frame and per-endpoint pieces
+ * written once), without building flow.Flow messages. The bytes equal
+ * `toBinary(FlowBatchSchema, processFrame(...).batch)` (with the same uuids), so
+ * processFrame stays the reference. Records the fast writer does not cover (drop and
+ * policy verdict records, packets the L7 tracker parses, anything unusual) go
+ * through the reference decoders and the compiled encoder, inside the same bytes;
+ * frames with debug records go through processFrame whole.
+ */
+
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import {
+  decodePacket,
+  observationPoint,
+  type PayloadSink,
+  packetSummary,
+  trafficDirection,
+} from "@periscope/flow";
+import type { EndpointInfo } from "@periscope/model";
+import {
+  compileEncoder,
+  type Flow,
+  FlowBatchSchema,
+  type FrameSource,
+  FrameSourceSchema,
+  type GetFlowsResponse,
+  GetFlowsResponseSchema,
+  type RawFrame,
+} from "@periscope/proto";
+import {
+  beginLength,
+  compileFieldEncoder,
+  copyOut,
+  endLength,
+  moveRanges,
+  rewind,
+  streamBegin,
+  streamTake,
+  writeRaw,
+  writerPosition,
+  writeString,
+  writeVarint32,
+} from "@periscope/proto/encoder-stream.ts";
+import {
+  decodeRecordType,
+  decodeTraceRecord,
+  FLAG_L3,
+  MalformedRecordError,
+  RECORD_TYPE_DEBUG,
+  RECORD_TYPE_TRACE,
+  rawFrameRecords,
+  TRACE_REASON,
+  type TraceRecord,
+} from "@periscope/wire";
+import {
+  decodeRecordFlow,
+  type FrameDeps,
+  type FrameResult,
+  type FrameScope,
+  failedRecordsResponse,
+  flowResponse,
+  frameLostResponses,
+  openFrame,
+  processFrame,
+  type RecordFailure,
+} from "./frames.ts";
+import { labelIdentity } from "./identity.ts";
+
+/** What the fast path produced for one frame; the batch exists only as bytes. */
+export interface EncodedFrame {
+  readonly frame: RawFrame;
+  /**
+   * The FlowBatch: the bytes `compileEncoder(FlowBatchSchema)` gives for the batch
+   * processFrame makes, with `source` set to what the caller's `source` returned.
+   */
+  readonly bytes: Uint8Array;
+  /** Flows in the batch, L7 flows included. */
+  readonly flows: number;
+  /** L7 flows among them. */
+  readonly l7Flows: number;
+  /** Debug records decoded into the batch's debug events. */
+  readonly debugEvents: number;
+  readonly failures: ReadonlyMap<RecordFailure, number>;
+  /** First failure message per kind, for logs. */
+  readonly failureSamples: ReadonlyMap<RecordFailure, string>;
+}
+
+/** FlowBatch.source of a frame's batch (none when it returns undefined). */
+export type SourceOf = (frame: RawFrame) => FrameSource | undefined;
+
+const encodeBatch = compileEncoder(FlowBatchSchema);
+const writeResponse = compileFieldEncoder(1, GetFlowsResponseSchema);
+const writeSource = compileFieldEncoder(2, FrameSourceSchema);
+
+// Wire tags (field number << 3 | wire type) of what the fast writer writes.
+const LEN = 2;
+const tag = (no: number, wire: number): number => ((no << 3) | wire) >>> 0;
+const T_BATCH_RESPONSE = tag(1, LEN);
+const T_RESP_FLOW = tag(1, LEN);
+const T_RESP_NODE = tag(1000, LEN);
+const T_RESP_TIME = tag(1001, LEN);
+const T_TS_SECONDS = tag(1, 0);
+const T_TS_NANOS = tag(2, 0);
+const T_FLOW_TIME = tag(1, LEN);
+const T_FLOW_VERDICT = tag(2, 0);
+const T_FLOW_ETHERNET = tag(4, LEN);
+const T_FLOW_IP = tag(5, LEN);
+const T_FLOW_L4 = tag(6, LEN);
+const T_FLOW_SOURCE = tag(8, LEN);
+const T_FLOW_DESTINATION = tag(9, LEN);
+const T_FLOW_TYPE = tag(10, 0);
+const T_FLOW_NODE = tag(11, LEN);
+const T_FLOW_SOURCE_NAMES = tag(13, LEN);
+const T_FLOW_DESTINATION_NAMES = tag(14, LEN);
+const T_FLOW_REPLY = tag(16, 0);
+const T_FLOW_EVENT_TYPE = tag(19, LEN);
+const T_FLOW_DIRECTION = tag(22, 0);
+const T_FLOW_OBS_POINT = tag(24, 0);
+const T_FLOW_IS_REPLY = tag(26, LEN);
+const T_FLOW_INTERFACE = tag(28, LEN);
+const T_FLOW_UUID = tag(34, LEN);
+const T_FLOW_TRACE_REASON = tag(36, 0);
+const T_FLOW_SUMMARY = tag(100000, LEN);
+const T_STR1 = tag(1, LEN);
+const T_STR2 = tag(2, LEN);
+const T_VARINT1 = tag(1, 0);
+const T_VARINT2 = tag(2, 0);
+const T_VARINT3 = tag(3, 0);
+const T_MSG3 = tag(3, LEN);
+const T_ENDPOINT_LABEL = tag(4, LEN);
+const T_ENDPOINT_POD = tag(5, LEN);
+const L4_CASE_TAG = {
+  tcp: tag(1, LEN),
+  udp: tag(2, LEN),
+  icmpv4: tag(3, LEN),
+  icmpv6: tag(4, LEN),
+  sctp: tag(5, LEN),
+} as const;
+/** flow.Verdict FORWARDED, flow.FlowType L3_L4, IPVersion IPv4 / IPv6, CiliumEventType trace. */
+const FORWARDED = 1;
+const L3_L4 = 1;
+const MESSAGE_TYPE_TRACE = 4;
+
+/** Endpoint message bytes (body) per registry labels list, reused while the record is unchanged. */
+interface EndpointBytes {
+  readonly info: EndpointInfo;
+  readonly identity: number;
+  readonly body: Uint8Array;
+}
+const endpointBodies = new WeakMap<readonly string[], EndpointBytes>();
+
+function sameInfo(a: EndpointInfo, b: EndpointInfo): boolean {
+  return (
+    a.namespace === b.namespace &&
+    a.podName === b.podName &&
+    a.id === b.id &&
+    a.identity === b.identity
+  );
+}
+
+/** Writes an Endpoint body (ID, identity, namespace, sorted labels, pod) into the stream. */
+function writeEndpointBody(info: EndpointInfo, identity: number): void {
+  const id = info.id ?? 0;
+  if (id !== 0) {
+    writeVarint32(T_VARINT1);
+    writeVarint32(id);
+  }
+  if (identity !== 0) {
+    writeVarint32(T_VARINT2);
+    writeVarint32(identity);
+  }
+  if (info.namespace !== "") {
+    writeVarint32(T_MSG3);
+    writeString(info.namespace);
+  }
+  for (const label of [...info.labels].sort()) {
+    writeVarint32(T_ENDPOINT_LABEL);
+    writeString(label);
+  }
+  if (info.podName !== "") {
+    writeVarint32(T_ENDPOINT_POD);
+    writeString(info.podName);
+  }
+}
+
+/** "SYN, ACK" summaries per flag set (the 9 TCP flag bits). */
+const tcpSummaries = new Map<number, string>();
+
+/** Per-frame state of the fast writer. */
+class FrameWriter {
+  /** Endpoint body bytes per address for this frame (null: no endpoint). */
+  private readonly endpoints = new Map<string, Uint8Array | null>();
+  private readonly node: string;
+  readonly starts: number[] = [];
+  readonly ends: number[] = [];
+  readonly seconds: number[] = [];
+  readonly nanos: number[] = [];
+  private readonly sink: PayloadSink = {};
+
+  constructor(
+    private readonly scope: FrameScope,
+    private readonly deps: FrameDeps,
+  ) {
+    this.node = scope.node;
+  }
+
+  /** Endpoint body for an address, looked up and written once per frame. */
+  private endpointBody(ip: string): Uint8Array | null {
+    let body = this.endpoints.get(ip);
+    if (body !== undefined) return body;
+    const info = this.deps.endpoint(ip);
+    if (info === undefined) {
+      body = null;
+    } else {
+      const known = endpointBodies.get(info.labels);
+      if (known !== undefined && sameInfo(known.info, info)) {
+        body = known.body;
+      } else {
+        const identity = info.identity ?? labelIdentity(info.namespace, info.labels);
+        const start = writerPosition();
+        writeEndpointBody(info, identity);
+        body = copyOut(start, writerPosition());
+        rewind(start);
+        endpointBodies.set(info.labels, { info, identity, body });
+      }
+    }
+    this.endpoints.set(ip, body);
+    return body;
+  }
+
+  private writeEndpoint(t: number, ip: string | undefined): void {
+    writeVarint32(t);
+    const body = ip === undefined ? null : this.endpointBody(ip);
+    if (body === null) {
+      writeVarint32(0);
+      return;
+    }
+    writeVarint32(body.length);
+    writeRaw(body);
+  }
+
+  /** Remembers the response just written (for the time sort). */
+  private note(start: number, seconds: number, nanos: number): void {
+    this.starts.push(start);
+    this.ends.push(writerPosition());
+    this.seconds.push(seconds);
+    this.nanos.push(nanos);
+  }
+
+  /** Writes a GetFlowsResponse message made by the reference path. */
+  writeMessage(r: GetFlowsResponse): void {
+    const start = writerPosition();
+    writeResponse(r);
+    const t: Timestamp | undefined = r.time;
+    this.note(start, Number(t?.seconds ?? 0n), t?.nanos ?? 0);
+  }
+
+  /**
+   * Writes the flow of a trace record, or returns false (nothing written) when
+   * the record needs the reference path: the L7 tracker reads its payload.
+   * @throws like decodeTraceFlow.
+   */
+  writeTrace(rec: TraceRecord): boolean {
+    const sink = this.sink;
+    sink.payload = undefined;
+    const packet = decodePacket(rec.data, rec.flags & FLAG_L3 ? "ip" : "ethernet", sink);
+    const l4 = packet.l4;
+    const l7 = this.deps.l7;
+    if (
+      l7 !== undefined &&
+      l4 !== undefined &&
+      (l4.kind === "tcp" || l4.kind === "udp") &&
+      l7.parses(l4.kind === "tcp", l4.sourcePort, l4.destinationPort)
+    ) {
+      return false;
+    }
+    const ctx = this.scope.ctx;
+    const ns = rec.tsBootNs + ctx.bootToRealtimeNs;
+    const secBig = ns / 1_000_000_000n;
+    const seconds = Number(secBig);
+    const nanos = Number(ns - secBig * 1_000_000_000n);
+    const uuid = ctx.uuid ? ctx.uuid() : crypto.randomUUID();
+
+    const start = writerPosition();
+    writeVarint32(T_BATCH_RESPONSE);
+    const respLen = beginLength(2);
+    writeVarint32(T_RESP_FLOW);
+    const flowLen = beginLength(2);
+    // time
+    writeVarint32(T_FLOW_TIME);
+    writeTimestamp(seconds, nanos);
+    writeVarint32(T_FLOW_VERDICT);
+    writeVarint32(FORWARDED);
+    const eth = packet.ethernet;
+    if (eth !== undefined) {
+      writeVarint32(T_FLOW_ETHERNET);
+      const l = beginLength(1);
+      writeVarint32(T_STR1);
+      writeString(eth.source);
+      writeVarint32(T_STR2);
+      writeString(eth.destination);
+      endLength(l, 1);
+    }
+    const ip = packet.ip;
+    if (ip !== undefined) {
+      writeVarint32(T_FLOW_IP);
+      const l = beginLength(1);
+      if (ip.source !== "") {
+        writeVarint32(T_STR1);
+        writeString(ip.source);
+      }
+      if (ip.destination !== "") {
+        writeVarint32(T_STR2);
+        writeString(ip.destination);
+      }
+      writeVarint32(T_VARINT3);
+      writeVarint32(ip.version === 4 ? 1 : 2);
+      endLength(l, 1);
+    }
+    if (l4 !== undefined) {
+      writeVarint32(T_FLOW_L4);
+      const l = beginLength(1);
+      writeVarint32(L4_CASE_TAG[l4.kind]);
+      const m = beginLength(1);
+      if (l4.kind === "icmpv4" || l4.kind === "icmpv6") {
+        writeUint32Field(T_VARINT1, l4.type);
+        writeUint32Field(T_VARINT2, l4.code);
+      } else {
+        writeUint32Field(T_VARINT1, l4.sourcePort);
+        writeUint32Field(T_VARINT2, l4.destinationPort);
+        if (l4.kind === "tcp") {
+          const f = l4.flags;
+          writeVarint32(T_MSG3);
+          const fl = beginLength(1);
+          // TCPFlags fields 1..9: FIN SYN RST PSH ACK URG ECE CWR NS, only the set ones
+          if (f.FIN) writeFlag(1);
+          if (f.SYN) writeFlag(2);
+          if (f.RST) writeFlag(3);
+          if (f.PSH) writeFlag(4);
+          if (f.ACK) writeFlag(5);
+          if (f.URG) writeFlag(6);
+          if (f.ECE) writeFlag(7);
+          if (f.CWR) writeFlag(8);
+          if (f.NS) writeFlag(9);
+          endLength(fl, 1);
+        }
+      }
+      endLength(m, 1);
+      endLength(l, 1);
+    }
+    this.writeEndpoint(T_FLOW_SOURCE, ip?.source);
+    this.writeEndpoint(T_FLOW_DESTINATION, ip?.destination);
+    writeVarint32(T_FLOW_TYPE);
+    writeVarint32(L3_L4);
+    if (this.node !== "") {
+      writeVarint32(T_FLOW_NODE);
+      writeString(this.node);
+    }
+    if (l7 !== undefined && ip !== undefined && l7.names.size > 0) {
+      const nowMs = this.scope.nowMs;
+      const src = ip.source ? l7.names.names(ip.source, nowMs) : undefined;
+      const dst = ip.destination ? l7.names.names(ip.destination, nowMs) : undefined;
+      if (src !== undefined) writeStrings(T_FLOW_SOURCE_NAMES, src);
+      if (dst !== undefined) writeStrings(T_FLOW_DESTINATION_NAMES, dst);
+    }
+    const reason = rec.traceReason;
+    const known = reason <= TRACE_REASON.REOPENED;
+    const isReply = known && reason === TRACE_REASON.REPLY;
+    if (isReply) {
+      writeVarint32(T_FLOW_REPLY);
+      writeVarint32(1);
+    }
+    writeVarint32(T_FLOW_EVENT_TYPE);
+    if (rec.obsPoint === 0) {
+      writeVarint32(2);
+      writeVarint32(T_VARINT1);
+      writeVarint32(MESSAGE_TYPE_TRACE);
+    } else {
+      const l = beginLength(1);
+      writeVarint32(T_VARINT1);
+      writeVarint32(MESSAGE_TYPE_TRACE);
+      writeVarint32(T_VARINT2);
+      writeVarint32(rec.obsPoint);
+      endLength(l, 1);
+    }
+    const direction = trafficDirection(rec.obsPoint);
+    if (direction !== 0) {
+      writeVarint32(T_FLOW_DIRECTION);
+      writeVarint32(direction);
+    }
+    const point = observationPoint(rec.obsPoint);
+    if (point !== 0) {
+      writeVarint32(T_FLOW_OBS_POINT);
+      writeVarint32(point);
+    }
+    if (known) {
+      // google.protobuf.BoolValue: an empty message for false
+      writeVarint32(T_FLOW_IS_REPLY);
+      if (isReply) {
+        writeVarint32(2);
+        writeVarint32(T_VARINT1);
+        writeVarint32(1);
+      } else {
+        writeVarint32(0);
+      }
+    }
+    if (rec.ifindex !== 0) {
+      writeVarint32(T_FLOW_INTERFACE);
+      const l = beginLength(1);
+      writeVarint32(T_VARINT1);
+      writeVarint32(rec.ifindex);
+      const name = ctx.ifName ? this.scope.interfaceName(rec.netnsCookie, rec.ifindex) : "";
+      if (name !== "") {
+        writeVarint32(T_STR2);
+        writeString(name);
+      }
+      endLength(l, 1);
+    }
+    if (uuid !== "") {
+      writeVarint32(T_FLOW_UUID);
+      writeString(uuid);
+    }
+    if (known) {
+      writeVarint32(T_FLOW_TRACE_REASON);
+      writeVarint32(reason + 1);
+    }
+    const summary = l4?.kind === "tcp" ? tcpSummary(l4.flags) : packetSummary(packet);
+    if (summary !== "") {
+      writeVarint32(T_FLOW_SUMMARY);
+      writeString(summary);
+    }
+    endLength(flowLen, 2);
+    writeVarint32(T_RESP_NODE);
+    writeString(this.node);
+    writeVarint32(T_RESP_TIME);
+    writeTimestamp(seconds, nanos);
+    endLength(respLen, 2);
+    this.note(start, seconds, nanos);
+    return true;
+  }
+}
+
+function writeFlag(no: number): void {
+  writeVarint32(no << 3);
+  writeVarint32(1);
+}
+
+function writeUint32Field(t: number, v: number): void {
+  if (v === 0) return;
+  writeVarint32(t);
+  writeVarint32(v);
+}
+
+function writeStrings(t: number, list: readonly string[]): void {
+  for (const s of list) {
+    writeVarint32(t);
+    writeString(s);
+  }
+}
+
+/** Length-prefixed google.protobuf.Timestamp body. */
+function writeTimestamp(seconds: number, nanos: number): void {
+  const l = beginLength(1);
+  if (seconds !== 0) {
+    writeVarint32(T_TS_SECONDS);
+    writeVarint32(seconds);
+  }
+  if (nanos !== 0) {
+    writeVarint32(T_TS_NANOS);
+    writeVarint32(nanos);
+  }
+  endLength(l, 1);
+}
+
+function tcpSummary(f: {
+  FIN: boolean;
+  SYN: boolean;
+  RST: boolean;
+  PSH: boolean;
+  ACK: boolean;
+  URG: boolean;
+  ECE: boolean;
+  CWR: boolean;
+  NS: boolean;
+}): string {
+  const bits =
+    (f.FIN ? 1 : 0) |
+    (f.SYN ? 2 : 0) |
+    (f.RST ? 4 : 0) |
+    (f.PSH ? 8 : 0) |
+    (f.ACK ? 16 : 0) |
+    (f.URG ? 32 : 0) |
+    (f.ECE ? 64 : 0) |
+    (f.CWR ? 128 : 0) |
+    (f.NS ? 256 : 0);
+  let s = tcpSummaries.get(bits);
+  if (s === undefined) {
+    s = packetSummary({
+      l4: { kind: "tcp", sourcePort: 0, destinationPort: 0, flags: f },
+      truncated: false,
+    });
+    tcpSummaries.set(bits, s);
+  }
+  return s;
+}
+
+/** The EncodedFrame of a batch made by processFrame (frames with debug records). */
+function fromReference(r: FrameResult, source: SourceOf | undefined): EncodedFrame {
+  const src = source?.(r.frame);
+  if (src !== undefined) r.batch.source = src;
+  return {
+    frame: r.frame,
+    bytes: encodeBatch(r.batch),
+    flows: r.flows,
+    l7Flows: r.l7Flows,
+    debugEvents: r.debugEvents,
+    failures: r.failures,
+    failureSamples: r.failureSamples,
+  };
+}
+
+/** True if the frame holds a debug record (those take the reference path). */
+function hasDebug(records: readonly Uint8Array[]): boolean {
+  for (const r of records) if (r.byteLength > 0 && r[0] === RECORD_TYPE_DEBUG) return true;
+  return false;
+}
+
+/**
+ * Decodes one RawFrame like processFrame and returns its FlowBatch as bytes, with
+ * the `source` given for the frame.
+ * Throws MalformedFrameError (from @periscope/wire) when the frame itself is
+ * unusable; failed records are counted and reported as processFrame does.
+ */
+export function encodeFrame(data: Uint8Array, deps: FrameDeps, source?: SourceOf): EncodedFrame {
+  const scope = openFrame(data, deps);
+  const { frame, fail, failures, samples } = scope;
+  const split = rawFrameRecords(frame);
+  if (hasDebug(split.records)) return fromReference(processFrame(data, deps), source);
+  if (split.malformed > 0) {
+    failures.set("malformed_record", split.malformed);
+    samples.set("malformed_record", split.reason ?? "packed_records unreadable");
+  }
+  deps.l7?.sweepIfDue(scope.nowMs);
+
+  streamBegin();
+  for (const r of frameLostResponses(frame, scope.sealedMs)) writeResponse(r);
+  const flowsStart = writerPosition();
+  const w = new FrameWriter(scope, deps);
+  let flows = 0;
+  let l7Flows = 0;
+  const l7Out: Flow[] = [];
+  for (const bytes of split.records) {
+    let type: number;
+    try {
+      type = decodeRecordType(bytes);
+    } catch (err) {
+      fail("malformed_record", err);
+      continue;
+    }
+    if (type === RECORD_TYPE_TRACE) {
+      const mark = writerPosition();
+      try {
+        if (w.writeTrace(decodeTraceRecord(bytes))) {
+          flows++;
+          continue;
+        }
+      } catch (err) {
+        rewind(mark);
+        fail(err instanceof MalformedRecordError ? "malformed_record" : "undecodable_packet", err);
+        continue;
+      }
+    }
+    let flow: Flow | undefined;
+    l7Out.length = 0;
+    try {
+      flow = decodeRecordFlow(type, bytes, scope, deps, l7Out);
+    } catch (err) {
+      fail(err instanceof MalformedRecordError ? "malformed_record" : "undecodable_packet", err);
+      continue;
+    }
+    if (flow === undefined) {
+      fail("unknown_record_type", new Error(`record type ${type}`));
+      continue;
+    }
+    w.writeMessage(flowResponse(scope.node, flow));
+    flows++;
+    for (const f of l7Out) {
+      w.writeMessage(flowResponse(scope.node, f));
+      flows++;
+      l7Flows++;
+    }
+  }
+  sortByTime(w, flowsStart);
+  const failedLost = failedRecordsResponse(scope);
+  if (failedLost !== undefined) writeResponse(failedLost);
+  const src = source?.(frame);
+  if (src !== undefined) writeSource(src);
+  return {
+    frame,
+    bytes: streamTake(),
+    flows,
+    l7Flows,
+    debugEvents: 0,
+    failures,
+    failureSamples: samples,
+  };
+}
+
+/** Puts the flows written after `base` in time order (stable), when they are not already. */
+function sortByTime(w: FrameWriter, base: number): void {
+  const { seconds, nanos } = w;
+  const n = seconds.length;
+  let sorted = true;
+  for (let i = 1; i < n && sorted; i++) {
+    const ds = (seconds[i] as number) - (seconds[i - 1] as number);
+    if (ds < 0 || (ds === 0 && (nanos[i] as number) < (nanos[i - 1] as number))) sorted = false;
+  }
+  if (sorted) return;
+  const order = Array.from({ length: n }, (_, i) => i);
+  order.sort((a, b) => {
+    const ds = (seconds[a] as number) - (seconds[b] as number);
+    return ds !== 0 ? ds : (nanos[a] as number) - (nanos[b] as number);
+  });
+  moveRanges(base, order, w.starts, w.ends);
+}
