@@ -181,7 +181,7 @@ export class L7Tracker {
     origLen: number,
     nowMs: number,
   ): Flow[] {
-    if (nowMs - this.lastSweepMs > 1000) this.sweep(nowMs);
+    this.sweepIfDue(nowMs);
     if (payload === undefined) return [];
     const l4 = flow.l4?.protocol;
     if (l4?.case !== "TCP" && l4?.case !== "UDP") return [];
@@ -248,6 +248,21 @@ export class L7Tracker {
     return conn.kind === "http"
       ? this.httpSegment(flow, conn, dir, seg, t)
       : this.dnsSegment(flow, conn, dir, seg, t, nowMs);
+  }
+
+  /**
+   * True if `observe` may read the payload of a packet with these ports (TCP or
+   * UDP): packets it returns false for make no L7 flows and change no state.
+   */
+  parses(tcp: boolean, sport: number, dport: number): boolean {
+    const { dnsPorts, httpPorts } = this.opts;
+    if (dnsPorts.has(dport) || dnsPorts.has(sport)) return true;
+    return tcp && (httpPorts.has(dport) || httpPorts.has(sport));
+  }
+
+  /** Sweeps (see `sweep`) when the last sweep is more than a second old. */
+  sweepIfDue(nowMs: number): void {
+    if (nowMs - this.lastSweepMs > 1000) this.sweep(nowMs);
   }
 
   /** Forgets connections and DNS queries idle for longer than the idle time. */
