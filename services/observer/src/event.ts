@@ -41,6 +41,11 @@ export class StoredEvent {
   readonly ns: bigint;
   /** Namespaces of the flow's source and destination endpoints (flows only). */
   readonly namespaces: readonly EndpointNamespace[];
+  /**
+   * Stream sequence of the PERISCOPE_FLOWS message (batch) this event came in; 0 for
+   * events the observer made itself. Set by ingest before the event is stored.
+   */
+  streamSeq = 0;
   #bytes: Uint8Array | undefined;
   #resp: GetFlowsResponse | undefined;
   #wire: GetFlowsResponse | undefined;
@@ -174,6 +179,11 @@ export class StoredEvent {
       $unknown: [{ no: tag >>> 3, wireType: tag & 7, data: bytes.subarray(r.pos) }],
     };
     return this.#wire;
+  }
+
+  /** The encoding this event was read from, without encoding a decoded one. */
+  get encoded(): Uint8Array | undefined {
+    return this.#bytes;
   }
 
   /** The encoded GetFlowsResponse. */

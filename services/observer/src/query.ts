@@ -56,16 +56,26 @@ export class ScanSlicer {
 }
 
 /**
+ * A cheap test on ring indexes that is false only for entries `match` surely rejects
+ * (see FlowStore.prefilter); entries it passes still go through `match`.
+ */
+export type IndexPrefilter = (index: number) => boolean;
+
+/** Entries a prefilter may reject in a row before the scan looks at the clock. */
+const REJECTS_PER_CLOCK_READ = 1024;
+
+/**
  * Where a reader for `q` starts (Hubble's newRingReader): `since` wins over `number`;
  * `first` starts at the oldest entry; a plain follow starts at the end; otherwise walk back
  * from the newest entry until `number` matching events or the first one before `since`.
- * Lost events stored in the ring never count.
+ * Lost events stored in the ring never count. Entries `pre` rejects are skipped undecoded.
  */
 export async function startIndex(
   ring: Ring<StoredEvent>,
   q: EventQuery,
   match: (ev: StoredEvent) => boolean,
   slicer: ScanSlicer = new ScanSlicer(),
+  pre?: IndexPrefilter,
 ): Promise<number> {
   const sinceNs = timestampNs(q.since);
   if (q.first && sinceNs === undefined) return ring.oldest;
@@ -73,7 +83,12 @@ export async function startIndex(
   // No count and no since: everything retained, without matching it all twice.
   if (q.number === 0n && sinceNs === undefined) return ring.oldest;
   let count = 0n;
+  let rejected = 0;
   for (let idx = ring.next - 1; idx >= ring.oldest; idx--) {
+    if (pre !== undefined && !pre(idx)) {
+      if (++rejected % REJECTS_PER_CLOCK_READ === 0 && slicer.due()) await slicer.pause();
+      continue;
+    }
     if (slicer.due()) await slicer.pause(); // entries overwritten meanwhile read as undefined
     const resp = ring.at(idx);
     if (resp === undefined || isLost(resp) || !match(resp)) continue;
@@ -107,16 +122,17 @@ export async function* readEvents(
   q: EventQuery,
   match: (ev: StoredEvent) => boolean,
   signal?: AbortSignal,
+  pre?: IndexPrefilter,
 ): AsyncGenerator<QueryStep, void, undefined> {
   if (q.follow) {
-    yield* scanEvents(ring, q, match, signal);
+    yield* scanEvents(ring, q, match, signal, pre);
     return;
   }
   // A history answer is sent oldest first even where the ring holds events that came
   // later than the sort buffer's window (a slow node or enricher): collect, then a
   // stable sort by time. Lapped-reader steps go out as they happen.
   const events: StoredEvent[] = [];
-  for await (const step of scanEvents(ring, q, match, signal)) {
+  for await (const step of scanEvents(ring, q, match, signal, pre)) {
     if (step.kind === "lost") yield step;
     else events.push(step.event);
   }
@@ -129,16 +145,18 @@ async function* scanEvents(
   q: EventQuery,
   match: (ev: StoredEvent) => boolean,
   signal?: AbortSignal,
+  pre?: IndexPrefilter,
 ): AsyncGenerator<QueryStep, void, undefined> {
   const sinceNs = timestampNs(q.since);
   const untilNs = timestampNs(q.until);
   const slicer = new ScanSlicer();
-  const reader = new RingReader(ring, await startIndex(ring, q, match, slicer));
+  const reader = new RingReader(ring, await startIndex(ring, q, match, slicer, pre));
   const end = ring.next;
   let count = 0n;
+  let rejected = 0;
   for (;;) {
     if (!q.follow && q.number > 0n && count >= q.number) return;
-    if (slicer.due()) {
+    if (rejected % REJECTS_PER_CLOCK_READ === 0 && slicer.due()) {
       await slicer.pause();
       if (signal?.aborted) return;
     }
@@ -158,6 +176,11 @@ async function* scanEvents(
       if (untilNs !== undefined && ns > untilNs) return;
       if (sinceNs !== undefined && ns < sinceNs) continue;
     }
+    if (pre !== undefined && !pre(step.index)) {
+      rejected++;
+      continue;
+    }
+    rejected = 0;
     if (!match(resp)) continue;
     count++;
     yield { kind: "event", event: resp };

@@ -1,4 +1,7 @@
+import type { FlowFilter } from "@periscope/proto";
+import { FlowColumns } from "./columns.ts";
 import type { StoredEvent } from "./event.ts";
+import { compilePrefilter } from "./prefilter.ts";
 import { Ring } from "./ring.ts";
 
 /** What the observer knows about one node that published on the bus. */
@@ -34,6 +37,8 @@ export interface FlowStoreOptions {
  */
 export class FlowStore {
   readonly ring: Ring<StoredEvent>;
+  /** A few fields of every flow in the ring, per slot, for prefiltering queries. */
+  readonly columns: FlowColumns;
   /** Wall-clock ms when the store was created (the observer's start). */
   readonly startedMs: number;
   readonly #now: () => number;
@@ -50,9 +55,11 @@ export class FlowStore {
   /** Node name of each flow in the ring, per slot, for per-node num_flows. */
   readonly #slotNode: (string | undefined)[];
   #seenFlows = 0;
+  #evictedSeq = 0;
 
   constructor(opts: FlowStoreOptions) {
     this.ring = new Ring<StoredEvent>(opts.maxFlows);
+    this.columns = new FlowColumns(opts.maxFlows);
     this.#slotNode = new Array<string | undefined>(opts.maxFlows).fill(undefined);
     this.#now = opts.now ?? Date.now;
     this.#nodeStaleMs = opts.nodeStaleMs ?? 5 * 60_000;
@@ -72,7 +79,10 @@ export class FlowStore {
    * event's own time, so old nodes and namespaces do not look current.
    */
   add(ev: StoredEvent, node?: string, seenMs?: number): void {
+    const full = this.ring.length === this.ring.capacity;
     const slot = this.ring.write(ev) % this.ring.capacity;
+    if (full) this.#evictedSeq = Math.max(this.#evictedSeq, this.columns.streamSeq[slot] ?? 0);
+    this.columns.set(slot, ev);
     const nowMs = seenMs !== undefined && seenMs > 0 ? seenMs : this.#now();
     const name = ev.nodeName || (node ?? "");
     const isFlow = ev.kind === "flow";
@@ -143,6 +153,29 @@ export class FlowStore {
     for (const count of this.#perSecond.values()) total += count;
     const spanSec = Math.min(this.#rateWindowSec, Math.max(1, (nowMs - this.startedMs) / 1000));
     return total / spanSec;
+  }
+
+  /**
+   * The highest stream sequence among events overwritten in the ring (0: none yet). Every
+   * stored event of a later stream message is still in the ring.
+   */
+  get evictedStreamSeq(): number {
+    return this.#evictedSeq;
+  }
+
+  /**
+   * A test on ring indexes that is false only for flows the filters surely reject, read
+   * from the columns without decoding; undefined when it could not rule anything out.
+   * The filters must have compiled (the exact matcher validates them).
+   */
+  prefilter(
+    whitelist: readonly FlowFilter[],
+    blacklist: readonly FlowFilter[],
+  ): ((index: number) => boolean) | undefined {
+    const test = compilePrefilter(this.columns, whitelist, blacklist);
+    if (test === undefined) return undefined;
+    const cap = this.ring.capacity;
+    return (index) => test(index % cap);
   }
 
   /** Milliseconds since the store was created. */
