@@ -31,6 +31,15 @@ describe("config", () => {
       aggregationIntervalMs: 5000,
       captureRules: [],
       ctEntries: 65536,
+      netflow: {
+        enabled: false,
+        activeTimeoutMs: 5000,
+        idleTimeoutMs: 15_000,
+        tableEntries: 16384,
+        dedupe: "drop",
+        queueRecords: 100_000,
+        agentIp: c.netflow.agentIp,
+      },
     });
     expect(Object.isFrozen(c)).toBe(true);
     expect(Object.isFrozen(c.interfaces)).toBe(true);

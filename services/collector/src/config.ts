@@ -18,6 +18,7 @@ import {
 import { DEFAULT_CAPTURE, MAX_CAPTURE } from "@periscope/model";
 import { MAX_CAPTURE_RULES } from "@periscope/wire";
 import { type DropsMode, parseDropsMode } from "./drops.ts";
+import { NETFLOW_SETTINGS, type NetflowConfig, parseNetflowConfig } from "./netflow-config.ts";
 import { compilePattern, GlobError, type InterfacePattern, isGlob } from "./patterns.ts";
 
 export { ConfigError } from "@periscope/config";
@@ -75,6 +76,8 @@ export interface CollectorConfig extends CommonConfig {
   readonly captureRules: readonly CaptureRule[];
   /** Entries of the kernel connection table. */
   readonly ctEntries: number;
+  /** Flow records: kernel accounting, eviction, export (netflow-config.ts). */
+  readonly netflow: NetflowConfig;
 }
 
 /** Default path of the trace object: <repo>/bpf/build/trace.bpf.o. */
@@ -100,6 +103,7 @@ const OWN_SETTINGS = {
   "aggregation-interval": "PERISCOPE_AGGREGATION_INTERVAL",
   "capture-rule": "PERISCOPE_CAPTURE_RULES",
   "ct-entries": "PERISCOPE_CT_ENTRIES",
+  ...NETFLOW_SETTINGS,
 } as const;
 
 /** Flags that may be given more than once; their values are joined with commas. */
@@ -261,6 +265,7 @@ export function parseConfig(
       parseCaptureRules(s.get("capture-rule") ?? "", s.source("capture-rule")),
     ),
     ctEntries: s.integer("ct-entries", DEFAULT_CT_ENTRIES, 1, MAX_CT_ENTRIES),
+    netflow: parseNetflowConfig(s),
   });
 }
 
