@@ -40,6 +40,10 @@ export const subjects = {
   agent: (node: string): string => `periscope.agent.${sanitizeToken(node)}`,
   /** Every agent-event subject. */
   agentAll: "periscope.agent.>",
+  /** `periscope.netflows.<node>` — flow records (periscope.netflow.v1.NetflowRecords), collector → subscribers. */
+  netflows: (node: string): string => `periscope.netflows.${sanitizeToken(node)}`,
+  /** Every flow-record subject. */
+  netflowsAll: "periscope.netflows.>",
   /** Every debug-event subject (`periscope.debug.<node>`, reserved; kernel debug records travel in FlowBatches). */
   debugAll: "periscope.debug.>",
 } as const;
