@@ -7,12 +7,7 @@ import {
   parseInteger,
   readServiceSettings,
 } from "@periscope/config";
-import {
-  DEFAULT_MAX_LABEL_SETS,
-  DEFAULT_METRICS_SERVER,
-  type HandlerSpec,
-  parseMetricsSpec,
-} from "./hubble-metrics/spec.ts";
+import { type HandlerSpec, parseMetricsSpec } from "./hubble-metrics/spec.ts";
 
 export { ConfigError } from "@periscope/config";
 
@@ -120,21 +115,23 @@ export function parseConfig(
     settings.source("l7-http-headers"),
     settings.get("l7-http-headers") ?? DEFAULT_L7_HTTP_HEADERS,
   );
+  // Only what was given: startConfiguredHubbleMetrics applies the defaults.
   const metricsRaw = settings.get("metrics");
+  const metricsServer = settings.get("metrics-server");
   const hubbleMetrics = {
-    metrics:
-      metricsRaw === undefined ? [] : parseMetricsSpec(settings.source("metrics"), metricsRaw),
-    metricsServer: checkHostPort(
-      settings.source("metrics-server"),
-      settings.get("metrics-server") ?? DEFAULT_METRICS_SERVER,
-      { allowPortZero: true },
-    ),
-    metricsMaxLabelSets: settings.integer(
-      "metrics-max-label-sets",
-      DEFAULT_MAX_LABEL_SETS,
-      1,
-      1_000_000,
-    ),
+    ...(metricsRaw !== undefined
+      ? { metrics: parseMetricsSpec(settings.source("metrics"), metricsRaw) }
+      : {}),
+    ...(metricsServer !== undefined
+      ? {
+          metricsServer: checkHostPort(settings.source("metrics-server"), metricsServer, {
+            allowPortZero: true,
+          }),
+        }
+      : {}),
+    ...(settings.get("metrics-max-label-sets") !== undefined
+      ? { metricsMaxLabelSets: settings.integer("metrics-max-label-sets", 0, 1, 1_000_000) }
+      : {}),
   };
   return Object.freeze({
     ...common,

@@ -14,10 +14,20 @@ import { httpHandler, httpV2Handler } from "./handlers/http.ts";
 import { icmpHandler } from "./handlers/icmp.ts";
 import { portDistributionHandler } from "./handlers/port-distribution.ts";
 import { tcpHandler } from "./handlers/tcp.ts";
-import type { HandlerName, HandlerSpec } from "./spec.ts";
+import {
+  DEFAULT_MAX_LABEL_SETS,
+  DEFAULT_METRICS_SERVER,
+  type HandlerName,
+  type HandlerSpec,
+} from "./spec.ts";
 import { type LabelSetLimit, TableCounter, TableHistogram } from "./table.ts";
 
-export { type HandlerSpec, parseMetricsSpec } from "./spec.ts";
+export {
+  DEFAULT_MAX_LABEL_SETS,
+  DEFAULT_METRICS_SERVER,
+  type HandlerSpec,
+  parseMetricsSpec,
+} from "./spec.ts";
 
 const FACTORIES: Readonly<Record<HandlerName, HandlerFactory>> = {
   flow: flowHandler,
@@ -29,9 +39,6 @@ const FACTORIES: Readonly<Record<HandlerName, HandlerFactory>> = {
   icmp: icmpHandler,
   "port-distribution": portDistributionHandler,
 };
-
-/** Label sets one metric holds by default. */
-export const DEFAULT_MAX_LABEL_SETS = 4096;
 
 /** Options for {@link HubbleMetrics}. */
 export interface HubbleMetricsOptions {
@@ -187,4 +194,30 @@ export async function startHubbleMetrics(
     "hubble metrics server listening",
   );
   return { metrics, port: server.port, stop: () => server.stop() };
+}
+
+/** The enricher settings {@link startConfiguredHubbleMetrics} reads. */
+export interface HubbleMetricsSettings {
+  readonly metrics?: readonly HandlerSpec[];
+  readonly metricsServer?: string;
+  readonly metricsMaxLabelSets?: number;
+}
+
+/**
+ * Starts the Hubble metrics server when `--metrics` enabled at least one handler
+ * (on `--metrics-server`, default `:9965`); undefined otherwise.
+ */
+export async function startConfiguredHubbleMetrics(
+  config: HubbleMetricsSettings,
+  log: Logger,
+): Promise<RunningHubbleMetrics | undefined> {
+  if (config.metrics === undefined || config.metrics.length === 0) return undefined;
+  return startHubbleMetrics({
+    specs: config.metrics,
+    addr: config.metricsServer ?? DEFAULT_METRICS_SERVER,
+    ...(config.metricsMaxLabelSets !== undefined
+      ? { maxLabelSets: config.metricsMaxLabelSets }
+      : {}),
+    log,
+  });
 }

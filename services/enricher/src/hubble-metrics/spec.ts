@@ -1,6 +1,12 @@
 import { ConfigError } from "@periscope/config";
 import { parseContextOptions } from "./context.ts";
 
+/** Where Hubble metrics are served unless `--metrics-server` says otherwise (Hubble's port). */
+export const DEFAULT_METRICS_SERVER = ":9965";
+
+/** Label sets one Hubble metric holds by default. */
+export const DEFAULT_MAX_LABEL_SETS = 4096;
+
 /** Handlers `--metrics` may name, as Hubble names them. */
 export const HANDLER_NAMES = [
   "flow",

@@ -10,7 +10,8 @@ import {
   Verdict,
 } from "@periscope/proto";
 
-type FlowInit = MessageInitShape<typeof FlowSchema>;
+/** Field values for a flow, as create() takes them (not a Flow message itself). */
+type FlowInit = Exclude<MessageInitShape<typeof FlowSchema>, Flow>;
 
 const frontend = { namespace: "shop", podName: "frontend-7d9f-x2x4k", labels: ["app=frontend"] };
 const backend = { namespace: "shop", podName: "backend-0", labels: ["k8s:app=backend"] };

@@ -1,0 +1,91 @@
+import { describe, expect, test } from "bun:test";
+import { ConfigError } from "@periscope/config";
+import { createLogger } from "@periscope/telemetry";
+import { HubbleMetrics, parseMetricsSpec } from "./index.ts";
+import { dnsFlow, httpFlow, tcpFlow } from "./testing.ts";
+
+const plain = (raw: string) =>
+  parseMetricsSpec("--metrics", raw).map((s) => [s.name, Object.fromEntries(s.options)]);
+
+describe("hubble metrics spec", () => {
+  test("hubble metrics spec - comma and space separated handlers with options", () => {
+    expect(plain("dns:query;ignoreAAAA,drop,tcp,flow,port-distribution,icmp,http")).toEqual([
+      ["dns", { query: "", ignoreaaaa: "" }],
+      ["drop", {}],
+      ["tcp", {}],
+      ["flow", {}],
+      ["port-distribution", {}],
+      ["icmp", {}],
+      ["http", {}],
+    ]);
+    expect(
+      plain("  dns:query drop  flow:sourceContext=namespace|pod;destinationContext=pod "),
+    ).toEqual([
+      ["dns", { query: "" }],
+      ["drop", {}],
+      ["flow", { sourcecontext: "namespace|pod", destinationcontext: "pod" }],
+    ]);
+    expect(plain("")).toEqual([]);
+  });
+
+  test("hubble metrics spec - labelsContext keeps its comma list, the next handler follows", () => {
+    expect(
+      plain("flow:labelsContext=source_namespace,destination_namespace,traffic_direction,drop,tcp"),
+    ).toEqual([
+      ["flow", { labelscontext: "source_namespace,destination_namespace,traffic_direction" }],
+      ["drop", {}],
+      ["tcp", {}],
+    ]);
+  });
+
+  test.each([
+    ["kafka", `--metrics: unknown metric handler "kafka"`],
+    ["dns,dns:query", `--metrics: metric handler "dns" given twice`],
+    ["drop:query", `--metrics: metric handler "drop" has no option "query"`],
+    ["flow:sourceContext=namespace|planet", `unknown context "planet"`],
+    ["tcp:labelsContext=source_pod,source_color", `unknown metric handler "source_color"`],
+    ["tcp:labelsContext=source_color", `invalid labelsContext value "source_color"`],
+    ["http,httpV2", `"http" and "httpV2" cannot both be enabled`],
+  ])("hubble metrics spec - %s is refused naming what is wrong", (raw, message) => {
+    let err: unknown;
+    try {
+      parseMetricsSpec("--metrics", raw);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as Error).message).toContain(message);
+  });
+
+  test("hubble metrics spec - promtool accepts the exposition of every handler", async () => {
+    const m = new HubbleMetrics({
+      specs: parseMetricsSpec(
+        "--metrics",
+        "dns:query;ignoreAAAA,drop,tcp,flow:sourceContext=pod;destinationContext=dns|ip,port-distribution,icmp,http",
+      ),
+      log: createLogger("t", "silent"),
+    });
+    for (const f of [
+      tcpFlow(),
+      dnsFlow({ query: 'we"ird\\name.', qtypes: ["A"] }, false),
+      dnsFlow({ query: "a.", qtypes: ["A"], ips: ["1.2.3.4"], rrtypes: ["A"] }, true),
+      httpFlow(),
+      httpFlow({ code: 200, latencyNs: 1_000_000n }),
+    ]) {
+      m.observeFlow(f);
+    }
+    const text = await m.registry.metrics();
+    const p = Bun.spawn(["promtool", "check", "metrics"], {
+      stdin: new TextEncoder().encode(text),
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const [out, err, code] = await Promise.all([
+      new Response(p.stdout).text(),
+      new Response(p.stderr).text(),
+      p.exited,
+    ]);
+    expect(`${out}${err}`.trim()).toBe("");
+    expect(code).toBe(0);
+  });
+});
