@@ -123,10 +123,11 @@ export async function putBeat(kv: KV, key: string, holder: string): Promise<void
 
 /** The keys under `prefix` (e.g. `member.`) that currently hold a value. */
 export async function liveKeys(kv: KV, prefix: string): Promise<string[]> {
-  const out: string[] = [];
+  // A put while the listing runs can deliver a key twice.
+  const out = new Set<string>();
   const keys = await kv.keys(`${prefix}>`);
-  for await (const k of keys) out.push(k);
-  return out;
+  for await (const k of keys) out.add(k);
+  return [...out];
 }
 
 /**
