@@ -19,6 +19,11 @@ export interface IpfixExporterStats {
   records: number;
   /** Sends that found the socket buffer full and waited for it to drain. */
   backpressureWaits: number;
+  /**
+   * Errors the socket reported afterwards, e.g. ICMP port unreachable while the collector is
+   * down: messages before it may have been lost downstream, which UDP cannot tell exactly.
+   */
+  socketErrors: number;
 }
 
 /** Largest IPFIX message when the collector is reached over IPv6 (1500 − 40 IP − 8 UDP). */
@@ -37,7 +42,12 @@ export class IpfixExporter implements NetflowExporter {
   readonly #address: string;
   readonly #port: number;
   #drained: (() => void) | undefined;
-  readonly #stats: IpfixExporterStats = { messages: 0, records: 0, backpressureWaits: 0 };
+  readonly #stats: IpfixExporterStats = {
+    messages: 0,
+    records: 0,
+    backpressureWaits: 0,
+    socketErrors: 0,
+  };
 
   private constructor(
     socket: Bun.udp.Socket<"uint8array">,
@@ -72,6 +82,9 @@ export class IpfixExporter implements NetflowExporter {
       socket: {
         drain: () => {
           if (self !== undefined) self.#onDrain();
+        },
+        error: () => {
+          if (self !== undefined) self.#stats.socketErrors++;
         },
       },
     });
