@@ -1,13 +1,21 @@
 import { describe, expect, test } from "bun:test";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { FlowFilterSchema, GetFlowsRequestSchema, IPVersion, Verdict } from "@periscope/proto";
+import { FieldMaskSchema, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import {
+  DropReason,
+  FlowFilterSchema,
+  GetFlowsRequestSchema,
+  IPVersion,
+  TrafficDirection,
+  Verdict,
+} from "@periscope/proto";
 import { UsageError } from "./args.ts";
-import { parseObserveArgs } from "./observe.ts";
+import { DEFAULT_FIELD_MASK, parseObserveArgs, rawFiltersYaml } from "./observe.ts";
 import { parseDurationMs } from "./time.ts";
 
 const NOW = Date.UTC(2024, 4, 1, 12, 0, 0);
 const ff = (init: MessageInitShape<typeof FlowFilterSchema>) => create(FlowFilterSchema, init);
+const MASK = { paths: [...DEFAULT_FIELD_MASK] };
 
 describe("cli observe flags", () => {
   test.each<{ argv: string[]; want: MessageInitShape<typeof GetFlowsRequestSchema> }>([
@@ -116,15 +124,189 @@ describe("cli observe flags", () => {
         blacklist: [ff({ experimental: { celExpression: ["has(_flow.l7)"] } })],
       },
     },
+    { argv: ["--first", "0"], want: { number: 20n } },
+    { argv: ["--last", "0", "-f"], want: { follow: true } },
+    { argv: ["-f", "--until", "1h"], want: { follow: true } },
+    { argv: ["--since", "1h", "--all"], want: { since: timestampFromMs(NOW - 3_600_000) } },
+    {
+      argv: ["--since", "2024-05-01", "--until", "2024-05-01T11Z"],
+      want: {
+        since: timestampFromMs(Date.UTC(2024, 4, 1)),
+        until: timestampFromMs(Date.UTC(2024, 4, 1, 11)),
+      },
+    },
+    {
+      argv: ["-n", "demo", "--pod", "web"],
+      want: {
+        number: 20n,
+        whitelist: [ff({ sourcePod: ["demo/web"] }), ff({ destinationPod: ["demo/web"] })],
+      },
+    },
+    {
+      argv: ["-A"],
+      want: { number: 20n, whitelist: [ff({ sourcePod: ["/"] }), ff({ destinationPod: ["/"] })] },
+    },
+    {
+      argv: ["--from-all-namespaces", "--to-namespace", "kube-system"],
+      want: {
+        number: 20n,
+        whitelist: [ff({ sourcePod: ["/"], destinationPod: ["kube-system/"] })],
+      },
+    },
+    {
+      argv: ["--service", "demo/api", "--to-workload", "Deployment/web", "--identity", "world"],
+      want: {
+        number: 20n,
+        whitelist: [
+          ff({
+            sourceService: ["demo/api"],
+            destinationWorkload: [{ kind: "Deployment", name: "web" }],
+            sourceIdentity: [2],
+          }),
+          ff({
+            destinationService: ["demo/api"],
+            destinationWorkload: [{ kind: "Deployment", name: "web" }],
+            destinationIdentity: [2],
+          }),
+        ],
+      },
+    },
+    {
+      argv: ["-4", "--tcp-flags", "syn,ack", "--interface", "eth0", "--encrypted"],
+      want: {
+        number: 20n,
+        whitelist: [
+          ff({
+            ipVersion: [IPVersion.IPv4],
+            tcpFlags: [{ SYN: true, ACK: true }],
+            interface: [{ name: "eth0" }],
+            encrypted: [true],
+          }),
+        ],
+      },
+    },
+    {
+      argv: [
+        "--drop-reason-desc",
+        "POLICY_DENIED",
+        "--http-url",
+        "/api",
+        "--http-header",
+        "x-id:7",
+        "--node-label",
+        "zone=a",
+        "--snat-ip",
+        "10.0.0.9",
+        "--trace-id",
+        "abc",
+        "--ip-trace-id",
+        "42",
+        "--cluster",
+        "c1",
+        "--traffic-direction",
+        "egress",
+      ],
+      want: {
+        number: 20n,
+        whitelist: [
+          ff({
+            dropReasonDesc: [DropReason.POLICY_DENIED],
+            httpUrl: ["/api"],
+            httpHeader: [{ key: "x-id", value: "7" }],
+            nodeLabels: ["zone=a"],
+            sourceIpXlated: ["10.0.0.9"],
+            traceId: ["abc"],
+            ipTraceId: [42n],
+            sourceClusterName: ["c1"],
+            trafficDirection: [TrafficDirection.EGRESS],
+          }),
+          ff({
+            dropReasonDesc: [DropReason.POLICY_DENIED],
+            httpUrl: ["/api"],
+            httpHeader: [{ key: "x-id", value: "7" }],
+            nodeLabels: ["zone=a"],
+            sourceIpXlated: ["10.0.0.9"],
+            traceId: ["abc"],
+            ipTraceId: [42n],
+            destinationClusterName: ["c1"],
+            trafficDirection: [TrafficDirection.EGRESS],
+          }),
+        ],
+      },
+    },
+    {
+      argv: [
+        "--allowlist",
+        '{"source_ip":["1.1.1.1"]}{"destination_port":["53"]}',
+        "--denylist",
+        '{"verdict":["DROPPED"]}',
+      ],
+      want: {
+        number: 20n,
+        whitelist: [ff({ sourceIp: ["1.1.1.1"] }), ff({ destinationPort: ["53"] })],
+        blacklist: [ff({ verdict: [Verdict.DROPPED] })],
+      },
+    },
   ])("cli - observe $argv builds the hubble request", ({ argv, want }) => {
     const got = parseObserveArgs(argv, "localhost:4245", NOW);
-    expect(got.request).toEqual(create(GetFlowsRequestSchema, want));
+    const expected = create(GetFlowsRequestSchema, want);
+    expected.fieldMask = create(FieldMaskSchema, MASK);
+    expect(got.request).toEqual(expected);
+  });
+
+  test.each<[string[], string[] | undefined]>([
+    [["-o", "json"], undefined],
+    [
+      ["-o", "jsonpb", "--field-mask", "time,source.pod_name", "--field-mask", "verdict"],
+      ["time", "source.pod_name", "verdict"],
+    ],
+    [["-o", "dict"], [...DEFAULT_FIELD_MASK]],
+    [["--use-default-field-masks=false"], undefined],
+  ])("cli - observe %p asks for field mask %p", (argv, paths) => {
+    expect(parseObserveArgs(argv, "localhost:4245", NOW).request.fieldMask?.paths).toEqual(paths);
+  });
+
+  test("cli - observe --print-raw-filters prints hubble's YAML", () => {
+    const opts = parseObserveArgs(
+      ["--print-raw-filters", "--ip", "10.0.0.1", "--not", "--verdict", "DROPPED"],
+      "localhost:4245",
+      NOW,
+    );
+    expect(opts.printRawFilters).toBe(true);
+    expect(rawFiltersYaml(opts.request)).toBe(
+      [
+        "allowlist:",
+        `    - '{"source_ip":["10.0.0.1"]}'`,
+        `    - '{"destination_ip":["10.0.0.1"]}'`,
+        "denylist:",
+        `    - '{"verdict":["DROPPED"]}'`,
+      ].join("\n"),
+    );
   });
 
   test.each([
     { argv: ["--last", "x"], msg: "--last" },
     { argv: ["--first", "1", "--follow"], msg: "--first" },
-    { argv: ["--first", "1", "--last", "2"], msg: "only one of" },
+    { argv: ["--first", "1", "--last", "2"], msg: "cannot set both --first and --last" },
+    { argv: ["--last", "1", "--all"], msg: "cannot set both --last and --all" },
+    { argv: ["-n", "a", "--pod", "b/x"], msg: "namespace conflict" },
+    { argv: ["-n", "a", "--from-pod", "x"], msg: "cannot be combined" },
+    { argv: ["--not", "--not", "--ip", "1.1.1.1"], msg: "consecutive --not" },
+    { argv: ["--identity", "nobody"], msg: "security identity" },
+    { argv: ["--tcp-flags", "syn,bogus"], msg: "unknown tcp flag: bogus" },
+    { argv: ["--http-header", "novalue"], msg: "--http-header" },
+    { argv: ["--ip-trace-id", "0"], msg: "--ip-trace-id" },
+    { argv: ["--drop-reason-desc", "NOPE"], msg: "--drop-reason-desc" },
+    { argv: ["--allowlist", "{bad"], msg: "invalid --allowlist flag" },
+    {
+      argv: ["-o", "compact", "--field-mask", "time"],
+      msg: "not compatible with custom field mask",
+    },
+    { argv: ["-o", "json", "--field-mask", "nope"], msg: "invalid path" },
+    { argv: ["-o", "table", "-f"], msg: "not compatible with follow" },
+    { argv: ["--time-format", "Kitchen"], msg: "--time-format" },
+    { argv: ["--color", "sometimes"], msg: "--color" },
+    { argv: ["--since", "2024-05-01T10"], msg: "--since" },
     { argv: ["--since", "yesterday-ish"], msg: "--since" },
     { argv: ["--verdict", "MAYBE"], msg: "--verdict" },
     { argv: ["--type", "bogus"], msg: "--type" },

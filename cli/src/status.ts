@@ -1,9 +1,24 @@
+import { createClient } from "@connectrpc/connect";
 import { decodePresenceHeader, PRESENCE_HEADER, type PresenceReport } from "@periscope/bus";
-import type { GetNodesResponse, ServerStatusResponse } from "@periscope/proto";
-import { NodeState } from "@periscope/proto";
+import { formatMessageJson } from "@periscope/flow";
+import {
+  Health,
+  HealthCheckResponse_ServingStatus,
+  type ServerStatusResponse,
+  ServerStatusResponseSchema,
+} from "@periscope/proto";
+import { lastValue, parseArgs, UsageError } from "./args.ts";
 import { describeRpcError, observerClient } from "./client.ts";
+import { observerTransport } from "./connection.ts";
+import { goDuration, grouped, tabAlign } from "./go-format.ts";
+import { SERVER_FLAG } from "./observe.ts";
 
-const thousands = new Intl.NumberFormat("en-US");
+/** The service name hubble health-checks. */
+export const OBSERVER_HEALTH_SERVICE = "hubble.server.Observer";
+
+/** `status -o` values. */
+export const STATUS_FORMATS = ["compact", "dict", "json", "table"] as const;
+export type StatusFormat = (typeof STATUS_FORMATS)[number];
 
 /** The "Services" lines: each service's live count, or what is missing and why. */
 export function formatServices(p: PresenceReport): string[] {
@@ -14,52 +29,171 @@ export function formatServices(p: PresenceReport): string[] {
   return ["Services: Degraded", ...p.problems.map((line) => `  - ${line}`)];
 }
 
+/** hubble's flows/s text: the server's rate, else N/A. */
+function flowsRate(s: ServerStatusResponse): string {
+  return s.flowsRate > 0 ? s.flowsRate.toFixed(2) : "N/A";
+}
+
 /**
- * `hubble status` text for a ServerStatus response, plus Periscope's service presence
- * (from the response header) when the server sent it: the healthcheck line then says
- * Degraded while a service is missing or lost.
+ * `hubble status` compact text for a ServerStatus response, plus Periscope's service
+ * presence (from the response header) when the server sent it: the healthcheck line then
+ * says Degraded while a service is missing or lost.
  */
 export function formatStatus(
   server: string,
   s: ServerStatusResponse,
   presence?: PresenceReport,
 ): string {
-  const pct = s.maxFlows > 0n ? (Number(s.numFlows) / Number(s.maxFlows)) * 100 : 0;
   const health = presence?.state === "degraded" ? "Degraded" : "Ok";
+  const ratio =
+    s.maxFlows > 0n ? ` (${((Number(s.numFlows) / Number(s.maxFlows)) * 100).toFixed(2)}%)` : "";
+  let rate = flowsRate(s);
+  const uptimeS = Number(s.uptimeNs) / 1e9;
+  if (rate === "N/A" && uptimeS > 0) rate = (Number(s.seenFlows) / uptimeS).toFixed(2);
   const lines = [
     `Healthcheck (via ${server}): ${health}`,
-    `Current/Max Flows: ${thousands.format(s.numFlows)}/${thousands.format(s.maxFlows)} (${pct.toFixed(2)}%)`,
-    `Flows/s: ${s.flowsRate.toFixed(2)}`,
+    `Current/Max Flows: ${grouped(s.numFlows)}/${grouped(s.maxFlows)}${ratio}`,
+    `Flows/s: ${rate}`,
   ];
   if (s.numConnectedNodes !== undefined) {
-    const total = s.numConnectedNodes + (s.numUnavailableNodes ?? 0);
-    lines.push(`Connected Nodes: ${s.numConnectedNodes}/${total}`);
+    const total =
+      s.numUnavailableNodes !== undefined ? `/${s.numConnectedNodes + s.numUnavailableNodes}` : "";
+    lines.push(`Connected Nodes: ${s.numConnectedNodes}${total}`);
   }
   if (s.numUnavailableNodes) {
     lines.push(`Unavailable Nodes: ${s.numUnavailableNodes}`);
-    for (const n of s.unavailableNodes) lines.push(`  - ${n}`);
+    const names = [...s.unavailableNodes].sort();
+    if (s.numUnavailableNodes > names.length)
+      names.push(`and ${s.numUnavailableNodes - names.length} more...`);
+    for (const n of names) lines.push(`  - ${n}`);
   }
   if (presence) lines.push(...formatServices(presence));
   return lines.join("\n");
 }
 
-/** Runs `status`; returns the exit code. */
-export async function runStatus(
+const na = (v: number | undefined) => (v === undefined ? "N/A" : String(v));
+
+/** `hubble status -o dict`. */
+export function formatStatusDict(s: ServerStatusResponse): string {
+  return [
+    `          NUM FLOWS: ${grouped(s.numFlows)}`,
+    `          MAX FLOWS: ${grouped(s.maxFlows)}`,
+    `         SEEN FLOWS: ${grouped(s.seenFlows)}`,
+    `   FLOWS PER SECOND: ${flowsRate(s)}`,
+    `             UPTIME: ${goDuration(s.uptimeNs)}`,
+    `NUM CONNECTED NODES: ${na(s.numConnectedNodes)}`,
+    ` NUM UNAVAIL. NODES: ${na(s.numUnavailableNodes)}`,
+    `            VERSION: ${s.version}`,
+  ].join("\n");
+}
+
+/** `hubble status -o table`. */
+export function formatStatusTable(s: ServerStatusResponse): string {
+  return tabAlign([
+    [
+      "NUM FLOWS",
+      "MAX FLOWS",
+      "SEEN FLOWS",
+      "FLOWS PER SECOND",
+      "UPTIME",
+      "NUM CONNECTED NODES",
+      "NUM UNAVAILABLE NODES",
+      "VERSION",
+    ],
+    [
+      grouped(s.numFlows),
+      grouped(s.maxFlows),
+      grouped(s.seenFlows),
+      flowsRate(s),
+      goDuration(s.uptimeNs),
+      na(s.numConnectedNodes),
+      na(s.numUnavailableNodes),
+      s.version,
+    ],
+  ]);
+}
+
+/** Options of `status`. */
+export interface StatusOptions {
+  readonly server: string;
+  readonly output: StatusFormat;
+  /** Deadline of each call, ms (--request-timeout). */
+  readonly timeoutMs: number;
+}
+
+/** Parses `status` flags (`--server`, `-o`). */
+export function parseStatusArgs(
+  argv: readonly string[],
   server: string,
+  timeoutMs: number,
+): StatusOptions {
+  const args = parseArgs(argv, [
+    SERVER_FLAG,
+    {
+      name: "output",
+      short: "o",
+      kind: "string",
+      value: "format",
+      help: "compact, dict, json, table",
+    },
+  ]);
+  if (args.positionals.length > 0)
+    throw new UsageError(`unexpected argument "${args.positionals[0]}"`);
+  let o = lastValue(args, "output") ?? "compact";
+  if (o === "tab") o = "table";
+  if (o === "JSON" || o === "jsonpb") o = "json";
+  const output = STATUS_FORMATS.find((f) => f === o);
+  if (!output) throw new UsageError(`invalid output format: ${o}`);
+  return { server: lastValue(args, "server") ?? server, output, timeoutMs };
+}
+
+/**
+ * Runs `status` like hubble: a gRPC health check of `hubble.server.Observer` (not serving:
+ * "Unavailable", exit 1), then ServerStatus printed in the chosen format. Returns the exit code.
+ */
+export async function runStatus(
+  opts: StatusOptions,
   out: (line: string) => void,
   err: (line: string) => void,
 ): Promise<number> {
+  const { server } = opts;
+  try {
+    const health = await createClient(Health, observerTransport(server)).check(
+      { service: OBSERVER_HEALTH_SERVICE },
+      { timeoutMs: opts.timeoutMs },
+    );
+    if (health.status !== HealthCheckResponse_ServingStatus.SERVING) {
+      const st = HealthCheckResponse_ServingStatus[health.status] ?? String(health.status);
+      if (opts.output === "compact") out(`Healthcheck (via ${server}): Unavailable: ${st}`);
+      err(`periscope: status (via ${server}): not healthy`);
+      return 1;
+    }
+  } catch (e) {
+    err(`periscope: status (via ${server}): failed getting status: ${describeRpcError(e)}`);
+    return 1;
+  }
   try {
     let header: string | null = null;
     const s = await observerClient(server).serverStatus(
       {},
       {
-        timeoutMs: 10_000,
+        timeoutMs: opts.timeoutMs,
         onHeader: (h) => {
           header = h.get(PRESENCE_HEADER);
         },
       },
     );
+    switch (opts.output) {
+      case "json":
+        out(formatMessageJson(ServerStatusResponseSchema, s));
+        return 0;
+      case "dict":
+        out(formatStatusDict(s));
+        return 0;
+      case "table":
+        out(formatStatusTable(s));
+        return 0;
+    }
     let presence: PresenceReport | undefined;
     if (header !== null) {
       try {
@@ -71,86 +205,7 @@ export async function runStatus(
     out(formatStatus(server, s, presence));
     return 0;
   } catch (e) {
-    err(`periscope: status (via ${server}): ${describeRpcError(e)}`);
-    return 1;
-  }
-}
-
-/** `5m2s`-style age from nanoseconds. */
-export function formatAge(ns: bigint): string {
-  let s = Number(ns / 1_000_000_000n);
-  const d = Math.floor(s / 86400);
-  s -= d * 86400;
-  const h = Math.floor(s / 3600);
-  s -= h * 3600;
-  const m = Math.floor(s / 60);
-  s -= m * 60;
-  if (d > 0) return `${d}d${h}h`;
-  if (h > 0) return `${h}h${m}m`;
-  if (m > 0) return `${m}m${s}s`;
-  return `${s}s`;
-}
-
-const STATE_TEXT: Readonly<Partial<Record<NodeState, string>>> = {
-  [NodeState.NODE_CONNECTED]: "Connected",
-  [NodeState.NODE_UNAVAILABLE]: "Unavailable",
-  [NodeState.NODE_GONE]: "Gone",
-  [NodeState.NODE_ERROR]: "Error",
-};
-
-/** `hubble list nodes`-style table. */
-export function formatNodes(resp: GetNodesResponse): string {
-  const rows = [["NAME", "STATUS", "AGE", "SEEN-FLOWS"]];
-  for (const n of resp.nodes) {
-    rows.push([
-      n.name,
-      STATE_TEXT[n.state] ?? "Unknown",
-      formatAge(n.uptimeNs),
-      thousands.format(n.seenFlows),
-    ]);
-  }
-  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length))) ?? [];
-  return rows
-    .map((r) =>
-      r
-        .map((c, i) => c.padEnd((widths[i] ?? 0) + 3))
-        .join("")
-        .trimEnd(),
-    )
-    .join("\n");
-}
-
-/** Runs `list nodes`; returns the exit code. */
-export async function runListNodes(
-  server: string,
-  out: (line: string) => void,
-  err: (line: string) => void,
-): Promise<number> {
-  try {
-    const resp = await observerClient(server).getNodes({}, { timeoutMs: 10_000 });
-    out(formatNodes(resp));
-    return 0;
-  } catch (e) {
-    err(`periscope: list nodes (via ${server}): ${describeRpcError(e)}`);
-    return 1;
-  }
-}
-
-/** Runs `list namespaces`; returns the exit code. */
-export async function runListNamespaces(
-  server: string,
-  out: (line: string) => void,
-  err: (line: string) => void,
-): Promise<number> {
-  try {
-    const resp = await observerClient(server).getNamespaces({}, { timeoutMs: 10_000 });
-    const rows = resp.namespaces.map((n) =>
-      n.cluster ? `${n.cluster}/${n.namespace}` : n.namespace,
-    );
-    out(["NAMESPACE", ...rows].join("\n"));
-    return 0;
-  } catch (e) {
-    err(`periscope: list namespaces (via ${server}): ${describeRpcError(e)}`);
+    err(`periscope: status (via ${server}): failed to get server status: ${describeRpcError(e)}`);
     return 1;
   }
 }

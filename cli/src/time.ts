@@ -26,35 +26,82 @@ export function parseDurationMs(s: string): number | undefined {
   return (m[1] === "-" ? -ns : ns) / 1e6;
 }
 
-/** Absolute formats hubble accepts besides RFC 3339 (local time when no zone is given). */
-const ABSOLUTE = [
-  /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/, // RFC 3339 (nano)
-  /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$/,
-  /^\d{4}-\d{2}-\d{2}$/,
-];
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/** Milliseconds of a zone suffix (`Z`, `+02:00`, `-0700`); 0 when absent (UTC, as Go parses). */
+function zoneOffsetMs(zone: string | undefined): number {
+  if (zone === undefined || zone === "" || zone === "Z") return 0;
+  const m = /^([+-])(\d{2}):?(\d{2})$/.exec(zone);
+  if (!m) return Number.NaN;
+  const ms = (Number(m[2]) * 60 + Number(m[3])) * 60_000;
+  return m[1] === "-" ? -ms : ms;
+}
+
+/**
+ * Absolute times as hubble parses them (Go's time.Parse: a time without a zone is UTC):
+ * `2006-01-02`, `2006-01-02T15Z07:00`, `2006-01-02T15:04Z07:00`, RFC 3339 with any
+ * fraction, `Mon, 02 Jan 2006 15:04:05 -0700` (RFC 1123Z); zone-less
+ * `2006-01-02T15:04[:05]` and a time of day `15:04[:05]` (today) are read as UTC too.
+ * Returns NaN when `value` is none of them.
+ */
+function parseAbsoluteMs(value: string, nowMs: number): number {
+  const iso =
+    /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2})(?::(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?(Z|[+-]\d{2}:\d{2})?)?$/.exec(
+      value,
+    );
+  if (iso) {
+    const [, y, mo, d, h, mi, sec, frac, zone] = iso;
+    if (h !== undefined && mi === undefined && zone === undefined) return Number.NaN;
+    const ms =
+      Date.UTC(
+        Number(y),
+        Number(mo) - 1,
+        Number(d),
+        Number(h ?? 0),
+        Number(mi ?? 0),
+        Number(sec ?? 0),
+      ) + Math.floor(Number(`0.${frac ?? "0"}`) * 1000);
+    return ms - zoneOffsetMs(zone);
+  }
+  const rfc1123 =
+    /^[A-Z][a-z]{2}, (\d{2}) ([A-Z][a-z]{2}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) ([+-]\d{4})$/.exec(
+      value,
+    );
+  if (rfc1123) {
+    const [, d, mon, y, h, mi, sec, zone] = rfc1123;
+    const month = MONTHS.indexOf(mon ?? "");
+    if (month < 0) return Number.NaN;
+    return (
+      Date.UTC(Number(y), month, Number(d), Number(h), Number(mi), Number(sec)) - zoneOffsetMs(zone)
+    );
+  }
+  const tod = /^(\d{2}):(\d{2})(?::(\d{2}))?$/.exec(value);
+  if (tod) {
+    const d = new Date(nowMs);
+    return Date.UTC(
+      d.getUTCFullYear(),
+      d.getUTCMonth(),
+      d.getUTCDate(),
+      Number(tod[1]),
+      Number(tod[2]),
+      Number(tod[3] ?? 0),
+    );
+  }
+  return Number.NaN;
+}
 
 /**
  * Parses a `--since`/`--until` value like hubble: a relative duration meaning "that long
- * ago" (`5m`, `1h`), RFC 3339 (`2024-05-01T10:00:00Z`), `2006-01-02T15:04[:05]`,
- * `2006-01-02`, or a time of day today (`15:04[:05]`). Throws {@link UsageError}.
+ * ago" (`5m`, `1h`), or an absolute time (see {@link parseAbsoluteMs}: RFC 3339,
+ * `2006-01-02` = midnight UTC, …). Throws {@link UsageError}.
  */
 export function parseTimeFlag(flag: string, value: string, nowMs: number = Date.now()): Timestamp {
   const rel = parseDurationMs(value);
   if (rel !== undefined) return timestampFromMs(Math.round(nowMs - rel));
-  let ms = Number.NaN;
-  if (ABSOLUTE.some((re) => re.test(value))) {
-    ms = Date.parse(/^\d{4}-\d{2}-\d{2}$/.test(value) ? `${value}T00:00:00` : value);
-  } else {
-    const tod = /^(\d{2}):(\d{2})(?::(\d{2}))?$/.exec(value);
-    if (tod) {
-      const d = new Date(nowMs);
-      d.setHours(Number(tod[1]), Number(tod[2]), Number(tod[3] ?? 0), 0);
-      ms = d.getTime();
-    }
-  }
+  const ms = parseAbsoluteMs(value, nowMs);
   if (Number.isNaN(ms)) {
     throw new UsageError(
-      `invalid --${flag} "${value}": use RFC 3339 (2006-01-02T15:04:05Z) or a duration like 5m, 1h`,
+      `invalid --${flag} "${value}": use a duration like 5m, 1h or a time like 2006-01-02, 2006-01-02T15:04:05Z, 2006-01-02T15:04:05.000+07:00`,
     );
   }
   return timestampFromMs(ms);

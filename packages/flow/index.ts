@@ -39,12 +39,28 @@ export {
   type ParsedLabel,
   parseLabel,
 } from "./src/filters/label-selector.ts";
-export { type CompactOptions, formatCompact } from "./src/format/compact.ts";
-export { formatDict } from "./src/format/dict.ts";
+export {
+  type CompactOptions,
+  flowHosts,
+  flowSummary,
+  flowVerdict,
+  formatCompact,
+  isNodeStatusWarning,
+  joinWithCutOff,
+} from "./src/format/compact.ts";
+export { DICT_SEPARATOR, formatDict } from "./src/format/dict.ts";
 export { flowTypeText, verdictText } from "./src/format/flow-type.ts";
 export { formatIdentity } from "./src/format/identity.ts";
-export { formatJson } from "./src/format/json.ts";
-export { formatTimestamp, isValidTimestamp, type TimeLayout } from "./src/format/time.ts";
+export { formatJson, formatMessageJson } from "./src/format/json.ts";
+export { escapeTerminal, paint } from "./src/format/style.ts";
+export { alignColumns, tableHeader, tableRow } from "./src/format/table.ts";
+export {
+  formatTimestamp,
+  isValidTimestamp,
+  TIME_LAYOUTS,
+  type TimeLayout,
+  timeLayoutByName,
+} from "./src/format/time.ts";
 export {
   DNS_HEADER_LEN,
   DNS_MAX_ANSWERS,

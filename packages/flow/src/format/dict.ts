@@ -1,79 +1,68 @@
-import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { type GetFlowsResponse, NodeState } from "@periscope/proto";
 import {
-  type Endpoint,
-  type Flow,
-  type GetFlowsResponse,
-  LostEventSource,
-  Verdict,
-} from "@periscope/proto";
-import { flowPorts } from "../ports.ts";
+  type CompactOptions,
+  flowHosts,
+  flowSummary,
+  flowVerdict,
+  layoutOf,
+  lostSource,
+  lostSummary,
+  nodeStatusNames,
+} from "./compact.ts";
 import { flowTypeText } from "./flow-type.ts";
+import { escapeTerminal } from "./style.ts";
+import { formatTimestamp } from "./time.ts";
 
-/** Separator printed after every block. */
-const SEPARATOR = "------------";
-
-function endpointText(
-  ip: string | undefined,
-  port: number | undefined,
-  ep: Endpoint | undefined,
-): string {
-  const who = ep && ep.podName !== "" ? `${ep.namespace}/${ep.podName}` : (ip ?? "");
-  return port ? `${who}:${port}` : who;
-}
-
-/** The flow's summary; for flows without one, what its transport header says. */
-function summary(flow: Flow): string {
-  if (flow.Summary !== "") return flow.Summary;
-  const p = flow.l4?.protocol;
-  switch (p?.case) {
-    case "TCP": {
-      const flags = p.value.flags;
-      const set = flags
-        ? Object.entries(flags)
-            .filter(([k, v]) => k !== "$typeName" && v === true)
-            .map(([k]) => k)
-        : [];
-      return `TCP Flags: ${set.join(", ")}`;
-    }
-    case "ICMPv4":
-    case "ICMPv6":
-      return `${p.case} type ${p.value.type} code ${p.value.code}`;
-    case undefined:
-      return "";
-    default:
-      return p?.case ?? "";
-  }
-}
+/** Line hubble's dict output prints between two blocks. */
+export const DICT_SEPARATOR = "------------";
 
 /**
- * hubble observe's `-o dict`: one right-aligned `KEY: value` block per event (RFC 3339
- * timestamp, `namespace/pod:port` when the endpoint is known, else `ip:port`, the TYPE
- * column of the compact format), each followed by a dashed separator line. Lost events
- * print their source and count; other responses give "".
+ * One event in hubble observe's `-o dict`: right-aligned `KEY: value` lines (TIMESTAMP in
+ * the chosen time layout, NODE with `nodeName`, SOURCE, DESTINATION, TYPE, VERDICT,
+ * SUMMARY as the compact format prints them). Lost events print their source and
+ * `CPU(n) - count`, node status changes STATE, NODES and MESSAGE. No separator: the
+ * printer puts {@link DICT_SEPARATOR} between blocks. Other responses give "".
  */
-export function formatDict(resp: GetFlowsResponse): string {
-  const time = resp.time ? timestampDate(resp.time).toISOString() : "N/A";
-  if (resp.responseTypes.case === "lostEvents") {
-    const lost = resp.responseTypes.value;
-    return [
-      `  TIMESTAMP: ${time}`,
-      "       TYPE: EVENTS LOST",
-      `     SOURCE: ${LostEventSource[lost.source] ?? lost.source}`,
-      `   NUM LOST: ${lost.numEventsLost}`,
-      SEPARATOR,
-    ].join("\n");
+export function formatDict(resp: GetFlowsResponse, opts: CompactOptions = {}): string {
+  const layout = layoutOf(opts);
+  const time = formatTimestamp(
+    resp.responseTypes.case === "flow" ? resp.responseTypes.value.time : resp.time,
+    layout,
+  );
+  const lines = [`  TIMESTAMP: ${time}`];
+  const r = resp.responseTypes;
+  switch (r.case) {
+    case "flow": {
+      const flow = r.value;
+      if (opts.nodeName) lines.push(`       NODE: ${flow.nodeName}`);
+      const [src, dst] = flowHosts(flow, opts);
+      lines.push(
+        `     SOURCE: ${src}`,
+        `DESTINATION: ${dst}`,
+        `       TYPE: ${flowTypeText(flow)}`,
+        `    VERDICT: ${flowVerdict(flow, opts)}`,
+        `    SUMMARY: ${flowSummary(flow, opts)}`,
+      );
+      break;
+    }
+    case "lostEvents":
+      if (opts.nodeName) lines.push(`       NODE: ${resp.nodeName === "" ? "-" : resp.nodeName}`);
+      lines.push(
+        `     SOURCE: ${lostSource(r.value)}`,
+        "       TYPE: EVENTS LOST",
+        "    VERDICT: -",
+        `    SUMMARY: ${lostSummary(r.value, layout, " - ")}`,
+      );
+      break;
+    case "nodeStatus":
+      lines.push(
+        `      STATE: ${NodeState[r.value.stateChange] ?? r.value.stateChange}`,
+        `      NODES: ${nodeStatusNames(r.value)}`,
+        `    MESSAGE: ${r.value.message === "" ? "N/A" : JSON.stringify(r.value.message)}`,
+      );
+      break;
+    default:
+      return "";
   }
-  if (resp.responseTypes.case !== "flow") return "";
-  const flow = resp.responseTypes.value;
-  const ports = flowPorts(flow);
-  return [
-    `  TIMESTAMP: ${time}`,
-    `     SOURCE: ${endpointText(flow.IP?.source, ports?.source, flow.source)}`,
-    `DESTINATION: ${endpointText(flow.IP?.destination, ports?.destination, flow.destination)}`,
-    `       TYPE: ${flowTypeText(flow)}`,
-    `    VERDICT: ${Verdict[flow.verdict] ?? flow.verdict}`,
-    `    SUMMARY: ${summary(flow)}`,
-    `  NODE NAME: ${resp.nodeName}`,
-    SEPARATOR,
-  ].join("\n");
+  return escapeTerminal(lines.join("\n"), opts.color);
 }

@@ -141,14 +141,69 @@ describe("format", () => {
     );
   });
 
-  test("format - compact lost events", () => {
+  test("format - compact lost events carry the time, CPU, count and first/last", () => {
     const resp = create(GetFlowsResponseSchema, {
+      time: TIME,
       responseTypes: {
         case: "lostEvents",
         value: { source: LostEventSource.PERF_EVENT_RING_BUFFER, numEventsLost: 42n, cpu: 3 },
       },
     });
-    expect(formatCompact(resp)).toBe("EVENTS LOST: PERF_EVENT_RING_BUFFER CPU(3) 42");
+    expect(formatCompact(resp)).toBe(
+      "Nov 22 02:50:01.123 EVENTS LOST: PERF_EVENT_RING_BUFFER CPU(3) 42",
+    );
+    const withRange = create(GetFlowsResponseSchema, {
+      time: TIME,
+      responseTypes: {
+        case: "lostEvents",
+        value: {
+          source: LostEventSource.OBSERVER_EVENTS_QUEUE,
+          numEventsLost: 7n,
+          first: { seconds: 1_732_243_800n, nanos: 0 },
+          last: TIME,
+        },
+      },
+    });
+    expect(formatCompact(withRange)).toBe(
+      "Nov 22 02:50:01.123 EVENTS LOST: OBSERVER_EVENTS_QUEUE CPU(0) 7 (first: Nov 22 02:50:00.000, last: Nov 22 02:50:01.123)",
+    );
+  });
+
+  test("format - compact colors hosts, ports, identities and verdict with --color always", () => {
+    expect(formatCompact(flowResp(base), { color: true })).toBe(
+      "Nov 22 02:50:01.123: \x1b[36mdemo/frontend:\x1b[33m34567\x1b[0m\x1b[0m \x1b[35m(ID:1001)\x1b[0m -> \x1b[36mdemo/backend:\x1b[33m80\x1b[0m\x1b[0m \x1b[35m(ID:1002)\x1b[0m to-network \x1b[32mFORWARDED\x1b[0m (TCP Flags: SYN)",
+    );
+  });
+
+  test("format - compact escapes terminal control in flow fields", () => {
+    expect(formatCompact(flowResp({ ...base, Summary: "a\x1b]0;title\x07\rb" }))).toEndWith(
+      "(a^[]0;title\x07\\rb)",
+    );
+  });
+
+  test.each([
+    ["YearMonthDay", "2024-11-22"],
+    ["YearMonthDayHour", "2024-11-22T02Z"],
+    ["YearMonthDayHourMinute", "2024-11-22T02:50Z"],
+    ["RFC1123Z", "Fri, 22 Nov 2024 02:50:01 +0000"],
+  ] as const)("format - timestamp layout %s", (layout, text) => {
+    expect(formatTimestamp({ ...TIME, $typeName: "google.protobuf.Timestamp" }, layout)).toBe(text);
+  });
+
+  test("format - RFC3339Milli trims trailing zeros as Go's .999 does", () => {
+    const ts = {
+      seconds: 1_732_243_801n,
+      nanos: 120_000_000,
+      $typeName: "google.protobuf.Timestamp",
+    } as const;
+    expect(formatTimestamp(ts, "RFC3339Milli")).toBe("2024-11-22T02:50:01.12Z");
+    expect(formatTimestamp({ ...ts, nanos: 0 }, "RFC3339Nano")).toBe("2024-11-22T02:50:01Z");
+  });
+
+  test("format - json escapes <, > and & as Go's encoder does", () => {
+    expect(formatJson(flowResp({ ...base, Summary: "<a&b>" }))).toContain(
+      '"Summary":"\\u003ca\\u0026b\\u003e"',
+    );
   });
 
   test("format - compact node status", () => {
