@@ -92,6 +92,8 @@ export class FlowColumns {
   readonly eventSubType: Int32Array;
   /** Stream sequence of the batch each row came from; 0 for events the observer made. */
   readonly streamSeq: Float64Array;
+  /** Event time, ms since the epoch (any event kind). */
+  readonly time: Float64Array;
 
   constructor(
     readonly capacity: number,
@@ -114,11 +116,13 @@ export class FlowColumns {
     this.eventType = new Int32Array(capacity);
     this.eventSubType = new Int32Array(capacity);
     this.streamSeq = new Float64Array(capacity);
+    this.time = new Float64Array(capacity);
   }
 
   /** Fills row `slot` from `ev` (from its encoding when it has one, else from its message). */
   set(slot: number, ev: StoredEvent): void {
     this.streamSeq[slot] = ev.streamSeq;
+    this.time[slot] = Number(ev.ns) / 1e6;
     this.#clear(slot);
     if (ev.kind !== "flow") {
       this.kind[slot] = ROW_OTHER;

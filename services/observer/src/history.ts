@@ -45,38 +45,57 @@ export async function replayHistory(opts: ReplayOptions): Promise<ReplayResult> 
     return { lastSeq: end, firstSeq: 0, batches: 0, ms: performance.now() - started };
   }
   const sinceMs = (opts.now ?? Date.now)() - opts.sinceSec * 1000;
-  const consumer = await jetstream(opts.bus.nc as NatsConnection).consumers.get(FLOWS_STREAM, {
-    deliver_policy: DeliverPolicy.StartTime,
-    opt_start_time: new Date(sinceMs).toISOString(),
-  });
   let batches = 0;
   let firstSeq = 0;
+  for await (const msg of readStreamRange(opts.bus, sinceMs, end)) {
+    if (firstSeq === 0) firstSeq = msg.info.streamSequence;
+    batches++;
+    opts.handle(msg);
+  }
+  return { lastSeq: end, firstSeq, batches, ms: performance.now() - started };
+}
+
+/**
+ * The flows stream's messages stored at `startMs` or later with a stream sequence up to
+ * `endSeq`, in stream order, through an ordered (ephemeral, unacknowledged) consumer.
+ * Ends early when the stream holds nothing more or `signal` aborts.
+ */
+export async function* readStreamRange(
+  bus: Pick<Bus, "nc">,
+  startMs: number,
+  endSeq: number,
+  signal?: AbortSignal,
+): AsyncGenerator<JsMsg, void, undefined> {
+  if (endSeq <= 0) return;
+  const consumer = await jetstream(bus.nc as NatsConnection).consumers.get(FLOWS_STREAM, {
+    deliver_policy: DeliverPolicy.StartTime,
+    opt_start_time: new Date(Math.max(0, startMs)).toISOString(),
+  });
   for (;;) {
-    // Fetches end early when nothing more is stored; an empty one means the replay is done
+    if (signal?.aborted) return;
+    // Fetches end early when nothing more is stored; an empty one means the range is done
     // (the last message may have been removed meanwhile).
     const fetched = await consumer.fetch({ max_messages: 1000, expires: 1000 });
     let got = 0;
     let done = false;
-    for await (const msg of fetched) {
-      got++;
-      const seq = msg.info.streamSequence;
-      if (seq > end) {
-        done = true;
-        break;
+    try {
+      for await (const msg of fetched) {
+        got++;
+        const seq = msg.info.streamSequence;
+        if (seq > endSeq) {
+          done = true;
+          break;
+        }
+        yield msg;
+        if (seq === endSeq || msg.info.pending === 0 || signal?.aborted) {
+          done = true;
+          break;
+        }
       }
-      if (firstSeq === 0) firstSeq = seq;
-      batches++;
-      opts.handle(msg);
-      if (seq === end || msg.info.pending === 0) {
-        done = true;
-        break;
-      }
-    }
-    if (done) {
+    } finally {
+      // Also when the reader stops early: the fetch must not keep pulling for nobody.
       fetched.stop();
-      break;
     }
-    if (got === 0) break;
+    if (done || got === 0) return;
   }
-  return { lastSeq: end, firstSeq, batches, ms: performance.now() - started };
 }

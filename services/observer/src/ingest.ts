@@ -23,12 +23,13 @@ import type { Logger } from "@periscope/telemetry";
 import { decodeDebugEvents } from "./debug-events.ts";
 import { readFlowBatch, type StoredEvent } from "./event.ts";
 import type { DEFAULT_HISTORY_SINCE_SEC, ReplayResult } from "./history.ts";
-import { replayHistory } from "./history.ts";
+import { readStreamRange, replayHistory } from "./history.ts";
 import type { ObserverMetrics } from "./metrics.ts";
 import { createIngestRejects, type IngestRejects, rejectedEventsLost } from "./rejects.ts";
 import { type EventSink, ReorderBuffer } from "./reorder.ts";
 import type { EventLog } from "./side-events.ts";
 import type { FlowStore } from "./store.ts";
+import type { StreamHistory } from "./store-query.ts";
 import { type CheckedBatch, readCheckedFlowBatch } from "./validate.ts";
 
 /** A bus payload that is not a FlowBatch. Counted and logged, never fatal. */
@@ -162,6 +163,63 @@ export function readBatchSource(payload: Uint8Array): FrameSource | undefined {
   return undefined;
 }
 
+/**
+ * What the ring covers of the flows stream after the start-up `replay` (which read the
+ * messages stored from `coveredFromMs` on), and a reader for the older part.
+ */
+async function streamHistory(
+  bus: Pick<Bus, "nc" | "jsm">,
+  replay: ReplayResult,
+  coveredFromMs: number,
+): Promise<StreamHistory> {
+  let fromSeq = replay.firstSeq;
+  if (fromSeq === 0) {
+    // Nothing replayed: the ring starts with the first message stored after the start.
+    const last =
+      replay.lastSeq > 0
+        ? replay.lastSeq
+        : (await (await bus.jsm()).streams.info(FLOWS_STREAM)).state.last_seq;
+    fromSeq = last + 1;
+  }
+  return {
+    fromSeq,
+    fromNs: BigInt(Math.floor(coveredFromMs)) * 1_000_000n,
+    read: (startMs, endSeq, signal) => readStreamEvents(bus, startMs, endSeq, signal),
+  };
+}
+
+/** {@link StreamHistory.read}: the stream's messages decoded as ingest decodes them. */
+async function* readStreamEvents(
+  bus: Pick<Bus, "nc">,
+  startMs: number,
+  endSeq: number,
+  signal?: AbortSignal,
+): AsyncGenerator<StoredEvent[], void, undefined> {
+  const frames = new Set<string>();
+  for await (const msg of readStreamRange(bus, startMs, endSeq, signal)) {
+    const node = nodeFromSubject(msg.subject);
+    const events: StoredEvent[] = [];
+    const sink: EventSink<StoredEvent> = { add: (ev) => events.push(ev) };
+    let source: FrameSource | undefined;
+    try {
+      source = readBatchSource(msg.data);
+      if (source !== undefined) {
+        const key = `${node}/${source.bootId}/${source.partition}/${source.seq}`;
+        if (frames.has(key)) continue; // published twice: read once, as ingest does
+        frames.add(key);
+      }
+      ingestBatch(sink, msg.subject, msg.data);
+    } catch (err) {
+      if (!(err instanceof MalformedBatchError)) throw err;
+      // As at ingest: a batch that does not decode is its records, lost.
+      if (source !== undefined && source.records > 0n)
+        events.push(...lostEvents(node, source.records));
+    }
+    for (const ev of events) ev.streamSeq = msg.info.streamSequence;
+    yield events;
+  }
+}
+
 /** A stored LostEvent for `records` records of `node` lost between collector and observer. */
 function lostEvents(node: string, records: bigint): StoredEvent[] {
   const resp = create(GetFlowsResponseSchema, {
@@ -222,6 +280,14 @@ export async function startIngest(opts: IngestOptions): Promise<Ingest> {
     },
     { delayMs: opts.sortBufferMs ?? 0 },
   );
+  /** Stream sequence of the message being handled; its events carry it into the ring. */
+  let currentSeq = 0;
+  const stamped: EventSink<StoredEvent> = {
+    add(ev, node) {
+      ev.streamSeq = currentSeq;
+      reorder.add(ev, node);
+    },
+  };
   const ledger = new SequenceLedger({ holdMs: opts.gapHoldMs ?? DEFAULT_GAP_HOLD_MS });
   let lostTotal = 0;
   const gapTimer = setInterval(() => {
@@ -286,7 +352,8 @@ export async function startIngest(opts: IngestOptions): Promise<Ingest> {
           return;
         }
       }
-      ingestBatch(reorder, msg.subject, msg.data, rejects, opts.debugEvents);
+      currentSeq = streamSeq;
+      ingestBatch(stamped, msg.subject, msg.data, rejects, opts.debugEvents);
     } catch (err) {
       if (err instanceof MalformedBatchError) {
         rejects.batch(msg.subject, msg.data.length, err);
@@ -304,11 +371,17 @@ export async function startIngest(opts: IngestOptions): Promise<Ingest> {
   // The durable exists (setUp) before the replay reads up to the stream's last message:
   // whatever is stored later reaches the durable, whatever the replay covered is skipped
   // there by stream sequence, so the hand-over has neither gaps nor duplicates.
+  const startedMs = Date.now();
+  const historySinceSec = opts.historySinceSec ?? 0;
   const replay = await replayHistory({
     bus,
-    sinceSec: opts.historySinceSec ?? 0,
+    sinceSec: historySinceSec,
     handle,
+    now: () => startedMs,
   });
+  store.attachHistory(
+    await streamHistory(bus, replay, startedMs - Math.max(0, historySinceSec) * 1000),
+  );
   replayedThrough = replay.lastSeq;
   lastStreamSeq = Math.max(lastStreamSeq, replay.lastSeq);
   reorder.flush();

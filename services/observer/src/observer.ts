@@ -24,10 +24,11 @@ import { responseMasker } from "./field-mask.ts";
 import type { ObserverMetrics } from "./metrics.ts";
 import { listNodes } from "./nodes.ts";
 import { applyPresence, type PresenceSource } from "./presence.ts";
-import { type EventQuery, QueryError, readEvents, validateQuery } from "./query.ts";
+import { type EventQuery, QueryError, validateQuery } from "./query.ts";
 import { tooManyFilters } from "./request-guard.ts";
 import { type EventLog, readLog } from "./side-events.ts";
 import type { FlowStore } from "./store.ts";
+import { queryStore } from "./store-query.ts";
 
 /** What the Observer service implementation needs. */
 export interface ObserverDeps {
@@ -137,7 +138,7 @@ export function createObserverService(deps: ObserverDeps): ServiceImpl<typeof Ob
       const match = buildMatcher(req, deps.maxFilters ?? OBSERVER_DEFAULTS.maxFilters);
       const toResponse = responseMasker(req.fieldMask);
       let sent = 0;
-      for await (const step of readEvents(store.ring, req, match, ctx.signal)) {
+      for await (const step of queryStore(store, req, match, ctx.signal)) {
         if (step.kind === "lost") {
           metrics?.eventsLost.inc({ where: "ring_buffer" }, step.count);
           deps.log?.warn({ lost: step.count }, "GetFlows follower lapped by the ring writer");

@@ -3,6 +3,7 @@ import { FlowColumns } from "./columns.ts";
 import type { StoredEvent } from "./event.ts";
 import { compilePrefilter } from "./prefilter.ts";
 import { Ring } from "./ring.ts";
+import type { StreamHistory } from "./store-query.ts";
 
 /** What the observer knows about one node that published on the bus. */
 export interface NodeInfo {
@@ -56,6 +57,8 @@ export class FlowStore {
   readonly #slotNode: (string | undefined)[];
   #seenFlows = 0;
   #evictedSeq = 0;
+  #evictedMaxNs = -1n;
+  #history: StreamHistory | undefined;
 
   constructor(opts: FlowStoreOptions) {
     this.ring = new Ring<StoredEvent>(opts.maxFlows);
@@ -81,7 +84,7 @@ export class FlowStore {
   add(ev: StoredEvent, node?: string, seenMs?: number): void {
     const full = this.ring.length === this.ring.capacity;
     const slot = this.ring.write(ev) % this.ring.capacity;
-    if (full) this.#evictedSeq = Math.max(this.#evictedSeq, this.columns.streamSeq[slot] ?? 0);
+    if (full) this.#evict(slot);
     this.columns.set(slot, ev);
     const nowMs = seenMs !== undefined && seenMs > 0 ? seenMs : this.#now();
     const name = ev.nodeName || (node ?? "");
@@ -155,12 +158,39 @@ export class FlowStore {
     return total / spanSec;
   }
 
+  /** Notes what the event in `slot`, about to be overwritten, leaves behind. */
+  #evict(slot: number): void {
+    this.#evictedSeq = Math.max(this.#evictedSeq, this.columns.streamSeq[slot] ?? 0);
+    this.#evictedNs(this.columns.time[slot] ?? 0);
+  }
+
+  #evictedNs(ms: number): void {
+    // ms precision is enough for "may an overwritten event be at or after since?"
+    const ns = BigInt(Math.ceil(ms)) * 1_000_000n;
+    if (ns > this.#evictedMaxNs) this.#evictedMaxNs = ns;
+  }
+
   /**
    * The highest stream sequence among events overwritten in the ring (0: none yet). Every
    * stored event of a later stream message is still in the ring.
    */
   get evictedStreamSeq(): number {
     return this.#evictedSeq;
+  }
+
+  /** Latest time of an overwritten event, ns (rounded up to the ms); -1 when none was. */
+  get evictedMaxNs(): bigint {
+    return this.#evictedMaxNs;
+  }
+
+  /** Where history older than the ring is read from (set by ingest; absent in tests). */
+  get history(): StreamHistory | undefined {
+    return this.#history;
+  }
+
+  /** Connects the stream the ring is fed from, for `since` older than the ring. */
+  attachHistory(history: StreamHistory): void {
+    this.#history = history;
   }
 
   /**

@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { ConfigError } from "@periscope/config";
 import { createLogger } from "@periscope/telemetry";
+import { parseConfig } from "../config.ts";
 import { HubbleMetrics, parseMetricsSpec } from "./index.ts";
 import { dnsFlow, httpFlow, tcpFlow } from "./testing.ts";
 
@@ -55,6 +56,34 @@ describe("hubble metrics spec", () => {
     }
     expect(err).toBeInstanceOf(ConfigError);
     expect((err as Error).message).toContain(message);
+  });
+
+  test("hubble metrics spec - enricher settings: flag wins over PERISCOPE_METRICS, errors name their source", () => {
+    const env = { PERISCOPE_NODE_NAME: "n1", PERISCOPE_METRICS: "drop" };
+    const fromEnv = parseConfig([], env);
+    expect(fromEnv.metrics?.map((s) => s.name)).toEqual(["drop"]);
+    expect(fromEnv.metricsServer).toBeUndefined();
+    const fromFlags = parseConfig(
+      [
+        "--metrics",
+        "flow,tcp",
+        "--metrics-server",
+        "127.0.0.1:0",
+        "--metrics-max-label-sets",
+        "10",
+      ],
+      env,
+    );
+    expect(fromFlags.metrics?.map((s) => s.name)).toEqual(["flow", "tcp"]);
+    expect(fromFlags.metricsServer).toBe("127.0.0.1:0");
+    expect(fromFlags.metricsMaxLabelSets).toBe(10);
+    expect(() => parseConfig([], { ...env, PERISCOPE_METRICS: "flows" })).toThrow(
+      `PERISCOPE_METRICS: unknown metric handler "flows"`,
+    );
+    expect(() => parseConfig(["--metrics-server", "nine"], env)).toThrow("--metrics-server");
+    expect(() => parseConfig(["--metrics-max-label-sets", "0"], env)).toThrow(
+      "--metrics-max-label-sets",
+    );
   });
 
   test("hubble metrics spec - promtool accepts the exposition of every handler", async () => {

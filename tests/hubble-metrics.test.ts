@@ -1,0 +1,313 @@
+/**
+ * Hubble's metrics end to end: a real nats-server, one collector on three netns pods, two
+ * enricher replicas each serving `hubble_*` metrics on their own port, and known traffic:
+ * ping, curl over one keep-alive connection against a Bun server, dig against dnsmasq
+ * (NOERROR and NXDOMAIN) and one UDP datagram to a closed port. The metrics of both
+ * replicas, summed, must match what was sent (each packet is seen leaving one pod and
+ * entering the other), agree with the flows the observer holds, and pass
+ * `promtool check metrics`.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type { PodProcess } from "@periscope/devstack";
+import { type Flow, Verdict } from "@periscope/proto";
+import { waitFor } from "@periscope/testing";
+import { type Stack, startStack, sumMetric, testPrefix } from "./harness.ts";
+
+const HTTP_PORT = 8080;
+const DOMAIN = "periscope.test";
+const ENRICHERS = ["enricher-0", "enricher-1"];
+const METRICS = [
+  "flow",
+  "drop",
+  "tcp",
+  "icmp",
+  "port-distribution",
+  "dns:query",
+  "http:sourceContext=pod;destinationContext=pod",
+].join(",");
+
+let stack: Stack;
+const servers: PodProcess[] = [];
+/** Hubble metrics port of each enricher, read from its startup log. */
+const hubblePorts: number[] = [];
+let ip: { frontend: string; backend: string };
+
+async function scrape(port: number): Promise<string> {
+  return (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+}
+
+/** `name` summed over every sample matching `labels`, over both enrichers. */
+async function total(name: string, labels: Record<string, string> = {}): Promise<number> {
+  let sum = 0;
+  for (const port of hubblePorts) sum += sumMetric(await scrape(port), name, labels);
+  return sum;
+}
+
+/** Waits until `name{labels}` summed over both enrichers is `want`; fails showing the last value. */
+async function expectTotal(
+  name: string,
+  labels: Record<string, string>,
+  want: number,
+): Promise<void> {
+  let got = -1;
+  await waitFor(
+    async () => {
+      got = await total(name, labels);
+      return got >= want;
+    },
+    { timeoutMs: 20_000, intervalMs: 200, what: `${name} ${JSON.stringify(labels)} >= ${want}` },
+  ).catch(() => undefined);
+  expect({ name, labels, value: got }).toEqual({ name, labels, value: want });
+}
+
+/**
+ * Waits until `name{labels}` summed over both enrichers equals the number of flows the
+ * observer holds that `match` (at least `min`); fails showing both.
+ */
+async function expectFlowCount(
+  name: string,
+  labels: Record<string, string>,
+  match: (f: Flow) => boolean,
+  min: number,
+): Promise<void> {
+  let got = -1;
+  let flows = -2;
+  await waitFor(
+    async () => {
+      flows = (await allFlows()).filter(match).length;
+      got = await total(name, labels);
+      return flows >= min && got === flows;
+    },
+    { timeoutMs: 20_000, intervalMs: 250, what: `${name} ${JSON.stringify(labels)} = flows` },
+  ).catch(() => undefined);
+  expect({ name, labels, value: got }).toEqual({ name, labels, value: flows });
+  expect(flows).toBeGreaterThanOrEqual(min);
+}
+
+async function allFlows(): Promise<Flow[]> {
+  const out: Flow[] = [];
+  for await (const r of stack.client.getFlows({ number: 100_000n })) {
+    if (r.responseTypes.case === "flow") out.push(r.responseTypes.value);
+  }
+  return out;
+}
+
+beforeAll(async () => {
+  stack = await startStack({
+    prefix: testPrefix(),
+    pods: [{ name: "frontend" }, { name: "backend" }, { name: "db" }],
+    nodes: [{ name: "hm-node", pods: ["frontend", "backend", "db"] }],
+    enrichers: ENRICHERS.length,
+    env: {
+      collector: { PERISCOPE_CAPTURE_RULES: `udp/53=512,tcp/${HTTP_PORT}=1024` },
+      // Port 0: each replica binds its own free port and logs it.
+      enricher: { PERISCOPE_METRICS: METRICS, PERISCOPE_METRICS_SERVER: "127.0.0.1:0" },
+    },
+  });
+  for (const name of ENRICHERS) {
+    const line = stack.sup
+      .get(name)
+      ?.lines()
+      .find((l) => l.includes("hubble metrics server listening"));
+    const port = Number(/"port":(\d+)/.exec(line ?? "")?.[1]);
+    if (!port) throw new Error(`${name} logged no hubble metrics port`);
+    hubblePorts.push(port);
+  }
+  const t = stack.topology;
+  ip = { frontend: t.pod("frontend").ipv4, backend: t.pod("backend").ipv4 };
+  const dns = t.spawn("backend", [
+    "dnsmasq",
+    "--no-daemon",
+    "--conf-file=/dev/null",
+    "--no-resolv",
+    "--no-hosts",
+    "--user=root",
+    "--pid-file=",
+    "--bind-interfaces",
+    `--listen-address=${ip.backend}`,
+    `--local=/${DOMAIN}/`,
+    `--host-record=api.${DOMAIN},${ip.backend}`,
+  ]);
+  const http = t.spawn("backend", [
+    "bun",
+    "-e",
+    `Bun.serve({ hostname: "0.0.0.0", port: ${HTTP_PORT}, fetch(req) {
+       const missing = new URL(req.url).pathname === "/missing";
+       return new Response(missing ? "no" : "ok", { status: missing ? 404 : 200 });
+     } }); console.log("up");`,
+  ]);
+  servers.push(dns, http);
+  const reader = http.stdout.getReader();
+  const { value } = await reader.read();
+  reader.releaseLock();
+  if (!new TextDecoder().decode(value).includes("up")) throw new Error("http server did not start");
+  // dnsmasq is up once it answers; this query is counted like the test's own (see below).
+  await waitFor(
+    async () =>
+      (
+        await t.exec("frontend", [
+          "dig",
+          "+short",
+          "+time=1",
+          "+tries=1",
+          `@${ip.backend}`,
+          `api.${DOMAIN}`,
+        ])
+      ).stdout.trim() === ip.backend,
+    { timeoutMs: 15_000, intervalMs: 200, what: "dnsmasq answering" },
+  );
+}, 120_000);
+
+afterAll(async () => {
+  for (const s of servers) s.kill();
+  await stack?.stop();
+}, 60_000);
+
+describe("hubble metrics", () => {
+  test("hubble metrics - values of every handler match the traffic sent, summed over two enrichers", async () => {
+    const t = stack.topology;
+    // ICMP: 3 echo requests and replies, each seen leaving one pod and entering the other.
+    await t.exec("frontend", ["ping", "-c", "3", "-i", "0.2", "-W", "2", ip.backend]);
+    // HTTP: one keep-alive connection, GET 200 then GET 404.
+    const curl = await t.exec("frontend", [
+      "curl",
+      "-sS",
+      "--max-time",
+      "10",
+      "-w",
+      "%{http_code}\\n",
+      ...["/ok", "/missing"].flatMap((p) => [
+        "-o",
+        "/dev/null",
+        `http://${ip.backend}:${HTTP_PORT}${p}`,
+      ]),
+    ]);
+    expect(curl.stdout.trim().split("\n")).toEqual(["200", "404"]);
+    // DNS: 1 more NOERROR answer for api (2 with the readiness probe, which may have been
+    // retried: counted from what dig printed), 1 NXDOMAIN.
+    const dig = (name: string) =>
+      t.exec("frontend", ["dig", "+time=2", "+tries=1", `@${ip.backend}`, name]);
+    expect((await dig(`api.${DOMAIN}`)).stdout).toContain("NOERROR");
+    expect((await dig(`nope.${DOMAIN}`)).stdout).toContain("NXDOMAIN");
+    // A datagram to a closed port: the kernel drops it and answers port unreachable.
+    await t.exec("frontend", ["bash", "-c", `echo x | nc -u -w1 ${ip.backend} 9 || true`]);
+
+    await expectTotal("hubble_icmp_total", { family: "IPv4", type: "EchoRequest" }, 6);
+    // 6 forwarded replies, plus the kernel drops of replies a pod reports (as Hubble, every
+    // ICMP flow counts, whatever its verdict).
+    await expectFlowCount(
+      "hubble_icmp_total",
+      { family: "IPv4", type: "EchoReply" },
+      (f) => f.l4?.protocol.case === "ICMPv4" && f.l4.protocol.value.type === 0,
+      6,
+    );
+    await expectTotal(
+      "hubble_icmp_total",
+      { family: "IPv4", type: "DestinationUnreachable(Port)" },
+      2,
+    );
+
+    const pods = { source: "demo/frontend", destination: "demo/backend" };
+    await expectTotal(
+      "hubble_http_requests_total",
+      { ...pods, method: "GET", protocol: "HTTP/1.1" },
+      2,
+    );
+    const back = { source: "demo/backend", destination: "demo/frontend", method: "GET" };
+    await expectTotal("hubble_http_responses_total", { ...back, status: "200" }, 1);
+    await expectTotal("hubble_http_responses_total", { ...back, status: "404" }, 1);
+    await expectTotal("hubble_http_request_duration_seconds_count", back, 2);
+    await expectTotal("hubble_http_request_duration_seconds_bucket", { ...back, le: "+Inf" }, 2);
+
+    await expectTotal("hubble_tcp_flags_total", { flag: "SYN", family: "IPv4" }, 2);
+    await expectTotal("hubble_tcp_flags_total", { flag: "SYN-ACK", family: "IPv4" }, 2);
+    const toHttp = (f: Flow) =>
+      f.verdict === Verdict.FORWARDED &&
+      f.isReply === false &&
+      f.l4?.protocol.case === "TCP" &&
+      f.l4.protocol.value.destinationPort === HTTP_PORT;
+    await expectFlowCount(
+      "hubble_port_distribution_total",
+      { protocol: "TCP", port: String(HTTP_PORT) },
+      toHttp,
+      6,
+    );
+
+    // dig's answers for api: the test's one plus the readiness probe (and its retries).
+    const api = { qtypes: "A", query: `api.${DOMAIN}.` };
+    const isApi = (f: Flow) => f.l7?.record.case === "dns" && f.l7.record.value.query === api.query;
+    await expectFlowCount(
+      "hubble_dns_responses_total",
+      { ...api, rcode: "No Error", ips_returned: "1" },
+      (f) => isApi(f) && f.isReply === true,
+      2,
+    );
+    await expectFlowCount(
+      "hubble_dns_queries_total",
+      { ...api, rcode: "", ips_returned: "0" },
+      (f) => isApi(f) && f.isReply === false,
+      2,
+    );
+    await expectFlowCount(
+      "hubble_dns_response_types_total",
+      { ...api, type: "A" },
+      (f) => isApi(f) && f.isReply === true,
+      2,
+    );
+    await expectTotal(
+      "hubble_dns_responses_total",
+      { qtypes: "A", query: `nope.${DOMAIN}.`, rcode: "Non-Existent Domain", ips_returned: "0" },
+      1,
+    );
+
+    await expectFlowCount(
+      "hubble_drop_total",
+      { reason: "SOCKET_LOOKUP_FAILED", protocol: "UDP" },
+      (f) => f.verdict === Verdict.DROPPED && f.l4?.protocol.case === "UDP",
+      1,
+    );
+    await expectFlowCount(
+      "hubble_flows_processed_total",
+      { protocol: "HTTP", type: "L7", subtype: "HTTP", verdict: "FORWARDED" },
+      (f) => f.l7?.record.case === "http",
+      4,
+    );
+  }, 60_000);
+
+  test("hubble metrics - every flow the observer holds is counted once over the replicas", async () => {
+    let flows = -1;
+    let counted = -2;
+    // Background packets (IPv6 neighbour discovery) may still arrive: compare until a quiet moment.
+    await waitFor(
+      async () => {
+        counted = await total("hubble_flows_processed_total");
+        flows = (await allFlows()).length;
+        return flows === counted && flows === (await total("hubble_flows_processed_total"));
+      },
+      { timeoutMs: 20_000, intervalMs: 300, what: "hubble_flows_processed_total = flows held" },
+    ).catch(() => undefined);
+    expect(counted).toBe(flows);
+    expect(flows).toBeGreaterThan(20);
+    expect(await total("hubble_lost_events_total", { source: "perf_event_ring_buffer" })).toBe(0);
+  }, 30_000);
+
+  test("hubble metrics - each replica's exposition passes promtool check metrics", async () => {
+    for (const port of hubblePorts) {
+      const text = await scrape(port);
+      expect(text).toContain("# TYPE hubble_flows_processed_total counter");
+      expect(text).toContain("# TYPE hubble_http_request_duration_seconds histogram");
+      const p = Bun.spawn(["promtool", "check", "metrics"], {
+        stdin: new TextEncoder().encode(text),
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      const [out, err, code] = await Promise.all([
+        new Response(p.stdout).text(),
+        new Response(p.stderr).text(),
+        p.exited,
+      ]);
+      expect(`${out}${err}`.trim()).toBe("");
+      expect(code).toBe(0);
+    }
+  }, 30_000);
+});
