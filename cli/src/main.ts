@@ -6,6 +6,7 @@ import pkg from "../package.json" with { type: "json" };
 import { flagHelp, lastValue, parseArgs, UsageError } from "./args.ts";
 import { loadCliEnv } from "./config.ts";
 import { CONNECTION_FLAGS, extractConnectionArgs, setConnection } from "./connection.ts";
+import { FLOWS_FLAGS, FLOWS_USAGE, parseFlowsArgs, runFlows } from "./flows.ts";
 import { parseListArgs, runList } from "./list.ts";
 import { MONITOR_FLAGS, parseMonitorArgs, runMonitor } from "./monitor.ts";
 import {
@@ -38,6 +39,7 @@ const USAGE = `Usage: periscope <command> [flags]
 Commands:
   observe          Observe flows of the observer (like hubble observe; -o compact|dict|json|jsonpb|table)
   monitor          Print kernel records and agent events as collectors publish them (like cilium monitor)
+  flows            Bytes and packets per flow as collectors evict them (--top N, -o table|json, -f)
   policy           Apply, list or delete L3/L4 policies (apply -f FILE, list, delete NAME)
   record           Capture matching packets on every node into pcap files (like hubble record)
   status           Show the observer's health and status (-o compact|dict|json|table)
@@ -124,7 +126,9 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
               ? `${POLICY_USAGE}\n${flagHelp(POLICY_FLAGS)}`
               : command === "record"
                 ? `${RECORD_USAGE}\nFlags:\n${flagHelp(RECORD_FLAGS)}`
-                : USAGE,
+                : command === "flows"
+                  ? `${FLOWS_USAGE}\nFlags:\n${flagHelp(FLOWS_FLAGS)}`
+                  : USAGE,
       );
       return 0;
     }
@@ -151,6 +155,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       }
       case "monitor":
         return await runMonitor(parseMonitorArgs(rest, natsUrl), io);
+      case "flows":
+        return await runFlows(parseFlowsArgs(rest, natsUrl), io);
       case "policy":
         return await runPolicy(rest, natsUrl, io);
       case "record":
