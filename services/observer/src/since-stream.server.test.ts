@@ -5,14 +5,14 @@
  * stream that lost its oldest batches serves what it still holds and nothing made up.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { type JetStreamClient, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { FLOWS_STREAM, subjects } from "@periscope/bus";
-import { FlowBatchSchema, type GetFlowsRequest, Observer } from "@periscope/proto";
+import { FlowBatchSchema, type GetFlowsRequestSchema, Observer } from "@periscope/proto";
 import { createLogger } from "@periscope/telemetry";
 import { type LocalNats, startLocalNats, waitFor } from "@periscope/testing";
 import { parseConfig } from "./config.ts";
@@ -63,7 +63,9 @@ function expected(from: number, to: number): string[] {
   return published.slice(from, to).flat();
 }
 
-async function flows(req: Partial<GetFlowsRequest>): Promise<{ keys: string[]; lost: number }> {
+async function flows(
+  req: MessageInitShape<typeof GetFlowsRequestSchema>,
+): Promise<{ keys: string[]; lost: number }> {
   const keys: string[] = [];
   let lost = 0;
   for await (const r of client.getFlows(req)) {
