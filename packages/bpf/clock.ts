@@ -4,6 +4,8 @@ import { lastErrno, libc } from "./ffi.ts";
 
 /** <linux/time.h> clock id of the wall clock. */
 export const CLOCK_REALTIME = 0;
+/** <linux/time.h> clock id of the monotonic clock: bpf_ktime_get_coarse_ns() (flow table times) counts on it. */
+export const CLOCK_MONOTONIC = 1;
 /** <linux/time.h> clock id of the boot clock (monotonic, counts suspend): trace records' ts_boot_ns. */
 export const CLOCK_BOOTTIME = 7;
 

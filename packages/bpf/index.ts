@@ -11,7 +11,7 @@ export {
   DEFAULT_CAPTURE_RING_BYTES,
   removeStaleCaptureFilters,
 } from "./capture-program.ts";
-export { CLOCK_BOOTTIME, CLOCK_REALTIME, clockGettimeNs } from "./clock.ts";
+export { CLOCK_BOOTTIME, CLOCK_MONOTONIC, CLOCK_REALTIME, clockGettimeNs } from "./clock.ts";
 export { type DirChange, DirWatcher, parseInotifyEvents } from "./dir-watcher.ts";
 export {
   DEFAULT_DROP_OBJECT,

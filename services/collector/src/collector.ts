@@ -33,6 +33,9 @@ import { DrainLoop, type RecordSource } from "./drain.ts";
 import { type KernelDrops, startKernelDrops } from "./drops.ts";
 import { Framer } from "./framer.ts";
 import { CollectorMetrics } from "./metrics.ts";
+import type { FlowSource } from "./netflow.ts";
+import type { NetflowStats } from "./netflow-metrics.ts";
+import { type RunningNetflow, startNetflow } from "./netflow-start.ts";
 import { startNodePolicy } from "./policy.ts";
 import { PublishQueue } from "./publisher.ts";
 import { InterfaceRegistrySync } from "./registry.ts";
@@ -47,6 +50,8 @@ export interface CollectorProgram extends RecordSource, AttachableProgram {
   mapFd?(name: string): number;
   /** Writes the run-time settings (aggregation, capture rules, debug); absent in fakes. */
   setSettings?(update: Partial<TraceSettings>): TraceSettings;
+  /** The kernel flow table; without it no flow records are exported. */
+  flowTable?(): FlowSource;
 }
 
 /** Optional parts a caller may supply (tests, bench); anything absent is created from config. */
@@ -88,6 +93,8 @@ export interface Collector {
   /** Runs a discovery pass now (it also runs every discovery interval) and updates the registry. */
   rescan(): Promise<void>;
   stats(): Readonly<CollectorStats>;
+  /** Flow export counters, undefined while flow export is off. */
+  netflowStats(): Readonly<NetflowStats> | undefined;
   /**
    * Stops draining, publishes what is left (waiting up to 5 s for NATS), detaches and
    * frees the program if it loaded it, stops the ops server and closes NATS. Safe twice.
@@ -120,6 +127,8 @@ export async function startCollector(
       captureLen: config.captureLen,
       filterPriority: filterPriorityOf(config.nodeName),
       ctEntries: config.ctEntries,
+      // The flow tables are preallocated per CPU: minimal while flow export is off.
+      flowEntries: config.netflow.enabled ? config.netflow.tableEntries : 1,
     });
   program.setSettings?.({
     aggregation: config.aggregation,
@@ -285,6 +294,20 @@ export async function startCollector(
       log.error({ err }, "discovery pass failed");
     };
     await rescan();
+    const netflowSource = config.netflow.enabled ? program.flowTable?.() : undefined;
+    const netflow: RunningNetflow | undefined =
+      netflowSource !== undefined
+        ? await startNetflow({
+            config: config.netflow,
+            node: config.nodeName,
+            source: netflowSource,
+            bus: connectedBus,
+            metrics,
+            log,
+            onAttach: (cb) => attacher.listen({ onAttach: cb }),
+            attached: () => attacher.attached(),
+          })
+        : undefined;
     const policy = await startNodePolicy({
       program,
       bus: connectedBus,
@@ -359,6 +382,8 @@ export async function startCollector(
         m.lost("queue", dropped);
         log.error({ frames: left, records: dropped }, "frames not published before shutdown");
       }
+      // Before detaching: the last flow records go out while the tables are still there.
+      await netflow?.stop();
       capture.close();
       await policy?.stop();
       control?.stop();
@@ -381,6 +406,7 @@ export async function startCollector(
       agentEvents,
       rescan: () => rescan(),
       stats: () => ({ ...m.stats }),
+      netflowStats: () => (netflow === undefined ? undefined : { ...netflow.metrics.stats }),
       stop() {
         stopping ??= shutdown();
         return stopping;
