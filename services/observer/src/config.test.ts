@@ -14,6 +14,7 @@ describe("observer config", () => {
       historySinceSec: 3600,
       maxRequestBytes: 4 * 1024 * 1024,
       maxFilters: 128,
+      maxConcurrentStreams: 128,
       recorderAddr: OBSERVER_DEFAULTS.recorderAddr,
       logLevel: "info",
     });

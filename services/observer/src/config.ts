@@ -23,6 +23,8 @@ export interface ObserverConfig extends CommonConfig {
   readonly maxRequestBytes: number;
   /** Most whitelist + blacklist filters one GetFlows may carry; more: InvalidArgument. */
   readonly maxFilters: number;
+  /** Most server streams (GetFlows, GetAgentEvents, GetDebugEvents, peer Notify) open at once; more: ResourceExhausted. */
+  readonly maxConcurrentStreams: number;
   /** `host:port` of the recorder service; recorder.Recorder calls here are forwarded to it. */
   readonly recorderAddr: string;
   /** PEM certificate (chain) the API serves TLS with; with {@link tlsKeyFile}. */
@@ -46,6 +48,7 @@ export const OBSERVER_DEFAULTS = Object.freeze({
   historySinceSec: 3600,
   maxRequestBytes: 4 * 1024 * 1024,
   maxFilters: 128,
+  maxConcurrentStreams: 128,
   recorderAddr: "localhost:4246",
   logLevel: "info" as LogLevel,
 });
@@ -65,6 +68,7 @@ const OWN_SETTINGS = {
   "history-since": "PERISCOPE_HISTORY_SINCE",
   "max-request-bytes": "PERISCOPE_MAX_REQUEST_BYTES",
   "max-filters": "PERISCOPE_MAX_FILTERS",
+  "max-concurrent-streams": "PERISCOPE_MAX_CONCURRENT_STREAMS",
   "recorder-address": "PERISCOPE_RECORDER_ADDR",
   "tls-cert-file": "PERISCOPE_TLS_CERT_FILE",
   "tls-key-file": "PERISCOPE_TLS_KEY_FILE",
@@ -108,6 +112,7 @@ export function parseConfig(
     historySinceSec: s.integer("history-since", d.historySinceSec, 0, 7 * 24 * 3600),
     maxRequestBytes: s.integer("max-request-bytes", d.maxRequestBytes, 1024, 1 << 30),
     maxFilters: s.integer("max-filters", d.maxFilters, 1, 100_000),
+    maxConcurrentStreams: s.integer("max-concurrent-streams", d.maxConcurrentStreams, 1, 100_000),
     recorderAddr: checkHostPort(
       s.source("recorder-address"),
       s.get("recorder-address") ?? d.recorderAddr,

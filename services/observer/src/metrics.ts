@@ -2,6 +2,7 @@ import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { rpcCodeLabel } from "@periscope/model";
 import type { Metrics } from "@periscope/telemetry";
 import type { Counter, Gauge } from "prom-client";
+import type { StreamSlots } from "./stream-slots.ts";
 
 /** The observer's own metrics (all `periscope_observer_*`). */
 export interface ObserverMetrics {
@@ -17,6 +18,8 @@ export interface ObserverMetrics {
   readonly requests: Counter<"method" | "code">;
   /** Server streams currently open. */
   readonly activeStreams: Gauge;
+  /** Server streams refused with ResourceExhausted: the concurrent stream cap was reached. */
+  readonly streamsRefused: Counter;
   /** Entries currently held in the ring. */
   readonly ringEntries: Gauge;
 }
@@ -33,6 +36,10 @@ export function createObserverMetrics(metrics: Metrics): ObserverMetrics {
       "code",
     ]),
     activeStreams: metrics.gauge("active_streams", "Server streams currently open"),
+    streamsRefused: metrics.counter(
+      "streams_refused_total",
+      "Server streams refused with ResourceExhausted because the concurrent stream cap was reached",
+    ),
     ringEntries: metrics.gauge("ring_entries", "Events currently held in the flow ring"),
   };
 }
@@ -91,5 +98,45 @@ export function metricsInterceptor(m: ObserverMetrics): Interceptor {
       }
     }
     return { ...res, message: counted() };
+  };
+}
+
+/**
+ * Holds one of `slots` for each server stream while it is open; beyond the cap the call
+ * ends with ResourceExhausted before the handler runs and `m.streamsRefused` counts it.
+ * The slot is given back when the stream ends, fails or the client goes away.
+ */
+export function streamLimitInterceptor(slots: StreamSlots, m: ObserverMetrics): Interceptor {
+  return (next) => async (req) => {
+    if (req.method.methodKind !== "server_streaming") return next(req);
+    const slot = slots.tryAcquire();
+    if (slot === undefined) {
+      m.streamsRefused.inc();
+      throw slots.refusal();
+    }
+    const release = slot;
+    req.signal.addEventListener("abort", release, { once: true });
+    let res: Awaited<ReturnType<typeof next>>;
+    try {
+      res = await next(req);
+    } catch (err) {
+      release();
+      throw err;
+    }
+    if (!res.stream) {
+      release();
+      return res;
+    }
+    const inner = res.message;
+    async function* held(): AsyncGenerator<
+      typeof inner extends AsyncIterable<infer T> ? T : never
+    > {
+      try {
+        yield* inner;
+      } finally {
+        release();
+      }
+    }
+    return { ...res, message: held() };
   };
 }

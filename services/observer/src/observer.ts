@@ -19,7 +19,7 @@ import {
 } from "@periscope/proto";
 import type { Logger } from "@periscope/telemetry";
 import { OBSERVER_DEFAULTS } from "./config.ts";
-import type { StoredEvent } from "./event.ts";
+import { StoredEvent } from "./event.ts";
 import { responseMasker } from "./field-mask.ts";
 import type { ObserverMetrics } from "./metrics.ts";
 import { listNodes } from "./nodes.ts";
@@ -64,9 +64,14 @@ function checkQuery(q: EventQuery): void {
 /**
  * Compiles the request's filters once; a bad filter becomes InvalidArgument naming the
  * field, and so do more than `maxFilters` filters (each one is tried on every event
- * scanned). Without filters every event matches and none needs decoding.
+ * scanned). Without filters every event matches and none needs decoding. A flow that does
+ * not decode cannot be matched: it is skipped and `onUndecodable` told.
  */
-function buildMatcher(req: GetFlowsRequest, maxFilters: number): (ev: StoredEvent) => boolean {
+function buildMatcher(
+  req: GetFlowsRequest,
+  maxFilters: number,
+  onUndecodable: (ev: StoredEvent) => void,
+): (ev: StoredEvent) => boolean {
   if (req.whitelist.length === 0 && req.blacklist.length === 0) return () => true;
   const tooMany = tooManyFilters(req.whitelist.length, req.blacklist.length, maxFilters);
   if (tooMany) throw tooMany;
@@ -88,10 +93,80 @@ function buildMatcher(req: GetFlowsRequest, maxFilters: number): (ev: StoredEven
     } catch {
       // Ingest reads only the fields it needs; a flow whose other fields do not decode
       // cannot be matched against filters, so a filtered request does not get it.
+      onUndecodable(ev);
       return false;
     }
     return flow === undefined || filter(flow);
   };
+}
+
+/**
+ * One GetFlows answer: a stored event, sent as the bytes it was received as, or a message
+ * made for this request (a masked flow, a lost event of this reader).
+ */
+export type FlowAnswer = StoredEvent | GetFlowsResponse;
+
+/**
+ * GetFlows without its transport: checks `req` (InvalidArgument, thrown before anything is
+ * sent) and returns the answers in order. Both the Connect service and the gRPC stream
+ * writer (fast-stream.ts) serve it, so they send the same messages.
+ */
+export function flowAnswers(
+  deps: ObserverDeps,
+  req: GetFlowsRequest,
+  signal: AbortSignal,
+): AsyncGenerator<FlowAnswer, void, undefined> {
+  const { store, metrics, log } = deps;
+  checkQuery(req);
+  const undecodable = (ev: StoredEvent): void => {
+    metrics?.errors.inc({ kind: "undecodable_flow" });
+    log?.warn({ node: ev.nodeName }, "GetFlows skipped a flow that does not decode");
+  };
+  const match = buildMatcher(req, deps.maxFilters ?? OBSERVER_DEFAULTS.maxFilters, undecodable);
+  const masked = req.fieldMask !== undefined && req.fieldMask.paths.length > 0;
+  const toResponse = responseMasker(req.fieldMask);
+  const lostResponse = (count: number): GetFlowsResponse =>
+    create(GetFlowsResponseSchema, {
+      nodeName: deps.nodeName,
+      time: timestampFromMs(Date.now()),
+      responseTypes: {
+        case: "lostEvents",
+        value: create(LostEventSchema, {
+          source: LostEventSource.HUBBLE_RING_BUFFER,
+          numEventsLost: BigInt(count),
+        }),
+      },
+    });
+  return (async function* answers() {
+    let sent = 0;
+    for await (const step of queryStore(store, req, match, signal)) {
+      if (step.kind === "lost") {
+        metrics?.eventsLost.inc({ where: "ring_buffer" }, step.count);
+        log?.warn({ lost: step.count }, "GetFlows follower lapped by the ring writer");
+        yield lostResponse(step.count);
+        continue;
+      }
+      const ev = step.event;
+      if (!masked || ev.kind !== "flow") {
+        sent++;
+        yield ev;
+        continue;
+      }
+      const out = toResponse(ev);
+      if (out === undefined) {
+        undecodable(ev);
+        continue;
+      }
+      sent++;
+      yield out;
+    }
+    log?.debug({ sent, follow: req.follow }, "GetFlows finished");
+  })();
+}
+
+/** The message Connect sends for an answer (a stored event's bytes go out unchanged). */
+function answerMessage(a: FlowAnswer): GetFlowsResponse {
+  return a instanceof StoredEvent ? a.wire() : a;
 }
 
 /** Blocks until the client goes away or the store's ring is closed (shutdown). */
@@ -117,46 +192,14 @@ function noEvents<T>(done: Promise<void>): AsyncIterable<T> {
  * LostEvent with source HUBBLE_RING_BUFFER when a follower is lapped).
  */
 export function createObserverService(deps: ObserverDeps): ServiceImpl<typeof Observer> {
-  const { store, metrics } = deps;
-
-  const lostResponse = (count: number): GetFlowsResponse =>
-    create(GetFlowsResponseSchema, {
-      nodeName: deps.nodeName,
-      time: timestampFromMs(Date.now()),
-      responseTypes: {
-        case: "lostEvents",
-        value: create(LostEventSchema, {
-          source: LostEventSource.HUBBLE_RING_BUFFER,
-          numEventsLost: BigInt(count),
-        }),
-      },
-    });
+  const { store } = deps;
 
   return {
-    async *getFlows(req, ctx) {
-      checkQuery(req);
-      const match = buildMatcher(req, deps.maxFilters ?? OBSERVER_DEFAULTS.maxFilters);
-      const toResponse = responseMasker(req.fieldMask);
-      let sent = 0;
-      for await (const step of queryStore(store, req, match, ctx.signal)) {
-        if (step.kind === "lost") {
-          metrics?.eventsLost.inc({ where: "ring_buffer" }, step.count);
-          deps.log?.warn({ lost: step.count }, "GetFlows follower lapped by the ring writer");
-          yield lostResponse(step.count);
-          continue;
-        }
-        const out = toResponse(step.event);
-        if (out === undefined) {
-          deps.log?.warn(
-            { node: step.event.nodeName },
-            "GetFlows skipped a flow that does not decode",
-          );
-          continue;
-        }
-        sent++;
-        yield out;
-      }
-      deps.log?.debug({ sent, follow: req.follow }, "GetFlows finished");
+    getFlows(req, ctx): AsyncIterable<GetFlowsResponse> {
+      const answers = flowAnswers(deps, req, ctx.signal);
+      return (async function* messages() {
+        for await (const a of answers) yield answerMessage(a);
+      })();
     },
 
     getAgentEvents(req, ctx): AsyncIterable<GetAgentEventsResponse> {

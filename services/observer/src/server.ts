@@ -22,11 +22,18 @@ import {
 } from "./access.ts";
 import { startAgentIngest } from "./agent-ingest.ts";
 import type { ObserverConfig } from "./config.ts";
+import { type FastStreamDeps, isGrpcGetFlows, serveGrpcGetFlows } from "./fast-stream.ts";
 import { specGrpcMessages } from "./grpc-message.ts";
 import { healthRoutes } from "./health.ts";
 import { type Ingest, startIngest } from "./ingest.ts";
 import { listenDual, unixSocketPath } from "./listen.ts";
-import { createObserverMetrics, metricsInterceptor, type ObserverMetrics } from "./metrics.ts";
+import {
+  createObserverMetrics,
+  metricsInterceptor,
+  type ObserverMetrics,
+  streamLimitInterceptor,
+} from "./metrics.ts";
+import type { ObserverDeps } from "./observer.ts";
 import { REQUIRED_SERVICES } from "./presence.ts";
 import { recorderProxyRoutes } from "./recorder-proxy.ts";
 import { reflectionRoutes } from "./reflection.ts";
@@ -34,6 +41,7 @@ import { guardRequest } from "./request-guard.ts";
 import { observerRoutes } from "./routes.ts";
 import { EventLog } from "./side-events.ts";
 import { FlowStore } from "./store.ts";
+import { StreamSlots } from "./stream-slots.ts";
 
 /** "periscope 0.1.0" — what ServerStatus reports as version. */
 export const OBSERVER_VERSION = `periscope ${pkg.version}`;
@@ -129,7 +137,7 @@ export async function startObserver(
     cleanups.push(() => presence.stop());
 
     const stopping = new AbortController();
-    const observer = observerRoutes({
+    const observerDeps: ObserverDeps = {
       store,
       nodeName: config.nodeName,
       version: OBSERVER_VERSION,
@@ -139,7 +147,19 @@ export async function startObserver(
       maxFilters: config.maxFilters,
       agentEvents,
       debugEvents,
-    });
+    };
+    const observer = observerRoutes(observerDeps);
+    const slots = new StreamSlots(config.maxConcurrentStreams);
+    const auth = credentials
+      ? Object.assign(new Authenticator(credentials), { failures: createAuthFailures(telemetry) })
+      : undefined;
+    const fastDeps: FastStreamDeps = {
+      observer: observerDeps,
+      metrics,
+      slots,
+      maxRequestBytes: config.maxRequestBytes,
+      auth,
+    };
     const health = healthRoutes(() => bus.connected(), stopping.signal);
     const handler = connectNodeAdapter({
       routes: (router) => {
@@ -150,9 +170,8 @@ export async function startObserver(
       },
       interceptors: [
         metricsInterceptor(metrics),
-        ...(credentials
-          ? [authInterceptor(new Authenticator(credentials), createAuthFailures(telemetry))]
-          : []),
+        ...(auth ? [authInterceptor(auth, auth.failures)] : []),
+        streamLimitInterceptor(slots, metrics),
       ],
       grpc: true,
       grpcWeb: true,
@@ -165,6 +184,15 @@ export async function startObserver(
     const listener = await listenDual(
       config.listenAddr,
       (req, res) => {
+        if (isGrpcGetFlows(req as http2.Http2ServerRequest)) {
+          res.setHeader(SERVER_VERSION_HEADER, pkg.version);
+          serveGrpcGetFlows(
+            fastDeps,
+            req as http2.Http2ServerRequest,
+            res as http2.Http2ServerResponse,
+          ).catch((err: unknown) => log.error({ err }, "GetFlows stream failed"));
+          return;
+        }
         guardRequest(req as http2.Http2ServerRequest, config.maxFilters, config.maxRequestBytes);
         // Merged into the headers the adapter writes, so errors carry it too.
         res.setHeader(SERVER_VERSION_HEADER, pkg.version);
@@ -212,6 +240,7 @@ export async function startObserver(
         ops: ops?.url,
         nats: bus.url,
         maxFlows: config.maxFlows,
+        maxConcurrentStreams: config.maxConcurrentStreams,
       },
       "observer started",
     );
