@@ -42,6 +42,7 @@ import { startL7Metrics } from "./l7/metrics.ts";
 import { L7Tracker } from "./l7/tracker.ts";
 import { holderId, PartitionOwnership } from "./ownership.ts";
 import { InFlightGate, type PartitionReader, startPartitionReader } from "./partition-reader.ts";
+import { findUnownedFrames } from "./unowned.ts";
 
 /** FlowBatch encoder; same bytes as `toBinary(FlowBatchSchema, batch)`, several times faster. */
 const encodeFlowBatch = compileEncoder(FlowBatchSchema);
@@ -54,6 +55,8 @@ export const RAW_ACK_WAIT_MS = 4000;
  * the observer gets the stand-in batches before it would count the hole itself.
  */
 export const GAP_HOLD_MS = RAW_ACK_WAIT_MS + 2000;
+/** How often the owner of partition 0 looks for frames on partitions nobody reads, ms. */
+const UNOWNED_CHECK_MS = 10_000;
 /** FlowBatch publishes awaiting their JetStream acknowledgement at most. */
 const MAX_PUBLISHES_IN_FLIGHT = 256;
 /** Raw frames of one partition held unacknowledged at most. */
@@ -124,6 +127,10 @@ export async function startEnricher(
     ["change"],
   );
   const partitionsOwned = metrics.gauge("partitions_owned", "Raw partitions this replica owns");
+  const framesUnowned = metrics.gauge(
+    "raw_frames_unowned",
+    "Raw frames waiting on partitions beyond --partitions, which no enricher reads (checked by the owner of partition 0)",
+  );
   const recordsIn = metrics.counter("records_received_total", "Kernel records received in frames");
   const flowsOut = metrics.counter("flows_published_total", "Flows published to observers");
   const debugOut = metrics.counter(
@@ -148,6 +155,11 @@ export async function startEnricher(
   const publishLog = new RateLimitedLog({
     log,
     describe: (n) => `${n} flow batch publishes refused; frames will be redelivered`,
+  });
+  const unownedLog = new RateLimitedLog({
+    log,
+    describe: (n) =>
+      `${n} raw frames wait on partitions no enricher reads: collectors and enrichers need the same --partitions`,
   });
   const leaseLog = new RateLimitedLog({
     log,
@@ -415,6 +427,23 @@ export async function startEnricher(
     });
     ownership = owner;
     await owner.start();
+    const unownedTimer = setInterval(() => {
+      if (!owner.holds(0)) return;
+      findUnownedFrames(b, partitionCount).then(
+        (u) => {
+          framesUnowned.set(u.frames);
+          if (u.frames > 0) {
+            unownedLog.note(
+              `partitions ${u.partitions.join(",")} (--partitions is ${partitionCount})`,
+              { partitions: u.partitions },
+              u.frames,
+            );
+          }
+        },
+        () => errors.inc({ kind: "unowned_check" }),
+      );
+    }, UNOWNED_CHECK_MS);
+    cleanups.push(() => clearInterval(unownedTimer));
     cleanups.push(async () => {
       ready = false;
       await owner.stop();
