@@ -4,6 +4,8 @@
  * stderr. Needs root and bpf/build/trace.bpf.o.
  *
  * - decode-*: the enricher's per-frame work and the FlowBatch wire cost, one core.
+ * - hubble-metrics: CPU per flow of the enricher's Hubble metrics (`--metrics`), one core
+ *   (bench/hubble-metrics.ts).
  * - datapath-kernel: the trace program's ns/packet per aggregation level vs an empty TC
  *   program, and ring buffer reserve vs output (bench/datapath-kernel.ts).
  * - syn74-*, full1514-*: kernel → collector → NATS (bench/collector.ts).
@@ -32,6 +34,7 @@ import { runDatapathBench } from "./datapath.ts";
 import { runDatapathKernelBench } from "./datapath-kernel.ts";
 import { runDecodeBench } from "./decode.ts";
 import { runDiscoveryBench } from "./discovery.ts";
+import { runHubbleMetricsBench } from "./hubble-metrics.ts";
 import { runPipelineBench } from "./pipeline.ts";
 import { Teardown } from "./procs.ts";
 import { runRecorderBench } from "./recorder.ts";
@@ -40,6 +43,7 @@ import { runTransportBench } from "./transport.ts";
 
 const PARTS = [
   "decode",
+  "hubble-metrics",
   "kernel",
   "collector",
   "pipeline",
@@ -91,6 +95,7 @@ async function main(): Promise<void> {
   const started = performance.now();
   try {
     if (parts.has("decode")) runDecodeBench();
+    if (parts.has("hubble-metrics")) runHubbleMetricsBench();
     if (parts.has("kernel")) await runDatapathKernelBench();
     const needNats = [
       "collector",

@@ -121,34 +121,55 @@ function reservedOf(ep: Endpoint | undefined): string {
 const withNamespace = (ep: Endpoint | undefined, name: string): string =>
   ep?.namespace ? `${ep.namespace}/${name}` : name;
 
-function identifierValue(id: ContextIdentifier, flow: Flow, source: boolean): string {
-  const ep = source ? flow.source : flow.destination;
+/** The value of an identifier that depends on the endpoint alone. */
+function endpointValue(id: ContextIdentifier, ep: Endpoint): string {
   switch (id) {
     case "namespace":
-      return ep?.namespace ?? "";
+      return ep.namespace;
     case "identity":
-      return (ep?.labels ?? []).join(",");
+      return ep.labels.join(",");
     case "pod":
-      return withNamespace(ep, ep?.podName ?? "");
+      return withNamespace(ep, ep.podName);
     case "pod-short":
-      return withNamespace(ep, (ep?.podName ?? "").replace(SHORT_POD, "$1"));
+      return withNamespace(ep, ep.podName.replace(SHORT_POD, "$1"));
     case "pod-name":
-      return ep?.podName ?? "";
-    case "dns":
-      return (source ? flow.sourceNames : flow.destinationNames).join(",");
-    case "ip":
-      return (source ? flow.IP?.source : flow.IP?.destination) ?? "";
+      return ep.podName;
     case "reserved-identity":
       return reservedOf(ep);
     case "workload": {
-      const w = ep?.workloads[0]?.name;
+      const w = ep.workloads[0]?.name;
       return w ? withNamespace(ep, w) : "";
     }
     case "workload-name":
-      return ep?.workloads[0]?.name ?? "";
+      return ep.workloads[0]?.name ?? "";
     case "app":
       return appOf(ep);
+    default:
+      return "";
   }
+}
+
+/**
+ * Endpoint-derived values per identifier, per Endpoint message: the decoder hands out one
+ * Endpoint object per endpoint for a run of flows, so the label string is built once and
+ * the same string (hash cached) is looked up again.
+ */
+const endpointValues = new Map<ContextIdentifier, WeakMap<Endpoint, string>>(
+  CONTEXT_IDENTIFIERS.map((id) => [id, new WeakMap()]),
+);
+
+function identifierValue(id: ContextIdentifier, flow: Flow, source: boolean): string {
+  if (id === "dns") return (source ? flow.sourceNames : flow.destinationNames).join(",");
+  if (id === "ip") return (source ? flow.IP?.source : flow.IP?.destination) ?? "";
+  const ep = source ? flow.source : flow.destination;
+  if (ep === undefined) return "";
+  const cache = endpointValues.get(id);
+  let v = cache?.get(ep);
+  if (v === undefined) {
+    v = endpointValue(id, ep);
+    cache?.set(ep, v);
+  }
+  return v;
 }
 
 function firstNonEmpty(ids: readonly ContextIdentifier[], flow: Flow, source: boolean): string {

@@ -17,13 +17,18 @@ export interface TableMetricOptions {
   readonly limit: LabelSetLimit;
 }
 
+/** A level of a {@link LabelSetTable}: label value → next level (or the entry, at the last). */
+type Level = Map<string, unknown>;
+
 /**
- * Label sets of one metric keyed by their joined values, at most `limit.max` of them.
- * Keeping our own table (instead of prom-client's per-call label hashing) makes an
- * increment one string join and one Map lookup.
+ * Label sets of one metric, at most `limit.max` of them, in a tree with one level per
+ * label. A lookup is one Map.get per label on strings that are mostly constants (their
+ * hash is cached), with no key string built per increment.
  */
 class LabelSetTable<E> {
-  readonly entries = new Map<string, { labels: Record<string, string>; value: E }>();
+  readonly entries: { labels: Record<string, string>; value: E }[] = [];
+  readonly #root: Level = new Map();
+  #single: E | undefined;
   constructor(
     private readonly metric: string,
     private readonly names: readonly string[],
@@ -32,24 +37,47 @@ class LabelSetTable<E> {
 
   /** The entry of these label values, made by `make` when new; undefined when the table is full. */
   entry(values: readonly string[], make: () => E): E | undefined {
-    const key = values.join("\u0000");
-    const found = this.entries.get(key);
-    if (found !== undefined) return found.value;
-    if (this.entries.size >= this.limit.max) {
-      this.limit.overflow(this.metric);
-      return undefined;
-    }
+    const last = this.names.length - 1;
     if (values.length !== this.names.length) {
       throw new RangeError(
         `${this.metric}: ${values.length} label values for ${this.names.length} labels`,
       );
+    }
+    if (last < 0) {
+      if (this.#single === undefined) this.#single = this.#add(values, make);
+      return this.#single;
+    }
+    let level = this.#root;
+    for (let i = 0; i < last; i++) {
+      const v = values[i] ?? "";
+      let next = level.get(v) as Level | undefined;
+      if (next === undefined) {
+        // A new label set: no new level for one that would be refused.
+        if (this.entries.length >= this.limit.max) return this.#add(values, make);
+        next = new Map();
+        level.set(v, next);
+      }
+      level = next;
+    }
+    const v = values[last] ?? "";
+    const found = level.get(v) as E | undefined;
+    if (found !== undefined) return found;
+    const made = this.#add(values, make);
+    if (made !== undefined) level.set(v, made);
+    return made;
+  }
+
+  #add(values: readonly string[], make: () => E): E | undefined {
+    if (this.entries.length >= this.limit.max) {
+      this.limit.overflow(this.metric);
+      return undefined;
     }
     const labels: Record<string, string> = {};
     this.names.forEach((n, i) => {
       labels[n] = values[i] ?? "";
     });
     const value = make();
-    this.entries.set(key, { labels, value });
+    this.entries.push({ labels, value });
     return value;
   }
 }
@@ -74,12 +102,12 @@ export class TableCounter extends Counter<string> {
 
   /** Label sets held. */
   get size(): number {
-    return this.table.entries.size;
+    return this.table.entries.length;
   }
 
   override async get(): ReturnType<Counter<string>["get"]> {
     const base = await super.get();
-    base.values = [...this.table.entries.values()].map((e) => ({
+    base.values = this.table.entries.map((e) => ({
       labels: e.labels,
       value: e.value.n,
     }));
@@ -141,7 +169,7 @@ export class TableHistogram extends Histogram<string> {
 
   /** Label sets held. */
   get size(): number {
-    return this.table.entries.size;
+    return this.table.entries.length;
   }
 
   /** What the registry renders (prom-client asks histograms for this before `get`). */
@@ -153,7 +181,7 @@ export class TableHistogram extends Histogram<string> {
     const base = await this.shape.get();
     const name = this.metricName;
     base.values = [];
-    for (const { labels, value } of this.table.entries.values()) {
+    for (const { labels, value } of this.table.entries) {
       let cumulative = 0;
       this.bounds.forEach((le, i) => {
         cumulative += value.counts[i] ?? 0;

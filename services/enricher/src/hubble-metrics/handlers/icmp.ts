@@ -16,6 +16,23 @@ export const icmpHandler: HandlerFactory = ({ registry, limit, context }) => {
     limit,
   });
   const values: string[] = [];
+  // Type/code text per family, built once: (type << 8 | code) → text.
+  const v4 = new Map<number, string>();
+  const v6 = new Map<number, string>();
+  const text = (
+    cache: Map<number, string>,
+    name: (t: number, c: number) => string,
+    type: number,
+    code: number,
+  ): string => {
+    const k = ((type & 0xff) << 8) | (code & 0xff);
+    let t = cache.get(k);
+    if (t === undefined) {
+      t = name(type, code);
+      cache.set(k, t);
+    }
+    return t;
+  };
   return {
     process(flow) {
       const l4 = flow.l4?.protocol;

@@ -17,6 +17,16 @@ export const portDistributionHandler: HandlerFactory = ({ registry, limit, conte
     limit,
   });
   const values: string[] = [];
+  /** Port numbers as text, made once each. */
+  const portText: string[] = [];
+  const port = (n: number): string => {
+    let t = portText[n];
+    if (t === undefined) {
+      t = String(n);
+      if (n >= 0 && n <= 0xffff) portText[n] = t;
+    }
+    return t;
+  };
   return {
     process(flow) {
       if (flow.verdict !== Verdict.FORWARDED && flow.verdict !== Verdict.REDIRECTED) return;
@@ -28,7 +38,7 @@ export const portDistributionHandler: HandlerFactory = ({ registry, limit, conte
         case "TCP":
         case "UDP":
         case "SCTP":
-          values.push(l4.case, String(l4.value.destinationPort));
+          values.push(l4.case, port(l4.value.destinationPort));
           break;
         default:
           values.push(l4.case, "0");
