@@ -24,6 +24,10 @@ export interface MixEntry {
   readonly direction: "ingress" | "egress";
   /** Consecutive copies per turn; the share of this entry in the mix is proportional to it. */
   readonly burst: number;
+  /** Length on the wire when `packet` is a cut capture (default: its length). */
+  readonly wireLen?: number;
+  /** When it was captured, ns since the capture's first packet (captures only). */
+  readonly atNs?: number;
 }
 
 interface Pod {
@@ -205,4 +209,62 @@ export function packetMix(): MixEntry[] {
 /** Records one turn through {@link packetMix} produces. */
 export function mixCycleLength(mix: readonly MixEntry[]): number {
   return mix.reduce((n, e) => n + e.burst, 0);
+}
+
+/** Where the real-traffic capture of the enricher bench is kept (made by bench/mix-capture.ts). */
+export const MIX_CAPTURE_PATH = `${import.meta.dir}/testdata/enricher-mix.pcap.gz`;
+/** Bytes tcpdump kept per packet of that capture. */
+export const CAPTURE_SNAPLEN = 512;
+/** Addresses of the capture's client and server namespaces (tests' veth pair). */
+export const CAPTURE_CLIENT = { v4: "10.231.0.1", v6: "fd00:231::1" } as const;
+export const CAPTURE_SERVER = { v4: "10.231.0.2", v6: "fd00:231::2" } as const;
+
+/** Endpoint records of the capture's two namespaces, as pods. */
+export const CAPTURE_ENDPOINTS: readonly EndpointRecord[] = [
+  { pod: "frontend-7d9f-x2kq", app: "frontend", addrs: CAPTURE_CLIENT },
+  { pod: "web-5c4b-m8rt", app: "web", addrs: CAPTURE_SERVER },
+].flatMap((p) =>
+  [p.addrs.v4, p.addrs.v6].map((ip) => ({
+    ip,
+    namespace: "shop",
+    podName: p.pod,
+    labels: [`k8s:app=${p.app}`, "k8s:io.kubernetes.pod.namespace=shop"],
+    nodeName: "bench-node",
+  })),
+);
+
+/**
+ * The packets of the real-traffic capture (HTTP/1.1 on 80 and 8080 over IPv4 and IPv6,
+ * a bulk download, DNS over UDP and TCP, ICMP echo, other UDP), in capture order, as
+ * seen on the client's device: its own packets leave (egress), the rest arrive.
+ */
+export async function captureMix(): Promise<MixEntry[]> {
+  const pcap = Bun.gunzipSync(new Uint8Array(await Bun.file(MIX_CAPTURE_PATH).arrayBuffer()));
+  const view = new DataView(pcap.buffer, pcap.byteOffset, pcap.byteLength);
+  const magic = view.getUint32(0, true);
+  if (magic !== 0xa1b2c3d4 && magic !== 0xa1b23c4d) {
+    throw new Error(`${MIX_CAPTURE_PATH}: not a little-endian pcap (magic ${magic.toString(16)})`);
+  }
+  const clientMac = pcap.subarray(24 + 16 + 6, 24 + 16 + 12); // source of the first packet
+  const fracNs = magic === 0xa1b23c4d ? 1 : 1000;
+  const out: MixEntry[] = [];
+  let firstNs: number | undefined;
+  for (let off = 24; off + 16 <= pcap.length; ) {
+    const atNs = view.getUint32(off, true) * 1e9 + view.getUint32(off + 4, true) * fracNs;
+    firstNs ??= atNs;
+    const capLen = view.getUint32(off + 8, true);
+    const wireLen = view.getUint32(off + 12, true);
+    const packet = pcap.slice(off + 16, off + 16 + capLen);
+    off += 16 + capLen;
+    const fromClient = packet.subarray(6, 12).every((b, i) => b === clientMac[i]);
+    out.push({
+      name: `capture-${out.length}`,
+      packet,
+      direction: fromClient ? "egress" : "ingress",
+      burst: 1,
+      wireLen,
+      atNs: atNs - firstNs,
+    });
+  }
+  return out;
 }

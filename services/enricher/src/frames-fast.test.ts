@@ -3,9 +3,11 @@ import { create } from "@bufbuild/protobuf";
 import { compileEncoder, FlowBatchSchema, FrameSourceSchema } from "@periscope/proto";
 import { encodeRawFrame } from "@periscope/wire";
 import { mixRecords, registryDeps } from "../../../bench/decode.ts";
-import { MIX_ENDPOINTS, packetMix } from "../../../bench/mix.ts";
+import { captureFrames, captureRecords } from "../../../bench/enricher.ts";
+import { CAPTURE_ENDPOINTS, captureMix, MIX_ENDPOINTS, packetMix } from "../../../bench/mix.ts";
 import { type FrameDeps, processFrame } from "./frames.ts";
 import { encodeFrame } from "./frames-fast.ts";
+import { L7Tracker } from "./l7/tracker.ts";
 import { goldenDeps, goldenFrame } from "./testdata/golden.ts";
 
 const encodeBatch = compileEncoder(FlowBatchSchema);
@@ -59,6 +61,40 @@ describe("frames fast path", () => {
       expect(fast.flows).toBeGreaterThan(0);
       expect(Buffer.from(got).equals(Buffer.from(want))).toBe(true);
     }
+  });
+
+  test("frames fast - the real-traffic capture with L7 parsing gives the reference bytes", async () => {
+    const frames = captureFrames(captureRecords(await captureMix(), 3), 4);
+    /** One tracker per path, fed every frame in order, with uuids pinned like the flows'. */
+    const path = (): (() => FrameDeps) => {
+      let n = 0;
+      const uuid = (): string => `00000000-0000-4000-8000-${(++n).toString(16).padStart(12, "0")}`;
+      const deps: FrameDeps = {
+        ...registryDeps(CAPTURE_ENDPOINTS),
+        uuid,
+        l7: new L7Tracker({
+          dnsPorts: new Set([53]),
+          httpPorts: new Set([80, 8080]),
+          httpHeaders: new Set(["content-type", "x-request-id"]),
+          uuid,
+        }),
+      };
+      return () => deps;
+    };
+    const refDeps = path();
+    const fastDeps = path();
+    let l7Flows = 0;
+    for (const data of frames) {
+      const ref = processFrame(data, refDeps());
+      const fast = encodeFrame(data, fastDeps());
+      expect(fast.flows).toBe(ref.flows);
+      expect(fast.l7Flows).toBe(ref.l7Flows);
+      expect(Buffer.from(fast.bytes).equals(Buffer.from(encodeBatch(ref.batch)))).toBe(true);
+      l7Flows += fast.l7Flows;
+    }
+    // DNS and HTTP requests and responses of three turns of the capture
+    expect(l7Flows).toBeGreaterThan(100);
+    expect(fastDeps().l7?.names.size).toBeGreaterThan(0);
   });
 
   test("frames fast - records out of time order are sorted like the reference", () => {

@@ -12,6 +12,7 @@
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import {
   decodePacket,
+  decodeTraceFlow,
   observationPoint,
   type PayloadSink,
   packetSummary,
@@ -66,6 +67,7 @@ import {
   type RecordFailure,
 } from "./frames.ts";
 import { labelIdentity } from "./identity.ts";
+import type { L7Packet } from "./l7/tracker.ts";
 
 /** What the fast path produced for one frame; the batch exists only as bytes. */
 export interface EncodedFrame {
@@ -248,6 +250,11 @@ class FrameWriter {
     this.nanos.push(nanos);
   }
 
+  /** Forgets the responses noted after the first `n` (their bytes were rewound). */
+  forget(n: number): void {
+    for (const list of [this.starts, this.ends, this.seconds, this.nanos]) list.length = n;
+  }
+
   /** Writes a GetFlowsResponse message made by the reference path. */
   writeMessage(r: GetFlowsResponse): void {
     const start = writerPosition();
@@ -257,24 +264,16 @@ class FrameWriter {
   }
 
   /**
-   * Writes the flow of a trace record, or returns false (nothing written) when
-   * the record needs the reference path: the L7 tracker reads its payload.
+   * Writes the flow of a trace record and the L7 flows the tracker reads from it;
+   * returns how many L7 flows that was.
    * @throws like decodeTraceFlow.
    */
-  writeTrace(rec: TraceRecord): boolean {
+  writeTrace(rec: TraceRecord): number {
     const sink = this.sink;
     sink.payload = undefined;
     const packet = decodePacket(rec.data, rec.flags & FLAG_L3 ? "ip" : "ethernet", sink);
     const l4 = packet.l4;
     const l7 = this.deps.l7;
-    if (
-      l7 !== undefined &&
-      l4 !== undefined &&
-      (l4.kind === "tcp" || l4.kind === "udp") &&
-      l7.parses(l4.kind === "tcp", l4.sourcePort, l4.destinationPort)
-    ) {
-      return false;
-    }
     const ctx = this.scope.ctx;
     const ns = rec.tsBootNs + ctx.bootToRealtimeNs;
     const secBig = ns / 1_000_000_000n;
@@ -357,12 +356,14 @@ class FrameWriter {
       writeVarint32(T_FLOW_NODE);
       writeString(this.node);
     }
+    let srcNames: string[] | undefined;
+    let dstNames: string[] | undefined;
     if (l7 !== undefined && ip !== undefined && l7.names.size > 0) {
       const nowMs = this.scope.nowMs;
-      const src = ip.source ? l7.names.names(ip.source, nowMs) : undefined;
-      const dst = ip.destination ? l7.names.names(ip.destination, nowMs) : undefined;
-      if (src !== undefined) writeStrings(T_FLOW_SOURCE_NAMES, src);
-      if (dst !== undefined) writeStrings(T_FLOW_DESTINATION_NAMES, dst);
+      srcNames = ip.source ? l7.names.names(ip.source, nowMs) : undefined;
+      dstNames = ip.destination ? l7.names.names(ip.destination, nowMs) : undefined;
+      if (srcNames !== undefined) writeStrings(T_FLOW_SOURCE_NAMES, srcNames);
+      if (dstNames !== undefined) writeStrings(T_FLOW_DESTINATION_NAMES, dstNames);
     }
     const reason = rec.traceReason;
     const known = reason <= TRACE_REASON.REOPENED;
@@ -437,7 +438,37 @@ class FrameWriter {
     writeTimestamp(seconds, nanos);
     endLength(respLen, 2);
     this.note(start, seconds, nanos);
-    return true;
+    const payload = sink.payload;
+    if (
+      l7 === undefined ||
+      payload === undefined ||
+      ip === undefined ||
+      (l4?.kind !== "tcp" && l4?.kind !== "udp") ||
+      !l7.parses(l4.kind === "tcp", l4.sourcePort, l4.destinationPort)
+    ) {
+      return 0;
+    }
+    const tcp = l4.kind === "tcp";
+    const view: L7Packet = {
+      src: ip.source,
+      dst: ip.destination,
+      sport: l4.sourcePort,
+      dport: l4.destinationPort,
+      tcp,
+      syn: tcp && l4.flags.SYN,
+      rst: tcp && l4.flags.RST,
+      timeNs: ns,
+    };
+    // The packet's flow as the reference path builds it, only for packets that make L7 flows.
+    const base = (): Flow => {
+      const flow = decodeTraceFlow(rec, { ...ctx, uuid: () => uuid });
+      if (srcNames !== undefined) flow.sourceNames = srcNames;
+      if (dstNames !== undefined) flow.destinationNames = dstNames;
+      return flow;
+    };
+    const made = l7.observePacket(view, base, rec.data, payload, rec.origLen, this.scope.nowMs);
+    for (const f of made) this.writeMessage(flowResponse(this.node, f));
+    return made.length;
   }
 }
 
@@ -560,16 +591,17 @@ export function encodeFrame(data: Uint8Array, deps: FrameDeps, source?: SourceOf
     }
     if (type === RECORD_TYPE_TRACE) {
       const mark = writerPosition();
+      const noted = w.starts.length;
       try {
-        if (w.writeTrace(decodeTraceRecord(bytes))) {
-          flows++;
-          continue;
-        }
+        const made = w.writeTrace(decodeTraceRecord(bytes));
+        flows += 1 + made;
+        l7Flows += made;
       } catch (err) {
         rewind(mark);
+        w.forget(noted);
         fail(err instanceof MalformedRecordError ? "malformed_record" : "undecodable_packet", err);
-        continue;
       }
+      continue;
     }
     let flow: Flow | undefined;
     l7Out.length = 0;

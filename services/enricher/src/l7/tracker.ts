@@ -79,6 +79,20 @@ interface Conn {
   dnsBroken: [boolean, boolean];
 }
 
+/** What the tracker reads of a TCP or UDP packet besides its bytes. */
+export interface L7Packet {
+  src: string;
+  dst: string;
+  sport: number;
+  dport: number;
+  tcp: boolean;
+  /** TCP SYN and RST flags (false for UDP). */
+  syn: boolean;
+  rst: boolean;
+  /** The packet's time, ns since the epoch. */
+  timeNs: bigint;
+}
+
 /** The 5-tuple of a packet, as the tracker needs it. */
 interface Tuple {
   src: string;
@@ -181,17 +195,43 @@ export class L7Tracker {
     origLen: number,
     nowMs: number,
   ): Flow[] {
-    this.sweepIfDue(nowMs);
-    if (payload === undefined) return [];
     const l4 = flow.l4?.protocol;
-    if (l4?.case !== "TCP" && l4?.case !== "UDP") return [];
-    const t: Tuple = {
+    if (payload === undefined || (l4?.case !== "TCP" && l4?.case !== "UDP")) {
+      this.sweepIfDue(nowMs);
+      return [];
+    }
+    const packet: L7Packet = {
       src: flow.IP?.source ?? "",
       dst: flow.IP?.destination ?? "",
       sport: l4.value.sourcePort,
       dport: l4.value.destinationPort,
       tcp: l4.case === "TCP",
+      syn: (l4.case === "TCP" && l4.value.flags?.SYN) ?? false,
+      rst: (l4.case === "TCP" && l4.value.flags?.RST) ?? false,
+      timeNs: timeNs(flow),
     };
+    return this.observePacket(packet, () => flow, data, payload, origLen, nowMs);
+  }
+
+  /**
+   * `observe` for a TCP or UDP packet described by `p`; `base` gives the packet's
+   * flow, called only when an L7 flow is made from it (the result is kept).
+   */
+  observePacket(
+    p: L7Packet,
+    base: () => Flow,
+    data: Uint8Array,
+    payload: TransportPayload,
+    origLen: number,
+    nowMs: number,
+  ): Flow[] {
+    this.sweepIfDue(nowMs);
+    let made: Flow | undefined;
+    const flow = (): Flow => {
+      made ??= base();
+      return made;
+    };
+    const t: Tuple = { src: p.src, dst: p.dst, sport: p.sport, dport: p.dport, tcp: p.tcp };
     const { dnsPorts, httpPorts } = this.opts;
     const isDns = dnsPorts.has(t.dport) || dnsPorts.has(t.sport);
     const isHttp = t.tcp && (httpPorts.has(t.dport) || httpPorts.has(t.sport));
@@ -204,21 +244,20 @@ export class L7Tracker {
       : capEnd - payload.offset;
     if (!t.tcp) {
       if (wireLen === 0) return [];
-      return this.dnsDatagram(flow, t, data, payload.offset, capEnd, cut, nowMs);
+      return this.dnsDatagram(flow, p.timeNs, t, data, payload.offset, capEnd, cut, nowMs);
     }
-    const tcp = l4.case === "TCP" ? l4.value : undefined;
     const toServer = isHttp ? httpPorts.has(t.dport) : dnsPorts.has(t.dport);
     const key = toServer
       ? `${t.src}|${t.sport}|${t.dst}|${t.dport}`
       : `${t.dst}|${t.dport}|${t.src}|${t.sport}`;
-    if (tcp?.flags?.RST) {
+    if (p.rst) {
       for (const d of this.conns.peek(key)?.http ?? []) d.release();
       this.conns.delete(key);
       return [];
     }
     let conn = this.conns.get(key, nowMs);
     if (conn === undefined) {
-      if (wireLen === 0 && !tcp?.flags?.SYN) return [];
+      if (wireLen === 0 && !p.syn) return [];
       conn = {
         kind: isHttp ? "http" : "dns",
         pos: [new StreamPosition(), new StreamPosition()],
@@ -237,12 +276,12 @@ export class L7Tracker {
     const dir = toServer ? 0 : 1;
     const seg = conn.pos[dir].place(
       payload.seq ?? 0,
-      tcp?.flags?.SYN ?? false,
+      p.syn,
       data,
       payload.offset,
       capEnd,
       wireLen,
-      timeNs(flow),
+      p.timeNs,
     );
     if (seg === undefined) return [];
     return conn.kind === "http"
@@ -278,7 +317,8 @@ export class L7Tracker {
   }
 
   private dnsDatagram(
-    flow: Flow,
+    flow: () => Flow,
+    now: bigint,
     t: Tuple,
     data: Uint8Array,
     offset: number,
@@ -294,7 +334,6 @@ export class L7Tracker {
       this.unparsed("dns", cut && err.reason === "truncated" ? "truncated" : err.reason);
       return [];
     }
-    const now = timeNs(flow);
     const seenKey = `${t.src}|${t.sport}|${t.dst}|${t.dport}|${msg.id}|${msg.qr}`;
     const seen = this.dnsSeen.get(seenKey, nowMs);
     this.dnsSeen.set(seenKey, now, nowMs);
@@ -303,7 +342,7 @@ export class L7Tracker {
   }
 
   private dnsSegment(
-    flow: Flow,
+    flow: () => Flow,
     conn: Conn,
     dir: 0 | 1,
     seg: Segment,
@@ -350,7 +389,7 @@ export class L7Tracker {
   }
 
   private dnsFlow(
-    flow: Flow,
+    flow: () => Flow,
     msg: DnsMessage,
     t: Tuple,
     proto: string,
@@ -373,7 +412,7 @@ export class L7Tracker {
       this.counts.flows.dns.request++;
       this.dnsPending.set(`${proto}|${t.src}|${t.sport}|${t.dst}|${t.dport}|${msg.id}`, now, nowMs);
     }
-    return l7Flow(flow, {
+    return l7Flow(flow(), {
       type,
       latencyNs,
       record: { case: "dns", value: dns },
@@ -382,7 +421,7 @@ export class L7Tracker {
     });
   }
 
-  private httpSegment(flow: Flow, conn: Conn, dir: 0 | 1, seg: Segment, t: Tuple): Flow[] {
+  private httpSegment(flow: () => Flow, conn: Conn, dir: 0 | 1, seg: Segment, t: Tuple): Flow[] {
     const http = conn.http;
     if (http === undefined) return [];
     const matched: (PendingRequest | undefined)[] = [];
@@ -418,7 +457,7 @@ export class L7Tracker {
         const rec = httpRecord({ ...req, code: 0 });
         this.counts.flows.http.request++;
         out.push(
-          l7Flow(flow, {
+          l7Flow(flow(), {
             type: L7FlowType.REQUEST,
             record: { case: "http", value: rec },
             summary: httpSummary(L7FlowType.REQUEST, rec, 0n),
@@ -440,7 +479,7 @@ export class L7Tracker {
         headers: req?.headers ?? [],
       });
       out.push(
-        l7Flow(flow, {
+        l7Flow(flow(), {
           type: L7FlowType.RESPONSE,
           latencyNs,
           record: { case: "http", value: rec },

@@ -1,0 +1,353 @@
+/**
+ * Enricher bench on the real-traffic mix (bench/testdata/enricher-mix.pcap.gz, made by
+ * bench/mix-capture.ts: HTTP, DNS, bulk TCP, a cache-like TCP service, ICMP, UDP),
+ * turned into trace records as the kernel writes them (128 bytes captured, 512 on the
+ * default DNS/HTTP capture rules) and packed into 256-record RawFrames as the collector
+ * packs them. The mix is repeated with the client ports shifted per turn, so every turn
+ * is new connections and DNS queries for the L7 tracker.
+ *
+ * - enricher-mix (one core, in process): flows/s and CPU-seconds per million flows of a
+ *   frame's whole work (RawFrame decode, flows incl. L7, FlowBatch bytes), for the
+ *   reference path (processFrame + compiled encoder) and the fast path (encodeFrame),
+ *   with L7 parsing on (as the enricher runs) and off.
+ * - enricher-nats: raw frames preloaded into JetStream, then one enricher process (and
+ *   two, sharing the partitions) turns them into FlowBatches: flows/s from its first to
+ *   its last batch and its CPU-seconds per million flows.
+ */
+
+import { create } from "@bufbuild/protobuf";
+import type { EndpointRecord } from "@periscope/bus";
+import { connectBus, ensureStream, openEndpointRegistry, subjects } from "@periscope/bus";
+import { freePort, type LocalNats } from "@periscope/devstack";
+import { DEFAULT_CAPTURE } from "@periscope/model";
+import {
+  compileEncoder,
+  FlowBatchSchema,
+  type FrameSource,
+  FrameSourceSchema,
+} from "@periscope/proto";
+import {
+  encodeRawFrame,
+  encodeTraceRecord,
+  FLAG_TRUNCATED,
+  OBS_FROM_NETWORK,
+  OBS_TO_NETWORK,
+  PACKED_HEADER_SIZE,
+  packedSize,
+  RECORD_TYPE_TRACE,
+  TRACE_REASON,
+  TRACE_VERSION,
+} from "@periscope/wire";
+import pino from "pino";
+import {
+  DEFAULT_L7_DNS_PORTS,
+  DEFAULT_L7_HTTP_HEADERS,
+  DEFAULT_L7_HTTP_PORTS,
+} from "../services/enricher/src/config.ts";
+import { type FrameDeps, processFrame } from "../services/enricher/src/frames.ts";
+import { encodeFrame } from "../services/enricher/src/frames-fast.ts";
+import { L7Tracker } from "../services/enricher/src/l7/tracker.ts";
+import { registryDeps } from "./decode.ts";
+import { CAPTURE_ENDPOINTS, captureMix, type MixEntry } from "./mix.ts";
+import { ServiceChildren, type Teardown } from "./procs.ts";
+import { emit, metricSum, processCpuMs, scrapeMetrics, until } from "./report.ts";
+
+const NODE = "bench-node";
+const RECORDS_PER_FRAME = 256;
+/** Turns of the capture in one pass of frames (client ports differ per turn). */
+const TURNS = 24;
+/** Capture length of the default DNS/HTTP capture rules (collector's --capture-rule). */
+const RULE_CAPTURE = 512;
+const RULE_PORTS = new Set([53, 80, 8080]);
+const MEASURE_MS = 2500;
+const PARTITIONS = 16;
+
+const encodeBatch = compileEncoder(FlowBatchSchema);
+
+/** Reads a big-endian u16. */
+const u16 = (b: Uint8Array, o: number): number => ((b[o] ?? 0) << 8) | (b[o + 1] ?? 0);
+
+/** L4 offset, protocol and ports of an Ethernet/IPv4/IPv6 packet, if it is TCP or UDP. */
+function transport(p: Uint8Array): { off: number; proto: number } | undefined {
+  const et = u16(p, 12);
+  if (et === 0x0800) {
+    const ihl = ((p[14] ?? 0) & 0x0f) * 4;
+    return { off: 14 + ihl, proto: p[23] ?? 0 };
+  }
+  if (et === 0x86dd) return { off: 54, proto: p[20] ?? 0 };
+  return undefined;
+}
+
+/** A copy of `e.packet` with the client's port moved by `shift` (ports of TCP/UDP only). */
+function shiftClientPort(e: MixEntry, shift: number): Uint8Array {
+  const p = e.packet.slice();
+  const t = transport(p);
+  if (t === undefined || (t.proto !== 6 && t.proto !== 17) || p.length < t.off + 4) return p;
+  const at = e.direction === "egress" ? t.off : t.off + 2;
+  const port = u16(p, at);
+  if (port < 32768) return p; // a service port on the client: leave it
+  const moved = 32768 + ((port - 32768 + shift) % 28232);
+  p[at] = moved >> 8;
+  p[at + 1] = moved & 0xff;
+  return p;
+}
+
+/** Capture length the collector's default rules give this packet. */
+function captureLen(p: Uint8Array): number {
+  const t = transport(p);
+  if (t !== undefined && (t.proto === 6 || t.proto === 17)) {
+    if (RULE_PORTS.has(u16(p, t.off)) || RULE_PORTS.has(u16(p, t.off + 2))) return RULE_CAPTURE;
+  }
+  return DEFAULT_CAPTURE;
+}
+
+/** Trace reason the kernel's connection table would give (client side of every connection). */
+function traceReason(e: MixEntry, p: Uint8Array): number {
+  const t = transport(p);
+  if (t?.proto === 6 && ((p[t.off + 13] ?? 0) & 0x12) === 0x02) return TRACE_REASON.NEW;
+  return e.direction === "egress" ? TRACE_REASON.ESTABLISHED : TRACE_REASON.REPLY;
+}
+
+/** Trace records of `turns` turns of the capture, 1 ms apart between turns. */
+export function captureRecords(mix: readonly MixEntry[], turns: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let ts = 1_000_000_000_000n;
+  for (let turn = 0; turn < turns; turn++) {
+    let prev = mix[0]?.atNs ?? 0;
+    for (const e of mix) {
+      ts += BigInt(Math.max(1000, (e.atNs ?? prev) - prev));
+      prev = e.atNs ?? prev;
+      const packet = shiftClientPort(e, turn * 997);
+      const cap = Math.min(captureLen(packet), packet.length);
+      const origLen = e.wireLen ?? packet.length;
+      out.push(
+        encodeTraceRecord({
+          type: RECORD_TYPE_TRACE,
+          obsPoint: e.direction === "ingress" ? OBS_FROM_NETWORK : OBS_TO_NETWORK,
+          version: TRACE_VERSION,
+          flags: cap < origLen ? FLAG_TRUNCATED : 0,
+          cpu: out.length % 2,
+          origLen,
+          tsBootNs: ts,
+          ifindex: 2,
+          mark: 0,
+          flowHash: 0,
+          l3Proto: u16(packet, 12),
+          pktType: 0,
+          netnsCookie: 4097n,
+          data: packet.subarray(0, cap),
+          traceReason: traceReason(e, packet),
+        }),
+      );
+    }
+    ts += 1_000_000n;
+  }
+  return out;
+}
+
+/** Records back to back in ring buffer sample layout (RawFrame.packed_records). */
+function pack(records: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(records.reduce((n, r) => n + packedSize(r.length), 0));
+  const view = new DataView(out.buffer);
+  let off = 0;
+  for (const r of records) {
+    view.setUint32(off, r.length, true);
+    out.set(r, off + PACKED_HEADER_SIZE);
+    off += packedSize(r.length);
+  }
+  return out;
+}
+
+/** RawFrames of 256 packed records, spread over `partitions` like the collector's. */
+export function captureFrames(records: readonly Uint8Array[], partitions: number): Uint8Array[] {
+  const frames: Uint8Array[] = [];
+  const seqs = new Array<bigint>(partitions).fill(0n);
+  const before = new Array<bigint>(partitions).fill(0n);
+  for (let at = 0, i = 0; at < records.length; at += RECORDS_PER_FRAME, i++) {
+    const part = i % partitions;
+    const chunk = records.slice(at, at + RECORDS_PER_FRAME);
+    seqs[part] = (seqs[part] ?? 0n) + 1n;
+    frames.push(
+      encodeRawFrame({
+        nodeName: NODE,
+        seq: seqs[part] ?? 1n,
+        bootId: "bench-boot",
+        partition: part,
+        bootToRealtimeNs: 1_700_000_000_000_000_000n,
+        sealedUnixNs: 1_700_000_000_000_000_000n,
+        recordsBefore: before[part] ?? 0n,
+        packedRecords: pack(chunk),
+        packedCount: chunk.length,
+      }),
+    );
+    before[part] = (before[part] ?? 0n) + BigInt(chunk.length);
+  }
+  return frames;
+}
+
+/** The enricher's lookups on the capture's endpoints, with a fresh L7 tracker when `l7`. */
+function benchDeps(endpoints: readonly EndpointRecord[], l7: boolean): FrameDeps {
+  const deps = registryDeps(endpoints);
+  if (!l7) return deps;
+  const ports = (s: string): Set<number> => new Set(s.split(",").map(Number));
+  deps.l7 = new L7Tracker({
+    dnsPorts: ports(DEFAULT_L7_DNS_PORTS),
+    httpPorts: ports(DEFAULT_L7_HTTP_PORTS),
+    httpHeaders: new Set(DEFAULT_L7_HTTP_HEADERS.split(",")),
+  });
+  return deps;
+}
+
+interface PathRate {
+  flowsPerS: number;
+  cpuSPerMillion: number;
+  flowsPerPass: number;
+  l7PerPass: number;
+}
+
+/** Runs passes over `frames` (fresh deps each pass) for MEASURE_MS after one warm-up pass. */
+function measure(
+  frames: readonly Uint8Array[],
+  l7: boolean,
+  step: (frame: Uint8Array, deps: FrameDeps) => { flows: number; l7Flows: number },
+): PathRate {
+  const pass = (): { flows: number; l7: number } => {
+    const deps = benchDeps(CAPTURE_ENDPOINTS, l7);
+    let flows = 0;
+    let l7Flows = 0;
+    for (const f of frames) {
+      const r = step(f, deps);
+      flows += r.flows;
+      l7Flows += r.l7Flows;
+    }
+    return { flows, l7: l7Flows };
+  };
+  const first = pass();
+  Bun.gc(true);
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  let flows = 0;
+  while (performance.now() - t0 < MEASURE_MS) flows += pass().flows;
+  const wallS = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  return {
+    flowsPerS: flows / wallS,
+    cpuSPerMillion: ((cpu.user + cpu.system) / 1e6 / flows) * 1e6,
+    flowsPerPass: first.flows,
+    l7PerPass: first.l7,
+  };
+}
+
+const sourceOf = (frame: { bootId: string; partition: number; seq: bigint }): FrameSource =>
+  create(FrameSourceSchema, { bootId: frame.bootId, partition: frame.partition, seq: frame.seq });
+
+/** In-process figures: reference vs fast path, L7 on and off. */
+export async function runEnricherCoreBench(): Promise<Uint8Array[]> {
+  const mix = await captureMix();
+  const records = captureRecords(mix, TURNS);
+  const frames = captureFrames(records, PARTITIONS);
+  const bench = "enricher-mix";
+  emit(bench, "records_per_pass", records.length, "records");
+  emit(bench, "frames_per_pass", frames.length, "frames");
+  for (const l7 of [true, false]) {
+    const tag = l7 ? "l7" : "l3l4";
+    const ref = measure(frames, l7, (f, deps) => {
+      const r = processFrame(f, deps);
+      r.batch.source = sourceOf(r.frame);
+      encodeBatch(r.batch);
+      return r;
+    });
+    const fast = measure(frames, l7, (f, deps) => encodeFrame(f, deps, sourceOf));
+    if (fast.flowsPerPass !== ref.flowsPerPass || fast.l7PerPass !== ref.l7PerPass) {
+      throw new Error(`fast path made ${fast.flowsPerPass} flows, reference ${ref.flowsPerPass}`);
+    }
+    emit(bench, `${tag}_flows_per_record`, ref.flowsPerPass / records.length, "flows");
+    emit(bench, `${tag}_l7_flows_per_pass`, ref.l7PerPass, "flows");
+    emit(bench, `${tag}_reference_flows_per_s`, ref.flowsPerS, "flows/s");
+    emit(bench, `${tag}_reference_cpu_s_per_million_flows`, ref.cpuSPerMillion, "s");
+    emit(bench, `${tag}_fast_flows_per_s`, fast.flowsPerS, "flows/s");
+    emit(bench, `${tag}_fast_cpu_s_per_million_flows`, fast.cpuSPerMillion, "s");
+  }
+  return frames;
+}
+
+/**
+ * Preloads the frames into PERISCOPE_RAW (fresh streams), then runs `replicas` enricher
+ * processes until every frame's batch is out.
+ */
+async function natsRun(
+  nats: LocalNats,
+  teardown: Teardown,
+  frames: readonly Uint8Array[],
+  replicas: number,
+): Promise<void> {
+  const bench = `enricher-nats-x${replicas}`;
+  const log = pino({ level: "warn", base: { service: "bench" } }, pino.destination(2));
+  const bus = await connectBus({ url: nats.url, name: "bench-enricher", log });
+  teardown.push(() => bus.close());
+  const jsm = await bus.jsm();
+  for (const name of ["PERISCOPE_RAW", "PERISCOPE_FLOWS"]) {
+    await jsm.streams.delete(name).catch(() => false);
+  }
+  await ensureStream(bus, "raw");
+  await ensureStream(bus, "flows");
+  const registry = await openEndpointRegistry(bus);
+  for (const e of CAPTURE_ENDPOINTS) await registry.put(e);
+  registry.close();
+  const js = bus.js();
+  const pending: Promise<unknown>[] = [];
+  for (const f of frames) {
+    const partition = frames.indexOf(f) % PARTITIONS;
+    pending.push(js.publish(subjects.raw(NODE, partition), f));
+    if (pending.length >= 256) await Promise.all(pending.splice(0));
+  }
+  await Promise.all(pending);
+
+  const children = new ServiceChildren();
+  teardown.push(() => children.stop());
+  const started: { pid: number; ops: number }[] = [];
+  const waits: Promise<void>[] = [];
+  for (let i = 0; i < replicas; i++) {
+    const ops = await freePort();
+    const p = children.start("enricher", [
+      `--nats-url=${nats.url}`,
+      "--log-level=warn",
+      `--node-name=bench-enricher-${i}`,
+      `--ops-addr=127.0.0.1:${ops}`,
+      `--partitions=${PARTITIONS}`,
+    ]);
+    started.push({ pid: p.pid, ops });
+    waits.push(children.ready(p, ops));
+  }
+  const sum = async (metric: string): Promise<number> => {
+    let n = 0;
+    for (const s of started) n += metricSum(await scrapeMetrics(s.ops), metric);
+    return n;
+  };
+  const published = (): Promise<number> => sum("periscope_enricher_flows_published_total");
+  const batches = (): Promise<number> => sum("periscope_enricher_batches_published_total");
+  await Promise.all(waits);
+  const f0 = await published();
+  const cpu0 = started.map((s) => processCpuMs(s.pid) ?? 0);
+  const t0 = performance.now();
+  await until(
+    "every flow batch out",
+    t0,
+    async () => (await batches()) >= frames.length,
+    120_000,
+    100,
+  );
+  const wallS = (performance.now() - t0) / 1000;
+  const cpuMs = started.reduce((n, s, i) => n + ((processCpuMs(s.pid) ?? 0) - (cpu0[i] ?? 0)), 0);
+  const flows = (await published()) - f0;
+  emit(bench, "flows_per_s", flows / wallS, "flows/s");
+  emit(bench, "cpu_s_per_million_flows", (cpuMs / 1000 / flows) * 1e6, "s");
+  emit(bench, "flows_measured", flows, "flows");
+  await children.stop();
+}
+
+/** Runs the whole enricher bench. */
+export async function runEnricherBench(nats: LocalNats, teardown: Teardown): Promise<void> {
+  const frames = await runEnricherCoreBench();
+  for (const replicas of [1, 2]) await natsRun(nats, teardown, frames, replicas);
+}
