@@ -1,0 +1,530 @@
+/**
+ * Flow records end to end: a real collector (in this process) on veths between test
+ * namespaces, a real nats-server, real traffic (ping, iperf3, UDP datagrams). Every
+ * count is compared with what the sender reports or with the devices' own counters:
+ * ICMP, UDP and TCP over IPv4 and IPv6; active and inactive timeouts; a tiny flow
+ * table whose overflow goes through the fallback accounter; dedupe across a veth pair
+ * and a bridge; nothing left behind.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync } from "node:fs";
+import { fromBinary } from "@bufbuild/protobuf";
+import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { subjects } from "@periscope/bus";
+import { addNetnsForTest, deleteNetns } from "@periscope/devstack/testing.ts";
+import { netflowV1 } from "@periscope/proto";
+import { createLogger } from "@periscope/telemetry";
+import {
+  createNetnsPair,
+  type LocalNats,
+  loadedProgIds,
+  type NetnsPair,
+  runOk,
+  startLocalNats,
+  tcFilterProgIds,
+  waitFor,
+  waitForValue,
+} from "@periscope/testing";
+import { type Collector, startCollector } from "../services/collector/src/collector.ts";
+import { DEFAULT_BPF_OBJECT, parseConfig } from "../services/collector/src/config.ts";
+
+const canRun = process.getuid?.() === 0 && existsSync(DEFAULT_BPF_OBJECT);
+const ER = netflowV1.EndReason;
+type Rec = netflowV1.NetflowRecord;
+
+/** Every record published on periscope.netflows.<node> while subscribed. */
+class RecordLog {
+  readonly records: Rec[] = [];
+  readonly #sub: Subscription;
+  constructor(nc: NatsConnection, node: string) {
+    this.#sub = nc.subscribe(subjects.netflows(node), {
+      callback: (err, msg) => {
+        if (err) throw err;
+        this.records.push(...fromBinary(netflowV1.NetflowRecordsSchema, msg.data).entries);
+      },
+    });
+  }
+  close(): void {
+    this.#sub.unsubscribe();
+  }
+}
+
+const sum = (rs: Rec[], f: (r: Rec) => bigint) => rs.reduce((n, r) => n + f(r), 0n);
+const packets = (rs: Rec[]) => sum(rs, (r) => r.packets);
+const bytes = (rs: Rec[]) => sum(rs, (r) => r.bytes);
+const proto = (r: Rec) => r.transport?.protocol;
+
+async function sh(ns: string, cmd: string): Promise<string> {
+  return runOk(["ip", "netns", "exec", ns, "bash", "-c", cmd]);
+}
+
+/** A veth `a` (in nsA) ↔ `b` (in nsB), left down; IPv4-only ones get static neighbours. */
+async function veth(ns: NetnsPair, a: string, b: string, v4?: [string, string]): Promise<void> {
+  await runOk([
+    "ip",
+    "-n",
+    ns.nsA,
+    "link",
+    "add",
+    a,
+    "type",
+    "veth",
+    "peer",
+    "name",
+    b,
+    "netns",
+    ns.nsB,
+  ]);
+  if (v4 === undefined) return;
+  for (const [n, dev, addr] of [
+    [ns.nsA, a, v4[0]],
+    [ns.nsB, b, v4[1]],
+  ] as const) {
+    // no IPv6 and no ARP on this link: every frame on it is a test packet
+    await sh(n, `sysctl -qw net.ipv6.conf.${dev}.disable_ipv6=1`);
+    await runOk(["ip", "-n", n, "addr", "add", `${addr}/24`, "dev", dev]);
+  }
+  const mac = async (n: string, dev: string) =>
+    (
+      JSON.parse(await runOk(["ip", "-n", n, "-j", "link", "show", dev])) as { address: string }[]
+    )[0]?.address ?? "";
+  await runOk([
+    "ip",
+    "-n",
+    ns.nsA,
+    "neigh",
+    "replace",
+    v4[1],
+    "lladdr",
+    await mac(ns.nsB, b),
+    "dev",
+    a,
+    "nud",
+    "permanent",
+  ]);
+  await runOk([
+    "ip",
+    "-n",
+    ns.nsB,
+    "neigh",
+    "replace",
+    v4[0],
+    "lladdr",
+    await mac(ns.nsA, a),
+    "dev",
+    b,
+    "nud",
+    "permanent",
+  ]);
+}
+
+async function up(n: string, dev: string): Promise<void> {
+  await runOk(["ip", "-n", n, "link", "set", dev, "up"]);
+}
+
+/** Packets and bytes the device counted (stats64). */
+async function linkStats(n: string, dev: string) {
+  const [l] = JSON.parse(await runOk(["ip", "-n", n, "-s", "-s", "-j", "link", "show", dev])) as {
+    stats64: { rx: { packets: number; bytes: number }; tx: { packets: number; bytes: number } };
+  }[];
+  if (!l) throw new Error(`no stats for ${n}/${dev}`);
+  return l.stats64;
+}
+
+/** "N packets transmitted, M received" of ping's summary. */
+function pingCounts(out: string): { sent: number; received: number } {
+  const m = /(\d+) packets transmitted, (\d+) received/.exec(out);
+  if (!m) throw new Error(`no ping summary in ${out}`);
+  return { sent: Number(m[1]), received: Number(m[2]) };
+}
+
+interface IperfSum {
+  bytes: number;
+  packets?: number;
+}
+
+/** iperf3's summary: UDP `sum` (datagrams sent); TCP bytes sent and received. */
+interface IperfEnd {
+  sum?: IperfSum;
+  sum_sent?: IperfSum;
+  sum_received?: IperfSum;
+}
+
+async function iperf(ns: string, args: string[]): Promise<IperfEnd> {
+  const out = JSON.parse(await runOk(["ip", "netns", "exec", ns, "iperf3", "-J", ...args])) as {
+    end: IperfEnd;
+  };
+  return out.end;
+}
+
+describe.skipIf(!canRun)("netflow (root, real kernel, nats-server, namespaces)", () => {
+  let nats: LocalNats;
+  let nc: NatsConnection;
+  let ns: NetnsPair;
+  let nsC = "";
+  let server: ReturnType<typeof Bun.spawn> | undefined;
+  const progIds = new Set<number>();
+
+  beforeAll(async () => {
+    nats = await startLocalNats({});
+    nc = await connect({ servers: nats.url });
+    ns = await createNetnsPair();
+    await veth(ns, `fa${ns.id}`, `fb${ns.id}`, ["10.233.0.1", "10.233.0.2"]);
+    await veth(ns, `ga${ns.id}`, `gb${ns.id}`);
+    await runOk([
+      "ip",
+      "-n",
+      ns.nsA,
+      "addr",
+      "add",
+      "fd00:233::1/64",
+      "dev",
+      `ga${ns.id}`,
+      "nodad",
+    ]);
+    await runOk([
+      "ip",
+      "-n",
+      ns.nsB,
+      "addr",
+      "add",
+      "fd00:233::2/64",
+      "dev",
+      `gb${ns.id}`,
+      "nodad",
+    ]);
+    server = Bun.spawn(["ip", "netns", "exec", ns.nsB, "iperf3", "-s"], {
+      stdout: "ignore",
+      stderr: "ignore",
+    });
+  }, 30_000);
+
+  afterAll(async () => {
+    server?.kill(9);
+    await server?.exited;
+    if (nsC) await deleteNetns(nsC);
+    await ns?.destroy();
+    await nc?.close();
+    await nats?.stop();
+    // nothing of ours stays loaded once the namespaces are gone
+    const loaded = await loadedProgIds();
+    expect([...progIds].filter((id) => loaded.has(id))).toEqual([]);
+  }, 30_000);
+
+  async function collector(node: string, ifaces: string[], flags: string[]): Promise<Collector> {
+    const config = parseConfig(
+      [
+        `--nats-url=${nats.url}`,
+        `--node-name=${node}`,
+        `--interfaces=${ifaces.join(",")}`,
+        "--ops-addr=127.0.0.1:0",
+        "--log-level=warn",
+        "--drops=off",
+        "--flow-export=on",
+        ...flags,
+      ],
+      {},
+    );
+    const c = await startCollector(config, { log: createLogger("collector", "warn") });
+    expect(c.attached().sort()).toEqual([...ifaces].sort());
+    for (const name of ifaces) {
+      const [n, dev] = name.split("/") as [string, string];
+      for (const hook of ["ingress", "egress"] as const) {
+        for (const id of await tcFilterProgIds(n, dev, hook)) progIds.add(id);
+      }
+    }
+    return c;
+  }
+
+  /** Stops `c` and checks its filters are gone from every device. */
+  async function stopAndCheck(c: Collector, ifaces: string[]): Promise<void> {
+    await c.stop();
+    for (const name of ifaces) {
+      const [n, dev] = name.split("/") as [string, string];
+      expect(await tcFilterProgIds(n, dev, "ingress")).toEqual([]);
+      expect(await tcFilterProgIds(n, dev, "egress")).toEqual([]);
+    }
+  }
+
+  test("netflow - ICMP, UDP, TCP over IPv4 and IPv6 counted exactly; device counters match", async () => {
+    const fa = `fa${ns.id}`;
+    const ga = `ga${ns.id}`;
+    const ifaces = [`${ns.nsA}/${fa}`, `${ns.nsA}/${ga}`];
+    const node = `psct-nf-exact-${ns.id}`;
+    const log = new RecordLog(nc, node);
+    const c = await collector(node, ifaces, ["--flow-dedupe=off"]);
+    try {
+      for (const [n, d] of [
+        [ns.nsA, fa],
+        [ns.nsB, `fb${ns.id}`],
+        [ns.nsA, ga],
+        [ns.nsB, `gb${ns.id}`],
+      ] as const) {
+        await up(n, d);
+      }
+      await waitFor(async () => (await sh(ns.nsB, "ss -ltn")).includes(":5201"), {
+        what: "iperf3 server listening",
+      });
+      const ping4 = pingCounts(await sh(ns.nsA, "ping -c 40 -i 0.005 -q 10.233.0.2"));
+      const ping6 = pingCounts(await sh(ns.nsA, "ping -6 -c 30 -i 0.005 -q fd00:233::2"));
+      const udp4 = await iperf(ns.nsA, [
+        "-c",
+        "10.233.0.2",
+        "-u",
+        "-b",
+        "20M",
+        "-l",
+        "1000",
+        "-t",
+        "1",
+      ]);
+      const udp6 = await iperf(ns.nsA, [
+        "-c",
+        "fd00:233::2",
+        "-u",
+        "-b",
+        "20M",
+        "-l",
+        "1000",
+        "-t",
+        "1",
+      ]);
+      const tcp4 = await iperf(ns.nsA, ["-c", "10.233.0.2", "-t", "1"]);
+      const tcp6 = await iperf(ns.nsA, ["-c", "fd00:233::2", "-t", "1"]);
+      await stopAndCheck(c, ifaces);
+      // the device counters, read once nothing is attached and no traffic runs
+      const dev4 = await linkStats(ns.nsA, fa);
+      const on = (ifname: string, dir: 0 | 1) =>
+        log.records.filter((r) => r.interface === ifname && r.direction === dir);
+      const out4 = on(fa, 1);
+      const in4 = on(fa, 0);
+      const out6 = on(ga, 1);
+
+      // ICMP echo: one record set per type; IPv4 84-byte, IPv6 104-byte packets
+      const echo = (rs: Rec[], type: number) =>
+        rs.filter((r) => r.icmpType === type && proto(r) !== 6 && proto(r) !== 17);
+      expect(packets(echo(out4, 8))).toBe(BigInt(ping4.sent));
+      expect(bytes(echo(out4, 8))).toBe(BigInt(ping4.sent * 84));
+      expect(packets(echo(in4, 0))).toBe(BigInt(ping4.received));
+      expect(packets(echo(out6, 128))).toBe(BigInt(ping6.sent));
+      expect(bytes(echo(out6, 128))).toBe(BigInt(ping6.sent * 104));
+
+      // UDP: iperf3's datagrams (1000 bytes payload + UDP + IP headers each) plus the one
+      // 4-byte datagram its client sends first to open the test
+      const udpOut = (rs: Rec[]) =>
+        rs.filter((r) => proto(r) === 17 && r.transport?.dstPort === 5201);
+      for (const [rs, sent, ip] of [
+        [out4, udp4, 20],
+        [out6, udp6, 40],
+      ] as const) {
+        const n = BigInt(sent.sum?.packets ?? -1);
+        expect(packets(udpOut(rs))).toBe(n + 1n);
+        expect(bytes(udpOut(rs))).toBe(n * BigInt(1000 + 8 + ip) + BigInt(4 + 8 + ip));
+      }
+
+      // TCP: payload between what iperf3's server received and what its client wrote
+      // (bytes in flight when the test ends), plus at most one IP+TCP header per packet
+      for (const [rs, end, hdr] of [
+        [out4, tcp4, 20 + 60],
+        [out6, tcp6, 40 + 60],
+      ] as const) {
+        const data = rs.filter((r) => proto(r) === 6 && r.transport?.dstPort === 5201);
+        const b = bytes(data);
+        expect(b).toBeGreaterThanOrEqual(BigInt(end.sum_received?.bytes ?? -1));
+        expect(b).toBeLessThanOrEqual(
+          BigInt(end.sum_sent?.bytes ?? 0) + packets(data) * BigInt(hdr),
+        );
+        expect(data.some((r) => (r.flags & 0x02) !== 0)).toBe(true); // the SYNs are in
+      }
+      // handshake RTT measured on the SYN-ACK's record
+      expect(on(fa, 0).some((r) => proto(r) === 6 && r.timeFlowRtt !== undefined)).toBe(true);
+
+      // every frame of the IPv4 link is in a record: device counters = records (+14 B Ethernet)
+      expect(packets(out4)).toBe(BigInt(dev4.tx.packets));
+      expect(bytes(out4) + 14n * packets(out4)).toBe(BigInt(dev4.tx.bytes));
+      expect(packets(in4)).toBe(BigInt(dev4.rx.packets));
+      expect(bytes(in4) + 14n * packets(in4)).toBe(BigInt(dev4.rx.bytes));
+
+      for (const r of log.records) {
+        expect(r.node).toBe(node);
+        expect(r.agentIp?.ipFamily.case).toBeDefined();
+        expect(r.endReason).toBeOneOf([ER.IDLE, ER.ACTIVE, ER.SHUTDOWN]);
+      }
+      const st = c.netflowStats();
+      expect(st?.fallbackPackets).toBe(0);
+      expect(st?.exportDropped).toBe(0);
+      expect(st?.records).toBe(log.records.length);
+    } finally {
+      await c.stop();
+      log.close();
+    }
+  }, 40_000);
+
+  test("netflow - active and inactive timeouts fire while the flow runs and after it ends", async () => {
+    const fa = `fa${ns.id}`;
+    const ifaces = [`${ns.nsA}/${fa}`];
+    const node = `psct-nf-timeout-${ns.id}`;
+    const log = new RecordLog(nc, node);
+    const c = await collector(node, ifaces, [
+      "--flow-active-timeout=500ms",
+      "--flow-idle-timeout=400ms",
+    ]);
+    try {
+      const sent = pingCounts(await sh(ns.nsA, "ping -c 25 -i 0.1 -q 10.233.0.2")).sent;
+      const requests = () => log.records.filter((r) => r.icmpType === 8 && proto(r) === 1);
+      // the idle record comes after the last request, before any stop
+      await waitFor(() => requests().some((r) => r.endReason === ER.IDLE), {
+        timeoutMs: 5000,
+        what: "an idle record of the echo requests",
+      });
+      const rs = requests();
+      expect(rs.filter((r) => r.endReason === ER.ACTIVE).length).toBeGreaterThanOrEqual(2);
+      expect(packets(rs)).toBe(BigInt(sent));
+      // a record spans at most the active timeout plus one eviction tick (75 ms here)
+      for (const r of rs) {
+        const span =
+          Number(r.timeFlowEnd?.seconds ?? 0n) * 1000 +
+          (r.timeFlowEnd?.nanos ?? 0) / 1e6 -
+          (Number(r.timeFlowStart?.seconds ?? 0n) * 1000 + (r.timeFlowStart?.nanos ?? 0) / 1e6);
+        expect(span).toBeLessThanOrEqual(1100);
+      }
+    } finally {
+      await stopAndCheck(c, ifaces);
+      log.close();
+    }
+  }, 30_000);
+
+  test("netflow - a two-entry table overflows into the fallback accounter; totals stay exact", async () => {
+    const fa = `fa${ns.id}`;
+    const ifaces = [`${ns.nsA}/${fa}`];
+    const node = `psct-nf-tiny-${ns.id}`;
+    const log = new RecordLog(nc, node);
+    const c = await collector(node, ifaces, ["--flow-table-entries=2"]);
+    const before = await linkStats(ns.nsA, fa);
+    try {
+      // 300 datagrams from 300 sockets (300 flows), 3-byte payload each
+      await sh(
+        ns.nsA,
+        "for i in $(seq 1 300); do echo ab > /dev/udp/10.233.0.2/$((9000 + i % 40)); done",
+      );
+      const ping = pingCounts(await sh(ns.nsA, "ping -c 20 -i 0.005 -q 10.233.0.2"));
+      await stopAndCheck(c, ifaces);
+      const after = await linkStats(ns.nsA, fa);
+      const out = log.records.filter((r) => r.interface === fa && r.direction === 1);
+      const udp = out.filter((r) => proto(r) === 17);
+      expect(packets(udp)).toBe(300n);
+      expect(bytes(udp)).toBe(300n * 31n);
+      expect(packets(out.filter((r) => r.icmpType === 8 && proto(r) === 1))).toBe(
+        BigInt(ping.sent),
+      );
+      const fallback = log.records.filter((r) => r.endReason === ER.FALLBACK);
+      expect(fallback.length).toBeGreaterThan(0);
+      const st = c.netflowStats();
+      expect(st?.fallbackPackets).toBe(Number(packets(fallback)));
+      expect(st?.fallbackLost).toBe(0);
+      // both directions: every frame the device counted is in a record
+      expect(packets(out)).toBe(BigInt(after.tx.packets - before.tx.packets));
+      const inn = log.records.filter((r) => r.interface === fa && r.direction === 0);
+      expect(packets(inn)).toBe(BigInt(after.rx.packets - before.rx.packets));
+    } finally {
+      await c.stop();
+      log.close();
+    }
+  }, 30_000);
+
+  test("netflow - dedupe across a veth pair and a bridge: drop keeps one interface, mark flags the rest", async () => {
+    // nsA (h0, 10.234.0.1) -- nsB bridge (p0, p1) -- nsC (h1, 10.234.0.2)
+    nsC = `${ns.nsA.slice(0, -2)}-c`;
+    await addNetnsForTest(nsC);
+    const h0 = `ha${ns.id}`;
+    const h1 = `hc${ns.id}`;
+    const p0 = `pa${ns.id}`;
+    const p1 = `pc${ns.id}`;
+    const br = `br${ns.id}`;
+    await runOk([
+      "ip",
+      "-n",
+      ns.nsA,
+      "link",
+      "add",
+      h0,
+      "type",
+      "veth",
+      "peer",
+      "name",
+      p0,
+      "netns",
+      ns.nsB,
+    ]);
+    await runOk([
+      "ip",
+      "-n",
+      nsC,
+      "link",
+      "add",
+      h1,
+      "type",
+      "veth",
+      "peer",
+      "name",
+      p1,
+      "netns",
+      ns.nsB,
+    ]);
+    await runOk(["ip", "-n", ns.nsB, "link", "add", br, "type", "bridge"]);
+    for (const p of [p0, p1]) await runOk(["ip", "-n", ns.nsB, "link", "set", p, "master", br]);
+    await runOk(["ip", "-n", ns.nsA, "addr", "add", "10.234.0.1/24", "dev", h0]);
+    await runOk(["ip", "-n", nsC, "addr", "add", "10.234.0.2/24", "dev", h1]);
+    for (const [n, d] of [
+      [ns.nsA, h0],
+      [nsC, h1],
+      [ns.nsB, p0],
+      [ns.nsB, p1],
+      [ns.nsB, br],
+    ] as const) {
+      await up(n, d);
+    }
+    const ifaces = [`${ns.nsA}/${h0}`, `${ns.nsB}/${p0}`, `${ns.nsB}/${p1}`, `${nsC}/${h1}`];
+    const requestsOf = (rs: Rec[]) =>
+      rs.filter((r) => r.icmpType === 8 && proto(r) === 1 && r.transport?.protocol === 1);
+    for (const mode of ["drop", "mark"] as const) {
+      const node = `psct-nf-dedupe-${mode}-${ns.id}`;
+      const log = new RecordLog(nc, node);
+      const c = await collector(node, ifaces, [`--flow-dedupe=${mode}`]);
+      try {
+        const { sent } = pingCounts(await sh(ns.nsA, "ping -c 10 -i 0.01 -q 10.234.0.2"));
+        await stopAndCheck(c, ifaces);
+        const reqs = requestsOf(log.records);
+        const points = (rs: Rec[]) => new Set(rs.map((r) => `${r.interface}/${r.direction}`));
+        const owned = reqs.filter((r) => !r.duplicate);
+        // one observation point reports the requests, with all of them
+        expect(points(owned).size).toBe(1);
+        expect(packets(owned)).toBe(BigInt(sent));
+        if (mode === "drop") {
+          expect(reqs.every((r) => !r.duplicate)).toBe(true);
+          expect(c.netflowStats()?.dedupeDropped).toBeGreaterThanOrEqual(3);
+        } else {
+          // h0 egress, p0 ingress, p1 egress, h1 ingress: each saw every request
+          const dups = reqs.filter((r) => r.duplicate);
+          expect(points(dups).size).toBe(3);
+          for (const p of points(reqs)) {
+            const at = reqs.filter((r) => `${r.interface}/${r.direction}` === p);
+            expect(packets(at)).toBe(BigInt(sent));
+          }
+        }
+      } finally {
+        await c.stop();
+        log.close();
+      }
+    }
+    const left = await waitForValue(
+      async () => {
+        const loaded = await loadedProgIds();
+        const still = [...progIds].filter((id) => loaded.has(id));
+        return still.length === 0 ? still : undefined;
+      },
+      { what: "flow programs freed" },
+    );
+    expect(left).toEqual([]);
+  }, 40_000);
+});
