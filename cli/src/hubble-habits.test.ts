@@ -13,7 +13,15 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { startHeartbeat, subjects } from "@periscope/bus";
-import { FlowBatchSchema, GetFlowsResponseSchema, IPVersion, Verdict } from "@periscope/proto";
+import {
+  AgentEventType,
+  DebugEventType,
+  FlowBatchSchema,
+  GetAgentEventsResponseSchema,
+  GetFlowsResponseSchema,
+  IPVersion,
+  Verdict,
+} from "@periscope/proto";
 import {
   freePort,
   type LocalNats,
@@ -109,7 +117,7 @@ beforeAll(async () => {
   await waitFor(async () => (await cli(["observe", "--last", "10"])).out.length === 3, {
     what: "3 flows in the observer",
   });
-});
+}, 30_000);
 
 afterAll(async () => {
   if (observer) {
@@ -235,6 +243,81 @@ describe("cli hubble habits", () => {
     const missing = await cli(["observe", "--input-file", join(dir, "absent.json")]);
     expect(missing.code).toBe(2);
     expect(missing.err).toContain("ENOENT");
+  });
+
+  test("habits - observe agent-events and debug-events in compact, dict, table and json", async () => {
+    const time = timestampFromMs(Date.UTC(2024, 10, 22, 2, 50, 1, 123));
+    nc.publish(
+      subjects.agent("node-1"),
+      toBinary(
+        GetAgentEventsResponseSchema,
+        create(GetAgentEventsResponseSchema, {
+          nodeName: "node-1",
+          time,
+          agentEvent: {
+            type: AgentEventType.ENDPOINT_CREATED,
+            notification: {
+              case: "endpointUpdate",
+              value: { id: 7n, namespace: "demo", podName: "web" },
+            },
+          },
+        }),
+      ),
+    );
+    nc.publish(
+      subjects.flows("node-1"),
+      toBinary(
+        FlowBatchSchema,
+        create(FlowBatchSchema, {
+          debugEvents: [
+            {
+              nodeName: "node-1",
+              time,
+              debugEvent: {
+                type: DebugEventType.DBG_GENERIC,
+                source: { ID: 12, namespace: "demo", podName: "web" },
+                hash: 0xbeef,
+                cpu: 1,
+                message: "hello",
+              },
+            },
+          ],
+        }),
+      ),
+    );
+    await nc.flush();
+    const agent = await waitForValue(
+      async () => {
+        const r = await cli(["observe", "agent-events", "--print-node-name"]);
+        return r.out.length > 0 ? r : undefined;
+      },
+      { what: "the agent event" },
+    );
+    expect(agent.out).toEqual([
+      "Nov 22 02:50:01.123 [node-1]: ENDPOINT_CREATED (id: 7, namespace: demo, pod name: web)",
+    ]);
+    const debug = await waitForValue(
+      async () => {
+        const r = await cli(["observe", "debug-events"]);
+        return r.out.length > 0 ? r : undefined;
+      },
+      { what: "the debug event" },
+    );
+    expect(debug.out).toEqual([
+      "Nov 22 02:50:01.123: demo/web (ID: 12) DBG_GENERIC MARK: 0xbeef CPU: 01 (hello)",
+    ]);
+    expect((await cli(["observe", "agent-events", "-o", "dict"])).out).toEqual([
+      "  TIMESTAMP: Nov 22 02:50:01.123",
+      "       TYPE: ENDPOINT_CREATED",
+      "    DETAILS: id: 7, namespace: demo, pod name: web",
+    ]);
+    expect((await cli(["observe", "debug-events", "-o", "table"])).out).toEqual([
+      // hubble's header has an empty column after FROM: Go's tabwriter pads it to 3.
+      "TIMESTAMP             FROM                   TYPE          CPU/MARK    MESSAGE",
+      "Nov 22 02:50:01.123   demo/web (ID: 12)      DBG_GENERIC   01 0xbeef   hello",
+    ]);
+    const json = JSON.parse((await cli(["observe", "agent-events", "-o", "json"])).out[0] ?? "");
+    expect(json).toMatchObject({ node_name: "node-1", agent_event: { type: "ENDPOINT_CREATED" } });
   });
 
   test("habits - --print-raw-filters prints the filters without asking a server", async () => {

@@ -6,6 +6,7 @@ import pkg from "../package.json" with { type: "json" };
 import { flagHelp, lastValue, parseArgs, UsageError } from "./args.ts";
 import { loadCliEnv } from "./config.ts";
 import { CONNECTION_FLAGS, extractConnectionArgs, setConnection } from "./connection.ts";
+import { EVENT_FLAGS, parseEventArgs, runEvents } from "./events.ts";
 import { FLOWS_FLAGS, FLOWS_USAGE, parseFlowsArgs, runFlows } from "./flows.ts";
 import { parseListArgs, runList } from "./list.ts";
 import { MONITOR_FLAGS, parseMonitorArgs, runMonitor } from "./monitor.ts";
@@ -38,6 +39,7 @@ const USAGE = `Usage: periscope <command> [flags]
 
 Commands:
   observe          Observe flows of the observer (like hubble observe; -o compact|dict|json|jsonpb|table)
+  observe agent-events | debug-events   Observe agent or debug events
   monitor          Print kernel records and agent events as collectors publish them (like cilium monitor)
   flows            Bytes and packets per flow as collectors evict them (--top N, -o table|json, -f)
   policy           Apply, list or delete L3/L4 policies (apply -f FILE, list, delete NAME)
@@ -94,6 +96,10 @@ function serverOnly(argv: readonly string[], server: string): string {
 
 const bool = (v: string | undefined): boolean => v !== undefined && /^(true|1)$/i.test(v);
 
+/** `PERISCOPE_COMPAT=legacy-json-output` (hubble's HUBBLE_COMPAT): `-o json` prints bare events. */
+const legacyJson = (env: Readonly<Record<string, string | undefined>>): boolean =>
+  (env.PERISCOPE_COMPAT ?? "").toLowerCase().split(",").includes("legacy-json-output");
+
 /** Runs one CLI invocation; returns the process exit code (2 = usage error). */
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
   const [command, ...all] = argv;
@@ -118,22 +124,33 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       command === "-h"
     ) {
       io.out(
-        command === "observe"
-          ? `Usage: periscope observe [flows] [flags]\n\nFlags:\n${flagHelp(OBSERVE_FLAGS)}`
-          : command === "monitor"
-            ? `Usage: periscope monitor [flags]\n\nFlags:\n${flagHelp(MONITOR_FLAGS)}`
-            : command === "policy"
-              ? `${POLICY_USAGE}\n${flagHelp(POLICY_FLAGS)}`
-              : command === "record"
-                ? `${RECORD_USAGE}\nFlags:\n${flagHelp(RECORD_FLAGS)}`
-                : command === "flows"
-                  ? `${FLOWS_USAGE}\nFlags:\n${flagHelp(FLOWS_FLAGS)}`
-                  : USAGE,
+        command === "observe" && (rest[0] === "agent-events" || rest[0] === "debug-events")
+          ? `Usage: periscope observe ${rest[0]} [flags]\n\nFlags:\n${flagHelp(EVENT_FLAGS)}`
+          : command === "observe"
+            ? `Usage: periscope observe [flows|agent-events|debug-events] [flags]\n\nFlags:\n${flagHelp(OBSERVE_FLAGS)}`
+            : command === "monitor"
+              ? `Usage: periscope monitor [flags]\n\nFlags:\n${flagHelp(MONITOR_FLAGS)}`
+              : command === "policy"
+                ? `${POLICY_USAGE}\n${flagHelp(POLICY_FLAGS)}`
+                : command === "record"
+                  ? `${RECORD_USAGE}\nFlags:\n${flagHelp(RECORD_FLAGS)}`
+                  : command === "flows"
+                    ? `${FLOWS_USAGE}\nFlags:\n${flagHelp(FLOWS_FLAGS)}`
+                    : USAGE,
       );
       return 0;
     }
     switch (command) {
       case "observe": {
+        if (rest[0] === "agent-events" || rest[0] === "debug-events")
+          return await runEvents(
+            rest[0],
+            parseEventArgs(rest.slice(1), server),
+            io.out,
+            io.err,
+            io.signal,
+            legacyJson(env),
+          );
         const args = rest[0] === "flows" ? rest.slice(1) : rest;
         const opts = parseObserveArgs(args, server);
         return await runObserve(
@@ -144,10 +161,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
           DEFAULT_RECONNECT,
           {
             isTty: io.isTty ?? false,
-            legacyJson: (env.PERISCOPE_COMPAT ?? "")
-              .toLowerCase()
-              .split(",")
-              .includes("legacy-json-output"),
+            legacyJson: legacyJson(env),
             ...(io.stdin ? { stdin: io.stdin } : {}),
             firstAnswerMs: timeoutMs,
           },

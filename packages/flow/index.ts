@@ -49,6 +49,16 @@ export {
   joinWithCutOff,
 } from "./src/format/compact.ts";
 export { DICT_SEPARATOR, formatDict } from "./src/format/dict.ts";
+export {
+  agentEventDetails,
+  agentEventRow,
+  debugEventRow,
+  type EventFormatOptions,
+  formatAgentEventCompact,
+  formatAgentEventDict,
+  formatDebugEventCompact,
+  formatDebugEventDict,
+} from "./src/format/events.ts";
 export { flowTypeText, verdictText } from "./src/format/flow-type.ts";
 export { formatIdentity } from "./src/format/identity.ts";
 export { formatJson, formatMessageJson } from "./src/format/json.ts";
