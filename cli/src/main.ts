@@ -80,7 +80,7 @@ export interface CliIo {
    * file is read (only one named by --config).
    */
   env?: Readonly<Record<string, string | undefined>>;
-  /** stdout is a terminal (`--color auto`). */
+  /** stdout is a terminal that takes colors (`--color auto`). */
   isTty?: boolean;
   /** Input of `observe --input-file -` (default: process.stdin). */
   stdin?: NodeJS.ReadableStream;
@@ -233,7 +233,11 @@ if (import.meta.main) {
     signal: ac.signal,
     server: loadCliEnv().server,
     env: process.env,
-    isTty: process.stdout.isTTY === true,
+    // `--color auto`: colors on a terminal unless NO_COLOR is set or TERM=dumb (as hubble).
+    isTty:
+      process.stdout.isTTY === true &&
+      (process.env.NO_COLOR ?? "") === "" &&
+      process.env.TERM !== "dumb",
     progress: (line) => {
       if (process.stderr.isTTY) process.stderr.write(line === "" ? "\r\x1b[K" : `\r\x1b[K${line}`);
     },
