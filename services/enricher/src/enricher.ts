@@ -350,11 +350,16 @@ export async function startEnricher(
         js.publish(subjects.flows(origin.node), encodeFlowBatch(batch), {
           msgID: batchMsgId(origin.bootId, origin.partition, seq),
           timeout: 2000,
-        }).catch((err: unknown) => {
-          // The observer finds the hole itself after its own hold: still counted, once.
-          errors.inc({ kind: "publish" });
-          publishLog.note(errorReason(err), { node: origin.node, seq: String(seq) });
-        });
+        }).then(
+          (ack) => {
+            if (!ack.duplicate) hubble?.metrics.observe(batch);
+          },
+          (err: unknown) => {
+            // The observer finds the hole itself after its own hold: still counted, once.
+            errors.inc({ kind: "publish" });
+            publishLog.note(errorReason(err), { node: origin.node, seq: String(seq) });
+          },
+        );
       }
     };
     const gapTimer = setInterval(() => {
