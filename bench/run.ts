@@ -20,6 +20,8 @@
  *   throughput, latency, loss (bench/transport.ts).
  * - recorder-*: the recorder vs `tcpdump -w` with the equivalent filter on one veth at
  *   stepped UDP rates: captured fraction, losses, CPU per million packets (bench/recorder.ts).
+ * - netflow-*: flow export (Periscope, softflowd, pmacctd) on one veth at stepped UDP rates
+ *   and TCP: packets and bytes accounted / sent, CPU per million packets (bench/netflow.ts).
  * - discovery-*: attach latency and idle CPU with 200 watched namespaces, rtnetlink
  *   notifications vs `ip monitor` children vs polling (bench/discovery.ts).
  *
@@ -34,6 +36,7 @@ import { runDatapathBench } from "./datapath.ts";
 import { runDatapathKernelBench } from "./datapath-kernel.ts";
 import { runDecodeBench } from "./decode.ts";
 import { runDiscoveryBench } from "./discovery.ts";
+import { runNetflowBench } from "./netflow.ts";
 import { runHubbleMetricsBench } from "./hubble-metrics.ts";
 import { runPipelineBench } from "./pipeline.ts";
 import { Teardown } from "./procs.ts";
@@ -52,6 +55,7 @@ const PARTS = [
   "datapath",
   "traffic",
   "recorder",
+  "netflow",
 ] as const;
 type Part = (typeof PARTS)[number];
 
@@ -105,6 +109,7 @@ async function main(): Promise<void> {
       "datapath",
       "traffic",
       "recorder",
+      "netflow",
     ];
     if (needNats.every((p) => !parts.has(p as Part))) {
       return;
@@ -116,6 +121,7 @@ async function main(): Promise<void> {
     if (parts.has("datapath")) await runDatapathBench(nats);
     if (parts.has("traffic")) await runTrafficBench(nats, teardown);
     if (parts.has("recorder")) await runRecorderBench(nats, teardown);
+    if (parts.has("netflow")) await runNetflowBench(nats, teardown);
     if (parts.has("discovery")) await runDiscoveryBench(nats, teardown);
     if (parts.has("pipeline")) {
       const programs = new Set<TraceProgram>();

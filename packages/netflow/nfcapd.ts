@@ -66,11 +66,15 @@ export function hasNfdump(): boolean {
   return Bun.which("nfcapd") !== null && Bun.which("nfdump") !== null;
 }
 
-/** Starts nfcapd on 127.0.0.1:<port or a free one> writing into a fresh temp dir; waits until it listens. */
-export async function startNfcapd(opts: { port?: number } = {}): Promise<Nfcapd> {
+/**
+ * Starts nfcapd on 127.0.0.1:<port or a free one> (inside network namespace `netns` when
+ * given) writing into a fresh temp dir; waits until it listens.
+ */
+export async function startNfcapd(opts: { port?: number; netns?: string } = {}): Promise<Nfcapd> {
   const port = opts.port ?? (await freePort());
+  const inNs = opts.netns === undefined ? [] : ["ip", "netns", "exec", opts.netns];
   const dir = await mkdtemp(join(tmpdir(), "periscope-nfcapd-"));
-  const proc = Bun.spawn(["nfcapd", "-b", "127.0.0.1", "-p", String(port), "-w", dir], {
+  const proc = Bun.spawn([...inNs, "nfcapd", "-b", "127.0.0.1", "-p", String(port), "-w", dir], {
     stdout: "pipe",
     stderr: "pipe",
     env: { ...process.env, TZ: "UTC" },
@@ -86,7 +90,7 @@ export async function startNfcapd(opts: { port?: number } = {}): Promise<Nfcapd>
     for await (const chunk of proc.stderr) errText += dec.decode(chunk, { stream: true });
   })();
   const queued = async (): Promise<number | undefined> => {
-    const out = await runOk(["ss", "-Hunl", `sport = :${port}`]);
+    const out = await runOk([...inNs, "ss", "-Hunl", `sport = :${port}`]);
     const line = out.split("\n").find((l) => l.includes(`127.0.0.1:${port}`));
     return line === undefined ? undefined : Number(line.trim().split(/\s+/)[1]);
   };

@@ -1,0 +1,411 @@
+/**
+ * netflow-*: flow export accounting against softflowd and pmacctd (Debian) on the same
+ * veth with the same offered traffic: iperf3 UDP with 64-byte datagrams (the packet
+ * blaster) at stepped rates up to unlimited, then iperf3 TCP unlimited. Per run and tool:
+ * packets and L3 bytes of the measured flow(s) as the tool exported them / as sent
+ * (iperf3's own datagram count for UDP; the veth's TX counters for TCP), and CPU-seconds
+ * per million packets on the interface of the tool's processes (Periscope: the collector
+ * process, kernel table + IPFIX to nfcapd; softflowd: IPFIX to nfcapd; pmacctd: core and
+ * print plugin writing CSV). Kernel work in softirq (Periscope's TC program, the tools'
+ * packet sockets) is in no process; the machine's busy CPU per million is given beside.
+ *
+ * softflowd and pmacctd read through libpcap's TPACKET_V3 ring, which hands packets over
+ * a block at a time: after each run some filler pings (other flows) push the last block
+ * through before the tools are told to export. Tools that are not installed are skipped
+ * with a message.
+ */
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { freePort, type LocalNats, runOk } from "@periscope/devstack";
+import { type NfdumpFlow, startNfcapd } from "@periscope/netflow/nfcapd.ts";
+import { createVethPair, type VethPair } from "@periscope/testing";
+import type { Teardown } from "./procs.ts";
+import { emit, machineCpuMs, processCpuMs, until } from "./report.ts";
+import { nsSpawn } from "./tcpdump.ts";
+
+const PORT = 5201;
+const PAYLOAD = 64;
+/** IPv4 + UDP headers + payload: the L3 bytes of one datagram. */
+const UDP_L3 = 20 + 8 + PAYLOAD;
+const SECONDS = 3;
+/** Offered datagrams per second; 0 = as fast as iperf3 goes. */
+const UDP_RATES = [100_000, 250_000, 0];
+type Tool = "periscope" | "softflowd" | "pmacctd";
+const ROOT = join(import.meta.dir, "..");
+
+/** Counts of the measured flow as one tool exported them. */
+interface Accounted {
+  packets: number;
+  bytes: number;
+}
+
+/** One traffic run: what was offered and the interface counters around it. */
+interface Offered {
+  kind: "udp" | "tcp";
+  label: string;
+  /** Packets and L3 bytes of the measured flow(s) as sent. */
+  packets: number;
+  bytes: number;
+  /** Packets through the interface in both directions (CPU per million uses these). */
+  ifPackets: number;
+}
+
+async function stop(p: ReturnType<typeof Bun.spawn>, signal: NodeJS.Signals): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return;
+  p.kill(signal);
+  const done = await Promise.race([p.exited.then(() => true), Bun.sleep(10_000).then(() => false)]);
+  if (!done) {
+    p.kill("SIGKILL");
+    await p.exited;
+  }
+}
+
+/** CPU ms of `pid` and every descendant alive now. */
+function treeCpuMs(pid: number): number {
+  let total = processCpuMs(pid) ?? 0;
+  let children: string[] = [];
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/);
+  } catch {
+    return total;
+  }
+  for (const c of children) if (c !== "") total += treeCpuMs(Number(c));
+  return total;
+}
+
+async function linkCounters(pair: VethPair): Promise<{ tx: number; txBytes: number; rx: number }> {
+  const j = JSON.parse(
+    await runOk(["ip", "-n", pair.nsA, "-s", "-j", "link", "show", pair.ifA]),
+  ) as {
+    stats64: { tx: { packets: number; bytes: number }; rx: { packets: number } };
+  }[];
+  const s = j[0]?.stats64;
+  if (s === undefined) throw new Error(`no counters for ${pair.ifA}`);
+  return { tx: s.tx.packets, txBytes: s.tx.bytes, rx: s.rx.packets };
+}
+
+/** Runs one iperf3 client; returns what was offered. */
+async function offer(pair: VethPair, kind: "udp" | "tcp", pps: number): Promise<Offered> {
+  const before = await linkCounters(pair);
+  const argv = [
+    "ip",
+    "netns",
+    "exec",
+    pair.nsA,
+    "iperf3",
+    "-c",
+    pair.ipB,
+    "-p",
+    String(PORT),
+    "-J",
+  ];
+  if (kind === "udp") argv.push("-u", "-l", String(PAYLOAD), "-b", String(pps * PAYLOAD * 8));
+  argv.push("-t", String(SECONDS));
+  const out = JSON.parse(await runOk(argv, { timeoutMs: 60_000 })) as {
+    end: { sum?: { packets?: number } };
+  };
+  const after = await linkCounters(pair);
+  const tx = after.tx - before.tx;
+  const ifPackets = tx + after.rx - before.rx;
+  const label = kind === "tcp" ? "tcp-max" : `udp-${pps === 0 ? "max" : pps}`;
+  if (kind === "udp") {
+    const sent = out.end.sum?.packets ?? 0;
+    return { kind, label, packets: sent, bytes: sent * UDP_L3, ifPackets };
+  }
+  // Every IPv4 packet leaving ifA during a TCP run belongs to the iperf3 connections
+  // (the neighbour entry is permanent: no ARP); L3 bytes = bytes − Ethernet headers.
+  return { kind, label, packets: tx, bytes: after.txBytes - before.txBytes - 14 * tx, ifPackets };
+}
+
+/** Filler traffic of other flows: pushes libpcap's last block through. */
+async function filler(pair: VethPair): Promise<void> {
+  await runOk(["ip", "netns", "exec", pair.nsA, "ping", "-f", "-c", "5000", "-q", pair.ipB]);
+}
+
+function measured(kind: "udp" | "tcp", pair: VethPair) {
+  return (src: string, dst: string, proto: number, dport: number): boolean =>
+    src === pair.ipA && dst === pair.ipB && proto === (kind === "udp" ? 17 : 6) && dport === PORT;
+}
+
+function sumNfdump(flows: NfdumpFlow[], kind: "udp" | "tcp", pair: VethPair): Accounted {
+  const want = measured(kind, pair);
+  let packets = 0;
+  let bytes = 0;
+  for (const f of flows) {
+    if (!want(f.src4_addr ?? "", f.dst4_addr ?? "", f.proto, f.dst_port ?? -1)) continue;
+    packets += f.in_packets;
+    bytes += f.in_bytes;
+  }
+  return { packets, bytes };
+}
+
+/** Runs `kind` traffic with one tool watching ifA; returns its accounting and CPU. */
+async function runTool(
+  tool: Tool,
+  pair: VethPair,
+  nats: LocalNats,
+  dir: string,
+  kind: "udp" | "tcp",
+  pps: number,
+): Promise<{
+  offered: Offered;
+  accounted: Accounted;
+  cpuMs: number;
+  busyMs: number;
+  /** IPFIX messages nfcapd found missing (sequence number gaps); undefined for pmacctd. */
+  sequenceErrors?: number;
+}> {
+  const nf =
+    tool === "pmacctd"
+      ? undefined
+      : await startNfcapd(tool === "softflowd" ? { netns: pair.nsA } : {});
+  let proc: ReturnType<typeof Bun.spawn> | undefined;
+  const csv = join(dir, `pmacct-${kind}-${pps}.csv`);
+  try {
+    if (tool === "periscope") {
+      const opsPort = await freePort();
+      proc = Bun.spawn(["bun", "run", join(ROOT, "services/collector/src/main.ts")], {
+        stdout: "ignore",
+        stderr: "inherit",
+        env: {
+          ...process.env,
+          PERISCOPE_NATS_URL: nats.url,
+          PERISCOPE_NODE_NAME: `bench-netflow-${kind}-${pps}`,
+          PERISCOPE_INTERFACES: `${pair.nsA}/${pair.ifA}`,
+          PERISCOPE_OPS_ADDR: `127.0.0.1:${opsPort}`,
+          PERISCOPE_AGGREGATION: "maximum",
+          PERISCOPE_DROPS: "off",
+          PERISCOPE_LOG_LEVEL: "warn",
+          PERISCOPE_FLOW_EXPORT: "on",
+          PERISCOPE_IPFIX_COLLECTOR: `127.0.0.1:${nf?.port}`,
+        },
+      });
+      await until(
+        "collector ready",
+        performance.now(),
+        async () => {
+          if (proc?.exitCode !== null) throw new Error("collector exited at start");
+          return fetch(`http://127.0.0.1:${opsPort}/readyz`).then(
+            (r) => r.ok,
+            () => false,
+          );
+        },
+        30_000,
+        100,
+      );
+    } else if (tool === "softflowd") {
+      proc = nsSpawn(pair.nsA, [
+        ...["softflowd", "-d", "-i", pair.ifA, "-n", `127.0.0.1:${nf?.port}`, "-v", "10"],
+        ...["-c", join(dir, "softflowd.ctl"), "-p", join(dir, "softflowd.pid")],
+      ]);
+      await until(
+        "softflowd control socket",
+        performance.now(),
+        () =>
+          runOk(["softflowctl", "-c", join(dir, "softflowd.ctl"), "statistics"]).then(
+            () => true,
+            () => false,
+          ),
+        10_000,
+        50,
+      );
+    } else {
+      const conf = join(dir, "pmacctd.conf");
+      writeFileSync(
+        conf,
+        [
+          "daemonize: false",
+          `pcap_interface: ${pair.ifA}`,
+          "aggregate: src_host,dst_host,src_port,dst_port,proto",
+          "plugins: print",
+          "print_output: csv",
+          `print_output_file: ${csv}`,
+          "print_output_file_append: true",
+          "print_refresh_time: 1",
+          // pmacct's advice for high rates: a larger core → plugin pipe than the default.
+          "plugin_pipe_size: 102400000",
+          "plugin_buffer_size: 102400",
+          "",
+        ].join("\n"),
+      );
+      proc = nsSpawn(pair.nsA, ["pmacctd", "-f", conf]);
+      const pid = proc.pid;
+      await until(
+        "pmacctd plugin",
+        performance.now(),
+        () =>
+          treeCpuMs(pid) >= 0 &&
+          readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim() !== "",
+        10_000,
+        50,
+      );
+    }
+    const pid = proc.pid;
+    const cpu0 = treeCpuMs(pid);
+    const m0 = machineCpuMs();
+    const offered = await offer(pair, kind, pps);
+    await filler(pair);
+    const cpuMs = treeCpuMs(pid) - cpu0;
+    const busyMs = machineCpuMs().busy - m0.busy;
+    if (tool === "periscope") {
+      await stop(proc, "SIGTERM");
+      const got = await (nf as NonNullable<typeof nf>).stop();
+      return {
+        offered,
+        accounted: sumNfdump(got.flows, kind, pair),
+        cpuMs,
+        busyMs,
+        sequenceErrors: got.totals.sequenceErrors,
+      };
+    } else if (tool === "softflowd") {
+      await runOk(["softflowctl", "-c", join(dir, "softflowd.ctl"), "shutdown"]);
+      await stop(proc, "SIGTERM");
+      const got = await (nf as NonNullable<typeof nf>).stop();
+      return {
+        offered,
+        accounted: sumNfdump(got.flows, kind, pair),
+        cpuMs,
+        busyMs,
+        sequenceErrors: got.totals.sequenceErrors,
+      };
+    } else {
+      // pmacctd writes its cache once per print_refresh_time and not at exit: wait until a
+      // write holds filler packets (processed after every measured one), then stop it.
+      await until(
+        "pmacctd writing the filler pings",
+        performance.now(),
+        () => existsSync(csv) && icmpPackets(readFileSync(csv, "utf8")) >= 1000,
+        20_000,
+        200,
+      );
+      await stop(proc, "SIGINT");
+      return {
+        offered,
+        accounted: sumPmacct(readFileSync(csv, "utf8"), kind, pair),
+        cpuMs,
+        busyMs,
+      };
+    }
+  } finally {
+    if (proc !== undefined) await stop(proc, "SIGKILL");
+    await nf?.kill();
+  }
+}
+
+/** ICMP packets in pmacctd's CSV lines. */
+function icmpPackets(text: string): number {
+  let n = 0;
+  for (const line of text.split("\n")) {
+    const f = line.split(",");
+    if (f[4] === "icmp") n += Number(f[5]);
+  }
+  return n;
+}
+
+function sumPmacct(text: string, kind: "udp" | "tcp", pair: VethPair): Accounted {
+  const want = measured(kind, pair);
+  let packets = 0;
+  let bytes = 0;
+  for (const line of text.split("\n")) {
+    const [src, dst, , dport, proto, pk, by] = line.split(",");
+    const p = proto === "udp" ? 17 : proto === "tcp" ? 6 : -1;
+    if (!want(src ?? "", dst ?? "", p, Number(dport))) continue;
+    packets += Number(pk);
+    bytes += Number(by);
+  }
+  return { packets, bytes };
+}
+
+function installed(tool: Tool): boolean {
+  if (tool === "periscope") return Bun.which("nfcapd") !== null;
+  if (tool === "softflowd") return Bun.which("softflowd") !== null && Bun.which("nfcapd") !== null;
+  return Bun.which("pmacctd") !== null;
+}
+
+/** Runs the netflow figures; the veth and the iperf3 server are removed via `teardown`. */
+export async function runNetflowBench(nats: LocalNats, teardown: Teardown): Promise<void> {
+  const tools = (["periscope", "softflowd", "pmacctd"] as const).filter((t) => {
+    if (installed(t)) return true;
+    process.stderr.write(
+      `bench: netflow: ${t} skipped (install nfdump, softflowd and pmacct: scripts/setup.sh)\n`,
+    );
+    return false;
+  });
+  const pair = await createVethPair();
+  teardown.push(() => pair.destroy());
+  const dir = mkdtempSync(join(tmpdir(), "periscope-bench-netflow-"));
+  teardown.push(async () => rmSync(dir, { recursive: true, force: true }));
+  await runOk(["ip", "-n", pair.nsA, "link", "set", "lo", "up"]);
+  const macB = (
+    JSON.parse(await runOk(["ip", "-n", pair.nsB, "-j", "link", "show", pair.ifB])) as {
+      address: string;
+    }[]
+  )[0]?.address;
+  if (macB === undefined) throw new Error(`no MAC for ${pair.ifB}`);
+  await runOk([
+    "ip",
+    "-n",
+    pair.nsA,
+    "neigh",
+    "replace",
+    pair.ipB,
+    "lladdr",
+    macB,
+    "dev",
+    pair.ifA,
+    "nud",
+    "permanent",
+  ]);
+  const server = nsSpawn(pair.nsB, ["iperf3", "-s", "-p", String(PORT)]);
+  teardown.push(() => stop(server, "SIGTERM"));
+  await until(
+    "iperf3 server",
+    performance.now(),
+    () =>
+      runOk(["ip", "netns", "exec", pair.nsA, "nc", "-z", "-w", "1", pair.ipB, String(PORT)]).then(
+        () => true,
+        () => false,
+      ),
+    15_000,
+    100,
+  );
+  const runs: ["udp" | "tcp", number][] = [
+    ...UDP_RATES.map((r) => ["udp", r] as ["udp", number]),
+    ["tcp", 0],
+  ];
+  for (const [kind, pps] of runs) {
+    for (const tool of tools) {
+      let r: Awaited<ReturnType<typeof runTool>>;
+      try {
+        r = await runTool(tool, pair, nats, dir, kind, pps);
+      } catch (err) {
+        process.stderr.write(
+          `bench: netflow: ${tool} ${kind} ${pps}: ${err instanceof Error ? err.message : String(err)}\n`,
+        );
+        continue;
+      }
+      const bench = `netflow-${r.offered.label}`;
+      const mpkt = Math.max(1, r.offered.ifPackets) / 1e6;
+      emit(bench, `${tool}_sent_packets`, r.offered.packets, "packets");
+      emit(bench, `${tool}_sent_per_s`, r.offered.packets / SECONDS, "packets/s");
+      emit(bench, `${tool}_packets_accounted`, r.accounted.packets, "packets");
+      emit(
+        bench,
+        `${tool}_packets_fraction`,
+        r.accounted.packets / Math.max(1, r.offered.packets),
+        "ratio",
+      );
+      emit(
+        bench,
+        `${tool}_bytes_fraction`,
+        r.accounted.bytes / Math.max(1, r.offered.bytes),
+        "ratio",
+      );
+      emit(bench, `${tool}_cpu_s_per_mpkt`, r.cpuMs / 1000 / mpkt, "s");
+      emit(bench, `${tool}_machine_busy_s_per_mpkt`, r.busyMs / 1000 / mpkt, "s");
+      if (r.sequenceErrors !== undefined)
+        emit(bench, `${tool}_ipfix_sequence_errors`, r.sequenceErrors, "messages");
+    }
+  }
+}
