@@ -22,6 +22,8 @@
  *   stepped UDP rates: captured fraction, losses, CPU per million packets (bench/recorder.ts).
  * - netflow-*: flow export (Periscope, softflowd, pmacctd) on one veth at stepped UDP rates
  *   and TCP: packets and bytes accounted / sent, CPU per million packets (bench/netflow.ts).
+ * - flow-kernel-*: what flow accounting adds to the trace program per packet (table off,
+ *   on, full), in the kernel (bench/flow-kernel.ts).
  * - discovery-*: attach latency and idle CPU with 200 watched namespaces, rtnetlink
  *   notifications vs `ip monitor` children vs polling (bench/discovery.ts).
  *
@@ -36,6 +38,7 @@ import { runDatapathBench } from "./datapath.ts";
 import { runDatapathKernelBench } from "./datapath-kernel.ts";
 import { runDecodeBench } from "./decode.ts";
 import { runDiscoveryBench } from "./discovery.ts";
+import { runFlowKernelBench } from "./flow-kernel.ts";
 import { runNetflowBench } from "./netflow.ts";
 import { runHubbleMetricsBench } from "./hubble-metrics.ts";
 import { runPipelineBench } from "./pipeline.ts";
@@ -56,6 +59,7 @@ const PARTS = [
   "traffic",
   "recorder",
   "netflow",
+  "flow-kernel",
 ] as const;
 type Part = (typeof PARTS)[number];
 
@@ -101,6 +105,7 @@ async function main(): Promise<void> {
     if (parts.has("decode")) runDecodeBench();
     if (parts.has("hubble-metrics")) runHubbleMetricsBench();
     if (parts.has("kernel")) await runDatapathKernelBench();
+    if (parts.has("flow-kernel")) await runFlowKernelBench();
     const needNats = [
       "collector",
       "pipeline",
