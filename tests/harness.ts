@@ -164,6 +164,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
         ...(p.kind === "collector" ? { PERISCOPE_DROPS: "watched" } : {}),
         // The suites count every packet; aggregation tests set their level in opts.env.
         ...(p.kind === "collector" ? { PERISCOPE_AGGREGATION: "none" } : {}),
+        // The suites expect default-length captures; L7 suites set their rules in opts.env.
+        ...(p.kind === "collector" ? { PERISCOPE_CAPTURE_RULES: "none" } : {}),
         ...opts.env?.[p.kind],
         ...p.env,
       };

@@ -9,6 +9,14 @@ import {
   parseInterfaces,
 } from "./config.ts";
 
+/** The default capture rules: DNS and HTTP heads without flags. */
+const DEFAULT_RULES = [
+  { proto: 17, port: 53, len: 512 },
+  { proto: 6, port: 53, len: 512 },
+  { proto: 6, port: 80, len: 1024 },
+  { proto: 6, port: 8080, len: 1024 },
+];
+
 describe("config", () => {
   test("config - defaults with no flags and no environment", () => {
     const c = parseConfig([], {});
@@ -29,7 +37,7 @@ describe("config", () => {
       drops: "all",
       aggregation: "medium",
       aggregationIntervalMs: 5000,
-      captureRules: [],
+      captureRules: DEFAULT_RULES,
       ctEntries: 65536,
       netflow: {
         enabled: false,
@@ -174,6 +182,18 @@ describe("config", () => {
       { proto: 6, port: 0, len: 96 },
     ]);
     expect(c.ctEntries).toBe(1024);
+  });
+
+  test("config - default capture rules: given rules replace them, none turns them off, never below --capture-len", () => {
+    expect(parseConfig([], {}).captureRules).toEqual(DEFAULT_RULES);
+    expect(parseConfig(["--capture-rule=tcp/443=64"], {}).captureRules).toEqual([
+      { proto: 6, port: 443, len: 64 },
+    ]);
+    expect(parseConfig(["--capture-rule=none"], {}).captureRules).toEqual([]);
+    expect(parseConfig([], { PERISCOPE_CAPTURE_RULES: "none" }).captureRules).toEqual([]);
+    expect(parseConfig(["--capture-len=768"], {}).captureRules.map((r) => r.len)).toEqual([
+      768, 768, 1024, 1024,
+    ]);
   });
 
   test("config - aggregation settings from the environment", () => {

@@ -149,11 +149,20 @@ export function parseDurationMs(raw: string, field: string, min: number, max: nu
 }
 
 /**
- * Parses a comma list of capture rules (`udp/53=512,tcp=96`).
+ * Capture rules used when neither `--capture-rule` nor PERISCOPE_CAPTURE_RULES is given:
+ * DNS (UDP and TCP 53) and HTTP (TCP 80 and 8080, the enricher's default L7 ports) get
+ * enough bytes for a DNS message and a typical HTTP head, so L7 flows need no flags.
+ * A length below `--capture-len` is raised to it.
+ */
+export const DEFAULT_CAPTURE_RULES = "udp/53=512,tcp/53=512,tcp/80=1024,tcp/8080=1024";
+
+/**
+ * Parses a comma list of capture rules (`udp/53=512,tcp=96`); `none` is no rules.
  * @throws ConfigError for `field` naming the bad rule.
  */
 export function parseCaptureRules(raw: string, field: string): CaptureRule[] {
   const rules: CaptureRule[] = [];
+  if (raw.trim().toLowerCase() === "none") return rules;
   for (const part of raw.split(",")) {
     if (part.trim() === "") continue;
     try {
@@ -234,6 +243,19 @@ export function parseInterfaces(raw: string, field = "interfaces"): InterfacePat
   return out;
 }
 
+/** The rules given, or the defaults (lengths at least the capture length) when none were. */
+function captureRules(
+  raw: string | undefined,
+  field: string,
+  s: { integer(name: "capture-len", fallback: number, min: number, max: number): number },
+): CaptureRule[] {
+  if (raw !== undefined) return parseCaptureRules(raw, field);
+  const captureLen = s.integer("capture-len", DEFAULT_CAPTURE, 1, MAX_CAPTURE);
+  return parseCaptureRules(DEFAULT_CAPTURE_RULES, "default capture rules").map((r) =>
+    Object.freeze({ ...r, len: Math.max(r.len, captureLen) }),
+  );
+}
+
 /**
  * Builds the collector configuration from flags (which win) and environment.
  * @throws ConfigError naming where the bad value came from (`--capture-len` or its variable)
@@ -261,9 +283,7 @@ export function parseConfig(
       interval === undefined
         ? 5000
         : parseDurationMs(interval, s.source("aggregation-interval"), 0, 0xffffffff),
-    captureRules: Object.freeze(
-      parseCaptureRules(s.get("capture-rule") ?? "", s.source("capture-rule")),
-    ),
+    captureRules: Object.freeze(captureRules(s.get("capture-rule"), s.source("capture-rule"), s)),
     ctEntries: s.integer("ct-entries", DEFAULT_CT_ENTRIES, 1, MAX_CT_ENTRIES),
     netflow: parseNetflowConfig(s),
   });
