@@ -1,9 +1,15 @@
 /**
  * IPFIX export read back by Debian's nfcapd/nfdump: the exporter sends to a real nfcapd on
  * loopback, nfdump reads the stored file, and every flow's addresses, ports, protocol,
- * bytes, packets, times, interfaces and direction match what was exported.
+ * bytes, packets, times, interfaces and direction match what was exported; then end to
+ * end, a real collector exports real traffic between test namespaces (ping, iperf3) and
+ * nfdump's counts equal ping's, iperf3's, the device counters and the NATS records.
  */
 import { afterEach, describe, expect, test } from "bun:test";
+import { existsSync } from "node:fs";
+import { fromBinary } from "@bufbuild/protobuf";
+import { connect } from "@nats-io/transport-node";
+import { subjects } from "@periscope/bus";
 import { IpfixExporter, NetflowExportQueue, type NetflowRecord } from "@periscope/netflow";
 import {
   hasNfdump,
@@ -13,7 +19,18 @@ import {
   startNfcapd,
 } from "@periscope/netflow/nfcapd.ts";
 import { addrBytes, sampleNetflowRecord } from "@periscope/netflow/test-helpers.ts";
-import { freePort, waitFor } from "@periscope/testing";
+import { netflowV1 } from "@periscope/proto";
+import { createLogger } from "@periscope/telemetry";
+import {
+  createNetnsPair,
+  freePort,
+  runOk,
+  startLocalNats,
+  tcFilterProgIds,
+  waitFor,
+} from "@periscope/testing";
+import { startCollector } from "../services/collector/src/collector.ts";
+import { DEFAULT_BPF_OBJECT, parseConfig } from "../services/collector/src/config.ts";
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -142,4 +159,193 @@ describe.skipIf(!hasNfdump())("netflow ipfix", () => {
     expect(flows.map((f) => [f.src_port, f.in_bytes, f.in_packets])).toEqual([[2, 4242, 3]]);
     expect(totals.flows).toBe(1);
   });
+});
+
+const canAttach = process.getuid?.() === 0 && existsSync(DEFAULT_BPF_OBJECT);
+
+async function inNs(ns: string, cmd: string): Promise<string> {
+  return runOk(["ip", "netns", "exec", ns, "bash", "-c", cmd], { timeoutMs: 60_000 });
+}
+
+/** "N packets transmitted, M received" of ping's summary. */
+function pingSummary(out: string): { sent: number; received: number } {
+  const m = /(\d+) packets transmitted, (\d+) received/.exec(out);
+  if (!m) throw new Error(`no ping summary in ${out}`);
+  return { sent: Number(m[1]), received: Number(m[2]) };
+}
+
+async function deviceStats(ns: string, dev: string) {
+  const [l] = JSON.parse(await runOk(["ip", "-n", ns, "-s", "-j", "link", "show", dev])) as {
+    stats64: { rx: { packets: number; bytes: number }; tx: { packets: number; bytes: number } };
+  }[];
+  if (!l) throw new Error(`no counters for ${ns}/${dev}`);
+  return l.stats64;
+}
+
+describe.skipIf(!hasNfdump() || !canAttach)("netflow ipfix (root, collector, namespaces)", () => {
+  test("netflow ipfix - real ICMP, UDP and TCP exported by the collector: nfdump equals ping, iperf3, the device and NATS", async () => {
+    const nats = await startLocalNats({});
+    cleanups.push(() => nats.stop());
+    const nc = await connect({ servers: nats.url });
+    cleanups.push(() => nc.close());
+    const ns = await createNetnsPair();
+    cleanups.push(() => ns.destroy());
+    const [a, b, ipA, ipB] = [`xa${ns.id}`, `xb${ns.id}`, "10.234.0.1", "10.234.0.2"];
+    await runOk([
+      "ip",
+      "-n",
+      ns.nsA,
+      "link",
+      "add",
+      a,
+      "type",
+      "veth",
+      "peer",
+      "name",
+      b,
+      "netns",
+      ns.nsB,
+    ]);
+    const mac = async (n: string, d: string) =>
+      (
+        JSON.parse(await runOk(["ip", "-n", n, "-j", "link", "show", d])) as { address: string }[]
+      )[0]?.address ?? "";
+    // No IPv6 and no ARP on the link: every frame on it is a test packet.
+    for (const [n, d, ip, peerIp, peer] of [
+      [ns.nsA, a, ipA, ipB, [ns.nsB, b]],
+      [ns.nsB, b, ipB, ipA, [ns.nsA, a]],
+    ] as const) {
+      await inNs(n, `sysctl -qw net.ipv6.conf.${d}.disable_ipv6=1`);
+      await runOk(["ip", "-n", n, "addr", "add", `${ip}/24`, "dev", d]);
+      const lladdr = await mac(peer[0], peer[1]);
+      await runOk([
+        "ip",
+        "-n",
+        n,
+        "neigh",
+        "replace",
+        peerIp,
+        "lladdr",
+        lladdr,
+        "dev",
+        d,
+        "nud",
+        "permanent",
+      ]);
+    }
+    const server = Bun.spawn(["ip", "netns", "exec", ns.nsB, "iperf3", "-s"], {
+      stdout: "ignore",
+      stderr: "ignore",
+    });
+    cleanups.push(async () => {
+      server.kill("SIGKILL");
+      await server.exited;
+    });
+    const nf = await collector();
+    const node = `psct-ipfix-${ns.id}`;
+    const natsRecords: netflowV1.NetflowRecord[] = [];
+    const sub = nc.subscribe(subjects.netflows(node), {
+      callback: (err, msg) => {
+        if (!err) natsRecords.push(...fromBinary(netflowV1.NetflowRecordsSchema, msg.data).entries);
+      },
+    });
+    await nc.flush();
+    const c = await startCollector(
+      parseConfig(
+        [
+          `--nats-url=${nats.url}`,
+          `--node-name=${node}`,
+          `--interfaces=${ns.nsA}/${a}`,
+          "--ops-addr=127.0.0.1:0",
+          "--log-level=warn",
+          "--drops=off",
+          "--flow-export=on",
+          `--ipfix-collector=127.0.0.1:${nf.port}`,
+        ],
+        {},
+      ),
+      { log: createLogger("collector", "warn") },
+    );
+    let stopped = false;
+    cleanups.push(async () => {
+      if (!stopped) await c.stop();
+    });
+    for (const [n, d] of [
+      [ns.nsA, a],
+      [ns.nsB, b],
+    ] as const)
+      await runOk(["ip", "-n", n, "link", "set", d, "up"]);
+    await waitFor(async () => (await inNs(ns.nsB, "ss -ltn")).includes(":5201"), {
+      what: "iperf3 server",
+    });
+    const ping = pingSummary(await inNs(ns.nsA, `ping -c 50 -i 0.005 -q ${ipB}`));
+    const udp = JSON.parse(await inNs(ns.nsA, `iperf3 -J -c ${ipB} -u -b 10M -l 500 -t 1`)) as {
+      end: { sum: { packets: number } };
+    };
+    await inNs(ns.nsA, `iperf3 -J -c ${ipB} -n 4M`);
+    await c.stop();
+    stopped = true;
+    expect(await tcFilterProgIds(ns.nsA, a, "egress")).toEqual([]);
+    const dev = await deviceStats(ns.nsA, a);
+    await nc.flush();
+    sub.unsubscribe();
+    const { flows, totals } = await nf.stop();
+    expect(totals.sequenceErrors).toBe(0);
+
+    // Every packet through the device is in one exported flow, both directions.
+    const dir = (d: number) =>
+      flows.filter((f) => f.direction === d && f.input_snmp + f.output_snmp > 0);
+    const sum = (fs: NfdumpFlow[], k: "in_packets" | "in_bytes") =>
+      fs.reduce((n, f) => n + f[k], 0);
+    expect(sum(dir(1), "in_packets")).toBe(dev.tx.packets);
+    expect(sum(dir(1), "in_bytes")).toBe(dev.tx.bytes - 14 * dev.tx.packets);
+    expect(sum(dir(0), "in_packets")).toBe(dev.rx.packets);
+    expect(sum(dir(0), "in_bytes")).toBe(dev.rx.bytes - 14 * dev.rx.packets);
+
+    // ICMP echo as ping counted it; UDP as iperf3 counted it (plus its 4-byte opening datagram).
+    const echo = (t: number) => flows.filter((f) => f.proto === 1 && f.icmp_type === t);
+    expect(sum(echo(8), "in_packets")).toBe(ping.sent);
+    expect(sum(echo(8), "in_bytes")).toBe(ping.sent * 84);
+    expect(sum(echo(0), "in_packets")).toBe(ping.received);
+    const udpOut = flows.filter(
+      (f) => f.proto === 17 && f.dst_port === 5201 && f.src4_addr === ipA,
+    );
+    expect(sum(udpOut, "in_packets")).toBe(udp.end.sum.packets + 1);
+    expect(sum(udpOut, "in_bytes")).toBe(udp.end.sum.packets * 528 + 32);
+
+    // The IPFIX flows are the NATS records, one for one.
+    const key = (src: string, dst: string, p: number, sp: number, dp: number, d: number) =>
+      `${src} ${dst} ${p} ${sp} ${dp} ${d}`;
+    const fromNats = new Map<string, bigint>();
+    for (const r of natsRecords) {
+      const ip = (x: netflowV1.Ip | undefined) =>
+        x?.ipFamily.case === "ipv4"
+          ? [24, 16, 8, 0].map((s) => ((x.ipFamily.value as number) >>> s) & 255).join(".")
+          : "?";
+      const k = key(
+        ip(r.network?.srcAddr),
+        ip(r.network?.dstAddr),
+        r.transport?.protocol ?? 0,
+        r.transport?.srcPort ?? 0,
+        r.transport?.dstPort ?? 0,
+        r.direction,
+      );
+      fromNats.set(k, (fromNats.get(k) ?? 0n) + r.packets);
+    }
+    const fromIpfix = new Map<string, bigint>();
+    for (const f of flows) {
+      const icmp = f.proto === 1;
+      const k = key(
+        f.src4_addr ?? "",
+        f.dst4_addr ?? "",
+        f.proto,
+        icmp ? 0 : (f.src_port ?? 0),
+        icmp ? 0 : (f.dst_port ?? 0),
+        f.direction,
+      );
+      fromIpfix.set(k, (fromIpfix.get(k) ?? 0n) + BigInt(f.in_packets));
+    }
+    expect(flows.length).toBe(natsRecords.length);
+    expect(fromIpfix).toEqual(fromNats);
+  }, 90_000);
 });
