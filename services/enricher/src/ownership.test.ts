@@ -73,8 +73,10 @@ describe("partition ownership", () => {
     expect(a.own.owned()).toHaveLength(PARTITIONS);
     expect([...a.reading].sort((x, y) => x - y)).toEqual(a.own.owned());
 
-    const b = await join("b");
     let t0 = Date.now();
+    const b = await join("b");
+    // start() resolves once the newcomer holds its share.
+    expect(b.own.balanced).toBe(true);
     await waitFor(async () => counts([a, b]).join() === "8,8" && disjointAndComplete([a, b]), {
       timeoutMs: 5000,
       intervalMs: 20,
@@ -82,8 +84,9 @@ describe("partition ownership", () => {
     });
     console.log(`[ownership] second member balanced in ${Date.now() - t0} ms`);
 
-    const c = await join("c");
     t0 = Date.now();
+    const c = await join("c");
+    expect(c.own.balanced).toBe(true);
     await waitFor(
       async () => counts([a, b, c]).join() === "6,5,5" && disjointAndComplete([a, b, c]),
       {

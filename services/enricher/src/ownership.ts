@@ -73,6 +73,8 @@ export class PartitionOwnership {
   #running: Promise<void> | undefined;
   #stopped = false;
   #members = 1;
+  /** Whether the last beat ended holding exactly the fair share. */
+  #balanced = false;
 
   constructor(opts: PartitionOwnershipOptions) {
     this.#o = opts;
@@ -95,9 +97,24 @@ export class PartitionOwnership {
     return h !== undefined && h.validUntil > Date.now();
   }
 
-  /** Runs the first beat (so a lone member owns everything when this resolves), then beats on. */
-  async start(): Promise<void> {
+  /** Whether this member held its fair share at the last beat. */
+  get balanced(): boolean {
+    return this.#balanced;
+  }
+
+  /**
+   * Beats until this member holds its fair share (others release extras on their next
+   * beat; a dead predecessor's leases expire after one TTL) or `settleMs` passed
+   * (default two TTLs), then beats on in the background. So a member that reports ready
+   * is reading its share and the others no longer read it.
+   */
+  async start(settleMs: number = 2 * this.#o.ttlMs): Promise<void> {
+    const deadline = Date.now() + settleMs;
     await this.beat();
+    while (!this.#balanced && !this.#stopped && Date.now() < deadline) {
+      await Bun.sleep(this.#fastMs());
+      await this.beat();
+    }
     this.#schedule();
   }
 
@@ -122,9 +139,17 @@ export class PartitionOwnership {
 
   #schedule(): void {
     if (this.#stopped) return;
-    this.#timer = setTimeout(() => {
-      void this.beat().then(() => this.#schedule());
-    }, this.#beatMs);
+    this.#timer = setTimeout(
+      () => {
+        void this.beat().then(() => this.#schedule());
+      },
+      this.#balanced ? this.#beatMs : this.#fastMs(),
+    );
+  }
+
+  /** Beat interval while unbalanced: partitions released by others are taken soon. */
+  #fastMs(): number {
+    return Math.max(20, Math.floor(this.#beatMs / 5));
   }
 
   async #beat(): Promise<void> {
@@ -151,6 +176,7 @@ export class PartitionOwnership {
     } else if (this.#held.size < target) {
       await this.#claim(target - this.#held.size);
     }
+    this.#balanced = this.#held.size === target;
   }
 
   async #renewAll(): Promise<void> {

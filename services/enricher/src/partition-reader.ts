@@ -1,8 +1,10 @@
 import type { JsMsg } from "@nats-io/jetstream";
 import { type Bus, ensureDurable, RAW_STREAM, subjects } from "@periscope/bus";
 
-/** Raw frames handed to one partition's reader at most before it acknowledges, bytes. */
+/** Raw frames one pull brings at most, bytes. */
 const READER_MAX_BYTES = 2 * 1024 * 1024;
+/** A pull request ends after this long, ms (also the longest a stop waits). */
+const PULL_EXPIRES_MS = 1000;
 
 /** Settings of {@link startPartitionReader}. */
 export interface PartitionReaderOptions {
@@ -23,8 +25,9 @@ export interface PartitionReaderOptions {
 /** One partition being read. */
 export interface PartitionReader {
   /**
-   * Stops taking frames: the pull ends, frames already handed over and not yet begun
-   * are given back at once (nak) for the next owner; resolves when the loop has ended.
+   * Stops taking frames: no new pull is made, frames the last one still brings are
+   * given back at once (nak) for the next owner; resolves when that pull has ended
+   * (within PULL_EXPIRES_MS).
    */
   stop(): Promise<void>;
 }
@@ -42,17 +45,20 @@ export async function startPartitionReader(opts: PartitionReaderOptions): Promis
     filterSubject: subjects.rawPartition(partition),
   });
   const consumer = await bus.js().consumers.get(RAW_STREAM, durable);
-  // Short pull expiry: the server keeps serving a dead reader's pull requests until they
-  // expire, and what it hands them waits for ackWaitMs.
-  const messages = await consumer.consume({ max_bytes: READER_MAX_BYTES, expires: 1000 });
   let stopping = false;
+  // Pulls one at a time, each expiring after PULL_EXPIRES_MS: a stopped reader lets its
+  // last pull run out (giving back what it still brings) instead of abandoning it, since
+  // the server would hand a dangling pull's frames to nobody until their ack wait ends.
   const loop = (async () => {
-    for await (const msg of messages) {
-      if (stopping) {
-        msg.nak();
-        continue;
+    while (!stopping) {
+      const batch = await consumer.fetch({ max_bytes: READER_MAX_BYTES, expires: PULL_EXPIRES_MS });
+      for await (const msg of batch) {
+        if (stopping) {
+          msg.nak();
+          continue;
+        }
+        await opts.handle(msg);
       }
-      await opts.handle(msg);
     }
   })().catch((err: unknown) => {
     if (!stopping) opts.ended(err);
@@ -60,7 +66,6 @@ export async function startPartitionReader(opts: PartitionReaderOptions): Promis
   return {
     async stop() {
       stopping = true;
-      await messages.close();
       await loop;
     },
   };
