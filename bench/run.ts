@@ -20,6 +20,8 @@
  *   throughput, latency, loss (bench/transport.ts).
  * - recorder-*: the recorder vs `tcpdump -w` with the equivalent filter on one veth at
  *   stepped UDP rates: captured fraction, losses, CPU per million packets (bench/recorder.ts).
+ * - observer-ring-*: RSS of a 1,000,000-flow observer ring, filtered GetFlows times over it
+ *   (p50/max), fill rate (bench/observer-ring.ts).
  * - netflow-*: flow export (Periscope, softflowd, pmacctd) on one veth at stepped UDP rates
  *   and TCP: packets and bytes accounted / sent, CPU per million packets (bench/netflow.ts).
  * - flow-kernel-*: what flow accounting adds to the trace program per packet (table off,
@@ -39,8 +41,9 @@ import { runDatapathKernelBench } from "./datapath-kernel.ts";
 import { runDecodeBench } from "./decode.ts";
 import { runDiscoveryBench } from "./discovery.ts";
 import { runFlowKernelBench } from "./flow-kernel.ts";
-import { runNetflowBench } from "./netflow.ts";
 import { runHubbleMetricsBench } from "./hubble-metrics.ts";
+import { runNetflowBench } from "./netflow.ts";
+import { runObserverRingBench } from "./observer-ring.ts";
 import { runPipelineBench } from "./pipeline.ts";
 import { Teardown } from "./procs.ts";
 import { runRecorderBench } from "./recorder.ts";
@@ -58,6 +61,7 @@ const PARTS = [
   "datapath",
   "traffic",
   "recorder",
+  "observer-ring",
   "netflow",
   "flow-kernel",
 ] as const;
@@ -104,6 +108,7 @@ async function main(): Promise<void> {
   try {
     if (parts.has("decode")) runDecodeBench();
     if (parts.has("hubble-metrics")) runHubbleMetricsBench();
+    if (parts.has("observer-ring")) await runObserverRingBench();
     if (parts.has("kernel")) await runDatapathKernelBench();
     if (parts.has("flow-kernel")) await runFlowKernelBench();
     const needNats = [

@@ -80,4 +80,35 @@ describe("stored event", () => {
   ])("event - malformed FlowBatch (%s) is rejected", (_name, payload) => {
     expect(() => readFlowBatch(payload)).toThrow(WireFormatError);
   });
+
+  test("event - only the most recently decoded events keep their message", () => {
+    const keep = StoredEvent.decodedKeep;
+    StoredEvent.decodedKeep = 50;
+    try {
+      keptOnlyRecent(50);
+    } finally {
+      StoredEvent.decodedKeep = keep;
+    }
+  });
+
+  function keptOnlyRecent(keep: number): void {
+    const bytes = toBinary(GetFlowsResponseSchema, flow);
+    const first = StoredEvent.fromBytes(bytes);
+    const firstResp = first.resp;
+    expect(first.resp).toBe(firstResp); // kept while recent
+    let last = first;
+    for (let i = 0; i < keep; i++) {
+      last = StoredEvent.fromBytes(bytes);
+      void last.resp;
+    }
+    expect(last.resp).toBe(last.resp);
+    // Displaced: decoded again on use, to an equal message.
+    const again = first.resp;
+    expect(again).not.toBe(firstResp);
+    expect(equals(GetFlowsResponseSchema, again, firstResp)).toBe(true);
+    // Decoded messages without bytes are all they have: always kept.
+    const made = StoredEvent.fromResponse(flow);
+    for (let i = 0; i < keep; i++) void StoredEvent.fromBytes(bytes).resp;
+    expect(made.resp).toBe(flow);
+  }
 });

@@ -27,6 +27,34 @@ export function responseNs(resp: GetFlowsResponse): bigint {
 /** Which member of GetFlowsResponse.response_types an event carries. */
 export type EventKind = "flow" | "nodeStatus" | "lostEvents" | undefined;
 
+/** Most distinct node names and namespace lists interned (shared by every event). */
+const INTERN_LIMIT = 65_536;
+const nodeNames = new Map<string, string>();
+const namespaceLists = new Map<string, readonly EndpointNamespace[]>();
+const NO_NAMESPACES: readonly EndpointNamespace[] = Object.freeze([]);
+
+/** One shared copy of each node name, so a million stored events do not hold a million. */
+function internNode(name: string): string {
+  const known = nodeNames.get(name);
+  if (known !== undefined) return known;
+  if (nodeNames.size < INTERN_LIMIT) nodeNames.set(name, name);
+  return name;
+}
+
+/** One shared, frozen list per distinct endpoint namespace list. */
+function internNamespaces(list: readonly EndpointNamespace[]): readonly EndpointNamespace[] {
+  if (list.length === 0) return NO_NAMESPACES;
+  const key = list.map((n) => `${n.cluster}\u0000${n.namespace}`).join("\u0001");
+  const known = namespaceLists.get(key);
+  if (known !== undefined) return known;
+  const frozen = Object.freeze(list.map((n) => Object.freeze({ ...n })));
+  if (namespaceLists.size < INTERN_LIMIT) namespaceLists.set(key, frozen);
+  return frozen;
+}
+
+/** Most events read from bytes that keep their decoded message at once. */
+export const DECODED_KEEP = 65_536;
+
 const KIND_BY_FIELD: readonly EventKind[] = [undefined, "flow", "nodeStatus", "lostEvents"];
 /**
  * One stored event: its encoded GetFlowsResponse and the few fields the observer itself
@@ -46,23 +74,32 @@ export class StoredEvent {
    * events the observer made itself. Set by ingest before the event is stored.
    */
   streamSeq = 0;
-  #bytes: Uint8Array | undefined;
+  /**
+   * The buffer holding the encoding at [#start, #end) (for received events the whole
+   * batch payload, shared by its events: no view object per event).
+   */
+  #buf: Uint8Array | undefined;
+  #start = 0;
+  #end = 0;
   #resp: GetFlowsResponse | undefined;
-  #wire: GetFlowsResponse | undefined;
 
   private constructor(
     kind: EventKind,
     nodeName: string,
     ns: bigint,
     namespaces: readonly EndpointNamespace[],
-    bytes: Uint8Array | undefined,
+    buf: Uint8Array | undefined,
+    start: number,
+    end: number,
     resp: GetFlowsResponse | undefined,
   ) {
     this.kind = kind;
-    this.nodeName = nodeName;
+    this.nodeName = internNode(nodeName);
     this.ns = ns;
-    this.namespaces = namespaces;
-    this.#bytes = bytes;
+    this.namespaces = internNamespaces(namespaces);
+    this.#buf = buf;
+    this.#start = start;
+    this.#end = end;
     this.#resp = resp;
   }
 
@@ -78,7 +115,7 @@ export class StoredEvent {
         }
       }
     }
-    return new StoredEvent(ev.case, resp.nodeName, ns, namespaces, undefined, resp);
+    return new StoredEvent(ev.case, resp.nodeName, ns, namespaces, undefined, 0, 0, resp);
   }
 
   /**
@@ -139,15 +176,34 @@ export class StoredEvent {
       const tr = new WireReader(buf, flowTime[0], flowTime[1]);
       ns = readTimestampNs(tr, flowTime[1]);
     }
-    return new StoredEvent(kind, nodeName, ns, namespaces, buf.subarray(start, end), undefined);
+    return new StoredEvent(kind, nodeName, ns, namespaces, buf, start, end, undefined);
   }
 
-  /** The decoded message (decoded on first use, then kept). */
+  /**
+   * The decoded message, decoded on first use. Events read from bytes keep it while they
+   * are among the last {@link StoredEvent.decodedKeep} decoded (what concurrent followers share); a
+   * scan over a large ring therefore does not keep every message it decoded.
+   */
   get resp(): GetFlowsResponse {
     if (this.#resp === undefined) {
-      this.#resp = fromBinary(GetFlowsResponseSchema, this.#bytes ?? new Uint8Array());
+      this.#resp = fromBinary(GetFlowsResponseSchema, this.encoded ?? new Uint8Array());
+      if (this.#buf !== undefined) StoredEvent.#keepDecoded(this);
     }
     return this.#resp;
+  }
+
+  /** How many events read from bytes keep their decoded message (default {@link DECODED_KEEP}). */
+  static decodedKeep = DECODED_KEEP;
+  static readonly #decoded: (StoredEvent | undefined)[] = [];
+  static #decodedNext = 0;
+
+  /** Remembers `ev` among the recently decoded; the one it displaces drops its message. */
+  static #keepDecoded(ev: StoredEvent): void {
+    const at = StoredEvent.#decodedNext % StoredEvent.decodedKeep;
+    StoredEvent.#decodedNext = (at + 1) % StoredEvent.decodedKeep;
+    const old = StoredEvent.#decoded[at];
+    if (old !== undefined && old !== ev) old.#resp = undefined;
+    StoredEvent.#decoded[at] = ev;
   }
 
   /** The flow, for flow events. */
@@ -162,34 +218,36 @@ export class StoredEvent {
    * never re-encoded; for decoded ones the message itself.
    */
   wire(): GetFlowsResponse {
-    if (this.#wire !== undefined) return this.#wire;
-    const bytes = this.#bytes;
-    if (bytes === undefined || bytes.length === 0) {
-      this.#wire = this.resp;
-      return this.#wire;
-    }
+    const bytes = this.encoded;
+    if (bytes === undefined || bytes.length === 0) return this.resp;
+    // Made per call, not kept: a ring of stored events carries no second copy of itself.
     // The first tag becomes the unknown field's number and wire type; the rest of the
     // bytes follow it verbatim, so toBinary writes back exactly `bytes`.
     const r = new WireReader(bytes, 0, bytes.length);
     const tag = r.uint32();
-    this.#wire = {
+    return {
       $typeName: GetFlowsResponseSchema.typeName,
       nodeName: "",
       responseTypes: { case: undefined },
       $unknown: [{ no: tag >>> 3, wireType: tag & 7, data: bytes.subarray(r.pos) }],
     };
-    return this.#wire;
   }
 
-  /** The encoding this event was read from, without encoding a decoded one. */
+  /** The encoding this event was read from (a view), without encoding a decoded one. */
   get encoded(): Uint8Array | undefined {
-    return this.#bytes;
+    return this.#buf?.subarray(this.#start, this.#end);
   }
 
-  /** The encoded GetFlowsResponse. */
+  /** The encoded GetFlowsResponse (a view of the received bytes, or encoded once). */
   bytes(): Uint8Array {
-    this.#bytes ??= toBinary(GetFlowsResponseSchema, this.resp);
-    return this.#bytes;
+    if (this.#buf === undefined) {
+      this.#buf = toBinary(GetFlowsResponseSchema, this.resp);
+      this.#start = 0;
+      this.#end = this.#buf.length;
+      // Only events read from bytes take part in the decoded cache, and this one is not.
+      return this.#buf;
+    }
+    return this.#buf.subarray(this.#start, this.#end);
   }
 }
 

@@ -227,7 +227,9 @@ export class FlowMix {
         this.#pool.push(toBinary(GetFlowsResponseSchema, resp));
       }
     }
-    const parts: number[] = [];
+    const bodies: Uint8Array[] = [];
+    const times: number[][] = [];
+    let size = 0;
     for (let i = 0; i < count; i++) {
       const body = this.#pool[this.#rand(this.#pool.length)] ?? new Uint8Array();
       const ms = startMs + i;
@@ -240,12 +242,26 @@ export class FlowMix {
       varint(time, 8010);
       varint(time, ts.length);
       time.push(...ts);
-      parts.push(0x0a);
-      varint(parts, body.length + time.length);
-      for (const b of body) parts.push(b);
-      parts.push(...time);
+      const head: number[] = [0x0a];
+      varint(head, body.length + time.length);
+      bodies.push(body);
+      times.push(head, time);
+      size += head.length + body.length + time.length;
     }
-    return Uint8Array.from(parts);
+    const out = new Uint8Array(size);
+    let at = 0;
+    for (let i = 0; i < count; i++) {
+      const head = times[2 * i] ?? [];
+      const time = times[2 * i + 1] ?? [];
+      const body = bodies[i] ?? new Uint8Array();
+      out.set(head, at);
+      at += head.length;
+      out.set(body, at);
+      at += body.length;
+      out.set(time, at);
+      at += time.length;
+    }
+    return out;
   }
 
   /** An encoded FlowBatch of `count` flows, times from `startMs` on, `stepMs` apart. */
