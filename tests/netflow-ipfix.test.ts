@@ -10,7 +10,12 @@ import { existsSync } from "node:fs";
 import { fromBinary } from "@bufbuild/protobuf";
 import { connect } from "@nats-io/transport-node";
 import { subjects } from "@periscope/bus";
-import { IpfixExporter, NetflowExportQueue, type NetflowRecord } from "@periscope/netflow";
+import {
+  IpfixExporter,
+  type NetflowDrop,
+  NetflowExportQueue,
+  type NetflowRecord,
+} from "@periscope/netflow";
 import {
   hasNfdump,
   type Nfcapd,
@@ -142,6 +147,32 @@ describe.skipIf(!hasNfdump())("netflow ipfix", () => {
     const sum = (k: "in_bytes" | "in_packets") => flows.reduce((n, f) => n + BigInt(f[k]), 0n);
     expect(sum("in_bytes")).toBe(bytes);
     expect(sum("in_packets")).toBe(packets);
+  });
+
+  test("netflow ipfix - an exporter that cannot keep up: every record reaches nfdump or is counted dropped", async () => {
+    const nf = await collector();
+    const exporter = await IpfixExporter.open({ host: "127.0.0.1", port: nf.port });
+    const drops: NetflowDrop[] = [];
+    const queue = new NetflowExportQueue({
+      exporters: [exporter],
+      capacity: 300,
+      batchSize: 100,
+      onDrop: (d) => drops.push(d),
+    });
+    cleanups.push(() => queue.close());
+    const records = mixedRecords(2000);
+    // The evictor never waits: 20 pushes of 100 records in one go, faster than any export.
+    for (let i = 0; i < records.length; i += 100) queue.push(records.slice(i, i + 100));
+    await queue.flush();
+    const [lane] = queue.stats();
+    const dropped = drops.reduce((n, d) => n + d.count, 0);
+    expect(drops.every((d) => d.kind === "overflow" && d.exporter === "ipfix")).toBe(true);
+    expect(dropped).toBeGreaterThan(0);
+    expect(lane?.dropped).toBe(dropped);
+    expect((lane?.exported ?? 0) + dropped).toBe(2000);
+    const { flows, totals } = await nf.stop();
+    expect(flows.length).toBe(lane?.exported ?? -1);
+    expect(totals.sequenceErrors).toBe(0);
   });
 
   test("netflow ipfix - a collector started late decodes once templates are re-sent", async () => {
