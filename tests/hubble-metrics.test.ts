@@ -190,7 +190,7 @@ describe("hubble metrics", () => {
     expect((await dig(`api.${DOMAIN}`)).stdout).toContain("NOERROR");
     expect((await dig(`nope.${DOMAIN}`)).stdout).toContain("NXDOMAIN");
     // A datagram to a closed port: the kernel drops it and answers port unreachable.
-    await t.exec("frontend", ["bash", "-c", `echo x | nc -u -w1 ${ip.backend} 9 || true`]);
+    await t.exec("frontend", ["bash", "-c", `echo x > /dev/udp/${ip.backend}/9`]);
 
     await expectTotal("hubble_icmp_total", { family: "IPv4", type: "EchoRequest" }, 6);
     // 6 forwarded replies, plus the kernel drops of replies a pod reports (as Hubble, every

@@ -300,6 +300,8 @@ export async function startEnricher(
           n,
         );
       }
+      // Hubble's metrics: labels resolved while the flows are hot, applied once stored.
+      const hubbleCounts = hubble?.metrics.stage(batch);
       batch.source = create(FrameSourceSchema, {
         bootId: frame.bootId,
         partition: frame.partition,
@@ -317,7 +319,7 @@ export async function startEnricher(
           batchesOut.inc();
           flowsOut.inc(flows);
           // Hubble's metrics count each stored batch once (a duplicate was counted before).
-          if (!ack.duplicate) hubble?.metrics.observe(batch);
+          if (!ack.duplicate && hubbleCounts) hubble?.metrics.commit(hubbleCounts);
           debugOut.inc(debugEvents);
           release();
         },

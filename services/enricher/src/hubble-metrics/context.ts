@@ -213,12 +213,19 @@ function labelValue(label: ContextLabel, flow: Flow, invert: boolean): string {
   }
 }
 
+/** The last flow's context values, reused by the next handler with the same options. */
+let memoOptions: ContextOptions | undefined;
+let memoFlow: Flow | undefined;
+let memoInvert = false;
+const memoValues: string[] = [];
+
 /**
  * Appends the context label values of `flow` to `out`, in {@link contextLabelNames} order.
  * Per side, the direction-specific identifiers win when the flow has that direction; the
  * first identifier giving a non-empty value is used. `invert` reads the source labels from
  * the flow's destination and the other way round (response flows counted as their request,
- * as Hubble's httpV2 does).
+ * as Hubble's httpV2 does). Handlers sharing one ContextOptions object share the work for a
+ * flow (the values of the last call are kept).
  */
 export function contextLabelValues(
   o: ContextOptions,
@@ -226,6 +233,18 @@ export function contextLabelValues(
   out: string[],
   invert = false,
 ): void {
+  if (o.labels.length === 0 && !hasSource(o) && !hasDestination(o)) return;
+  if (memoOptions !== o || memoFlow !== flow || memoInvert !== invert) {
+    memoValues.length = 0;
+    computeContextValues(o, flow, memoValues, invert);
+    memoOptions = o;
+    memoFlow = flow;
+    memoInvert = invert;
+  }
+  for (const v of memoValues) out.push(v);
+}
+
+function computeContextValues(o: ContextOptions, flow: Flow, out: string[], invert: boolean): void {
   for (const label of o.labels) out.push(labelValue(label, flow, invert));
   const dir = flow.trafficDirection;
   const ingress = dir === TrafficDirection.INGRESS;

@@ -1,7 +1,7 @@
 import type { Flow } from "@periscope/proto";
 import type { Registry } from "prom-client";
 import type { ContextOptions } from "./context.ts";
-import type { LabelSetLimit } from "./table.ts";
+import type { Journal, LabelSetLimit } from "./table.ts";
 
 /** One enabled Hubble metrics handler: updates its metrics from each flow. */
 export interface MetricHandler {
@@ -12,6 +12,8 @@ export interface MetricHandler {
 export interface HandlerDeps {
   readonly registry: Registry;
   readonly limit: LabelSetLimit;
+  /** Where the handler's metrics put their increments. */
+  readonly journal: Journal;
   readonly context: ContextOptions;
   /** The handler's own options, keys lower-cased (`query`, `ignoreaaaa`). */
   readonly options: ReadonlyMap<string, string>;

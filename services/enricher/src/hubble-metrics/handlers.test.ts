@@ -340,6 +340,32 @@ describe("hubble metrics handlers", () => {
     );
   });
 
+  test("hubble metrics - staged increments count only once committed, and only then", async () => {
+    const m = new HubbleMetrics({ specs: parseMetricsSpec("f", "flow,tcp"), log });
+    const batch = create(FlowBatchSchema, {
+      responses: [tcpFlow(), tcpFlow()].map((f) => ({
+        responseTypes: { case: "flow" as const, value: f },
+      })),
+    });
+    const staged = m.stage(batch);
+    m.stage(batch); // never stored: never counted
+    const flowKey = key("hubble_flows_processed_total", {
+      protocol: "TCP",
+      type: "Trace",
+      subtype: "to-network",
+      verdict: "FORWARDED",
+    });
+    const synKey = key("hubble_tcp_flags_total", { flag: "SYN", family: "IPv4" });
+    let s = samples(await m.registry.metrics());
+    expect([s.get(flowKey), s.get(synKey)]).toEqual([0, 0]);
+    m.commit(staged);
+    s = samples(await m.registry.metrics());
+    expect([s.get(flowKey), s.get(synKey)]).toEqual([2, 2]);
+    m.observe(batch);
+    s = samples(await m.registry.metrics());
+    expect([s.get(flowKey), s.get(synKey)]).toEqual([4, 4]);
+  });
+
   test("hubble metrics - label sets capped per metric, the rest counted as overflow", async () => {
     const flows = [1, 2, 3, 4, 5, 5].map((i) =>
       tcpFlow({ l4: { protocol: { case: "TCP", value: { destinationPort: 8000 + i } } } }),

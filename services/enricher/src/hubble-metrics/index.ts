@@ -5,7 +5,7 @@
 import { type Flow, type FlowBatch, LostEventSource } from "@periscope/proto";
 import { type Logger, type OpsServer, RateLimitedLog, startOpsServer } from "@periscope/telemetry";
 import { Counter, Gauge, Registry } from "prom-client";
-import { parseContextOptions } from "./context.ts";
+import { type ContextOptions, parseContextOptions } from "./context.ts";
 import type { HandlerFactory, MetricHandler } from "./handler.ts";
 import { dnsHandler } from "./handlers/dns.ts";
 import { dropHandler } from "./handlers/drop.ts";
@@ -20,7 +20,15 @@ import {
   type HandlerName,
   type HandlerSpec,
 } from "./spec.ts";
-import { type LabelSetLimit, TableCounter, TableHistogram } from "./table.ts";
+import {
+  applyStaged,
+  type Cell,
+  Journal,
+  type LabelSetLimit,
+  type StagedIncrements,
+  TableCounter,
+  TableHistogram,
+} from "./table.ts";
 
 export {
   DEFAULT_MAX_LABEL_SETS,
@@ -62,9 +70,11 @@ export class HubbleMetrics {
   readonly #errorLog: RateLimitedLog;
   readonly #source = new Map<LostEventSource, string[]>();
   readonly #names: readonly HandlerName[];
+  readonly #journal = new Journal();
 
   constructor(opts: HubbleMetricsOptions) {
     const { registry } = this;
+    const journal = this.#journal;
     const { log } = opts;
     const overflow = new Counter({
       name: "periscope_hubble_metrics_overflow_total",
@@ -76,14 +86,25 @@ export class HubbleMetrics {
       log,
       describe: (n) => `${n} hubble metric increments over the label set limit not kept`,
     });
+    const overflowCells = new Map<string, Cell>();
     const limit: LabelSetLimit = {
       max: opts.maxLabelSets ?? DEFAULT_MAX_LABEL_SETS,
       overflow(metric) {
-        overflow.inc({ metric });
-        overflowLog.note(`${metric} holds ${limit.max} label sets, more are not kept`, {
-          metric,
-          relatedMetric: "periscope_hubble_metrics_overflow_total",
-        });
+        let cell = overflowCells.get(metric);
+        if (cell === undefined) {
+          cell = {
+            apply(n) {
+              overflow.inc({ metric }, n);
+              overflowLog.note(
+                `${metric} holds ${limit.max} label sets, more are not kept`,
+                { metric, relatedMetric: "periscope_hubble_metrics_overflow_total" },
+                n,
+              );
+            },
+          };
+          overflowCells.set(metric, cell);
+        }
+        journal.add(cell, 1);
       },
     };
     this.#errors = new Counter({
@@ -102,6 +123,7 @@ export class HubbleMetrics {
       labelNames: ["source"],
       registry,
       limit,
+      journal,
     });
     for (const s of [
       LostEventSource.PERF_EVENT_RING_BUFFER,
@@ -110,10 +132,19 @@ export class HubbleMetrics {
       this.#lost.add([this.#sourceLabel(s)], 0);
     }
     const names: HandlerName[] = [];
+    const contexts = new Map<string, ContextOptions>();
     for (const spec of opts.specs) {
-      const context = parseContextOptions("metrics", spec.name, spec.options);
+      // Handlers with the same context options share one object (and its per-flow values).
+      const contextKey = JSON.stringify(
+        [...spec.options].filter(([k]) => k.endsWith("context")).sort(),
+      );
+      let context = contexts.get(contextKey);
+      if (context === undefined) {
+        context = parseContextOptions("metrics", spec.name, spec.options);
+        contexts.set(contextKey, context);
+      }
       this.#handlers.push(
-        FACTORIES[spec.name]({ registry, limit, context, options: spec.options }),
+        FACTORIES[spec.name]({ registry, limit, journal, context, options: spec.options }),
       );
       names.push(spec.name);
     }
@@ -150,7 +181,27 @@ export class HubbleMetrics {
     }
   }
 
-  /** Updates the metrics from a published batch: each flow, and each lost event by its source. */
+  /**
+   * Resolves the increments `batch` makes (label work done now, while its flows are hot)
+   * without applying them: {@link commit} applies them once the batch is stored, and a
+   * batch never stored is simply dropped.
+   */
+  stage(batch: FlowBatch): StagedIncrements {
+    this.#journal.staging = true;
+    try {
+      this.observe(batch);
+    } finally {
+      this.#journal.staging = false;
+    }
+    return this.#journal.take();
+  }
+
+  /** Applies increments {@link stage} resolved. */
+  commit(staged: StagedIncrements): void {
+    applyStaged(staged);
+  }
+
+  /** Updates the metrics from a batch: each flow, and each lost event by its source. */
   observe(batch: FlowBatch): void {
     for (const r of batch.responses) {
       const t = r.responseTypes;

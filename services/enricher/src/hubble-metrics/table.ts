@@ -8,6 +8,51 @@ export interface LabelSetLimit {
   overflow(metric: string): void;
 }
 
+/** A place an increment lands: a label set's counter or histogram buckets. */
+export interface Cell {
+  apply(amount: number): void;
+}
+
+/**
+ * Increments resolved now and applied later: while `staging`, metrics record the cell and
+ * amount here instead of applying them ({@link Journal.take} hands them out). The label
+ * work happens while the flows are hot in the CPU caches; applying touches only cells.
+ */
+export class Journal {
+  staging = false;
+  cells: Cell[] = [];
+  amounts: number[] = [];
+
+  /** Applies `amount` to `cell` now, or records it while staging. */
+  add(cell: Cell, amount: number): void {
+    if (this.staging) {
+      this.cells.push(cell);
+      this.amounts.push(amount);
+    } else {
+      cell.apply(amount);
+    }
+  }
+
+  /** The recorded increments (and a fresh, empty record). */
+  take(): StagedIncrements {
+    const staged = { cells: this.cells, amounts: this.amounts };
+    this.cells = [];
+    this.amounts = [];
+    return staged;
+  }
+}
+
+/** Increments {@link Journal.take} handed out, for {@link applyStaged}. */
+export interface StagedIncrements {
+  readonly cells: readonly Cell[];
+  readonly amounts: readonly number[];
+}
+
+/** Applies increments recorded earlier. */
+export function applyStaged(staged: StagedIncrements): void {
+  for (let i = 0; i < staged.cells.length; i++) staged.cells[i]?.apply(staged.amounts[i] ?? 0);
+}
+
 /** Options of a metric whose label sets live in a {@link LabelSetTable}. */
 export interface TableMetricOptions {
   readonly name: string;
@@ -15,6 +60,16 @@ export interface TableMetricOptions {
   readonly labelNames: readonly string[];
   readonly registry: Registry;
   readonly limit: LabelSetLimit;
+  /** Where increments go (default: applied at once). */
+  readonly journal?: Journal;
+}
+
+/** A counter's value for one label set. */
+class CounterCell implements Cell {
+  n = 0;
+  apply(amount: number): void {
+    this.n += amount;
+  }
 }
 
 /** A level of a {@link LabelSetTable}: label value → next level (or the entry, at the last). */
@@ -84,20 +139,22 @@ class LabelSetTable<E> {
 
 /** A prom-client counter whose label sets are counted in a capped {@link LabelSetTable}. */
 export class TableCounter extends Counter<string> {
-  private readonly table: LabelSetTable<{ n: number }>;
+  private readonly table: LabelSetTable<CounterCell>;
+  private readonly journal: Journal;
   /** The metric's name. */
   readonly metricName: string;
   constructor(opts: TableMetricOptions) {
     super({ name: opts.name, help: opts.help, labelNames: opts.labelNames, registers: [] });
     this.metricName = opts.name;
+    this.journal = opts.journal ?? new Journal();
     this.table = new LabelSetTable(opts.name, opts.labelNames, opts.limit);
     opts.registry.registerMetric(this);
   }
 
   /** Adds `n` to the label set with these values (in labelNames order). */
   add(values: readonly string[], n = 1): void {
-    const e = this.table.entry(values, () => ({ n: 0 }));
-    if (e !== undefined) e.n += n;
+    const cell = this.table.entry(values, () => new CounterCell());
+    if (cell !== undefined) this.journal.add(cell, n);
   }
 
   /** Label sets held. */
@@ -118,16 +175,27 @@ export class TableCounter extends Counter<string> {
 /** Go's prometheus.DefBuckets, which Hubble's histograms use (seconds). */
 export const DEFAULT_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
 
-interface BucketCounts {
+/** A histogram's buckets for one label set; `apply` records one observation. */
+class BucketCounts implements Cell {
   readonly counts: Float64Array;
-  sum: number;
-  count: number;
+  sum = 0;
+  count = 0;
+  constructor(private readonly bounds: readonly number[]) {
+    this.counts = new Float64Array(bounds.length);
+  }
+  apply(value: number): void {
+    const i = this.bounds.findIndex((b) => value <= b);
+    if (i >= 0) this.counts[i] = (this.counts[i] ?? 0) + 1;
+    this.sum += value;
+    this.count++;
+  }
 }
 
 /** A prom-client histogram whose label sets live in a capped {@link LabelSetTable}. */
 export class TableHistogram extends Histogram<string> {
   private readonly table: LabelSetTable<BucketCounts>;
   private readonly bounds: readonly number[];
+  private readonly journal: Journal;
   /** An always-empty histogram of the same name: the frame {@link get} fills. */
   private readonly shape: Histogram<string>;
   /** The metric's name. */
@@ -142,6 +210,7 @@ export class TableHistogram extends Histogram<string> {
       registers: [],
     });
     this.bounds = bounds;
+    this.journal = opts.journal ?? new Journal();
     this.metricName = opts.name;
     this.shape = new Histogram({
       name: opts.name,
@@ -155,16 +224,8 @@ export class TableHistogram extends Histogram<string> {
 
   /** Records `value` for the label set with these values (in labelNames order). */
   record(values: readonly string[], value: number): void {
-    const e = this.table.entry(values, () => ({
-      counts: new Float64Array(this.bounds.length),
-      sum: 0,
-      count: 0,
-    }));
-    if (e === undefined) return;
-    const i = this.bounds.findIndex((b) => value <= b);
-    if (i >= 0) e.counts[i] = (e.counts[i] ?? 0) + 1;
-    e.sum += value;
-    e.count++;
+    const cell = this.table.entry(values, () => new BucketCounts(this.bounds));
+    if (cell !== undefined) this.journal.add(cell, value);
   }
 
   /** Label sets held. */

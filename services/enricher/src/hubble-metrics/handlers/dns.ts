@@ -34,7 +34,7 @@ export const RCODE_NAMES: Readonly<Record<number, string>> = {
  * AAAA-only queries and responses. A dropped DNS flow counts as a query with rcode
  * "Policy denied".
  */
-export const dnsHandler: HandlerFactory = ({ registry, limit, context, options }) => {
+export const dnsHandler: HandlerFactory = ({ registry, limit, journal, context, options }) => {
   const withQuery = options.has("query");
   const ignoreAAAA = options.has("ignoreaaaa");
   const ctx = contextLabelNames(context);
@@ -46,6 +46,7 @@ export const dnsHandler: HandlerFactory = ({ registry, limit, context, options }
     labelNames: common,
     registry,
     limit,
+    journal,
   });
   const responses = new TableCounter({
     name: "hubble_dns_responses_total",
@@ -53,6 +54,7 @@ export const dnsHandler: HandlerFactory = ({ registry, limit, context, options }
     labelNames: common,
     registry,
     limit,
+    journal,
   });
   const responseTypes = new TableCounter({
     name: "hubble_dns_response_types_total",
@@ -60,6 +62,7 @@ export const dnsHandler: HandlerFactory = ({ registry, limit, context, options }
     labelNames: [...ctx, "type", "qtypes", ...q],
     registry,
     limit,
+    journal,
   });
   const values: string[] = [];
   return {

@@ -8,13 +8,14 @@ import { TableCounter } from "../table.ts";
  * `hubble_drop_total{...context,reason,protocol}`: dropped flows by Hubble drop reason
  * name (`POLICY_DENIED`; kernel drops by the closest Hubble reason, e.g. `NO_SOCKET`).
  */
-export const dropHandler: HandlerFactory = ({ registry, limit, context }) => {
+export const dropHandler: HandlerFactory = ({ registry, limit, journal, context }) => {
   const drops = new TableCounter({
     name: "hubble_drop_total",
     help: "Number of drops",
     labelNames: [...contextLabelNames(context), "reason", "protocol"],
     registry,
     limit,
+    journal,
   });
   const values: string[] = [];
   return {

@@ -27,13 +27,14 @@ function typeAndSubtype(flow: Flow): [string, string] {
 }
 
 /** `hubble_flows_processed_total{protocol,type,subtype,verdict,...context}`: every flow. */
-export const flowHandler: HandlerFactory = ({ registry, limit, context }) => {
+export const flowHandler: HandlerFactory = ({ registry, limit, journal, context }) => {
   const flows = new TableCounter({
     name: "hubble_flows_processed_total",
     help: "Total number of flows processed",
     labelNames: ["protocol", "type", "subtype", "verdict", ...contextLabelNames(context)],
     registry,
     limit,
+    journal,
   });
   const values: string[] = [];
   return {

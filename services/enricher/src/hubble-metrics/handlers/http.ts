@@ -18,7 +18,7 @@ const seconds = (flow: Flow): number => Number(flow.l7?.latencyNs ?? 0n) / 1e9;
  * and `hubble_http_request_duration_seconds{...context,method,reporter}` (request to
  * response latency) per response.
  */
-export const httpHandler: HandlerFactory = ({ registry, limit, context }) => {
+export const httpHandler: HandlerFactory = ({ registry, limit, journal, context }) => {
   const ctx = contextLabelNames(context);
   const requests = new TableCounter({
     name: "hubble_http_requests_total",
@@ -26,6 +26,7 @@ export const httpHandler: HandlerFactory = ({ registry, limit, context }) => {
     labelNames: [...ctx, "method", "protocol", "reporter"],
     registry,
     limit,
+    journal,
   });
   const responses = new TableCounter({
     name: "hubble_http_responses_total",
@@ -33,6 +34,7 @@ export const httpHandler: HandlerFactory = ({ registry, limit, context }) => {
     labelNames: [...ctx, "method", "protocol", "status", "reporter"],
     registry,
     limit,
+    journal,
   });
   const duration = new TableHistogram({
     name: "hubble_http_request_duration_seconds",
@@ -40,6 +42,7 @@ export const httpHandler: HandlerFactory = ({ registry, limit, context }) => {
     labelNames: [...ctx, "method", "reporter"],
     registry,
     limit,
+    journal,
   });
   const values: string[] = [];
   return {
@@ -71,7 +74,7 @@ export const httpHandler: HandlerFactory = ({ registry, limit, context }) => {
  * `hubble_http_requests_total{...context,method,protocol,status,reporter}` and
  * `hubble_http_request_duration_seconds{...context,method,reporter}`.
  */
-export const httpV2Handler: HandlerFactory = ({ registry, limit, context }) => {
+export const httpV2Handler: HandlerFactory = ({ registry, limit, journal, context }) => {
   const ctx = contextLabelNames(context);
   const requests = new TableCounter({
     name: "hubble_http_requests_total",
@@ -79,6 +82,7 @@ export const httpV2Handler: HandlerFactory = ({ registry, limit, context }) => {
     labelNames: [...ctx, "method", "protocol", "status", "reporter"],
     registry,
     limit,
+    journal,
   });
   const duration = new TableHistogram({
     name: "hubble_http_request_duration_seconds",
@@ -86,6 +90,7 @@ export const httpV2Handler: HandlerFactory = ({ registry, limit, context }) => {
     labelNames: [...ctx, "method", "reporter"],
     registry,
     limit,
+    journal,
   });
   const values: string[] = [];
   return {

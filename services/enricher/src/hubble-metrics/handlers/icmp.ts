@@ -7,13 +7,14 @@ import { TableCounter } from "../table.ts";
  * `hubble_icmp_total{family,type,...context}`: ICMP messages by family (`IPv4`/`IPv6`) and
  * type as gopacket prints it (`EchoRequest`, `DestinationUnreachable(Port)`).
  */
-export const icmpHandler: HandlerFactory = ({ registry, limit, context }) => {
+export const icmpHandler: HandlerFactory = ({ registry, limit, journal, context }) => {
   const icmp = new TableCounter({
     name: "hubble_icmp_total",
     help: "Number of ICMP messages",
     labelNames: ["family", "type", ...contextLabelNames(context)],
     registry,
     limit,
+    journal,
   });
   const values: string[] = [];
   // Type/code text per family, built once: (type << 8 | code) → text.

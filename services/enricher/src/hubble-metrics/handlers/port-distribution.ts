@@ -8,13 +8,14 @@ import { TableCounter } from "../table.ts";
  * by destination port (ICMP, VRRP, IGMP as port "0"); replies and flows not known to be
  * requests (no is_reply) are not counted, as in Hubble.
  */
-export const portDistributionHandler: HandlerFactory = ({ registry, limit, context }) => {
+export const portDistributionHandler: HandlerFactory = ({ registry, limit, journal, context }) => {
   const ports = new TableCounter({
     name: "hubble_port_distribution_total",
     help: "Numbers of packets distributed by destination port",
     labelNames: ["protocol", "port", ...contextLabelNames(context)],
     registry,
     limit,
+    journal,
   });
   const values: string[] = [];
   /** Port numbers as text, made once each. */

@@ -8,13 +8,14 @@ import { TableCounter } from "../table.ts";
  * `hubble_tcp_flags_total{flag,family,...context}`: FIN, SYN, SYN-ACK and RST seen on
  * forwarded or redirected TCP flows (one packet can count under several flags).
  */
-export const tcpHandler: HandlerFactory = ({ registry, limit, context }) => {
+export const tcpHandler: HandlerFactory = ({ registry, limit, journal, context }) => {
   const flags = new TableCounter({
     name: "hubble_tcp_flags_total",
     help: "TCP flag occurrences",
     labelNames: ["flag", "family", ...contextLabelNames(context)],
     registry,
     limit,
+    journal,
   });
   const values: string[] = [];
   return {
