@@ -5,7 +5,12 @@
  * packet is suppressed: the common case) and none (every packet is a record), and with
  * a full table (every packet goes through the spill ring). Medians of RUNS runs, ns/packet.
  */
-import { type AggregationLevel, DEFAULT_RING_BUFFER_BYTES, TraceProgram } from "@periscope/bpf";
+import {
+  type AggregationLevel,
+  DEFAULT_FLOW_ENTRIES,
+  DEFAULT_RING_BUFFER_BYTES,
+  TraceProgram,
+} from "@periscope/bpf";
 import { frame, type PacketSpec, TCP } from "../packages/bpf/test-packets.ts";
 import { emit, quantile } from "./report.ts";
 
@@ -27,7 +32,7 @@ type FlowMode = "off" | "on" | "full";
 function measure(level: AggregationLevel, mode: FlowMode): number {
   const prog = TraceProgram.load({
     ringBufferBytes: DEFAULT_RING_BUFFER_BYTES,
-    flowEntries: mode === "full" ? 1 : 16384,
+    flowEntries: mode === "full" ? 1 : DEFAULT_FLOW_ENTRIES,
     flowSpillBytes: 1 << 22,
   });
   try {

@@ -28,7 +28,7 @@ function runOnWorker(prog: TraceProgram, packet: Uint8Array, repeat: number, rou
 
 describe.skipIf(!isRoot)("bpf flow table", () => {
   test("flow table - off until enabled; then one flow per direction, hook and tuple", () => {
-    const prog = TraceProgram.load({ ringBufferBytes: 1 << 16 });
+    const prog = TraceProgram.load({ ringBufferBytes: 1 << 16, flowEntries: 1024 });
     try {
       const table = prog.flowTable();
       prog.testRun(udp(1000), 3, "ingress");
@@ -60,7 +60,7 @@ describe.skipIf(!isRoot)("bpf flow table", () => {
   });
 
   test("flow table - ICMP keyed by type and code, TCP flags unioned, handshake RTT measured", () => {
-    const prog = TraceProgram.load({ ringBufferBytes: 1 << 16 });
+    const prog = TraceProgram.load({ ringBufferBytes: 1 << 16, flowEntries: 1024 });
     try {
       prog.flowTable().enable();
       const a = "fd00::1";
@@ -134,7 +134,7 @@ describe.skipIf(!isRoot)("bpf flow table", () => {
   });
 
   test("flow table - evictions while another thread runs the program lose no packet", async () => {
-    const prog = TraceProgram.load({ ringBufferBytes: 1 << 12 });
+    const prog = TraceProgram.load({ ringBufferBytes: 1 << 12, flowEntries: 1024 });
     try {
       const table = prog.flowTable();
       table.enable();

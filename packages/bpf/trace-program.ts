@@ -17,7 +17,6 @@ import {
 import { BpfError, ERRNO } from "./errors.ts";
 import { libbpf } from "./ffi.ts";
 import {
-  DEFAULT_FLOW_ENTRIES,
   DEFAULT_FLOW_SPILL_BYTES,
   FlowTable,
   MAX_FLOW_ENTRIES,
@@ -66,7 +65,10 @@ export interface TraceLoadOptions {
    * filters instead of adding duplicates.
    */
   filterPriority?: number;
-  /** Entries of each of the two flow table generations. Default 16384. */
+  /**
+   * Entries of each of the two flow table generations (preallocated per CPU, which
+   * costs load time). Default 1: size it (e.g. `DEFAULT_FLOW_ENTRIES`) to use flow accounting.
+   */
   flowEntries?: number;
   /** Size of the `flow_spill` ring buffer (packets of a full flow table), bytes. Default 1 MiB. */
   flowSpillBytes?: number;
@@ -106,7 +108,7 @@ export class TraceProgram {
   /** Packet bytes captured per record. */
   readonly captureLen: number;
   #filterPriority: number | undefined;
-  #flowSizes = { entries: DEFAULT_FLOW_ENTRIES, spillBytes: DEFAULT_FLOW_SPILL_BYTES };
+  #flowSizes = { entries: 1, spillBytes: DEFAULT_FLOW_SPILL_BYTES };
   #flowTable: FlowTable | undefined;
 
   private constructor(obj: Pointer, captureLen: number, ringBytes: number) {
@@ -127,7 +129,7 @@ export class TraceProgram {
     checkFilterPriority(opts.filterPriority);
     const ringBytes = checkRingBytes(opts.ringBufferBytes ?? DEFAULT_RING_BUFFER_BYTES);
     const path = opts.objectPath ?? DEFAULT_TRACE_OBJECT;
-    const flowEntries = opts.flowEntries ?? DEFAULT_FLOW_ENTRIES;
+    const flowEntries = opts.flowEntries ?? 1;
     if (!Number.isInteger(flowEntries) || flowEntries < 1 || flowEntries > MAX_FLOW_ENTRIES) {
       throw new RangeError(
         `flowEntries must be an integer in 1..${MAX_FLOW_ENTRIES}, got ${flowEntries}`,
