@@ -8,11 +8,20 @@ import { rpcCodeLabel } from "@periscope/model";
 import { GetFlowsRequestSchema, GetFlowsResponseSchema } from "@periscope/proto";
 import type { Counter } from "prom-client";
 import type { AuthFailure } from "./access.ts";
-import { StoredEvent } from "./event.ts";
+import { StoredEvent, timestampNs } from "./event.ts";
 import { encodeGrpcMessage } from "./grpc-message.ts";
 import type { ObserverMetrics } from "./metrics.ts";
-import { type FlowAnswer, flowAnswers, type ObserverDeps } from "./observer.ts";
+import {
+  type FlowAnswer,
+  flowAnswers,
+  type GetFlowsPlan,
+  type ObserverDeps,
+  planGetFlows,
+} from "./observer.ts";
+import { type EventQuery, SCAN_SLICE_MS, startIndex } from "./query.ts";
 import { countFiltersBinary, GET_FLOWS_PATH, tooManyFilters } from "./request-guard.ts";
+import { RingReader } from "./ring.ts";
+import type { FlowStore } from "./store.ts";
 import type { StreamSlots } from "./stream-slots.ts";
 
 /** Size of one write: many length-prefixed messages go out in one HTTP/2 DATA write. */
@@ -291,12 +300,20 @@ export async function serveGrpcGetFlows(
       metrics.streamsRefused.inc();
       throw deps.slots.refusal();
     }
-    const answers = flowAnswers(deps.observer, request, closed.signal);
+    const plan = planGetFlows(deps.observer, request);
     res.writeHead(200, { "content-type": contentType });
     headersSent = true;
     metrics.activeStreams.inc();
     try {
-      await pump(answers, new ChunkWriter(res, closed.signal));
+      const out = new ChunkWriter(res, closed.signal);
+      // A follow stream that starts in the ring (no since, which may reach into the
+      // flows stream's history) is read from the ring directly; anything else through
+      // the query path all transports share.
+      if (request.follow && request.since === undefined) {
+        await followRing(deps.observer.store, request, plan, out, closed.signal);
+      } else {
+        await pump(flowAnswers(deps.observer, request, closed.signal, plan), out);
+      }
     } finally {
       metrics.activeStreams.dec();
     }
@@ -341,5 +358,73 @@ async function pump(
     }
   } finally {
     out.flush();
+  }
+}
+
+/** Entries read between two looks at the clock while draining the ring. */
+const ENTRIES_PER_CLOCK_READ = 256;
+
+/** The bytes of one answer. */
+function answerBytes(a: FlowAnswer): Uint8Array {
+  return a instanceof StoredEvent ? a.bytes() : toBinary(GetFlowsResponseSchema, a);
+}
+
+/**
+ * A follow stream read from the ring without a generator step per event: whatever the
+ * ring holds past the cursor is matched and framed in one synchronous pass (ending after
+ * {@link SCAN_SLICE_MS} ms, so other streams, ingest and /healthz keep their turn), then it
+ * waits for the next write or for the client to take what was queued. The same selection
+ * as the query path's follow: the last `number` matching events first, lost events
+ * unfiltered, an event past `until` ends the stream, a lapped reader is told the count.
+ */
+async function followRing(
+  store: FlowStore,
+  req: EventQuery,
+  plan: GetFlowsPlan,
+  out: ChunkWriter,
+  signal: AbortSignal,
+): Promise<void> {
+  const ring = store.ring;
+  const untilNs = timestampNs(req.until);
+  const reader = new RingReader(ring, await startIndex(ring, req, plan.match));
+  for (;;) {
+    if (signal.aborted) return;
+    const sliceEnd = performance.now() + SCAN_SLICE_MS;
+    let n = 0;
+    let caughtUp = false;
+    for (;;) {
+      const step = reader.next();
+      if (step === undefined) {
+        caughtUp = true;
+        break;
+      }
+      if (step.kind === "lost") out.push(answerBytes(plan.lost(step.count)));
+      else {
+        const ev = step.value;
+        if (ev.kind === "lostEvents") out.push(ev.bytes());
+        else {
+          if (untilNs !== undefined && ev.ns > untilNs) {
+            out.flush();
+            return;
+          }
+          if (plan.match(ev)) {
+            const a = plan.answer(ev);
+            if (a !== undefined) out.push(answerBytes(a));
+          }
+        }
+      }
+      if (out.full) break;
+      if (++n % ENTRIES_PER_CLOCK_READ === 0 && performance.now() >= sliceEnd) break;
+    }
+    if (out.full) {
+      out.flush();
+      await out.drained();
+    } else if (caughtUp) {
+      out.flush();
+      if (ring.closed) return;
+      await ring.waitFor(reader.cursor, signal);
+    } else {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
   }
 }

@@ -106,17 +106,22 @@ function buildMatcher(
  */
 export type FlowAnswer = StoredEvent | GetFlowsResponse;
 
+/** One GetFlows request, checked and compiled: what it selects and what it sends. */
+export interface GetFlowsPlan {
+  /** Whether a flow passes the request's filters (undecodable flows do not, counted). */
+  readonly match: (ev: StoredEvent) => boolean;
+  /** What to send for a selected event; undefined when it is skipped (does not decode, counted). */
+  answer(ev: StoredEvent): FlowAnswer | undefined;
+  /** The LostEvent for `count` entries this reader lost to the ring writer (counted, logged). */
+  lost(count: number): GetFlowsResponse;
+}
+
 /**
- * GetFlows without its transport: checks `req` (InvalidArgument, thrown before anything is
- * sent) and returns the answers in order. Both the Connect service and the gRPC stream
- * writer (fast-stream.ts) serve it, so they send the same messages.
+ * Checks `req` (InvalidArgument: bad query, filters, field mask or too many filters) and
+ * compiles what serving it needs, before anything is sent.
  */
-export function flowAnswers(
-  deps: ObserverDeps,
-  req: GetFlowsRequest,
-  signal: AbortSignal,
-): AsyncGenerator<FlowAnswer, void, undefined> {
-  const { store, metrics, log } = deps;
+export function planGetFlows(deps: ObserverDeps, req: GetFlowsRequest): GetFlowsPlan {
+  const { metrics, log } = deps;
   checkQuery(req);
   const undecodable = (ev: StoredEvent): void => {
     metrics?.errors.inc({ kind: "undecodable_flow" });
@@ -125,42 +130,56 @@ export function flowAnswers(
   const match = buildMatcher(req, deps.maxFilters ?? OBSERVER_DEFAULTS.maxFilters, undecodable);
   const masked = req.fieldMask !== undefined && req.fieldMask.paths.length > 0;
   const toResponse = responseMasker(req.fieldMask);
-  const lostResponse = (count: number): GetFlowsResponse =>
-    create(GetFlowsResponseSchema, {
-      nodeName: deps.nodeName,
-      time: timestampFromMs(Date.now()),
-      responseTypes: {
-        case: "lostEvents",
-        value: create(LostEventSchema, {
-          source: LostEventSource.HUBBLE_RING_BUFFER,
-          numEventsLost: BigInt(count),
-        }),
-      },
-    });
+  return {
+    match,
+    answer(ev) {
+      if (!masked || ev.kind !== "flow") return ev;
+      const out = toResponse(ev);
+      if (out === undefined) undecodable(ev);
+      return out;
+    },
+    lost(count) {
+      metrics?.eventsLost.inc({ where: "ring_buffer" }, count);
+      log?.warn({ lost: count }, "GetFlows follower lapped by the ring writer");
+      return create(GetFlowsResponseSchema, {
+        nodeName: deps.nodeName,
+        time: timestampFromMs(Date.now()),
+        responseTypes: {
+          case: "lostEvents",
+          value: create(LostEventSchema, {
+            source: LostEventSource.HUBBLE_RING_BUFFER,
+            numEventsLost: BigInt(count),
+          }),
+        },
+      });
+    },
+  };
+}
+
+/**
+ * GetFlows without its transport: the answers to `req` in order (`plan` checks it first,
+ * throwing InvalidArgument before anything is sent). Both the Connect service and the
+ * gRPC stream writer (fast-stream.ts) serve it, so they send the same messages.
+ */
+export function flowAnswers(
+  deps: ObserverDeps,
+  req: GetFlowsRequest,
+  signal: AbortSignal,
+  plan: GetFlowsPlan = planGetFlows(deps, req),
+): AsyncGenerator<FlowAnswer, void, undefined> {
   return (async function* answers() {
     let sent = 0;
-    for await (const step of queryStore(store, req, match, signal)) {
+    for await (const step of queryStore(deps.store, req, plan.match, signal)) {
       if (step.kind === "lost") {
-        metrics?.eventsLost.inc({ where: "ring_buffer" }, step.count);
-        log?.warn({ lost: step.count }, "GetFlows follower lapped by the ring writer");
-        yield lostResponse(step.count);
+        yield plan.lost(step.count);
         continue;
       }
-      const ev = step.event;
-      if (!masked || ev.kind !== "flow") {
-        sent++;
-        yield ev;
-        continue;
-      }
-      const out = toResponse(ev);
-      if (out === undefined) {
-        undecodable(ev);
-        continue;
-      }
+      const out = plan.answer(step.event);
+      if (out === undefined) continue;
       sent++;
       yield out;
     }
-    log?.debug({ sent, follow: req.follow }, "GetFlows finished");
+    deps.log?.debug({ sent, follow: req.follow }, "GetFlows finished");
   })();
 }
 
