@@ -16,11 +16,7 @@ import {
 } from "./bpf-object.ts";
 import { BpfError, ERRNO } from "./errors.ts";
 import { libbpf } from "./ffi.ts";
-import {
-  DEFAULT_FLOW_SPILL_BYTES,
-  FlowTable,
-  MAX_FLOW_ENTRIES,
-} from "./flow-table.ts";
+import { DEFAULT_FLOW_SPILL_BYTES, FlowTable, MAX_FLOW_ENTRIES } from "./flow-table.ts";
 import { type PackedCopy, type RecordSink, RingBufferReader } from "./ring-buffer.ts";
 import { CStruct, TEST_RUN_OPTS } from "./structs.ts";
 import { type AttachTarget, type TcAttachment, targetKey, tcAttach, tcDetach } from "./tc.ts";
