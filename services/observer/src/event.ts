@@ -53,7 +53,7 @@ function internNamespaces(list: readonly EndpointNamespace[]): readonly Endpoint
 }
 
 /** Most events read from bytes that keep their decoded message at once. */
-export const DECODED_KEEP = 65_536;
+export const DECODED_KEEP = 8192;
 
 const KIND_BY_FIELD: readonly EventKind[] = [undefined, "flow", "nodeStatus", "lostEvents"];
 /**

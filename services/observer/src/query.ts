@@ -63,6 +63,8 @@ export type IndexPrefilter = (index: number) => boolean;
 
 /** Entries a prefilter may reject in a row before the scan looks at the clock. */
 const REJECTS_PER_CLOCK_READ = 1024;
+/** Entries a scan passes over unread at once (then it looks at the clock). */
+const SKIP_PER_CLOCK_READ = 65_536;
 
 /**
  * Where a reader for `q` starts (Hubble's newRingReader): `since` wins over `number`;
@@ -159,6 +161,11 @@ async function* scanEvents(
     if (rejected % REJECTS_PER_CLOCK_READ === 0 && slicer.due()) {
       await slicer.pause();
       if (signal?.aborted) return;
+    }
+    // Entries the prefilter rejects are passed over unread, unless `until` is set: an
+    // entry after it ends the stream whether it matches or not.
+    if (pre !== undefined && untilNs === undefined) {
+      reader.skip(pre, SKIP_PER_CLOCK_READ, q.follow ? ring.next : end);
     }
     const step = q.follow ? await reader.nextFollow(signal) : reader.next(end);
     if (step === undefined) return;

@@ -93,4 +93,20 @@ describe("ring", () => {
       42, 42, 42, 42, 42,
     ]);
   });
+
+  test.each([
+    { name: "stops at the first kept entry", start: 0, max: 100, end: undefined, cursor: 5 },
+    { name: "moves at most max entries", start: 0, max: 2, end: undefined, cursor: 2 },
+    { name: "stops at end", start: 0, max: 100, end: 3, cursor: 3 },
+    { name: "leaves a lapped cursor to next()", start: -1, max: 100, end: undefined, cursor: 6 },
+  ])("ring - skip $name", (c) => {
+    const ring = new Ring<number>(8);
+    for (let i = 0; i < 14; i++) ring.write(i === 11 ? 1 : 0); // retained 6..13, kept: 11
+    const reader = new RingReader(ring, c.start < 0 ? 0 : ring.oldest + c.start);
+    if (c.start < 0) for (let i = 0; i < 8; i++) ring.write(0); // lap the reader
+    const keep = (index: number): boolean => ring.at(index) === 1;
+    reader.skip(keep, c.max, c.end === undefined ? undefined : ring.oldest + c.end);
+    expect(reader.cursor - (c.start < 0 ? 0 : ring.oldest)).toBe(c.cursor);
+    if (c.start < 0) expect(reader.next()?.kind).toBe("lost");
+  });
 });

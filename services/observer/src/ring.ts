@@ -143,6 +143,19 @@ export class RingReader<T> {
   }
 
   /**
+   * Moves the cursor over at most `max` retained entries before `end` (default: the
+   * ring's current end) for which `keep(index)` is false, without reading them; stops at
+   * the first kept one. A lapped cursor is left for {@link next} to report.
+   */
+  skip(keep: (index: number) => boolean, max: number, end: number = this.#ring.next): void {
+    if (this.#cursor < this.#ring.oldest) return;
+    const stop = Math.min(end, this.#ring.next, this.#cursor + max);
+    let c = this.#cursor;
+    while (c < stop && !keep(c)) c++;
+    this.#cursor = c;
+  }
+
+  /**
    * The next step, waiting for a write when caught up. Resolves undefined when `signal`
    * aborts or the ring is closed and drained.
    */
