@@ -3,7 +3,13 @@
  * publishes and served on their own port, like Hubble's metrics server.
  */
 import { type Flow, type FlowBatch, LostEventSource } from "@periscope/proto";
-import { type Logger, type OpsServer, RateLimitedLog, startOpsServer } from "@periscope/telemetry";
+import {
+  type Logger,
+  type OpsServer,
+  RateLimitedLog,
+  startOpsServer,
+  TelemetryError,
+} from "@periscope/telemetry";
 import { Counter, Gauge, Registry } from "prom-client";
 import { type ContextOptions, parseContextOptions } from "./context.ts";
 import type { HandlerFactory, MetricHandler } from "./handler.ts";
@@ -234,12 +240,19 @@ export async function startHubbleMetrics(
   opts: HubbleMetricsOptions & { readonly addr: string },
 ): Promise<RunningHubbleMetrics> {
   const metrics = new HubbleMetrics(opts);
-  const server: OpsServer = await startOpsServer({
-    addr: opts.addr,
-    registry: metrics.registry,
-    ready: () => true,
-    log: opts.log,
-  });
+  let server: OpsServer;
+  try {
+    server = await startOpsServer({
+      addr: opts.addr,
+      registry: metrics.registry,
+      ready: () => true,
+      log: opts.log,
+    });
+  } catch (err) {
+    throw new TelemetryError(`hubble metrics server cannot listen on ${opts.addr}`, {
+      cause: err,
+    });
+  }
   opts.log.info(
     { addr: opts.addr, port: server.port, handlers: opts.specs.map((s) => s.name) },
     "hubble metrics server listening",

@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { ConfigError } from "@periscope/config";
 import { createLogger } from "@periscope/telemetry";
 import { parseConfig } from "../config.ts";
-import { HubbleMetrics, parseMetricsSpec } from "./index.ts";
+import { HubbleMetrics, parseMetricsSpec, startHubbleMetrics } from "./index.ts";
 import { dnsFlow, httpFlow, tcpFlow } from "./testing.ts";
 
 const plain = (raw: string) =>
@@ -84,6 +84,20 @@ describe("hubble metrics spec", () => {
     expect(() => parseConfig(["--metrics-max-label-sets", "0"], env)).toThrow(
       "--metrics-max-label-sets",
     );
+  });
+
+  test("hubble metrics spec - a taken metrics port is a startup error naming the server", async () => {
+    const log = createLogger("t", "silent");
+    const first = await startHubbleMetrics({ specs: [], addr: "127.0.0.1:0", log });
+    try {
+      const res = await fetch(`http://127.0.0.1:${first.port}/metrics`);
+      expect(await res.text()).toContain("# TYPE hubble_lost_events_total counter");
+      await expect(
+        startHubbleMetrics({ specs: [], addr: `127.0.0.1:${first.port}`, log }),
+      ).rejects.toThrow(`hubble metrics server cannot listen on 127.0.0.1:${first.port}`);
+    } finally {
+      await first.stop();
+    }
   });
 
   test("hubble metrics spec - promtool accepts the exposition of every handler", async () => {
