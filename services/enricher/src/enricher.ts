@@ -167,6 +167,10 @@ export async function startEnricher(
     describe: (n) =>
       `${n} raw frames wait on partitions no enricher reads: collectors and enrichers need the same --partitions`,
   });
+  const pullLog = new RateLimitedLog({
+    log,
+    describe: (n) => `${n} raw partition pulls failed; retrying`,
+  });
   const leaseLog = new RateLimitedLog({
     log,
     describe: (n) => `${n} partition lease operations failed`,
@@ -395,19 +399,9 @@ export async function startEnricher(
             log.error({ err }, "raw frame handling failed");
           }
         },
-        ended: (err) => {
+        failed: (err) => {
           errors.inc({ kind: "subscription" });
-          log.error({ err, partition: p }, "raw partition consumer ended; starting it again");
-          if (readers.get(p) !== reader) return;
-          readers.delete(p);
-          setTimeout(() => {
-            if (ownership?.holds(p) && !readers.has(p)) {
-              startReader(p).catch((e: unknown) => {
-                errors.inc({ kind: "subscription" });
-                log.error({ err: e, partition: p }, "raw partition consumer did not start");
-              });
-            }
-          }, 1000);
+          pullLog.note(errorReason(err), { partition: p });
         },
       });
       readers.set(p, reader);
@@ -467,6 +461,7 @@ export async function startEnricher(
       malformedLog.flush();
       publishLog.flush();
       leaseLog.flush();
+      pullLog.flush();
     });
     ready = true;
     log.info(

@@ -5,6 +5,8 @@ import { type Bus, ensureDurable, RAW_STREAM, subjects } from "@periscope/bus";
 const READER_MAX_BYTES = 2 * 1024 * 1024;
 /** A pull request ends after this long, ms (also the longest a stop waits). */
 const PULL_EXPIRES_MS = 1000;
+/** Wait after a failed pull before the next, ms. */
+const RETRY_MS = 250;
 
 /** Settings of {@link startPartitionReader}. */
 export interface PartitionReaderOptions {
@@ -18,8 +20,8 @@ export interface PartitionReaderOptions {
   readonly maxAckPending: number;
   /** Handles one frame in partition order; may wait (backpressure). */
   handle(msg: JsMsg): void | Promise<void>;
-  /** The consumer ended on its own with an error (the partition stops being read). */
-  ended(err: unknown): void;
+  /** A pull failed (broker away, durable removed, …); the reader tries again shortly. */
+  failed(err: unknown): void;
 }
 
 /** One partition being read. */
@@ -39,11 +41,13 @@ export interface PartitionReader {
  */
 export async function startPartitionReader(opts: PartitionReaderOptions): Promise<PartitionReader> {
   const { bus, partition, durable } = opts;
-  await ensureDurable(bus, RAW_STREAM, durable, {
-    ackWaitMs: opts.ackWaitMs,
-    maxAckPending: opts.maxAckPending,
-    filterSubject: subjects.rawPartition(partition),
-  });
+  const ensure = () =>
+    ensureDurable(bus, RAW_STREAM, durable, {
+      ackWaitMs: opts.ackWaitMs,
+      maxAckPending: opts.maxAckPending,
+      filterSubject: subjects.rawPartition(partition),
+    });
+  await ensure();
   const consumer = await bus.js().consumers.get(RAW_STREAM, durable);
   let stopping = false;
   // Pulls one at a time, each expiring after PULL_EXPIRES_MS: a stopped reader lets its
@@ -51,18 +55,27 @@ export async function startPartitionReader(opts: PartitionReaderOptions): Promis
   // the server would hand a dangling pull's frames to nobody until their ack wait ends.
   const loop = (async () => {
     while (!stopping) {
-      const batch = await consumer.fetch({ max_bytes: READER_MAX_BYTES, expires: PULL_EXPIRES_MS });
-      for await (const msg of batch) {
-        if (stopping) {
-          msg.nak();
-          continue;
+      try {
+        const batch = await consumer.fetch({
+          max_bytes: READER_MAX_BYTES,
+          expires: PULL_EXPIRES_MS,
+        });
+        for await (const msg of batch) {
+          if (stopping) {
+            msg.nak();
+            continue;
+          }
+          await opts.handle(msg);
         }
-        await opts.handle(msg);
+      } catch (err) {
+        if (stopping) break;
+        opts.failed(err);
+        await Bun.sleep(RETRY_MS);
+        // The durable may be gone (removed by hand, broker store lost): make it again.
+        await ensure().catch(() => {});
       }
     }
-  })().catch((err: unknown) => {
-    if (!stopping) opts.ended(err);
-  });
+  })();
   return {
     async stop() {
       stopping = true;
