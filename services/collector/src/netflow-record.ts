@@ -121,10 +121,24 @@ export function netflowMessage(r: NetflowRecord): netflowV1.NetflowRecord {
   });
 }
 
-/** Records as the payload of `periscope.netflows.<node>`. */
-export function encodeNetflowRecords(records: readonly NetflowRecord[]): Uint8Array {
+/** Losses a message reports (counts since the previous message). */
+export interface NetflowLossCounts {
+  fallbackLostPackets: bigint;
+  exportDroppedRecords: bigint;
+}
+
+/** Records (and what was lost since the previous message) as the payload of `periscope.netflows.<node>`. */
+export function encodeNetflowRecords(
+  records: readonly NetflowRecord[],
+  lost?: NetflowLossCounts,
+): Uint8Array {
+  const some =
+    lost !== undefined && (lost.fallbackLostPackets > 0n || lost.exportDroppedRecords > 0n);
   return toBinary(
     netflowV1.NetflowRecordsSchema,
-    create(netflowV1.NetflowRecordsSchema, { entries: records.map(netflowMessage) }),
+    create(netflowV1.NetflowRecordsSchema, {
+      entries: records.map(netflowMessage),
+      ...(some ? { lost } : {}),
+    }),
   );
 }

@@ -50,6 +50,10 @@ export async function startNetflow(o: NetflowStartOptions): Promise<RunningNetfl
     new NatsNetflowExporter(
       { publish: (s, p) => o.bus.nc.publish(s, p), connected: () => o.bus.connected() },
       subjects.netflows(o.node),
+      () => ({
+        fallbackLostPackets: BigInt(metrics.stats.fallbackLost),
+        exportDroppedRecords: BigInt(metrics.stats.exportDropped),
+      }),
     ),
   ];
   const ipfix = o.config.ipfixCollector;

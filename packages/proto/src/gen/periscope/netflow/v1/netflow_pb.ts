@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file periscope/netflow/v1/netflow.proto.
  */
 export const file_periscope_netflow_v1_netflow: GenFile = /*@__PURE__*/
-  fileDesc("CiJwZXJpc2NvcGUvbmV0Zmxvdy92MS9uZXRmbG93LnByb3RvEhRwZXJpc2NvcGUubmV0Zmxvdy52MSJGCg5OZXRmbG93UmVjb3JkcxI0CgdlbnRyaWVzGAEgAygLMiMucGVyaXNjb3BlLm5ldGZsb3cudjEuTmV0Zmxvd1JlY29yZCLEBgoNTmV0Zmxvd1JlY29yZBIUCgxldGhfcHJvdG9jb2wYASABKA0SEQoJZGlyZWN0aW9uGAIgASgNEjMKD3RpbWVfZmxvd19zdGFydBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoNdGltZV9mbG93X2VuZBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoJZGF0YV9saW5rGAUgASgLMh4ucGVyaXNjb3BlLm5ldGZsb3cudjEuRGF0YUxpbmsSLgoHbmV0d29yaxgGIAEoCzIdLnBlcmlzY29wZS5uZXRmbG93LnYxLk5ldHdvcmsSMgoJdHJhbnNwb3J0GAcgASgLMh8ucGVyaXNjb3BlLm5ldGZsb3cudjEuVHJhbnNwb3J0Eg0KBWJ5dGVzGAggASgEEg8KB3BhY2tldHMYCSABKAQSEQoJaW50ZXJmYWNlGAogASgJEhEKCWR1cGxpY2F0ZRgLIAEoCBIqCghhZ2VudF9pcBgMIAEoCzIYLnBlcmlzY29wZS5uZXRmbG93LnYxLklwEg0KBWZsYWdzGA0gASgNEhEKCWljbXBfdHlwZRgOIAEoDRIRCglpY21wX2NvZGUYDyABKA0SFgoOcGt0X2Ryb3BfYnl0ZXMYECABKAQSGAoQcGt0X2Ryb3BfcGFja2V0cxgRIAEoBBIiChpwa3RfZHJvcF9sYXRlc3RfZHJvcF9jYXVzZRgUIAEoDRIwCg10aW1lX2Zsb3dfcnR0GBggASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg8KB2lmaW5kZXgYZCABKA0SMwoKZW5kX3JlYXNvbhhlIAEoDjIfLnBlcmlzY29wZS5uZXRmbG93LnYxLkVuZFJlYXNvbhIMCgRub2RlGGYgASgJEjQKDHNyY19lbmRwb2ludBhnIAEoCzIeLnBlcmlzY29wZS5uZXRmbG93LnYxLkVuZHBvaW50EjQKDGRzdF9lbmRwb2ludBhoIAEoCzIeLnBlcmlzY29wZS5uZXRmbG93LnYxLkVuZHBvaW50SgQIEhATSgQIExAUSgQIFRAWSgQIFhAXSgQIFxAYIiwKCERhdGFMaW5rEg8KB3NyY19tYWMYASABKAQSDwoHZHN0X21hYxgCIAEoBCJvCgdOZXR3b3JrEioKCHNyY19hZGRyGAEgASgLMhgucGVyaXNjb3BlLm5ldGZsb3cudjEuSXASKgoIZHN0X2FkZHIYAiABKAsyGC5wZXJpc2NvcGUubmV0Zmxvdy52MS5JcBIMCgRkc2NwGAMgASgNIjEKAklwEg4KBGlwdjQYASABKAdIABIOCgRpcHY2GAIgASgMSABCCwoJaXBfZmFtaWx5IkEKCVRyYW5zcG9ydBIQCghzcmNfcG9ydBgBIAEoDRIQCghkc3RfcG9ydBgCIAEoDRIQCghwcm90b2NvbBgDIAEoDSIvCghFbmRwb2ludBIRCgluYW1lc3BhY2UYASABKAkSEAoIcG9kX25hbWUYAiABKAkqhQEKCUVuZFJlYXNvbhIaChZFTkRfUkVBU09OX1VOU1BFQ0lGSUVEEAASEwoPRU5EX1JFQVNPTl9JRExFEAESFQoRRU5EX1JFQVNPTl9BQ1RJVkUQAhIXChNFTkRfUkVBU09OX1NIVVRET1dOEAMSFwoTRU5EX1JFQVNPTl9GQUxMQkFDSxAEYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("CiJwZXJpc2NvcGUvbmV0Zmxvdy92MS9uZXRmbG93LnByb3RvEhRwZXJpc2NvcGUubmV0Zmxvdy52MSJ3Cg5OZXRmbG93UmVjb3JkcxI0CgdlbnRyaWVzGAEgAygLMiMucGVyaXNjb3BlLm5ldGZsb3cudjEuTmV0Zmxvd1JlY29yZBIvCgRsb3N0GAIgASgLMiEucGVyaXNjb3BlLm5ldGZsb3cudjEuTmV0Zmxvd0xvc3MiTAoLTmV0Zmxvd0xvc3MSHQoVZmFsbGJhY2tfbG9zdF9wYWNrZXRzGAEgASgEEh4KFmV4cG9ydF9kcm9wcGVkX3JlY29yZHMYAiABKAQixAYKDU5ldGZsb3dSZWNvcmQSFAoMZXRoX3Byb3RvY29sGAEgASgNEhEKCWRpcmVjdGlvbhgCIAEoDRIzCg90aW1lX2Zsb3dfc3RhcnQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDXRpbWVfZmxvd19lbmQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKCWRhdGFfbGluaxgFIAEoCzIeLnBlcmlzY29wZS5uZXRmbG93LnYxLkRhdGFMaW5rEi4KB25ldHdvcmsYBiABKAsyHS5wZXJpc2NvcGUubmV0Zmxvdy52MS5OZXR3b3JrEjIKCXRyYW5zcG9ydBgHIAEoCzIfLnBlcmlzY29wZS5uZXRmbG93LnYxLlRyYW5zcG9ydBINCgVieXRlcxgIIAEoBBIPCgdwYWNrZXRzGAkgASgEEhEKCWludGVyZmFjZRgKIAEoCRIRCglkdXBsaWNhdGUYCyABKAgSKgoIYWdlbnRfaXAYDCABKAsyGC5wZXJpc2NvcGUubmV0Zmxvdy52MS5JcBINCgVmbGFncxgNIAEoDRIRCglpY21wX3R5cGUYDiABKA0SEQoJaWNtcF9jb2RlGA8gASgNEhYKDnBrdF9kcm9wX2J5dGVzGBAgASgEEhgKEHBrdF9kcm9wX3BhY2tldHMYESABKAQSIgoacGt0X2Ryb3BfbGF0ZXN0X2Ryb3BfY2F1c2UYFCABKA0SMAoNdGltZV9mbG93X3J0dBgYIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIPCgdpZmluZGV4GGQgASgNEjMKCmVuZF9yZWFzb24YZSABKA4yHy5wZXJpc2NvcGUubmV0Zmxvdy52MS5FbmRSZWFzb24SDAoEbm9kZRhmIAEoCRI0CgxzcmNfZW5kcG9pbnQYZyABKAsyHi5wZXJpc2NvcGUubmV0Zmxvdy52MS5FbmRwb2ludBI0Cgxkc3RfZW5kcG9pbnQYaCABKAsyHi5wZXJpc2NvcGUubmV0Zmxvdy52MS5FbmRwb2ludEoECBIQE0oECBMQFEoECBUQFkoECBYQF0oECBcQGCIsCghEYXRhTGluaxIPCgdzcmNfbWFjGAEgASgEEg8KB2RzdF9tYWMYAiABKAQibwoHTmV0d29yaxIqCghzcmNfYWRkchgBIAEoCzIYLnBlcmlzY29wZS5uZXRmbG93LnYxLklwEioKCGRzdF9hZGRyGAIgASgLMhgucGVyaXNjb3BlLm5ldGZsb3cudjEuSXASDAoEZHNjcBgDIAEoDSIxCgJJcBIOCgRpcHY0GAEgASgHSAASDgoEaXB2NhgCIAEoDEgAQgsKCWlwX2ZhbWlseSJBCglUcmFuc3BvcnQSEAoIc3JjX3BvcnQYASABKA0SEAoIZHN0X3BvcnQYAiABKA0SEAoIcHJvdG9jb2wYAyABKA0iLwoIRW5kcG9pbnQSEQoJbmFtZXNwYWNlGAEgASgJEhAKCHBvZF9uYW1lGAIgASgJKoUBCglFbmRSZWFzb24SGgoWRU5EX1JFQVNPTl9VTlNQRUNJRklFRBAAEhMKD0VORF9SRUFTT05fSURMRRABEhUKEUVORF9SRUFTT05fQUNUSVZFEAISFwoTRU5EX1JFQVNPTl9TSFVURE9XThADEhcKE0VORF9SRUFTT05fRkFMTEJBQ0sQBGIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Flow records of one node, published by the collector on
@@ -34,6 +34,14 @@ export type NetflowRecords = Message<"periscope.netflow.v1.NetflowRecords"> & {
    * @generated from field: repeated periscope.netflow.v1.NetflowRecord entries = 1;
    */
   entries: NetflowRecord[];
+
+  /**
+   * What this node lost since its previous message on this subject, as data (like
+   * Hubble's LostEvent); unset when nothing was lost.
+   *
+   * @generated from field: periscope.netflow.v1.NetflowLoss lost = 2;
+   */
+  lost?: NetflowLoss;
 };
 
 /**
@@ -42,6 +50,35 @@ export type NetflowRecords = Message<"periscope.netflow.v1.NetflowRecords"> & {
  */
 export const NetflowRecordsSchema: GenMessage<NetflowRecords> = /*@__PURE__*/
   messageDesc(file_periscope_netflow_v1_netflow, 0);
+
+/**
+ * Counts of what did not make it into records, since the previous message.
+ *
+ * @generated from message periscope.netflow.v1.NetflowLoss
+ */
+export type NetflowLoss = Message<"periscope.netflow.v1.NetflowLoss"> & {
+  /**
+   * Packets neither the kernel flow table nor its spill ring buffer could take.
+   *
+   * @generated from field: uint64 fallback_lost_packets = 1;
+   */
+  fallbackLostPackets: bigint;
+
+  /**
+   * Records dropped on the way to an exporter (queue overflow, failed export, invalid),
+   * this subject's own failed messages included.
+   *
+   * @generated from field: uint64 export_dropped_records = 2;
+   */
+  exportDroppedRecords: bigint;
+};
+
+/**
+ * Describes the message periscope.netflow.v1.NetflowLoss.
+ * Use `create(NetflowLossSchema)` to create a new message.
+ */
+export const NetflowLossSchema: GenMessage<NetflowLoss> = /*@__PURE__*/
+  messageDesc(file_periscope_netflow_v1_netflow, 1);
 
 /**
  * One direction of one flow at one hook of one interface, counted between
@@ -206,7 +243,7 @@ export type NetflowRecord = Message<"periscope.netflow.v1.NetflowRecord"> & {
  * Use `create(NetflowRecordSchema)` to create a new message.
  */
 export const NetflowRecordSchema: GenMessage<NetflowRecord> = /*@__PURE__*/
-  messageDesc(file_periscope_netflow_v1_netflow, 1);
+  messageDesc(file_periscope_netflow_v1_netflow, 2);
 
 /**
  * MAC addresses as 48-bit numbers (first byte most significant); 0 on L3 devices.
@@ -230,7 +267,7 @@ export type DataLink = Message<"periscope.netflow.v1.DataLink"> & {
  * Use `create(DataLinkSchema)` to create a new message.
  */
 export const DataLinkSchema: GenMessage<DataLink> = /*@__PURE__*/
-  messageDesc(file_periscope_netflow_v1_netflow, 2);
+  messageDesc(file_periscope_netflow_v1_netflow, 3);
 
 /**
  * @generated from message periscope.netflow.v1.Network
@@ -257,7 +294,7 @@ export type Network = Message<"periscope.netflow.v1.Network"> & {
  * Use `create(NetworkSchema)` to create a new message.
  */
 export const NetworkSchema: GenMessage<Network> = /*@__PURE__*/
-  messageDesc(file_periscope_netflow_v1_netflow, 3);
+  messageDesc(file_periscope_netflow_v1_netflow, 4);
 
 /**
  * An address: IPv4 as a 32-bit number (first byte most significant), IPv6 as 16 bytes.
@@ -288,7 +325,7 @@ export type Ip = Message<"periscope.netflow.v1.Ip"> & {
  * Use `create(IpSchema)` to create a new message.
  */
 export const IpSchema: GenMessage<Ip> = /*@__PURE__*/
-  messageDesc(file_periscope_netflow_v1_netflow, 4);
+  messageDesc(file_periscope_netflow_v1_netflow, 5);
 
 /**
  * @generated from message periscope.netflow.v1.Transport
@@ -319,7 +356,7 @@ export type Transport = Message<"periscope.netflow.v1.Transport"> & {
  * Use `create(TransportSchema)` to create a new message.
  */
 export const TransportSchema: GenMessage<Transport> = /*@__PURE__*/
-  messageDesc(file_periscope_netflow_v1_netflow, 5);
+  messageDesc(file_periscope_netflow_v1_netflow, 6);
 
 /**
  * A pod the enricher knows.
@@ -343,7 +380,7 @@ export type Endpoint = Message<"periscope.netflow.v1.Endpoint"> & {
  * Use `create(EndpointSchema)` to create a new message.
  */
 export const EndpointSchema: GenMessage<Endpoint> = /*@__PURE__*/
-  messageDesc(file_periscope_netflow_v1_netflow, 6);
+  messageDesc(file_periscope_netflow_v1_netflow, 7);
 
 /**
  * Why a record left the flow table.
