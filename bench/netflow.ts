@@ -1,9 +1,10 @@
 /**
  * netflow-*: flow export accounting against softflowd and pmacctd (Debian) on the same
  * veth with the same offered traffic: iperf3 UDP with 64-byte datagrams (the packet
- * blaster) at stepped rates up to unlimited, then iperf3 TCP unlimited. Per run and tool:
+ * blaster) at stepped rates up to unlimited, `ping -f` (NetObserv's own comparison), then
+ * iperf3 TCP unlimited. Per run and tool:
  * packets and L3 bytes of the measured flow(s) as the tool exported them / as sent
- * (iperf3's own datagram count for UDP; the veth's TX counters for TCP), and CPU-seconds
+ * (iperf3's own datagram count for UDP, ping's for ICMP; the veth's TX counters for TCP), and CPU-seconds
  * per million packets on the interface of the tool's processes (Periscope: the collector
  * process, kernel table + IPFIX to nfcapd; softflowd: IPFIX to nfcapd; pmacctd: core and
  * print plugin writing CSV). Kernel work in softirq (Periscope's TC program, the tools'
@@ -21,7 +22,7 @@ import { freePort, type LocalNats, runOk } from "@periscope/devstack";
 import { type NfdumpFlow, startNfcapd } from "@periscope/netflow/nfcapd.ts";
 import { createVethPair, type VethPair } from "@periscope/testing";
 import type { Teardown } from "./procs.ts";
-import { emit, machineCpuMs, processCpuMs, until } from "./report.ts";
+import { emit, machineCpuMs, processCpuMs, scrapeMetrics, until } from "./report.ts";
 import { nsSpawn } from "./tcpdump.ts";
 
 const PORT = 5201;
@@ -32,6 +33,12 @@ const SECONDS = 3;
 /** Offered datagrams per second; 0 = as fast as iperf3 goes. */
 const UDP_RATES = [100_000, 250_000, 0];
 type Tool = "periscope" | "softflowd" | "pmacctd";
+/** UDP blaster, `ping -f` (the NetObserv comparison), iperf3 TCP. */
+type Kind = "udp" | "icmp" | "tcp";
+/** A second address on the measured device: the filler pings come from it. */
+const FILLER_IP = "10.231.0.3";
+/** IPv4 + ICMP header + ping's 56 bytes. */
+const ICMP_L3 = 84;
 const ROOT = join(import.meta.dir, "..");
 
 /** Counts of the measured flow as one tool exported them. */
@@ -42,7 +49,7 @@ interface Accounted {
 
 /** One traffic run: what was offered and the interface counters around it. */
 interface Offered {
-  kind: "udp" | "tcp";
+  kind: Kind;
   label: string;
   /** Packets and L3 bytes of the measured flow(s) as sent. */
   packets: number;
@@ -86,8 +93,19 @@ async function linkCounters(pair: VethPair): Promise<{ tx: number; txBytes: numb
 }
 
 /** Runs one iperf3 client; returns what was offered. */
-async function offer(pair: VethPair, kind: "udp" | "tcp", pps: number): Promise<Offered> {
+async function offer(pair: VethPair, kind: Kind, pps: number): Promise<Offered> {
   const before = await linkCounters(pair);
+  if (kind === "icmp") {
+    // ping -f -w: as many echo requests as the replies allow, for SECONDS.
+    const out = await runOk(
+      ["ip", "netns", "exec", pair.nsA, "ping", "-f", "-q", "-w", String(SECONDS), pair.ipB],
+      { timeoutMs: 60_000 },
+    );
+    const sent = Number(/(\d+) packets transmitted/.exec(out)?.[1] ?? Number.NaN);
+    const after = await linkCounters(pair);
+    const ifPackets = after.tx - before.tx + after.rx - before.rx;
+    return { kind, label: "ping-flood", packets: sent, bytes: sent * ICMP_L3, ifPackets };
+  }
   const argv = [
     "ip",
     "netns",
@@ -120,20 +138,28 @@ async function offer(pair: VethPair, kind: "udp" | "tcp", pps: number): Promise<
 
 /** Filler traffic of other flows: pushes libpcap's last block through. */
 async function filler(pair: VethPair): Promise<void> {
-  await runOk(["ip", "netns", "exec", pair.nsA, "ping", "-f", "-c", "5000", "-q", pair.ipB]);
+  await runOk([
+    ...["ip", "netns", "exec", pair.nsA, "ping", "-f", "-c", "5000", "-q"],
+    ...["-I", FILLER_IP, pair.ipB],
+  ]);
 }
 
-function measured(kind: "udp" | "tcp", pair: VethPair) {
-  return (src: string, dst: string, proto: number, dport: number): boolean =>
-    src === pair.ipA && dst === pair.ipB && proto === (kind === "udp" ? 17 : 6) && dport === PORT;
+/** Whether a flow (src, dst, protocol, destination port or ICMP type) is measured traffic. */
+function measured(kind: Kind, pair: VethPair) {
+  return (src: string, dst: string, proto: number, dportOrType: number): boolean => {
+    if (src !== pair.ipA || dst !== pair.ipB) return false;
+    if (kind === "icmp") return proto === 1 && dportOrType === 8;
+    return proto === (kind === "udp" ? 17 : 6) && dportOrType === PORT;
+  };
 }
 
-function sumNfdump(flows: NfdumpFlow[], kind: "udp" | "tcp", pair: VethPair): Accounted {
+function sumNfdump(flows: NfdumpFlow[], kind: Kind, pair: VethPair): Accounted {
   const want = measured(kind, pair);
   let packets = 0;
   let bytes = 0;
   for (const f of flows) {
-    if (!want(f.src4_addr ?? "", f.dst4_addr ?? "", f.proto, f.dst_port ?? -1)) continue;
+    const portOrType = f.proto === 1 ? (f.icmp_type ?? -1) : (f.dst_port ?? -1);
+    if (!want(f.src4_addr ?? "", f.dst4_addr ?? "", f.proto, portOrType)) continue;
     packets += f.in_packets;
     bytes += f.in_bytes;
   }
@@ -146,7 +172,7 @@ async function runTool(
   pair: VethPair,
   nats: LocalNats,
   dir: string,
-  kind: "udp" | "tcp",
+  kind: Kind,
   pps: number,
 ): Promise<{
   offered: Offered;
@@ -155,16 +181,19 @@ async function runTool(
   busyMs: number;
   /** IPFIX messages nfcapd found missing (sequence number gaps); undefined for pmacctd. */
   sequenceErrors?: number;
+  /** The collector's own loss counters (Periscope only). */
+  collector?: { fallbackPackets: number; fallbackLost: number; exportDropped: number };
 }> {
   const nf =
     tool === "pmacctd"
       ? undefined
       : await startNfcapd(tool === "softflowd" ? { netns: pair.nsA } : {});
   let proc: ReturnType<typeof Bun.spawn> | undefined;
+  let opsPort = 0;
   const csv = join(dir, `pmacct-${kind}-${pps}.csv`);
   try {
     if (tool === "periscope") {
-      const opsPort = await freePort();
+      opsPort = await freePort();
       proc = Bun.spawn(["bun", "run", join(ROOT, "services/collector/src/main.ts")], {
         stdout: "ignore",
         stderr: "inherit",
@@ -249,6 +278,11 @@ async function runTool(
     const cpuMs = treeCpuMs(pid) - cpu0;
     const busyMs = machineCpuMs().busy - m0.busy;
     if (tool === "periscope") {
+      // Where the collector says packets went: fallback, lost, export drops (before its
+      // shutdown eviction, which exports the rest).
+      const samples = await scrapeMetrics(opsPort);
+      const m = (name: string) =>
+        samples.filter((x) => x.name.endsWith(name)).reduce((n, x) => n + x.value, 0);
       await stop(proc, "SIGTERM");
       const got = await (nf as NonNullable<typeof nf>).stop();
       return {
@@ -257,6 +291,11 @@ async function runTool(
         cpuMs,
         busyMs,
         sequenceErrors: got.totals.sequenceErrors,
+        collector: {
+          fallbackPackets: m("netflow_fallback_packets_total"),
+          fallbackLost: m("netflow_fallback_lost_total"),
+          exportDropped: m("netflow_export_dropped_total"),
+        },
       };
     } else if (tool === "softflowd") {
       await runOk(["softflowctl", "-c", join(dir, "softflowd.ctl"), "shutdown"]);
@@ -298,19 +337,20 @@ function icmpPackets(text: string): number {
   let n = 0;
   for (const line of text.split("\n")) {
     const f = line.split(",");
-    if (f[4] === "icmp") n += Number(f[5]);
+    if (f[4] === "icmp" && f[0] === FILLER_IP) n += Number(f[5]);
   }
   return n;
 }
 
-function sumPmacct(text: string, kind: "udp" | "tcp", pair: VethPair): Accounted {
+function sumPmacct(text: string, kind: Kind, pair: VethPair): Accounted {
   const want = measured(kind, pair);
   let packets = 0;
   let bytes = 0;
   for (const line of text.split("\n")) {
     const [src, dst, , dport, proto, pk, by] = line.split(",");
-    const p = proto === "udp" ? 17 : proto === "tcp" ? 6 : -1;
-    if (!want(src ?? "", dst ?? "", p, Number(dport))) continue;
+    const p = proto === "udp" ? 17 : proto === "tcp" ? 6 : proto === "icmp" ? 1 : -1;
+    // pmacct keys ICMP without the type: from ipA to ipB only echo requests pass.
+    if (!want(src ?? "", dst ?? "", p, p === 1 ? 8 : Number(dport))) continue;
     packets += Number(pk);
     bytes += Number(by);
   }
@@ -337,6 +377,7 @@ export async function runNetflowBench(nats: LocalNats, teardown: Teardown): Prom
   const dir = mkdtempSync(join(tmpdir(), "periscope-bench-netflow-"));
   teardown.push(async () => rmSync(dir, { recursive: true, force: true }));
   await runOk(["ip", "-n", pair.nsA, "link", "set", "lo", "up"]);
+  await runOk(["ip", "-n", pair.nsA, "addr", "add", `${FILLER_IP}/24`, "dev", pair.ifA]);
   const macB = (
     JSON.parse(await runOk(["ip", "-n", pair.nsB, "-j", "link", "show", pair.ifB])) as {
       address: string;
@@ -370,8 +411,9 @@ export async function runNetflowBench(nats: LocalNats, teardown: Teardown): Prom
     15_000,
     100,
   );
-  const runs: ["udp" | "tcp", number][] = [
-    ...UDP_RATES.map((r) => ["udp", r] as ["udp", number]),
+  const runs: [Kind, number][] = [
+    ...UDP_RATES.map((r): [Kind, number] => ["udp", r]),
+    ["icmp", 0],
     ["tcp", 0],
   ];
   for (const [kind, pps] of runs) {
@@ -404,6 +446,11 @@ export async function runNetflowBench(nats: LocalNats, teardown: Teardown): Prom
       );
       emit(bench, `${tool}_cpu_s_per_mpkt`, r.cpuMs / 1000 / mpkt, "s");
       emit(bench, `${tool}_machine_busy_s_per_mpkt`, r.busyMs / 1000 / mpkt, "s");
+      if (r.collector !== undefined) {
+        emit(bench, `${tool}_fallback_packets`, r.collector.fallbackPackets, "packets");
+        emit(bench, `${tool}_fallback_lost`, r.collector.fallbackLost, "packets");
+        emit(bench, `${tool}_export_dropped`, r.collector.exportDropped, "records");
+      }
       if (r.sequenceErrors !== undefined)
         emit(bench, `${tool}_ipfix_sequence_errors`, r.sequenceErrors, "messages");
     }
