@@ -1,8 +1,8 @@
 /**
  * Enricher bench on the real-traffic mix (bench/testdata/enricher-mix.pcap.gz, made by
  * bench/mix-capture.ts: HTTP, DNS, bulk TCP, a cache-like TCP service, ICMP, UDP),
- * turned into trace records as the kernel writes them (128 bytes captured, 512 on the
- * default DNS/HTTP capture rules) and packed into 256-record RawFrames as the collector
+ * turned into trace records as the kernel writes them (128 bytes captured; 512 for DNS
+ * and 1024 for HTTP with the collector's default capture rules) and packed into 256-record RawFrames as the collector
  * packs them. The mix is repeated with the client ports shifted per turn, so every turn
  * is new connections and DNS queries for the L7 tracker.
  *
@@ -48,7 +48,13 @@ import { type FrameDeps, processFrame } from "../services/enricher/src/frames.ts
 import { encodeFrame } from "../services/enricher/src/frames-fast.ts";
 import { L7Tracker } from "../services/enricher/src/l7/tracker.ts";
 import { registryDeps } from "./decode.ts";
-import { CAPTURE_ENDPOINTS, captureMix, type MixEntry } from "./mix.ts";
+import {
+  CAPTURE_ENDPOINTS,
+  captureMix,
+  defaultCaptureLen,
+  type MixEntry,
+  transportOf,
+} from "./mix.ts";
 import { ServiceChildren, type Teardown } from "./procs.ts";
 import { emit, metricSum, processCpuMs, scrapeMetrics, until } from "./report.ts";
 
@@ -56,9 +62,6 @@ const NODE = "bench-node";
 const RECORDS_PER_FRAME = 256;
 /** Turns of the capture in one pass of frames (client ports differ per turn). */
 const TURNS = 24;
-/** Capture length of the default DNS/HTTP capture rules (collector's --capture-rule). */
-const RULE_CAPTURE = 512;
-const RULE_PORTS = new Set([53, 80, 8080]);
 const MEASURE_MS = 2500;
 const PARTITIONS = 16;
 
@@ -67,21 +70,10 @@ const encodeBatch = compileEncoder(FlowBatchSchema);
 /** Reads a big-endian u16. */
 const u16 = (b: Uint8Array, o: number): number => ((b[o] ?? 0) << 8) | (b[o + 1] ?? 0);
 
-/** L4 offset, protocol and ports of an Ethernet/IPv4/IPv6 packet, if it is TCP or UDP. */
-function transport(p: Uint8Array): { off: number; proto: number } | undefined {
-  const et = u16(p, 12);
-  if (et === 0x0800) {
-    const ihl = ((p[14] ?? 0) & 0x0f) * 4;
-    return { off: 14 + ihl, proto: p[23] ?? 0 };
-  }
-  if (et === 0x86dd) return { off: 54, proto: p[20] ?? 0 };
-  return undefined;
-}
-
 /** A copy of `e.packet` with the client's port moved by `shift` (ports of TCP/UDP only). */
 function shiftClientPort(e: MixEntry, shift: number): Uint8Array {
   const p = e.packet.slice();
-  const t = transport(p);
+  const t = transportOf(p);
   if (t === undefined || (t.proto !== 6 && t.proto !== 17) || p.length < t.off + 4) return p;
   const at = e.direction === "egress" ? t.off : t.off + 2;
   const port = u16(p, at);
@@ -92,18 +84,9 @@ function shiftClientPort(e: MixEntry, shift: number): Uint8Array {
   return p;
 }
 
-/** Capture length the collector's default rules give this packet. */
-function captureLen(p: Uint8Array): number {
-  const t = transport(p);
-  if (t !== undefined && (t.proto === 6 || t.proto === 17)) {
-    if (RULE_PORTS.has(u16(p, t.off)) || RULE_PORTS.has(u16(p, t.off + 2))) return RULE_CAPTURE;
-  }
-  return DEFAULT_CAPTURE;
-}
-
 /** Trace reason the kernel's connection table would give (client side of every connection). */
 function traceReason(e: MixEntry, p: Uint8Array): number {
-  const t = transport(p);
+  const t = transportOf(p);
   if (t?.proto === 6 && ((p[t.off + 13] ?? 0) & 0x12) === 0x02) return TRACE_REASON.NEW;
   return e.direction === "egress" ? TRACE_REASON.ESTABLISHED : TRACE_REASON.REPLY;
 }
@@ -118,7 +101,7 @@ export function captureRecords(mix: readonly MixEntry[], turns: number): Uint8Ar
       ts += BigInt(Math.max(1000, (e.atNs ?? prev) - prev));
       prev = e.atNs ?? prev;
       const packet = shiftClientPort(e, turn * 997);
-      const cap = Math.min(captureLen(packet), packet.length);
+      const cap = Math.min(defaultCaptureLen(packet), packet.length);
       const origLen = e.wireLen ?? packet.length;
       out.push(
         encodeTraceRecord({

@@ -6,7 +6,8 @@
  * answering A, AAAA, CNAME and NXDOMAIN, and clients in the other namespace: curl
  * (keep-alive, IPv4 and IPv6), dig (UDP and TCP), ping, and plain UDP datagrams.
  * Segmentation offloads are off, so packets are MTU-sized as on a NIC. tcpdump records
- * the client's veth at 512 bytes a packet. Run as root: `bun bench/mix-capture.ts`; the namespaces and
+ * the client's veth; each packet is kept as long as the collector's default capture
+ * rules would capture it (128 bytes, 512 for DNS, 1024 for HTTP). Run as root: `bun bench/mix-capture.ts`; the namespaces and
  * every process are removed afterwards, also on failure.
  */
 
@@ -15,7 +16,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runOk } from "@periscope/devstack/testing.ts";
 import { createVethPair } from "@periscope/testing";
-import { CAPTURE_CLIENT, CAPTURE_SERVER, CAPTURE_SNAPLEN, MIX_CAPTURE_PATH } from "./mix.ts";
+import {
+  CAPTURE_CLIENT,
+  CAPTURE_SERVER,
+  CAPTURE_SNAPLEN,
+  defaultCaptureLen,
+  MIX_CAPTURE_PATH,
+} from "./mix.ts";
 import { type Child, nsSpawn, startTcpdump, tcpdumpOutput } from "./tcpdump.ts";
 
 const SERVER_JS = `
@@ -31,6 +38,22 @@ for (const port of [80, 8080]) {
 Bun.listen({ hostname: "::", port: 6379, socket: { data(sock, d) { sock.write(d); } } });
 console.log("ready");
 `;
+
+/** The pcap with each packet cut to what the collector's default capture rules keep. */
+function cutToCaptureLen(pcap: Uint8Array): Uint8Array<ArrayBuffer> {
+  const view = new DataView(pcap.buffer, pcap.byteOffset, pcap.byteLength);
+  const parts: Uint8Array[] = [pcap.subarray(0, 24)];
+  for (let off = 24; off + 16 <= pcap.length; ) {
+    const capLen = view.getUint32(off + 8, true);
+    const packet = pcap.subarray(off + 16, off + 16 + capLen);
+    const keep = Math.min(capLen, defaultCaptureLen(packet));
+    const head = pcap.slice(off, off + 16);
+    new DataView(head.buffer).setUint32(8, keep, true);
+    parts.push(head, packet.subarray(0, keep));
+    off += 16 + capLen;
+  }
+  return new Uint8Array(Buffer.concat(parts));
+}
 
 async function waitLine(child: Child, want: string): Promise<void> {
   const reader = (child.stdout as ReadableStream<Uint8Array>).getReader();
@@ -147,7 +170,7 @@ async function main(): Promise<void> {
     dump.kill("SIGINT");
     await dump.exited;
     process.stderr.write(await tcpdumpOutput(dump));
-    const pcap = new Uint8Array(await Bun.file(file).arrayBuffer());
+    const pcap = cutToCaptureLen(new Uint8Array(await Bun.file(file).arrayBuffer()));
     await Bun.write(MIX_CAPTURE_PATH, Bun.gzipSync(pcap, { level: 9 }));
     process.stderr.write(`wrote ${MIX_CAPTURE_PATH} (${pcap.length} bytes of pcap)\n`);
   } finally {

@@ -7,6 +7,7 @@
  */
 
 import type { EndpointRecord } from "@periscope/bus";
+import { DEFAULT_CAPTURE } from "@periscope/model";
 import { ethernet, icmp, ipv4, ipv6, tcp, udp } from "@periscope/testing";
 
 const ETH_IPV4 = 0x0800;
@@ -213,8 +214,33 @@ export function mixCycleLength(mix: readonly MixEntry[]): number {
 
 /** Where the real-traffic capture of the enricher bench is kept (made by bench/mix-capture.ts). */
 export const MIX_CAPTURE_PATH = `${import.meta.dir}/testdata/enricher-mix.pcap.gz`;
-/** Bytes tcpdump kept per packet of that capture. */
-export const CAPTURE_SNAPLEN = 512;
+/** Bytes tcpdump keeps per packet of that capture (the longest default capture rule). */
+export const CAPTURE_SNAPLEN = 1024;
+
+/** Reads a big-endian u16. */
+const u16 = (b: Uint8Array, o: number): number => ((b[o] ?? 0) << 8) | (b[o + 1] ?? 0);
+
+/** L4 offset and protocol of an Ethernet/IPv4/IPv6 packet (IPv6 without extension headers). */
+export function transportOf(p: Uint8Array): { off: number; proto: number } | undefined {
+  const et = u16(p, 12);
+  if (et === ETH_IPV4) return { off: 14 + ((p[14] ?? 0) & 0x0f) * 4, proto: p[23] ?? 0 };
+  if (et === ETH_IPV6) return { off: 54, proto: p[20] ?? 0 };
+  return undefined;
+}
+
+/**
+ * Bytes the collector captures of this packet with its default capture rules:
+ * 512 for DNS (UDP/TCP 53), 1024 for HTTP (TCP 80, 8080), else the default 128.
+ */
+export function defaultCaptureLen(p: Uint8Array): number {
+  const t = transportOf(p);
+  if (t !== undefined && (t.proto === PROTO_TCP || t.proto === PROTO_UDP)) {
+    const ports = [u16(p, t.off), u16(p, t.off + 2)];
+    if (ports.includes(53)) return 512;
+    if (t.proto === PROTO_TCP && (ports.includes(80) || ports.includes(8080))) return 1024;
+  }
+  return DEFAULT_CAPTURE;
+}
 /** Addresses of the capture's client and server namespaces (tests' veth pair). */
 export const CAPTURE_CLIENT = { v4: "10.231.0.1", v6: "fd00:231::1" } as const;
 export const CAPTURE_SERVER = { v4: "10.231.0.2", v6: "fd00:231::2" } as const;

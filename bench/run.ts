@@ -4,6 +4,9 @@
  * stderr. Needs root and bpf/build/trace.bpf.o.
  *
  * - decode-*: the enricher's per-frame work and the FlowBatch wire cost, one core.
+ * - enricher-*: the enricher on a real-traffic capture (HTTP, DNS, bulk TCP, ICMP, UDP):
+ *   flows/s and CPU-s per million flows of the reference and fast frame paths on one core,
+ *   and of one and two enricher processes over JetStream (bench/enricher.ts).
  * - hubble-metrics: CPU per flow of the enricher's Hubble metrics (`--metrics`), one core
  *   (bench/hubble-metrics.ts).
  * - datapath-kernel: the trace program's ns/packet per aggregation level vs an empty TC
@@ -39,6 +42,7 @@ import { runCollectorBench } from "./collector.ts";
 import { runDatapathBench } from "./datapath.ts";
 import { runDatapathKernelBench } from "./datapath-kernel.ts";
 import { runDecodeBench } from "./decode.ts";
+import { runEnricherBench } from "./enricher.ts";
 import { runDiscoveryBench } from "./discovery.ts";
 import { runFlowKernelBench } from "./flow-kernel.ts";
 import { runHubbleMetricsBench } from "./hubble-metrics.ts";
@@ -52,6 +56,7 @@ import { runTransportBench } from "./transport.ts";
 
 const PARTS = [
   "decode",
+  "enricher",
   "hubble-metrics",
   "kernel",
   "collector",
@@ -112,6 +117,7 @@ async function main(): Promise<void> {
     if (parts.has("kernel")) await runDatapathKernelBench();
     if (parts.has("flow-kernel")) await runFlowKernelBench();
     const needNats = [
+      "enricher",
       "collector",
       "pipeline",
       "transport",
@@ -126,6 +132,7 @@ async function main(): Promise<void> {
     }
     const nats = await startLocalNats({});
     teardown.push(() => nats.stop());
+    if (parts.has("enricher")) await runEnricherBench(nats, teardown);
     if (parts.has("collector")) await runCollectorBench(nats);
     if (parts.has("transport")) await runTransportBench(nats);
     if (parts.has("datapath")) await runDatapathBench(nats);

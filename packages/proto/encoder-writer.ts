@@ -279,3 +279,17 @@ export function moveRanges(
   }
   pos = p;
 }
+
+const HEX_DIGITS = new TextEncoder().encode("0123456789abcdef");
+
+/** Writes the 6 bytes at `b[o..o+6)` as the length-prefixed string "aa:bb:cc:dd:ee:ff". */
+export function writeMacString(b: Uint8Array, o: number): void {
+  ensure(18);
+  buf[pos++] = 17;
+  for (let i = 0; i < 6; i++) {
+    const v = b[o + i] ?? 0;
+    if (i > 0) buf[pos++] = 0x3a;
+    buf[pos++] = HEX_DIGITS[v >> 4] ?? 0;
+    buf[pos++] = HEX_DIGITS[v & 15] ?? 0;
+  }
+}

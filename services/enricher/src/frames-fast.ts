@@ -13,6 +13,8 @@ import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import {
   decodePacket,
   decodeTraceFlow,
+  icmpV4TypeCodeText,
+  icmpV6TypeCodeText,
   observationPoint,
   type PayloadSink,
   packetSummary,
@@ -38,6 +40,7 @@ import {
   rewind,
   streamBegin,
   streamTake,
+  writeMacString,
   writeRaw,
   writerPosition,
   writeString,
@@ -66,6 +69,18 @@ import {
   processFrame,
   type RecordFailure,
 } from "./frames.ts";
+import {
+  type FastTrace,
+  L4_ICMPV4,
+  L4_ICMPV6,
+  L4_NONE,
+  L4_SCTP,
+  L4_TCP,
+  L4_UDP,
+  netnsCookieOf,
+  newFastTrace,
+  readFastTrace,
+} from "./frames-fast-packet.ts";
 import { labelIdentity } from "./identity.ts";
 import type { L7Packet } from "./l7/tracker.ts";
 
@@ -132,13 +147,32 @@ const T_VARINT3 = tag(3, 0);
 const T_MSG3 = tag(3, LEN);
 const T_ENDPOINT_LABEL = tag(4, LEN);
 const T_ENDPOINT_POD = tag(5, LEN);
-const L4_CASE_TAG = {
-  tcp: tag(1, LEN),
-  udp: tag(2, LEN),
-  icmpv4: tag(3, LEN),
-  icmpv6: tag(4, LEN),
-  sctp: tag(5, LEN),
-} as const;
+/** Layer4 oneof tags by L4 kind (L4_TCP.. L4_SCTP): TCP 1, UDP 2, ICMPv4 3, ICMPv6 4, SCTP 5. */
+const L4_CASE_TAGS = [0, tag(1, LEN), tag(2, LEN), tag(3, LEN), tag(4, LEN), tag(5, LEN)];
+
+/** Tag, length and UTF-8 bytes of a string field, for writing as is. */
+function stringField(t: number, s: string): Uint8Array {
+  const text = new TextEncoder().encode(s);
+  const head: number[] = [];
+  for (let v = t; ; v >>>= 7) {
+    if (v < 0x80) {
+      head.push(v);
+      break;
+    }
+    head.push((v & 0x7f) | 0x80);
+  }
+  for (let v = text.length; ; v >>>= 7) {
+    if (v < 0x80) {
+      head.push(v);
+      break;
+    }
+    head.push((v & 0x7f) | 0x80);
+  }
+  const out = new Uint8Array(head.length + text.length);
+  out.set(head);
+  out.set(text, head.length);
+  return out;
+}
 /** flow.Verdict FORWARDED, flow.FlowType L3_L4, IPVersion IPv4 / IPv6, CiliumEventType trace. */
 const FORWARDED = 1;
 const L3_L4 = 1;
@@ -199,12 +233,25 @@ class FrameWriter {
   readonly seconds: number[] = [];
   readonly nanos: number[] = [];
   private readonly sink: PayloadSink = {};
+  private readonly trace = newFacts();
+  /** Seconds and remaining ns of the frame's boot-to-realtime offset. */
+  private readonly secBase: number;
+  private readonly nsBase: number;
+  /** flow.node_name and GetFlowsResponse.node_name, written as is. */
+  private readonly nodeField: Uint8Array;
+  private readonly respNodeField: Uint8Array;
 
   constructor(
     private readonly scope: FrameScope,
     private readonly deps: FrameDeps,
   ) {
     this.node = scope.node;
+    const off = scope.ctx.bootToRealtimeNs;
+    const sec = off / 1_000_000_000n;
+    this.secBase = Number(sec);
+    this.nsBase = Number(off - sec * 1_000_000_000n);
+    this.nodeField = this.node === "" ? new Uint8Array(0) : stringField(T_FLOW_NODE, this.node);
+    this.respNodeField = stringField(T_RESP_NODE, this.node);
   }
 
   /** Endpoint body for an address, looked up and written once per frame. */
@@ -266,19 +313,37 @@ class FrameWriter {
   /**
    * Writes the flow of a trace record and the L7 flows the tracker reads from it;
    * returns how many L7 flows that was.
-   * @throws like decodeTraceFlow.
+   * @throws like decodeTraceRecord and decodeTraceFlow.
    */
-  writeTrace(rec: TraceRecord): number {
-    const sink = this.sink;
-    sink.payload = undefined;
-    const packet = decodePacket(rec.data, rec.flags & FLAG_L3 ? "ip" : "ethernet", sink);
-    const l4 = packet.l4;
-    const l7 = this.deps.l7;
+  writeTrace(bytes: Uint8Array): number {
+    const t = this.trace;
+    let rec: TraceRecord | undefined;
+    let summary: string;
+    if (readFastTrace(bytes, t)) {
+      t.mac = t.data;
+      t.macSrc = undefined;
+      t.macDst = undefined;
+      summary = "";
+    } else {
+      rec = decodeTraceRecord(bytes);
+      summary = fromDecoded(rec, t, this.sink);
+    }
     const ctx = this.scope.ctx;
-    const ns = rec.tsBootNs + ctx.bootToRealtimeNs;
-    const secBig = ns / 1_000_000_000n;
-    const seconds = Number(secBig);
-    const nanos = Number(ns - secBig * 1_000_000_000n);
+    const l7 = this.deps.l7;
+    // time: boot time + the frame's boot-to-realtime offset, split without bigints when exact
+    let seconds: number;
+    let nanos: number;
+    if (t.tsHi < 0x100000) {
+      const n = this.nsBase + (t.tsHi * 0x100000000 + t.tsLo);
+      const carry = Math.floor(n / 1e9);
+      seconds = this.secBase + carry;
+      nanos = n - carry * 1e9;
+    } else {
+      const ns = tsBootNs(t) + ctx.bootToRealtimeNs;
+      const sec = ns / 1_000_000_000n;
+      seconds = Number(sec);
+      nanos = Number(ns - sec * 1_000_000_000n);
+    }
     const uuid = ctx.uuid ? ctx.uuid() : crypto.randomUUID();
 
     const start = writerPosition();
@@ -286,86 +351,78 @@ class FrameWriter {
     const respLen = beginLength(2);
     writeVarint32(T_RESP_FLOW);
     const flowLen = beginLength(2);
-    // time
     writeVarint32(T_FLOW_TIME);
     writeTimestamp(seconds, nanos);
     writeVarint32(T_FLOW_VERDICT);
     writeVarint32(FORWARDED);
-    const eth = packet.ethernet;
-    if (eth !== undefined) {
+    if (t.macSrc !== undefined) {
       writeVarint32(T_FLOW_ETHERNET);
       const l = beginLength(1);
       writeVarint32(T_STR1);
-      writeString(eth.source);
+      writeString(t.macSrc);
       writeVarint32(T_STR2);
-      writeString(eth.destination);
+      writeString(t.macDst ?? "");
       endLength(l, 1);
+    } else if (t.mac >= 0) {
+      // 2 fields of 17 ASCII characters: source (bytes 6..11), destination (0..5)
+      writeVarint32(T_FLOW_ETHERNET);
+      writeVarint32(38);
+      writeVarint32(T_STR1);
+      writeMacString(t.bytes, t.mac + 6);
+      writeVarint32(T_STR2);
+      writeMacString(t.bytes, t.mac);
     }
-    const ip = packet.ip;
-    if (ip !== undefined) {
+    const hasIp = t.ipVersion !== 0;
+    if (hasIp) {
       writeVarint32(T_FLOW_IP);
       const l = beginLength(1);
-      if (ip.source !== "") {
+      if (t.src !== "") {
         writeVarint32(T_STR1);
-        writeString(ip.source);
+        writeString(t.src);
       }
-      if (ip.destination !== "") {
+      if (t.dst !== "") {
         writeVarint32(T_STR2);
-        writeString(ip.destination);
+        writeString(t.dst);
       }
       writeVarint32(T_VARINT3);
-      writeVarint32(ip.version === 4 ? 1 : 2);
+      writeVarint32(t.ipVersion === 4 ? 1 : 2);
       endLength(l, 1);
     }
-    if (l4 !== undefined) {
+    const kind = t.l4;
+    if (kind !== L4_NONE) {
       writeVarint32(T_FLOW_L4);
       const l = beginLength(1);
-      writeVarint32(L4_CASE_TAG[l4.kind]);
+      writeVarint32(L4_CASE_TAGS[kind] ?? 0);
       const m = beginLength(1);
-      if (l4.kind === "icmpv4" || l4.kind === "icmpv6") {
-        writeUint32Field(T_VARINT1, l4.type);
-        writeUint32Field(T_VARINT2, l4.code);
+      if (kind === L4_ICMPV4 || kind === L4_ICMPV6) {
+        writeUint32Field(T_VARINT1, t.icmpType);
+        writeUint32Field(T_VARINT2, t.icmpCode);
       } else {
-        writeUint32Field(T_VARINT1, l4.sourcePort);
-        writeUint32Field(T_VARINT2, l4.destinationPort);
-        if (l4.kind === "tcp") {
-          const f = l4.flags;
+        writeUint32Field(T_VARINT1, t.sport);
+        writeUint32Field(T_VARINT2, t.dport);
+        if (kind === L4_TCP) {
           writeVarint32(T_MSG3);
-          const fl = beginLength(1);
-          // TCPFlags fields 1..9: FIN SYN RST PSH ACK URG ECE CWR NS, only the set ones
-          if (f.FIN) writeFlag(1);
-          if (f.SYN) writeFlag(2);
-          if (f.RST) writeFlag(3);
-          if (f.PSH) writeFlag(4);
-          if (f.ACK) writeFlag(5);
-          if (f.URG) writeFlag(6);
-          if (f.ECE) writeFlag(7);
-          if (f.CWR) writeFlag(8);
-          if (f.NS) writeFlag(9);
-          endLength(fl, 1);
+          writeTcpFlags(t.tcpFlags);
         }
       }
       endLength(m, 1);
       endLength(l, 1);
     }
-    this.writeEndpoint(T_FLOW_SOURCE, ip?.source);
-    this.writeEndpoint(T_FLOW_DESTINATION, ip?.destination);
+    this.writeEndpoint(T_FLOW_SOURCE, hasIp ? t.src : undefined);
+    this.writeEndpoint(T_FLOW_DESTINATION, hasIp ? t.dst : undefined);
     writeVarint32(T_FLOW_TYPE);
     writeVarint32(L3_L4);
-    if (this.node !== "") {
-      writeVarint32(T_FLOW_NODE);
-      writeString(this.node);
-    }
+    if (this.nodeField.length > 0) writeRaw(this.nodeField);
     let srcNames: string[] | undefined;
     let dstNames: string[] | undefined;
-    if (l7 !== undefined && ip !== undefined && l7.names.size > 0) {
+    if (l7 !== undefined && hasIp && l7.names.size > 0) {
       const nowMs = this.scope.nowMs;
-      srcNames = ip.source ? l7.names.names(ip.source, nowMs) : undefined;
-      dstNames = ip.destination ? l7.names.names(ip.destination, nowMs) : undefined;
+      srcNames = t.src ? l7.names.names(t.src, nowMs) : undefined;
+      dstNames = t.dst ? l7.names.names(t.dst, nowMs) : undefined;
       if (srcNames !== undefined) writeStrings(T_FLOW_SOURCE_NAMES, srcNames);
       if (dstNames !== undefined) writeStrings(T_FLOW_DESTINATION_NAMES, dstNames);
     }
-    const reason = rec.traceReason;
+    const reason = t.traceReason;
     const known = reason <= TRACE_REASON.REOPENED;
     const isReply = known && reason === TRACE_REASON.REPLY;
     if (isReply) {
@@ -373,7 +430,7 @@ class FrameWriter {
       writeVarint32(1);
     }
     writeVarint32(T_FLOW_EVENT_TYPE);
-    if (rec.obsPoint === 0) {
+    if (t.obsPoint === 0) {
       writeVarint32(2);
       writeVarint32(T_VARINT1);
       writeVarint32(MESSAGE_TYPE_TRACE);
@@ -382,15 +439,15 @@ class FrameWriter {
       writeVarint32(T_VARINT1);
       writeVarint32(MESSAGE_TYPE_TRACE);
       writeVarint32(T_VARINT2);
-      writeVarint32(rec.obsPoint);
+      writeVarint32(t.obsPoint);
       endLength(l, 1);
     }
-    const direction = trafficDirection(rec.obsPoint);
+    const direction = trafficDirection(t.obsPoint);
     if (direction !== 0) {
       writeVarint32(T_FLOW_DIRECTION);
       writeVarint32(direction);
     }
-    const point = observationPoint(rec.obsPoint);
+    const point = observationPoint(t.obsPoint);
     if (point !== 0) {
       writeVarint32(T_FLOW_OBS_POINT);
       writeVarint32(point);
@@ -406,12 +463,12 @@ class FrameWriter {
         writeVarint32(0);
       }
     }
-    if (rec.ifindex !== 0) {
+    if (t.ifindex !== 0) {
       writeVarint32(T_FLOW_INTERFACE);
       const l = beginLength(1);
       writeVarint32(T_VARINT1);
-      writeVarint32(rec.ifindex);
-      const name = ctx.ifName ? this.scope.interfaceName(rec.netnsCookie, rec.ifindex) : "";
+      writeVarint32(t.ifindex);
+      const name = ctx.ifName ? this.scope.interfaceName(t.netnsCookie(), t.ifindex) : "";
       if (name !== "") {
         writeVarint32(T_STR2);
         writeString(name);
@@ -426,56 +483,177 @@ class FrameWriter {
       writeVarint32(T_FLOW_TRACE_REASON);
       writeVarint32(reason + 1);
     }
-    const summary = l4?.kind === "tcp" ? tcpSummary(l4.flags) : packetSummary(packet);
+    if (rec === undefined) summary = fastSummary(t);
     if (summary !== "") {
       writeVarint32(T_FLOW_SUMMARY);
       writeString(summary);
     }
     endLength(flowLen, 2);
-    writeVarint32(T_RESP_NODE);
-    writeString(this.node);
+    writeRaw(this.respNodeField);
     writeVarint32(T_RESP_TIME);
     writeTimestamp(seconds, nanos);
     endLength(respLen, 2);
     this.note(start, seconds, nanos);
-    const payload = sink.payload;
     if (
       l7 === undefined ||
-      payload === undefined ||
-      ip === undefined ||
-      (l4?.kind !== "tcp" && l4?.kind !== "udp") ||
-      !l7.parses(l4.kind === "tcp", l4.sourcePort, l4.destinationPort)
+      t.payloadStart < 0 ||
+      !hasIp ||
+      (kind !== L4_TCP && kind !== L4_UDP) ||
+      !l7.parses(kind === L4_TCP, t.sport, t.dport)
     ) {
       return 0;
     }
-    const tcp = l4.kind === "tcp";
+    const tcp = kind === L4_TCP;
     const view: L7Packet = {
-      src: ip.source,
-      dst: ip.destination,
-      sport: l4.sourcePort,
-      dport: l4.destinationPort,
+      src: t.src,
+      dst: t.dst,
+      sport: t.sport,
+      dport: t.dport,
       tcp,
-      syn: tcp && l4.flags.SYN,
-      rst: tcp && l4.flags.RST,
-      timeNs: ns,
+      syn: tcp && (t.tcpFlags & 0x02) !== 0,
+      rst: tcp && (t.tcpFlags & 0x04) !== 0,
+      timeNs: BigInt(seconds) * 1_000_000_000n + BigInt(nanos),
     };
+    const full = rec ?? decodeTraceRecord(bytes);
     // The packet's flow as the reference path builds it, only for packets that make L7 flows.
     const base = (): Flow => {
-      const flow = decodeTraceFlow(rec, { ...ctx, uuid: () => uuid });
+      const flow = decodeTraceFlow(full, { ...ctx, uuid: () => uuid });
       if (srcNames !== undefined) flow.sourceNames = srcNames;
       if (dstNames !== undefined) flow.destinationNames = dstNames;
       return flow;
     };
-    const made = l7.observePacket(view, base, rec.data, payload, rec.origLen, this.scope.nowMs);
+    const payload = {
+      offset: t.payloadStart - t.data,
+      end: t.payloadEnd - t.data,
+      ...(tcp ? { seq: t.tcpSeq } : {}),
+    };
+    const made = l7.observePacket(view, base, full.data, payload, full.origLen, this.scope.nowMs);
     for (const f of made) this.writeMessage(flowResponse(this.node, f));
     return made.length;
   }
 }
 
-function writeFlag(no: number): void {
-  writeVarint32(no << 3);
-  writeVarint32(1);
+/** Ethernet / IP / L4 facts of a trace record, from either reader. */
+interface TraceFacts extends FastTrace {
+  /** MAC strings when read by the reference decoder. */
+  macSrc: string | undefined;
+  macDst: string | undefined;
+  /** Offset of the Ethernet header in `bytes` (fast reader), -1 when none. */
+  mac: number;
+  tsHi: number;
+  tsLo: number;
+  netnsCookie(): bigint;
 }
+
+function newFacts(): TraceFacts {
+  const t = newFastTrace() as TraceFacts;
+  t.macSrc = undefined;
+  t.macDst = undefined;
+  t.mac = -1;
+  t.netnsCookie = () => (t.cookie !== undefined ? t.cookie : netnsCookieOf(t));
+  return t;
+}
+
+function tsBootNs(t: TraceFacts): bigint {
+  return (BigInt(t.tsHi) << 32n) | BigInt(t.tsLo);
+}
+
+/** Fills `t` from the reference decoders (any record shape); returns the flow summary. */
+function fromDecoded(rec: TraceRecord, t: TraceFacts, sink: PayloadSink): string {
+  sink.payload = undefined;
+  const packet = decodePacket(rec.data, rec.flags & FLAG_L3 ? "ip" : "ethernet", sink);
+  t.bytes = rec.data;
+  t.data = 0;
+  t.capLen = rec.data.length;
+  t.obsPoint = rec.obsPoint;
+  t.origLen = rec.origLen;
+  t.tsHi = Number(rec.tsBootNs >> 32n);
+  t.tsLo = Number(rec.tsBootNs & 0xffffffffn);
+  t.ifindex = rec.ifindex;
+  t.cookie = rec.netnsCookie;
+  t.traceReason = rec.traceReason;
+  t.mac = -1;
+  t.macSrc = packet.ethernet?.source;
+  t.macDst = packet.ethernet?.destination;
+  const ip = packet.ip;
+  t.ipVersion = ip === undefined ? 0 : ip.version;
+  t.src = ip?.source ?? "";
+  t.dst = ip?.destination ?? "";
+  t.l4 = L4_NONE;
+  t.payloadStart = -1;
+  const l4 = packet.l4;
+  if (l4 !== undefined) {
+    if (l4.kind === "icmpv4" || l4.kind === "icmpv6") {
+      t.l4 = l4.kind === "icmpv4" ? L4_ICMPV4 : L4_ICMPV6;
+      t.icmpType = l4.type;
+      t.icmpCode = l4.code;
+    } else {
+      t.l4 = l4.kind === "tcp" ? L4_TCP : l4.kind === "udp" ? L4_UDP : L4_SCTP;
+      t.sport = l4.sourcePort;
+      t.dport = l4.destinationPort;
+      if (l4.kind === "tcp") {
+        const f = l4.flags;
+        t.tcpFlags =
+          (f.FIN ? 1 : 0) |
+          (f.SYN ? 2 : 0) |
+          (f.RST ? 4 : 0) |
+          (f.PSH ? 8 : 0) |
+          (f.ACK ? 16 : 0) |
+          (f.URG ? 32 : 0) |
+          (f.ECE ? 64 : 0) |
+          (f.CWR ? 128 : 0) |
+          (f.NS ? 256 : 0);
+      }
+    }
+  }
+  const payload = sink.payload as PayloadSink["payload"];
+  if (payload !== undefined) {
+    t.payloadStart = payload.offset;
+    t.payloadEnd = payload.end;
+    t.tcpSeq = payload.seq ?? 0;
+  }
+  return packetSummary(packet);
+}
+
+/** TCPFlags body (fields 1..9: FIN SYN RST PSH ACK URG ECE CWR NS, the set ones) with its length. */
+function writeTcpFlags(bits: number): void {
+  let n = 0;
+  for (let i = 0; i < 9; i++) if (bits & (1 << i)) n++;
+  writeVarint32(n * 2);
+  for (let i = 0; i < 9; i++) {
+    if (bits & (1 << i)) {
+      writeVarint32((i + 1) << 3);
+      writeVarint32(1);
+    }
+  }
+}
+
+/** Summary of a record read by the fast reader (TCP flags, UDP, ICMP type). */
+function fastSummary(t: FastTrace): string {
+  switch (t.l4) {
+    case L4_TCP:
+      return tcpSummary(t.tcpFlags);
+    case L4_UDP:
+      return "UDP";
+    case L4_ICMPV4:
+    case L4_ICMPV6: {
+      const key = (t.l4 << 16) | (t.icmpType << 8) | t.icmpCode;
+      let s = icmpSummaries.get(key);
+      if (s === undefined) {
+        s =
+          t.l4 === L4_ICMPV4
+            ? `ICMPv4 ${icmpV4TypeCodeText(t.icmpType, t.icmpCode)}`
+            : `ICMPv6 ${icmpV6TypeCodeText(t.icmpType, t.icmpCode)}`;
+        icmpSummaries.set(key, s);
+      }
+      return s;
+    }
+    default:
+      return "";
+  }
+}
+
+const icmpSummaries = new Map<number, string>();
 
 function writeUint32Field(t: number, v: number): void {
   if (v === 0) return;
@@ -504,29 +682,20 @@ function writeTimestamp(seconds: number, nanos: number): void {
   endLength(l, 1);
 }
 
-function tcpSummary(f: {
-  FIN: boolean;
-  SYN: boolean;
-  RST: boolean;
-  PSH: boolean;
-  ACK: boolean;
-  URG: boolean;
-  ECE: boolean;
-  CWR: boolean;
-  NS: boolean;
-}): string {
-  const bits =
-    (f.FIN ? 1 : 0) |
-    (f.SYN ? 2 : 0) |
-    (f.RST ? 4 : 0) |
-    (f.PSH ? 8 : 0) |
-    (f.ACK ? 16 : 0) |
-    (f.URG ? 32 : 0) |
-    (f.ECE ? 64 : 0) |
-    (f.CWR ? 128 : 0) |
-    (f.NS ? 256 : 0);
+function tcpSummary(bits: number): string {
   let s = tcpSummaries.get(bits);
   if (s === undefined) {
+    const f = {
+      FIN: (bits & 1) !== 0,
+      SYN: (bits & 2) !== 0,
+      RST: (bits & 4) !== 0,
+      PSH: (bits & 8) !== 0,
+      ACK: (bits & 16) !== 0,
+      URG: (bits & 32) !== 0,
+      ECE: (bits & 64) !== 0,
+      CWR: (bits & 128) !== 0,
+      NS: (bits & 256) !== 0,
+    };
     s = packetSummary({
       l4: { kind: "tcp", sourcePort: 0, destinationPort: 0, flags: f },
       truncated: false,
@@ -593,7 +762,7 @@ export function encodeFrame(data: Uint8Array, deps: FrameDeps, source?: SourceOf
       const mark = writerPosition();
       const noted = w.starts.length;
       try {
-        const made = w.writeTrace(decodeTraceRecord(bytes));
+        const made = w.writeTrace(bytes);
         flows += 1 + made;
         l7Flows += made;
       } catch (err) {
