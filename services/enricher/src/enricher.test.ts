@@ -147,6 +147,25 @@ describe("startEnricher", () => {
         timeoutMs: 15_000,
         what: "ready again after the broker is back",
       });
+      // A fresh broker (new store): streams, durables and leases are made again, frames flow.
+      const fresh = await connectBus({ url: again.url, name: "enricher-test-2", log });
+      try {
+        const js = fresh.js();
+        await waitFor(
+          async () => {
+            await js
+              .publish(subjects.raw("node-x", 5), rawFrame(1n, 1, 0n), { msgID: "after" })
+              .catch(() => undefined);
+            const jsm = await fresh.jsm();
+            return (
+              (await jsm.streams.info(FLOWS_STREAM).catch(() => undefined))?.state.messages === 1
+            );
+          },
+          { timeoutMs: 20_000, intervalMs: 250, what: "frames decoded on the fresh broker" },
+        );
+      } finally {
+        await fresh.close();
+      }
     } finally {
       try {
         await enricher.stop();
@@ -154,7 +173,7 @@ describe("startEnricher", () => {
         await again?.stop();
       }
     }
-  });
+  }, 45_000);
 
   test("enricher - a failure after connecting releases the ops port and the NATS connection", async () => {
     // A broker without JetStream: the streams cannot be created.

@@ -1,4 +1,4 @@
-import type { JsMsg } from "@nats-io/jetstream";
+import { JetStreamApiCodes, JetStreamApiError, type JsMsg } from "@nats-io/jetstream";
 import { type Bus, ensureDurable, RAW_STREAM, subjects } from "@periscope/bus";
 
 /** Raw frames one pull brings at most, bytes. */
@@ -71,15 +71,18 @@ export async function startPartitionReader(opts: PartitionReaderOptions): Promis
         if (stopping) break;
         opts.failed(err);
         await Bun.sleep(RETRY_MS);
-        // The durable may be gone (removed by hand, broker store lost): make it again.
-        await ensure().catch(() => {});
+        // The durable is gone (removed by hand, broker store lost): make it again.
+        const gone =
+          err instanceof JetStreamApiError && err.code === JetStreamApiCodes.ConsumerNotFound;
+        if (!stopping && gone) await ensure().catch(() => {});
       }
     }
   })();
   return {
     async stop() {
       stopping = true;
-      await loop;
+      // The last pull expires by then; a call to a broker that is away does not hold the stop.
+      await Promise.race([loop, Bun.sleep(PULL_EXPIRES_MS + RETRY_MS)]);
     },
   };
 }
