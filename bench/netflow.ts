@@ -19,7 +19,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort, type LocalNats, runOk } from "@periscope/devstack";
-import { type NfdumpFlow, startNfcapd } from "@periscope/netflow/nfcapd.ts";
+import { type NfdumpFlow, startNfcapd } from "@periscope/netflow/testing/nfcapd.ts";
 import { createVethPair, type VethPair } from "@periscope/testing";
 import type { Teardown } from "./procs.ts";
 import { emit, machineCpuMs, processCpuMs, scrapeMetrics, until } from "./report.ts";

@@ -16,14 +16,14 @@ import {
   NetflowExportQueue,
   type NetflowRecord,
 } from "@periscope/netflow";
+import { addrBytes, sampleNetflowRecord } from "@periscope/netflow/test-helpers.ts";
 import {
   hasNfdump,
   type Nfcapd,
   type NfdumpFlow,
   nfdumpTimeMs,
   startNfcapd,
-} from "@periscope/netflow/nfcapd.ts";
-import { addrBytes, sampleNetflowRecord } from "@periscope/netflow/test-helpers.ts";
+} from "@periscope/netflow/testing/nfcapd.ts";
 import { netflowV1 } from "@periscope/proto";
 import { createLogger } from "@periscope/telemetry";
 import {
