@@ -8,6 +8,7 @@ import { loadCliEnv } from "./config.ts";
 import { CONNECTION_FLAGS, extractConnectionArgs, setConnection } from "./connection.ts";
 import { EVENT_FLAGS, parseEventArgs, runEvents } from "./events.ts";
 import { FLOWS_FLAGS, FLOWS_USAGE, parseFlowsArgs, runFlows } from "./flows.ts";
+import { LineWriter } from "./line-writer.ts";
 import { parseListArgs, runList } from "./list.ts";
 import { MONITOR_FLAGS, parseMonitorArgs, runMonitor } from "./monitor.ts";
 import {
@@ -224,12 +225,13 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
 if (import.meta.main) {
   const ac = new AbortController();
   for (const sig of ["SIGINT", "SIGTERM"] as const) process.on(sig, () => ac.abort());
-  const write = (stream: NodeJS.WriteStream) => (line: string) => {
-    stream.write(`${line}\n`);
-  };
+  const stdout = new LineWriter(process.stdout);
   runCli(process.argv.slice(2), {
-    out: write(process.stdout),
-    err: write(process.stderr),
+    out: stdout.line,
+    err: (line) => {
+      stdout.flush();
+      process.stderr.write(`${line}\n`);
+    },
     signal: ac.signal,
     server: loadCliEnv().server,
     env: process.env,
@@ -243,11 +245,13 @@ if (import.meta.main) {
     },
   }).then(
     (code) => {
+      stdout.flush();
       process.exitCode = code;
       // Let stdout drain before exiting (pipes are asynchronous).
       process.stdout.write("", () => process.exit(code));
     },
     (e: unknown) => {
+      stdout.flush();
       process.stderr.write(
         `periscope: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`,
       );

@@ -176,7 +176,7 @@ export const OTHER_FLAGS: readonly FlagSpec[] = [
   {
     name: "use-default-field-masks",
     kind: "bool",
-    help: "Request only the printed fields for compact, dict and table output (default true)",
+    help: "Request only the printed fields for compact, dict and table output (default false: the observer sends stored flows as they are faster than it masks them)",
   },
 ];
 
@@ -345,8 +345,7 @@ export function parseObserveArgs(
     .filter((p) => p !== "");
   if (!json && maskPaths.length > 0)
     throw new UsageError(`${output} output format is not compatible with custom field mask`);
-  if (!json && boolDefaultTrue(args, "use-default-field-masks"))
-    maskPaths = [...DEFAULT_FIELD_MASK];
+  if (!json && isSet(args, "use-default-field-masks")) maskPaths = [...DEFAULT_FIELD_MASK];
   for (const path of maskPaths) checkMaskPath(path);
 
   const request = create(GetFlowsRequestSchema, {

@@ -7,9 +7,17 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
-import { parse, stringify } from "yaml";
 import { UsageError } from "./args.ts";
 import { parseDurationMs } from "./time.ts";
+
+type Yaml = typeof import("yaml");
+let yamlModule: Yaml | undefined;
+
+/** The YAML library, loaded on first use (most runs read no config file). */
+function yaml(): Yaml {
+  yamlModule ??= require("yaml") as Yaml;
+  return yamlModule;
+}
 
 /** One setting: its kind and default. */
 interface SettingSpec {
@@ -66,7 +74,7 @@ export function readConfigFile(path: string): Record<string, unknown> {
   if (!existsSync(path)) return {};
   let doc: unknown;
   try {
-    doc = parse(readFileSync(path, "utf8"));
+    doc = yaml().parse(readFileSync(path, "utf8"));
   } catch (e) {
     throw new UsageError(`config file ${path}: ${e instanceof Error ? e.message : String(e)}`);
   }
@@ -191,12 +199,14 @@ export function runConfig(
   const [sub, key, value, ...extra] = args;
   const write = (doc: Record<string, unknown>) => {
     mkdirSync(dirname(configPath), { recursive: true });
-    writeFileSync(configPath, Object.keys(doc).length === 0 ? "" : stringify(doc), { mode: 0o600 });
+    writeFileSync(configPath, Object.keys(doc).length === 0 ? "" : yaml().stringify(doc), {
+      mode: 0o600,
+    });
   };
   switch (sub) {
     case "view":
       if (key !== undefined) throw new UsageError(`unexpected argument "${key}"`);
-      out(stringify(effectiveSettings(env)).trimEnd());
+      out(yaml().stringify(effectiveSettings(env)).trimEnd());
       return 0;
     case "get": {
       if (key === undefined || value !== undefined)
