@@ -18,7 +18,13 @@ import {
   SequenceLedger,
   subjects,
 } from "@periscope/bus";
-import { compileEncoder, FlowBatchSchema, FrameSourceSchema } from "@periscope/proto";
+import {
+  compileEncoder,
+  FlowBatchSchema,
+  type FrameSource,
+  FrameSourceSchema,
+  type RawFrame,
+} from "@periscope/proto";
 import {
   createLogger,
   createMetrics,
@@ -35,7 +41,8 @@ import {
   DEFAULT_L7_HTTP_PORTS,
   type EnricherConfig,
 } from "./config.ts";
-import { type FrameDeps, processFrame } from "./frames.ts";
+import { type FrameDeps, type FrameResult, processFrame } from "./frames.ts";
+import { type EncodedFrame, encodeFrame } from "./frames-fast.ts";
 import { type GapOrigin, gapBatches } from "./gaps.ts";
 import { startConfiguredHubbleMetrics } from "./hubble-metrics/index.ts";
 import { startL7Metrics } from "./l7/metrics.ts";
@@ -46,6 +53,17 @@ import { findUnownedFrames } from "./unowned.ts";
 
 /** FlowBatch encoder; same bytes as `toBinary(FlowBatchSchema, batch)`, several times faster. */
 const encodeFlowBatch = compileEncoder(FlowBatchSchema);
+
+/** FlowBatch.source of a frame's batch: its identity and the records it accounts for. */
+function frameSource(frame: RawFrame): FrameSource {
+  return create(FrameSourceSchema, {
+    bootId: frame.bootId,
+    partition: frame.partition,
+    seq: frame.seq,
+    recordsBefore: frame.recordsBefore,
+    records: BigInt(rawFrameRecordCount(frame)) + frame.kernelLost + frame.collectorLost,
+  });
+}
 
 /** A raw frame not acknowledged this long is delivered again (to its partition's owner), ms. */
 export const RAW_ACK_WAIT_MS = 4000;
@@ -266,9 +284,10 @@ export async function startEnricher(
       // Declared bigint, a number at run time: Number() reads both.
       frameWait.observe(Math.max(0, Date.now() - Number(msg.info.timestampNanos) / 1e6) / 1000);
       if (msg.redelivered) framesRedelivered.inc();
-      let result: ReturnType<typeof processFrame>;
+      let result: FrameResult | EncodedFrame;
       try {
-        result = processFrame(msg.data, deps);
+        // Hubble's metrics read the flows; without them the batch is written straight to bytes.
+        result = hubble ? processFrame(msg.data, deps) : encodeFrame(msg.data, deps, frameSource);
       } catch (err) {
         msg.term();
         release();
@@ -282,7 +301,7 @@ export async function startEnricher(
         log.error({ err, subject: msg.subject }, "frame processing failed");
         return;
       }
-      const { frame, batch, flows, debugEvents, failures, failureSamples } = result;
+      const { frame, flows, debugEvents, failures, failureSamples } = result;
       const recordCount = rawFrameRecordCount(frame);
       const frameRecords = BigInt(recordCount) + frame.kernelLost + frame.collectorLost;
       const key = `${frame.nodeName}/${frame.bootId}/${frame.partition}`;
@@ -313,15 +332,15 @@ export async function startEnricher(
         );
       }
       // Hubble's metrics: labels resolved while the flows are hot, applied once stored.
-      const hubbleCounts = hubble?.metrics.stage(batch);
-      batch.source = create(FrameSourceSchema, {
-        bootId: frame.bootId,
-        partition: frame.partition,
-        seq: frame.seq,
-        recordsBefore: frame.recordsBefore,
-        records: frameRecords,
-      });
-      js.publish(subjects.flows(frame.nodeName), encodeFlowBatch(batch), {
+      const hubbleCounts = "batch" in result ? hubble?.metrics.stage(result.batch) : undefined;
+      let bytes: Uint8Array;
+      if ("batch" in result) {
+        result.batch.source = frameSource(frame);
+        bytes = encodeFlowBatch(result.batch);
+      } else {
+        bytes = result.bytes;
+      }
+      js.publish(subjects.flows(frame.nodeName), bytes, {
         msgID: batchMsgId(frame.bootId, frame.partition, frame.seq),
         timeout: 2000,
       }).then(
