@@ -53,6 +53,12 @@ function streamPart(store: FlowStore, q: EventQuery): StreamPart | undefined {
   return endSeq > 0 ? { history, sinceNs, endSeq } : undefined;
 }
 
+/**
+ * Events of the stream part held back at least, to be sent in time order; more than twice
+ * this many are never held.
+ */
+export const SORT_WINDOW = 16_384;
+
 /** Stable order by event time. */
 function byTime(a: StoredEvent, b: StoredEvent): number {
   return a.ns < b.ns ? -1 : a.ns > b.ns ? 1 : 0;
@@ -63,8 +69,9 @@ function byTime(a: StoredEvent, b: StoredEvent): number {
  * prefilter, so flows that cannot match are never decoded; and a `since` older than the
  * ring is answered from the flows stream first, up to the first message wholly in the
  * ring, then from the ring, where entries of earlier messages are skipped: no gap, no
- * duplicate. A follow stream then goes on live. Without `follow` the whole answer is
- * sorted by time. What the stream no longer holds (age, size limits) is not made up.
+ * duplicate. A follow stream then goes on live. Without `follow` the answer is sorted by
+ * time (the stream's part within a window of {@link SORT_WINDOW} events, so memory stays
+ * bounded). What the stream no longer holds (age, size limits) is not made up.
  */
 export async function* queryStore(
   store: FlowStore,
@@ -88,7 +95,9 @@ export async function* queryStore(
     return (seq === 0 || seq > endSeq) && (pre === undefined || pre(i));
   };
   const untilNs = timestampNs(q.until);
-  const fromStream: StoredEvent[] = [];
+  // Held back to be sent in time order; bounded, so a long stretch of history streams out
+  // instead of piling up in memory (order is exact up to events this far out of place).
+  let held: StoredEvent[] = [];
   let count = 0n;
   const sinceMs = Number(part.sinceNs / 1_000_000n);
   read: for await (const events of part.history.read(sinceMs, endSeq, signal)) {
@@ -96,27 +105,35 @@ export async function* queryStore(
       if (ev.ns < part.sinceNs || (untilNs !== undefined && ev.ns > untilNs)) continue;
       if (ev.kind !== "lostEvents" && !match(ev)) continue;
       if (q.follow) yield { kind: "event", event: ev };
-      else fromStream.push(ev);
+      else held.push(ev);
       if (ev.kind === "lostEvents") continue;
       count++;
       if (!q.follow && q.number > 0n && count >= q.number) break read;
     }
+    if (held.length >= 2 * SORT_WINDOW) {
+      held.sort(byTime);
+      for (const event of held.slice(0, SORT_WINDOW)) yield { kind: "event", event };
+      held = held.slice(SORT_WINDOW);
+    }
   }
   if (signal?.aborted) return;
-  const rest = q.number > 0n ? q.number - count : 0n;
   if (q.follow) {
     yield* readEvents(store.ring, { ...q, number: 0n }, match, signal, ringPre);
     return;
   }
-  if (q.number > 0n && rest <= 0n) {
-    fromStream.sort(byTime);
-    for (const event of fromStream) yield { kind: "event", event };
-    return;
+  const rest = q.number > 0n ? q.number - count : 0n;
+  if (q.number === 0n || rest > 0n) {
+    for await (const step of readEvents(
+      store.ring,
+      { ...q, number: rest },
+      match,
+      signal,
+      ringPre,
+    )) {
+      if (step.kind === "lost") yield step;
+      else held.push(step.event);
+    }
   }
-  for await (const step of readEvents(store.ring, { ...q, number: rest }, match, signal, ringPre)) {
-    if (step.kind === "lost") yield step;
-    else fromStream.push(step.event);
-  }
-  fromStream.sort(byTime);
-  for (const event of fromStream) yield { kind: "event", event };
+  held.sort(byTime);
+  for (const event of held) yield { kind: "event", event };
 }
