@@ -1,20 +1,28 @@
 /**
- * Observer follow micro-bench: the observer (services/observer/src/main.ts, defaults:
- * 4095-entry ring and sort buffer) as a child process, a real nats-server, this process
- * publishing realistic FlowBatches (the enricher's own output for the bench packet mix,
- * re-stamped with the current time) at fixed rates, and one GetFlows follow client
- * (bench/follow-client.ts, gRPC over h2c). Per rate it prints the flows/s the follower
- * received, the events it was told it lost, and the observer's CPU time per published flow.
+ * Observer follow bench: the observer (services/observer/src/main.ts with a
+ * {@link BURST}-entry ring) as a child process, a real nats-server, this process publishing
+ * realistic FlowBatches (the enricher's own output for the bench packet mix, re-stamped
+ * with the current time) and counting GetFlows followers (bench/follow-client.ts --count:
+ * raw HTTP/2, messages counted by their first byte). Figures:
+ * - `client_alone`: what the counting client takes from a plain HTTP/2 server writing
+ *   ready-made messages (the ceiling of any measurement through it);
+ * - `<rate>.*`: at fixed publish rates, one gRPC follower: flows/s delivered, events it
+ *   was told it lost, observer CPU µs per flow ingested and served, loads;
+ * - `burst.*`: a follow stream asked for the last {@link BURST} stored flows first, gRPC
+ *   (the observer's stream writer) vs gRPC-Web (its Connect handler, the baseline):
+ *   flows/s delivered while it catches up, and the ratio.
  *
- * Run: `bun bench/observer-follow.ts [rate ...]` (flows/s; default 5000 10000 20000).
+ * Run: `bun bench/observer-follow.ts [rate ...]` (flows/s; default 2000 50000), or as the
+ * `observer-follow` part of `bun run bench`.
  */
 
+import * as http2 from "node:http2";
 import { toBinary } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { connectBus, subjects } from "@periscope/bus";
 import { freePort, startLocalNats } from "@periscope/devstack";
 import { DEFAULT_CAPTURE, type EndpointInfo } from "@periscope/model";
-import { type FlowBatch, FlowBatchSchema } from "@periscope/proto";
+import { type FlowBatch, FlowBatchSchema, GetFlowsResponseSchema } from "@periscope/proto";
 import {
   encodeRawFrame,
   encodeTraceRecord,
@@ -35,6 +43,12 @@ const FLOWS_PER_BATCH = 128;
 const BATCHES = 32;
 const PHASE_MS = 3_000;
 const WARMUP_MS = 1_500;
+/** Ring size, and the stored flows a burst follow stream starts with. */
+export const BURST = 200_000;
+/** Longest a burst reader is watched, ms. */
+const BURST_WINDOW_MS = 2_000;
+/** How often encoded batches are re-stamped with the current time, ms. */
+const RESTAMP_MS = 500;
 /** Publishing ticks per second; each tick sends the batches the rate owes so far. */
 const TICK_MS = 10;
 
@@ -93,33 +107,278 @@ function mixBatches(): FlowBatch[] {
   return out;
 }
 
-/** Publishes at `rate` flows/s for `ms`; every flow carries the publish time. */
+/** The mix's batches encoded, re-stamped with the current time every {@link RESTAMP_MS}. */
+class EncodedBatches {
+  #payloads: Uint8Array[] = [];
+  #stampedMs = 0;
+  #k = 0;
+  constructor(private readonly batches: readonly FlowBatch[]) {}
+
+  /** The next payload and its flow count. */
+  next(): { payload: Uint8Array; flows: number } {
+    const now = Date.now();
+    if (now - this.#stampedMs >= RESTAMP_MS) {
+      const time = timestampFromMs(now);
+      this.#payloads = this.batches.map((batch) => {
+        for (const r of batch.responses) {
+          r.time = time;
+          if (r.responseTypes.case === "flow") r.responseTypes.value.time = time;
+        }
+        return toBinary(FlowBatchSchema, batch);
+      });
+      this.#stampedMs = now;
+    }
+    const i = this.#k++ % this.#payloads.length;
+    const payload = this.#payloads[i];
+    const batch = this.batches[i];
+    if (payload === undefined || batch === undefined) throw new RangeError("no batches");
+    return { payload, flows: batch.responses.length };
+  }
+}
+
+/** Publishes at `rate` flows/s for `ms` (Infinity: as fast as NATS takes them). */
 async function publish(
   send: (payload: Uint8Array) => void,
-  batches: readonly FlowBatch[],
+  batches: EncodedBatches,
   rate: number,
   ms: number,
+  maxFlows = Number.POSITIVE_INFINITY,
 ): Promise<number> {
   const start = performance.now();
   let sent = 0;
-  let k = 0;
   for (;;) {
     const elapsed = performance.now() - start;
-    if (elapsed >= ms) return sent;
-    const owed = Math.floor((elapsed / 1000) * rate);
+    if (elapsed >= ms || sent >= maxFlows) return sent;
+    const owed = Math.min(maxFlows, Math.floor((elapsed / 1000) * rate));
     while (sent + FLOWS_PER_BATCH <= owed) {
-      const batch = batches[k++ % batches.length];
-      if (batch === undefined) throw new RangeError("no batches");
-      const time = timestampFromMs(Date.now());
-      for (const r of batch.responses) {
-        r.time = time;
-        if (r.responseTypes.case === "flow") r.responseTypes.value.time = time;
-      }
-      send(toBinary(FlowBatchSchema, batch));
-      sent += batch.responses.length;
+      const b = batches.next();
+      send(b.payload);
+      sent += b.flows;
     }
     await Bun.sleep(TICK_MS);
   }
+}
+
+/**
+ * A plain HTTP/2 server answering every request with ready-made enveloped messages as
+ * fast as the client takes them: measures the counting client alone.
+ */
+async function cannedServer(messages: readonly Uint8Array[]): Promise<{
+  port: number;
+  close(): Promise<void>;
+}> {
+  const parts: Buffer[] = [];
+  let size = 0;
+  for (let i = 0; size < 64 * 1024; i++) {
+    const m = messages[i % messages.length];
+    if (m === undefined) throw new RangeError("no messages");
+    const env = Buffer.alloc(5 + m.length);
+    env.writeUInt32BE(m.length, 1);
+    env.set(m, 5);
+    parts.push(env);
+    size += env.length;
+  }
+  const chunk = Buffer.concat(parts);
+  const server = http2.createServer();
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on("session", (s) => {
+    sessions.add(s);
+    s.on("close", () => sessions.delete(s));
+  });
+  server.on("stream", (stream: http2.ServerHttp2Stream) => {
+    stream.respond({ ":status": 200, "content-type": "application/grpc" });
+    const pump = (): void => {
+      while (!stream.destroyed && stream.write(chunk)) {
+        // until the stream's buffer is full
+      }
+    };
+    stream.on("drain", pump);
+    stream.on("error", () => undefined);
+    pump();
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const port = (server.address() as { port: number }).port;
+  return {
+    port,
+    close: () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+        for (const s of sessions) s.destroy();
+      }),
+  };
+}
+
+/** Flows a counting follower reported so far. */
+async function counted(f: FollowChild): Promise<{ flows: number; lost: number }> {
+  const snap = await f.snapshot();
+  let flows = 0;
+  let lost = 0;
+  for (const c of Object.values(snap)) {
+    flows += c.flows;
+    for (const n of Object.values(c.lost)) lost += n;
+  }
+  return { flows, lost };
+}
+
+/**
+ * Flows/s a counting follower takes once its first message arrived, over
+ * {@link BURST_WINDOW_MS} or until it has `total` flows, whichever comes first.
+ */
+async function takeRate(
+  f: FollowChild,
+  total: number,
+  cpuPid?: number,
+): Promise<{ rate: number; flows: number; cpuUsPerFlow: number }> {
+  await until("the first message", performance.now(), async () => (await counted(f)).flows > 0);
+  const c0 = await counted(f);
+  const cpu0 = cpuPid === undefined ? 0 : (processCpuMs(cpuPid) ?? 0);
+  const t0 = performance.now();
+  let c1 = c0;
+  while (performance.now() - t0 < BURST_WINDOW_MS && c1.flows < total) {
+    await Bun.sleep(20);
+    c1 = await counted(f);
+  }
+  const cpu1 = cpuPid === undefined ? 0 : (processCpuMs(cpuPid) ?? 0);
+  const secs = (performance.now() - t0) / 1000;
+  const n = c1.flows - c0.flows;
+  return { rate: n / secs, flows: c1.flows, cpuUsPerFlow: ((cpu1 - cpu0) * 1000) / n };
+}
+
+/** Publish rates of the live phases, flows/s. */
+export const FOLLOW_RATES: readonly number[] = [2_000, 50_000];
+
+/**
+ * Runs the bench (see the file's doc comment); everything it starts is ended through
+ * `teardown`, which the caller runs on a signal too. Prints one JSON line per figure.
+ */
+export async function runObserverFollowBench(
+  teardown: Teardown,
+  rates: readonly number[] = FOLLOW_RATES,
+): Promise<void> {
+  const mix = mixBatches();
+  const batches = new EncodedBatches(mix);
+
+  // The counting client alone, against ready-made messages.
+  const canned = await cannedServer(
+    mix.flatMap((b) => b.responses.map((r) => toBinary(GetFlowsResponseSchema, r))),
+  );
+  teardown.push(() => canned.close());
+  const alone = new FollowChild(`http://127.0.0.1:${canned.port}`, ["--count"]);
+  const aloneRate = await takeRate(alone, Number.POSITIVE_INFINITY);
+  await alone.stop();
+  emit(BENCH, "client_alone", aloneRate.rate, "flows/s");
+
+  const log = pino({ level: "warn" }, pino.destination(2));
+  const nats = await startLocalNats({ log });
+  teardown.push(() => nats.stop());
+  const bus = await connectBus({ url: nats.url, name: "bench", log });
+  teardown.push(() => bus.close());
+  const children = new ServiceChildren();
+  teardown.push(() => children.stop());
+  const [ops, port] = [await freePort(), await freePort()];
+  const observer = children.start("observer", [
+    `--nats-url=${nats.url}`,
+    "--log-level=warn",
+    "--node-name=bench-observer",
+    `--listen-address=127.0.0.1:${port}`,
+    `--ops-addr=127.0.0.1:${ops}`,
+    `--max-flows=${BURST}`,
+  ]);
+  await children.ready(observer, ops);
+  const url = `http://127.0.0.1:${port}`;
+  const streams = async (): Promise<number> =>
+    metricSum(await scrapeMetrics(ops), "periscope_observer_active_streams");
+  const follow = new FollowChild(url, ["--count"]);
+  teardown.push(() => follow.stop());
+  await until(
+    "the follow stream",
+    performance.now(),
+    async () => (await streams()) >= 1,
+    15_000,
+    50,
+  );
+  const send = (p: Uint8Array): void => bus.nc.publish(subjects.flows(NODE), p);
+  await publish(send, batches, 5_000, WARMUP_MS);
+  await Bun.sleep(500);
+  const ingested = async (): Promise<number> =>
+    metricSum(await scrapeMetrics(ops), "periscope_observer_flows_received_total");
+  for (const rate of rates) {
+    const before = await counted(follow);
+    const in0 = await ingested();
+    const cpu0 = processCpuMs(observer.pid) ?? 0;
+    const fcpu0 = processCpuMs(follow.pid) ?? 0;
+    const t0 = performance.now();
+    const sent = await publish(send, batches, rate, PHASE_MS);
+    const secs = (performance.now() - t0) / 1000;
+    const cpu1 = processCpuMs(observer.pid) ?? 0;
+    const fcpu1 = processCpuMs(follow.pid) ?? 0;
+    // Everything published reaches the observer, then the follower; then the figures.
+    await until(
+      "ingest of the phase",
+      performance.now(),
+      async () => (await ingested()) - in0 >= sent,
+      30_000,
+      50,
+    );
+    const in1 = await ingested();
+    await until(
+      "the follower to account for the phase",
+      performance.now(),
+      async () => {
+        const c = await counted(follow);
+        return c.flows + c.lost - before.flows - before.lost >= in1 - in0;
+      },
+      30_000,
+      50,
+    ).catch(() => undefined); // reported below as unaccounted
+    const after = await counted(follow);
+    const cpu2 = processCpuMs(observer.pid) ?? 0;
+    const tag = `${rate}`;
+    const got = after.flows - before.flows;
+    const lost = after.lost - before.lost;
+    emit(BENCH, `${tag}.published`, sent / secs, "flows/s");
+    emit(BENCH, `${tag}.ingested`, in1 - in0, "flows");
+    emit(BENCH, `${tag}.delivered`, got, "flows");
+    emit(BENCH, `${tag}.lost`, lost, "events");
+    emit(BENCH, `${tag}.unaccounted`, in1 - in0 - got - lost, "flows");
+    emit(BENCH, `${tag}.observer_cpu`, ((cpu2 - cpu0) * 1000) / (in1 - in0), "us/flow");
+    emit(BENCH, `${tag}.observer_load`, (cpu1 - cpu0) / 10 / secs, "%core");
+    emit(BENCH, `${tag}.follow_client_load`, (fcpu1 - fcpu0) / 10 / secs, "%core");
+  }
+  await follow.stop();
+
+  // Burst: fill the ring, then follow streams that start with all of it.
+  const fill = await publish(send, batches, Number.POSITIVE_INFINITY, 60_000, BURST);
+  await until(
+    "the ring to fill",
+    performance.now(),
+    async () =>
+      metricSum(await scrapeMetrics(ops), "periscope_observer_ring_entries") >=
+      Math.min(fill, BURST),
+    60_000,
+    100,
+  );
+  const burst: Record<string, number> = {};
+  for (const [name, args] of [
+    ["connect", ["--web"]],
+    ["grpc", []],
+  ] as const) {
+    const f = new FollowChild(url, ["--count", `--number=${BURST}`, ...args]);
+    const r = await takeRate(f, BURST, observer.pid);
+    await f.stop();
+    burst[name] = r.rate;
+    emit(BENCH, `burst.${name}.delivered`, r.rate, "flows/s");
+    emit(BENCH, `burst.${name}.observer_cpu`, r.cpuUsPerFlow, "us/flow");
+    await until(
+      "the burst stream to end",
+      performance.now(),
+      async () => (await streams()) === 0,
+      60_000,
+      50,
+    );
+  }
+  emit(BENCH, "burst.grpc_vs_connect", (burst.grpc ?? 0) / (burst.connect ?? 1), "x");
+  emit(BENCH, "burst.grpc_vs_client_alone", (burst.grpc ?? 0) / aloneRate.rate, "x");
 }
 
 async function main(rates: readonly number[]): Promise<void> {
@@ -129,66 +388,7 @@ async function main(rates: readonly number[]): Promise<void> {
   };
   process.once("SIGINT", onSignal);
   try {
-    const log = pino({ level: "warn" }, pino.destination(2));
-    const nats = await startLocalNats({ log });
-    teardown.push(() => nats.stop());
-    const bus = await connectBus({ url: nats.url, name: "bench", log });
-    teardown.push(() => bus.close());
-    const children = new ServiceChildren();
-    teardown.push(() => children.stop());
-    const [ops, port] = [await freePort(), await freePort()];
-    const observer = children.start("observer", [
-      `--nats-url=${nats.url}`,
-      "--log-level=warn",
-      "--node-name=bench-observer",
-      `--listen-address=127.0.0.1:${port}`,
-      `--ops-addr=127.0.0.1:${ops}`,
-    ]);
-    await children.ready(observer, ops);
-    const follow = new FollowChild(`http://127.0.0.1:${port}`);
-    teardown.push(() => follow.stop());
-    await until(
-      "the follow stream",
-      performance.now(),
-      async () => metricSum(await scrapeMetrics(ops), "periscope_observer_active_streams") >= 1,
-      15_000,
-      50,
-    );
-    const batches = mixBatches();
-    const send = (p: Uint8Array): void => bus.nc.publish(subjects.flows(NODE), p);
-    const delivered = async (): Promise<{ flows: number; lost: number }> => {
-      const snap = await follow.snapshot();
-      let flows = 0;
-      let lost = 0;
-      for (const c of Object.values(snap)) {
-        flows += c.flows;
-        for (const n of Object.values(c.lost)) lost += n;
-      }
-      return { flows, lost };
-    };
-    await publish(send, batches, 5_000, WARMUP_MS);
-    await Bun.sleep(500);
-    for (const rate of rates) {
-      const before = await delivered();
-      const cpu0 = processCpuMs(observer.pid) ?? 0;
-      const fcpu0 = processCpuMs(follow.pid) ?? 0;
-      const t0 = performance.now();
-      const sent = await publish(send, batches, rate, PHASE_MS);
-      const mid = await delivered();
-      const cpu1 = processCpuMs(observer.pid) ?? 0;
-      const fcpu1 = processCpuMs(follow.pid) ?? 0;
-      const secs = (performance.now() - t0) / 1000;
-      await Bun.sleep(1_000); // let the follower catch up before the next phase
-      const after = await delivered();
-      const tag = `${rate}`;
-      emit(BENCH, `${tag}.published`, sent / secs, "flows/s");
-      emit(BENCH, `${tag}.delivered`, (mid.flows - before.flows) / secs, "flows/s");
-      emit(BENCH, `${tag}.delivered_total`, after.flows - before.flows, "flows");
-      emit(BENCH, `${tag}.lost`, after.lost - before.lost, "events");
-      emit(BENCH, `${tag}.observer_cpu`, ((cpu1 - cpu0) * 1000) / sent, "us/flow");
-      emit(BENCH, `${tag}.observer_load`, (cpu1 - cpu0) / 10 / secs, "%core");
-      emit(BENCH, `${tag}.follow_client_load`, (fcpu1 - fcpu0) / 10 / secs, "%core");
-    }
+    await runObserverFollowBench(teardown, rates);
   } finally {
     await teardown.run();
   }
@@ -196,7 +396,7 @@ async function main(rates: readonly number[]): Promise<void> {
 
 if (import.meta.main) {
   const args = process.argv.slice(2).map(Number);
-  const rates = args.length > 0 ? args : [5_000, 10_000, 20_000];
+  const rates = args.length > 0 ? args : FOLLOW_RATES;
   main(rates).then(
     () => process.exit(0),
     (err: unknown) => {

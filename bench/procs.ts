@@ -94,8 +94,10 @@ export class FollowChild {
   #nextId = 1;
   #failure: string | undefined;
 
-  constructor(observerUrl: string) {
-    this.#proc = Bun.spawn(["bun", resolve(import.meta.dir, "follow-client.ts"), observerUrl], {
+  /** `args` go after the URL (e.g. `--count`, see bench/follow-client.ts). */
+  constructor(observerUrl: string, args: readonly string[] = []) {
+    const argv = ["bun", resolve(import.meta.dir, "follow-client.ts"), observerUrl, ...args];
+    this.#proc = Bun.spawn(argv, {
       cwd: ROOT,
       stdin: "ignore",
       stdout: "ignore",

@@ -76,12 +76,17 @@ class ChunkWriter {
   #len = 0;
   #scheduled: ReturnType<typeof setImmediate> | undefined;
   #drained: { promise: Promise<void>; resolve: () => void } | undefined;
+  /** More than MAX_QUEUED_BYTES were queued at the last write, and no drain since. */
+  #full = false;
 
   constructor(
     private readonly res: http2.Http2ServerResponse,
     private readonly closed: AbortSignal,
   ) {
-    res.stream.on("drain", () => this.#wake());
+    res.stream.on("drain", () => {
+      this.#full = false;
+      this.#wake();
+    });
     closed.addEventListener("abort", () => this.#wake(), { once: true });
   }
 
@@ -124,12 +129,13 @@ class ChunkWriter {
 
   #write(chunk: Buffer): void {
     if (this.closed.aborted) return;
-    this.res.write(chunk);
+    // Above the stream's high-water mark write() returns false and "drain" follows.
+    if (!this.res.write(chunk)) this.#full = this.res.stream.writableLength > MAX_QUEUED_BYTES;
   }
 
   /** True while more than {@link MAX_QUEUED_BYTES} wait for the client. */
   get full(): boolean {
-    return this.res.stream.writableLength > MAX_QUEUED_BYTES && !this.closed.aborted;
+    return this.#full && !this.closed.aborted;
   }
 
   /** Resolves once the queue drained or the stream closed. */
