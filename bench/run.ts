@@ -23,6 +23,9 @@
  *   throughput, latency, loss (bench/transport.ts).
  * - recorder-*: the recorder vs `tcpdump -w` with the equivalent filter on one veth at
  *   stepped UDP rates: captured fraction, losses, CPU per million packets (bench/recorder.ts).
+ * - observer-follow-*: GetFlows follow streams to a counting client: flows/s and observer
+ *   CPU µs/flow at 2 k and 50 k flows/s, a 200,000-flow catch-up over gRPC vs the Connect
+ *   handler, the client alone (bench/observer-follow.ts).
  * - observer-ring-*: RSS of a 1,000,000-flow observer ring, filtered GetFlows times over it
  *   (p50/max), fill rate (bench/observer-ring.ts).
  * - netflow-*: flow export (Periscope, softflowd, pmacctd) on one veth at stepped UDP rates
@@ -47,6 +50,7 @@ import { runDiscoveryBench } from "./discovery.ts";
 import { runFlowKernelBench } from "./flow-kernel.ts";
 import { runHubbleMetricsBench } from "./hubble-metrics.ts";
 import { runNetflowBench } from "./netflow.ts";
+import { runObserverFollowBench } from "./observer-follow.ts";
 import { runObserverRingBench } from "./observer-ring.ts";
 import { runPipelineBench } from "./pipeline.ts";
 import { Teardown } from "./procs.ts";
@@ -67,6 +71,7 @@ const PARTS = [
   "traffic",
   "recorder",
   "observer-ring",
+  "observer-follow",
   "netflow",
   "flow-kernel",
 ] as const;
@@ -114,6 +119,7 @@ async function main(): Promise<void> {
     if (parts.has("decode")) runDecodeBench();
     if (parts.has("hubble-metrics")) runHubbleMetricsBench();
     if (parts.has("observer-ring")) await runObserverRingBench();
+    if (parts.has("observer-follow")) await runObserverFollowBench(teardown);
     if (parts.has("kernel")) await runDatapathKernelBench();
     if (parts.has("flow-kernel")) await runFlowKernelBench();
     const needNats = [
