@@ -74,20 +74,18 @@ async function owned(procs: string[]): Promise<number[]> {
  */
 async function traffic(tag: string, n: number, check = true): Promise<void> {
   const t = stack.topology;
-  const http = await t.exec("frontend", [
-    "bash",
-    "-c",
-    `for i in $(seq 1 ${n}); do curl -s -o /dev/null -w '%{http_code}\\n' --retry 2 --max-time 5 http://${backendIp}:${HTTP_PORT}/r/${tag}-$i; done`,
+  const loop = (cmd: string) =>
+    t.exec("frontend", ["bash", "-c", `for i in $(seq 1 ${n}); do ${cmd}; done`]);
+  const [http, dns] = await Promise.all([
+    loop(
+      `curl -s -o /dev/null -w '%{http_code}\\n' --retry 2 --max-time 5 http://${backendIp}:${HTTP_PORT}/r/${tag}-$i`,
+    ),
+    loop(`dig +time=2 +tries=3 @${backendIp} q-${tag}-$i.${DOMAIN} | grep -c 'status: NXDOMAIN'`),
   ]);
   if (check) {
     expect(http.stdout.trim().split("\n")).toEqual(Array.from({ length: n }, () => "200"));
+    expect(dns.stdout.trim().split("\n")).toEqual(Array.from({ length: n }, () => "1"));
   }
-  const dns = await t.exec("frontend", [
-    "bash",
-    "-c",
-    `for i in $(seq 1 ${n}); do dig +time=2 +tries=3 @${backendIp} q-${tag}-$i.${DOMAIN} | grep -c 'status: NXDOMAIN'; done`,
-  ]);
-  if (check) expect(dns.stdout.trim().split("\n")).toEqual(Array.from({ length: n }, () => "1"));
 }
 
 /** Waits until every request of `tag` has exactly one matched response (latency > 0). */
@@ -266,8 +264,8 @@ describe("enricher scale-out", () => {
     const received0 = await Promise.all(ENRICHERS.map((p) => metricOf(p, "frames_received_total")));
     const redelivered0 = await sumOver(ENRICHERS, "frames_redelivered_total");
     const dup0 = await sumOver(ENRICHERS, "batches_duplicate_total");
-    await traffic("a", 20);
-    await matched("a", 20);
+    await traffic("a", 12);
+    await matched("a", 12);
     const received = await Promise.all(ENRICHERS.map((p) => metricOf(p, "frames_received_total")));
     const perEnricher = received.map((n, i) => n - (received0[i] ?? 0));
     console.log(`[enricher-scale] frames per enricher in steady state: ${perEnricher.join(", ")}`);
@@ -291,7 +289,7 @@ describe("enricher scale-out", () => {
     const proc = stack.sup.get(victim);
     expect(proc).toBeDefined();
     // Traffic runs while the enricher dies.
-    const during = traffic("b", 15, false);
+    const during = traffic("b", 10, false);
     const t0 = Date.now();
     proc?.kill("SIGKILL");
     await proc?.exited;
@@ -311,8 +309,8 @@ describe("enricher scale-out", () => {
     await during;
 
     const redelivered0 = await sumOver(survivors, "frames_redelivered_total");
-    await traffic("c", 20);
-    await matched("c", 20);
+    await traffic("c", 12);
+    await matched("c", 12);
     // Steady again: no frame delivered twice after the move.
     const redelivered = await sumOver(survivors, "frames_redelivered_total");
     expect(redelivered).toBe(redelivered0);
