@@ -15,6 +15,10 @@ export const DEFAULT_INTERN_LIMIT = 1 << 20;
 export class Interner {
   readonly #ids = new Map<string, number>([["", 0]]);
   readonly #strings: string[] = [""];
+  /** UTF-8 bytes of ids made from bytes, to confirm a {@link #byHash} hit. */
+  readonly #bytes: (Uint8Array | undefined)[] = [undefined];
+  /** FNV-1a hash of a string's bytes → the id first seen with it. */
+  readonly #byHash = new Map<number, number>();
   constructor(readonly limit = DEFAULT_INTERN_LIMIT) {
     if (!(limit >= 1 && limit <= DEFAULT_INTERN_LIMIT)) {
       throw new RangeError(`intern limit must be 1..${DEFAULT_INTERN_LIMIT}, got ${limit}`);
@@ -34,6 +38,37 @@ export class Interner {
     const id = this.#strings.length;
     this.#strings.push(s);
     this.#ids.set(s, id);
+    return id;
+  }
+
+  /**
+   * The id of the UTF-8 string at `buf[start, end)`: a hash of the bytes finds a known
+   * id without decoding them (confirmed byte for byte); otherwise decoded and interned.
+   */
+  idOfBytes(buf: Uint8Array, start: number, end: number): number {
+    if (end === start) return 0;
+    let h = 0x811c9dc5;
+    for (let i = start; i < end; i++) h = Math.imul(h ^ (buf[i] as number), 0x01000193);
+    h >>>= 0;
+    const known = this.#byHash.get(h);
+    if (known !== undefined) {
+      const b = this.#bytes[known];
+      if (b !== undefined && b.length === end - start) {
+        let same = true;
+        for (let i = 0; i < b.length; i++) {
+          if (b[i] !== buf[start + i]) {
+            same = false;
+            break;
+          }
+        }
+        if (same) return known;
+      }
+    }
+    const id = this.id(utf8.decode(buf.subarray(start, end)));
+    if (known === undefined && id !== UNKNOWN_ID) {
+      this.#byHash.set(h, id);
+      this.#bytes[id] ??= buf.slice(start, end);
+    }
     return id;
   }
 
@@ -122,16 +157,17 @@ export class FlowColumns {
   /** Fills row `slot` from `ev` (from its encoding when it has one, else from its message). */
   set(slot: number, ev: StoredEvent): void {
     this.streamSeq[slot] = ev.streamSeq;
-    this.time[slot] = Number(ev.ns) / 1e6;
+    this.time[slot] = ev.timeMs;
     this.#clear(slot);
     if (ev.kind !== "flow") {
       this.kind[slot] = ROW_OTHER;
       return;
     }
-    const bytes = ev.encoded;
     let ok: boolean;
     try {
-      ok = bytes !== undefined ? this.#fromBytes(slot, bytes) : this.#fromFlow(slot, ev.flow);
+      ok =
+        ev.withEncoding((buf, start, end) => this.#fromBytes(slot, buf, start, end)) ??
+        this.#fromFlow(slot, ev.flow);
     } catch {
       ok = false; // the exact filter decides (and rejects what does not decode)
     }
@@ -194,11 +230,11 @@ export class FlowColumns {
    * columns cannot mirror exactly: a flow or one of the read sub-messages repeated (a
    * decoder merges them), two Layer4 members, ports beyond 16 bits.
    */
-  #fromBytes(slot: number, buf: Uint8Array): boolean {
-    const r = new WireReader(buf, 0, buf.length);
+  #fromBytes(slot: number, buf: Uint8Array, start: number, stop: number): boolean {
+    const r = new WireReader(buf, start, stop);
     let flowStart = -1;
     let flowEnd = -1;
-    while (r.pos < buf.length) {
+    while (r.pos < stop) {
       const tag = r.uint32();
       if (tag >>> 3 === 1 && (tag & 7) === WIRE_LEN) {
         const end = r.lenEnd();
@@ -210,7 +246,8 @@ export class FlowColumns {
     }
     if (flowStart < 0) return false;
     r.pos = flowStart;
-    const seen = new Set<number>();
+    /** Bit per sub-message field already read (field numbers stay below 32). */
+    let seen = 0;
     while (r.pos < flowEnd) {
       const tag = r.uint32();
       const field = tag >>> 3;
@@ -224,8 +261,8 @@ export class FlowColumns {
         continue;
       }
       const end = r.lenEnd();
-      if (seen.has(field)) return false;
-      seen.add(field);
+      if ((seen & (1 << field)) !== 0) return false;
+      seen |= 1 << field;
       const sub = new WireReader(buf, r.pos, end);
       r.pos = end;
       if (!this.#readSub(slot, field, sub, end)) return false;
@@ -239,8 +276,8 @@ export class FlowColumns {
       case 5: // IP: source 1, destination 2
         while (r.pos < end) {
           const tag = r.uint32();
-          if (tag >>> 3 === 1 && (tag & 7) === WIRE_LEN) this.srcIp[slot] = it.id(str(r));
-          else if (tag >>> 3 === 2 && (tag & 7) === WIRE_LEN) this.dstIp[slot] = it.id(str(r));
+          if (tag >>> 3 === 1 && (tag & 7) === WIRE_LEN) this.srcIp[slot] = strId(it, r);
+          else if (tag >>> 3 === 2 && (tag & 7) === WIRE_LEN) this.dstIp[slot] = strId(it, r);
           else r.skip(tag & 7);
         }
         return true;
@@ -249,18 +286,18 @@ export class FlowColumns {
       case 8:
       case 9: {
         // Endpoint: namespace 3, pod_name 5
-        let ns = "";
-        let pod = "";
+        let ns = 0;
+        let pod = 0;
         while (r.pos < end) {
           const tag = r.uint32();
-          if (tag >>> 3 === 3 && (tag & 7) === WIRE_LEN) ns = str(r);
-          else if (tag >>> 3 === 5 && (tag & 7) === WIRE_LEN) pod = str(r);
+          if (tag >>> 3 === 3 && (tag & 7) === WIRE_LEN) ns = strId(it, r);
+          else if (tag >>> 3 === 5 && (tag & 7) === WIRE_LEN) pod = strId(it, r);
           else r.skip(tag & 7);
         }
         const nsCol = field === 8 ? this.srcNs : this.dstNs;
         const podCol = field === 8 ? this.srcPod : this.dstPod;
-        nsCol[slot] = it.id(ns);
-        podCol[slot] = it.id(pod);
+        nsCol[slot] = ns;
+        podCol[slot] = pod;
         return true;
       }
       case 15: // Layer7: the record oneof's last member wins
@@ -317,9 +354,10 @@ export class FlowColumns {
 /** Flow fields read as sub-messages: IP, l4, source, destination, l7, event_type. */
 const SUB_FIELDS = new Set([5, 6, 8, 9, 15, 19]);
 
-function str(r: WireReader): string {
+/** The interned id of the length-delimited string at the reader's position. */
+function strId(it: Interner, r: WireReader): number {
   const end = r.lenEnd();
-  const s = utf8.decode(r.buf.subarray(r.pos, end));
+  const id = it.idOfBytes(r.buf, r.pos, end);
   r.pos = end;
-  return s;
+  return id;
 }

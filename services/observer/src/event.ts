@@ -233,6 +233,19 @@ export class StoredEvent {
     };
   }
 
+  /** The event's time in ms since the epoch (fractional), as a number. */
+  get timeMs(): number {
+    return Number(this.ns) / 1e6;
+  }
+
+  /**
+   * Calls `read` with the buffer and bounds of the encoding this event was read from,
+   * without making a view; undefined (and `read` not called) for decoded events.
+   */
+  withEncoding<T>(read: (buf: Uint8Array, start: number, end: number) => T): T | undefined {
+    return this.#buf === undefined ? undefined : read(this.#buf, this.#start, this.#end);
+  }
+
   /** The encoding this event was read from (a view), without encoding a decoded one. */
   get encoded(): Uint8Array | undefined {
     return this.#buf?.subarray(this.#start, this.#end);
