@@ -325,7 +325,9 @@ struct pscope_flow_key {
 };
 
 /* Flow table value, one per CPU (per-CPU hash): each CPU counts its own
- * packets, user space adds them up. Times are bpf_ktime_get_coarse_ns(). */
+ * packets, user space adds them up. Times are bpf_ktime_get_coarse_ns().
+ * The drop program adds the flow's kernel drops to the entry of the device and
+ * hook where the packet was seen (packets may be 0 on that CPU). */
 struct pscope_flow_value {
 	__u64 first_seen_ns;
 	__u64 last_seen_ns;
@@ -337,6 +339,10 @@ struct pscope_flow_value {
 	__u8 tcp_flags; /* union */
 	__u8 dscp;
 	__u16 _pad0;
+	__u64 drop_packets; /* packets of the flow the kernel dropped (skb:kfree_skb) */
+	__u64 drop_bytes;
+	__u32 drop_reason;  /* last enum skb_drop_reason */
+	__u32 _pad1;
 };
 
 /* One packet that found the flow table full, sent through the `flow_spill`
@@ -344,6 +350,71 @@ struct pscope_flow_value {
 struct pscope_flow_spill {
 	struct pscope_flow_key key;
 	struct pscope_flow_value value;
+};
+
+/* Process lifecycle and socket ownership (bpf/proc.bpf.c): Periscope-only types. */
+#define PSCOPE_REC_PROC 140       /* process exec, fork or exit (subtype PSCOPE_PROC_*) */
+#define PSCOPE_REC_SOCK_OWNER 141 /* the process owning a connection's socket */
+#define PSCOPE_PROC_VERSION 1
+#define PSCOPE_SOCK_OWNER_VERSION 1
+#define PSCOPE_PROC_EXEC 1 /* sched_process_exec: a new program image */
+#define PSCOPE_PROC_FORK 2 /* sched_process_fork: a new process (threads are not reported) */
+#define PSCOPE_PROC_EXIT 3 /* sched_process_exit of the last thread of a process */
+#define PSCOPE_PROC_MAX_PATH 256  /* binary path bytes an exec record carries */
+#define PSCOPE_PROC_MAX_ARGS 4096 /* argument bytes an exec record can carry */
+/* How the owner was learned (pscope_sock_owner hdr.subtype). */
+#define PSCOPE_SOCK_TCP_CONNECT 1 /* sockops connect: TCP client, SYN about to leave */
+#define PSCOPE_SOCK_TCP_ACCEPT 2  /* sockops passive established: TCP server (the listener's process) */
+#define PSCOPE_SOCK_UDP 3         /* cgroup_skb: first UDP datagram of a flow on a socket */
+#define PSCOPE_SOCK_BACKFILL 4    /* user space: socket older than the sensor, from /proc */
+
+/* PSCOPE_REC_PROC: fixed part is 104 bytes, followed by cap_len bytes of data:
+ * for exec, path_len bytes of binary path, then args_len bytes of arguments,
+ * each ending in NUL. hdr.orig_len is the argument bytes the process had;
+ * PSCOPE_F_TRUNCATED when fewer were copied. Fork and exit carry no data. */
+struct pscope_proc {
+	struct pscope_hdr hdr; /* subtype: PSCOPE_PROC_* */
+	__u64 ts_boot_ns;
+	__u32 pid;       /* thread id (the kernel's pid) */
+	__u32 tgid;      /* process id */
+	__u32 ppid;      /* parent process id (real_parent's tgid) */
+	__u32 uid;       /* real ids, in the initial user namespace */
+	__u32 gid;
+	__u32 euid;
+	__u32 egid;
+	__u32 exit_code; /* exit: wait status (code << 8 | signal); else 0 */
+	__u64 cgroup_id; /* cgroup v2 id of the task */
+	__u64 start_ns;  /* process start: group leader's start_boottime */
+	__u64 parent_start_ns;
+	char comm[16];
+	__u16 path_len;  /* exec: bytes of binary path at data[0], with its NUL */
+	__u16 args_len;  /* exec: argument bytes after the path */
+	__u32 _pad0;
+	__u8 data[PSCOPE_PROC_MAX_PATH + PSCOPE_PROC_MAX_ARGS];
+};
+
+/* PSCOPE_REC_SOCK_OWNER: 128 bytes, no packet data (cap_len 0). Same offsets
+ * as pscope_trace for flow_hash (32) and netns_cookie (40), so the record
+ * lands in its flow's partition. s* is the socket's own side, d* the peer. */
+struct pscope_sock_owner {
+	struct pscope_hdr hdr; /* subtype: PSCOPE_SOCK_* */
+	__u64 ts_boot_ns;
+	__u32 pid;
+	__u32 tgid;
+	__u32 flow_hash;    /* same hash as the flow's trace records */
+	__u8 family;        /* 4 or 6 */
+	__u8 proto;         /* IPPROTO_TCP or IPPROTO_UDP */
+	__u16 _pad0;
+	__u64 netns_cookie; /* network namespace of the socket */
+	__u32 saddr[4];     /* network byte order, IPv4 in word 0 */
+	__u32 daddr[4];
+	__u16 sport;        /* host byte order */
+	__u16 dport;
+	__u32 uid;
+	__u64 sock_cookie;
+	__u64 cgroup_id;
+	__u64 start_ns;     /* process start (group leader's start_boottime) */
+	char comm[16];
 };
 
 #endif /* __PERISCOPE_H */

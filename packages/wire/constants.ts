@@ -6,6 +6,7 @@
 import { MESSAGE_TYPE } from "@periscope/model";
 import { CAPTURE_CONSTANTS } from "./capture.ts";
 import { POLICY_RULE_CONSTANTS } from "./policy-rules.ts";
+import { PROC_CONSTANTS } from "./proc.ts";
 
 /** Record type of a drop record (`PSCOPE_REC_DROP`). */
 export const RECORD_TYPE_DROP = MESSAGE_TYPE.DROP;
@@ -82,4 +83,5 @@ export const RECORD_CONSTANTS: Readonly<Record<string, number>> = {
   PSCOPE_MAX_CAPTURE_RULES: MAX_CAPTURE_RULES,
   ...POLICY_RULE_CONSTANTS,
   ...CAPTURE_CONSTANTS,
+  ...PROC_CONSTANTS,
 };

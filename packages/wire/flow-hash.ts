@@ -3,16 +3,19 @@ import { MalformedRecordError } from "./decode.ts";
 import { DROP_FIXED_SIZE } from "./drop.ts";
 import { HDR_LAYOUT, RECORD_TYPE_TRACE, TRACE_FIXED_SIZE, TRACE_LAYOUT } from "./layout.ts";
 import { POLICY_VERDICT_FIXED_SIZE } from "./policy-verdict.ts";
+import { RECORD_TYPE_SOCK_OWNER, SOCK_OWNER_SIZE } from "./proc.ts";
 
 /** Record types carrying `flow_hash` at the trace record's offset, with their fixed size. */
 const HASHED_TYPES = new Map<number, number>([
   [RECORD_TYPE_TRACE, TRACE_FIXED_SIZE],
   [RECORD_TYPE_DROP, DROP_FIXED_SIZE],
   [RECORD_TYPE_POLICY_VERDICT, POLICY_VERDICT_FIXED_SIZE],
+  [RECORD_TYPE_SOCK_OWNER, SOCK_OWNER_SIZE],
 ]);
 
 /**
- * Reads only the flow hash of a trace, drop or policy verdict record (all keep it at byte 32), for
+ * Reads only the flow hash of a trace, drop, policy verdict or socket-owner record (all keep it
+ * at byte 32), for
  * partitioning without a full decode, so a flow's drops land with its traces.
  * @throws MalformedRecordError for other record types or records too short.
  */

@@ -54,5 +54,6 @@ export {
 } from "./layout.ts";
 export * from "./policy-rules.ts";
 export * from "./policy-verdict.ts";
+export * from "./proc.ts";
 export * from "./src/frame.ts";
 export * from "./src/packed.ts";
