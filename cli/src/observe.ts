@@ -1,7 +1,12 @@
-import { create, fromJson, toJson } from "@bufbuild/protobuf";
+import { create, fromJson } from "@bufbuild/protobuf";
 import { FieldMaskSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { TIME_LAYOUTS, type TimeLayout, timeLayoutByName } from "@periscope/flow";
+import {
+  formatMessageJson,
+  TIME_LAYOUTS,
+  type TimeLayout,
+  timeLayoutByName,
+} from "@periscope/flow";
 import { pause } from "@periscope/model";
 import {
   type FlowFilter,
@@ -273,7 +278,7 @@ export function rawFiltersYaml(request: GetFlowsRequest): string {
     if (filters.length === 0) return;
     lines.push(`${key}:`);
     for (const f of filters) {
-      const json = JSON.stringify(toJson(FlowFilterSchema, f, { useProtoFieldName: true }));
+      const json = formatMessageJson(FlowFilterSchema, f);
       lines.push(`    - '${json.replaceAll("'", "''")}'`);
     }
   };
