@@ -290,15 +290,27 @@ function filterTests(cols: FlowColumns, ff: FlowFilter): RowTest[] | undefined {
   return tests;
 }
 
-/** AND of a filter's field tests. */
-function allOf(tests: readonly RowTest[], slot: number): Tri {
-  let out: Tri = YES;
-  for (const t of tests) {
-    const v = t(slot);
-    if (v === NO) return NO;
-    if (v === MAYBE) out = MAYBE;
+/** AND of a filter's field tests as one test (NO as soon as one says NO). */
+function allOf(tests: readonly RowTest[]): RowTest {
+  const [a, b] = tests;
+  if (tests.length === 1 && a !== undefined) return a;
+  if (tests.length === 2 && a !== undefined && b !== undefined) {
+    return (slot) => {
+      const x = a(slot);
+      if (x === NO) return NO;
+      const y = b(slot);
+      return y === NO ? NO : x === YES && y === YES ? YES : MAYBE;
+    };
   }
-  return out;
+  return (slot) => {
+    let out: Tri = YES;
+    for (let i = 0; i < tests.length; i++) {
+      const v = (tests[i] as RowTest)(slot);
+      if (v === NO) return NO;
+      if (v === MAYBE) out = MAYBE;
+    }
+    return out;
+  };
 }
 
 /**
@@ -313,35 +325,38 @@ export function compilePrefilter(
   whitelist: readonly FlowFilter[],
   blacklist: readonly FlowFilter[],
 ): Prefilter | undefined {
-  let allow: RowTest[][] | undefined = [];
+  let allow: RowTest[] | undefined = [];
   for (const ff of whitelist) {
     const tests = filterTests(cols, ff);
     if (tests === undefined || tests.length === 0) {
       allow = undefined; // this filter may let anything through
       break;
     }
-    allow.push(tests);
+    allow.push(allOf(tests));
   }
-  const deny: RowTest[][] = [];
+  const deny: RowTest[] = [];
   for (const ff of blacklist) {
     const tests = filterTests(cols, ff);
-    if (tests !== undefined) deny.push(tests);
+    if (tests !== undefined) deny.push(allOf(tests));
   }
-  if ((allow === undefined || allow.length === 0) && deny.length === 0) return undefined;
+  const allowed = allow ?? [];
+  if (allowed.length === 0 && deny.length === 0) return undefined;
   const kind = cols.kind;
+  const only = allowed.length === 1 && deny.length === 0 ? allowed[0] : undefined;
+  if (only !== undefined) return (slot) => kind[slot] !== ROW_FLOW || only(slot) !== NO;
   return (slot) => {
     if (kind[slot] !== ROW_FLOW) return true;
-    if (allow !== undefined && allow.length > 0) {
+    if (allowed.length > 0) {
       let any = false;
-      for (const tests of allow) {
-        if (allOf(tests, slot) !== NO) {
+      for (let i = 0; i < allowed.length; i++) {
+        if ((allowed[i] as RowTest)(slot) !== NO) {
           any = true;
           break;
         }
       }
       if (!any) return false;
     }
-    for (const tests of deny) if (allOf(tests, slot) === YES) return false;
+    for (let i = 0; i < deny.length; i++) if ((deny[i] as RowTest)(slot) === YES) return false;
     return true;
   };
 }
