@@ -22,6 +22,7 @@
 #include "flowhash.h"
 #include "proto.h"
 #include "tuple.h"
+#include "flow-gen.h" /* `flow_gen`: shared with trace.bpf.o (bpf_map__reuse_fd before load) */
 
 /* Entries of `drop_reasons`: covers every core reason (SKB_DROP_REASON_MAX is ~130). */
 #define DROP_REASON_SLOTS 1024
@@ -118,13 +119,17 @@ static __always_inline __u64 drop_netns_cookie(struct sk_buff *skb, struct net_d
  * for any fragment, up to PARSE_MAX_EXTHDRS IPv6 extension headers walked.
  */
 static __always_inline void drop_l4(const unsigned char *l4, __u32 left, __u8 proto,
-				    struct pscope_tuple *t)
+				    struct pscope_tuple *t, __u8 *icmp)
 {
 	__u8 h[8] = {};
 	__u32 n = left < 8 ? 4 : 8;
 
 	if (left < 4 || bpf_probe_read_kernel(h, n, l4) < 0)
 		return;
+	if (proto == PROTO_ICMP || proto == PROTO_ICMPV6) {
+		icmp[0] = h[0]; /* type and code, for the flow key */
+		icmp[1] = h[1];
+	}
 	if (proto == PROTO_TCP || proto == PROTO_UDP || proto == PROTO_SCTP) {
 		t->sport = ((__u16)h[0] << 8) | h[1];
 		t->dport = ((__u16)h[2] << 8) | h[3];
@@ -135,10 +140,13 @@ static __always_inline void drop_l4(const unsigned char *l4, __u32 left, __u8 pr
 	}
 }
 
-/* Symmetric flow hash of the packet at `nh`; 0 when it is not IPv4/IPv6. */
-static __always_inline __u32 drop_flow_hash(const unsigned char *nh, __u32 avail)
+/*
+ * Parses the packet at `nh` into `t` (and its ICMP type/code into `icmp`) and
+ * returns its symmetric flow hash; 0 (and t->family 0) when it is not IPv4/IPv6.
+ */
+static __always_inline __u32 drop_parse(const unsigned char *nh, __u32 avail,
+					struct pscope_tuple *t, __u8 *icmp)
 {
-	struct pscope_tuple t = {};
 	__u8 version;
 
 	if (avail < 1 || bpf_probe_read_kernel(&version, 1, nh) < 0)
@@ -152,13 +160,14 @@ static __always_inline __u32 drop_flow_hash(const unsigned char *nh, __u32 avail
 		    ip.ihl < 5)
 			return 0;
 		hlen = ip.ihl * 4;
-		t.proto = ip.protocol;
+		t->proto = ip.protocol;
 		if (!(ip.frag_off & bpf_htons(IP_MF | IP_OFFSET)) && avail > hlen)
-			drop_l4(nh + hlen, avail - hlen, t.proto, &t);
-		t.saddr[0] = ip.saddr;
-		t.daddr[0] = ip.daddr;
-		return flow_hash_combine(endpoint_hash(t.saddr, 1, t.sport),
-					 endpoint_hash(t.daddr, 1, t.dport), t.proto);
+			drop_l4(nh + hlen, avail - hlen, t->proto, t, icmp);
+		t->saddr[0] = ip.saddr;
+		t->daddr[0] = ip.daddr;
+		t->family = 4;
+		return flow_hash_combine(endpoint_hash(t->saddr, 1, t->sport),
+					 endpoint_hash(t->daddr, 1, t->dport), t->proto);
 	}
 	if (version == 6) {
 		struct ipv6hdr ip6;
@@ -189,21 +198,72 @@ static __always_inline __u32 drop_flow_hash(const unsigned char *nh, __u32 avail
 			}
 			nexthdr = ext[0];
 		}
-		t.proto = nexthdr;
+		t->proto = nexthdr;
 		if (!fragment && off <= 0x4000 && avail > off)
-			drop_l4(nh + off, avail - off, nexthdr, &t);
-		__builtin_memcpy(t.saddr, &ip6.saddr, sizeof(t.saddr));
-		__builtin_memcpy(t.daddr, &ip6.daddr, sizeof(t.daddr));
-		return flow_hash_combine(endpoint_hash(t.saddr, 4, t.sport),
-					 endpoint_hash(t.daddr, 4, t.dport), t.proto);
+			drop_l4(nh + off, avail - off, nexthdr, t, icmp);
+		__builtin_memcpy(t->saddr, &ip6.saddr, sizeof(t->saddr));
+		__builtin_memcpy(t->daddr, &ip6.daddr, sizeof(t->daddr));
+		t->family = 6;
+		return flow_hash_combine(endpoint_hash(t->saddr, 4, t->sport),
+					 endpoint_hash(t->daddr, 4, t->dport), t->proto);
 	}
 	return 0;
+}
+
+/*
+ * Adds the drop to its flow in the flow table in use: the entry of the device
+ * and hook the packet was counted at (received: ingress, else egress). Flows
+ * the table does not hold are not created.
+ */
+static __always_inline void drop_count_flow(struct sk_buff *skb, __u64 cookie, __u32 ifindex,
+					    const struct pscope_tuple *t, const __u8 *icmp,
+					    __u32 len, __u32 reason)
+{
+	struct pscope_flow_key k = {};
+	struct pscope_flow_value *v;
+	__u32 zero = 0;
+	void *table;
+
+	/* full BTF of the flow table's key and value (libbpf sizes `flow_gen`'s inner map
+	 * from it); resolved at load, never false */
+	if (!t->family || !bpf_core_type_id_local(struct pscope_flow_key) ||
+	    !bpf_core_type_id_local(struct pscope_flow_value))
+		return;
+	table = bpf_map_lookup_elem(&flow_gen, &zero);
+	if (!table)
+		return;
+	k.netns_cookie = cookie;
+	k.ifindex = ifindex;
+	k.family = t->family;
+	k.proto = t->proto;
+	k.direction = BPF_CORE_READ(skb, skb_iif) ? 0 : 1;
+	__builtin_memcpy(k.saddr, t->saddr, 16);
+	__builtin_memcpy(k.daddr, t->daddr, 16);
+	if (t->proto == PROTO_ICMP || t->proto == PROTO_ICMPV6) {
+		k.icmp_type = icmp[0];
+		k.icmp_code = icmp[1];
+	} else {
+		k.sport = t->sport;
+		k.dport = t->dport;
+	}
+	v = bpf_map_lookup_elem(table, &k);
+	if (!v)
+		return;
+	v->drop_packets += 1;
+	v->drop_bytes += len;
+	v->drop_reason = reason;
+	if (!v->first_seen_ns) { /* no packet counted on this CPU: the drop's time */
+		v->first_seen_ns = bpf_ktime_get_ns(); /* coarse is not for tracing programs */
+		v->last_seen_ns = v->first_seen_ns;
+	}
 }
 
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(drop_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_reason reason,
 	     struct sock *rx_sk)
 {
+	struct pscope_tuple t = {};
+	__u8 icmp[2] = {};
 	struct net_device *dev;
 	struct pscope_drop *rec;
 	unsigned char *head;
@@ -252,12 +312,13 @@ int BPF_PROG(drop_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_
 	rec->ts_boot_ns = bpf_ktime_get_boot_ns();
 	rec->ifindex = dev ? BPF_CORE_READ(dev, ifindex) : BPF_CORE_READ(skb, skb_iif);
 	rec->reason = (__u32)reason;
-	rec->flow_hash = nh_off != NETWORK_HEADER_UNSET ? drop_flow_hash(head + nh_off, linear) : 0;
+	rec->flow_hash = nh_off != NETWORK_HEADER_UNSET ? drop_parse(head + nh_off, linear, &t, icmp) : 0;
 	rec->l3_proto = BPF_CORE_READ(skb, protocol);
 	rec->obs_point = 0;
 	rec->_pad0 = 0;
 	rec->netns_cookie = cookie;
 	rec->location = (__u64)location;
+	drop_count_flow(skb, cookie, rec->ifindex, &t, icmp, orig, (__u32)reason);
 	if (!bpf_map_lookup_elem(&drop_locations, &rec->location)) {
 		__u8 seen = 1;
 

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { fromBinary } from "@bufbuild/protobuf";
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { kernelDropReasons } from "@periscope/bpf";
 import { subjects } from "@periscope/bus";
 import { addNetnsForTest, deleteNetns } from "@periscope/devstack/testing.ts";
 import { netflowV1 } from "@periscope/proto";
@@ -457,6 +458,45 @@ describe.skipIf(!canRun)("netflow (root, real kernel, nats-server, namespaces)",
       expect(packets(out)).toBe(BigInt(after.tx.packets - before.tx.packets));
       const inn = log.records.filter((r) => r.interface === fa && r.direction === 0);
       expect(packets(inn)).toBe(BigInt(after.rx.packets - before.rx.packets));
+    } finally {
+      await c.stop();
+      log.close();
+    }
+  }, 30_000);
+
+  test("netflow - kernel drops land in their flow's record with the last drop reason", async () => {
+    const fa = `fa${ns.id}`;
+    const fb = `fb${ns.id}`;
+    const ifaces = [`${ns.nsA}/${fa}`, `${ns.nsB}/${fb}`];
+    const node = `psct-nf-drops-${ns.id}`;
+    const log = new RecordLog(nc, node);
+    const c = await collector(node, ifaces, ["--flow-dedupe=off", "--drops=watched"]);
+    try {
+      await linksUp();
+      await sh(
+        ns.nsB,
+        "nft 'add table inet psnf; add chain inet psnf in { type filter hook input priority 0; }; add rule inet psnf in udp dport 9977 drop'",
+      );
+      // 25 datagrams of 2 bytes from one socket: one flow, every packet dropped in nsB's input
+      await sh(
+        ns.nsA,
+        "exec 3>/dev/udp/10.233.0.2/9977; for i in $(seq 1 25); do echo x >&3; done",
+      );
+      await stopAndCheck(c, ifaces);
+      const at = log.records.filter(
+        (r) => r.interface === fb && r.direction === 0 && r.transport?.dstPort === 9977,
+      );
+      expect(packets(at)).toBe(25n);
+      expect(sum(at, (r) => r.pktDropPackets)).toBe(25n);
+      expect(sum(at, (r) => r.pktDropBytes)).toBe(25n * 30n);
+      const reason = [...kernelDropReasons()].find(([, name]) => name === "NETFILTER_DROP")?.[0];
+      expect(at.some((r) => r.pktDropLatestDropCause === reason)).toBe(true);
+      // the sender's side saw them leave, without drops
+      const sent = log.records.filter(
+        (r) => r.interface === fa && r.direction === 1 && r.transport?.dstPort === 9977,
+      );
+      expect(packets(sent)).toBe(25n);
+      expect(sum(sent, (r) => r.pktDropPackets)).toBe(0n);
     } finally {
       await c.stop();
       log.close();

@@ -21,25 +21,10 @@
 
 #include "periscope.h"
 #include "parse.h"
-
-/* One generation of the flow table; entries set before load. */
-struct flow_table {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, struct pscope_flow_key);
-	__type(value, struct pscope_flow_value);
-};
+#include "flow-gen.h"
 
 struct flow_table flows_a SEC(".maps");
 struct flow_table flows_b SEC(".maps");
-
-/* The table in use (slot 0), set and switched by user space. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__array(values, struct flow_table);
-} flow_gen SEC(".maps");
 
 /* Packets of flows that found the table full. Size (bytes) set before load. */
 struct {
@@ -131,6 +116,22 @@ __noinline __u64 flow_handshake_rtt(const struct pscope_flow_key *k, __u8 tcp_fl
 	return now ? now : 1;
 }
 
+/* The first packet counted on this CPU into an entry that exists: everything but
+ * the drop counts the drop program may have added. */
+static __always_inline void flow_start(struct pscope_flow_value *v,
+				       const struct pscope_flow_value *init)
+{
+	v->first_seen_ns = init->first_seen_ns;
+	v->last_seen_ns = init->last_seen_ns;
+	v->packets = init->packets;
+	v->bytes = init->bytes;
+	v->rtt_ns = init->rtt_ns;
+	__builtin_memcpy(v->src_mac, init->src_mac, 6);
+	__builtin_memcpy(v->dst_mac, init->dst_mac, 6);
+	v->tcp_flags = init->tcp_flags;
+	v->dscp = init->dscp;
+}
+
 /* A packet that found the table full: to user space through `flow_spill`. */
 __noinline int flow_spill_packet(const struct pscope_flow_key *k,
 				 const struct pscope_flow_value *v)
@@ -197,8 +198,8 @@ __noinline int flow_account(struct __sk_buff *skb, const struct pscope_pkt *p, _
 	init.tcp_flags = p->t.tcp_flags;
 	init.rtt_ns = rtt;
 	flow_fill_headers(skb, p, dir_l3 & 2, &init);
-	if (v) { /* another CPU made the entry: this CPU's value is zero */
-		*v = init;
+	if (v) { /* another CPU (or a drop) made the entry: this CPU has no packets */
+		flow_start(v, &init);
 		return 0;
 	}
 	if (bpf_map_update_elem(table, &k, &init, BPF_NOEXIST) == 0)
@@ -211,7 +212,7 @@ __noinline int flow_account(struct __sk_buff *skb, const struct pscope_pkt *p, _
 			v->last_seen_ns = now;
 			v->tcp_flags |= init.tcp_flags;
 		} else {
-			*v = init;
+			flow_start(v, &init);
 		}
 		return 0;
 	}

@@ -33,6 +33,11 @@ export interface DropLoadOptions {
   eventsFd: number;
   /** The trace program's `lost_events` per-CPU counter: failed writes are counted there. */
   lostEventsFd: number;
+  /**
+   * The trace program's `flow_gen`: reported drops are added to their flow's record
+   * (drop counts, last reason) in the flow table in use. Without it flows get no drops.
+   */
+  flowGenFd?: number;
   /** Reason values to report; every value below DROP_REASON_SLOTS not listed is skipped. */
   reasons: Iterable<number>;
   /** Report only namespaces added with {@link DropProgram.watchNetns}. Default false (all). */
@@ -94,6 +99,7 @@ export class DropProgram {
       writeRodata(obj, captureLen, opts.watchedOnly === true);
       reuse(obj, "events", opts.eventsFd);
       reuse(obj, "lost_events", opts.lostEventsFd);
+      if (opts.flowGenFd !== undefined) reuse(obj, "flow_gen", opts.flowGenFd);
       loadObject(obj, path);
       const prog = libbpf().bpf_object__find_program_by_name(obj, cString("drop_kfree_skb"));
       if (isNull(prog)) throw new BpfError("find program drop_kfree_skb", ERRNO.ENOENT);

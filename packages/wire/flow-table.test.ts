@@ -55,7 +55,7 @@ test("flow table - a bad family or a short buffer is refused with the reason", (
   expect(() => decodeFlowKey(new Uint8Array(FLOW_KEY_LAYOUT.size))).toThrow(
     new FlowTableDecodeError("flow key family must be 4 or 6, got 0"),
   );
-  expect(() => decodeFlowValue(new Uint8Array(10))).toThrow("flow value needs 56 bytes, got 10");
+  expect(() => decodeFlowValue(new Uint8Array(10))).toThrow("flow value needs 80 bytes, got 10");
 });
 
 test("flow table - merging two CPUs' counters sums and widens the time range", () => {

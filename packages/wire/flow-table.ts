@@ -26,7 +26,7 @@ export const FLOW_KEY_LAYOUT = {
 
 /** `struct pscope_flow_value`: one CPU's counters of a flow. */
 export const FLOW_VALUE_LAYOUT = {
-  size: 56,
+  size: 80,
   fields: {
     first_seen_ns: { offset: 0, size: 8 },
     last_seen_ns: { offset: 8, size: 8 },
@@ -38,15 +38,19 @@ export const FLOW_VALUE_LAYOUT = {
     tcp_flags: { offset: 52, size: 1 },
     dscp: { offset: 53, size: 1 },
     _pad0: { offset: 54, size: 2 },
+    drop_packets: { offset: 56, size: 8 },
+    drop_bytes: { offset: 64, size: 8 },
+    drop_reason: { offset: 72, size: 4 },
+    _pad1: { offset: 76, size: 4 },
   },
 } as const satisfies StructLayout;
 
 /** `struct pscope_flow_spill`: one packet that found the table full. */
 export const FLOW_SPILL_LAYOUT = {
-  size: 112,
+  size: 136,
   fields: {
     key: { offset: 0, size: 56 },
-    value: { offset: 56, size: 56 },
+    value: { offset: 56, size: 80 },
   },
 } as const satisfies StructLayout;
 
@@ -78,6 +82,10 @@ export interface FlowCounters {
   dstMac: Uint8Array;
   tcpFlags: number;
   dscp: number;
+  /** Packets and bytes of the flow the kernel dropped, and the last skb_drop_reason. */
+  dropPackets: bigint;
+  dropBytes: bigint;
+  dropReason: number;
 }
 
 /** Thrown for a key or value that is not a flow table struct. */
@@ -115,7 +123,7 @@ export function decodeFlowKey(buf: Uint8Array, off = 0): FlowKey {
   };
 }
 
-/** Decodes one CPU's flow value at `buf[off..off+56)`. */
+/** Decodes one CPU's flow value at `buf[off..off+80)`. */
 export function decodeFlowValue(buf: Uint8Array, off = 0): FlowCounters {
   if (buf.length < off + FLOW_VALUE_LAYOUT.size) {
     throw new FlowTableDecodeError(
@@ -135,18 +143,27 @@ export function decodeFlowValue(buf: Uint8Array, off = 0): FlowCounters {
     dstMac: new Uint8Array(buf.buffer.slice(base + f.dst_mac.offset, base + f.dst_mac.offset + 6)),
     tcpFlags: v.getUint8(f.tcp_flags.offset),
     dscp: v.getUint8(f.dscp.offset),
+    dropPackets: v.getBigUint64(f.drop_packets.offset, true),
+    dropBytes: v.getBigUint64(f.drop_bytes.offset, true),
+    dropReason: v.getUint32(f.drop_reason.offset, true),
   };
 }
 
 /**
  * Adds `b` into `a` (two CPUs' or two generations' counters of one flow): sums,
  * earliest first and latest last seen, union of flags; MACs, DSCP and RTT kept
- * from `a` unless it has none.
+ * from `a` unless it has none; drops summed, the drop reason of `b` when it has drops.
  */
 export function mergeFlowCounters(a: FlowCounters, b: FlowCounters): void {
+  if (b.dropPackets > 0n) {
+    a.dropPackets += b.dropPackets;
+    a.dropBytes += b.dropBytes;
+    a.dropReason = b.dropReason;
+  }
   if (b.packets === 0n) return;
   if (a.packets === 0n) {
-    Object.assign(a, { ...b });
+    const drops = { dropPackets: a.dropPackets, dropBytes: a.dropBytes, dropReason: a.dropReason };
+    Object.assign(a, { ...b }, drops);
     return;
   }
   a.packets += b.packets;

@@ -115,6 +115,8 @@ export class KernelDrops {
       captureLen: o.captureLen,
       eventsFd: o.trace.mapFd("events"),
       lostEventsFd: o.trace.mapFd("lost_events"),
+      // drops counted into flow records too (flow export)
+      flowGenFd: o.trace.mapFd("flow_gen"),
       reasons: keep,
       watchedOnly: o.mode === "watched",
     });

@@ -39,6 +39,9 @@ function delta(
       dstMac: new Uint8Array(6),
       tcpFlags: 0x10,
       dscp: 0,
+      dropPackets: 0n,
+      dropBytes: 0n,
+      dropReason: 0,
     },
   };
 }

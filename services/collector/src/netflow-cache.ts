@@ -77,7 +77,7 @@ export class FlowCache {
   }
 
   #addOne(d: FlowDelta, fallback: boolean): void {
-    if (d.counters.packets === 0n) return;
+    if (d.counters.packets === 0n && d.counters.dropPackets === 0n) return;
     const id = fallback ? `${d.id}/f` : d.id;
     const duplicate = this.#dedupe?.isDuplicate(d.key, d.counters.lastSeenNs) ?? false;
     const cur = this.#flows.get(id);

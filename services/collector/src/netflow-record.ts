@@ -50,6 +50,9 @@ export function toNetflowRecord(flow: DueFlow, d: NetflowDecoration): NetflowRec
     srcMac: c.srcMac,
     dstMac: c.dstMac,
     ...(c.rttNs > 0n ? { rttNs: c.rttNs } : {}),
+    ...(c.dropPackets > 0n
+      ? { drops: { packets: c.dropPackets, bytes: c.dropBytes, lastReason: c.dropReason } }
+      : {}),
     duplicate: flow.duplicate,
     endReason,
     node: d.node,
