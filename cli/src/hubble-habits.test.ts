@@ -333,6 +333,29 @@ describe("cli hubble habits", () => {
     expect(r.out).toEqual(["allowlist:", `    - '{"destination_ip":["10.8.0.100"]}'`]);
   });
 
+  test("habits - --print-raw-filters output is a config file observe takes its filters from", async () => {
+    const printed = await cli(["observe", "--print-raw-filters", "--from-pod", "demo/client-b"]);
+    const file = join(dir, "filters.yaml");
+    writeFileSync(file, `${printed.out.join("\n")}\n`);
+    const viaFile = await cli(["observe", "--config", file, "-o", "jsonpb"], { env: {} });
+    expect(viaFile.code).toBe(0);
+    expect(viaFile.out.map((l) => JSON.parse(l).flow.source.pod_name)).toEqual(["client-b"]);
+    // A flag of the same kind replaces the file's list.
+    const flag = await cli(
+      [
+        "observe",
+        "--config",
+        file,
+        "-o",
+        "jsonpb",
+        "--allowlist",
+        '{"source_pod":["demo/client-c"]}',
+      ],
+      { env: {} },
+    );
+    expect(flag.out.map((l) => JSON.parse(l).flow.source.pod_name)).toEqual(["client-c"]);
+  });
+
   test("habits - watch peers prints PEER_ADDED for a live collector", async () => {
     const beat = startHeartbeat(nc, { service: "collector", node: "peer-node", intervalMs: 200 });
     const ac = new AbortController();

@@ -22,6 +22,7 @@ import { POLICY_FLAGS, POLICY_USAGE, runPolicy } from "./policy.ts";
 import { parseRecordArgs, RECORD_FLAGS, RECORD_USAGE, runRecord } from "./record.ts";
 import { runReflect } from "./reflect.ts";
 import {
+  configRawFilterArgs,
   defaultConfigPath,
   durationSetting,
   envName,
@@ -152,7 +153,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
             io.signal,
             legacyJson(env),
           );
-        const args = rest[0] === "flows" ? rest.slice(1) : rest;
+        const cmdline = rest[0] === "flows" ? rest.slice(1) : rest;
+        const args = [...cmdline, ...configRawFilterArgs(configPath, cmdline)];
         const opts = parseObserveArgs(args, server);
         return await runObserve(
           { ...opts, debug: opts.debug || bool(env[envName("debug")]) },

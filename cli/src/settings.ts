@@ -107,6 +107,31 @@ export function settingsEnv(
   return { ...fromFile, ...env };
 }
 
+/**
+ * `allowlist`/`denylist` of a config file (what `observe --print-raw-filters` prints), as
+ * extra `--allowlist`/`--denylist` arguments for `observe` when its command line gives none
+ * of that kind (a flag replaces the file's list, as in hubble).
+ */
+export function configRawFilterArgs(
+  configPath: string | undefined,
+  argv: readonly string[],
+): string[] {
+  if (configPath === undefined) return [];
+  const doc = readConfigFile(configPath);
+  const out: string[] = [];
+  for (const key of ["allowlist", "denylist"]) {
+    const list = doc[key];
+    if (list === undefined || list === null) continue;
+    if (!Array.isArray(list) || list.some((v) => typeof v !== "string"))
+      throw new UsageError(
+        `config file ${configPath}: ${key} must be a list of JSON filter strings`,
+      );
+    if (argv.some((a) => a === `--${key}` || a.startsWith(`--${key}=`))) continue;
+    for (const v of list) out.push(`--${key}`, v as string);
+  }
+  return out;
+}
+
 /** Global flags taken out of argv wherever they stand (up to `--`). */
 export interface GlobalArgs {
   readonly argv: string[];
