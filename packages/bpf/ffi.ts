@@ -31,6 +31,8 @@ const libbpfSymbols = {
   bpf_map_get_next_key: { args: [i32, P, P], returns: i32 },
   bpf_map_lookup_and_delete_batch: { args: [i32, P, P, P, P, P, P], returns: i32 },
   bpf_program__attach: { args: [P], returns: P },
+  bpf_program__attach_cgroup: { args: [P, i32], returns: P },
+  bpf_program__set_autoload: { args: [P, FFIType.bool], returns: i32 },
   bpf_link__destroy: { args: [P], returns: i32 },
   btf__parse: { args: [P, P], returns: P },
   btf__free: { args: [P], returns: VOID },

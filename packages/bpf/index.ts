@@ -46,6 +46,17 @@ export {
   POLICY_SLOT_GRACE_MS,
   PolicyMaps,
 } from "./policy-maps.ts";
+export {
+  cgroupV2Root,
+  checkMaxArgs,
+  DEFAULT_MAX_ARGS,
+  DEFAULT_PROC_OBJECT,
+  DEFAULT_PROC_RING_BYTES,
+  PROC_PROGRAM_NAMES,
+  type ProcCounters,
+  type ProcLoadOptions,
+  ProcProgram,
+} from "./proc-program.ts";
 export { type PackedCopy, type RecordSink, RingBufferReader } from "./ring-buffer.ts";
 export {
   type AttachTarget,

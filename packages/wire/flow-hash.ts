@@ -37,3 +37,45 @@ export function readFlowHash(bytes: Uint8Array): number {
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   return v.getUint32(TRACE_LAYOUT.fields.flow_hash.offset, true);
 }
+
+/** murmur3 finalizer, as fmix32 in bpf/include/flowhash.h. */
+function fmix32(h: number): number {
+  let x = h >>> 0;
+  x ^= x >>> 16;
+  x = Math.imul(x, 0x85ebca6b) >>> 0;
+  x ^= x >>> 13;
+  x = Math.imul(x, 0xc2b2ae35) >>> 0;
+  x ^= x >>> 16;
+  return x >>> 0;
+}
+
+function mixWord(h: number, w: number): number {
+  return (Math.imul(fmix32((h ^ w) >>> 0), 31) + w) >>> 0;
+}
+
+function endpointHash(addr: Uint8Array, port: number): number {
+  const v = new DataView(addr.buffer, addr.byteOffset, addr.byteLength);
+  let h = 0x9e3779b9;
+  for (let i = 0; i + 4 <= addr.byteLength && i < 16; i += 4) h = mixWord(h, v.getUint32(i, true));
+  return mixWord(h, port);
+}
+
+/**
+ * The symmetric flow hash the kernel programs compute (bpf/include/flowhash.h): equal
+ * for both directions. Addresses are 4 (IPv4) or 16 (IPv6) bytes in network order,
+ * ports in host order; never 0 (0 means "not IP").
+ */
+export function computeFlowHash(
+  saddr: Uint8Array,
+  sport: number,
+  daddr: Uint8Array,
+  dport: number,
+  proto: number,
+): number {
+  const a = endpointHash(saddr, sport);
+  const b = endpointHash(daddr, dport);
+  const lo = a < b ? a : b;
+  const hi = a < b ? b : a;
+  const h = fmix32(mixWord(mixWord((0x85ebca6b ^ proto) >>> 0, lo), hi));
+  return h === 0 ? 1 : h;
+}

@@ -31,7 +31,7 @@ export {
   encodeDropRecord,
 } from "./drop.ts";
 export { EncodeRangeError, encodeTraceRecord, type TraceRecordInit } from "./encode.ts";
-export { readFlowHash } from "./flow-hash.ts";
+export { computeFlowHash, readFlowHash } from "./flow-hash.ts";
 export * from "./flow-table.ts";
 export {
   CAPTURE_RULE_LAYOUT,

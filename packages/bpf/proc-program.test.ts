@@ -1,0 +1,220 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { createVethPair, loadedProgIds, type VethPair, waitFor } from "@periscope/testing";
+import {
+  computeFlowHash,
+  decodeProcRecord,
+  decodeSockOwnerRecord,
+  PROC_EVENT,
+  type ProcRecord,
+  RECORD_TYPE_PROC,
+  RECORD_TYPE_SOCK_OWNER,
+  SOCK_SOURCE,
+  type SockOwnerRecord,
+} from "@periscope/wire";
+import { cgroupV2Root, netnsCookie, ProcProgram } from "./index.ts";
+import { isRoot } from "./test-helpers.ts";
+
+const ipBytes = (ip: string) => Uint8Array.from(ip.split(".").map(Number));
+
+/** cgroup v2 id of a process: the inode of its cgroup directory. */
+function cgroupIdOf(pid: number): bigint {
+  const line = readFileSync(`/proc/${pid}/cgroup`, "utf8")
+    .split("\n")
+    .find((l) => l.startsWith("0::"));
+  return BigInt(statSync(join(cgroupV2Root(), line?.slice(3) ?? "/")).ino);
+}
+
+describe.skipIf(!isRoot)("bpf proc program", () => {
+  let prog: ProcProgram;
+  let pair: VethPair;
+  const procs: ProcRecord[] = [];
+  const owners: SockOwnerRecord[] = [];
+  const sink = {
+    addFrom(ring: Uint8Array, offset: number, length: number) {
+      const bytes = ring.slice(offset, offset + length);
+      if (bytes[0] === RECORD_TYPE_PROC) procs.push(decodeProcRecord(bytes));
+      else if (bytes[0] === RECORD_TYPE_SOCK_OWNER) owners.push(decodeSockOwnerRecord(bytes));
+    },
+  };
+  const until = async (what: string, cond: () => boolean) => {
+    await waitFor(
+      () => {
+        prog.drainInto(sink);
+        return cond();
+      },
+      { timeoutMs: 5000, what },
+    );
+  };
+
+  beforeAll(async () => {
+    prog = ProcProgram.load({ maxArgs: 64 });
+    pair = await createVethPair();
+  });
+
+  afterAll(async () => {
+    const ids = await loadedProgIds();
+    prog?.close();
+    await pair?.destroy();
+    // Every program of the object is gone after close.
+    const after = await loadedProgIds();
+    expect(after.size).toBeLessThan(ids.size);
+  });
+
+  test("exec reports binary, arguments, ids, cgroup and parent; exit the wait status", async () => {
+    const child = Bun.spawn(["/bin/sh", "-c", 'exec /bin/true one "two words"; exit 9']);
+    await child.exited;
+    const pid = child.pid;
+    await until("exec and exit of /bin/true", () =>
+      procs.some((r) => r.tgid === pid && r.event === PROC_EVENT.EXIT),
+    );
+    const execs = procs.filter((r) => r.tgid === pid && r.event === PROC_EVENT.EXEC);
+    const last = execs.at(-1);
+    expect(last?.binary).toBe("/bin/true");
+    expect(last?.args).toEqual(["/bin/true", "one", "two words"]);
+    expect(last?.comm).toBe("true");
+    expect(last).toMatchObject({ pid, ppid: process.pid, uid: 0, gid: 0, euid: 0, egid: 0 });
+    expect(last?.cgroupId).toBe(cgroupIdOf(process.pid));
+    expect(last?.truncated).toBe(false);
+    const exit = procs.find((r) => r.tgid === pid && r.event === PROC_EVENT.EXIT);
+    expect(exit?.exitStatus).toBe(0);
+    expect(exit?.startNs).toBe(last?.startNs ?? -1n);
+
+    const failing = Bun.spawn(["/bin/sh", "-c", "exit 3"]);
+    await failing.exited;
+    await until("exit 3", () =>
+      procs.some((r) => r.tgid === failing.pid && r.event === PROC_EVENT.EXIT),
+    );
+    const ex = procs.find((r) => r.tgid === failing.pid && r.event === PROC_EVENT.EXIT);
+    expect(ex?.exitStatus).toBe(3 << 8);
+  });
+
+  test("arguments beyond max args are cut and flagged", async () => {
+    const long = "x".repeat(100);
+    const child = Bun.spawn(["/bin/true", long]);
+    await child.exited;
+    await until("exec with a long argument", () =>
+      procs.some((r) => r.tgid === child.pid && r.event === PROC_EVENT.EXEC),
+    );
+    const rec = procs.find((r) => r.tgid === child.pid && r.event === PROC_EVENT.EXEC);
+    expect(rec?.truncated).toBe(true);
+    expect(rec?.argsBytes).toBe("/bin/true".length + 1 + 101);
+    expect(rec?.args).toEqual(["/bin/true", "x".repeat(64 - 10)]);
+  });
+
+  test("forks of many short processes: one fork, exec and exit each, distinct start times", async () => {
+    const n = 200;
+    const sh = Bun.spawn([
+      "/bin/sh",
+      "-c",
+      `i=0; while [ $i -lt ${n} ]; do /bin/true; i=$((i+1)); done`,
+    ]);
+    await sh.exited;
+    const kids = () => procs.filter((r) => r.ppid === sh.pid);
+    await until(`${n} exits`, () => kids().filter((r) => r.event === PROC_EVENT.EXIT).length >= n);
+    const forks = kids().filter((r) => r.event === PROC_EVENT.FORK);
+    const execs = kids().filter((r) => r.event === PROC_EVENT.EXEC && r.binary === "/bin/true");
+    expect(forks.length).toBe(n);
+    expect(execs.length).toBe(n);
+    const keys = new Set(forks.map((r) => `${r.tgid}/${r.startNs}`));
+    expect(keys.size).toBe(n);
+    for (const f of forks) expect(f.parentStartNs).toBeGreaterThan(0n);
+    expect(prog.counters().procLost).toBe(0n);
+  });
+
+  const run = (ns: string, argv: string[]) =>
+    Bun.spawn(["ip", "netns", "exec", ns, ...argv], { stdin: "pipe", stdout: "pipe" });
+
+  test("TCP client and server sockets are owned by nc on each side, with the flow's hash", async () => {
+    const port = 20000 + Math.floor(Math.random() * 10000);
+    const server = run(pair.nsB, ["nc", "-l", "-s", pair.ipB, "-p", String(port)]);
+    try {
+      await until("server listening", () =>
+        procs.some((r) => r.tgid === server.pid && r.event === PROC_EVENT.EXEC),
+      );
+      // Give the listen() a moment to happen: retry the connect until accepted.
+      let client: ReturnType<typeof run> | undefined;
+      await waitFor(
+        async () => {
+          client = run(pair.nsA, ["nc", "-N", "-w", "2", pair.ipB, String(port)]);
+          client.stdin.write("hello\n");
+          client.stdin.end();
+          await client.exited;
+          return client.exitCode === 0;
+        },
+        { timeoutMs: 5000, what: "TCP connect accepted" },
+      );
+      const cpid = client?.pid ?? -1;
+      await until(
+        "connect and accept owners",
+        () => owners.some((o) => o.tgid === cpid) && owners.some((o) => o.tgid === server.pid),
+      );
+      const c = owners.find((o) => o.tgid === cpid);
+      const s = owners.find((o) => o.tgid === server.pid);
+      expect(c).toMatchObject({
+        source: SOCK_SOURCE.TCP_CONNECT,
+        family: 4,
+        proto: 6,
+        dport: port,
+      });
+      expect([...(c?.saddr ?? [])]).toEqual([...ipBytes(pair.ipA)]);
+      expect([...(c?.daddr ?? [])]).toEqual([...ipBytes(pair.ipB)]);
+      expect(c?.comm).toBe("nc");
+      expect(c?.netnsCookie).toBe(netnsCookie(pair.nsA));
+      expect(s).toMatchObject({ source: SOCK_SOURCE.TCP_ACCEPT, sport: port, dport: c?.sport });
+      expect(s?.netnsCookie).toBe(netnsCookie(pair.nsB));
+      const hash = computeFlowHash(ipBytes(pair.ipA), c?.sport ?? 0, ipBytes(pair.ipB), port, 6);
+      expect(c?.flowHash).toBe(hash);
+      expect(s?.flowHash).toBe(hash);
+      expect(c?.sockCookie).not.toBe(0n);
+      expect(c?.startNs).toBeGreaterThan(0n);
+    } finally {
+      server.kill();
+      await server.exited;
+    }
+  });
+
+  test("UDP: sender and receiver sockets each reported once per flow", async () => {
+    const port = 20000 + Math.floor(Math.random() * 10000);
+    const server = run(pair.nsB, ["nc", "-u", "-l", "-s", pair.ipB, "-p", String(port)]);
+    try {
+      await until("udp server started", () =>
+        procs.some((r) => r.tgid === server.pid && r.event === PROC_EVENT.EXEC),
+      );
+      const client = run(pair.nsA, ["nc", "-u", "-w", "1", pair.ipB, String(port)]);
+      await waitFor(
+        () => {
+          client.stdin.write("ping\n");
+          client.stdin.flush();
+          prog.drainInto(sink);
+          return owners.some((o) => o.tgid === server.pid);
+        },
+        { timeoutMs: 5000, what: "datagram received by the server's socket" },
+      );
+      client.stdin.end();
+      await client.exited;
+      prog.drainInto(sink);
+      const c = owners.filter((o) => o.tgid === client.pid);
+      const s = owners.filter((o) => o.tgid === server.pid);
+      expect(c.length).toBe(1);
+      expect(s.length).toBe(1);
+      expect(c[0]).toMatchObject({ source: SOCK_SOURCE.UDP, proto: 17, dport: port });
+      expect(s[0]).toMatchObject({ source: SOCK_SOURCE.UDP, sport: port, dport: c[0]?.sport });
+      expect([...(s[0]?.saddr ?? [])]).toEqual([...ipBytes(pair.ipB)]);
+      const hash = computeFlowHash(
+        ipBytes(pair.ipA),
+        c[0]?.sport ?? 0,
+        ipBytes(pair.ipB),
+        port,
+        17,
+      );
+      expect(c[0]?.flowHash).toBe(hash);
+      expect(s[0]?.flowHash).toBe(hash);
+      expect(s[0]?.netnsCookie).toBe(netnsCookie(pair.nsB));
+    } finally {
+      server.kill();
+      await server.exited;
+    }
+  });
+});
