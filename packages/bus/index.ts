@@ -132,6 +132,7 @@ export {
   DUPLICATE_WINDOW_MS,
   type DurableOptions,
   EVENTS_STREAM,
+  PROC_STREAM,
   ensureDurable,
   ensureStream,
   FLOWS_STREAM,

@@ -18,9 +18,11 @@ export const RAW_STREAM = "PERISCOPE_RAW";
 export const FLOWS_STREAM = "PERISCOPE_FLOWS";
 /** JetStream stream holding agent events (and debug events on `periscope.debug.>`): their history. */
 export const EVENTS_STREAM = "PERISCOPE_EVENTS";
+/** JetStream stream holding process lifecycle frames (`periscope.proc.>`): read by every enricher. */
+export const PROC_STREAM = "PERISCOPE_PROC";
 
 /** Which Periscope stream: raw frames, flow batches, or agent/debug events. */
-export type StreamKind = "raw" | "flows" | "events";
+export type StreamKind = "raw" | "flows" | "events" | "proc";
 
 /** Bounds of one stream. */
 export interface StreamLimits {
@@ -63,6 +65,15 @@ export function streamConfig(
     duplicate_window: DUPLICATE_WINDOW_MS * NS_PER_MS,
     num_replicas: 1,
   };
+  if (which === "proc") {
+    return {
+      ...common,
+      name: PROC_STREAM,
+      subjects: [subjects.procAll],
+      retention: RetentionPolicy.Limits,
+      discard: DiscardPolicy.Old,
+    };
+  }
   if (which === "events") {
     return {
       ...common,

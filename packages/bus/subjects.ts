@@ -44,6 +44,10 @@ export const subjects = {
   netflows: (node: string): string => `periscope.netflows.${sanitizeToken(node)}`,
   /** Every flow-record subject. */
   netflowsAll: "periscope.netflows.>",
+  /** `periscope.proc.<node>` — RawFrames of process exec/fork/exit records, collector → enrichers. */
+  proc: (node: string): string => `periscope.proc.${sanitizeToken(node)}`,
+  /** Every process-record subject. */
+  procAll: "periscope.proc.>",
   /** Every debug-event subject (`periscope.debug.<node>`, reserved; kernel debug records travel in FlowBatches). */
   debugAll: "periscope.debug.>",
 } as const;
