@@ -79,6 +79,7 @@ describe("sequence ledger", () => {
     l.accept("p2", 3n, 2n, 1n);
     l.forget((key) => key === "p1");
     expect(l.size).toBe(1);
+    expect([l.tracks("p1"), l.tracks("p2")]).toEqual([false, true]);
     expect(l.accept("p1", 9n, 8n, 1n)).toBe("accepted");
     tick(2000);
     expect(l.expire().map((g) => g.key)).toEqual(["p2"]);

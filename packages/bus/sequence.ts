@@ -150,6 +150,11 @@ export class SequenceLedger {
     return gaps;
   }
 
+  /** True while `key` is tracked (seen and not yet forgotten). */
+  tracks(key: string): boolean {
+    return this.#keys.has(key);
+  }
+
   /**
    * Forgets every key `drop` selects (e.g. a partition this process no longer reads):
    * holes still open there are neither waited for nor declared lost here.

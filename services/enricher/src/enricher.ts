@@ -397,6 +397,8 @@ export async function startEnricher(
     };
     const gapTimer = setInterval(() => {
       for (const gap of ledger.expire()) publishGap(gap);
+      // Keys the ledger forgot (idle, e.g. an earlier collector boot) need no origin either.
+      for (const key of origins.keys()) if (!ledger.tracks(key)) origins.delete(key);
     }, 500);
     cleanups.push(() => clearInterval(gapTimer));
 
