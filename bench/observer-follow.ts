@@ -8,6 +8,8 @@
  *   ready-made messages (the ceiling of any measurement through it);
  * - `<rate>.*`: at fixed publish rates, one gRPC follower: flows/s delivered, events it
  *   was told it lost, observer CPU µs per flow ingested and served, loads;
+ * - `cli.*`: `periscope observe -f -o compact` to a file at the `ping -f` case's rate: flows
+ *   printed, events it was told it lost, unaccounted, CPU per flow of the CLI and observer;
  * - `burst.*`: a follow stream asked for the last {@link BURST} stored flows first, gRPC
  *   (the observer's stream writer) vs gRPC-Web (its Connect handler, the baseline):
  *   flows/s delivered while it catches up, and the ratio.
@@ -16,7 +18,10 @@
  * `observer-follow` part of `bun run bench`.
  */
 
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import * as http2 from "node:http2";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import { toBinary } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { connectBus, subjects } from "@periscope/bus";
@@ -244,6 +249,98 @@ async function takeRate(
   return { rate: n / secs, flows: c1.flows, cpuUsPerFlow: ((cpu1 - cpu0) * 1000) / n };
 }
 
+/** Publish rate of the `periscope observe -f` phase, flows/s (the ping -f case). */
+const CLI_RATE = 25_000;
+
+/**
+ * `periscope observe -f -o compact` with its output going to a file, as a user would run
+ * it, at {@link CLI_RATE}: flows printed and events it was told were lost, of those ingested.
+ */
+async function cliPhase(
+  url: string,
+  send: (payload: Uint8Array) => void,
+  batches: EncodedBatches,
+  ingested: () => Promise<number>,
+  streams: () => Promise<number>,
+  observerPid: number,
+): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), "periscope-follow-"));
+  const outFile = join(dir, "observe.txt");
+  const cli = Bun.spawn(
+    [
+      resolve(import.meta.dir, "../periscope"),
+      "observe",
+      "--server",
+      url.replace("http://", ""),
+      "-f",
+      "-o",
+      "compact",
+    ],
+    { stdout: Bun.file(outFile), stderr: "ignore", stdin: "ignore" },
+  );
+  try {
+    await until(
+      "the CLI's stream",
+      performance.now(),
+      async () => (await streams()) >= 1,
+      30_000,
+      50,
+    );
+    const lines = (): { flows: number; lost: number } => {
+      const text = readFileSync(outFile, "utf8");
+      let flows = 0;
+      let lost = 0;
+      for (const line of text.split("\n")) {
+        const m = /EVENTS LOST: \S+ CPU\(\d+\) (\d+)/.exec(line);
+        if (m) lost += Number(m[1]);
+        else if (line !== "") flows++;
+      }
+      return { flows, lost };
+    };
+    const before = lines();
+    const in0 = await ingested();
+    const cpu0 = processCpuMs(observerPid) ?? 0;
+    const ccpu0 = processCpuMs(cli.pid) ?? 0;
+    const t0 = performance.now();
+    const sent = await publish(send, batches, CLI_RATE, PHASE_MS);
+    const secs = (performance.now() - t0) / 1000;
+    await until(
+      "ingest of the phase",
+      performance.now(),
+      async () => (await ingested()) - in0 >= sent,
+      30_000,
+      50,
+    );
+    const got = (await ingested()) - in0;
+    await until(
+      "the CLI to account for the phase",
+      performance.now(),
+      () => {
+        const l = lines();
+        return l.flows + l.lost - before.flows - before.lost >= got;
+      },
+      30_000,
+      100,
+    ).catch(() => undefined); // reported below as unaccounted
+    const after = lines();
+    const cpu1 = processCpuMs(observerPid) ?? 0;
+    const ccpu1 = processCpuMs(cli.pid) ?? 0;
+    const printed = after.flows - before.flows;
+    const lost = after.lost - before.lost;
+    emit(BENCH, "cli.published", sent / secs, "flows/s");
+    emit(BENCH, "cli.ingested", got, "flows");
+    emit(BENCH, "cli.printed", printed, "flows");
+    emit(BENCH, "cli.lost", lost, "events");
+    emit(BENCH, "cli.unaccounted", got - printed - lost, "flows");
+    emit(BENCH, "cli.cli_cpu", ((ccpu1 - ccpu0) * 1000) / Math.max(1, printed), "us/flow");
+    emit(BENCH, "cli.observer_cpu", ((cpu1 - cpu0) * 1000) / Math.max(1, got), "us/flow");
+  } finally {
+    cli.kill("SIGKILL");
+    await cli.exited;
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /** Publish rates of the live phases, flows/s. */
 export const FOLLOW_RATES: readonly number[] = [2_000, 50_000];
 
@@ -346,6 +443,16 @@ export async function runObserverFollowBench(
     emit(BENCH, `${tag}.follow_client_load`, (fcpu1 - fcpu0) / 10 / secs, "%core");
   }
   await follow.stop();
+  await until(
+    "the follower to go",
+    performance.now(),
+    async () => (await streams()) === 0,
+    30_000,
+    50,
+  );
+
+  // `periscope observe -f` (compact output to a file) at the issue's ping -f rate.
+  await cliPhase(url, send, batches, ingested, streams, observer.pid);
 
   // Burst: fill the ring, then follow streams that start with all of it.
   const fill = await publish(send, batches, Number.POSITIVE_INFINITY, 60_000, BURST);

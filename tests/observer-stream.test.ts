@@ -214,12 +214,15 @@ afterAll(async () => {
 describe("observer streams", () => {
   test("stream - a SIGSTOP'd follower slows neither ingest nor another follower; resumed, it is told exactly what it lost", async () => {
     const stuck = followerProcess();
-    await waitFor(async () => (await metric("periscope_observer_active_streams")) === 1, {
-      what: "the follower process's stream",
-    });
-    stuck.proc.kill("SIGSTOP");
-    const live = follower();
+    let live: ReturnType<typeof follower> | undefined;
     try {
+      await waitFor(async () => (await metric("periscope_observer_active_streams")) === 1, {
+        what: "the follower process's stream",
+        timeoutMs: 30_000,
+      });
+      stuck.proc.kill("SIGSTOP");
+      const f = follower();
+      live = f;
       await waitFor(async () => (await metric("periscope_observer_active_streams")) === 2, {
         what: "the live follower's stream",
       });
@@ -230,15 +233,15 @@ describe("observer streams", () => {
       const step = RING / 2;
       for (let sent = step; sent <= n; sent += step) {
         await publishFlows("stream-node", step);
-        await waitFor(() => live.counts().flows === sent, {
+        await waitFor(() => f.counts().flows === sent, {
           what: `the live follower to get ${sent} flows`,
           timeoutMs: 15_000,
         }).catch((e: unknown) => {
-          throw new Error(`live follower: ${JSON.stringify(live.counts())}`, { cause: e });
+          throw new Error(`live follower: ${JSON.stringify(f.counts())}`, { cause: e });
         });
       }
       expect((await metric("periscope_observer_flows_received_total")) - received0).toBe(n);
-      expect(live.counts().lost).toBe(0);
+      expect(f.counts().lost).toBe(0);
 
       stuck.proc.kill("SIGCONT");
       let last: FollowerCounts | undefined;
@@ -265,21 +268,24 @@ describe("observer streams", () => {
         what: "the resumed follower to get new flows",
       });
     } finally {
-      live.cancel();
+      live?.cancel();
       stuck.proc.kill("SIGCONT");
       stuck.proc.kill("SIGKILL");
       await stuck.proc.exited;
     }
-    expect((await live.status).code).toBe(grpc.status.CANCELLED);
+    expect((await (live as ReturnType<typeof follower>).status).code).toBe(grpc.status.CANCELLED);
     await waitFor(async () => (await metric("periscope_observer_active_streams")) === 0, {
       what: "both streams to be gone",
     });
     expect(
       await metric("periscope_observer_requests_total", { method: "GetFlows", code: "canceled" }),
     ).toBeGreaterThanOrEqual(2);
-  }, 60_000);
+  }, 90_000);
 
   test("stream - beyond --max-concurrent-streams a stream is refused with ResourceExhausted, counted", async () => {
+    await waitFor(async () => (await metric("periscope_observer_active_streams")) === 0, {
+      what: "no stream open",
+    });
     const refused0 = await metric("periscope_observer_streams_refused_total");
     const open = Array.from({ length: CAP }, () => follower());
     try {
