@@ -39,6 +39,8 @@ export {
 export * from "./src/gen/periscope/bus/v1/bus_pb.ts";
 /** `periscope.netflow.v1`: flow records on `periscope.netflows.<node>` (names overlap `flow`'s). */
 export * as netflowV1 from "./src/gen/periscope/netflow/v1/netflow_pb.ts";
+/** `periscope.process.v1`: the process and container of a flow, in `Flow.extensions`. */
+export * as processV1 from "./src/gen/periscope/process/v1/process_pb.ts";
 export * from "./src/gen/periscope/raw/v1/raw_pb.ts";
 /** Hubble's `recorder` package (`recorder.Recorder/Record`), as a namespace: its names are generic. */
 export * as recorder from "./src/gen/recorder/recorder_pb.ts";
