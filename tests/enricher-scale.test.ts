@@ -294,7 +294,7 @@ describe("enricher scale-out", () => {
     proc?.kill("SIGKILL");
     await proc?.exited;
     await waitFor(async () => (await owned(survivors)).sort().join() === "8,8", {
-      timeoutMs: 10_000,
+      timeoutMs: 12_000,
       intervalMs: 50,
       what: "the survivors own all partitions",
     });
@@ -304,7 +304,7 @@ describe("enricher scale-out", () => {
       const lines = stack.sup.get(p)?.lines() ?? [];
       for (const l of lines.filter((x) => x.includes("partition")).slice(-12)) console.log(p, l);
     }
-    expect(moveMs).toBeLessThan(8000);
+    expect(moveMs).toBeLessThan(10_000); // TTL 3 s + a beat; more on a loaded machine
     expect(await sumOver(survivors, "partition_ownership_changes_total")).toBeGreaterThan(0);
     await during;
 
