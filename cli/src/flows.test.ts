@@ -4,7 +4,7 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { netflowV1 } from "@periscope/proto";
 import { type LocalNats, startLocalNats, waitFor } from "@periscope/testing";
-import { FlowTable, flowTableLines, parseFlowsArgs } from "./flows.ts";
+import { FlowTable, flowRowJson, flowTableLines, parseFlowsArgs } from "./flows.ts";
 import { runCli } from "./main.ts";
 
 const T0 = 1_760_000_000_000;
@@ -30,6 +30,8 @@ function rec(o: {
   duplicate?: boolean;
   node?: string;
   icmpType?: number;
+  srcPod?: [string, string];
+  dstPod?: [string, string];
 }): netflowV1.NetflowRecord {
   return create(netflowV1.NetflowRecordSchema, {
     ethProtocol: o.src.ipFamily.case === "ipv6" ? 0x86dd : 0x0800,
@@ -48,6 +50,22 @@ function rec(o: {
     duplicate: o.duplicate ?? false,
     icmpType: o.icmpType ?? 0,
     node: o.node ?? "",
+    ...(o.srcPod
+      ? {
+          srcEndpoint: create(netflowV1.EndpointSchema, {
+            namespace: o.srcPod[0],
+            podName: o.srcPod[1],
+          }),
+        }
+      : {}),
+    ...(o.dstPod
+      ? {
+          dstEndpoint: create(netflowV1.EndpointSchema, {
+            namespace: o.dstPod[0],
+            podName: o.dstPod[1],
+          }),
+        }
+      : {}),
   });
 }
 
@@ -121,7 +139,27 @@ describe("periscope flows - table", () => {
     t.add("n", rec({ src: A, dst: B, proto: 1, bytes: 84n, packets: 1n, icmpType: 8 }), all);
     expect(t.sorted("bytes", 2).map((r) => r.proto)).toEqual([17, 6]);
     expect(t.sorted("packets", 1).map((r) => r.proto)).toEqual([6]);
-    const lines = flowTableLines(t.sorted("bytes", 0));
+    t.add(
+      "n",
+      rec({
+        src: B,
+        dst: A,
+        proto: 6,
+        sp: 80,
+        dp: 9,
+        bytes: 1n,
+        packets: 1n,
+        srcPod: ["shop", "web-1"],
+      }),
+      all,
+    );
+    const withPod = t.sorted("bytes", 0).at(-1);
+    if (withPod === undefined) throw new Error("no row");
+    expect(flowRowJson(withPod)).toMatchObject({ source_pod: "shop/web-1", source: "10.0.0.2" });
+    expect(flowTableLines([withPod])[1]).toMatch(
+      /^n\s+shop\/web-1 \(10\.0\.0\.2:80\)\s+10\.0\.0\.1:9\s+TCP/,
+    );
+    const lines = flowTableLines(t.sorted("bytes", 3));
     expect(lines[0]).toMatch(
       /^NODE\s+SOURCE\s+DESTINATION\s+PROTO\s+BYTES\s+PACKETS\s+DURATION\s+INTERFACES$/,
     );
@@ -149,17 +187,39 @@ describe("periscope flows - table", () => {
       [17, 6],
     ],
     [["--node", "other"], []],
+    [["-n", "shop"], [17]],
+    [["--namespace", "kube-system"], [6]],
+    [["--pod", "shop/web-1"], [17]],
+    [["--pod", "shop/db-0,kube-system/dns"], [6]],
   ])("periscope flows - filter %p keeps protocols %p", (argv, protos) => {
     const opts = parseFlowsArgs(argv, "nats://x");
     const t = new FlowTable();
     t.add(
       "n",
-      rec({ src: A, dst: B, proto: 17, sp: 53, dp: 5353, bytes: 10_000n, packets: 10n }),
+      rec({
+        src: A,
+        dst: B,
+        proto: 17,
+        sp: 53,
+        dp: 5353,
+        bytes: 10_000n,
+        packets: 10n,
+        srcPod: ["shop", "web-1"],
+      }),
       opts,
     );
     t.add(
       "n",
-      rec({ src: C6, dst: D6, proto: 6, sp: 443, dp: 50000, bytes: 5_000n, packets: 50n }),
+      rec({
+        src: C6,
+        dst: D6,
+        proto: 6,
+        sp: 443,
+        dp: 50000,
+        bytes: 5_000n,
+        packets: 50n,
+        dstPod: ["kube-system", "dns"],
+      }),
       opts,
     );
     t.add("n", rec({ src: A, dst: B, proto: 1, bytes: 84n, packets: 1n, icmpType: 8 }), opts);
@@ -174,6 +234,7 @@ describe("periscope flows - table", () => {
     [["--port", "70000"], /--port: expected 0..65535/],
     [["--protocol", "sctpx"], /--protocol: expected tcp, udp/],
     [["--interval", "soon"], /--interval: expected a duration/],
+    [["--pod", "web-1"], /--pod: expected namespace\/name/],
     [["extra"], /unexpected argument "extra"/],
   ])("periscope flows - bad flags %p are refused", (argv, msg) => {
     expect(() => parseFlowsArgs(argv, "nats://x")).toThrow(msg);

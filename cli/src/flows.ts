@@ -52,6 +52,19 @@ export const FLOWS_FLAGS: readonly FlagSpec[] = [
     help: "Only this protocol (repeatable)",
   },
   { name: "node", kind: "string", value: "name", help: "Only this node (default: every node)" },
+  {
+    name: "pod",
+    kind: "string",
+    value: "ns/name",
+    help: "Only flows from or to this pod (repeatable; names the enricher knows)",
+  },
+  {
+    name: "namespace",
+    short: "n",
+    kind: "string",
+    value: "ns",
+    help: "Only flows from or to pods of this namespace (repeatable)",
+  },
   { name: "follow", short: "f", kind: "bool", help: "Keep listening, redraw every --interval" },
   {
     name: "interval",
@@ -87,6 +100,9 @@ export interface FlowsOptions {
   readonly ips: ReadonlySet<string>;
   readonly ports: ReadonlySet<number>;
   readonly protocols: ReadonlySet<number>;
+  /** `ns/name` of pods; empty = any. */
+  readonly pods: ReadonlySet<string>;
+  readonly namespaces: ReadonlySet<string>;
   readonly follow: boolean;
   readonly intervalMs: number;
   readonly windowMs: number;
@@ -141,9 +157,18 @@ export function parseFlowsArgs(argv: readonly string[], defaultNats: string): Fl
       );
     protocols.add(p);
   }
+  const pods = new Set<string>();
+  for (const v of values(args, "pod")) {
+    const [ns, name, extra] = v.split("/");
+    if (!ns || !name || extra !== undefined)
+      throw new UsageError(`invalid argument "${v}" for --pod: expected namespace/name`);
+    pods.add(v);
+  }
   return {
     natsUrl: lastValue(args, "nats") ?? lastValue(args, "server") ?? defaultNats,
     node: lastValue(args, "node"),
+    pods,
+    namespaces: new Set(values(args, "namespace")),
     top: Number(topText),
     by,
     output,
@@ -175,6 +200,13 @@ export interface FlowRow {
   lastMs: number;
   tcpFlags: number;
   interfaces: Set<string>;
+  /** `ns/name` of each end where the enricher knew it. */
+  srcPod?: string | undefined;
+  dstPod?: string | undefined;
+}
+
+function podText(e: netflowV1.Endpoint | undefined): string | undefined {
+  return e === undefined || e.podName === "" ? undefined : `${e.namespace}/${e.podName}`;
 }
 
 function ipText(ip: netflowV1.Ip | undefined): string {
@@ -208,6 +240,17 @@ export class FlowTable {
     if (opts.ips.size > 0 && !opts.ips.has(src) && !opts.ips.has(dst)) return false;
     if (opts.ports.size > 0 && !opts.ports.has(sp) && !opts.ports.has(dp)) return false;
     if (opts.protocols.size > 0 && !opts.protocols.has(proto)) return false;
+    const ends = [r.srcEndpoint, r.dstEndpoint];
+    if (
+      opts.namespaces.size > 0 &&
+      !ends.some((e) => e !== undefined && opts.namespaces.has(e.namespace))
+    )
+      return false;
+    if (
+      opts.pods.size > 0 &&
+      !ends.some((e) => e !== undefined && opts.pods.has(`${e.namespace}/${e.podName}`))
+    )
+      return false;
     const key = `${node}|${src}|${dst}|${proto}|${sp}|${dp}|${r.icmpType}|${r.icmpCode}`;
     let row = this.rows.get(key);
     if (row === undefined) {
@@ -228,6 +271,8 @@ export class FlowTable {
         lastMs: 0,
         tcpFlags: 0,
         interfaces: new Set(),
+        srcPod: podText(r.srcEndpoint),
+        dstPod: podText(r.dstEndpoint),
       };
       this.rows.set(key, row);
     }
@@ -264,6 +309,10 @@ function endpoint(addr: string, port: number, icmp: boolean): string {
   return addr.includes(":") ? `[${addr}]:${port}` : `${addr}:${port}`;
 }
 
+function withPod(text: string, pod: string | undefined): string {
+  return pod === undefined ? text : `${pod} (${text})`;
+}
+
 /** One row as JSON (numbers as numbers, times as ISO strings). */
 export function flowRowJson(r: FlowRow): Record<string, unknown> {
   const icmp = r.proto === 1 || r.proto === 58;
@@ -271,6 +320,8 @@ export function flowRowJson(r: FlowRow): Record<string, unknown> {
     node: r.node,
     source: r.src,
     destination: r.dst,
+    ...(r.srcPod !== undefined ? { source_pod: r.srcPod } : {}),
+    ...(r.dstPod !== undefined ? { destination_pod: r.dstPod } : {}),
     protocol: protoName(r.proto),
     ...(icmp
       ? { icmp_type: r.icmpType, icmp_code: r.icmpCode }
@@ -296,8 +347,8 @@ export function flowTableLines(rows: readonly FlowRow[]): string[] {
     const dur = Number.isFinite(r.firstMs) ? `${((r.lastMs - r.firstMs) / 1000).toFixed(1)}s` : "-";
     cells.push([
       r.node,
-      endpoint(r.src, r.srcPort, icmp),
-      endpoint(r.dst, r.dstPort, icmp),
+      withPod(endpoint(r.src, r.srcPort, icmp), r.srcPod),
+      withPod(endpoint(r.dst, r.dstPort, icmp), r.dstPod),
       icmp ? `${protoName(r.proto)} ${r.icmpType}/${r.icmpCode}` : protoName(r.proto),
       String(r.bytes),
       String(r.packets),
