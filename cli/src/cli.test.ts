@@ -26,6 +26,8 @@ const ROOT = join(import.meta.dir, "../..");
 const LAUNCHER = join(ROOT, "periscope");
 /** Children get a fixed PATH that finds this bun, and nothing else from our environment. */
 const CHILD_PATH = `${dirname(process.execPath)}:/usr/local/bin:/usr/bin:/bin`;
+/** Starting the CLI takes seconds on a loaded 2-core machine: tests that spawn it get this long. */
+const SPAWN_TIMEOUT_MS = 20_000;
 
 let nats: LocalNats;
 let nc: NatsConnection;
@@ -110,7 +112,7 @@ beforeAll(async () => {
   await waitFor(async () => (await metric("periscope_observer_flows_received_total")) === 3, {
     what: "3 flows",
   });
-});
+}, 30_000);
 
 afterAll(async () => {
   if (observer) {
@@ -122,34 +124,42 @@ afterAll(async () => {
 });
 
 describe("cli process", () => {
-  test("cli - observe prints compact lines", async () => {
-    const r = await periscope("observe", "--server", server, "--last", "2");
-    expect(r.code).toBe(0);
-    expect(r.lines).toHaveLength(2);
-    expect(r.lines[0]).toContain("demo/client-b");
-    expect(r.lines[1]).toContain("demo/client-c");
-    expect(r.lines[1]).toContain("FORWARDED");
-  });
+  test(
+    "cli - observe prints compact lines",
+    async () => {
+      const r = await periscope("observe", "--server", server, "--last", "2");
+      expect(r.code).toBe(0);
+      expect(r.lines).toHaveLength(2);
+      expect(r.lines[0]).toContain("demo/client-b");
+      expect(r.lines[1]).toContain("demo/client-c");
+      expect(r.lines[1]).toContain("FORWARDED");
+    },
+    SPAWN_TIMEOUT_MS,
+  );
 
-  test("cli - observe -o json prints one GetFlowsResponse per line", async () => {
-    const r = await periscope(
-      "observe",
-      "--server",
-      server,
-      "-o",
-      "json",
-      "--from-pod",
-      "demo/client-a",
-    );
-    expect(r.code).toBe(0);
-    expect(r.lines).toHaveLength(1);
-    const obj = JSON.parse(r.lines[0] ?? "") as {
-      flow: { source: { pod_name: string } };
-      node_name: string;
-    };
-    expect(obj.flow.source.pod_name).toBe("client-a");
-    expect(obj.node_name).toBe("node-1");
-  });
+  test(
+    "cli - observe -o json prints one GetFlowsResponse per line",
+    async () => {
+      const r = await periscope(
+        "observe",
+        "--server",
+        server,
+        "-o",
+        "json",
+        "--from-pod",
+        "demo/client-a",
+      );
+      expect(r.code).toBe(0);
+      expect(r.lines).toHaveLength(1);
+      const obj = JSON.parse(r.lines[0] ?? "") as {
+        flow: { source: { pod_name: string } };
+        node_name: string;
+      };
+      expect(obj.flow.source.pod_name).toBe("client-a");
+      expect(obj.node_name).toBe("node-1");
+    },
+    SPAWN_TIMEOUT_MS,
+  );
 
   test("cli - status prints hubble's status lines and which services are present", async () => {
     const beats = ["collector", "enricher"].map((service) =>
@@ -199,60 +209,76 @@ describe("cli process", () => {
     }
   }, 30_000);
 
-  test("cli - list nodes shows the publishing node", async () => {
-    const r = await periscope("list", "nodes", "--server", server);
-    expect(r.code).toBe(0);
-    expect(r.lines[1]).toMatch(/^node-1\s+Connected\s+/);
-  });
+  test(
+    "cli - list nodes shows the publishing node",
+    async () => {
+      const r = await periscope("list", "nodes", "--server", server);
+      expect(r.code).toBe(0);
+      expect(r.lines[1]).toMatch(/^node-1\s+Connected\s+/);
+    },
+    SPAWN_TIMEOUT_MS,
+  );
 
   test.each([
     [["observe", "--no-such-flag"], 2, "unknown flag"],
     [["observe", "--first", "2", "-f"], 2, "--first"],
     [["frobnicate"], 2, "unknown command"],
     [["observe", "--server", "SERVER", "--port", "99999"], 1, "invalid_argument"],
-  ])("cli - %p exits %p", async (args, code, msg) => {
-    const r = await periscope(...args.map((a) => (a === "SERVER" ? server : a)));
-    expect(r.code).toBe(code);
-    expect(r.stderr).toContain(msg);
-  });
+  ])(
+    "cli - %p exits %p",
+    async (args, code, msg) => {
+      const r = await periscope(...args.map((a) => (a === "SERVER" ? server : a)));
+      expect(r.code).toBe(code);
+      expect(r.stderr).toContain(msg);
+    },
+    SPAWN_TIMEOUT_MS,
+  );
 
-  test("cli - observe against a closed port exits 1", async () => {
-    const r = await periscope("observe", "--server", `127.0.0.1:${await freePort()}`);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toContain("unavailable");
-  });
+  test(
+    "cli - observe against a closed port exits 1",
+    async () => {
+      const r = await periscope("observe", "--server", `127.0.0.1:${await freePort()}`);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("unavailable");
+    },
+    SPAWN_TIMEOUT_MS,
+  );
 
-  test("cli - observe -f prints new flows and exits 0 on SIGINT", async () => {
-    const proc = Bun.spawn([LAUNCHER, "observe", "--server", server, "-f"], {
-      stdout: "pipe",
-      stderr: "pipe",
-      env: { PATH: CHILD_PATH },
-    });
-    let out = "";
-    const reading = (async () => {
-      const decoder = new TextDecoder();
-      for await (const chunk of proc.stdout) out += decoder.decode(chunk);
-    })();
-    try {
-      await waitFor(async () => (await metric("periscope_observer_active_streams")) >= 1, {
-        what: "follow stream",
+  test(
+    "cli - observe -f prints new flows and exits 0 on SIGINT",
+    async () => {
+      const proc = Bun.spawn([LAUNCHER, "observe", "--server", server, "-f"], {
+        stdout: "pipe",
+        stderr: "pipe",
+        env: { PATH: CHILD_PATH },
       });
-      // The stream is open; publish until the follower (registered right after) prints it.
-      await waitFor(
-        async () => {
-          nc.publish(subjects.flows("node-2"), flowBatch("node-2", ["late-pod"]));
-          await nc.flush();
-          await Bun.sleep(100);
-          return out.includes("demo/late-pod");
-        },
-        { what: "followed flow to be printed" },
-      );
-      proc.kill("SIGINT");
-      expect(await proc.exited).toBe(0);
-      await reading;
-      expect(out).not.toContain("client-a");
-    } finally {
-      proc.kill("SIGKILL");
-    }
-  });
+      let out = "";
+      const reading = (async () => {
+        const decoder = new TextDecoder();
+        for await (const chunk of proc.stdout) out += decoder.decode(chunk);
+      })();
+      try {
+        await waitFor(async () => (await metric("periscope_observer_active_streams")) >= 1, {
+          what: "follow stream",
+        });
+        // The stream is open; publish until the follower (registered right after) prints it.
+        await waitFor(
+          async () => {
+            nc.publish(subjects.flows("node-2"), flowBatch("node-2", ["late-pod"]));
+            await nc.flush();
+            await Bun.sleep(100);
+            return out.includes("demo/late-pod");
+          },
+          { what: "followed flow to be printed" },
+        );
+        proc.kill("SIGINT");
+        expect(await proc.exited).toBe(0);
+        await reading;
+        expect(out).not.toContain("client-a");
+      } finally {
+        proc.kill("SIGKILL");
+      }
+    },
+    SPAWN_TIMEOUT_MS,
+  );
 });
