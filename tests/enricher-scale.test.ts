@@ -300,10 +300,6 @@ describe("enricher scale-out", () => {
     });
     const moveMs = Date.now() - t0;
     console.log(`[enricher-scale] partitions of the killed enricher moved in ${moveMs} ms`);
-    for (const p of survivors) {
-      const lines = stack.sup.get(p)?.lines() ?? [];
-      for (const l of lines.filter((x) => x.includes("partition")).slice(-12)) console.log(p, l);
-    }
     expect(moveMs).toBeLessThan(10_000); // TTL 3 s + a beat; more on a loaded machine
     expect(await sumOver(survivors, "partition_ownership_changes_total")).toBeGreaterThan(0);
     await during;
