@@ -42,6 +42,8 @@ export * as netflowV1 from "./src/gen/periscope/netflow/v1/netflow_pb.ts";
 /** `periscope.process.v1`: the process and container of a flow, in `Flow.extensions`. */
 export * as processV1 from "./src/gen/periscope/process/v1/process_pb.ts";
 export * from "./src/gen/periscope/raw/v1/raw_pb.ts";
+/** `periscope.telemetry.v1`: Telemetry/Subscribe, filtered process, container, flow and drop events. */
+export * as telemetryV1 from "./src/gen/periscope/telemetry/v1/telemetry_pb.ts";
 /** Hubble's `recorder` package (`recorder.Recorder/Record`), as a namespace: its names are generic. */
 export * as recorder from "./src/gen/recorder/recorder_pb.ts";
 export * from "./src/gen/relay/relay_pb.ts";
