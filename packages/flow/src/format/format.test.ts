@@ -175,6 +175,24 @@ describe("format", () => {
     );
   });
 
+  test("format - --print-policy-names adds the policies after ALLOWED/DENIED", () => {
+    const verdict = {
+      ...base,
+      eventType: { type: 5, subType: 0 },
+      policyMatchType: 2,
+      trafficDirection: TrafficDirection.EGRESS,
+      egressAllowedBy: [
+        { name: "allow-web", namespace: "demo", kind: "CiliumNetworkPolicy" },
+        { name: "", kind: "" },
+        { name: "base", kind: "CiliumClusterwideNetworkPolicy" },
+      ],
+    };
+    expect(formatCompact(flowResp(verdict), { policyNames: true })).toContain(
+      "policy-verdict:L3-L4 EGRESS ALLOWED BY allow-web (CiliumNetworkPolicy), base (CiliumClusterwideNetworkPolicy) (",
+    );
+    expect(formatCompact(flowResp(verdict))).toContain("EGRESS ALLOWED (");
+  });
+
   test("format - compact escapes terminal control in flow fields", () => {
     expect(formatCompact(flowResp({ ...base, Summary: "a\x1b]0;title\x07\rb" }))).toEndWith(
       "(a^[]0;title\x07\\rb)",
