@@ -47,9 +47,14 @@ async function eventually<T>(pick: (fs: Flow[]) => T | undefined, what: string):
 async function recipe(observeArgs: string[], jqArgs: string[]): Promise<string> {
   const cli = ["bun", "run", `${ROOT}/cli/src/main.ts`, "observe", "--server", stack.observerAddr];
   const q = (s: string) => `'${s.replaceAll("'", "'\\''")}'`;
-  // Periscope's -o json is one GetFlowsResponse per line (like hubble's): the recipes read the flow.
-  const script = `${[...cli, ...observeArgs].map(q).join(" ")} | jq -c '.flow // empty' | jq ${jqArgs.map(q).join(" ")}`;
-  const p = Bun.spawn(["bash", "-o", "pipefail", "-c", script], { stdout: "pipe", stderr: "pipe" });
+  // Run as written: `-o json` prints bare flows under PERISCOPE_COMPAT=legacy-json-output, the
+  // switch hubble users set (HUBBLE_COMPAT) for recipes written for its original JSON output.
+  const script = `${[...cli, ...observeArgs].map(q).join(" ")} | jq ${jqArgs.map(q).join(" ")}`;
+  const p = Bun.spawn(["bash", "-o", "pipefail", "-c", script], {
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { ...process.env, PERISCOPE_COMPAT: "legacy-json-output" },
+  });
   const [out, err, code] = await Promise.all([
     new Response(p.stdout).text(),
     new Response(p.stderr).text(),
