@@ -37,6 +37,7 @@ import type { FlowSource } from "./netflow.ts";
 import type { NetflowStats } from "./netflow-metrics.ts";
 import { type RunningNetflow, startNetflow } from "./netflow-start.ts";
 import { startNodePolicy } from "./policy.ts";
+import { type ProcessEvents, startProcessEvents } from "./proc.ts";
 import { PublishQueue } from "./publisher.ts";
 import { InterfaceRegistrySync } from "./registry.ts";
 import { DeviceWatch } from "./watch.ts";
@@ -361,6 +362,18 @@ export async function startCollector(
       const scopes = attacher.failingScopes();
       if (running && scopes.size > 0) attacher.scan({ scopes }).catch(onDiscoveryError);
     }, config.attachRetryMs);
+    // Process lifecycle on periscope.proc.<node>; socket owners into their flow's partition.
+    const processEvents: ProcessEvents | undefined = await startProcessEvents({
+      config: config.processEvents,
+      node: config.nodeName,
+      bootId,
+      bus: connectedBus,
+      owners: framer,
+      clock,
+      metrics,
+      log,
+      onError: () => m.error("process_events"),
+    });
     loop.start();
     log.info(
       { node: config.nodeName, bootId, partitions: config.partitions, ops: ops.port },
@@ -375,6 +388,8 @@ export async function startCollector(
       clearInterval(retries);
       await rescanning;
       await watch?.close();
+      // Before the drain loop stops: the last socket-owner records go into the framer.
+      await processEvents?.stop();
       loop.stop();
       const left = await queue.drain(5000);
       if (left > 0) {

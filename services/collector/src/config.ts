@@ -20,6 +20,7 @@ import { MAX_CAPTURE_RULES } from "@periscope/wire";
 import { type DropsMode, parseDropsMode } from "./drops.ts";
 import { NETFLOW_SETTINGS, type NetflowConfig, parseNetflowConfig } from "./netflow-config.ts";
 import { compilePattern, GlobError, type InterfacePattern, isGlob } from "./patterns.ts";
+import { PROC_SETTINGS, type ProcessEventsConfig, parseProcessEvents } from "./proc.ts";
 
 export { ConfigError } from "@periscope/config";
 export type { InterfacePattern } from "./patterns.ts";
@@ -78,6 +79,8 @@ export interface CollectorConfig extends CommonConfig {
   readonly ctEntries: number;
   /** Flow records: kernel accounting, eviction, export (netflow-config.ts). */
   readonly netflow: NetflowConfig;
+  /** Process lifecycle and socket-owner records (`--process-events`, `--max-args`; proc.ts). */
+  readonly processEvents: ProcessEventsConfig;
 }
 
 /** Default path of the trace object: <repo>/bpf/build/trace.bpf.o. */
@@ -104,6 +107,7 @@ const OWN_SETTINGS = {
   "capture-rule": "PERISCOPE_CAPTURE_RULES",
   "ct-entries": "PERISCOPE_CT_ENTRIES",
   ...NETFLOW_SETTINGS,
+  ...PROC_SETTINGS,
 } as const;
 
 /** Flags that may be given more than once; their values are joined with commas. */
@@ -286,6 +290,7 @@ export function parseConfig(
     captureRules: Object.freeze(captureRules(s.get("capture-rule"), s.source("capture-rule"), s)),
     ctEntries: s.integer("ct-entries", DEFAULT_CT_ENTRIES, 1, MAX_CT_ENTRIES),
     netflow: parseNetflowConfig(s),
+    processEvents: parseProcessEvents(s),
   });
 }
 
