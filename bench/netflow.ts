@@ -224,20 +224,21 @@ async function runTool(
         100,
       );
       // readyz comes a little before the flow table counts (the first ~150 ms of packets
-      // are missing): measure from when a probe ping shows up in the user-space cache.
-      await runOk([
-        ...["ip", "netns", "exec", pair.nsA, "ping", "-c", "1", "-q"],
-        ...["-I", FILLER_IP, pair.ipB],
-      ]);
+      // are missing): measure from when probe pings show up in the user-space cache.
       await until(
         "flow accounting live",
         performance.now(),
-        async () =>
-          (await scrapeMetrics(opsPort)).some(
+        async () => {
+          await runOk([
+            ...["ip", "netns", "exec", pair.nsA, "ping", "-c", "1", "-q"],
+            ...["-I", FILLER_IP, pair.ipB],
+          ]);
+          return (await scrapeMetrics(opsPort)).some(
             (x) => x.name.endsWith("netflow_cached_flows") && x.value > 0,
-          ),
+          );
+        },
         15_000,
-        100,
+        200,
       );
     } else if (tool === "softflowd") {
       proc = nsSpawn(pair.nsA, [
