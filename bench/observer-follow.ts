@@ -7,7 +7,8 @@
  * - `client_alone`: what the counting client takes from a plain HTTP/2 server writing
  *   ready-made messages (the ceiling of any measurement through it);
  * - `<rate>.*`: at fixed publish rates, one gRPC follower: flows/s delivered, events it
- *   was told it lost, observer CPU µs per flow ingested and served, loads;
+ *   was told it lost, observer CPU µs per flow ingested and served (also above its idle
+ *   CPU, `observer_idle_load`, which dominates at low rates), loads;
  * - `cli.*`: `periscope observe -f -o compact` to a file at the `ping -f` case's rate: flows
  *   printed, events it was told it lost, unaccounted, CPU per flow of the CLI and observer;
  * - `burst.*`: a follow stream asked for the last {@link BURST} stored flows first, gRPC
@@ -52,6 +53,8 @@ const WARMUP_MS = 1_500;
 export const BURST = 200_000;
 /** Longest a burst reader is watched, ms. */
 const BURST_WINDOW_MS = 2_000;
+/** How long the observer's idle CPU is measured, ms. */
+const IDLE_MS = 2_000;
 /** How often encoded batches are re-stamped with the current time, ms. */
 const RESTAMP_MS = 500;
 /** Publishing ticks per second; each tick sends the batches the rate owes so far. */
@@ -399,6 +402,13 @@ export async function runObserverFollowBench(
   await Bun.sleep(500);
   const ingested = async (): Promise<number> =>
     metricSum(await scrapeMetrics(ops), "periscope_observer_flows_received_total");
+  // What the observer spends with nothing to do (timers, bus heartbeats, scrapes).
+  const idle0 = processCpuMs(observer.pid) ?? 0;
+  const idleT0 = performance.now();
+  await Bun.sleep(IDLE_MS);
+  const idleMsPerSec =
+    ((processCpuMs(observer.pid) ?? 0) - idle0) / ((performance.now() - idleT0) / 1000);
+  emit(BENCH, "observer_idle_load", idleMsPerSec / 10, "%core");
   for (const rate of rates) {
     const before = await counted(follow);
     const in0 = await ingested();
@@ -439,6 +449,8 @@ export async function runObserverFollowBench(
     emit(BENCH, `${tag}.lost`, lost, "events");
     emit(BENCH, `${tag}.unaccounted`, in1 - in0 - got - lost, "flows");
     emit(BENCH, `${tag}.observer_cpu`, ((cpu2 - cpu0) * 1000) / (in1 - in0), "us/flow");
+    const busyMs = cpu2 - cpu0 - (idleMsPerSec * (performance.now() - t0)) / 1000;
+    emit(BENCH, `${tag}.observer_cpu_above_idle`, (busyMs * 1000) / (in1 - in0), "us/flow");
     emit(BENCH, `${tag}.observer_load`, (cpu1 - cpu0) / 10 / secs, "%core");
     emit(BENCH, `${tag}.follow_client_load`, (fcpu1 - fcpu0) / 10 / secs, "%core");
   }
