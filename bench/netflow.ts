@@ -128,8 +128,9 @@ async function offer(pair: VethPair, kind: Kind, pps: number): Promise<Offered> 
   const ifPackets = tx + after.rx - before.rx;
   const label = kind === "tcp" ? "tcp-max" : `udp-${pps === 0 ? "max" : pps}`;
   if (kind === "udp") {
+    // iperf3's count leaves out the one 4-byte datagram its client sends to open the test.
     const sent = out.end.sum?.packets ?? 0;
-    return { kind, label, packets: sent, bytes: sent * UDP_L3, ifPackets };
+    return { kind, label, packets: sent + 1, bytes: sent * UDP_L3 + 20 + 8 + 4, ifPackets };
   }
   // Every IPv4 packet leaving ifA during a TCP run belongs to the iperf3 connections
   // (the neighbour entry is permanent: no ARP); L3 bytes = bytes − Ethernet headers.
