@@ -1,0 +1,312 @@
+import { existsSync } from "node:fs";
+
+/** Runtimes a cgroup path can name. */
+export type ContainerRuntime = "docker" | "containerd" | "cri-o" | "podman" | "systemd";
+
+/** Lifecycle states of a container (Docker's, with "destroyed" once it is removed). */
+export type ContainerState = "created" | "running" | "paused" | "exited" | "destroyed" | "";
+
+/** A container as the cache knows it. */
+export interface ContainerInfo {
+  /** Full id (64 hex digits), or the unit name for systemd. */
+  id: string;
+  runtime: ContainerRuntime;
+  /** Name without the leading "/"; "" until the engine told. */
+  name: string;
+  image: string;
+  labels: Record<string, string>;
+  state: ContainerState;
+}
+
+/** A lifecycle change of one container. */
+export interface ContainerEvent {
+  state: Exclude<ContainerState, "">;
+  container: ContainerInfo;
+  /** Unix ms of the change (the engine's time when it said). */
+  timeMs: number;
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+const SCOPED = /^(docker|cri-containerd|crio|libpod)-([0-9a-f]{64})\.scope$/;
+const RUNTIME_OF_PREFIX: Record<string, ContainerRuntime> = {
+  docker: "docker",
+  "cri-containerd": "containerd",
+  crio: "cri-o",
+  libpod: "podman",
+};
+
+/**
+ * The container a cgroup v2 path belongs to, from its components (innermost container
+ * wins): `docker-<id>.scope` (systemd driver) or `/docker/<id>` (cgroupfs driver),
+ * `cri-containerd-<id>.scope` or `/kubepods/.../<id>` (containerd/CRI), `crio-<id>.scope`,
+ * `libpod-<id>.scope` or `/libpod_parent/libpod-<id>` (Podman), and otherwise the innermost
+ * systemd `.scope`/`.service` unit under a `.slice` (runtime "systemd"). Undefined for the root,
+ * plain directories and Podman's conmon scopes.
+ */
+export function parseCgroupPath(
+  path: string,
+): { id: string; runtime: ContainerRuntime } | undefined {
+  const parts = path.split("/").filter((p) => p !== "");
+  for (let i = parts.length - 1; i >= 0; i--) {
+    const p = parts[i] as string;
+    const scoped = SCOPED.exec(p);
+    if (scoped)
+      return {
+        id: scoped[2] as string,
+        runtime: RUNTIME_OF_PREFIX[scoped[1] as string] as ContainerRuntime,
+      };
+    if (p.startsWith("libpod-") && HEX64.test(p.slice(7)))
+      return { id: p.slice(7), runtime: "podman" };
+    if (HEX64.test(p)) {
+      const parent = parts[i - 1] ?? "";
+      if (parent === "docker") return { id: p, runtime: "docker" };
+      if (parts.some((q) => q.startsWith("kubepods"))) return { id: p, runtime: "containerd" };
+      if (parent === "libpod_parent") return { id: p, runtime: "podman" };
+      return { id: p, runtime: "docker" };
+    }
+  }
+  for (let i = parts.length - 1; i >= 0; i--) {
+    const p = parts[i] as string;
+    if (p.startsWith("libpod-conmon-")) return undefined;
+    if (
+      (p.endsWith(".scope") || p.endsWith(".service")) &&
+      parts.slice(0, i).every((q) => q.endsWith(".slice"))
+    ) {
+      return { id: p, runtime: "systemd" };
+    }
+  }
+  return undefined;
+}
+
+/** Docker's event actions → container states. */
+const STATE_OF_ACTION: Record<string, Exclude<ContainerState, "">> = {
+  create: "created",
+  start: "running",
+  unpause: "running",
+  restart: "running",
+  pause: "paused",
+  die: "exited",
+  stop: "exited",
+  kill: "exited",
+  destroy: "destroyed",
+};
+
+/** Options of a ContainerCache. */
+export interface ContainerCacheOptions {
+  /** Docker engine API socket; default /var/run/docker.sock (used only when present). */
+  dockerSocket?: string;
+  /** How long a destroyed container still resolves. Default 60 s. */
+  retainMs?: number;
+}
+
+/** Listener of container lifecycle events. */
+export type ContainerListener = (event: ContainerEvent) => void;
+
+/**
+ * cgroup path → container, with name, image, labels and state from the Docker engine
+ * API when its socket is there (inspected once per container, then kept current from the
+ * engine's event stream). `subscribe` hands out the lifecycle changes.
+ */
+export class ContainerCache {
+  private readonly byPath = new Map<string, ContainerInfo | null>();
+  private readonly byId = new Map<string, ContainerInfo>();
+  private readonly listeners = new Set<ContainerListener>();
+  private readonly socket: string;
+  private readonly retainMs: number;
+  private events?: AbortController;
+  private readonly pending = new Set<string>();
+  /** Engine API requests that failed (counted, never thrown to lookups). */
+  apiErrors = 0;
+  /** Lifecycle events handed to listeners. */
+  eventsSeen = 0;
+
+  constructor(opts: ContainerCacheOptions = {}) {
+    this.socket = opts.dockerSocket ?? "/var/run/docker.sock";
+    this.retainMs = opts.retainMs ?? 60_000;
+  }
+
+  /** The Docker engine socket exists. */
+  get dockerPresent(): boolean {
+    return existsSync(this.socket);
+  }
+
+  /** Calls `listener` for every lifecycle change; returns the unsubscribe function. */
+  subscribe(listener: ContainerListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /**
+   * The container of cgroup `path`, undefined for host processes. Docker containers not
+   * yet inspected are inspected in the background (name/image/labels appear on a later lookup).
+   */
+  lookup(path: string): ContainerInfo | undefined {
+    const hit = this.byPath.get(path);
+    if (hit !== undefined) return hit ?? undefined;
+    const parsed = parseCgroupPath(path);
+    if (parsed === undefined) {
+      this.byPath.set(path, null);
+      return undefined;
+    }
+    let info = this.byId.get(parsed.id);
+    if (info === undefined) {
+      info = { ...parsed, name: "", image: "", labels: {}, state: "" };
+      if (parsed.runtime === "systemd") info.name = parsed.id;
+      this.byId.set(parsed.id, info);
+      if (parsed.runtime === "docker" && this.dockerPresent) void this.inspect(parsed.id);
+    }
+    this.byPath.set(path, info);
+    return info;
+  }
+
+  /** The container with id `id` (full id), if known. */
+  byContainerId(id: string): ContainerInfo | undefined {
+    return this.byId.get(id);
+  }
+
+  /** Containers known (any state). */
+  list(): ContainerInfo[] {
+    return [...this.byId.values()];
+  }
+
+  /**
+   * Lists the engine's containers and follows its event stream until `stop`.
+   * Resolves once the list is in; without the socket it resolves at once (nothing to follow).
+   */
+  async start(): Promise<void> {
+    if (!this.dockerPresent) return;
+    this.events = new AbortController();
+    const since = Math.floor(Date.now() / 1000);
+    try {
+      const list = (await this.api("/containers/json?all=1")) as Array<{ Id: string }>;
+      await Promise.all(list.map((c) => this.inspect(c.Id)));
+    } catch {
+      this.apiErrors++;
+    }
+    void this.follow(since, this.events.signal);
+  }
+
+  /** Stops following the engine. */
+  stop(): void {
+    this.events?.abort();
+    this.events = undefined;
+  }
+
+  private async api(path: string, signal?: AbortSignal): Promise<unknown> {
+    const res = await fetch(`http://docker${path}`, { unix: this.socket, signal } as RequestInit);
+    if (!res.ok) throw new Error(`docker ${path}: HTTP ${res.status}`);
+    return res.json();
+  }
+
+  private async inspect(id: string): Promise<ContainerInfo | undefined> {
+    if (this.pending.has(id)) return this.byId.get(id);
+    this.pending.add(id);
+    try {
+      const c = (await this.api(`/containers/${id}/json`)) as {
+        Id: string;
+        Name?: string;
+        Config?: { Image?: string; Labels?: Record<string, string> | null };
+        State?: { Status?: string };
+      };
+      const info = this.byId.get(c.Id) ?? {
+        id: c.Id,
+        runtime: "docker" as const,
+        name: "",
+        image: "",
+        labels: {},
+        state: "" as ContainerState,
+      };
+      info.name = (c.Name ?? "").replace(/^\//, "");
+      info.image = c.Config?.Image ?? "";
+      info.labels = c.Config?.Labels ?? {};
+      const status = c.State?.Status ?? "";
+      info.state =
+        status === "restarting" || status === "removing" ? "running" : (status as ContainerState);
+      if (status === "dead") info.state = "exited";
+      this.byId.set(c.Id, info);
+      return info;
+    } catch {
+      this.apiErrors++;
+      return undefined;
+    } finally {
+      this.pending.delete(id);
+    }
+  }
+
+  private async follow(since: number, signal: AbortSignal): Promise<void> {
+    const filters = encodeURIComponent(JSON.stringify({ type: ["container"] }));
+    while (!signal.aborted) {
+      try {
+        const res = await fetch(`http://docker/events?since=${since}&filters=${filters}`, {
+          unix: this.socket,
+          signal,
+        } as RequestInit);
+        if (!res.ok || res.body === null) throw new Error(`docker /events: HTTP ${res.status}`);
+        const decoder = new TextDecoder();
+        let buf = "";
+        for await (const chunk of res.body) {
+          buf += decoder.decode(chunk, { stream: true });
+          let nl = buf.indexOf("\n");
+          while (nl >= 0) {
+            const line = buf.slice(0, nl).trim();
+            buf = buf.slice(nl + 1);
+            if (line !== "") since = await this.onEvent(line, since);
+            nl = buf.indexOf("\n");
+          }
+        }
+      } catch {
+        if (signal.aborted) return;
+        this.apiErrors++;
+      }
+      if (!signal.aborted) await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+
+  private async onEvent(line: string, since: number): Promise<number> {
+    let ev: {
+      Action?: string;
+      id?: string;
+      time?: number;
+      timeNano?: number;
+      Actor?: { ID?: string };
+    };
+    try {
+      ev = JSON.parse(line);
+    } catch {
+      this.apiErrors++;
+      return since;
+    }
+    const action = (ev.Action ?? "").split(":")[0] ?? "";
+    const state = STATE_OF_ACTION[action];
+    const id = ev.Actor?.ID ?? ev.id ?? "";
+    const next = ev.time ?? since;
+    if (state === undefined || !HEX64.test(id)) return next;
+    let info = this.byId.get(id);
+    if (state !== "destroyed" && (info === undefined || info.name === ""))
+      info = await this.inspect(id);
+    info ??= { id, runtime: "docker", name: "", image: "", labels: {}, state: "" };
+    info.state = state;
+    this.byId.set(id, info);
+    if (state === "destroyed") {
+      const gone = info;
+      setTimeout(() => {
+        if (this.byId.get(id) === gone) this.byId.delete(id);
+        for (const [p, c] of this.byPath) if (c === gone) this.byPath.delete(p);
+      }, this.retainMs).unref?.();
+    }
+    this.eventsSeen++;
+    const event: ContainerEvent = {
+      state,
+      container: info,
+      timeMs: ev.timeNano !== undefined ? Math.floor(ev.timeNano / 1e6) : next * 1000,
+    };
+    for (const l of this.listeners) {
+      try {
+        l(event);
+      } catch {
+        // a listener's failure is its own
+      }
+    }
+    return next;
+  }
+}

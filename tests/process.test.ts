@@ -1,0 +1,326 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdirSync, readFileSync, rmdirSync, statSync, writeFileSync } from "node:fs";
+import { ProcProgram } from "@periscope/bpf";
+import { waitFor } from "@periscope/devstack";
+import {
+  decodeProcRecord,
+  encodeProcRecord,
+  PROC_EVENT,
+  type ProcRecord,
+  type ProcRecordInit,
+  RECORD_TYPE_PROC,
+} from "@periscope/wire";
+import { CgroupPaths, cgroup2Mount } from "../services/enricher/src/process/cgroups.ts";
+import {
+  ContainerCache,
+  parseCgroupPath,
+} from "../services/enricher/src/process/container-cache.ts";
+import { ProcessCache } from "../services/enricher/src/process/process-cache.ts";
+import { NS_PER_TICK, readProc } from "../services/enricher/src/process/procfs.ts";
+import { testPrefix } from "./harness.ts";
+
+const isRoot = process.getuid?.() === 0;
+const mount = cgroup2Mount();
+const prefix = testPrefix();
+
+/** A cgroup v2 directory this test made (removed in afterAll). */
+function makeCgroup(name: string): { path: string; id: bigint; dir: string } {
+  const path = `/${prefix}${name}`;
+  const dir = `${mount}${path}`;
+  mkdirSync(dir);
+  made.push(dir);
+  return { path, id: BigInt(statSync(dir).ino), dir };
+}
+const made: string[] = [];
+const spawned: Bun.Subprocess[] = [];
+
+afterAll(async () => {
+  for (const p of spawned) {
+    if (p.exitCode === null) p.kill("SIGKILL");
+    await p.exited;
+  }
+  for (const dir of made.reverse()) {
+    try {
+      rmdirSync(dir);
+    } catch (err) {
+      console.error(`process test: could not remove ${dir}: ${err}`);
+    }
+  }
+});
+
+describe.skipIf(!isRoot || mount === undefined)("process cache from /proc", () => {
+  test("backfill knows a running process: binary, args, uid, cgroup, start time", async () => {
+    const cg = makeCgroup("backfill");
+    const sleeper = Bun.spawn([
+      "/bin/sh",
+      "-c",
+      `echo $$ > ${cg.dir}/cgroup.procs && exec sleep 29.5 0.5`,
+    ]);
+    spawned.push(sleeper);
+    const pid = sleeper.pid;
+    await waitFor(() => readProc(pid)?.comm === "sleep", { timeoutMs: 5000, what: "sleep exec'd" });
+    const cache = new ProcessCache({ cgroups: new CgroupPaths(mount), readOnMiss: false });
+    expect(cache.backfill()).toBeGreaterThan(1);
+    const e = cache.lookup(pid);
+    expect(e?.comm).toBe("sleep");
+    expect(e?.binary).toMatch(/\/sleep$/);
+    expect(e?.args).toEqual(["sleep", "29.5", "0.5"]);
+    expect(e?.uid).toBe(0);
+    expect(e?.cgroupPath).toBe(cg.path);
+    expect(e?.cgroupId).toBe(cg.id);
+    const ticks = BigInt(
+      readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ")[19] ?? "-1",
+    );
+    expect(e?.startNs).toBe(ticks * NS_PER_TICK);
+    // Start time at tick precision matches a kernel value of the same tick; another tick does not.
+    expect(cache.lookup(pid, ticks * NS_PER_TICK + 3_000_000n)).toBe(e);
+    expect(cache.lookup(pid, (ticks + 2n) * NS_PER_TICK)).toBeUndefined();
+    // A thread id resolves to its leader: this process' own threads.
+    const tids = readFileSync(`/proc/${process.pid}/task/${process.pid}/children`, "utf8");
+    expect(tids).toContain(String(pid));
+    expect(cache.leaderOf(pid)).toBe(pid);
+    sleeper.kill("SIGKILL");
+    await sleeper.exited;
+  }, 30_000);
+
+  test("a miss reads /proc once, then hits", () => {
+    const cache = new ProcessCache();
+    const e = cache.lookup(process.pid);
+    expect(e?.tgid).toBe(process.pid);
+    expect(cache.stats.procReads).toBe(1);
+    expect(cache.lookup(process.pid)).toBe(e);
+    expect(cache.stats.procReads).toBe(1);
+    expect(cache.lookup(0x3ffffff)).toBeUndefined();
+  });
+});
+
+/** A process record as the kernel would send it (through the real encoder and decoder). */
+function rec(
+  init: Partial<ProcRecordInit> & Pick<ProcRecordInit, "event" | "tgid" | "startNs">,
+): ProcRecord {
+  const full: ProcRecordInit = {
+    cpu: 0,
+    tsBootNs: init.startNs,
+    pid: init.tgid,
+    ppid: 1,
+    uid: 1000,
+    gid: 1000,
+    euid: 1000,
+    egid: 1000,
+    exitStatus: 0,
+    cgroupId: 1n,
+    parentStartNs: 0n,
+    comm: "x",
+    binary: "",
+    args: [],
+    ...init,
+  };
+  return decodeProcRecord(encodeProcRecord(full));
+}
+
+describe("process cache from lifecycle records", () => {
+  test("pid reuse: two processes with one pid resolve by start time; the old one expires", () => {
+    const cache = new ProcessCache({ readOnMiss: false, retainMs: 1000 });
+    const pid = 4242;
+    cache.apply(rec({ event: PROC_EVENT.FORK, tgid: pid, startNs: 5_000_000_000n, comm: "sh" }));
+    cache.apply(
+      rec({
+        event: PROC_EVENT.EXEC,
+        tgid: pid,
+        startNs: 5_000_000_000n,
+        comm: "curl",
+        binary: "/usr/bin/curl",
+        args: ["curl", "-s"],
+      }),
+    );
+    cache.apply(
+      rec({ event: PROC_EVENT.EXIT, tgid: pid, startNs: 5_000_000_000n, exitStatus: 7 << 8 }),
+    );
+    cache.apply(
+      rec({ event: PROC_EVENT.FORK, tgid: pid, startNs: 9_000_000_000n, uid: 33, comm: "nc" }),
+    );
+    cache.apply(
+      rec({
+        event: PROC_EVENT.EXEC,
+        tgid: pid,
+        startNs: 9_000_000_000n,
+        uid: 33,
+        comm: "nc",
+        binary: "/bin/nc",
+      }),
+    );
+    const old = cache.lookup(pid, 5_000_000_000n);
+    const cur = cache.lookup(pid, 9_000_000_000n);
+    expect(old?.binary).toBe("/usr/bin/curl");
+    expect(old?.args).toEqual(["curl", "-s"]);
+    expect(old?.exitStatus).toBe(7 << 8);
+    expect(cur?.binary).toBe("/bin/nc");
+    expect(cur?.uid).toBe(33);
+    expect(cur?.exitedAt).toBeUndefined();
+    expect(cache.lookup(pid)).toBe(cur);
+    expect(cache.size).toBe(2);
+    // After the retention the exited one is gone; the running one stays.
+    expect(cache.sweep(performance.now() + 2000)).toBe(1);
+    expect(cache.lookup(pid, 5_000_000_000n)).toBeUndefined();
+    expect(cache.lookup(pid, 9_000_000_000n)).toBe(cur);
+  });
+
+  test("fork inherits the parent's binary and args until exec; the cache stays bounded", () => {
+    const cache = new ProcessCache({ readOnMiss: false, maxEntries: 128 });
+    cache.apply(
+      rec({
+        event: PROC_EVENT.EXEC,
+        tgid: 10,
+        startNs: 1_000_000_000n,
+        binary: "/usr/sbin/nginx",
+        args: ["nginx"],
+      }),
+    );
+    cache.apply(
+      rec({
+        event: PROC_EVENT.FORK,
+        tgid: 11,
+        ppid: 10,
+        parentStartNs: 1_000_000_000n,
+        startNs: 2_000_000_000n,
+      }),
+    );
+    expect(cache.lookup(11)?.binary).toBe("/usr/sbin/nginx");
+    for (let i = 0; i < 1000; i++) {
+      cache.apply(rec({ event: PROC_EVENT.FORK, tgid: 1000 + i, startNs: BigInt(3e9 + i * 1e8) }));
+      cache.apply(rec({ event: PROC_EVENT.EXIT, tgid: 1000 + i, startNs: BigInt(3e9 + i * 1e8) }));
+    }
+    expect(cache.size).toBeLessThanOrEqual(128);
+    expect(cache.stats.evicted).toBeGreaterThan(800);
+    expect(cache.lookup(1999)?.tgid).toBe(1999);
+  });
+
+  test("lookups take under 1 µs (65,536 processes)", () => {
+    const cache = new ProcessCache({ readOnMiss: false });
+    const n = 65_536;
+    const base = rec({ event: PROC_EVENT.EXEC, tgid: 1, startNs: 1n, binary: "/bin/true" });
+    for (let i = 0; i < n; i++) {
+      cache.apply({ ...base, pid: 100 + i, tgid: 100 + i, startNs: BigInt(1e9 + i * 1e7) });
+    }
+    const starts = Array.from({ length: n }, (_, i) => BigInt(1e9 + i * 1e7));
+    // Best of 50 batches: the machine is shared, the fastest batch is the one least disturbed.
+    const batch = 20_000;
+    const perBatch: number[] = [];
+    let found = 0;
+    for (let b = 0; b < 50; b++) {
+      const t0 = performance.now();
+      for (let i = 0; i < batch; i++) {
+        const k = ((b * batch + i) * 7919) % n;
+        if (cache.lookup(100 + k, starts[k]) !== undefined) found++;
+      }
+      perBatch.push(((performance.now() - t0) * 1e6) / batch);
+    }
+    perBatch.sort((a, b) => a - b);
+    const best = perBatch[0] ?? Number.POSITIVE_INFINITY;
+    const median = perBatch[25] ?? Number.POSITIVE_INFINITY;
+    console.log(
+      `process cache lookup (65,536 processes, by tgid and start): best ${best.toFixed(0)} ns, median ${median.toFixed(0)} ns`,
+    );
+    expect(found).toBe(50 * batch);
+    expect(best).toBeLessThan(1000);
+  }, 60_000);
+});
+
+describe.skipIf(!isRoot || mount === undefined)("process cache from the kernel's records", () => {
+  let prog: ProcProgram;
+  beforeAll(() => {
+    prog = ProcProgram.load({ maxArgs: 64 });
+  });
+  afterAll(() => prog?.close());
+
+  test("200 short processes in a test cgroup: each resolves to its own exec, exit kept", async () => {
+    const cg = makeCgroup("forks");
+    const cgroups = new CgroupPaths(mount);
+    const cache = new ProcessCache({ cgroups, readOnMiss: false });
+    const execs: ProcRecord[] = [];
+    const sink = {
+      addFrom(ring: Uint8Array, offset: number, length: number) {
+        const bytes = ring.slice(offset, offset + length);
+        if (bytes[0] !== RECORD_TYPE_PROC) return;
+        const r = decodeProcRecord(bytes);
+        cache.apply(r);
+        if (r.event === PROC_EVENT.EXEC && r.cgroupId === cg.id && r.comm === "true") execs.push(r);
+      },
+    };
+    prog.drainInto(sink);
+    const n = 200;
+    const loop = Bun.spawn([
+      "/bin/sh",
+      "-c",
+      `echo $$ > ${cg.dir}/cgroup.procs && i=0; while [ $i -lt ${n} ]; do /bin/true arg-$i; i=$((i+1)); done`,
+    ]);
+    spawned.push(loop);
+    expect(await loop.exited).toBe(0);
+    await waitFor(
+      () => {
+        prog.drainInto(sink);
+        return execs.length >= n;
+      },
+      { timeoutMs: 10_000, what: `${n} exec records` },
+    );
+    prog.drainInto(sink);
+    expect(prog.counters().lost ?? 0).toBe(0);
+    const keys = new Set(execs.map((r) => `${r.tgid}/${r.startNs}`));
+    expect(keys.size).toBe(n);
+    const args = new Set<string>();
+    for (const r of execs) {
+      const e = cache.lookup(r.tgid, r.startNs);
+      expect(e?.binary).toBe("/bin/true");
+      expect(e?.cgroupPath).toBe(cg.path);
+      expect(e?.exitedAt).toBeDefined();
+      expect(e?.exitStatus).toBe(0);
+      args.add(e?.args[1] ?? "");
+    }
+    expect(args.size).toBe(n);
+    expect(parseCgroupPath(cg.path)).toBeUndefined();
+  }, 60_000);
+});
+
+describe("container cache", () => {
+  test("cgroup paths name container and runtime", () => {
+    const id = "0123456789abcdef".repeat(4);
+    expect(parseCgroupPath(`/system.slice/docker-${id}.scope`)).toEqual({ id, runtime: "docker" });
+    expect(parseCgroupPath(`/docker/${id}`)).toEqual({ id, runtime: "docker" });
+    expect(
+      parseCgroupPath(
+        `/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice/cri-containerd-${id}.scope`,
+      ),
+    ).toEqual({ id, runtime: "containerd" });
+    expect(parseCgroupPath(`/kubepods/besteffort/pod1/${id}`)).toEqual({
+      id,
+      runtime: "containerd",
+    });
+    expect(parseCgroupPath(`/kubepods.slice/crio-${id}.scope`)).toEqual({ id, runtime: "cri-o" });
+    expect(parseCgroupPath(`/machine.slice/libpod-${id}.scope/container`)).toEqual({
+      id,
+      runtime: "podman",
+    });
+    expect(parseCgroupPath(`/machine.slice/libpod-conmon-${id}.scope`)).toBeUndefined();
+    expect(parseCgroupPath("/system.slice/nginx.service")).toEqual({
+      id: "nginx.service",
+      runtime: "systemd",
+    });
+    expect(parseCgroupPath("/user.slice/user-0.slice/session-3.scope")).toEqual({
+      id: "session-3.scope",
+      runtime: "systemd",
+    });
+    expect(parseCgroupPath("/")).toBeUndefined();
+    expect(parseCgroupPath("/psct-x/forks")).toBeUndefined();
+  });
+
+  test("without a Docker socket: ids from the path, no engine calls, no errors", async () => {
+    const cache = new ContainerCache({ dockerSocket: `/nonexistent/${prefix}docker.sock` });
+    await cache.start();
+    const id = "ab".repeat(32);
+    const c = cache.lookup(`/system.slice/docker-${id}.scope`);
+    expect(c).toMatchObject({ id, runtime: "docker", name: "", state: "" });
+    expect(cache.lookup("/user.slice")).toBeUndefined();
+    expect(cache.apiErrors).toBe(0);
+    cache.stop();
+  });
+});
