@@ -17,6 +17,7 @@ import { netflowV1 } from "@periscope/proto";
 import { createLogger } from "@periscope/telemetry";
 import {
   createNetnsPair,
+  freePort,
   type LocalNats,
   loadedProgIds,
   type NetnsPair,
@@ -369,6 +370,59 @@ describe.skipIf(!canRun)("netflow (root, real kernel, nats-server, namespaces)",
     } finally {
       await c.stop();
       log.close();
+    }
+  }, 40_000);
+
+  test("netflow - every packet after /readyz is counted: 300 pings started at readiness", async () => {
+    await linksUp();
+    const fa = `fa${ns.id}`;
+    const ifaces = [`${ns.nsA}/${fa}`];
+    const node = `psct-nf-ready-${ns.id}`;
+    const log = new RecordLog(nc, node);
+    const port = await freePort();
+    const config = parseConfig(
+      [
+        `--nats-url=${nats.url}`,
+        `--node-name=${node}`,
+        `--interfaces=${ifaces.join(",")}`,
+        `--ops-addr=127.0.0.1:${port}`,
+        "--log-level=warn",
+        "--drops=off",
+        "--flow-export=on",
+        "--flow-dedupe=off",
+      ],
+      {},
+    );
+    const starting = startCollector(config, { log: createLogger("collector", "warn") });
+    let c: Collector | undefined;
+    try {
+      // the pings start as soon as /readyz answers, while startCollector may still run
+      await waitFor(`http://127.0.0.1:${port}/readyz`, {
+        intervalMs: 1,
+        timeoutMs: 20_000,
+        what: "collector /readyz",
+      });
+      const ping = pingCounts(await sh(ns.nsA, "ping -c 300 -i 0.002 -q 10.233.0.2"));
+      c = await starting;
+      for (const hook of ["ingress", "egress"] as const) {
+        for (const id of await tcFilterProgIds(ns.nsA, fa, hook)) progIds.add(id);
+      }
+      await stopAndCheck(c, ifaces);
+      const on = (dir: 0 | 1, type: number) =>
+        log.records.filter(
+          (r) => r.interface === fa && r.direction === dir && r.icmpType === type && proto(r) === 1,
+        );
+      await waitFor(() => packets(on(1, 8)) >= BigInt(ping.sent), {
+        timeoutMs: 3000,
+        what: "echo request records",
+      }).catch(() => undefined);
+      expect(ping.sent).toBe(300);
+      expect(packets(on(1, 8))).toBe(BigInt(ping.sent));
+      expect(packets(on(0, 0))).toBe(BigInt(ping.received));
+    } finally {
+      log.close();
+      if (c === undefined) c = await starting.catch(() => undefined);
+      await c?.stop();
     }
   }, 40_000);
 

@@ -139,13 +139,15 @@ export async function startCollector(
   let bus: Bus | undefined;
   let ops: OpsServer | undefined;
   let running = true;
+  // Ready once everything is up: devices attached and, with flow export, accounting on.
+  let started = false;
   let drops: KernelDrops | undefined;
   try {
     drops = startKernelDrops(config, program, metrics, log);
     ops = await startOpsServer({
       addr: config.opsAddr,
       registry: m.registry,
-      ready: () => running && bus !== undefined && bus.connected(),
+      ready: () => running && started && bus !== undefined && bus.connected(),
       log,
     });
     bus = await connectBus({
@@ -375,6 +377,7 @@ export async function startCollector(
       onError: () => m.error("process_events"),
     });
     loop.start();
+    started = true;
     log.info(
       { node: config.nodeName, bootId, partitions: config.partitions, ops: ops.port },
       "collector started",
