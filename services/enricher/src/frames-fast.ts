@@ -514,10 +514,13 @@ class FrameWriter {
       rst: tcp && (t.tcpFlags & 0x04) !== 0,
       timeNs: BigInt(seconds) * 1_000_000_000n + BigInt(nanos),
     };
-    const full = rec ?? decodeTraceRecord(bytes);
+    const decoded = rec;
     // The packet's flow as the reference path builds it, only for packets that make L7 flows.
     const base = (): Flow => {
-      const flow = decodeTraceFlow(full, { ...ctx, uuid: () => uuid });
+      const flow = decodeTraceFlow(decoded ?? decodeTraceRecord(bytes), {
+        ...ctx,
+        uuid: () => uuid,
+      });
       if (srcNames !== undefined) flow.sourceNames = srcNames;
       if (dstNames !== undefined) flow.destinationNames = dstNames;
       return flow;
@@ -527,7 +530,8 @@ class FrameWriter {
       end: t.payloadEnd - t.data,
       ...(tcp ? { seq: t.tcpSeq } : {}),
     };
-    const made = l7.observePacket(view, base, full.data, payload, full.origLen, this.scope.nowMs);
+    const data = t.bytes.subarray(t.data, t.data + t.capLen);
+    const made = l7.observePacket(view, base, data, payload, t.origLen, this.scope.nowMs);
     for (const f of made) this.writeMessage(flowResponse(this.node, f));
     return made.length;
   }
