@@ -5,7 +5,11 @@ import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { parseTimeout } from "@connectrpc/connect/protocol-grpc";
 import { rpcCodeLabel } from "@periscope/model";
-import { GetFlowsRequestSchema, GetFlowsResponseSchema } from "@periscope/proto";
+import {
+  type GetFlowsRequest,
+  GetFlowsRequestSchema,
+  GetFlowsResponseSchema,
+} from "@periscope/proto";
 import type { Counter } from "prom-client";
 import type { AuthFailure } from "./access.ts";
 import { StoredEvent, timestampNs } from "./event.ts";
@@ -18,7 +22,7 @@ import {
   type ObserverDeps,
   planGetFlows,
 } from "./observer.ts";
-import { type EventQuery, SCAN_SLICE_MS, startIndex } from "./query.ts";
+import { type EventQuery, SCAN_SLICE_MS, ScanSlicer, startIndex } from "./query.ts";
 import { countFiltersBinary, GET_FLOWS_PATH, tooManyFilters } from "./request-guard.ts";
 import { RingReader } from "./ring.ts";
 import type { FlowStore } from "./store.ts";
@@ -385,14 +389,20 @@ function answerBytes(a: FlowAnswer): Uint8Array {
  */
 async function followRing(
   store: FlowStore,
-  req: EventQuery,
+  req: EventQuery & Pick<GetFlowsRequest, "whitelist" | "blacklist">,
   plan: GetFlowsPlan,
   out: ChunkWriter,
   signal: AbortSignal,
 ): Promise<void> {
   const ring = store.ring;
   const untilNs = timestampNs(req.until);
-  const reader = new RingReader(ring, await startIndex(ring, req, plan.match));
+  // Walking back for the last `number` matches skips, undecoded, what the columns rule out.
+  const filtered = req.whitelist.length + req.blacklist.length > 0;
+  const pre = filtered ? store.prefilter(req.whitelist, req.blacklist) : undefined;
+  const reader = new RingReader(
+    ring,
+    await startIndex(ring, req, plan.match, new ScanSlicer(), pre),
+  );
   for (;;) {
     if (signal.aborted) return;
     const sliceEnd = performance.now() + SCAN_SLICE_MS;
