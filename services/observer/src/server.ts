@@ -4,7 +4,11 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { type Bus, connectBus, sanitizeToken, watchPresence } from "@periscope/bus";
 import { parseHostPort } from "@periscope/config";
 import { onCelEvaluationError } from "@periscope/flow";
-import type { GetAgentEventsResponse, GetDebugEventsResponse } from "@periscope/proto";
+import {
+  type GetAgentEventsResponse,
+  type GetDebugEventsResponse,
+  telemetryV1,
+} from "@periscope/proto";
 import {
   createLogger,
   createMetrics,
@@ -42,6 +46,8 @@ import { observerRoutes } from "./routes.ts";
 import { EventLog } from "./side-events.ts";
 import { FlowStore } from "./store.ts";
 import { StreamSlots } from "./stream-slots.ts";
+import { createTelemetryService, TelemetryHub } from "./telemetry.ts";
+import { startTelemetrySources } from "./telemetry-source.ts";
 
 /** "periscope 0.1.0" — what ServerStatus reports as version. */
 export const OBSERVER_VERSION = `periscope ${pkg.version}`;
@@ -133,6 +139,19 @@ export async function startObserver(
       historySinceSec: config.historySinceSec,
     });
     cleanups.push(() => ingest.stop());
+    const telemetryHub = new TelemetryHub(config.nodeName);
+    const telemetrySources = startTelemetrySources({
+      bus,
+      hub: telemetryHub,
+      log,
+      onError: (kind) => metrics.errors.inc({ kind }),
+    });
+    cleanups.push(() => telemetrySources.stop());
+    const subscriptions = telemetry.gauge(
+      "telemetry_subscriptions",
+      "Open Telemetry/Subscribe streams.",
+    );
+    telemetryHub.onChange(() => subscriptions.set(telemetryHub.size));
     const presence = watchPresence(bus.nc, { required: REQUIRED_SERVICES, log });
     cleanups.push(() => presence.stop());
 
@@ -164,6 +183,7 @@ export async function startObserver(
     const handler = connectNodeAdapter({
       routes: (router) => {
         observer(router);
+        router.service(telemetryV1.Telemetry, createTelemetryService(telemetryHub));
         recorderProxyRoutes(config.recorderAddr)(router);
         health(router);
         reflectionRoutes()(router); // last: it describes the services registered before it
@@ -213,6 +233,7 @@ export async function startObserver(
       store.ring.close(); // ends follow streams with OK status
       agentEvents.close();
       debugEvents.close();
+      telemetryHub.closeAll();
       await listener.close(grace);
     });
     const bound = listener.server.address() as AddressInfo;
