@@ -13,6 +13,15 @@ const OUR_PROGRAMS = new Set([
   "capture_ingress",
   "capture_egress",
   "drop_kfree_skb",
+  // bpf/proc.bpf.c (names longer than 15 bytes also as the kernel truncates them)
+  "proc_exec",
+  "proc_fork",
+  "proc_exit",
+  "sock_tcp_ops",
+  "sock_udp_create",
+  "sock_udp_egress",
+  "sock_udp_ingress",
+  "sock_udp_ingres",
 ]);
 
 function run(argv: string[]): string {
