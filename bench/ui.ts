@@ -1,0 +1,277 @@
+/**
+ * Web UI responsiveness bench: the observer (services/observer/src/main.ts) as a child
+ * process, a real nats-server, this process publishing synthetic FlowBatches (pods in
+ * three namespaces, TCP/UDP edges, some drops with kernel reasons) at a fixed rate, and
+ * the UI page the observer serves open in headless Chromium (tests/ui/browser.ts),
+ * following live. Measured in the page, per phase (idle, then each rate):
+ * - `frame_p50/p99/max`: requestAnimationFrame deltas, ms (16.7 = every frame drawn);
+ * - `longtasks` and `longtask_ms_per_s`: PerformanceObserver "longtask" entries (> 50 ms);
+ * - `lag_p50/p99`: event-loop lag, how late a 20 ms timer fires, ms;
+ * - `flows_shown`: flows/s the page reports in its status bar (when it shows one).
+ *
+ * Run: `bun bench/ui.ts [rate ...]` (flows/s; default 5000), or as the `ui` part of
+ * `bun run bench`. Needs /usr/bin/chromium (scripts/setup.sh) and ui/dist (scripts/build.sh).
+ */
+
+import { create, toBinary } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { connectBus, subjects } from "@periscope/bus";
+import { freePort, startLocalNats } from "@periscope/devstack";
+import {
+  DropReason,
+  EndpointSchema,
+  type FlowBatch,
+  FlowBatchSchema,
+  FlowSchema,
+  GetFlowsResponseSchema,
+  IPVersion,
+  Verdict,
+} from "@periscope/proto";
+import pino from "pino";
+import { openUi } from "../tests/ui/browser.ts";
+import { ServiceChildren, Teardown } from "./procs.ts";
+import { emit, quantile } from "./report.ts";
+
+const BENCH = "ui";
+const NODE = "bench-ui-node";
+const FLOWS_PER_BATCH = 100;
+const BATCHES = 50;
+const PHASE_MS = 10_000;
+const IDLE_MS = 3_000;
+const TICK_MS = 10;
+const RESTAMP_MS = 500;
+const NAMESPACES = ["shop", "payments", "infra"];
+const PODS_PER_NS = 8;
+
+/** In-page probes, installed before the app's scripts run. */
+const PROBES = `
+(() => {
+  const s = { frames: [], lag: [], longtasks: [] };
+  window.__uiBench = s;
+  let last = performance.now();
+  const frame = (t) => { s.frames.push(t - last); last = t; requestAnimationFrame(frame); };
+  requestAnimationFrame((t) => { last = t; requestAnimationFrame(frame); });
+  const tick = () => {
+    const want = performance.now() + 20;
+    setTimeout(() => { s.lag.push(Math.max(0, performance.now() - want)); tick(); }, 20);
+  };
+  tick();
+  try {
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) s.longtasks.push(e.duration);
+    }).observe({ type: "longtask", buffered: true });
+  } catch {}
+})();
+`;
+
+interface PageSamples {
+  frames: number[];
+  lag: number[];
+  longtasks: number[];
+}
+
+/** Synthetic batches: a stable set of pod-to-pod edges, 1 in 20 flows dropped. */
+function syntheticBatches(): FlowBatch[] {
+  const pods = NAMESPACES.flatMap((ns, n) =>
+    Array.from({ length: PODS_PER_NS }, (_, i) => ({
+      ns,
+      name: `svc-${i}`,
+      ip: `10.90.${n}.${i + 1}`,
+    })),
+  );
+  const out: FlowBatch[] = [];
+  let k = 0;
+  for (let b = 0; b < BATCHES; b++) {
+    const responses = Array.from({ length: FLOWS_PER_BATCH }, () => {
+      k++;
+      const src = pods[k % pods.length];
+      const dst = pods[(k * 7 + 3) % pods.length];
+      if (src === undefined || dst === undefined) throw new RangeError("no pods");
+      const udp = k % 5 === 0;
+      const dropped = k % 20 === 0;
+      const port = udp ? 53 : 8080 + (k % 3);
+      const flow = create(FlowSchema, {
+        nodeName: NODE,
+        verdict: dropped ? Verdict.DROPPED : Verdict.FORWARDED,
+        ...(dropped ? { dropReasonDesc: DropReason.POLICY_DENY } : {}),
+        IP: { source: src.ip, destination: dst.ip, ipVersion: IPVersion.IPv4 },
+        l4: {
+          protocol: udp
+            ? { case: "UDP", value: { sourcePort: 40000 + (k % 1000), destinationPort: port } }
+            : {
+                case: "TCP",
+                value: {
+                  sourcePort: 40000 + (k % 1000),
+                  destinationPort: port,
+                  flags: { ACK: true, PSH: k % 2 === 0 },
+                },
+              },
+        },
+        source: create(EndpointSchema, { namespace: src.ns, podName: src.name, identity: 300 }),
+        destination: create(EndpointSchema, {
+          namespace: dst.ns,
+          podName: dst.name,
+          identity: 301,
+        }),
+        eventType: { type: dropped ? 1 : 4 },
+        Summary: udp ? "UDP" : "TCP Flags: ACK",
+      });
+      return create(GetFlowsResponseSchema, {
+        nodeName: NODE,
+        responseTypes: { case: "flow", value: flow },
+      });
+    });
+    out.push(create(FlowBatchSchema, { responses }));
+  }
+  return out;
+}
+
+/** Encodes the batches with the current time, re-stamped every {@link RESTAMP_MS}. */
+function stamper(batches: FlowBatch[]): () => Uint8Array {
+  let payloads: Uint8Array[] = [];
+  let stampedMs = 0;
+  let i = 0;
+  return () => {
+    const now = Date.now();
+    if (now - stampedMs >= RESTAMP_MS) {
+      const time = timestampFromMs(now);
+      payloads = batches.map((batch) => {
+        for (const r of batch.responses) {
+          r.time = time;
+          if (r.responseTypes.case === "flow") r.responseTypes.value.time = time;
+        }
+        return toBinary(FlowBatchSchema, batch);
+      });
+      stampedMs = now;
+    }
+    const p = payloads[i++ % payloads.length];
+    if (p === undefined) throw new RangeError("no payloads");
+    return p;
+  };
+}
+
+/** Publishes at `rate` flows/s for `ms`; returns flows sent. */
+async function publish(
+  send: (p: Uint8Array) => void,
+  next: () => Uint8Array,
+  rate: number,
+  ms: number,
+): Promise<number> {
+  const start = performance.now();
+  let sent = 0;
+  for (;;) {
+    const elapsed = performance.now() - start;
+    if (elapsed >= ms) return sent;
+    const owed = Math.floor((elapsed / 1000) * rate);
+    while (sent + FLOWS_PER_BATCH <= owed) {
+      send(next());
+      sent += FLOWS_PER_BATCH;
+    }
+    await Bun.sleep(TICK_MS);
+  }
+}
+
+function sorted(xs: number[]): number[] {
+  return [...xs].sort((a, b) => a - b);
+}
+
+/** Emits one phase's figures from the page's samples. */
+function report(phase: string, s: PageSamples, ms: number): void {
+  const f = sorted(s.frames);
+  const l = sorted(s.lag);
+  emit(BENCH, `${phase}.frames_per_s`, (f.length / ms) * 1000, "frames/s");
+  emit(BENCH, `${phase}.frame_p50`, quantile(f, 0.5), "ms");
+  emit(BENCH, `${phase}.frame_p99`, quantile(f, 0.99), "ms");
+  emit(BENCH, `${phase}.frame_max`, f.at(-1) ?? Number.NaN, "ms");
+  emit(BENCH, `${phase}.lag_p50`, quantile(l, 0.5), "ms");
+  emit(BENCH, `${phase}.lag_p99`, quantile(l, 0.99), "ms");
+  emit(BENCH, `${phase}.longtasks`, s.longtasks.length, "tasks");
+  emit(
+    BENCH,
+    `${phase}.longtask_ms_per_s`,
+    (s.longtasks.reduce((a, b) => a + b, 0) / ms) * 1000,
+    "ms/s",
+  );
+}
+
+/** Runs the bench; everything it starts is pushed onto `teardown`. */
+export async function runUiBench(
+  teardown: Teardown,
+  rates: readonly number[] = [5000],
+): Promise<void> {
+  const log = pino({ level: "warn" }, pino.destination(2));
+  const nats = await startLocalNats({ log });
+  teardown.push(() => nats.stop());
+  const bus = await connectBus({ url: nats.url, name: "bench-ui", log });
+  teardown.push(() => bus.close());
+  const children = new ServiceChildren();
+  teardown.push(() => children.stop());
+  const [ops, port] = [await freePort(), await freePort()];
+  const observer = children.start("observer", [
+    `--nats-url=${nats.url}`,
+    "--log-level=warn",
+    "--node-name=bench-ui-observer",
+    `--listen-address=127.0.0.1:${port}`,
+    `--ops-addr=127.0.0.1:${ops}`,
+  ]);
+  await children.ready(observer, ops);
+  const send = (p: Uint8Array): void => bus.nc.publish(subjects.flows(NODE), p);
+  const next = stamper(syntheticBatches());
+
+  const ui = await openUi();
+  teardown.push(() => ui.close());
+  await ui.page.addInitScript(PROBES);
+  const res = await ui.page.goto(`http://127.0.0.1:${port}/`);
+  if (res?.status() !== 200) throw new Error(`GET / answered ${res?.status()}`);
+  await ui.page.locator("[data-testid=service-map]").first().waitFor({ timeout: 30_000 });
+  // A first map to draw, then the phases.
+  await publish(send, next, 1000, 2000);
+  const take = (): Promise<PageSamples> =>
+    ui.page.evaluate(() => {
+      const w = globalThis as unknown as { __uiBench: PageSamples };
+      const s = w.__uiBench;
+      const out = { frames: s.frames, lag: s.lag, longtasks: s.longtasks };
+      w.__uiBench.frames = [];
+      w.__uiBench.lag = [];
+      w.__uiBench.longtasks = [];
+      return out;
+    });
+  await take();
+  await Bun.sleep(IDLE_MS);
+  report("idle", await take(), IDLE_MS);
+  for (const rate of rates) {
+    const t0 = performance.now();
+    const sent = await publish(send, next, rate, PHASE_MS);
+    const ms = performance.now() - t0;
+    const samples = await take();
+    emit(BENCH, `${rate}.published`, (sent / ms) * 1000, "flows/s");
+    report(String(rate), samples, ms);
+    const status = await ui.page
+      .locator("[data-testid=status]")
+      .first()
+      .innerText({ timeout: 2000 })
+      .catch(() => "");
+    process.stderr.write(`bench ui: status at ${rate} flows/s: ${status.replace(/\s+/g, " ")}\n`);
+    const shown = /([\d.,]+)\s*(k?)\s*flows\/s/i.exec(status);
+    if (shown?.[1] !== undefined) {
+      const v = Number(shown[1].replace(/,/g, "")) * (shown[2] ? 1000 : 1);
+      emit(BENCH, `${rate}.flows_shown`, v, "flows/s");
+    }
+    await ui.screenshot(`bench-${rate}`);
+  }
+  if (ui.errors.length > 0)
+    process.stderr.write(`bench ui: page errors:\n${ui.errors.join("\n")}\n`);
+}
+
+if (import.meta.main) {
+  const teardown = new Teardown();
+  const rates = process.argv.slice(2).map(Number);
+  runUiBench(teardown, rates.length > 0 ? rates : undefined)
+    .catch((err: unknown) => {
+      process.stderr.write(
+        `bench ui: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+      );
+      process.exitCode = 1;
+    })
+    .finally(() => teardown.run().then(() => process.exit()));
+}
