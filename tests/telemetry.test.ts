@@ -12,7 +12,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { waitFor } from "@periscope/devstack";
 import { telemetryV1 } from "@periscope/proto";
-import { type Stack, startStack, testPrefix } from "./harness.ts";
+import { ROOT, type Stack, startStack, testPrefix } from "./harness.ts";
 
 const { EventKind, LostReason, SubscriptionSchema } = telemetryV1;
 type TelemetryEvent = telemetryV1.TelemetryEvent;
@@ -234,6 +234,54 @@ describe("telemetry subscriptions", () => {
     }
     await subscriptions(0);
   }, 30_000);
+
+  test("periscope events: compact lines and -o json, ending at --limit", async () => {
+    const bin = markerBinary("psct-tel-cli");
+    for (const output of ["compact", "json"]) {
+      const cli = Bun.spawn(
+        [
+          "bun",
+          "run",
+          join(ROOT, "cli/src/main.ts"),
+          "events",
+          "--server",
+          st().observerAddr,
+          "-t",
+          "exec",
+          "--binary",
+          "psct-tel-cli",
+          "--limit",
+          "2",
+          "-o",
+          output,
+        ],
+        { stdout: "pipe", stderr: "pipe" },
+      );
+      try {
+        await subscriptions(1);
+        const pids = [await run(bin, "one"), await run(bin, "two")];
+        const timer = setTimeout(() => cli.kill("SIGKILL"), 15_000);
+        const code = await cli.exited;
+        clearTimeout(timer);
+        const lines = (await new Response(cli.stdout).text()).trim().split("\n");
+        expect(code).toBe(0);
+        expect(lines.length).toBe(2);
+        if (output === "compact") {
+          expect(lines[0]).toContain(` ${NODE} exec `);
+          expect(lines[0]).toContain(`psct-tel-cli[${pids[0]}] uid=0 ${bin} one`);
+          expect(lines[1]).toContain(`psct-tel-cli[${pids[1]}]`);
+        } else {
+          const ev = JSON.parse(lines[1] ?? "{}");
+          expect(ev.exec.process.tgid).toBe(pids[1]);
+          expect(ev.exec.process.args).toEqual([bin, "two"]);
+        }
+      } finally {
+        if (cli.exitCode === null) cli.kill("SIGKILL");
+        await cli.exited;
+      }
+      await subscriptions(0);
+    }
+  }, 60_000);
 
   test("a malformed subscription is InvalidArgument naming the field", async () => {
     const bad: [Parameters<typeof create<typeof SubscriptionSchema>>[1], string][] = [

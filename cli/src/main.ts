@@ -32,6 +32,12 @@ import {
   settingsEnv,
 } from "./settings.ts";
 import { parseStatusArgs, runStatus } from "./status.ts";
+import {
+  parseTelemetryEventArgs,
+  runTelemetryEvents,
+  TELEMETRY_EVENT_FLAGS,
+  TELEMETRY_EVENTS_USAGE,
+} from "./telemetry-events.ts";
 import { runWatchPeers } from "./watch.ts";
 
 /** "periscope 0.1.0" */
@@ -42,6 +48,7 @@ const USAGE = `Usage: periscope <command> [flags]
 Commands:
   observe          Observe flows of the observer (like hubble observe; -o compact|dict|json|jsonpb|table)
   observe agent-events | debug-events   Observe agent or debug events
+  events           Process exec/fork/exit, container, flow and drop events (Telemetry/Subscribe; -o compact|json)
   monitor          Print kernel records and agent events as collectors publish them (like cilium monitor)
   flows            Bytes and packets per flow as collectors evict them (--top N, -o table|json, -f)
   policy           Apply, list or delete L3/L4 policies (apply -f FILE, list, delete NAME)
@@ -136,9 +143,11 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
                 ? `${POLICY_USAGE}\n${flagHelp(POLICY_FLAGS)}`
                 : command === "record"
                   ? `${RECORD_USAGE}\nFlags:\n${flagHelp(RECORD_FLAGS)}`
-                  : command === "flows"
-                    ? `${FLOWS_USAGE}\nFlags:\n${flagHelp(FLOWS_FLAGS)}`
-                    : USAGE,
+                  : command === "events"
+                    ? `${TELEMETRY_EVENTS_USAGE}\nFlags:\n${flagHelp(TELEMETRY_EVENT_FLAGS)}`
+                    : command === "flows"
+                      ? `${FLOWS_USAGE}\nFlags:\n${flagHelp(FLOWS_FLAGS)}`
+                      : USAGE,
       );
       return 0;
     }
@@ -172,6 +181,13 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       }
       case "monitor":
         return await runMonitor(parseMonitorArgs(rest, natsUrl), io);
+      case "events":
+        return await runTelemetryEvents(
+          parseTelemetryEventArgs(rest, server),
+          io.out,
+          io.err,
+          io.signal,
+        );
       case "flows":
         return await runFlows(parseFlowsArgs(rest, natsUrl), io);
       case "policy":
