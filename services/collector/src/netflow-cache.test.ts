@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import type { FlowDelta } from "@periscope/bpf";
 import { FlowCache } from "./netflow-cache.ts";
 import type { FlowDedupeMode } from "./netflow-config.ts";
+import { implausibleCounters, U64_MAX } from "./netflow-guard.ts";
 
 const S = 1_000_000_000n;
 
@@ -100,6 +101,48 @@ describe("netflow cache", () => {
     // nothing seen for longer than the expiry: the next point to report becomes the owner
     c.add([delta(7, 0, 1n, 10n * S, 10n * S)], false);
     expect(c.flushAll().map((f) => [f.key.ifindex, f.duplicate])).toEqual([[7, false]]);
+  });
+
+  test("netflow cache - a delta whose counts cannot be true is refused and reported; its flow keeps the rest", () => {
+    const refused: [number, string][] = [];
+    const c = new FlowCache({
+      activeTimeoutNs: 5n * S,
+      idleTimeoutNs: 2n * S,
+      dedupe: "off",
+      onImplausible: (d, why) => refused.push([d.key.ifindex, why]),
+    });
+    c.add([delta(3, 1, 4n, S, S)], false);
+    // a wrapped u64 count, as once seen in a record: ~1.3e19 packets in 100 bytes each
+    const wrapped = delta(3, 1, 1n, S, 2n * S);
+    wrapped.counters.packets = 12559046053861954912n;
+    const negative = delta(3, 1, 1n, S, 2n * S);
+    negative.counters.packets = -3n;
+    const tooBig = delta(3, 1, 1n, S, 2n * S);
+    tooBig.counters.bytes = 5_000_000n;
+    c.add([wrapped, negative, tooBig, delta(3, 1, 2n, 2n * S, 2n * S)], false);
+    expect(refused.map(([i]) => i)).toEqual([3, 3, 3]);
+    expect(refused[0]?.[1]).toBe("100 bytes cannot hold 12559046053861954912 IPv4 packets");
+    expect(refused[1]?.[1]).toContain("negative count");
+    expect(refused[2]?.[1]).toContain("more than 1048576 per packet");
+    const [only, ...rest] = c.flushAll();
+    expect(rest).toEqual([]);
+    expect([only?.counters.packets, only?.counters.bytes]).toEqual([6n, 600n]);
+  });
+
+  test("netflow guard - the smallest and largest packets of each family pass, drops alone pass", () => {
+    const d = delta(3, 1, 2n, S, S);
+    d.counters.bytes = 40n;
+    expect(implausibleCounters(4, d.counters)).toBeUndefined();
+    expect(implausibleCounters(6, d.counters)).toBe("40 bytes cannot hold 2 IPv6 packets");
+    d.counters.bytes = 2n << 20n;
+    expect(implausibleCounters(6, d.counters)).toBeUndefined();
+    d.counters.bytes += 1n;
+    expect(implausibleCounters(6, d.counters)).toContain("per packet");
+    const drops = delta(3, 1, 0n, S, S);
+    drops.counters.dropPackets = 1n;
+    expect(implausibleCounters(4, drops.counters)).toBeUndefined();
+    drops.counters.bytes = U64_MAX + 1n;
+    expect(implausibleCounters(4, drops.counters)).toContain("above u64");
   });
 
   test("netflow cache - dedupe off marks nothing", () => {

@@ -4,12 +4,14 @@
  * flow's record is due: `active` once its first packet is an active timeout old, `idle`
  * after an idle timeout without packets, `shutdown` for everything at a clean stop.
  * Times are kernel flow-table times (CLOCK_MONOTONIC, ns). Counts are only ever moved,
- * never dropped here: what a record does not carry stays in the cache.
+ * never dropped here: what a record does not carry stays in the cache. Only deltas whose
+ * counters cannot be true are left out, and handed to `onImplausible` to be counted.
  */
 import type { FlowDelta } from "@periscope/bpf";
 import { type FlowCounters, type FlowKey, mergeFlowCounters } from "@periscope/wire";
 import type { FlowDedupeMode } from "./netflow-config.ts";
 import { FlowDedupe } from "./netflow-dedupe.ts";
+import { implausibleCounters } from "./netflow-guard.ts";
 
 /** Why a cached flow left the cache. */
 export type FlowEviction = "idle" | "active" | "shutdown";
@@ -34,6 +36,11 @@ export interface FlowCacheOptions {
   readonly activeTimeoutNs: bigint;
   readonly idleTimeoutNs: bigint;
   readonly dedupe: FlowDedupeMode;
+  /**
+   * Called for a delta whose counters cannot be true (see netflow-guard.ts): it is
+   * left out, so that one bad read does not spoil its flow's record.
+   */
+  readonly onImplausible?: (delta: FlowDelta, why: string) => void;
 }
 
 interface Entry {
@@ -78,6 +85,11 @@ export class FlowCache {
 
   #addOne(d: FlowDelta, fallback: boolean): void {
     if (d.counters.packets === 0n && d.counters.dropPackets === 0n) return;
+    const why = implausibleCounters(d.key.family, d.counters);
+    if (why !== undefined) {
+      this.#opts.onImplausible?.(d, why);
+      return;
+    }
     const id = fallback ? `${d.id}/f` : d.id;
     const duplicate = this.#dedupe?.isDuplicate(d.key, d.counters.lastSeenNs) ?? false;
     const cur = this.#flows.get(id);

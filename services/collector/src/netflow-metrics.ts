@@ -17,6 +17,8 @@ export interface NetflowStats {
   dedupeDropped: number;
   /** Records dropped on the way to an exporter. */
   exportDropped: number;
+  /** Kernel deltas and records refused because their counters cannot be true. */
+  implausible: number;
 }
 
 /** The collector's flow export metrics (`periscope_collector_netflow_*`). */
@@ -29,6 +31,7 @@ export class NetflowMetrics {
     fallbackLost: 0,
     dedupeDropped: 0,
     exportDropped: 0,
+    implausible: 0,
   };
   readonly #records: Counter<"reason">;
   readonly #packets: Counter;
@@ -38,6 +41,7 @@ export class NetflowMetrics {
   readonly #dedupe: Counter;
   readonly #exportDropped: Counter<"exporter" | "kind">;
   readonly #cached: Gauge;
+  readonly #implausible: Counter<"stage">;
 
   constructor(metrics: Metrics) {
     this.#records = metrics.counter(
@@ -73,6 +77,12 @@ export class NetflowMetrics {
       "Flow records dropped on the way to an exporter (overflow = it could not keep up).",
       ["exporter", "kind"],
     );
+    this.#implausible = metrics.counter(
+      "netflow_implausible_total",
+      "Flow counters refused because they cannot be true (e.g. fewer bytes than headers), by stage: delta (read from the kernel) or record (before export).",
+      ["stage"],
+    );
+    for (const stage of ["delta", "record"]) this.#implausible.inc({ stage }, 0);
     this.#cached = metrics.gauge(
       "netflow_cached_flows",
       "Flows held in user space between kernel eviction and their record.",
@@ -107,6 +117,12 @@ export class NetflowMetrics {
   exportDropped(drop: NetflowDrop): void {
     this.stats.exportDropped += drop.count;
     this.#exportDropped.inc({ exporter: drop.exporter ?? "none", kind: drop.kind }, drop.count);
+  }
+
+  /** One delta or record whose counters cannot be true, left out. */
+  implausible(stage: "delta" | "record"): void {
+    this.stats.implausible++;
+    this.#implausible.inc({ stage });
   }
 
   cached(n: number): void {

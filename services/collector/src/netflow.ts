@@ -10,6 +10,7 @@ import { type NetflowExporter, NetflowExportQueue, type NetflowRecord } from "@p
 import { type Logger, RateLimitedLog } from "@periscope/telemetry";
 import { type DueFlow, FlowCache } from "./netflow-cache.ts";
 import type { NetflowConfig } from "./netflow-config.ts";
+import { implausibleCounters } from "./netflow-guard.ts";
 import type { NetflowMetrics } from "./netflow-metrics.ts";
 import { type NetflowDecoration, toNetflowRecord } from "./netflow-record.ts";
 
@@ -63,6 +64,7 @@ export class NetflowService {
   readonly #clock: NetflowClock;
   readonly #decoration: NetflowDecoration;
   readonly #spillLostLog: RateLimitedLog;
+  readonly #implausibleLog: RateLimitedLog;
   #spillLost = 0n;
   #tick: ReturnType<typeof setInterval> | undefined;
   #spillTimer: ReturnType<typeof setInterval> | undefined;
@@ -71,10 +73,15 @@ export class NetflowService {
   constructor(o: NetflowServiceOptions) {
     this.#o = o;
     this.#clock = o.clock ?? SYSTEM_CLOCK;
+    this.#implausibleLog = new RateLimitedLog({
+      log: o.log,
+      describe: (n) => `${n} flow counters refused: they cannot be true`,
+    });
     this.#cache = new FlowCache({
       activeTimeoutNs: BigInt(o.config.activeTimeoutMs) * 1_000_000n,
       idleTimeoutNs: BigInt(o.config.idleTimeoutMs) * 1_000_000n,
       dedupe: o.config.dedupe,
+      onImplausible: (d, why) => this.#refuse("delta", d.key.ifindex, why),
     });
     this.#queue = new NetflowExportQueue({
       exporters: o.exporters,
@@ -131,6 +138,11 @@ export class NetflowService {
     }
   }
 
+  #refuse(stage: "delta" | "record", ifindex: number, why: string): void {
+    this.#o.metrics.implausible(stage);
+    this.#implausibleLog.note(`implausible flow ${stage}: ${why}`, { ifindex });
+  }
+
   /** One eviction: kernel deltas in, due records out. Runs on the timer; tests may call it. */
   tick(): void {
     const deltas: FlowDelta[] = [];
@@ -146,6 +158,11 @@ export class NetflowService {
     for (const flow of due) {
       if (flow.duplicate && this.#o.config.dedupe === "drop") {
         dropped++;
+        continue;
+      }
+      const why = implausibleCounters(flow.key.family, flow.counters);
+      if (why !== undefined) {
+        this.#refuse("record", flow.key.ifindex, why);
         continue;
       }
       const r = toNetflowRecord(flow, this.#decoration);
@@ -171,6 +188,7 @@ export class NetflowService {
       this.#drainSpill();
       this.#export(this.#cache.flushAll());
       this.#spillLostLog.flush();
+      this.#implausibleLog.flush();
       await this.#queue.close();
     })();
     return this.#stopped;
