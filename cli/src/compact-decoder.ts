@@ -16,12 +16,18 @@ import {
   FlowSchema,
   type GetFlowsResponse,
   GetFlowsResponseSchema,
+  ICMPv4Schema,
+  ICMPv6Schema,
   IPSchema,
   IPTraceIDSchema,
+  type Layer4,
   Layer4Schema,
   Layer7Schema,
   PolicySchema,
+  SCTPSchema,
   ServiceSchema,
+  TCPSchema,
+  UDPSchema,
 } from "@periscope/proto";
 
 const READ = { readUnknownFields: false } as const;
@@ -195,6 +201,100 @@ function ip(r: Reader): Flow["IP"] {
   return v;
 }
 
+/** Fields 1 and 2 of a message whose first two fields are uint32 (ports, ICMP type and code). */
+function twoU32(r: Reader): [number, number] {
+  let a = 0;
+  let b = 0;
+  while (r.pos < r.end) {
+    const tag = r.u32();
+    if (tag === 8) a = r.u32();
+    else if (tag === 16) b = r.u32();
+    else r.skip(tag & 7);
+  }
+  return [a, b];
+}
+
+/**
+ * Layer 4 as compact output reads it: ports of TCP, UDP and SCTP, type and code of ICMP
+ * (TCP flags and SCTP chunk types, which it does not print, keep their defaults); other
+ * protocols decode in full.
+ */
+function layer4(r: Reader): Flow["l4"] {
+  const start = r.pos;
+  const l4 = create(Layer4Schema);
+  while (r.pos < r.end) {
+    const tag = r.u32();
+    const wire = tag & 7;
+    const no = tag >>> 3;
+    if (wire !== 2) {
+      r.skip(wire);
+      continue;
+    }
+    switch (no) {
+      case 1:
+      case 2:
+      case 5: {
+        const [sourcePort, destinationPort] = twoU32(sub(r));
+        const schema = no === 1 ? TCPSchema : no === 2 ? UDPSchema : SCTPSchema;
+        const value = create(schema, { sourcePort, destinationPort });
+        l4.protocol = {
+          case: no === 1 ? "TCP" : no === 2 ? "UDP" : "SCTP",
+          value,
+        } as Layer4["protocol"];
+        break;
+      }
+      case 3:
+      case 4: {
+        const [type, code] = twoU32(sub(r));
+        l4.protocol =
+          no === 3
+            ? { case: "ICMPv4", value: create(ICMPv4Schema, { type, code }) }
+            : { case: "ICMPv6", value: create(ICMPv6Schema, { type, code }) };
+        break;
+      }
+      default:
+        return fromBinary(Layer4Schema, r.buf.subarray(start, r.end), READ);
+    }
+  }
+  return l4;
+}
+
+/** name and namespace of a Service. */
+function service(r: Reader): Flow["sourceService"] {
+  const s = create(ServiceSchema);
+  while (r.pos < r.end) {
+    const tag = r.u32();
+    if (tag === 10) s.name = r.str();
+    else if (tag === 18) s.namespace = r.str();
+    else r.skip(tag & 7);
+  }
+  return s;
+}
+
+/** type and sub_type of a CiliumEventType. */
+function eventType(r: Reader): Flow["eventType"] {
+  const e = create(CiliumEventTypeSchema);
+  while (r.pos < r.end) {
+    const tag = r.u32();
+    if (tag === 8) e.type = r.u32() | 0;
+    else if (tag === 16) e.subType = r.u32() | 0;
+    else r.skip(tag & 7);
+  }
+  return e;
+}
+
+/** A zero Flow to copy: create() of the whole schema costs more than the decoding. */
+const FLOW_ZERO: Flow = create(FlowSchema);
+const FLOW_LISTS = Object.entries(FLOW_ZERO)
+  .filter(([, v]) => Array.isArray(v))
+  .map(([k]) => k);
+
+function zeroFlow(): Flow {
+  const f = { ...FLOW_ZERO } as Record<string, unknown>;
+  for (const k of FLOW_LISTS) f[k] = [];
+  return f as Flow;
+}
+
 /**
  * The Flow fields compact output reads (time, uuid, verdict, hosts, identities, ports,
  * names, services, type, L7 kind, event type, direction, policies, trace id, summary,
@@ -202,7 +302,7 @@ function ip(r: Reader): Flow["IP"] {
  */
 export function decodeCompactFlow(buf: Uint8Array, start = 0, end = buf.length): Flow {
   const r = new Reader(buf, start, end);
-  const f = create(FlowSchema);
+  const f = zeroFlow();
   while (r.pos < r.end) {
     const tag = r.u32();
     const wire = tag & 7;
@@ -253,7 +353,7 @@ export function decodeCompactFlow(buf: Uint8Array, start = 0, end = buf.length):
         f.IP = ip(sub(r));
         break;
       case 6:
-        f.l4 = fromBinary(Layer4Schema, r.bytes(), READ);
+        f.l4 = layer4(sub(r));
         break;
       case 8:
         f.source = endpoint(sub(r));
@@ -274,13 +374,13 @@ export function decodeCompactFlow(buf: Uint8Array, start = 0, end = buf.length):
         f.l7 = fromBinary(Layer7Schema, r.bytes(), READ);
         break;
       case 19:
-        f.eventType = fromBinary(CiliumEventTypeSchema, r.bytes(), READ);
+        f.eventType = eventType(sub(r));
         break;
       case 20:
-        f.sourceService = fromBinary(ServiceSchema, r.bytes(), READ);
+        f.sourceService = service(sub(r));
         break;
       case 21:
-        f.destinationService = fromBinary(ServiceSchema, r.bytes(), READ);
+        f.destinationService = service(sub(r));
         break;
       case 26: {
         const w = sub(r);
