@@ -366,6 +366,7 @@ describe.skipIf(!canRun)("netflow (root, real kernel, nats-server, namespaces)",
       const st = c.netflowStats();
       expect(st?.fallbackPackets).toBe(0);
       expect(st?.exportDropped).toBe(0);
+      expect(st?.implausible).toBe(0);
       expect(st?.records).toBe(log.records.length);
     } finally {
       await c.stop();
@@ -419,6 +420,7 @@ describe.skipIf(!canRun)("netflow (root, real kernel, nats-server, namespaces)",
       expect(ping.sent).toBe(300);
       expect(packets(on(1, 8))).toBe(BigInt(ping.sent));
       expect(packets(on(0, 0))).toBe(BigInt(ping.received));
+      expect(c.netflowStats()?.implausible).toBe(0);
     } finally {
       log.close();
       if (c === undefined) c = await starting.catch(() => undefined);
@@ -508,6 +510,7 @@ describe.skipIf(!canRun)("netflow (root, real kernel, nats-server, namespaces)",
       const st = c.netflowStats();
       expect(st?.fallbackPackets).toBe(Number(packets(fallback)));
       expect(st?.fallbackLost).toBe(0);
+      expect(st?.implausible).toBe(0);
       // both directions: every frame the device counted is in a record
       expect(packets(out)).toBe(BigInt(after.tx.packets - before.tx.packets));
       const inn = log.records.filter((r) => r.interface === fa && r.direction === 0);
