@@ -192,6 +192,7 @@ async function startAll(): Promise<void> {
     );
   }
   say(`watching ${interfaces}; observer on ${opts.observerAddr}; Ctrl-C to stop`);
+  say(`web UI: ${uiUrl(opts.observerAddr)}`);
 
   if (topology) traffic = await demoTraffic(topology);
   if (stop.aborted) return;
@@ -223,4 +224,13 @@ try {
     say(`periscope up failed: ${err instanceof Error ? err.message : String(err)}`);
   }
   await shutdown(1);
+}
+
+/** The web UI's URL for the observer's listen address (served on the same port). */
+function uiUrl(addr: string): string {
+  const m = /^(.*):(\d+)$/.exec(addr);
+  const host = m?.[1] ?? addr;
+  const port = m?.[2] ?? "";
+  const shown = host === "" || host === "0.0.0.0" || host === "[::]" ? "127.0.0.1" : host;
+  return `http://${shown}${port ? `:${port}` : ""}/`;
 }

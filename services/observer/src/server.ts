@@ -48,6 +48,7 @@ import { FlowStore } from "./store.ts";
 import { StreamSlots } from "./stream-slots.ts";
 import { createTelemetryService, TelemetryHub } from "./telemetry.ts";
 import { startTelemetrySources } from "./telemetry-source.ts";
+import { uiStatic } from "./ui-static.ts";
 
 /** "periscope 0.1.0" — what ServerStatus reports as version. */
 export const OBSERVER_VERSION = `periscope ${pkg.version}`;
@@ -63,6 +64,8 @@ export interface StartObserverOptions {
   noOps?: boolean;
   /** Grace period for open RPCs on stop before connections are destroyed, ms. Default 2000. */
   shutdownGraceMs?: number;
+  /** Built web UI served at `/` and `/assets/*`. Default ui/dist of the repository. */
+  uiDir?: string;
 }
 
 /** A running observer. */
@@ -199,11 +202,20 @@ export async function startObserver(
       // Requests larger than this end with ResourceExhausted before they are buffered.
       readMaxBytes: config.maxRequestBytes,
     });
+    // The web UI (page and assets) on the API's origin; other requests go to the API.
+    const ui = uiStatic({
+      ...(opts.uiDir !== undefined ? { dir: opts.uiDir } : {}),
+      onRequest: (outcome) => {
+        if (outcome === "bad_path" || outcome === "error")
+          metrics.errors.inc({ kind: `ui_${outcome}` });
+      },
+    });
     // HTTP/1.1 requests and responses have every member used here; the types differ only
     // in HTTP/2-specific extras.
     const listener = await listenDual(
       config.listenAddr,
       (req, res) => {
+        if (ui(req, res)) return;
         if (isGrpcGetFlows(req as http2.Http2ServerRequest)) {
           res.setHeader(SERVER_VERSION_HEADER, pkg.version);
           serveGrpcGetFlows(

@@ -1,0 +1,101 @@
+/**
+ * The page's state outside the component tree: the graph model, the newest table rows,
+ * counters for the status bar and the flows held while paused. The stream feeds it at any
+ * rate; the view reads it on its own tick.
+ */
+import type { Flow, LostEvent } from "@periscope/proto/src/gen/flow/flow_pb.ts";
+import { LostEventSource } from "@periscope/proto/src/gen/flow/flow_pb.ts";
+import { GraphModel } from "./graph.ts";
+
+/** Rows the table keeps (newest first). */
+export const TABLE_ROWS = 500;
+/** Flows held while paused; more are counted as not shown. */
+export const PAUSE_BUFFER = 50_000;
+
+/** Where events were lost → how many. */
+export type LostCounts = Map<string, number>;
+
+/** Mutable page state fed by the flow stream. */
+export class FlowStore {
+  readonly graph = new GraphModel();
+  /** Newest last; trimmed to TABLE_ROWS. */
+  rows: Flow[] = [];
+  received = 0;
+  readonly lost: LostCounts = new Map();
+  paused = false;
+  held: Flow[] = [];
+  /** Flows not shown because the pause buffer was full. */
+  notShown = 0;
+  version = 0;
+  private rateWindow: number[] = [];
+
+  /** Takes one flow from the stream. */
+  onFlow(flow: Flow, nowMs = Date.now()): void {
+    this.received++;
+    this.rateWindow.push(nowMs);
+    if (this.paused) {
+      if (this.held.length < PAUSE_BUFFER) this.held.push(flow);
+      else this.notShown++;
+      this.version++;
+      return;
+    }
+    this.apply(flow);
+  }
+
+  private apply(flow: Flow): void {
+    this.graph.add(flow);
+    this.rows.push(flow);
+    if (this.rows.length > TABLE_ROWS * 2) this.rows = this.rows.slice(-TABLE_ROWS);
+    this.version++;
+  }
+
+  /** Counts a LostEvent under "where it was lost" (source, and CPU when known). */
+  onLost(ev: LostEvent): void {
+    const where = `${LostEventSource[ev.source] ?? `source ${ev.source}`}${ev.cpu !== undefined ? ` cpu ${ev.cpu}` : ""}`;
+    this.lost.set(where, (this.lost.get(where) ?? 0) + Number(ev.numEventsLost));
+    this.version++;
+  }
+
+  /** Pauses or resumes; resuming applies what was held. */
+  setPaused(p: boolean): void {
+    this.paused = p;
+    if (!p) {
+      for (const f of this.held) this.apply(f);
+      this.held = [];
+    }
+    this.version++;
+  }
+
+  /** Flows per second over the last `windowMs`. */
+  rate(nowMs = Date.now(), windowMs = 5000): number {
+    const cut = nowMs - windowMs;
+    let i = 0;
+    while (i < this.rateWindow.length && (this.rateWindow[i] as number) < cut) i++;
+    if (i > 0) this.rateWindow = this.rateWindow.slice(i);
+    return this.rateWindow.length / (windowMs / 1000);
+  }
+
+  /** The newest `n` rows, newest first. */
+  newest(n = TABLE_ROWS): Flow[] {
+    return this.rows.slice(-n).reverse();
+  }
+
+  /** Total events lost. */
+  lostTotal(): number {
+    let n = 0;
+    for (const v of this.lost.values()) n += v;
+    return n;
+  }
+
+  /** Forgets everything (new filter or window). */
+  reset(): void {
+    this.graph.clear();
+    this.rows = [];
+    this.held = [];
+    this.notShown = 0;
+    this.received = 0;
+    this.lost.clear();
+    this.rateWindow = [];
+    this.version++;
+  }
+}
