@@ -157,7 +157,8 @@ export function currentConnection(): ConnectionOptions {
   return current;
 }
 
-function readFile(file: string, what: string): Buffer {
+/** The bytes of a PEM file the connection flags name; a UsageError naming it when unreadable. */
+export function readFile(file: string, what: string): Buffer {
   try {
     return readFileSync(file);
   } catch (e) {

@@ -25,6 +25,7 @@ import {
   UsageError,
 } from "./args.ts";
 import { describeRpcError, isCanceled, observerClient } from "./client.ts";
+import { decodeCompactResponse } from "./compact-decoder.ts";
 import { buildFilters, FILTER_FLAGS, NOT_FLAG } from "./filters.ts";
 import { readFlowsFile } from "./input-file.ts";
 import {
@@ -34,6 +35,7 @@ import {
   parseColor,
   parseOutputFormat,
 } from "./output.ts";
+import { rawGetFlows } from "./raw-flows.ts";
 import { ResumePoint } from "./resume.ts";
 import { parseTimeFlag } from "./time.ts";
 
@@ -507,6 +509,9 @@ async function streamFlows(
   firstAnswerMs: number | undefined,
 ): Promise<number> {
   const client = observerClient(opts.server);
+  // Compact output reads few fields: a raw HTTP/2 stream and the lazy decoder keep up
+  // with rates the Connect client's full decode of every flow cannot.
+  const compact = opts.output === "compact";
   // --timeout: the first call must get the server's answer (headers) in time.
   const dial = new AbortController();
   let timedOut = false;
@@ -542,10 +547,10 @@ async function streamFlows(
     for (;;) {
       let reason: string;
       try {
-        for await (const resp of client.getFlows(request, {
-          signal: contacted ? signal : callSignal,
-          onHeader: onContact,
-        })) {
+        const call = { signal: contacted ? signal : callSignal, onHeader: onContact };
+        for await (const resp of compact
+          ? rawGetFlows(opts.server, request, decodeCompactResponse, call)
+          : client.getFlows(request, call)) {
           onContact();
           if (resume.seen(resp)) continue;
           resume.note(resp);
