@@ -34,6 +34,8 @@
  *   on, full), in the kernel (bench/flow-kernel.ts).
  * - discovery-*: attach latency and idle CPU with 200 watched namespaces, rtnetlink
  *   notifications vs `ip monitor` children vs polling (bench/discovery.ts).
+ * - ui-*: the web UI in headless Chromium following 5,000 flows/s: frame time, long tasks,
+ *   event-loop lag p50/p99 in the page (bench/ui.ts).
  *
  * Every program, child process and the nats-server it starts is ended before it exits,
  * also on failure and on SIGINT/SIGTERM.
@@ -57,6 +59,7 @@ import { Teardown } from "./procs.ts";
 import { runRecorderBench } from "./recorder.ts";
 import { runTrafficBench } from "./traffic.ts";
 import { runTransportBench } from "./transport.ts";
+import { runUiBench } from "./ui.ts";
 
 const PARTS = [
   "decode",
@@ -74,6 +77,7 @@ const PARTS = [
   "observer-follow",
   "netflow",
   "flow-kernel",
+  "ui",
 ] as const;
 type Part = (typeof PARTS)[number];
 
@@ -120,6 +124,7 @@ async function main(): Promise<void> {
     if (parts.has("hubble-metrics")) runHubbleMetricsBench();
     if (parts.has("observer-ring")) await runObserverRingBench();
     if (parts.has("observer-follow")) await runObserverFollowBench(teardown);
+    if (parts.has("ui")) await runUiBench(teardown);
     if (parts.has("kernel")) await runDatapathKernelBench();
     if (parts.has("flow-kernel")) await runFlowKernelBench();
     const needNats = [

@@ -3,11 +3,13 @@
  * process, a real nats-server, this process publishing synthetic FlowBatches (pods in
  * three namespaces, TCP/UDP edges, some drops with kernel reasons) at a fixed rate, and
  * the UI page the observer serves open in headless Chromium (tests/ui/browser.ts),
- * following live. Measured in the page, per phase (idle, then each rate):
+ * following live. Measured in the page, per phase (idle before any flow, then each rate
+ * after a 2 s warm-up at 1,000 flows/s):
  * - `frame_p50/p99/max`: requestAnimationFrame deltas, ms (16.7 = every frame drawn);
  * - `longtasks` and `longtask_ms_per_s`: PerformanceObserver "longtask" entries (> 50 ms);
  * - `lag_p50/p99`: event-loop lag, how late a 20 ms timer fires, ms;
- * - `flows_shown`: flows/s the page reports in its status bar (when it shows one).
+ * - `flows_shown_p50`: the flows/s the page's status bar reports, sampled each second;
+ * - `flows_shown`, `lost_shown`: the same and lost events at the phase's end.
  *
  * Run: `bun bench/ui.ts [rate ...]` (flows/s; default 5000), or as the `ui` part of
  * `bun run bench`. Needs /usr/bin/chromium (scripts/setup.sh) and ui/dist (scripts/build.sh).
@@ -28,6 +30,7 @@ import {
   Verdict,
 } from "@periscope/proto";
 import pino from "pino";
+import type { Page } from "playwright-core";
 import { openUi } from "../tests/ui/browser.ts";
 import { ServiceChildren, Teardown } from "./procs.ts";
 import { emit, quantile } from "./report.ts";
@@ -35,11 +38,11 @@ import { emit, quantile } from "./report.ts";
 const BENCH = "ui";
 const NODE = "bench-ui-node";
 const FLOWS_PER_BATCH = 100;
-const BATCHES = 50;
+const BATCHES = 20;
 const PHASE_MS = 10_000;
 const IDLE_MS = 3_000;
 const TICK_MS = 10;
-const RESTAMP_MS = 500;
+const RESTAMP_MS = 2_000;
 const NAMESPACES = ["shop", "payments", "infra"];
 const PODS_PER_NS = 8;
 
@@ -142,7 +145,8 @@ function stamper(batches: FlowBatch[]): () => Uint8Array {
         }
         return toBinary(FlowBatchSchema, batch);
       });
-      stampedMs = now;
+      // After encoding: a slow encode must not make every call encode again.
+      stampedMs = Date.now();
     }
     const p = payloads[i++ % payloads.length];
     if (p === undefined) throw new RangeError("no payloads");
@@ -173,6 +177,31 @@ async function publish(
 
 function sorted(xs: number[]): number[] {
   return [...xs].sort((a, b) => a - b);
+}
+
+/** Samples the status bar's flows/s once a second until `stop()`. */
+function watchStatus(page: Page): { stop(): Promise<number[]> } {
+  const rates: number[] = [];
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      await Bun.sleep(1000);
+      const text = await page
+        .locator("[data-testid=status-rate]")
+        .first()
+        .innerText({ timeout: 1000 })
+        .catch(() => "");
+      const v = /flows\/s:\s*([\d.]+)/i.exec(text)?.[1];
+      if (v !== undefined) rates.push(Number(v));
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      return rates;
+    },
+  };
 }
 
 /** Emits one phase's figures from the page's samples. */
@@ -224,8 +253,6 @@ export async function runUiBench(
   const res = await ui.page.goto(`http://127.0.0.1:${port}/`);
   if (res?.status() !== 200) throw new Error(`GET / answered ${res?.status()}`);
   await ui.page.locator("[data-testid=service-map]").first().waitFor({ timeout: 30_000 });
-  // A first map to draw, then the phases.
-  await publish(send, next, 1000, 2000);
   const take = (): Promise<PageSamples> =>
     ui.page.evaluate(() => {
       const w = globalThis as unknown as { __uiBench: PageSamples };
@@ -239,10 +266,16 @@ export async function runUiBench(
   await take();
   await Bun.sleep(IDLE_MS);
   report("idle", await take(), IDLE_MS);
+  // A first map to draw before the measured phases.
+  await publish(send, next, 1000, 2000);
   for (const rate of rates) {
     const t0 = performance.now();
+    const watching = watchStatus(ui.page);
     const sent = await publish(send, next, rate, PHASE_MS);
     const ms = performance.now() - t0;
+    const rates = await watching.stop();
+    process.stderr.write(`bench ui: page flows/s each second at ${rate}: ${rates.join(" ")}\n`);
+    emit(BENCH, `${rate}.flows_shown_p50`, quantile(sorted(rates), 0.5), "flows/s");
     const samples = await take();
     emit(BENCH, `${rate}.published`, (sent / ms) * 1000, "flows/s");
     report(String(rate), samples, ms);
@@ -252,11 +285,10 @@ export async function runUiBench(
       .innerText({ timeout: 2000 })
       .catch(() => "");
     process.stderr.write(`bench ui: status at ${rate} flows/s: ${status.replace(/\s+/g, " ")}\n`);
-    const shown = /([\d.,]+)\s*(k?)\s*flows\/s/i.exec(status);
-    if (shown?.[1] !== undefined) {
-      const v = Number(shown[1].replace(/,/g, "")) * (shown[2] ? 1000 : 1);
-      emit(BENCH, `${rate}.flows_shown`, v, "flows/s");
-    }
+    const shown = /flows\/s:\s*([\d.]+)/i.exec(status)?.[1];
+    if (shown !== undefined) emit(BENCH, `${rate}.flows_shown`, Number(shown), "flows/s");
+    const lost = /lost events:\s*(\d+)/i.exec(status)?.[1];
+    if (lost !== undefined) emit(BENCH, `${rate}.lost_shown`, Number(lost), "events");
     await ui.screenshot(`bench-${rate}`);
   }
   if (ui.errors.length > 0)
