@@ -230,19 +230,26 @@ describe.skipIf(SKIP)("ui", () => {
           ?.ok === true,
       { timeoutMs: 30_000, what: "observer ready after restart" },
     );
-    // Flows after the restart: only these would show in a live view of the last seconds.
-    await stack.topology.exec("frontend", [
-      "ping",
-      "-c",
-      "1",
-      "-W",
-      "2",
-      stack.topology.pod("db").ipv4,
+    // The same request after the restart: outside the window, so not in the rows below.
+    const t = stack.topology;
+    const again = await t.exec("frontend", [
+      "curl",
+      "-sS",
+      "--max-time",
+      "5",
+      `http://${t.pod("backend").ipv4}:${HTTP_PORT}/`,
     ]);
+    expect(again.stdout).toBe("ok");
+    const toHttp = [create(FlowFilterSchema, { destinationPort: [String(HTTP_PORT)] })];
+    await waitFor(
+      async () =>
+        (await flows({ whitelist: toHttp, since: timestampFromMs(before.toMs) })).length > 0,
+      { timeoutMs: 20_000, what: "the request after the restart in the observer" },
+    );
     const want = await flows({
       since: timestampFromMs(before.fromMs),
       until: timestampFromMs(before.toMs),
-      whitelist: [create(FlowFilterSchema, { destinationPort: [String(HTTP_PORT)] })],
+      whitelist: toHttp,
     });
     expect(want.length).toBeGreaterThan(0);
 
