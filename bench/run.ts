@@ -55,6 +55,7 @@ import { runNetflowBench } from "./netflow.ts";
 import { runObserverFollowBench } from "./observer-follow.ts";
 import { runObserverRingBench } from "./observer-ring.ts";
 import { runPipelineBench } from "./pipeline.ts";
+import { runProcessBench } from "./process.ts";
 import { Teardown } from "./procs.ts";
 import { runRecorderBench } from "./recorder.ts";
 import { runTrafficBench } from "./traffic.ts";
@@ -77,6 +78,7 @@ const PARTS = [
   "observer-follow",
   "netflow",
   "flow-kernel",
+  "process",
   "ui",
 ] as const;
 type Part = (typeof PARTS)[number];
@@ -127,6 +129,7 @@ async function main(): Promise<void> {
     if (parts.has("ui")) await runUiBench(teardown);
     if (parts.has("kernel")) await runDatapathKernelBench();
     if (parts.has("flow-kernel")) await runFlowKernelBench();
+    if (parts.has("process")) await runProcessBench();
     const needNats = [
       "enricher",
       "collector",
