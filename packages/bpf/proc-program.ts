@@ -3,7 +3,7 @@
  * tracepoints and socket ownership from cgroup hooks on the root of the cgroup v2
  * hierarchy, written into its own `proc_events` ring buffer.
  */
-import type { Pointer } from "bun:ffi";
+import { type Pointer, ptr } from "bun:ffi";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { PROC_MAX_ARGS, PROC_RODATA } from "@periscope/wire";
@@ -192,4 +192,52 @@ function program(obj: Pointer, name: string): Pointer {
 function setAutoload(obj: Pointer, name: string, on: boolean): void {
   const rc = libbpf().bpf_program__set_autoload(program(obj, name), on);
   if (rc < 0) throw new BpfError(`bpf_program__set_autoload(${name})`, -rc);
+}
+
+const CLONE_NEWNET = 0x40000000;
+const SO_NETNS_COOKIE = 71;
+
+/**
+ * Cookie of the network namespace process `pid` is in (the netns_cookie of records):
+ * the calling thread enters `/proc/<pid>/ns/net` for one socket and comes back.
+ * @throws BpfError naming the call that failed (the process may have exited).
+ */
+export function netnsCookieOfPid(pid: number, procDir = "/proc"): bigint {
+  const open = (path: string): number => {
+    const fd = libc().open(cString(path), 0o2000000);
+    if (fd < 0) throw new BpfError(`open(${path})`, lastErrno());
+    return fd;
+  };
+  const original = open("/proc/thread-self/ns/net");
+  try {
+    const target = open(`${procDir}/${pid}/ns/net`);
+    try {
+      if (libc().setns(target, CLONE_NEWNET) !== 0) {
+        throw new BpfError(`setns(${procDir}/${pid}/ns/net)`, lastErrno());
+      }
+    } finally {
+      libc().close(target);
+    }
+    try {
+      const fd = libc().socket(1, 2 | 0o2000000, 0); // AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC
+      if (fd < 0) throw new BpfError("socket(AF_UNIX)", lastErrno());
+      try {
+        const value = new BigUint64Array(1);
+        const len = new Uint32Array([8]);
+        const rc = libc().getsockopt(fd, 1, SO_NETNS_COOKIE, ptr(value), ptr(len));
+        if (rc !== 0) throw new BpfError("getsockopt(SO_NETNS_COOKIE)", lastErrno());
+        return value[0] ?? 0n;
+      } finally {
+        libc().close(fd);
+      }
+    } finally {
+      if (libc().setns(original, CLONE_NEWNET) !== 0) {
+        // This thread would stay in the wrong namespace; nothing safe can follow.
+        console.error(new BpfError("setns(restore original netns)", lastErrno()));
+        process.abort();
+      }
+    }
+  } finally {
+    libc().close(original);
+  }
 }

@@ -4,7 +4,16 @@
  * publishes lifecycle records (exec, fork, exit) in RawFrames on `periscope.proc.<node>`
  * (JetStream stream PERISCOPE_PROC). Every record is published or counted lost.
  */
-import { DEFAULT_MAX_ARGS, type ProcCounters, ProcProgram, type RecordSink } from "@periscope/bpf";
+import {
+  CLOCK_BOOTTIME,
+  cgroupV2Root,
+  clockGettimeNs,
+  DEFAULT_MAX_ARGS,
+  netnsCookieOfPid,
+  type ProcCounters,
+  ProcProgram,
+  type RecordSink,
+} from "@periscope/bpf";
 import { type Bus, ensureStream, subjects } from "@periscope/bus";
 import { ConfigError } from "@periscope/config";
 import type { Logger, Metrics } from "@periscope/telemetry";
@@ -15,6 +24,7 @@ import {
   RECORD_TYPE_PROC,
   RECORD_TYPE_SOCK_OWNER,
 } from "@periscope/wire";
+import { backfillSocketOwners } from "./proc-backfill.ts";
 
 /** `--process-events` and `--max-args`. */
 export interface ProcessEventsConfig {
@@ -284,6 +294,8 @@ export interface ProcessEventsStart {
   readonly onError: (err: unknown) => void;
   /** Loads the program; defaults to ProcProgram.load with the configured max args. */
   readonly load?: () => ProcSource;
+  /** Report connections older than the program from /proc (default true). */
+  readonly backfill?: boolean;
 }
 
 /**
@@ -308,7 +320,29 @@ export async function startProcessEvents(
     o.log.error({ err }, "process stream not available; frames are retried");
   });
   const js = o.bus.js();
-  o.log.info({ maxArgs: o.config.maxArgs }, "process events on");
+  // After the hooks are attached: what the scan misses is caught by them.
+  let backfilled = 0;
+  if (o.backfill !== false) {
+    try {
+      let root: string | undefined;
+      try {
+        root = cgroupV2Root();
+      } catch {
+        root = undefined;
+      }
+      const found = backfillSocketOwners({
+        ...(root !== undefined ? { cgroupRoot: root } : {}),
+        netnsCookieOf: (pid) => netnsCookieOfPid(pid),
+        nowBootNs: clockGettimeNs(CLOCK_BOOTTIME),
+      });
+      for (const r of found.records) o.owners.addFrom(r, 0, r.length);
+      backfilled = found.records.length;
+    } catch (err) {
+      o.onError(err);
+      o.log.error({ err }, "socket owner backfill from /proc failed");
+    }
+  }
+  o.log.info({ maxArgs: o.config.maxArgs, backfilled }, "process events on");
   return new ProcessEvents({
     source,
     node: o.node,
