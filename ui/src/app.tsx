@@ -65,8 +65,9 @@ async function runStream(
       onState(`disconnected: ${err instanceof Error ? err.message : String(err)}; retrying`);
     }
     await new Promise((r) => setTimeout(r, 1000));
+    // Resume where the stream broke off: from the newest flow seen (its repeats are skipped).
     req.number = 0n;
-    req.since = timestampFromMs(Date.now());
+    req.since = timestampFromMs(store.lastTimeMs || Date.now());
   }
 }
 
@@ -242,7 +243,7 @@ function StatusBar(props: {
   return (
     <div class="status" data-testid="status">
       <span data-testid="status-nodes">
-        nodes: {status ? `${status.numConnectedNodes ?? 1} connected` : "?"}
+        nodes: {status ? `${status.numConnectedNodes ?? 0} connected` : "?"}
         {status && (status.numUnavailableNodes ?? 0) > 0
           ? `, ${status.numUnavailableNodes} unavailable (${status.unavailableNodes.join(", ")})`
           : ""}

@@ -5,6 +5,7 @@
  */
 import type { Flow, LostEvent } from "@periscope/proto/src/gen/flow/flow_pb.ts";
 import { LostEventSource } from "@periscope/proto/src/gen/flow/flow_pb.ts";
+import { flowTimeMs } from "./format.ts";
 import { GraphModel } from "./graph.ts";
 
 /** Rows the table keeps (newest first). */
@@ -28,13 +29,32 @@ export class FlowStore {
   notShown = 0;
   version = 0;
   private rateWindow: number[] = [];
+  private readonly pauseBuffer: number;
 
-  /** Takes one flow from the stream. */
+  /** `pauseBuffer`: flows held while paused (default {@link PAUSE_BUFFER}). */
+  constructor(opts: { pauseBuffer?: number } = {}) {
+    this.pauseBuffer = opts.pauseBuffer ?? PAUSE_BUFFER;
+  }
+
+  /** Newest flow time seen (ms), where a reconnect resumes. */
+  lastTimeMs = 0;
+  /** UUIDs of the flows at {@link lastTimeMs}: a resumed stream repeats them. */
+  private lastUuids = new Set<string>();
+
+  /** Takes one flow from the stream (a repeat of the newest ones after a reconnect is skipped). */
   onFlow(flow: Flow, nowMs = Date.now()): void {
+    const t = flowTimeMs(flow);
+    if (t === this.lastTimeMs && flow.uuid !== "") {
+      if (this.lastUuids.has(flow.uuid)) return;
+      this.lastUuids.add(flow.uuid);
+    } else if (t > this.lastTimeMs) {
+      this.lastTimeMs = t;
+      this.lastUuids = new Set(flow.uuid ? [flow.uuid] : []);
+    }
     this.received++;
     this.rateWindow.push(nowMs);
     if (this.paused) {
-      if (this.held.length < PAUSE_BUFFER) this.held.push(flow);
+      if (this.held.length < this.pauseBuffer) this.held.push(flow);
       else this.notShown++;
       this.version++;
       return;
@@ -96,6 +116,8 @@ export class FlowStore {
     this.received = 0;
     this.lost.clear();
     this.rateWindow = [];
+    this.lastTimeMs = 0;
+    this.lastUuids = new Set();
     this.version++;
   }
 }

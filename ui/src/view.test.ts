@@ -128,11 +128,13 @@ describe("flow table and store", () => {
   });
 
   test("store - flows beyond the pause buffer are counted as not shown", () => {
-    const s = new FlowStore();
+    expect(PAUSE_BUFFER).toBe(50_000);
+    const s = new FlowStore({ pauseBuffer: 100 });
     s.setPaused(true);
-    for (let i = 0; i < PAUSE_BUFFER + 7; i++) s.onFlow(f(i));
+    for (let i = 0; i < 107; i++) s.onFlow(f(i));
     expect(s.notShown).toBe(7);
-    expect(s.received).toBe(PAUSE_BUFFER + 7);
+    expect(s.held).toHaveLength(100);
+    expect(s.received).toBe(107);
   });
 
   test("store - lost events are summed by where they were lost", () => {
@@ -159,6 +161,19 @@ describe("flow table and store", () => {
       ["OBSERVER_EVENTS_QUEUE", 1],
     ]);
     expect(s.lostTotal()).toBe(8);
+  });
+
+  test("store - a resumed stream's repeats of the newest flows are skipped", () => {
+    const s = new FlowStore();
+    s.onFlow(f(1));
+    s.onFlow(f(2));
+    s.onFlow(create(FlowSchema, { ...f(2), uuid: "other" }));
+    expect(s.lastTimeMs).toBe(1_700_000_000_002);
+    s.onFlow(f(2));
+    s.onFlow(create(FlowSchema, { ...f(2), uuid: "other" }));
+    s.onFlow(f(3));
+    expect(s.received).toBe(4);
+    expect(s.newest().map((x) => x.uuid)).toEqual(["u3", "other", "u2", "u1"]);
   });
 
   test("store - flows/s over the last 5 s", () => {
