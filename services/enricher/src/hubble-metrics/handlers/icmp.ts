@@ -40,8 +40,8 @@ export const icmpHandler: HandlerFactory = ({ registry, limit, journal, context 
       if (l4?.case !== "ICMPv4" && l4?.case !== "ICMPv6") return;
       values.length = 0;
       if (l4.case === "ICMPv4")
-        values.push("IPv4", icmpV4TypeCodeText(l4.value.type, l4.value.code));
-      else values.push("IPv6", icmpV6TypeCodeText(l4.value.type, l4.value.code));
+        values.push("IPv4", text(v4, icmpV4TypeCodeText, l4.value.type, l4.value.code));
+      else values.push("IPv6", text(v6, icmpV6TypeCodeText, l4.value.type, l4.value.code));
       contextLabelValues(context, flow, values);
       icmp.add(values);
     },
