@@ -14,6 +14,7 @@ APT_PACKAGES=(
   openssl # tests/access.test.ts: certificates for TLS and mutual TLS
   nfdump # tests/netflow-ipfix.test.ts: nfcapd collects the IPFIX export, nfdump reads it back
   softflowd pmacct # bench/netflow.ts: the flow exporters Periscope's flow export is measured against
+  ethtool # bench/mix-capture.ts: segmentation offloads off while recording the enricher bench's capture
   chromium # tests/ui.test.ts, bench/ui.ts: headless browser for the web UI (driven by playwright-core)
 )
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
