@@ -4,12 +4,14 @@
  * while subscriptions with filters, throttle and limit read the observer's stream.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, copyFileSync, mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { create, fromBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { cgroupV2Root } from "@periscope/bpf";
 import { waitFor } from "@periscope/devstack";
 import { telemetryV1 } from "@periscope/proto";
 import { ROOT, type Stack, startStack, testPrefix } from "./harness.ts";
@@ -282,6 +284,81 @@ describe("telemetry subscriptions", () => {
       await subscriptions(0);
     }
   }, 60_000);
+
+  test("container filters: a process in a container's cgroup, the container's lifecycle events", async () => {
+    const id = Array.from({ length: 64 }, (_, i) => "0123456789abcdef"[(i * 7 + 3) % 16]).join("");
+    const parent = join(cgroupV2Root(), `psct-tel-${Math.random().toString(36).slice(2, 7)}`);
+    const cg = join(parent, `docker-${id}.scope`);
+    mkdirSync(cg, { recursive: true });
+    const bin = markerBinary("psct-tel-ct");
+    const s = open({
+      events: [EventKind.PROCESS_EXEC, EventKind.CONTAINER],
+      containers: [{ id: id.slice(0, 12) }, { name: "psct-web-*", image: "psct/*" }],
+    });
+    try {
+      await subscriptions(1);
+      // As the enricher's container cache publishes a lifecycle change.
+      const container = {
+        id,
+        name: "psct-web-1",
+        image: "psct/base:1",
+        runtime: "docker",
+        state: "running",
+      };
+      const publish = (name: string, action: string) =>
+        st().bus.nc.publish(
+          `periscope.telemetry.${NODE}.container`,
+          toBinary(
+            telemetryV1.TelemetryEventSchema,
+            create(telemetryV1.TelemetryEventSchema, {
+              time: timestampNow(),
+              nodeName: NODE,
+              event: { case: "container", value: { action, container: { ...container, name } } },
+            }),
+          ),
+        );
+      publish("psct-web-1", "running");
+      publish("psct-db-1", "running"); // renamed: matches by id prefix only
+      // A process started inside the container's cgroup.
+      const sh = Bun.spawn(["/bin/sh", "-c", `echo $$ > ${cg}/cgroup.procs && exec ${bin} in-ct`]);
+      await sh.exited;
+      await run(bin, "on-host");
+      await waitFor(
+        () => ofCase(s.events, "exec").length >= 1 && ofCase(s.events, "container").length >= 2,
+        {
+          timeoutMs: 15_000,
+          what: "exec in the container and its events",
+        },
+      );
+      const execs = ofCase(s.events, "exec");
+      expect(execs.length).toBe(1);
+      const ex = execs[0];
+      if (ex?.event.case !== "exec") throw new Error("no exec");
+      expect(ex.event.value.process?.tgid).toBe(sh.pid);
+      expect(ex.event.value.process?.args).toEqual([bin, "in-ct"]);
+      expect(ex.event.value.process?.container?.id).toBe(id);
+      expect(ex.event.value.process?.container?.runtime).toBe("docker");
+      expect(ex.event.value.process?.container?.name).toBe("psct-db-1"); // the last event named it
+      const names = ofCase(s.events, "container").map((e) =>
+        e.event.case === "container" ? e.event.value.container?.name : "",
+      );
+      expect(names).toEqual(["psct-web-1", "psct-db-1"]);
+    } finally {
+      await s.stop();
+      await waitFor(
+        () => {
+          try {
+            rmdirSync(cg);
+            rmdirSync(parent);
+            return true;
+          } catch {
+            return false;
+          }
+        },
+        { timeoutMs: 10_000, what: "test cgroup removed" },
+      );
+    }
+  }, 40_000);
 
   test("a malformed subscription is InvalidArgument naming the field", async () => {
     const bad: [Parameters<typeof create<typeof SubscriptionSchema>>[1], string][] = [

@@ -6,7 +6,7 @@
  * and, only while a subscription asks for flows or drops, the FlowBatches on
  * `periscope.flows.>`. Undecodable input is counted and skipped, never fatal.
  */
-import { readdirSync, statSync } from "node:fs";
+import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { anyUnpack, timestampFromMs } from "@bufbuild/protobuf/wkt";
@@ -50,7 +50,7 @@ export interface TelemetrySourceOptions {
   readonly republish?: boolean;
   /** Counts undecodable input by kind. */
   readonly onError?: (kind: string) => void;
-  /** cgroup v2 mount for container lookups by cgroup id (default /sys/fs/cgroup). */
+  /** cgroup v2 mount for container lookups by cgroup id (default: found in /proc/self/mounts). */
   readonly cgroupRoot?: string;
   /** Processes remembered between exec and exit (default 65536). */
   readonly maxKnown?: number;
@@ -70,6 +70,19 @@ const CONTAINER_PATTERNS: readonly [RegExp, string][] = [
   [/crio-([0-9a-f]{64})\.scope$/, "cri-o"],
   [/libpod-([0-9a-f]{64})\.scope$/, "podman"],
 ];
+
+/** Where cgroup2 is mounted (/sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid hosts). */
+function cgroup2Mount(): string {
+  try {
+    for (const line of readFileSync("/proc/self/mounts", "utf8").split("\n")) {
+      const [, dir, type] = line.split(" ");
+      if (type === "cgroup2" && dir !== undefined) return dir.replace(/\\040/g, " ");
+    }
+  } catch {
+    // No /proc: no container lookups by cgroup id.
+  }
+  return "/sys/fs/cgroup";
+}
 
 /** cgroup id (inode of the cgroup directory) → path, by walking the hierarchy on a miss. */
 class CgroupIds {
@@ -108,7 +121,7 @@ export function startTelemetrySources(o: TelemetrySourceOptions): TelemetrySourc
   const maxKnown = o.maxKnown ?? 65536;
   const known = new Map<string, Known>();
   const containers = new Map<string, processV1.Container>();
-  const cgroups = new CgroupIds(o.cgroupRoot ?? "/sys/fs/cgroup");
+  const cgroups = new CgroupIds(o.cgroupRoot ?? cgroup2Mount());
   const expected = new Map<string, bigint>();
   const stats = { records: 0, malformed: 0, sourceLost: 0 };
   const subs: NatsSubscription[] = [];
