@@ -30,6 +30,12 @@ export class DnsNameCache {
     return this.byIp.evicted;
   }
 
+  /**
+   * Called with every address learnt from an answer here (not for `apply`), its
+   * names and how long they hold, ms; set it to pass names on to other replicas.
+   */
+  onLearn: ((ip: string, names: readonly string[], ttlMs: number) => void) | undefined;
+
   /** Learns the addresses of a NOERROR response seen at `nowMs`. */
   learn(msg: DnsMessage, nowMs: number): void {
     if (!msg.qr || msg.rcode !== 0) return;
@@ -39,19 +45,30 @@ export class DnsNameCache {
     const names = [...new Set(chain.map((n) => (n.endsWith(".") ? n.slice(0, -1) : n)))];
     for (const a of msg.answers) {
       if (a.ip === undefined) continue;
-      const expires = nowMs + Math.max(a.ttl, MIN_TTL_S) * 1000;
-      let held = this.byIp.get(a.ip, nowMs);
-      if (held === undefined) {
-        held = new Map();
-        this.byIp.set(a.ip, held, nowMs);
-      }
-      for (const name of names) {
-        held.delete(name);
-        held.set(name, Math.max(expires, held.get(name) ?? 0));
-        if (held.size > MAX_NAMES_PER_IP) {
-          const oldest = held.keys().next();
-          if (!oldest.done) held.delete(oldest.value);
-        }
+      const ttlMs = Math.max(a.ttl, MIN_TTL_S) * 1000;
+      this.apply(a.ip, names, ttlMs, nowMs);
+      this.onLearn?.(a.ip, names, ttlMs);
+    }
+  }
+
+  /**
+   * Holds `names` (lower case, no trailing dot) for `ip` for `ttlMs` from `nowMs`
+   * (at least MIN_TTL_S), bounded like names learnt from answers here.
+   */
+  apply(ip: string, names: readonly string[], ttlMs: number, nowMs: number): void {
+    const expires = nowMs + Math.max(ttlMs, MIN_TTL_S * 1000);
+    let held = this.byIp.get(ip, nowMs);
+    if (held === undefined) {
+      held = new Map();
+      this.byIp.set(ip, held, nowMs);
+    }
+    for (const name of names) {
+      const was = held.get(name) ?? 0;
+      held.delete(name);
+      held.set(name, Math.max(expires, was));
+      if (held.size > MAX_NAMES_PER_IP) {
+        const oldest = held.keys().next();
+        if (!oldest.done) held.delete(oldest.value);
       }
     }
   }
