@@ -49,6 +49,7 @@ import { startL7Metrics } from "./l7/metrics.ts";
 import { L7Tracker } from "./l7/tracker.ts";
 import { holderId, PartitionOwnership } from "./ownership.ts";
 import { InFlightGate, type PartitionReader, startPartitionReader } from "./partition-reader.ts";
+import { startEnricherProcesses } from "./process/index.ts";
 import { findUnownedFrames } from "./unowned.ts";
 
 /** FlowBatch encoder; same bytes as `toBinary(FlowBatchSchema, batch)`, several times faster. */
@@ -260,6 +261,13 @@ export async function startEnricher(
       httpHeaders: new Set(config.l7HttpHeaders ?? DEFAULT_L7_HTTP_HEADERS.split(",")),
     });
     deps.l7 = l7;
+    const processes = await startEnricherProcesses({
+      bus: b,
+      log,
+      onError: (kind) => errors.inc({ kind }),
+    });
+    cleanups.push(() => processes.stop());
+    deps.processes = processes.join;
     const stopL7Metrics = startL7Metrics(metrics, l7);
     cleanups.push(() => stopL7Metrics());
     const hubble = await startConfiguredHubbleMetrics(config, log);

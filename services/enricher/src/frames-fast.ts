@@ -52,6 +52,7 @@ import {
   FLAG_L3,
   MalformedRecordError,
   RECORD_TYPE_DEBUG,
+  RECORD_TYPE_SOCK_OWNER,
   RECORD_TYPE_TRACE,
   rawFrameRecords,
   TRACE_REASON,
@@ -65,6 +66,7 @@ import {
   failedRecordsResponse,
   flowResponse,
   frameLostResponses,
+  noteOwners,
   openFrame,
   processFrame,
   type RecordFailure,
@@ -83,6 +85,7 @@ import {
 } from "./frames-fast-packet.ts";
 import { labelIdentity } from "./identity.ts";
 import type { L7Packet } from "./l7/tracker.ts";
+import { attachProcess } from "./process/flow-join.ts";
 
 /** What the fast path produced for one frame; the batch exists only as bytes. */
 export interface EncodedFrame {
@@ -139,6 +142,8 @@ const T_FLOW_INTERFACE = tag(28, LEN);
 const T_FLOW_UUID = tag(34, LEN);
 const T_FLOW_TRACE_REASON = tag(36, 0);
 const T_FLOW_SUMMARY = tag(100000, LEN);
+/** Flow.extensions (google.protobuf.Any): the socket's process. */
+const T_FLOW_EXTENSIONS = tag(150000, LEN);
 const T_STR1 = tag(1, LEN);
 const T_STR2 = tag(2, LEN);
 const T_VARINT1 = tag(1, 0);
@@ -488,6 +493,16 @@ class FrameWriter {
       writeVarint32(T_FLOW_SUMMARY);
       writeString(summary);
     }
+    const procs = this.deps.processes;
+    if (procs !== undefined && hasIp && (kind === L4_TCP || kind === L4_UDP)) {
+      const proto = kind === L4_TCP ? 6 : 17;
+      const ext = procs.anyBytes(t.netnsCookie(), proto, t.src, t.sport, t.dst, t.dport);
+      if (ext !== undefined) {
+        writeVarint32(T_FLOW_EXTENSIONS);
+        writeVarint32(ext.length);
+        writeRaw(ext);
+      }
+    }
     endLength(flowLen, 2);
     writeRaw(this.respNodeField);
     writeVarint32(T_RESP_TIME);
@@ -532,7 +547,10 @@ class FrameWriter {
     };
     const data = t.bytes.subarray(t.data, t.data + t.capLen);
     const made = l7.observePacket(view, base, data, payload, t.origLen, this.scope.nowMs);
-    for (const f of made) this.writeMessage(flowResponse(this.node, f));
+    for (const f of made) {
+      if (procs !== undefined) attachProcess(procs, f, bytes);
+      this.writeMessage(flowResponse(this.node, f));
+    }
     return made.length;
   }
 }
@@ -754,6 +772,7 @@ export function encodeFrame(data: Uint8Array, deps: FrameDeps, source?: SourceOf
   let flows = 0;
   let l7Flows = 0;
   const l7Out: Flow[] = [];
+  noteOwners(split.records, deps, fail);
   for (const bytes of split.records) {
     let type: number;
     try {
@@ -762,6 +781,7 @@ export function encodeFrame(data: Uint8Array, deps: FrameDeps, source?: SourceOf
       fail("malformed_record", err);
       continue;
     }
+    if (type === RECORD_TYPE_SOCK_OWNER) continue;
     if (type === RECORD_TYPE_TRACE) {
       const mark = writerPosition();
       const noted = w.starts.length;

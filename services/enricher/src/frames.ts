@@ -32,12 +32,14 @@ import {
   RECORD_TYPE_DEBUG,
   RECORD_TYPE_DROP,
   RECORD_TYPE_POLICY_VERDICT,
+  RECORD_TYPE_SOCK_OWNER,
   RECORD_TYPE_TRACE,
   rawFrameRecords,
   readFlowHash,
 } from "@periscope/wire";
 import { labelIdentity } from "./identity.ts";
 import type { L7Tracker } from "./l7/tracker.ts";
+import { attachProcess, type FlowProcesses } from "./process/flow-join.ts";
 
 const newResponse = messageFactory(GetFlowsResponseSchema);
 
@@ -164,6 +166,8 @@ export interface FrameDeps {
   uuid?(): string;
   /** DNS / HTTP parsing and the DNS name cache; no L7 flows and no names when absent. */
   l7?: L7Tracker;
+  /** Socket owners joined to flows (`Flow.extensions`); socket-owner records are skipped when absent. */
+  processes?: FlowProcesses;
 }
 
 function lostResponse(
@@ -281,6 +285,26 @@ export function openFrame(data: Uint8Array, deps: FrameDeps): FrameScope {
 }
 
 /**
+ * Remembers the socket owners among a frame's records before its packets are written (an
+ * owner is reported before its socket's first packet, but may sit later in the frame).
+ */
+export function noteOwners(
+  records: readonly Uint8Array[],
+  deps: FrameDeps,
+  fail: (kind: "malformed_record", err: unknown) => void,
+): void {
+  const join = deps.processes;
+  for (const bytes of records) {
+    if (bytes[0] !== RECORD_TYPE_SOCK_OWNER) continue;
+    try {
+      join?.noteOwner(bytes);
+    } catch (err) {
+      fail("malformed_record", err);
+    }
+  }
+}
+
+/**
  * The flow of one trace, drop or policy verdict record (`type`, from its header),
  * with DNS names filled in; L7 flows read from it are pushed to `l7Out`. Returns
  * undefined for a type without a decoder. Throws like a RecordDecoder.
@@ -296,6 +320,10 @@ export function decodeRecordFlow(
   if (decode === undefined) return undefined;
   const f = decode(bytes, scope.ctx, deps, scope.nowMs, l7Out);
   if (type !== RECORD_TYPE_TRACE) deps.l7?.fillNames(f, scope.nowMs);
+  else if (deps.processes !== undefined) {
+    attachProcess(deps.processes, f, bytes);
+    for (const l7 of l7Out) attachProcess(deps.processes, l7, bytes);
+  }
   return f;
 }
 
@@ -360,6 +388,7 @@ export function processFrame(data: Uint8Array, deps: FrameDeps): FrameResult {
     failures.set("malformed_record", split.malformed);
     samples.set("malformed_record", split.reason ?? "packed_records unreadable");
   }
+  noteOwners(split.records, deps, fail);
   for (const bytes of split.records) {
     let type: number;
     try {
@@ -368,6 +397,7 @@ export function processFrame(data: Uint8Array, deps: FrameDeps): FrameResult {
       fail("malformed_record", err);
       continue;
     }
+    if (type === RECORD_TYPE_SOCK_OWNER) continue;
     if (type === RECORD_TYPE_DEBUG) {
       // Debug records are no flows: they go to the batch's debug_events, one each.
       try {
