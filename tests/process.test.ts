@@ -324,3 +324,87 @@ describe("container cache", () => {
     cache.stop();
   });
 });
+
+describe("flows carry the process", () => {
+  test("a socket-owner record puts Process in Flow.extensions, fast path bytes = reference bytes", async () => {
+    const { mixRecords, registryDeps } = await import("../bench/decode.ts");
+    const { MIX_ENDPOINTS, packetMix } = await import("../bench/mix.ts");
+    const { processFrame } = await import("../services/enricher/src/frames.ts");
+    const { encodeFrame } = await import("../services/enricher/src/frames-fast.ts");
+    const { FlowProcesses, PROCESS_TYPE_URL } = await import(
+      "../services/enricher/src/process/flow-join.ts"
+    );
+    const { compileEncoder, FlowBatchSchema, processV1 } = await import("@periscope/proto");
+    const { encodeRawFrame, encodeSockOwnerRecord, SOCK_SOURCE } = await import("@periscope/wire");
+    const { fromBinary } = await import("@bufbuild/protobuf");
+
+    const mix = packetMix();
+    const records = mixRecords(mix, 64);
+    const frame = (recs: Uint8Array[]) =>
+      encodeRawFrame({
+        nodeName: "n1",
+        seq: 1n,
+        bootId: "boot",
+        partition: 0,
+        bootToRealtimeNs: 1_700_000_000_000_000_000n,
+        sealedUnixNs: 1_700_000_000_000_000_000n,
+        records: recs,
+      });
+    let n = 0;
+    const base = () => ({ ...registryDeps(MIX_ENDPOINTS), uuid: () => `u-${++n}` });
+    // The first TCP flow of the mix and its record's netns cookie.
+    const plain = processFrame(frame(records), base());
+    const idx = plain.batch.responses.findIndex(
+      (r) => r.responseTypes.case === "flow" && r.responseTypes.value.l4?.protocol.case === "TCP",
+    );
+    const flow = plain.batch.responses[idx]?.responseTypes.value as import("@periscope/proto").Flow;
+    expect(flow).toBeDefined();
+    const l4 = flow.l4?.protocol.value as { sourcePort: number; destinationPort: number };
+    const rec = records[idx] as Uint8Array;
+    const cookie = new DataView(rec.buffer, rec.byteOffset).getBigUint64(40, true);
+    const ip4 = (s: string) => Uint8Array.from(s.split(".").map(Number));
+    // The receiving side's socket (own = destination): found through the reversed tuple.
+    const owner = encodeSockOwnerRecord({
+      source: SOCK_SOURCE.TCP_ACCEPT,
+      cpu: 0,
+      tsBootNs: 1n,
+      pid: process.pid,
+      tgid: process.pid,
+      flowHash: 0,
+      family: 4,
+      proto: 6,
+      netnsCookie: cookie,
+      saddr: ip4(flow.IP?.destination ?? ""),
+      daddr: ip4(flow.IP?.source ?? ""),
+      sport: l4.destinationPort,
+      dport: l4.sourcePort,
+      uid: 0,
+      sockCookie: 99n,
+      cgroupId: 0n,
+      startNs: 0n,
+      comm: "webserver",
+    });
+    const data = frame([...records, owner]);
+    const cache = new ProcessCache();
+    n = 0;
+    const ref = processFrame(data, { ...base(), processes: new FlowProcesses(cache) });
+    n = 0;
+    const fast = encodeFrame(data, { ...base(), processes: new FlowProcesses(cache) });
+    expect(ref.failures.size).toBe(0);
+    expect(ref.flows).toBe(plain.flows);
+    const want = compileEncoder(FlowBatchSchema)(ref.batch);
+    expect(Buffer.from(fast.bytes).equals(Buffer.from(want))).toBe(true);
+    const got = ref.batch.responses[idx]?.responseTypes.value as import("@periscope/proto").Flow;
+    expect(got.extensions?.typeUrl).toBe(PROCESS_TYPE_URL);
+    const p = fromBinary(processV1.ProcessSchema, got.extensions?.value ?? new Uint8Array());
+    expect(p.tgid).toBe(process.pid);
+    expect(p.comm).toBe(readProc(process.pid)?.comm ?? "");
+    expect(p.binary).toBe(process.execPath);
+    expect(p.socketSource).toBe("accept");
+    // Flows of other tuples carry nothing.
+    const others = ref.batch.responses.filter(
+      (r) => r.responseTypes.case === "flow" && r.responseTypes.value.extensions === undefined,
+    );
+    expect(others.length).toBeGreaterThan(0);
+  });
+});
