@@ -32,6 +32,8 @@ if (SKIP) {
 const NODE = "ui-node";
 const HTTP_PORT = 8080;
 const UDP_PORT = 9999;
+/** The datagram sent while the table is paused. */
+const PAUSE_PORT = 9998;
 /** Nothing listens here: the SYN is dropped by the kernel (no socket). */
 const CLOSED_PORT = 7771;
 const DROP_SRC_PORT = 42201;
@@ -160,6 +162,12 @@ describe.skipIf(SKIP)("ui", () => {
       `[data-testid=map-edge][data-edge-id="demo/frontend->demo/backend:tcp/${HTTP_PORT}"]`,
     );
     expect(await http.first().getAttribute("data-verdict")).toBe("FORWARDED");
+    const status = page().locator("[data-testid=status]").first();
+    await waitFor(async () => /nodes: 1 connected/.test(await status.innerText()), {
+      timeoutMs: SHOW_MS,
+      what: "the status bar showing the one connected node",
+    });
+    expect(await status.innerText()).toMatch(/lost events: \d+/);
     await ui?.screenshot("map");
   }, 30_000);
 
@@ -181,6 +189,31 @@ describe.skipIf(SKIP)("ui", () => {
     const reasons = await edge.locator("[data-testid=drop-reasons]").first().innerText();
     expect(reasons).toMatch(/no.?socket|SOCKET_LOOKUP_FAILED/i);
     await ui?.screenshot("map-dropped-edge");
+  }, 30_000);
+
+  test("ui - pause holds new flows back from the table until resumed", async () => {
+    const marked = async () => (await rowTexts()).filter((r) => r.includes(`:${PAUSE_PORT}`));
+    expect(await marked()).toHaveLength(0);
+    const pause = page().locator("[data-testid=pause]").first();
+    await pause.click();
+    expect(await pause.getAttribute("aria-pressed")).toBe("true");
+    await stack.topology.exec("frontend", [
+      "bash",
+      "-c",
+      `echo paused | nc -u -w1 ${stack.topology.pod("db").ipv4} ${PAUSE_PORT}`,
+    ]);
+    // The page got the datagram's flow (it says it holds it) but does not show it.
+    await waitFor(async () => /Resume \([1-9]\d* held\)/.test(await pause.innerText()), {
+      timeoutMs: SHOW_MS,
+      what: "the pause button counting held flows",
+    });
+    expect(await marked()).toHaveLength(0);
+    await pause.click();
+    expect(await pause.getAttribute("aria-pressed")).toBe("false");
+    await waitFor(async () => (await marked()).length > 0, {
+      timeoutMs: SHOW_MS,
+      what: `the held flow to port ${PAUSE_PORT} in the table after resuming`,
+    });
   }, 30_000);
 
   test("ui - a filter narrows the table to exactly the flows GetFlows answers for it", async () => {
@@ -271,4 +304,8 @@ describe.skipIf(SKIP)("ui", () => {
     );
     await ui?.screenshot("table-history");
   }, 60_000);
+
+  test("ui - the page threw no uncaught errors", () => {
+    expect(ui?.errors.filter((e) => e.startsWith("pageerror")) ?? []).toEqual([]);
+  });
 });
