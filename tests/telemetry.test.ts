@@ -360,6 +360,32 @@ describe("telemetry subscriptions", () => {
     }
   }, 40_000);
 
+  test("flows of the node through a subscription", async () => {
+    const topo = st().topology;
+    const src = topo.pod("frontend").ipv4;
+    const dst = topo.pod("backend").ipv4;
+    const s = open({ events: [EventKind.FLOW, EventKind.DROP], nodeNames: [NODE] });
+    try {
+      await subscriptions(1);
+      await waitFor(
+        async () => {
+          await topo.exec("frontend", ["ping", "-c", "1", "-W", "1", dst]);
+          return ofCase(s.events, "flow").some(
+            (e) => e.event.case === "flow" && e.event.value.IP?.source === src,
+          );
+        },
+        { timeoutMs: 20_000, what: "a flow from frontend" },
+      );
+      for (const e of s.events) {
+        expect(e.nodeName).toBe(NODE);
+        expect(["flow", "drop", "lost"]).toContain(e.event.case ?? "");
+      }
+    } finally {
+      await s.stop();
+    }
+    await subscriptions(0);
+  }, 40_000);
+
   test("a malformed subscription is InvalidArgument naming the field", async () => {
     const bad: [Parameters<typeof create<typeof SubscriptionSchema>>[1], string][] = [
       [{ events: [99 as telemetryV1.EventKind] }, "events[0]"],
