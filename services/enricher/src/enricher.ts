@@ -45,6 +45,8 @@ import { type FrameDeps, type FrameResult, processFrame } from "./frames.ts";
 import { type EncodedFrame, encodeFrame } from "./frames-fast.ts";
 import { type GapOrigin, gapBatches } from "./gaps.ts";
 import { startConfiguredHubbleMetrics } from "./hubble-metrics/index.ts";
+import { DNS_NAMES_SUBJECT, startDnsNameShare } from "./l7/dns-share.ts";
+import { startDnsShareMetrics } from "./l7/dns-share-metrics.ts";
 import { startL7Metrics } from "./l7/metrics.ts";
 import { L7Tracker } from "./l7/tracker.ts";
 import { holderId, PartitionOwnership } from "./ownership.ts";
@@ -195,6 +197,10 @@ export async function startEnricher(
     describe: (n) => `${n} partition lease operations failed`,
   });
 
+  const dnsShareLog = new RateLimitedLog({
+    log,
+    describe: (n) => `refused ${n} malformed DNS name messages on ${DNS_NAMES_SUBJECT}`,
+  });
   let ready = false;
   let bus: Bus | undefined;
   const ops: OpsServer = await startOpsServer({
@@ -261,6 +267,14 @@ export async function startEnricher(
       httpHeaders: new Set(config.l7HttpHeaders ?? DEFAULT_L7_HTTP_HEADERS.split(",")),
     });
     deps.l7 = l7;
+    const dnsShare = startDnsNameShare({
+      nc: b.nc,
+      cache: l7.names,
+      instanceId: `${config.nodeName}.${crypto.randomUUID()}`,
+      onBad: (reason) => dnsShareLog.note(reason),
+    });
+    const stopDnsShareMetrics = startDnsShareMetrics(metrics, dnsShare);
+    cleanups.push(() => dnsShare.stop(), stopDnsShareMetrics);
     const processes = await startEnricherProcesses({
       bus: b,
       log,

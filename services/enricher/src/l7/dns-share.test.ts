@@ -165,7 +165,11 @@ describe("dns name exchange over NATS", () => {
     const [ca, cb] = [new DnsNameCache(4096), new DnsNameCache(4096)];
     const ncB = await dial();
     let messages = 0;
-    const counter = ncB.subscribe(DNS_NAMES_SUBJECT, { callback: () => messages++ });
+    const counter = ncB.subscribe(DNS_NAMES_SUBJECT, {
+      callback: () => {
+        messages++;
+      },
+    });
     const a = startDnsNameShare({ nc: await dial(), cache: ca, instanceId: "a" });
     const b = startDnsNameShare({ nc: ncB, cache: cb, instanceId: "b" });
     await Promise.all(conns.map((nc) => nc.flush()));
