@@ -510,8 +510,9 @@ async function streamFlows(
 ): Promise<number> {
   const client = observerClient(opts.server);
   // Compact output reads few fields: a raw HTTP/2 stream and the lazy decoder keep up
-  // with rates the Connect client's full decode of every flow cannot.
-  const compact = opts.output === "compact";
+  // with rates the Connect client's full decode of every flow cannot
+  // (PERISCOPE_OBSERVE_DECODE=full takes the Connect client, for comparison).
+  const compact = opts.output === "compact" && process.env.PERISCOPE_OBSERVE_DECODE !== "full";
   // --timeout: the first call must get the server's answer (headers) in time.
   const dial = new AbortController();
   let timedOut = false;
