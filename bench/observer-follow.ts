@@ -252,14 +252,23 @@ async function takeRate(
   return { rate: n / secs, flows: c1.flows, cpuUsPerFlow: ((cpu1 - cpu0) * 1000) / n };
 }
 
-/** Publish rate of the `periscope observe -f` phase, flows/s (the ping -f case). */
-const CLI_RATE = 25_000;
+/**
+ * `periscope observe -f` phases: the ping -f case's rate and twice it on the default path
+ * (raw HTTP/2 and the lazy compact decoder), and the Connect client's full decode of each
+ * flow (`PERISCOPE_OBSERVE_DECODE=full`, the path before it) at a rate it kept up with.
+ */
+const CLI_PHASES: readonly { tag: string; rate: number; env: Record<string, string> }[] = [
+  { tag: "cli", rate: 25_000, env: {} },
+  { tag: "cli_50000", rate: 50_000, env: {} },
+  { tag: "cli_full_5000", rate: 5_000, env: { PERISCOPE_OBSERVE_DECODE: "full" } },
+];
 
 /**
  * `periscope observe -f -o compact` with its output going to a file, as a user would run
- * it, at {@link CLI_RATE}: flows printed and events it was told were lost, of those ingested.
+ * it, at `phase.rate`: flows printed and events it was told were lost, of those ingested.
  */
 async function cliPhase(
+  phase: (typeof CLI_PHASES)[number],
   url: string,
   send: (payload: Uint8Array) => void,
   batches: EncodedBatches,
@@ -279,7 +288,12 @@ async function cliPhase(
       "-o",
       "compact",
     ],
-    { stdout: Bun.file(outFile), stderr: "ignore", stdin: "ignore" },
+    {
+      stdout: Bun.file(outFile),
+      stderr: "ignore",
+      stdin: "ignore",
+      env: { ...process.env, ...phase.env },
+    },
   );
   try {
     await until(
@@ -305,7 +319,7 @@ async function cliPhase(
     const cpu0 = processCpuMs(observerPid) ?? 0;
     const ccpu0 = processCpuMs(cli.pid) ?? 0;
     const t0 = performance.now();
-    const sent = await publish(send, batches, CLI_RATE, PHASE_MS);
+    const sent = await publish(send, batches, phase.rate, PHASE_MS);
     const secs = (performance.now() - t0) / 1000;
     await until(
       "ingest of the phase",
@@ -330,13 +344,13 @@ async function cliPhase(
     const ccpu1 = processCpuMs(cli.pid) ?? 0;
     const printed = after.flows - before.flows;
     const lost = after.lost - before.lost;
-    emit(BENCH, "cli.published", sent / secs, "flows/s");
-    emit(BENCH, "cli.ingested", got, "flows");
-    emit(BENCH, "cli.printed", printed, "flows");
-    emit(BENCH, "cli.lost", lost, "events");
-    emit(BENCH, "cli.unaccounted", got - printed - lost, "flows");
-    emit(BENCH, "cli.cli_cpu", ((ccpu1 - ccpu0) * 1000) / Math.max(1, printed), "us/flow");
-    emit(BENCH, "cli.observer_cpu", ((cpu1 - cpu0) * 1000) / Math.max(1, got), "us/flow");
+    emit(BENCH, `${phase.tag}.published`, sent / secs, "flows/s");
+    emit(BENCH, `${phase.tag}.ingested`, got, "flows");
+    emit(BENCH, `${phase.tag}.printed`, printed, "flows");
+    emit(BENCH, `${phase.tag}.lost`, lost, "events");
+    emit(BENCH, `${phase.tag}.unaccounted`, got - printed - lost, "flows");
+    emit(BENCH, `${phase.tag}.cli_cpu`, ((ccpu1 - ccpu0) * 1000) / Math.max(1, printed), "us/flow");
+    emit(BENCH, `${phase.tag}.observer_cpu`, ((cpu1 - cpu0) * 1000) / Math.max(1, got), "us/flow");
   } finally {
     cli.kill("SIGKILL");
     await cli.exited;
@@ -464,7 +478,10 @@ export async function runObserverFollowBench(
   );
 
   // `periscope observe -f` (compact output to a file) at the issue's ping -f rate.
-  await cliPhase(url, send, batches, ingested, streams, observer.pid);
+  for (const phase of CLI_PHASES) {
+    await cliPhase(phase, url, send, batches, ingested, streams, observer.pid);
+    await until("the CLI's stream to go", performance.now(), async () => (await streams()) === 0);
+  }
 
   // Burst: fill the ring, then follow streams that start with all of it.
   const fill = await publish(send, batches, Number.POSITIVE_INFINITY, 60_000, BURST);
