@@ -408,3 +408,78 @@ describe("flows carry the process", () => {
     expect(others.length).toBeGreaterThan(0);
   });
 });
+
+describe("process filters and compact output", () => {
+  test("--pid/--comm/--binary/--container/--container-image/--uid as CEL on _flow.extensions; compact shows the process", async () => {
+    const { create, toBinary } = await import("@bufbuild/protobuf");
+    const { AnySchema } = await import("@bufbuild/protobuf/wkt");
+    const { FlowSchema, GetFlowsResponseSchema, processV1 } = await import("@periscope/proto");
+    const { compileFilters, formatCompact, PROCESS_EXTENSION_TYPE_URL } = await import(
+      "@periscope/flow"
+    );
+    const { buildFilters } = await import("../cli/src/filters.ts");
+    const flowOf = (p?: Parameters<typeof create<typeof processV1.ProcessSchema>>[1]) =>
+      create(FlowSchema, {
+        IP: { source: "10.0.0.1", destination: "10.0.0.2", ipVersion: 1 },
+        ...(p === undefined
+          ? {}
+          : {
+              extensions: create(AnySchema, {
+                typeUrl: PROCESS_EXTENSION_TYPE_URL,
+                value: toBinary(processV1.ProcessSchema, create(processV1.ProcessSchema, p)),
+              }),
+            }),
+      });
+    const curl = flowOf({
+      pid: 4243,
+      tgid: 4242,
+      comm: "curl",
+      binary: "/usr/bin/curl",
+      uid: 1000,
+      container: {
+        id: "ab".repeat(32),
+        name: "web-1",
+        image: "curlimages/curl:8",
+        runtime: "docker",
+      },
+    });
+    const nc = flowOf({ pid: 77, tgid: 77, comm: "nc", binary: "/bin/nc", uid: 0 });
+    const bare = flowOf();
+    const match = (flags: [string, string][]) => {
+      const { whitelist } = buildFilters(flags.map(([name, value]) => ({ name, value })));
+      const pred = compileFilters(whitelist, []);
+      return [curl, nc, bare].map((f) => pred(f));
+    };
+    expect(match([["pid", "4242"]])).toEqual([true, false, false]);
+    expect(match([["pid", "4243"]])).toEqual([true, false, false]);
+    expect(match([["comm", "nc"]])).toEqual([false, true, false]);
+    expect(match([["binary", "curl"]])).toEqual([true, false, false]);
+    expect(match([["binary", "/bin/nc"]])).toEqual([false, true, false]);
+    expect(match([["container", "web-1"]])).toEqual([true, false, false]);
+    expect(match([["container", "abab"]])).toEqual([true, false, false]);
+    expect(match([["container-image", "curlimages/*"]])).toEqual([true, false, false]);
+    expect(match([["uid", "0"]])).toEqual([false, true, false]);
+    // Values of one flag OR, different flags AND.
+    expect(
+      match([
+        ["comm", "nc"],
+        ["comm", "curl"],
+      ]),
+    ).toEqual([true, true, false]);
+    expect(
+      match([
+        ["comm", "curl"],
+        ["uid", "0"],
+      ]),
+    ).toEqual([false, false, false]);
+    expect(() => match([["uid", "root"]])).toThrow('--uid: "root" is not a number');
+    const line = formatCompact(
+      create(GetFlowsResponseSchema, { responseTypes: { case: "flow", value: curl } }),
+    );
+    expect(line).toEndWith("(curl[4242] in web-1)");
+    const plain = formatCompact(
+      create(GetFlowsResponseSchema, { responseTypes: { case: "flow", value: bare } }),
+    );
+    expect(plain).not.toContain("[");
+  });
+});

@@ -6,6 +6,7 @@
  * blacklist, and hubble's groups of flags that cannot be combined.
  */
 import { clone, create, equals } from "@bufbuild/protobuf";
+import { addProcessCondition, type ProcessFlag, processCondition } from "@periscope/flow";
 import {
   type FlowFilter,
   FlowFilter_ExperimentalSchema,
@@ -82,6 +83,19 @@ const workload = (v: string) => {
 };
 
 /** Every filter flag of `observe`, with hubble's names and semantics. */
+/**
+ * Process flags: each becomes a CEL condition on the flow's `periscope.process.v1.Process`
+ * (`_flow.extensions`), one expression per filter (values of a flag ORed, flags ANDed).
+ */
+const PROCESS_FLAGS: readonly (readonly [ProcessFlag, string])[] = [
+  ["pid", "Flows of sockets owned by this process (or thread) id"],
+  ["comm", "Flows of sockets owned by processes with this command name (e.g. curl)"],
+  ["binary", "Flows of sockets owned by this executable (a path, or a name: its last element)"],
+  ["container", "Flows of sockets owned by processes in this container (name or id prefix)"],
+  ["container-image", 'Flows of processes in containers of this image ("nginx:*" a prefix)'],
+  ["uid", "Flows of sockets owned by processes of this real uid"],
+];
+
 export const FILTER_FLAGS: readonly FilterFlag[] = [
   one(str("uuid", "The flow with this unique identifier, if any"), (v) => (f) => f.uuid.push(v)),
   one(
@@ -227,6 +241,16 @@ export const FILTER_FLAGS: readonly FilterFlag[] = [
       f.experimental ??= create(FlowFilter_ExperimentalSchema);
       f.experimental.celExpression.push(v);
     },
+  ),
+  ...PROCESS_FLAGS.map(([name, help]) =>
+    one(str(name, help), (v) => {
+      try {
+        processCondition(name, v);
+      } catch (err) {
+        throw new UsageError((err as Error).message);
+      }
+      return (f) => addProcessCondition(f, name, v, () => create(FlowFilter_ExperimentalSchema));
+    }),
   ),
   one(
     str("interface", "Flows observed at this network interface (e.g. eth0)"),

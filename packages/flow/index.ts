@@ -40,6 +40,14 @@ export {
   parseLabel,
 } from "./src/filters/label-selector.ts";
 export {
+  addProcessCondition,
+  flowProcess,
+  PROCESS_EXTENSION_TYPE_URL,
+  type ProcessFlag,
+  processCondition,
+  processText,
+} from "./src/filters/process.ts";
+export {
   type CompactOptions,
   flowHosts,
   flowSummary,

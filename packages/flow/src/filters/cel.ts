@@ -13,13 +13,14 @@ import {
 import { strings } from "@bufbuild/cel/ext";
 import { createRegistry, type DescField, type DescMessage, ScalarType } from "@bufbuild/protobuf";
 import { reflect } from "@bufbuild/protobuf/reflect";
-import { type Flow, FlowSchema, file_flow_flow } from "@periscope/proto";
+import { type Flow, FlowSchema, file_flow_flow, processV1 } from "@periscope/proto";
 import type { FlowPredicate } from "./combinators.ts";
 
 /** The variable a CEL expression sees the flow as, as in Hubble. */
 export const CEL_FLOW_VARIABLE = "_flow";
 
-const registry = createRegistry(file_flow_flow);
+// periscope.process.v1 too: `_flow.extensions` (an Any) unpacks to the flow's Process.
+const registry = createRegistry(file_flow_flow, processV1.file_periscope_process_v1_process);
 
 /**
  * The environment every expression compiles in: container `flow` (so

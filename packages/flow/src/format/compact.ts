@@ -12,6 +12,7 @@ import {
   TrafficDirection,
   Verdict,
 } from "@periscope/proto";
+import { processText } from "../filters/process.ts";
 import { flowPorts } from "../ports.ts";
 import { flowTypeText, verdictText } from "./flow-type.ts";
 import { formatIdentity } from "./identity.ts";
@@ -95,7 +96,9 @@ function formatFlowCompact(flow: Flow, layout: TimeLayout, opts: CompactOptions)
     arrow = "<-";
   }
   const node = opts.nodeName ? ` [${flow.nodeName}]` : "";
-  return `${formatTimestamp(flow.time, layout)}${node}: ${src} ${srcId} ${arrow} ${dst} ${dstId} ${flowTypeText(flow)} ${flowVerdict(flow, opts)} (${flowSummary(flow, opts)})`;
+  const proc = flow.extensions === undefined ? "" : processText(flow);
+  const owner = proc === "" ? "" : ` (${escapeTerminal(proc)})`;
+  return `${formatTimestamp(flow.time, layout)}${node}: ${src} ${srcId} ${arrow} ${dst} ${dstId} ${flowTypeText(flow)} ${flowVerdict(flow, opts)} (${flowSummary(flow, opts)})${owner}`;
 }
 
 function policyNames(policies: readonly Policy[]): string {
