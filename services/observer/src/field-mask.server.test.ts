@@ -92,3 +92,48 @@ describe("GetFlows field_mask over a real server", () => {
     expect((err as grpc.ServiceError).details).toContain("source.no_such_field");
   });
 });
+
+describe("GetFlows over Connect JSON", () => {
+  /** Connect enveloped request body: flags 0, big-endian length, JSON. */
+  const envelope = (json: string): Uint8Array => {
+    const msg = new TextEncoder().encode(json);
+    const out = new Uint8Array(5 + msg.length);
+    new DataView(out.buffer).setUint32(1, msg.length);
+    out.set(msg, 5);
+    return out;
+  };
+  /** The JSON messages of a Connect streaming response body (end-of-stream frame left out). */
+  const messages = (body: Uint8Array): Msg[] => {
+    const out: Msg[] = [];
+    for (let at = 0; at + 5 <= body.length; ) {
+      const flags = body[at] as number;
+      const len = new DataView(body.buffer, body.byteOffset + at + 1, 4).getUint32(0);
+      const text = new TextDecoder().decode(body.subarray(at + 5, at + 5 + len));
+      if ((flags & 2) === 0) out.push(JSON.parse(text) as Msg);
+      at += 5 + len;
+    }
+    return out;
+  };
+
+  test("field-mask - a Connect JSON client (curl, browsers) gets every field of the stored flows", async () => {
+    const post = async (json: string): Promise<Msg[]> => {
+      const r = await fetch(`${observer.url}/observer.Observer/GetFlows`, {
+        method: "POST",
+        headers: { "content-type": "application/connect+json" },
+        body: envelope(json),
+      });
+      expect(r.status).toBe(200);
+      return messages(new Uint8Array(await r.arrayBuffer()));
+    };
+    const all = await post("{}");
+    expect(all).toHaveLength(2);
+    const flows = all.map((m) => m.flow as Msg);
+    expect(flows.map((f) => (f.IP as Msg).source)).toEqual(["10.5.0.1", "10.5.0.2"]);
+    expect(flows.map((f) => (f.source as Msg).podName)).toEqual(["pod-0", "pod-1"]);
+    expect(all[0]?.nodeName).toBe("node-m");
+    // With a mask the masked message is what goes out, in JSON too.
+    const masked = await post('{"fieldMask":"source.podName,time"}');
+    expect(masked.map((m) => ((m.flow as Msg).source as Msg).podName)).toEqual(["pod-0", "pod-1"]);
+    expect((masked[0]?.flow as Msg).IP).toBeUndefined();
+  });
+});

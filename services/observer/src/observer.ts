@@ -216,8 +216,25 @@ export function createObserverService(deps: ObserverDeps): ServiceImpl<typeof Ob
   return {
     getFlows(req, ctx): AsyncIterable<GetFlowsResponse> {
       const answers = flowAnswers(deps, req, ctx.signal);
+      // Stored bytes pass through only a binary codec; a JSON client (Connect JSON,
+      // gRPC-Web JSON) needs the decoded message to print its fields.
+      const json = (ctx.requestHeader.get("content-type") ?? "").includes("json");
       return (async function* messages() {
-        for await (const a of answers) yield answerMessage(a);
+        for await (const a of answers) {
+          if (!json || !(a instanceof StoredEvent)) {
+            yield answerMessage(a);
+            continue;
+          }
+          let msg: GetFlowsResponse;
+          try {
+            msg = a.resp;
+          } catch {
+            deps.metrics?.errors.inc({ kind: "undecodable_flow" });
+            deps.log?.warn({ node: a.nodeName }, "GetFlows skipped a flow that does not decode");
+            continue;
+          }
+          yield msg;
+        }
       })();
     },
 
