@@ -18,6 +18,7 @@ import {
   SequenceLedger,
   subjects,
 } from "@periscope/bus";
+import type { EndpointInfo } from "@periscope/model";
 import {
   compileEncoder,
   FlowBatchSchema,
@@ -252,8 +253,10 @@ export async function startEnricher(
     const policyRules = await openPolicyRuleNames(b);
     cleanups.push(() => policyRules.close());
     await Promise.all([registry.ready, interfaces.ready, dropReasons.ready, policyRules.ready]);
+    /** Docker containers' addresses (plain Docker hosts), once the container cache runs. */
+    let containerEndpoint: ((ip: string) => EndpointInfo | undefined) | undefined;
     const deps: FrameDeps = {
-      endpoint: (ip) => registry.lookup(ip),
+      endpoint: (ip) => registry.lookup(ip) ?? containerEndpoint?.(ip),
       interfaceName: (node, cookie, ifindex) => interfaces.lookup(node, cookie, ifindex)?.name,
       dropReasonName: (node, reason) => dropReasons.lookup(node, reason),
       dropLocation: (node, location) => dropReasons.lookupLocation(node, location),
@@ -282,6 +285,7 @@ export async function startEnricher(
     });
     cleanups.push(() => processes.stop());
     deps.processes = processes.join;
+    containerEndpoint = (ip) => processes.containers.endpoint(ip);
     const stopL7Metrics = startL7Metrics(metrics, l7);
     cleanups.push(() => stopL7Metrics());
     const hubble = await startConfiguredHubbleMetrics(config, log);

@@ -1,4 +1,5 @@
 import { existsSync } from "node:fs";
+import type { EndpointInfo } from "@periscope/model";
 
 /** Runtimes a cgroup path can name. */
 export type ContainerRuntime = "docker" | "containerd" | "cri-o" | "podman" | "systemd";
@@ -16,6 +17,8 @@ export interface ContainerInfo {
   image: string;
   labels: Record<string, string>;
   state: ContainerState;
+  /** Addresses on the engine's networks (IPv4 and IPv6), from inspect. */
+  ips?: string[];
 }
 
 /** A lifecycle change of one container. */
@@ -110,6 +113,7 @@ export type ContainerListener = (event: ContainerEvent) => void;
 export class ContainerCache {
   private readonly byPath = new Map<string, ContainerInfo | null>();
   private readonly byId = new Map<string, ContainerInfo>();
+  private readonly byIp = new Map<string, ContainerInfo>();
   private readonly listeners = new Set<ContainerListener>();
   private readonly socket: string;
   private readonly retainMs: number;
@@ -164,6 +168,21 @@ export class ContainerCache {
     return this.byId.get(id);
   }
 
+  /**
+   * Endpoint metadata of a Docker container's address, for hosts without Kubernetes:
+   * namespace = compose project (label `com.docker.compose.project`) or "docker", pod = the
+   * container name, labels = the container's labels as "key=value".
+   */
+  endpoint(ip: string): EndpointInfo | undefined {
+    const c = this.byIp.get(ip);
+    if (c === undefined || c.state === "destroyed") return undefined;
+    return {
+      namespace: c.labels["com.docker.compose.project"] ?? "docker",
+      podName: c.name,
+      labels: Object.entries(c.labels).map(([k, v]) => `${k}=${v}`),
+    };
+  }
+
   /** Containers known (any state). */
   list(): ContainerInfo[] {
     return [...this.byId.values()];
@@ -207,6 +226,9 @@ export class ContainerCache {
         Name?: string;
         Config?: { Image?: string; Labels?: Record<string, string> | null };
         State?: { Status?: string };
+        NetworkSettings?: {
+          Networks?: Record<string, { IPAddress?: string; GlobalIPv6Address?: string }> | null;
+        };
       };
       const info = this.byId.get(c.Id) ?? {
         id: c.Id,
@@ -223,6 +245,13 @@ export class ContainerCache {
       info.state =
         status === "restarting" || status === "removing" ? "running" : (status as ContainerState);
       if (status === "dead") info.state = "exited";
+      const ips: string[] = [];
+      for (const n of Object.values(c.NetworkSettings?.Networks ?? {})) {
+        if (n.IPAddress) ips.push(n.IPAddress);
+        if (n.GlobalIPv6Address) ips.push(n.GlobalIPv6Address);
+      }
+      if (ips.length > 0) info.ips = ips;
+      for (const ip of ips) this.byIp.set(ip, info);
       this.byId.set(c.Id, info);
       return info;
     } catch {
@@ -291,6 +320,7 @@ export class ContainerCache {
       const gone = info;
       setTimeout(() => {
         if (this.byId.get(id) === gone) this.byId.delete(id);
+        for (const ip of gone.ips ?? []) if (this.byIp.get(ip) === gone) this.byIp.delete(ip);
         for (const [p, c] of this.byPath) if (c === gone) this.byPath.delete(p);
       }, this.retainMs).unref?.();
     }
