@@ -483,3 +483,66 @@ describe("process filters and compact output", () => {
     expect(plain).not.toContain("[");
   });
 });
+
+/** A Docker engine already answering with debian:12 imported (the tests never start one here). */
+const dockerReady =
+  isRoot &&
+  process.env.PERISCOPE_TEST_IN_MINIMAL_ROOT !== "1" &&
+  Bun.spawnSync(["docker", "image", "inspect", "debian:12"], { stdout: "ignore", stderr: "ignore" })
+    .exitCode === 0;
+if (!dockerReady)
+  console.log("SKIP container lifecycle test: no Docker engine with debian:12 answering");
+
+describe.skipIf(!dockerReady)("container cache with the Docker engine", () => {
+  const name = `${prefix}ctr`;
+  afterAll(() => {
+    Bun.spawnSync(["docker", "rm", "-f", name], { stdout: "ignore", stderr: "ignore" });
+  });
+
+  test("follows create, start, pause, stop, remove; name, image, labels from the engine", async () => {
+    const cache = new ContainerCache();
+    await cache.start();
+    const seen: string[] = [];
+    cache.subscribe((e) => {
+      if (e.container.name === name) seen.push(e.state);
+    });
+    const run = (args: string[]) => {
+      const r = Bun.spawnSync(["docker", ...args], { stdout: "pipe", stderr: "pipe" });
+      if (r.exitCode !== 0) throw new Error(`docker ${args.join(" ")}: ${r.stderr.toString()}`);
+      return r.stdout.toString().trim();
+    };
+    try {
+      const id = run([
+        "create",
+        "--name",
+        name,
+        "--label",
+        "tier=web",
+        "--network",
+        "none",
+        "debian:12",
+        "sleep",
+        "60",
+      ]);
+      run(["start", name]);
+      run(["pause", name]);
+      run(["unpause", name]);
+      run(["stop", "-t", "0", name]);
+      run(["rm", name]);
+      await waitFor(() => seen.includes("destroyed"), { timeoutMs: 20_000, what: "destroy event" });
+      expect(seen).toEqual(["created", "running", "paused", "running", "exited", "destroyed"]);
+      const info = cache.byContainerId(id);
+      expect(info).toMatchObject({
+        name,
+        image: "debian:12",
+        runtime: "docker",
+        state: "destroyed",
+      });
+      expect(info?.labels.tier).toBe("web");
+      expect(cache.lookup(`/system.slice/docker-${id}.scope`)?.name).toBe(name);
+      expect(cache.apiErrors).toBe(0);
+    } finally {
+      cache.stop();
+    }
+  }, 60_000);
+});
