@@ -114,6 +114,8 @@ export class ContainerCache {
   private readonly byPath = new Map<string, ContainerInfo | null>();
   private readonly byId = new Map<string, ContainerInfo>();
   private readonly byIp = new Map<string, ContainerInfo>();
+  /** The state last announced per container id. */
+  private readonly lastState = new Map<string, ContainerState>();
   private readonly listeners = new Set<ContainerListener>();
   private readonly socket: string;
   private readonly retainMs: number;
@@ -311,6 +313,11 @@ export class ContainerCache {
     const next = ev.time ?? since;
     if (state === undefined || !HEX64.test(id)) return next;
     let info = this.byId.get(id);
+    // kill, die and stop each say "exited": one event per change of state.
+    const before = this.lastState.get(id) ?? "";
+    if (state === "destroyed") this.lastState.delete(id);
+    else this.lastState.set(id, state);
+    if (before === state) return next;
     if (state !== "destroyed" && (info === undefined || info.name === ""))
       info = await this.inspect(id);
     info ??= { id, runtime: "docker", name: "", image: "", labels: {}, state: "" };
