@@ -32,9 +32,9 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends clang libbpf-dev bpftool \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY scripts/build.sh scripts/build-bpf.sh scripts/
+COPY scripts/build-bpf.sh scripts/
 COPY bpf/ bpf/
-RUN bash scripts/build.sh
+RUN bash scripts/build-bpf.sh
 
 # --- manifests: only what `bun install` reads, so source edits keep the deps layer cached -----
 FROM debian:12-slim AS manifests
@@ -62,6 +62,8 @@ WORKDIR /app
 COPY --from=deps /app/node_modules/ node_modules/
 COPY --from=bpf /src/bpf/build/*.bpf.o bpf/build/
 COPY . .
+# The web UI the observer serves (ui/dist), bundled from the sources just copied.
+RUN bun run ui/build.ts
 ENV SERVICE=collector
 # exec so the service is PID 1's direct replacement and receives SIGTERM itself.
 CMD ["sh", "-c", "exec bun run services/${SERVICE}/src/main.ts"]

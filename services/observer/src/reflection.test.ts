@@ -142,7 +142,7 @@ function decodeFiles(r: Response): FileDescriptorProto[] {
 }
 
 describe.each([...VERSIONS])("reflection %s", (version) => {
-  test("reflection - list_services names the six served services", async () => {
+  test("reflection - list_services names the seven served services", async () => {
     const r = await withSession(version, (s) => s.ask({ listServices: "" }));
     expect(r.validHost).toBe("localhost");
     expect(r.listServicesResponse?.service.map((x) => x.name).sort()).toEqual([
@@ -151,6 +151,7 @@ describe.each([...VERSIONS])("reflection %s", (version) => {
       "grpc.reflection.v1alpha.ServerReflection",
       "observer.Observer",
       "peer.Peer",
+      "periscope.telemetry.v1.Telemetry",
       "recorder.Recorder",
     ]);
   });
@@ -241,7 +242,7 @@ describe.each([...VERSIONS])("reflection %s", (version) => {
       await s.ask({ listServices: "" }),
     ]);
     expect(err?.errorResponse?.errorCode).toBe(grpc.status.NOT_FOUND);
-    expect(list?.listServicesResponse?.service.length).toBe(6);
+    expect(list?.listServicesResponse?.service.length).toBe(7);
   });
 
   test("reflection - all_extension_numbers_of_type of a known message is empty", async () => {
