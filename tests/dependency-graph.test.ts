@@ -55,7 +55,8 @@ const BENCH_FOR_TESTS = "<outside workspaces: bench/";
 const TEST_ONLY = new Set(["testing"]);
 
 /** Files only tests and development tools load: they may use devDependencies as well. */
-const TEST_FILE = /(\.test\.ts|\/testing\.ts|\/test-helpers\.ts|\/(testing|testdata|dev)\/[^/]+\.ts)$/;
+const TEST_FILE =
+  /(\.test\.ts|\/testing\.ts|\/test-helpers\.ts|\/(testing|testdata|dev)\/[^/]+\.ts)$/;
 
 interface Workspace {
   /** Short name: `@periscope/<name>`. */
