@@ -265,7 +265,9 @@ describe("compose", () => {
     expect(df).toContain("/-/bun-linux-${arch}-${BUN_VERSION}.tgz");
     // biome-ignore lint/suspicious/noTemplateCurlyInString: shell variable in the Dockerfile
     expect(df).toContain('test "$(/opt/bun/bun --version)" = "${BUN_VERSION}"');
-    expect(df).toContain("bash scripts/build.sh");
+    // The BPF stage builds only the objects; the runtime stage bundles the web UI.
+    expect(df).toContain("RUN bash scripts/build-bpf.sh");
+    expect(df).toContain("RUN bun run ui/build.ts");
     // biome-ignore lint/suspicious/noTemplateCurlyInString: shell variable in the Dockerfile
     expect(df).toContain("services/${SERVICE}/src/main.ts");
   });
