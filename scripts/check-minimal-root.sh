@@ -47,11 +47,12 @@ record() { printf '%s\t%s\t%s\n' "$1" "$2" "${3:-}" >>"$REPORT"; }
 # Inside the namespaces (PID 1 of a new PID namespace, private mount namespace).
 
 # Mounts what a booted machine has into $ROOT: the root bind-mounted onto itself
-# (`ip netns exec` remounts / as slave), proc of this PID namespace, sysfs, /dev, bpffs.
+# (`ip netns exec` remounts / as slave), proc of this PID namespace, sysfs, cgroups, /dev, bpffs.
 mount_root() {
   mount --bind "$ROOT" "$ROOT"
   mount -t proc proc "$ROOT/proc"
   mount -t sysfs sysfs "$ROOT/sys"
+  mount --rbind /sys/fs/cgroup "$ROOT/sys/fs/cgroup" # the cgroup hierarchies (v2 for the process sensor)
   mount --rbind /dev "$ROOT/dev"
   mount -t bpf bpf "$ROOT/sys/fs/bpf"
   cp -fL /etc/resolv.conf "$ROOT/etc/resolv.conf"
