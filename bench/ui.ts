@@ -4,12 +4,15 @@
  * three namespaces, TCP/UDP edges, some drops with kernel reasons) at a fixed rate, and
  * the UI page the observer serves open in headless Chromium (tests/ui/browser.ts),
  * following live. Measured in the page, per phase (idle before any flow, then each rate
- * after a 2 s warm-up at 1,000 flows/s):
+ * for {@link PHASE_MS} after a 2 s warm-up at 1,000 flows/s):
  * - `frame_p50/p99/max`: requestAnimationFrame deltas, ms (16.7 = every frame drawn);
  * - `longtasks` and `longtask_ms_per_s`: PerformanceObserver "longtask" entries (> 50 ms);
  * - `lag_p50/p99`: event-loop lag, how late a 20 ms timer fires, ms;
- * - `flows_shown_p50`: the flows/s the page's status bar reports, sampled each second;
- * - `flows_shown`, `lost_shown`: the same and lost events at the phase's end.
+ * - `published`, `flows_shown_p50`: flows/s sent, and the flows/s the page's status bar
+ *   reports, sampled each second (`shown_ratio` = the second over the first);
+ * - `lost_shown` and `lost_shown.<where>`: lost events the status bar shows at the phase's
+ *   end, in all and by where they were lost; `observer_lost.<where>`: the observer's own
+ *   `periscope_observer_events_lost_total` grown over the phase, to compare.
  *
  * Run: `bun bench/ui.ts [rate ...]` (flows/s; default 5000), or as the `ui` part of
  * `bun run bench`. Needs /usr/bin/chromium (scripts/setup.sh) and ui/dist (scripts/build.sh).
@@ -30,16 +33,16 @@ import {
   Verdict,
 } from "@periscope/proto";
 import pino from "pino";
-import type { Page } from "playwright-core";
 import { openUi } from "../tests/ui/browser.ts";
 import { ServiceChildren, Teardown } from "./procs.ts";
-import { emit, quantile } from "./report.ts";
+import { emit, quantile, scrapeMetrics } from "./report.ts";
 
 const BENCH = "ui";
 const NODE = "bench-ui-node";
 const FLOWS_PER_BATCH = 100;
 const BATCHES = 20;
-const PHASE_MS = 10_000;
+/** Each rate is published this long. */
+const PHASE_MS = 20_000;
 const IDLE_MS = 3_000;
 const TICK_MS = 10;
 const RESTAMP_MS = 2_000;
@@ -49,7 +52,7 @@ const PODS_PER_NS = 8;
 /** In-page probes, installed before the app's scripts run. */
 const PROBES = `
 (() => {
-  const s = { frames: [], lag: [], longtasks: [] };
+  const s = { frames: [], lag: [], longtasks: [], rates: [] };
   window.__uiBench = s;
   let last = performance.now();
   const frame = (t) => { s.frames.push(t - last); last = t; requestAnimationFrame(frame); };
@@ -59,6 +62,11 @@ const PROBES = `
     setTimeout(() => { s.lag.push(Math.max(0, performance.now() - want)); tick(); }, 20);
   };
   tick();
+  setInterval(() => {
+    const t = document.querySelector("[data-testid=status-rate]")?.textContent ?? "";
+    const m = /flows\\/s:\\s*([\\d.]+)/i.exec(t);
+    if (m) s.rates.push(Number(m[1]));
+  }, 1000);
   try {
     new PerformanceObserver((list) => {
       for (const e of list.getEntries()) s.longtasks.push(e.duration);
@@ -71,6 +79,8 @@ interface PageSamples {
   frames: number[];
   lag: number[];
   longtasks: number[];
+  /** The status bar's flows/s, read in the page once a second. */
+  rates: number[];
 }
 
 /** Synthetic batches: a stable set of pod-to-pod edges, 1 in 20 flows dropped. */
@@ -179,29 +189,33 @@ function sorted(xs: number[]): number[] {
   return [...xs].sort((a, b) => a - b);
 }
 
-/** Samples the status bar's flows/s once a second until `stop()`. */
-function watchStatus(page: Page): { stop(): Promise<number[]> } {
-  const rates: number[] = [];
-  let running = true;
-  const loop = (async () => {
-    while (running) {
-      await Bun.sleep(1000);
-      const text = await page
-        .locator("[data-testid=status-rate]")
-        .first()
-        .innerText({ timeout: 1000 })
-        .catch(() => "");
-      const v = /flows\/s:\s*([\d.]+)/i.exec(text)?.[1];
-      if (v !== undefined) rates.push(Number(v));
-    }
-  })();
-  return {
-    async stop() {
-      running = false;
-      await loop;
-      return rates;
-    },
-  };
+/** The observer's `events_lost_total` by `where` label. */
+async function observerLost(opsPort: number): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  const samples = await scrapeMetrics(opsPort).catch(() => []);
+  for (const s of samples) {
+    if (!s.name.endsWith("observer_events_lost_total")) continue;
+    const where = s.labels.where ?? "unknown";
+    out.set(where, (out.get(where) ?? 0) + s.value);
+  }
+  return out;
+}
+
+/**
+ * Lost events as the status bar writes them, `lost events: N (n at where, …)`: the total
+ * and the count per where (spaces in a where become `_`); undefined when not shown.
+ */
+export function lostShown(
+  text: string,
+): { total: number; byWhere: Map<string, number> } | undefined {
+  const total = /lost events:\s*(\d+)/i.exec(text)?.[1];
+  if (total === undefined) return undefined;
+  const byWhere = new Map<string, number>();
+  for (const m of text.matchAll(/(\d+) at ([^,()]+)/g)) {
+    const where = (m[2] ?? "").trim().replace(/\s+/g, "_");
+    byWhere.set(where, (byWhere.get(where) ?? 0) + Number(m[1]));
+  }
+  return { total: Number(total), byWhere };
 }
 
 /** Emits one phase's figures from the page's samples. */
@@ -257,10 +271,11 @@ export async function runUiBench(
     ui.page.evaluate(() => {
       const w = globalThis as unknown as { __uiBench: PageSamples };
       const s = w.__uiBench;
-      const out = { frames: s.frames, lag: s.lag, longtasks: s.longtasks };
+      const out = { frames: s.frames, lag: s.lag, longtasks: s.longtasks, rates: s.rates };
       w.__uiBench.frames = [];
       w.__uiBench.lag = [];
       w.__uiBench.longtasks = [];
+      w.__uiBench.rates = [];
       return out;
     });
   await take();
@@ -269,15 +284,18 @@ export async function runUiBench(
   // A first map to draw before the measured phases.
   await publish(send, next, 1000, 2000);
   for (const rate of rates) {
+    const lostBefore = await observerLost(ops);
     const t0 = performance.now();
-    const watching = watchStatus(ui.page);
     const sent = await publish(send, next, rate, PHASE_MS);
     const ms = performance.now() - t0;
-    const rates = await watching.stop();
-    process.stderr.write(`bench ui: page flows/s each second at ${rate}: ${rates.join(" ")}\n`);
-    emit(BENCH, `${rate}.flows_shown_p50`, quantile(sorted(rates), 0.5), "flows/s");
     const samples = await take();
-    emit(BENCH, `${rate}.published`, (sent / ms) * 1000, "flows/s");
+    const shownEach = samples.rates;
+    process.stderr.write(`bench ui: page flows/s each second at ${rate}: ${shownEach.join(" ")}\n`);
+    const published = (sent / ms) * 1000;
+    const shownP50 = quantile(sorted(shownEach), 0.5);
+    emit(BENCH, `${rate}.published`, published, "flows/s");
+    emit(BENCH, `${rate}.flows_shown_p50`, shownP50, "flows/s");
+    emit(BENCH, `${rate}.shown_ratio`, shownP50 / published, "ratio");
     report(String(rate), samples, ms);
     const status = await ui.page
       .locator("[data-testid=status]")
@@ -287,8 +305,22 @@ export async function runUiBench(
     process.stderr.write(`bench ui: status at ${rate} flows/s: ${status.replace(/\s+/g, " ")}\n`);
     const shown = /flows\/s:\s*([\d.]+)/i.exec(status)?.[1];
     if (shown !== undefined) emit(BENCH, `${rate}.flows_shown`, Number(shown), "flows/s");
-    const lost = /lost events:\s*(\d+)/i.exec(status)?.[1];
-    if (lost !== undefined) emit(BENCH, `${rate}.lost_shown`, Number(lost), "events");
+    const lostText = await ui.page
+      .locator("[data-testid=status-lost]")
+      .first()
+      .innerText({ timeout: 2000 })
+      .catch(() => "");
+    const lost = lostShown(lostText);
+    if (lost !== undefined) {
+      emit(BENCH, `${rate}.lost_shown`, lost.total, "events");
+      for (const [where, n] of lost.byWhere)
+        emit(BENCH, `${rate}.lost_shown.${where}`, n, "events");
+    }
+    const lostAfter = await observerLost(ops);
+    for (const [where, n] of lostAfter) {
+      const grown = n - (lostBefore.get(where) ?? 0);
+      if (grown > 0) emit(BENCH, `${rate}.observer_lost.${where}`, grown, "events");
+    }
     await ui.screenshot(`bench-${rate}`);
   }
   if (ui.errors.length > 0)
