@@ -23,6 +23,16 @@
  * Not attributed: forwarded traffic (no local socket), sockets created
  * before the programs (user space backfills those from /proc at start),
  * sockets handed to another process keep their creator (UDP) or listener.
+ *
+ * Expiry: the stored owner (and the UDP per-flow dedupe state) goes when the
+ * socket closes: deleted at sockops STATE_CB to TCP_CLOSE (enabled per
+ * socket with bpf_sock_ops_cb_flags_set), cleared at cgroup/sock_release for
+ * UDP (cgroup sock programs cannot delete storage), so a tuple reused by
+ * another socket gets a record of its own owner.
+ *
+ * Namespace filter: socket-owner records only for sockets whose network
+ * namespace cookie is in `watched_netns`, unless `proc_filter` says the map
+ * is empty (then all). Lifecycle records are not filtered.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
@@ -65,7 +75,9 @@ struct {
 #define PROC_STAT_LOST 1         /* process records lost: ring buffer full */
 #define PROC_STAT_SOCK_EMITTED 2 /* socket-owner records written */
 #define PROC_STAT_SOCK_LOST 3    /* socket-owner records lost */
-#define PROC_STAT_N 4
+#define PROC_STAT_SOCK_EXPIRED 4 /* stored owners deleted when their socket closed */
+#define PROC_STAT_SOCK_FILTERED 5 /* socket-owner records skipped: namespace not watched */
+#define PROC_STAT_N 6
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, PROC_STAT_N);
@@ -80,6 +92,22 @@ struct {
 	__type(key, __u32);
 	__type(value, struct pscope_proc);
 } proc_scratch SEC(".maps");
+
+/* Network namespaces (cookies) whose sockets are reported (value unused). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u8);
+} watched_netns SEC(".maps");
+
+/* Entry 0: number of entries user space keeps in watched_netns (0: report all). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} proc_filter SEC(".maps");
 
 /* Process start time by tgid, for hooks that cannot read the task (cgroup hooks). */
 struct {
@@ -129,9 +157,34 @@ static __always_inline void emit(void *rec, __u64 size, __u64 max, __u32 stat_ok
 		count(stat_ok);
 }
 
+/* Whether socket-owner records of namespace `cookie` are wanted; counts the skipped. */
+static __always_inline int netns_wanted(__u64 cookie)
+{
+	__u32 zero = 0;
+	__u32 *n = bpf_map_lookup_elem(&proc_filter, &zero);
+
+	if (!n || *n == 0 || bpf_map_lookup_elem(&watched_netns, &cookie))
+		return 1;
+	count(PROC_STAT_SOCK_FILTERED);
+	return 0;
+}
+
 static __always_inline __u64 task_start(struct task_struct *t)
 {
 	return BPF_CORE_READ(t, group_leader, start_boottime);
+}
+
+/* Process id of `t` in its own (innermost) pid namespace: its group leader's pid there. */
+static __always_inline __u32 task_ns_tgid(struct task_struct *t)
+{
+	struct pid *pid = BPF_CORE_READ(t, group_leader, thread_pid);
+	unsigned int level = BPF_CORE_READ(pid, level);
+	struct upid up = {};
+
+	if (level > 32)
+		return 0;
+	bpf_core_read(&up, sizeof(up), &pid->numbers[level]);
+	return up.nr;
 }
 
 /* The fields every process record has, from `t`. */
@@ -162,7 +215,7 @@ static __always_inline void fill_task(struct pscope_proc *rec, struct task_struc
 	bpf_probe_read_kernel_str(rec->comm, sizeof(rec->comm), &t->comm);
 	rec->path_len = 0;
 	rec->args_len = 0;
-	rec->_pad0 = 0;
+	rec->ns_tgid = task_ns_tgid(t);
 }
 
 static __always_inline struct pscope_proc *scratch(void)
@@ -333,19 +386,30 @@ static __always_inline int skops_tuple(struct pscope_sock_owner *rec, struct bpf
 	return 1;
 }
 
+/* Deletes the stored owner of `sk` (socket closing), counting it when there was one. */
+static __always_inline void expire_owner(struct bpf_sock *sk)
+{
+	if (bpf_sk_storage_delete(&sk_owners, sk) == 0)
+		count(PROC_STAT_SOCK_EXPIRED);
+}
+
 SEC("sockops")
 int sock_tcp_ops(struct bpf_sock_ops *skops)
 {
 	struct pscope_sock_owner rec = {};
 	struct sk_owner cur = {}, *o;
 	struct bpf_sock *sk;
+	__u64 netns;
 
 	switch (skops->op) {
 	case BPF_SOCK_OPS_TCP_CONNECT_CB:
 		if (!skops_tuple(&rec, skops))
 			return 1;
+		netns = bpf_get_netns_cookie(skops);
+		if (!netns_wanted(netns))
+			return 1;
 		current_owner(&cur);
-		rec.netns_cookie = bpf_get_netns_cookie(skops);
+		rec.netns_cookie = netns;
 		rec.sock_cookie = bpf_get_socket_cookie(skops);
 		emit_owner(&rec, &cur, PSCOPE_SOCK_TCP_CONNECT);
 		return 1;
@@ -354,8 +418,12 @@ int sock_tcp_ops(struct bpf_sock_ops *skops)
 		if (!sk)
 			return 1;
 		o = bpf_sk_storage_get(&sk_owners, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-		if (o)
+		if (o) {
 			current_owner(o);
+			/* The listener's storage goes when it closes. */
+			bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
+							       BPF_SOCK_OPS_STATE_CB_FLAG);
+		}
 		return 1;
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
 		sk = skops->sk;
@@ -364,9 +432,23 @@ int sock_tcp_ops(struct bpf_sock_ops *skops)
 		o = bpf_sk_storage_get(&sk_owners, sk, 0, 0);
 		if (!o)
 			return 1; /* listener older than the programs */
-		rec.netns_cookie = bpf_get_netns_cookie(skops);
+		/* The clone of the listener's owner goes when this connection closes. */
+		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
+						       BPF_SOCK_OPS_STATE_CB_FLAG);
+		netns = bpf_get_netns_cookie(skops);
+		if (!netns_wanted(netns))
+			return 1;
+		rec.netns_cookie = netns;
 		rec.sock_cookie = bpf_get_socket_cookie(skops);
 		emit_owner(&rec, o, PSCOPE_SOCK_TCP_ACCEPT);
+		return 1;
+	case BPF_SOCK_OPS_STATE_CB:
+		/* args[0]: old state, args[1]: new state. */
+		if (skops->args[1] != BPF_TCP_CLOSE)
+			return 1;
+		sk = skops->sk;
+		if (sk)
+			expire_owner(sk);
 		return 1;
 	}
 	return 1;
@@ -385,6 +467,23 @@ int sock_udp_create(struct bpf_sock *sk)
 	return 1;
 }
 
+/* cgroup sock programs cannot delete socket storage: the owner is cleared instead (tgid
+ * 0: no owner), with the UDP dedupe state; the storage itself goes with the socket. */
+SEC("cgroup/sock_release")
+int sock_udp_release(struct bpf_sock *sk)
+{
+	struct sk_owner *o;
+
+	if (sk->protocol != IPPROTO_UDP)
+		return 1;
+	o = bpf_sk_storage_get(&sk_owners, sk, 0, 0);
+	if (!o || o->tgid == 0)
+		return 1;
+	__builtin_memset(o, 0, sizeof(*o));
+	count(PROC_STAT_SOCK_EXPIRED);
+	return 1;
+}
+
 /* A UDP datagram of a socket with a stored owner: one record per (socket, flow). */
 static __always_inline void udp_packet(struct __sk_buff *skb, int egress)
 {
@@ -400,8 +499,8 @@ static __always_inline void udp_packet(struct __sk_buff *skb, int egress)
 	if (!sk || sk->protocol != IPPROTO_UDP)
 		return;
 	o = bpf_sk_storage_get(&sk_owners, sk, 0, 0);
-	if (!o)
-		return;
+	if (!o || o->tgid == 0)
+		return; /* no owner, or expired */
 	if (skb->protocol == bpf_htons(0x0800)) {
 		struct iphdr ip;
 
@@ -442,8 +541,10 @@ static __always_inline void udp_packet(struct __sk_buff *skb, int egress)
 	owner_hash(&rec);
 	if (o->last_hash == rec.flow_hash)
 		return;
-	o->last_hash = rec.flow_hash;
 	rec.netns_cookie = bpf_get_netns_cookie(skb);
+	if (!netns_wanted(rec.netns_cookie))
+		return; /* last_hash kept: reported once its namespace is watched */
+	o->last_hash = rec.flow_hash;
 	rec.sock_cookie = bpf_get_socket_cookie(skb);
 	emit_owner(&rec, o, PSCOPE_SOCK_UDP);
 }

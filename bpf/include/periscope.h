@@ -389,7 +389,7 @@ struct pscope_proc {
 	char comm[16];
 	__u16 path_len;  /* exec: bytes of binary path at data[0], with its NUL */
 	__u16 args_len;  /* exec: argument bytes after the path */
-	__u32 _pad0;
+	__u32 ns_tgid;   /* tgid in the task's own pid namespace (exec, fork: also its pid) */
 	__u8 data[PSCOPE_PROC_MAX_PATH + PSCOPE_PROC_MAX_ARGS];
 };
 

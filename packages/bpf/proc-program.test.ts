@@ -85,6 +85,8 @@ describe.skipIf(!isRoot || OWN_PID_NS)("bpf proc program", () => {
     expect(last?.args).toEqual(["/bin/true", "one", "two words"]);
     expect(last?.comm).toBe("true");
     expect(last).toMatchObject({ pid, ppid: process.pid, uid: 0, gid: 0, euid: 0, egid: 0 });
+    // Outside a container the pid in the process's own pid namespace is its pid.
+    expect(last?.nsTgid).toBe(pid);
     expect(last?.cgroupId).toBe(cgroupIdOf(process.pid));
     expect(last?.truncated).toBe(false);
     const exit = procs.find((r) => r.tgid === pid && r.event === PROC_EVENT.EXIT);
@@ -227,4 +229,162 @@ describe.skipIf(!isRoot || OWN_PID_NS)("bpf proc program", () => {
       await server.exited;
     }
   });
+
+  test("exec in a new pid namespace carries the pid seen inside it", async () => {
+    // unshare forks a child that is pid 1 of the new namespace; it execs /bin/true.
+    const u = Bun.spawn(["unshare", "--pid", "--fork", "/bin/true", "in-pidns"]);
+    expect(await u.exited).toBe(0);
+    const inner = (r: ProcRecord) =>
+      r.event === PROC_EVENT.EXEC && r.binary === "/bin/true" && r.args.at(-1) === "in-pidns";
+    await until("exec of /bin/true in the new pid namespace", () => procs.some(inner));
+    const rec = procs.find(inner);
+    expect(rec?.nsTgid).toBe(1);
+    expect(rec?.tgid).not.toBe(1);
+    expect(rec?.ppid).toBe(u.pid);
+  });
+
+  test("a source port reused by another process gets a fresh owner (TCP and UDP)", async () => {
+    const expiredBefore = prog.counters().sockExpired;
+    const port = 20000 + Math.floor(Math.random() * 10000);
+    const sport = 30000 + Math.floor(Math.random() * 10000);
+    // No TIME_WAIT in nsA (closed sockets skip it), so the client's port can be bound again.
+    const sysctl = Bun.spawn([
+      "ip",
+      "netns",
+      "exec",
+      pair.nsA,
+      "sysctl",
+      "-qw",
+      "net.ipv4.tcp_max_tw_buckets=0",
+    ]);
+    expect(await sysctl.exited).toBe(0);
+    const server = run(pair.nsB, ["nc", "-l", "-k", "-s", pair.ipB, "-p", String(port)]);
+    try {
+      const clients: number[] = [];
+      for (let i = 0; i < 2; i++) {
+        await waitFor(
+          async () => {
+            const c = run(pair.nsA, [
+              "nc",
+              "-N",
+              "-w",
+              "2",
+              "-p",
+              String(sport),
+              pair.ipB,
+              String(port),
+            ]);
+            c.stdin.write(`hello ${i}\n`);
+            c.stdin.end();
+            await c.exited;
+            if (c.exitCode !== 0) return false;
+            clients.push(c.pid);
+            return true;
+          },
+          { timeoutMs: 8000, what: `TCP connection ${i + 1} from port ${sport}` },
+        );
+      }
+      const tcp = () =>
+        owners.filter(
+          (o) => o.proto === 6 && o.source === SOCK_SOURCE.TCP_CONNECT && o.sport === sport,
+        );
+      const accepted = () =>
+        owners.filter(
+          (o) => o.source === SOCK_SOURCE.TCP_ACCEPT && o.sport === port && o.dport === sport,
+        );
+      await until("both connects and accepts", () =>
+        clients.every((pid) => tcp().some((o) => o.tgid === pid) && accepted().length >= 2),
+      );
+      const [first, second] = clients.map((pid) => tcp().find((o) => o.tgid === pid));
+      expect(first?.tgid).not.toBe(second?.tgid);
+      expect(first?.flowHash).toBe(second?.flowHash ?? -1);
+      expect(first?.sockCookie).not.toBe(second?.sockCookie ?? 0n);
+      // Both accepted sockets' owners (copies of the listener's) expire when they close.
+      await until(
+        "accepted sockets' owners expired",
+        () => prog.counters().sockExpired >= expiredBefore + 2n,
+      );
+
+      // UDP: the first sender's socket is released, the second gets its own record.
+      const udpPort = port + 1;
+      const udpSenders: number[] = [];
+      for (let i = 0; i < 2; i++) {
+        const c = run(pair.nsA, [
+          "nc",
+          "-u",
+          "-w",
+          "1",
+          "-p",
+          String(sport),
+          pair.ipB,
+          String(udpPort),
+        ]);
+        c.stdin.write(`ping ${i}\n`);
+        c.stdin.end();
+        await c.exited;
+        udpSenders.push(c.pid);
+      }
+      const udp = () => owners.filter((o) => o.proto === 17 && o.sport === sport);
+      await until("both UDP senders reported", () =>
+        udpSenders.every((pid) => udp().some((o) => o.tgid === pid)),
+      );
+      const hashes = new Set(udp().map((o) => o.flowHash));
+      expect(hashes.size).toBe(1);
+      for (const pid of udpSenders) expect(udp().filter((o) => o.tgid === pid).length).toBe(1);
+    } finally {
+      server.kill();
+      await server.exited;
+    }
+  }, 30_000);
+
+  test("namespace filter: socket owners only for watched namespaces, lifecycle unfiltered", async () => {
+    const filteredBefore = prog.counters().sockFiltered;
+    prog.watchNetns([netnsCookie(pair.nsA)]);
+    const port = 20000 + Math.floor(Math.random() * 10000);
+    const connectOnce = async (): Promise<{ server: number; client: number }> => {
+      const server = run(pair.nsB, ["nc", "-l", "-s", pair.ipB, "-p", String(port)]);
+      try {
+        let client = -1;
+        await waitFor(
+          async () => {
+            const c = run(pair.nsA, ["nc", "-N", "-w", "2", pair.ipB, String(port)]);
+            c.stdin.write("hi\n");
+            c.stdin.end();
+            await c.exited;
+            client = c.pid;
+            return c.exitCode === 0;
+          },
+          { timeoutMs: 5000, what: "TCP connect accepted" },
+        );
+        return { server: server.pid, client };
+      } finally {
+        server.kill();
+        await server.exited;
+      }
+    };
+    try {
+      expect([...prog.watchedNetns()]).toEqual([netnsCookie(pair.nsA)]);
+      const one = await connectOnce();
+      await until(
+        "client owner and exec of the server",
+        () =>
+          owners.some((o) => o.tgid === one.client) &&
+          procs.some((r) => r.tgid === one.server && r.event === PROC_EVENT.EXEC),
+      );
+      // The accept in nsB happened before the client's connect returned: skipped, counted.
+      expect(owners.some((o) => o.tgid === one.server)).toBe(false);
+      expect(prog.counters().sockFiltered).toBeGreaterThan(filteredBefore);
+
+      prog.watchNetns([]);
+      expect(prog.watchedNetns().size).toBe(0);
+      const two = await connectOnce();
+      await until(
+        "both owners with the filter cleared",
+        () =>
+          owners.some((o) => o.tgid === two.client) && owners.some((o) => o.tgid === two.server),
+      );
+    } finally {
+      prog.watchNetns([]);
+    }
+  }, 20_000);
 });

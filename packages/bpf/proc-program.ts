@@ -32,11 +32,18 @@ const TRACEPOINTS = ["proc_exec", "proc_fork", "proc_exit"] as const;
 const CGROUP_PROGRAMS = [
   "sock_tcp_ops",
   "sock_udp_create",
+  "sock_udp_release",
   "sock_udp_egress",
   "sock_udp_ingress",
 ] as const;
 /** Every program name of proc.bpf.o (leftover checks look for these). */
 export const PROC_PROGRAM_NAMES: readonly string[] = [...TRACEPOINTS, ...CGROUP_PROGRAMS];
+
+/** BPF_ANY for bpf_map_update_elem. */
+const BPF_ANY = 0;
+
+/** Size of the kernel's watched_netns map. */
+export const MAX_WATCHED_NETNS = 4096;
 
 const O_RDONLY_DIRECTORY_CLOEXEC = 0o2000000 | 0o200000;
 
@@ -50,6 +57,10 @@ export interface ProcCounters {
   sockEmitted: bigint;
   /** Socket-owner records lost. */
   sockLost: bigint;
+  /** Stored socket owners deleted when their socket closed. */
+  sockExpired: bigint;
+  /** Socket-owner records not written: the socket's network namespace is not watched. */
+  sockFiltered: bigint;
 }
 
 /** Options for {@link ProcProgram.load}. */
@@ -92,6 +103,10 @@ export class ProcProgram {
   readonly #links: Pointer[] = [];
   readonly #ring: RingBufferReader;
   readonly #statsFd: number;
+  readonly #netnsFd: number;
+  readonly #filterFd: number;
+  /** Cookies in the kernel's watched_netns map. */
+  readonly #watched = new Set<bigint>();
   /** Argument bytes copied per exec. */
   readonly maxArgs: number;
   /** Whether the socket-ownership hooks are attached. */
@@ -101,6 +116,8 @@ export class ProcProgram {
     this.#obj = obj;
     this.#ring = new RingBufferReader(mapFdOf(obj, "proc_events"), ringBytes);
     this.#statsFd = mapFdOf(obj, "proc_stats");
+    this.#netnsFd = mapFdOf(obj, "watched_netns");
+    this.#filterFd = mapFdOf(obj, "proc_filter");
     this.maxArgs = maxArgs;
     this.sockets = sockets;
   }
@@ -169,7 +186,60 @@ export class ProcProgram {
   counters(): ProcCounters {
     if (this.#obj === null) throw new BpfError("counters", ERRNO.EBADF, "proc program is closed");
     const sum = (key: number): bigint => sumPerCpu(this.#statsFd, "proc_stats", key);
-    return { procEmitted: sum(0), procLost: sum(1), sockEmitted: sum(2), sockLost: sum(3) };
+    return {
+      procEmitted: sum(0),
+      procLost: sum(1),
+      sockEmitted: sum(2),
+      sockLost: sum(3),
+      sockExpired: sum(4),
+      sockFiltered: sum(5),
+    };
+  }
+
+  /** Network namespace cookies whose socket owners are reported (empty: every namespace). */
+  watchedNetns(): ReadonlySet<bigint> {
+    return new Set(this.#watched);
+  }
+
+  /**
+   * Reports socket owners only for sockets in these network namespaces (by cookie); an
+   * empty set reports every namespace. Lifecycle records are not filtered. Entries are
+   * added before the count is raised and removed after it is lowered, so the kernel never
+   * filters on a partly written set.
+   * @throws BpfError naming the map update that failed; RangeError beyond 4096 namespaces.
+   */
+  watchNetns(cookies: Iterable<bigint>): void {
+    if (this.#obj === null) throw new BpfError("watchNetns", ERRNO.EBADF, "proc program is closed");
+    const want = new Set([...cookies].filter((c) => c !== 0n));
+    if (want.size > MAX_WATCHED_NETNS) {
+      throw new RangeError(`at most ${MAX_WATCHED_NETNS} watched namespaces, got ${want.size}`);
+    }
+    const key = new BigUint64Array(1);
+    const one = new Uint8Array(1);
+    for (const c of want) {
+      if (this.#watched.has(c)) continue;
+      key[0] = c;
+      const rc = libbpf().bpf_map_update_elem(this.#netnsFd, ptr(key), ptr(one), BPF_ANY);
+      if (rc < 0) throw new BpfError("bpf_map_update_elem(watched_netns)", -rc);
+      this.#watched.add(c);
+    }
+    const gone = [...this.#watched].filter((c) => !want.has(c));
+    this.#setFilterCount(want.size);
+    for (const c of gone) {
+      key[0] = c;
+      const rc = libbpf().bpf_map_delete_elem(this.#netnsFd, ptr(key));
+      if (rc < 0 && -rc !== ERRNO.ENOENT) {
+        throw new BpfError("bpf_map_delete_elem(watched_netns)", -rc);
+      }
+      this.#watched.delete(c);
+    }
+  }
+
+  #setFilterCount(n: number): void {
+    const key = new Uint32Array([0]);
+    const value = new Uint32Array([n]);
+    const rc = libbpf().bpf_map_update_elem(this.#filterFd, ptr(key), ptr(value), BPF_ANY);
+    if (rc < 0) throw new BpfError("bpf_map_update_elem(proc_filter)", -rc);
   }
 
   /** Detaches every hook and unloads the program. Safe to call again. */

@@ -74,9 +74,19 @@ test("wire proc - exec record round-trips with path and arguments", () => {
   );
   expect(decodeProcRecord(bytes)).toEqual({
     ...exec,
+    nsTgid: exec.tgid,
     argsBytes: 19,
     truncated: false,
   });
+});
+
+test("wire proc - the pid in the process's own pid namespace sits at ns_tgid (offset 100)", () => {
+  const bytes = encodeProcRecord({ ...exec, nsTgid: 7 });
+  expect(new DataView(bytes.buffer).getUint32(PROC_LAYOUT.fields.ns_tgid.offset, true)).toBe(7);
+  expect(PROC_LAYOUT.fields.ns_tgid.offset).toBe(100);
+  const rec = decodeProcRecord(bytes);
+  expect(rec.nsTgid).toBe(7);
+  expect(rec.tgid).toBe(4242);
 });
 
 test("wire proc - fork and exit carry no data; exit keeps the wait status", () => {

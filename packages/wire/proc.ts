@@ -55,7 +55,7 @@ export const PROC_LAYOUT = {
     comm: { offset: 80, size: 16 },
     path_len: { offset: 96, size: 2 },
     args_len: { offset: 98, size: 2 },
-    _pad0: { offset: 100, size: 4 },
+    ns_tgid: { offset: 100, size: 4 },
     data: { offset: PROC_FIXED_SIZE, size: PROC_MAX_PATH + PROC_MAX_ARGS },
   },
 } as const satisfies StructLayout;
@@ -117,6 +117,11 @@ export interface ProcRecord {
   tgid: number;
   /** Parent process id. */
   ppid: number;
+  /**
+   * Process id in the task's own pid namespace (a container's pid; equals `tgid` outside
+   * one). Exec and fork records are of a process's only thread, so it is also its pid.
+   */
+  nsTgid: number;
   uid: number;
   gid: number;
   euid: number;
@@ -230,6 +235,7 @@ export function decodeProcRecord(bytes: Uint8Array): ProcRecord {
     pid: v.getUint32(f.pid.offset, true),
     tgid: v.getUint32(f.tgid.offset, true),
     ppid: v.getUint32(f.ppid.offset, true),
+    nsTgid: v.getUint32(f.ns_tgid.offset, true),
     uid: v.getUint32(f.uid.offset, true),
     gid: v.getUint32(f.gid.offset, true),
     euid: v.getUint32(f.euid.offset, true),
@@ -297,10 +303,14 @@ function writeComm(bytes: Uint8Array, offset: number, comm: string): void {
   bytes.set(encoder.encode(comm).subarray(0, 15), offset);
 }
 
-/** A process record to encode; `binary` and `args` are written for exec only. */
-export type ProcRecordInit = Omit<ProcRecord, "argsBytes" | "truncated"> & {
+/**
+ * A process record to encode; `binary` and `args` are written for exec only; `nsTgid`
+ * defaults to `tgid` (a process outside any container).
+ */
+export type ProcRecordInit = Omit<ProcRecord, "argsBytes" | "truncated" | "nsTgid"> & {
   argsBytes?: number;
   truncated?: boolean;
+  nsTgid?: number;
 };
 
 /**
@@ -330,6 +340,7 @@ export function encodeProcRecord(rec: ProcRecordInit): Uint8Array {
   v.setUint32(f.pid.offset, rec.pid, true);
   v.setUint32(f.tgid.offset, rec.tgid, true);
   v.setUint32(f.ppid.offset, rec.ppid, true);
+  v.setUint32(f.ns_tgid.offset, rec.nsTgid ?? rec.tgid, true);
   v.setUint32(f.uid.offset, rec.uid, true);
   v.setUint32(f.gid.offset, rec.gid, true);
   v.setUint32(f.euid.offset, rec.euid, true);
