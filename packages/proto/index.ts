@@ -37,6 +37,8 @@ export {
   TLSSchema as PeerTLSSchema,
 } from "./src/gen/peer/peer_pb.ts";
 export * from "./src/gen/periscope/bus/v1/bus_pb.ts";
+/** `periscope.flowstats.v1`: bytes and packets per connection from the flow records (observer). */
+export * as flowstatsV1 from "./src/gen/periscope/flowstats/v1/flowstats_pb.ts";
 /** `periscope.netflow.v1`: flow records on `periscope.netflows.<node>` (names overlap `flow`'s). */
 export * as netflowV1 from "./src/gen/periscope/netflow/v1/netflow_pb.ts";
 /** `periscope.process.v1`: the process and container of a flow, in `Flow.extensions`. */

@@ -142,7 +142,7 @@ function decodeFiles(r: Response): FileDescriptorProto[] {
 }
 
 describe.each([...VERSIONS])("reflection %s", (version) => {
-  test("reflection - list_services names the seven served services", async () => {
+  test("reflection - list_services names the eight served services", async () => {
     const r = await withSession(version, (s) => s.ask({ listServices: "" }));
     expect(r.validHost).toBe("localhost");
     expect(r.listServicesResponse?.service.map((x) => x.name).sort()).toEqual([
@@ -151,6 +151,7 @@ describe.each([...VERSIONS])("reflection %s", (version) => {
       "grpc.reflection.v1alpha.ServerReflection",
       "observer.Observer",
       "peer.Peer",
+      "periscope.flowstats.v1.FlowStatsService",
       "periscope.telemetry.v1.Telemetry",
       "recorder.Recorder",
     ]);
@@ -242,7 +243,7 @@ describe.each([...VERSIONS])("reflection %s", (version) => {
       await s.ask({ listServices: "" }),
     ]);
     expect(err?.errorResponse?.errorCode).toBe(grpc.status.NOT_FOUND);
-    expect(list?.listServicesResponse?.service.length).toBe(7);
+    expect(list?.listServicesResponse?.service.length).toBe(8);
   });
 
   test("reflection - all_extension_numbers_of_type of a known message is empty", async () => {

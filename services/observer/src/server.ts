@@ -27,6 +27,8 @@ import {
 import { startAgentIngest } from "./agent-ingest.ts";
 import type { ObserverConfig } from "./config.ts";
 import { type FastStreamDeps, isGrpcGetFlows, serveGrpcGetFlows } from "./fast-stream.ts";
+import { FlowStats } from "./flow-stats.ts";
+import { flowStatsRoutes, startFlowStatsSource } from "./flow-stats-source.ts";
 import { specGrpcMessages } from "./grpc-message.ts";
 import { healthRoutes } from "./health.ts";
 import { type Ingest, startIngest } from "./ingest.ts";
@@ -150,6 +152,15 @@ export async function startObserver(
       onError: (kind) => metrics.errors.inc({ kind }),
     });
     cleanups.push(() => telemetrySources.stop());
+    // Bytes and packets per connection from the collectors' flow records (if they export them).
+    const flowStats = new FlowStats();
+    const flowStatsSource = startFlowStatsSource({
+      bus,
+      stats: flowStats,
+      log,
+      metrics: telemetry,
+    });
+    cleanups.push(() => flowStatsSource.stop());
     const subscriptions = telemetry.gauge(
       "telemetry_subscriptions",
       "Open Telemetry/Subscribe streams.",
@@ -188,6 +199,7 @@ export async function startObserver(
         observer(router);
         router.service(telemetryV1.Telemetry, createTelemetryService(telemetryHub));
         recorderProxyRoutes(config.recorderAddr)(router);
+        flowStatsRoutes(flowStats)(router);
         health(router);
         reflectionRoutes()(router); // last: it describes the services registered before it
       },
