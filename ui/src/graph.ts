@@ -14,6 +14,7 @@
  */
 import dagre from "@dagrejs/dagre";
 import type { Endpoint, Flow } from "@periscope/proto/src/gen/flow/flow_pb.ts";
+import { noteEdgeAddrs } from "./bytes.ts";
 
 /** Verdict names an edge is colored by. */
 export type EdgeVerdict = "FORWARDED" | "DROPPED" | "AUDIT";
@@ -53,6 +54,8 @@ export interface MapEdge {
   flows: number;
   /** Bytes where flows carry them (0 = unknown). */
   bytes: number;
+  /** "client>server" address pairs seen (newest few): the flow stats join (bytes.ts). */
+  addrs?: string[];
   readonly verdicts: Record<EdgeVerdict, number>;
   /** Drop reason description → count. */
   readonly dropReasons: Map<string, number>;
@@ -195,6 +198,7 @@ export class GraphModel {
       this.edges.set(id, e);
     }
     e.flows++;
+    noteEdgeAddrs(e, flow.IP?.source ?? "", flow.IP?.destination ?? "", reply);
     e.lastSeenMs = Math.max(e.lastSeenMs, t);
     const v = VERDICTS[flow.verdict];
     if (v) e.verdicts[v]++;

@@ -4,6 +4,7 @@
  * the same nodes and edges (the accessible mirror) with each edge's details.
  */
 import { useState } from "preact/hooks";
+import { EdgeBytesLine } from "./bytes-view.ts";
 import {
   edgeVerdict,
   type GraphModel,
@@ -52,7 +53,7 @@ export function EdgeDetails(props: { edge: MapEdge }) {
         flows: {e.flows} (forwarded {e.verdicts.FORWARDED}, dropped {e.verdicts.DROPPED}, audit{" "}
         {e.verdicts.AUDIT})
       </div>
-      <div>bytes: {e.bytes > 0 ? e.bytes : "unknown"}</div>
+      <EdgeBytesLine edge={e} />
       {e.dropReasons.size > 0 && (
         <div data-testid="drop-reasons">
           drop reasons:{" "}
