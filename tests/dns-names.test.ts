@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { PodProcess } from "@periscope/devstack";
 import { type Flow, FlowType } from "@periscope/proto";
 import { waitFor } from "@periscope/testing";
+import { startDnsmasq, startHttpServer } from "./enricher-stack.ts";
 import { type Stack, startStack, testPrefix } from "./harness.ts";
 
 const NODE = "names-node";
@@ -51,31 +52,12 @@ beforeAll(async () => {
   const t = stack.topology;
   backendIp = t.pod("backend").ipv4;
   servers.push(
-    t.spawn("backend", [
-      "dnsmasq",
-      "--no-daemon",
-      "--conf-file=/dev/null",
-      "--no-resolv",
-      "--no-hosts",
-      "--user=root",
-      "--pid-file=",
-      "--bind-interfaces",
-      `--listen-address=${backendIp}`,
-      `--local=/${DOMAIN}/`,
+    startDnsmasq(t, "backend", DOMAIN, [
       `--host-record=api.${DOMAIN},${backendIp}`,
       `--cname=www.${DOMAIN},api.${DOMAIN}`,
     ]),
   );
-  const http = t.spawn("backend", [
-    "bun",
-    "-e",
-    `Bun.serve({ hostname: "0.0.0.0", port: ${HTTP_PORT}, fetch: () => new Response("ok") }); console.log("up");`,
-  ]);
-  servers.push(http);
-  const reader = http.stdout.getReader();
-  const { value } = await reader.read();
-  reader.releaseLock();
-  if (!new TextDecoder().decode(value).includes("up")) throw new Error("http server did not start");
+  servers.push(await startHttpServer(t, "backend", HTTP_PORT));
   // Every enricher holds partitions before any traffic, so connections spread over all three.
   await waitFor(
     async () => {

@@ -21,6 +21,7 @@ import {
   RECORD_TYPE_TRACE,
   TRACE_VERSION,
 } from "@periscope/wire";
+import { startDnsmasq, startHttpServer, waitDnsAnswering } from "./enricher-stack.ts";
 import { type Stack, startStack, testPrefix } from "./harness.ts";
 
 const NODE = "scale-node";
@@ -199,45 +200,9 @@ beforeAll(async () => {
   });
   const t = stack.topology;
   backendIp = t.pod("backend").ipv4;
-  servers.push(
-    t.spawn("backend", [
-      "dnsmasq",
-      "--no-daemon",
-      "--conf-file=/dev/null",
-      "--no-resolv",
-      "--no-hosts",
-      "--user=root",
-      "--pid-file=",
-      "--bind-interfaces",
-      `--listen-address=${backendIp}`,
-      `--local=/${DOMAIN}/`,
-      `--host-record=api.${DOMAIN},${backendIp}`,
-    ]),
-  );
-  const http = t.spawn("backend", [
-    "bun",
-    "-e",
-    `Bun.serve({ hostname: "0.0.0.0", port: ${HTTP_PORT}, fetch: () => new Response("ok") }); console.log("up");`,
-  ]);
-  servers.push(http);
-  const reader = http.stdout.getReader();
-  const { value } = await reader.read();
-  reader.releaseLock();
-  if (!new TextDecoder().decode(value).includes("up")) throw new Error("http server did not start");
-  await waitFor(
-    async () =>
-      (
-        await t.exec("frontend", [
-          "dig",
-          "+short",
-          "+time=1",
-          "+tries=1",
-          `@${backendIp}`,
-          `api.${DOMAIN}`,
-        ])
-      ).stdout.trim() === backendIp,
-    { timeoutMs: 15_000, intervalMs: 200, what: "dnsmasq answering" },
-  );
+  servers.push(startDnsmasq(t, "backend", DOMAIN, [`--host-record=api.${DOMAIN},${backendIp}`]));
+  servers.push(await startHttpServer(t, "backend", HTTP_PORT));
+  await waitDnsAnswering(t, "frontend", backendIp, `api.${DOMAIN}`);
   const t0 = Date.now();
   await waitFor(async () => (await owned(ENRICHERS)).sort().join() === "5,5,6", {
     timeoutMs: 15_000,

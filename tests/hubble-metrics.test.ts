@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { PodProcess } from "@periscope/devstack";
 import { type Flow, Verdict } from "@periscope/proto";
 import { waitFor } from "@periscope/testing";
+import { allFlows, startDnsmasq, startHttpServer, waitDnsAnswering } from "./enricher-stack.ts";
 import { type Stack, startStack, sumMetric, testPrefix } from "./harness.ts";
 
 const HTTP_PORT = 8080;
@@ -78,7 +79,7 @@ async function expectAll(checks: readonly Check[]): Promise<void> {
   await waitFor(
     async () => {
       const texts = await Promise.all(hubblePorts.map(scrape));
-      const flows = checks.some((c) => c.match) ? await allFlows() : [];
+      const flows = checks.some((c) => c.match) ? await allFlows(stack) : [];
       got = [];
       expected = [];
       for (const c of checks) {
@@ -96,14 +97,6 @@ async function expectAll(checks: readonly Check[]): Promise<void> {
     { timeoutMs: 20_000, intervalMs: 250, what: "hubble metrics match the traffic" },
   ).catch(() => undefined);
   expect(got).toEqual(expected);
-}
-
-async function allFlows(): Promise<Flow[]> {
-  const out: Flow[] = [];
-  for await (const r of stack.client.getFlows({ number: 100_000n })) {
-    if (r.responseTypes.case === "flow") out.push(r.responseTypes.value);
-  }
-  return out;
 }
 
 beforeAll(async () => {
@@ -129,47 +122,20 @@ beforeAll(async () => {
   }
   const t = stack.topology;
   ip = { frontend: t.pod("frontend").ipv4, backend: t.pod("backend").ipv4 };
-  const dns = t.spawn("backend", [
-    "dnsmasq",
-    "--no-daemon",
-    "--conf-file=/dev/null",
-    "--no-resolv",
-    "--no-hosts",
-    "--user=root",
-    "--pid-file=",
-    "--bind-interfaces",
-    `--listen-address=${ip.backend}`,
-    `--local=/${DOMAIN}/`,
-    `--host-record=api.${DOMAIN},${ip.backend}`,
-  ]);
-  const http = t.spawn("backend", [
-    "bun",
-    "-e",
-    `Bun.serve({ hostname: "0.0.0.0", port: ${HTTP_PORT}, fetch(req) {
-       const missing = new URL(req.url).pathname === "/missing";
-       return new Response(missing ? "no" : "ok", { status: missing ? 404 : 200 });
-     } }); console.log("up");`,
-  ]);
-  servers.push(dns, http);
-  const reader = http.stdout.getReader();
-  const { value } = await reader.read();
-  reader.releaseLock();
-  if (!new TextDecoder().decode(value).includes("up")) throw new Error("http server did not start");
-  // dnsmasq is up once it answers; this query is counted like the test's own (see below).
-  await waitFor(
-    async () =>
-      (
-        await t.exec("frontend", [
-          "dig",
-          "+short",
-          "+time=1",
-          "+tries=1",
-          `@${ip.backend}`,
-          `api.${DOMAIN}`,
-        ])
-      ).stdout.trim() === ip.backend,
-    { timeoutMs: 15_000, intervalMs: 200, what: "dnsmasq answering" },
+  servers.push(startDnsmasq(t, "backend", DOMAIN, [`--host-record=api.${DOMAIN},${ip.backend}`]));
+  servers.push(
+    await startHttpServer(
+      t,
+      "backend",
+      HTTP_PORT,
+      `(req) => {
+         const missing = new URL(req.url).pathname === "/missing";
+         return new Response(missing ? "no" : "ok", { status: missing ? 404 : 200 });
+       }`,
+    ),
   );
+  // dnsmasq is up once it answers; this query is counted like the test's own (see below).
+  await waitDnsAnswering(t, "frontend", ip.backend, `api.${DOMAIN}`);
 }, 120_000);
 
 afterAll(async () => {
@@ -289,7 +255,7 @@ describe("hubble metrics", () => {
     await waitFor(
       async () => {
         counted = await total("hubble_flows_processed_total");
-        flows = (await allFlows()).length;
+        flows = (await allFlows(stack)).length;
         return flows === counted && flows === (await total("hubble_flows_processed_total"));
       },
       { timeoutMs: 20_000, intervalMs: 300, what: "hubble_flows_processed_total = flows held" },

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { PodProcess } from "@periscope/devstack";
 import { type DNS, type Flow, FlowType, L7FlowType } from "@periscope/proto";
 import { waitFor } from "@periscope/testing";
+import { allFlows, startDnsmasq, startHttpServer, waitDnsAnswering } from "./enricher-stack.ts";
 import { ROOT, type Stack, startStack, testPrefix } from "./harness.ts";
 
 const NODE = "l7-node";
@@ -20,14 +21,6 @@ let stack: Stack;
 const servers: PodProcess[] = [];
 let ip: { frontend: string; backend: string; db: string };
 
-async function allFlows(): Promise<Flow[]> {
-  const out: Flow[] = [];
-  for await (const r of stack.client.getFlows({ number: 100_000n })) {
-    if (r.responseTypes.case === "flow") out.push(r.responseTypes.value);
-  }
-  return out;
-}
-
 const l7Of = (fs: Flow[], kind: "dns" | "http") =>
   fs.filter((f) => f.Type === FlowType.L7 && f.l7?.record.case === kind);
 
@@ -35,7 +28,7 @@ async function eventually<T>(pick: (fs: Flow[]) => T | undefined, what: string):
   let found: T | undefined;
   await waitFor(
     async () => {
-      found = pick(await allFlows());
+      found = pick(await allFlows(stack));
       return found !== undefined;
     },
     { timeoutMs: 30_000, intervalMs: 250, what },
@@ -76,49 +69,26 @@ beforeAll(async () => {
   });
   const t = stack.topology;
   ip = { frontend: t.pod("frontend").ipv4, backend: t.pod("backend").ipv4, db: t.pod("db").ipv4 };
-  const dns = t.spawn("backend", [
-    "dnsmasq",
-    "--no-daemon",
-    "--conf-file=/dev/null",
-    "--no-resolv",
-    "--no-hosts",
-    "--user=root",
-    "--pid-file=",
-    "--bind-interfaces",
-    `--listen-address=${ip.backend}`,
-    `--local=/${DOMAIN}/`,
-    `--host-record=api.${DOMAIN},${ip.backend},fd00:77::2`,
-    `--cname=www.${DOMAIN},api.${DOMAIN}`,
-    "--log-facility=-",
-  ]);
-  const http = t.spawn("backend", [
-    "bun",
-    "-e",
-    `Bun.serve({ hostname: "0.0.0.0", port: ${HTTP_PORT}, async fetch(req) {
-       const path = new URL(req.url).pathname;
-       if (path === "/slow") await Bun.sleep(150);
-       return new Response(path === "/missing" ? "no" : "ok", { status: path === "/missing" ? 404 : 200 });
-     } }); console.log("up");`,
-  ]);
-  servers.push(dns, http);
-  const reader = http.stdout.getReader();
-  const { value } = await reader.read();
-  reader.releaseLock();
-  if (!new TextDecoder().decode(value).includes("up")) throw new Error("http server did not start");
-  await waitFor(
-    async () =>
-      (
-        await t.exec("frontend", [
-          "dig",
-          "+short",
-          "+time=1",
-          "+tries=1",
-          `@${ip.backend}`,
-          `api.${DOMAIN}`,
-        ])
-      ).stdout.trim() === ip.backend,
-    { timeoutMs: 15_000, intervalMs: 200, what: "dnsmasq answering" },
+  servers.push(
+    startDnsmasq(t, "backend", DOMAIN, [
+      `--host-record=api.${DOMAIN},${ip.backend},fd00:77::2`,
+      `--cname=www.${DOMAIN},api.${DOMAIN}`,
+      "--log-facility=-",
+    ]),
   );
+  servers.push(
+    await startHttpServer(
+      t,
+      "backend",
+      HTTP_PORT,
+      `async (req) => {
+         const path = new URL(req.url).pathname;
+         if (path === "/slow") await Bun.sleep(150);
+         return new Response(path === "/missing" ? "no" : "ok", { status: path === "/missing" ? 404 : 200 });
+       }`,
+    ),
+  );
+  await waitDnsAnswering(t, "frontend", ip.backend, `api.${DOMAIN}`);
 }, 120_000);
 
 afterAll(async () => {
@@ -297,7 +267,7 @@ describe("l7", () => {
   }, 60_000);
 
   test("l7 - TLS on the HTTP port is counted as unparsed (tls) and makes no L7 flow", async () => {
-    const before = l7Of(await allFlows(), "http").length;
+    const before = l7Of(await allFlows(stack), "http").length;
     const t = stack.topology;
     // a TLS client hello to the HTTP port: the server answers nothing useful, the enricher counts tls
     await t.exec("frontend", [
@@ -318,7 +288,7 @@ describe("l7", () => {
       },
     );
     // no request was read; the server's error answer (if any) is a response without a request
-    const added = l7Of(await allFlows(), "http").slice(before);
+    const added = l7Of(await allFlows(stack), "http").slice(before);
     expect(added.filter((f) => f.l7?.type === L7FlowType.REQUEST)).toHaveLength(0);
     for (const f of added) expect((f.l7?.record.value as { method: string }).method).toBe("");
   }, 30_000);
