@@ -1,231 +1,36 @@
 import type { OutgoingHttpHeaders } from "node:http";
 import type * as http2 from "node:http2";
-import { gunzipSync } from "node:zlib";
-import { fromBinary, toBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import type { ConnectError } from "@connectrpc/connect";
 import { parseTimeout } from "@connectrpc/connect/protocol-grpc";
-import { rpcCodeLabel } from "@periscope/model";
 import {
-  type GetFlowsRequest,
-  GetFlowsRequestSchema,
-  GetFlowsResponseSchema,
-} from "@periscope/proto";
-import type { Counter } from "prom-client";
-import type { AuthFailure } from "./access.ts";
-import { StoredEvent, timestampNs } from "./event.ts";
+  type FastProtocol,
+  type FastStreamDeps,
+  header,
+  readableEncoding,
+  serveFastGetFlows,
+} from "./fast-core.ts";
 import { encodeGrpcMessage } from "./grpc-message.ts";
-import type { ObserverMetrics } from "./metrics.ts";
-import {
-  type FlowAnswer,
-  flowAnswers,
-  type GetFlowsPlan,
-  type ObserverDeps,
-  planGetFlows,
-} from "./observer.ts";
-import { type EventQuery, SCAN_SLICE_MS, ScanSlicer, startIndex } from "./query.ts";
-import { countFiltersBinary, GET_FLOWS_PATH, tooManyFilters } from "./request-guard.ts";
-import { RingReader } from "./ring.ts";
-import type { FlowStore } from "./store.ts";
-import type { StreamSlots } from "./stream-slots.ts";
+import { GET_FLOWS_PATH } from "./request-guard.ts";
 
-/** Size of one write: many length-prefixed messages go out in one HTTP/2 DATA write. */
-export const WRITE_CHUNK_BYTES = 64 * 1024;
-
-/**
- * Most bytes one stream may have queued towards a client that does not read; beyond it
- * the stream stops reading the ring until the client takes them, and a client lapped by
- * the ring writer meanwhile gets a LostEvent with the exact count when it reads again.
- */
-export const MAX_QUEUED_BYTES = 256 * 1024;
-
-/** What the gRPC GetFlows writer needs. */
-export interface FastStreamDeps {
-  readonly observer: ObserverDeps;
-  readonly metrics: ObserverMetrics;
-  readonly slots: StreamSlots;
-  /** Largest request message accepted, bytes. */
-  readonly maxRequestBytes: number;
-  /** Checks the `authorization` header when the server requires credentials. */
-  readonly auth?:
-    | {
-        check(header: string | null): Promise<{ reason: AuthFailure; message: string } | undefined>;
-        readonly failures: Counter<"reason">;
-      }
-    | undefined;
-}
+export {
+  type FastStreamDeps,
+  MAX_QUEUED_BYTES,
+  WRITE_CHUNK_BYTES,
+} from "./fast-core.ts";
 
 const GRPC_CONTENT_TYPES = new Set(["application/grpc", "application/grpc+proto"]);
 
 /**
  * True for the requests {@link serveGrpcGetFlows} answers: gRPC (binary protobuf) GetFlows
- * over HTTP/2, uncompressed or gzip. Everything else (gRPC-Web, Connect, JSON, other
- * methods) is left to the Connect handler.
+ * over HTTP/2, uncompressed or gzip. gRPC-Web and Connect binary streams are answered by
+ * fast-web-stream.ts; everything else (JSON, other methods) is left to the Connect handler.
  */
 export function isGrpcGetFlows(req: http2.Http2ServerRequest): boolean {
   if (req.httpVersionMajor !== 2 || req.method !== "POST") return false;
   if (req.url?.split("?", 1)[0] !== GET_FLOWS_PATH) return false;
   const type = String(req.headers["content-type"] ?? "").toLowerCase();
   if (!GRPC_CONTENT_TYPES.has(type)) return false;
-  const enc = req.headers["grpc-encoding"];
-  return enc === undefined || enc === "identity" || enc === "gzip";
-}
-
-/**
- * Collects length-prefixed gRPC messages into {@link WRITE_CHUNK_BYTES} writes. A write is
- * made when the chunk is full and, for whatever is left, one event-loop turn after the
- * first message of a chunk (so a caught-up follower gets each message promptly).
- */
-class ChunkWriter {
-  #buf = Buffer.allocUnsafe(WRITE_CHUNK_BYTES);
-  #len = 0;
-  #scheduled: ReturnType<typeof setImmediate> | undefined;
-  #drained: { promise: Promise<void>; resolve: () => void } | undefined;
-  /** More than MAX_QUEUED_BYTES were queued at the last write, and no drain since. */
-  #full = false;
-
-  constructor(
-    private readonly res: http2.Http2ServerResponse,
-    private readonly closed: AbortSignal,
-  ) {
-    res.stream.on("drain", () => {
-      this.#full = false;
-      this.#wake();
-    });
-    closed.addEventListener("abort", () => this.#wake(), { once: true });
-  }
-
-  /** Appends one message (flags 0: not compressed). */
-  push(msg: Uint8Array): void {
-    const size = 5 + msg.length;
-    if (size > WRITE_CHUNK_BYTES - this.#len) this.flush();
-    if (size > WRITE_CHUNK_BYTES) {
-      const big = Buffer.allocUnsafe(size);
-      big[0] = 0;
-      big.writeUInt32BE(msg.length, 1);
-      big.set(msg, 5);
-      this.#write(big);
-      return;
-    }
-    const buf = this.#buf;
-    const at = this.#len;
-    buf[at] = 0;
-    buf.writeUInt32BE(msg.length, at + 1);
-    buf.set(msg, at + 5);
-    this.#len = at + size;
-    this.#scheduled ??= setImmediate(() => {
-      this.#scheduled = undefined;
-      this.flush();
-    });
-  }
-
-  /** Writes what is collected. */
-  flush(): void {
-    if (this.#scheduled !== undefined) {
-      clearImmediate(this.#scheduled);
-      this.#scheduled = undefined;
-    }
-    if (this.#len === 0) return;
-    const out = this.#buf.subarray(0, this.#len);
-    this.#buf = Buffer.allocUnsafe(WRITE_CHUNK_BYTES);
-    this.#len = 0;
-    this.#write(out);
-  }
-
-  #write(chunk: Buffer): void {
-    if (this.closed.aborted) return;
-    // Above the stream's high-water mark write() returns false and "drain" follows.
-    if (!this.res.write(chunk)) this.#full = this.res.stream.writableLength > MAX_QUEUED_BYTES;
-  }
-
-  /** True while more than {@link MAX_QUEUED_BYTES} wait for the client. */
-  get full(): boolean {
-    return this.#full && !this.closed.aborted;
-  }
-
-  /** Resolves once the queue drained or the stream closed. */
-  async drained(): Promise<void> {
-    while (this.full) {
-      this.#drained ??= Promise.withResolvers<void>();
-      await this.#drained.promise;
-    }
-  }
-
-  #wake(): void {
-    const d = this.#drained;
-    this.#drained = undefined;
-    d?.resolve();
-  }
-}
-
-/**
- * Reads the request body, refusing more than `max` bytes with ResourceExhausted: the rest
- * of an oversized body is not read (the stream is reset once the answer is sent).
- */
-function readBody(req: http2.Http2ServerRequest, max: number): Promise<Buffer> {
-  return new Promise<Buffer>((resolve, reject) => {
-    const parts: Buffer[] = [];
-    let size = 0;
-    const done = (err?: ConnectError): void => {
-      req.off("data", onData);
-      req.off("end", onEnd);
-      req.off("error", onError);
-      if (err) reject(err);
-      else resolve(Buffer.concat(parts, size));
-    };
-    const onData = (chunk: Buffer): void => {
-      size += chunk.length;
-      parts.push(chunk);
-      if (size > max + 5) {
-        req.pause();
-        done(
-          new ConnectError(
-            `message size is larger than configured readMaxBytes ${max}`,
-            Code.ResourceExhausted,
-          ),
-        );
-      }
-    };
-    const onEnd = (): void => done();
-    const onError = (err: Error): void =>
-      done(new ConnectError(`reading the request: ${err.message}`, Code.Canceled));
-    req.on("data", onData);
-    req.on("end", onEnd);
-    req.on("error", onError);
-  });
-}
-
-/** The one enveloped request message of `body`, inflated when compressed. */
-function unwrapRequest(body: Buffer, gzip: boolean, max: number): Uint8Array {
-  if (body.length < 5) {
-    throw new ConnectError("protocol error: missing request message", Code.InvalidArgument);
-  }
-  const flags = body[0] ?? 0;
-  const length = body.readUInt32BE(1);
-  if (length > max) {
-    throw new ConnectError(
-      `message size ${length} is larger than configured readMaxBytes ${max}`,
-      Code.ResourceExhausted,
-    );
-  }
-  if (body.length !== 5 + length) {
-    throw new ConnectError(
-      "protocol error: expected exactly one request message",
-      Code.InvalidArgument,
-    );
-  }
-  const data = body.subarray(5);
-  if ((flags & 1) === 0) return data;
-  if (!gzip) {
-    throw new ConnectError(
-      "protocol error: received compressed message without grpc-encoding",
-      Code.Internal,
-    );
-  }
-  try {
-    return gunzipSync(data, { maxOutputLength: max });
-  } catch (err) {
-    throw new ConnectError(`decompress gzip: ${String(err)}`, Code.InvalidArgument);
-  }
+  return readableEncoding(req, "grpc-encoding");
 }
 
 /** Headers of a status: `grpc-status` and, unless OK, the spec-encoded `grpc-message`. */
@@ -234,213 +39,30 @@ function statusHeaders(err: ConnectError | undefined): OutgoingHttpHeaders {
   return { "grpc-status": String(err.code), "grpc-message": encodeGrpcMessage(err.rawMessage) };
 }
 
+/** gRPC: `grpc-timeout`, the status in HTTP/2 trailers (after the headers when none were sent). */
+function grpcProtocol(contentType: string): FastProtocol {
+  return {
+    contentType,
+    encodingHeader: "grpc-encoding",
+    timeout: (req) => parseTimeout(header(req, "grpc-timeout"), Number.MAX_SAFE_INTEGER),
+    finish(res, err, headersSent) {
+      const r = res as http2.Http2ServerResponse;
+      if (!headersSent) r.writeHead(200, { "content-type": contentType });
+      r.addTrailers(statusHeaders(err));
+      r.end();
+    },
+  };
+}
+
 /**
- * Serves gRPC GetFlows straight from the stored events: each event's received bytes are
- * framed and collected into {@link WRITE_CHUNK_BYTES} writes instead of one serialize +
- * envelope + write per message; a masked request's flows are encoded one by one. The
- * answers come from {@link flowAnswers}, as for the Connect service, and what happens
- * around them is what the Connect handler and the server's interceptors do: credentials
- * checked (Unauthenticated, counted), the stream cap (ResourceExhausted, counted),
- * `grpc-timeout`, the request size cap, the filter cap before decoding, requests_total and
- * active_streams, statuses in trailers with spec-encoded grpc-message. A client
- * that stops reading holds at most {@link MAX_QUEUED_BYTES}; it never slows ingest or
- * other streams.
+ * Serves gRPC GetFlows over HTTP/2 with the shared stream writer
+ * ({@link serveFastGetFlows}): statuses in trailers with spec-encoded grpc-message, the
+ * response's content type the request's.
  */
-export async function serveGrpcGetFlows(
+export function serveGrpcGetFlows(
   deps: FastStreamDeps,
   req: http2.Http2ServerRequest,
   res: http2.Http2ServerResponse,
 ): Promise<void> {
-  const { metrics } = deps;
-  const contentType = String(req.headers["content-type"]);
-  const closed = new AbortController();
-  const onClose = (): void => closed.abort(new ConnectError("client went away", Code.Canceled));
-  res.stream.once("close", onClose);
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let release: (() => void) | undefined;
-  let headersSent = false;
-  let code: string;
-  try {
-    const timeout = parseTimeout(
-      (req.headers["grpc-timeout"] as string | undefined) ?? null,
-      Number.MAX_SAFE_INTEGER,
-    );
-    if (timeout.error) throw timeout.error;
-    if (timeout.timeoutMs !== undefined) {
-      timer = setTimeout(
-        () =>
-          closed.abort(
-            new ConnectError(
-              `the operation timed out after ${timeout.timeoutMs} ms`,
-              Code.DeadlineExceeded,
-            ),
-          ),
-        timeout.timeoutMs,
-      );
-    }
-    const body = unwrapRequest(
-      await readBody(req, deps.maxRequestBytes),
-      req.headers["grpc-encoding"] === "gzip",
-      deps.maxRequestBytes,
-    );
-    const counts = countFiltersBinary(body);
-    const tooMany = tooManyFilters(
-      counts.whitelist,
-      counts.blacklist,
-      deps.observer.maxFilters ?? Number.POSITIVE_INFINITY,
-    );
-    if (tooMany) throw tooMany;
-    let request: ReturnType<typeof fromBinary<typeof GetFlowsRequestSchema>>;
-    try {
-      request = fromBinary(GetFlowsRequestSchema, body);
-    } catch (err) {
-      throw new ConnectError(`parse binary: ${String(err)}`, Code.Internal);
-    }
-    if (deps.auth) {
-      const refused = await deps.auth.check(
-        (req.headers.authorization as string | undefined) ?? null,
-      );
-      if (refused) {
-        deps.auth.failures.inc({ reason: refused.reason });
-        throw new ConnectError(refused.message, Code.Unauthenticated);
-      }
-    }
-    release = deps.slots.tryAcquire();
-    if (release === undefined) {
-      metrics.streamsRefused.inc();
-      throw deps.slots.refusal();
-    }
-    const plan = planGetFlows(deps.observer, request);
-    res.writeHead(200, { "content-type": contentType });
-    headersSent = true;
-    metrics.activeStreams.inc();
-    try {
-      const out = new ChunkWriter(res, closed.signal);
-      // A follow stream that starts in the ring (no since, which may reach into the
-      // flows stream's history) is read from the ring directly; anything else through
-      // the query path all transports share.
-      if (request.follow && request.since === undefined) {
-        await followRing(deps.observer.store, request, plan, out, closed.signal);
-      } else {
-        await pump(flowAnswers(deps.observer, request, closed.signal, plan), out);
-      }
-    } finally {
-      metrics.activeStreams.dec();
-    }
-    if (closed.signal.aborted) throw closed.signal.reason;
-    code = "ok";
-    if (!res.stream.closed) {
-      res.addTrailers(statusHeaders(undefined));
-      res.end();
-    }
-  } catch (thrown) {
-    const err = ConnectError.from(thrown);
-    code = rpcCodeLabel(err.code);
-    if (!res.stream.closed && !res.stream.destroyed) {
-      // Headers, then the status as trailers (also before any message), as the Connect
-      // handler answers: clients read the status the same way from both.
-      if (!headersSent) res.writeHead(200, { "content-type": contentType });
-      res.addTrailers(statusHeaders(err));
-      res.end();
-      // The rest of a body not read to its end (too large) is read and dropped.
-      if (!req.complete) req.resume();
-    }
-  } finally {
-    clearTimeout(timer);
-    release?.();
-    res.stream.off("close", onClose);
-  }
-  metrics.requests.inc({ method: "GetFlows", code });
-}
-
-/** Frames every answer into `out`, pausing while the client does not take what was sent. */
-async function pump(
-  answers: AsyncGenerator<FlowAnswer, void, undefined>,
-  out: ChunkWriter,
-): Promise<void> {
-  try {
-    for await (const a of answers) {
-      out.push(a instanceof StoredEvent ? a.bytes() : toBinary(GetFlowsResponseSchema, a));
-      if (out.full) {
-        out.flush();
-        await out.drained();
-      }
-    }
-  } finally {
-    out.flush();
-  }
-}
-
-/** Entries read between two looks at the clock while draining the ring. */
-const ENTRIES_PER_CLOCK_READ = 256;
-
-/** The bytes of one answer. */
-function answerBytes(a: FlowAnswer): Uint8Array {
-  return a instanceof StoredEvent ? a.bytes() : toBinary(GetFlowsResponseSchema, a);
-}
-
-/**
- * A follow stream read from the ring without a generator step per event: whatever the
- * ring holds past the cursor is matched and framed in one synchronous pass (ending after
- * {@link SCAN_SLICE_MS} ms, so other streams, ingest and /healthz keep their turn), then it
- * waits for the next write or for the client to take what was queued. The same selection
- * as the query path's follow: the last `number` matching events first, lost events
- * unfiltered, an event past `until` ends the stream, a lapped reader is told the count.
- */
-async function followRing(
-  store: FlowStore,
-  req: EventQuery & Pick<GetFlowsRequest, "whitelist" | "blacklist">,
-  plan: GetFlowsPlan,
-  out: ChunkWriter,
-  signal: AbortSignal,
-): Promise<void> {
-  const ring = store.ring;
-  const untilNs = timestampNs(req.until);
-  // Walking back for the last `number` matches skips, undecoded, what the columns rule out.
-  const filtered = req.whitelist.length + req.blacklist.length > 0;
-  const pre = filtered ? store.prefilter(req.whitelist, req.blacklist) : undefined;
-  const reader = new RingReader(
-    ring,
-    await startIndex(ring, req, plan.match, new ScanSlicer(), pre),
-  );
-  for (;;) {
-    if (signal.aborted) return;
-    const sliceEnd = performance.now() + SCAN_SLICE_MS;
-    let n = 0;
-    let caughtUp = false;
-    for (;;) {
-      const step = reader.next();
-      if (step === undefined) {
-        caughtUp = true;
-        break;
-      }
-      if (step.kind === "lost") out.push(answerBytes(plan.lost(step.count)));
-      else {
-        const ev = step.value;
-        if (ev.kind === "lostEvents") out.push(ev.bytes());
-        else {
-          if (untilNs !== undefined && ev.ns > untilNs) {
-            out.flush();
-            return;
-          }
-          if (plan.match(ev)) {
-            const a = plan.answer(ev);
-            if (a !== undefined) out.push(answerBytes(a));
-          }
-        }
-      }
-      if (out.full) break;
-      if (++n % ENTRIES_PER_CLOCK_READ === 0 && performance.now() >= sliceEnd) break;
-    }
-    if (out.full) {
-      out.flush();
-      await out.drained();
-    } else if (caughtUp) {
-      out.flush();
-      if (ring.closed) return;
-      await ring.waitFor(reader.cursor, signal);
-    } else {
-      await new Promise<void>((resolve) => setImmediate(resolve));
-    }
-  }
+  return serveFastGetFlows(deps, grpcProtocol(String(req.headers["content-type"])), req, res);
 }

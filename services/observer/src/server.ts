@@ -27,6 +27,7 @@ import {
 import { startAgentIngest } from "./agent-ingest.ts";
 import type { ObserverConfig } from "./config.ts";
 import { type FastStreamDeps, isGrpcGetFlows, serveGrpcGetFlows } from "./fast-stream.ts";
+import { serveWebGetFlows, webGetFlowsProtocol } from "./fast-web-stream.ts";
 import { FlowStats } from "./flow-stats.ts";
 import { flowStatsRoutes, startFlowStatsSource } from "./flow-stats-source.ts";
 import { specGrpcMessages } from "./grpc-message.ts";
@@ -235,6 +236,14 @@ export async function startObserver(
             req as http2.Http2ServerRequest,
             res as http2.Http2ServerResponse,
           ).catch((err: unknown) => log.error({ err }, "GetFlows stream failed"));
+          return;
+        }
+        const web = webGetFlowsProtocol(req);
+        if (web !== undefined) {
+          res.setHeader(SERVER_VERSION_HEADER, pkg.version);
+          serveWebGetFlows(fastDeps, web, req, res).catch((err: unknown) =>
+            log.error({ err }, "GetFlows stream failed"),
+          );
           return;
         }
         guardRequest(req as http2.Http2ServerRequest, config.maxFilters, config.maxRequestBytes);
