@@ -75,6 +75,8 @@ export interface ProcLoadOptions {
   cgroupRoot?: string;
   /** Load the socket-ownership hooks (default true). */
   sockets?: boolean;
+  /** Network namespaces (cookies) to report socket owners of, set before the hooks attach. */
+  netns?: Iterable<bigint>;
 }
 
 /** Mount point of the cgroup v2 hierarchy (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on hybrid hosts). */
@@ -144,6 +146,7 @@ export class ProcProgram {
       }
       loadObject(obj, path);
       self = new ProcProgram(obj, ringBytes, maxArgs, sockets);
+      if (opts.netns !== undefined) self.watchNetns(opts.netns);
       for (const name of TRACEPOINTS) {
         const link = libbpf().bpf_program__attach(program(obj, name));
         if (isNull(link)) throw new BpfError(`bpf_program__attach(${name})`, lastErrno());

@@ -375,7 +375,14 @@ export async function startCollector(
       metrics,
       log,
       onError: () => m.error("process_events"),
+      devices: () => attacher.attached(),
     });
+    // Socket owners only for the namespaces of attached devices, kept in sync.
+    if (processEvents !== undefined) {
+      const events = processEvents;
+      const syncNetns = (): void => events.watchDevices(attacher.attached());
+      attacher.listen({ onAttach: syncNetns, onDetach: syncNetns });
+    }
     loop.start();
     started = true;
     log.info(

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { DEFAULT_PROC_OBJECT } from "@periscope/bpf";
+import { DEFAULT_PROC_OBJECT, netnsCookie } from "@periscope/bpf";
 import { sanitizeToken } from "@periscope/bus";
 import type { RawFrame } from "@periscope/proto";
 import { createLogger } from "@periscope/telemetry";
@@ -151,6 +151,26 @@ describe.skipIf(!canRun || OWN_PID_NS)(
         );
         expect(owner.o.source).toBe(SOCK_SOURCE.TCP_CONNECT);
         expect(owner.partition).toBe(owner.o.flowHash % 4);
+        // Only nsA has an attached device: the server's accepted socket in nsB is skipped
+        // by the kernel and counted, never published.
+        expect(owner.o.netnsCookie).toBe(netnsCookie(pair.nsA));
+        const allOwners = raw.frames
+          .flatMap((f) => rawFrameRecords(f).records)
+          .filter((r) => r[0] === RECORD_TYPE_SOCK_OWNER)
+          .map(decodeSockOwnerRecord);
+        expect(allOwners.some((o) => o.tgid === server.pid)).toBe(false);
+        expect(allOwners.every((o) => o.netnsCookie === netnsCookie(pair.nsA))).toBe(true);
+        const filtered = await waitForValue(
+          async () => {
+            const text = await (
+              await fetch(`http://127.0.0.1:${collector.opsPort}/metrics`)
+            ).text();
+            const m = /^periscope_collector_process_socket_owners_filtered_total (\d+)/m.exec(text);
+            return m !== null && Number(m[1]) > 0 ? Number(m[1]) : undefined;
+          },
+          { what: "socket owners skipped in unwatched namespaces counted" },
+        );
+        expect(filtered).toBeGreaterThan(0);
         // The flow's trace records (SYN leaving ifA) carry the same hash, so the same partition.
         const traces = raw.frames
           .flatMap((f) => rawFrameRecords(f).records)
@@ -180,6 +200,6 @@ describe.skipIf(!canRun || OWN_PID_NS)(
         { what: "the collector's programs unloaded", timeoutMs: 10_000 },
       );
       expect(left).toEqual([]);
-    });
+    }, 45_000);
   },
 );

@@ -18,6 +18,7 @@ import { type Bus, ensureStream, subjects } from "@periscope/bus";
 import { ConfigError } from "@periscope/config";
 import type { Logger, Metrics } from "@periscope/telemetry";
 import {
+  decodeSockOwnerRecord,
   encodeRawFrame,
   PROC_EVENT,
   PROC_MAX_ARGS,
@@ -28,11 +29,14 @@ import { backfillSocketOwners } from "./proc-backfill.ts";
 
 /** `--process-events` and `--max-args`. */
 export interface ProcessEventsConfig {
-  /** Load the process program and publish its records (default false: `--process-events on`). */
+  /** Load the process program and publish its records (`--process-events`, default on). */
   readonly enabled: boolean;
   /** Argument bytes copied per exec, 0..4096 (default 1024). */
   readonly maxArgs: number;
 }
+
+/** `--process-events` when not given. */
+export const DEFAULT_PROCESS_EVENTS: "on" | "off" = "off";
 
 /** Flag name → environment variable of the process-event settings. */
 export const PROC_SETTINGS = {
@@ -49,7 +53,7 @@ export interface ProcSettingsReader {
 
 /** @throws ConfigError naming the flag or variable with a bad value. */
 export function parseProcessEvents(s: ProcSettingsReader): ProcessEventsConfig {
-  const raw = (s.get("process-events") ?? "off").trim();
+  const raw = (s.get("process-events") ?? DEFAULT_PROCESS_EVENTS).trim();
   if (raw !== "on" && raw !== "off") {
     throw new ConfigError(s.source("process-events"), `must be on or off, got "${raw}"`);
   }
@@ -63,6 +67,8 @@ export function parseProcessEvents(s: ProcSettingsReader): ProcessEventsConfig {
 export interface ProcSource {
   drainInto(sink: RecordSink, max?: number): number;
   counters(): ProcCounters;
+  /** Socket owners only for these namespaces (cookies); empty: every namespace. */
+  watchNetns?(cookies: Iterable<bigint>): void;
   close(): void;
 }
 
@@ -118,6 +124,8 @@ export class ProcessEvents {
   readonly #timer: ReturnType<typeof setInterval>;
   readonly #records: ReturnType<Metrics["counter"]>;
   readonly #lost: ReturnType<Metrics["counter"]>;
+  readonly #filtered: ReturnType<Metrics["counter"]>;
+  #seenFiltered = 0n;
   #batch: Uint8Array[] = [];
   #seq = 1n;
   #recordsBefore = 0n;
@@ -128,7 +136,9 @@ export class ProcessEvents {
   readonly #queue: PendingFrame[] = [];
   #sending: Promise<void> | undefined;
   #closed = false;
-  #stats = { lifecycle: 0, owners: 0, published: 0, lost: 0, malformed: 0 };
+  /** Sorted cookies last written to the namespace filter. */
+  #watchedKey: string | undefined;
+  #stats = { lifecycle: 0, owners: 0, published: 0, lost: 0, malformed: 0, filtered: 0 };
 
   constructor(o: ProcessEventsOptions) {
     this.#o = o;
@@ -142,18 +152,46 @@ export class ProcessEvents {
       "Process and socket-owner records lost, by where (kernel, queue, publish, shutdown).",
       ["where"],
     );
+    this.#filtered = o.metrics.counter(
+      "process_socket_owners_filtered_total",
+      "Socket-owner records the kernel skipped: the socket's network namespace has no attached device.",
+    );
     this.#timer = setInterval(() => this.step(), o.intervalMs ?? 50);
   }
 
-  /** Lifecycle and socket-owner records handled so far, published frames' records, losses. */
+  /**
+   * Lifecycle and socket-owner records handled so far, published frames' records, losses,
+   * and socket owners the kernel skipped for their namespace.
+   */
   stats(): Readonly<{
     lifecycle: number;
     owners: number;
     published: number;
     lost: number;
     malformed: number;
+    filtered: number;
   }> {
     return { ...this.#stats };
+  }
+
+  /**
+   * Socket-owner records only for sockets in the network namespaces of these attached
+   * devices (none attached: every namespace); exec, fork and exit are not filtered.
+   * Called on every attach and detach. A failed map update is logged and counted.
+   */
+  watchDevices(devices: readonly { readonly netnsCookie: bigint }[]): void {
+    if (this.#closed) return;
+    const want = new Set(devices.map((d) => d.netnsCookie).filter((c) => c !== 0n));
+    const key = [...want].sort().join(",");
+    if (key === this.#watchedKey) return;
+    try {
+      this.#o.source.watchNetns?.(want);
+      this.#watchedKey = key;
+      this.#o.log.debug({ namespaces: want.size }, "process events: socket-owner namespaces");
+    } catch (err) {
+      this.#o.onError?.(err);
+      this.#o.log.error({ err }, "process events: namespace filter not updated");
+    }
   }
 
   /** One drain: records out of the ring, losses from the kernel counters, a frame sealed. */
@@ -207,6 +245,12 @@ export class ProcessEvents {
       this.#lostMetric("kernel", Number(d));
     }
     this.#seenSockLost = c.sockLost;
+    if (c.sockFiltered > this.#seenFiltered) {
+      const d = c.sockFiltered - this.#seenFiltered;
+      this.#stats.filtered += Number(d);
+      this.#filtered.inc(Number(d));
+    }
+    this.#seenFiltered = c.sockFiltered;
   }
 
   #lostMetric(where: string, n: number): void {
@@ -296,6 +340,12 @@ export interface ProcessEventsStart {
   readonly load?: () => ProcSource;
   /** Report connections older than the program from /proc (default true). */
   readonly backfill?: boolean;
+  /**
+   * The attached devices: socket owners are reported only for their namespaces (none
+   * attached: every namespace), backfilled ones included. Keep it in sync afterwards with
+   * {@link ProcessEvents.watchDevices}.
+   */
+  readonly devices?: () => readonly { readonly netnsCookie: bigint }[];
 }
 
 /**
@@ -307,9 +357,11 @@ export async function startProcessEvents(
   o: ProcessEventsStart,
 ): Promise<ProcessEvents | undefined> {
   if (!o.config.enabled) return undefined;
+  // The namespace filter is in place before the hooks attach.
+  const watched = new Set((o.devices?.() ?? []).map((d) => d.netnsCookie).filter((c) => c !== 0n));
   let source: ProcSource;
   try {
-    source = o.load?.() ?? ProcProgram.load({ maxArgs: o.config.maxArgs });
+    source = o.load?.() ?? ProcProgram.load({ maxArgs: o.config.maxArgs, netns: watched });
   } catch (err) {
     o.onError(err);
     o.log.error({ err }, "process program not loaded; no process events on this node");
@@ -335,15 +387,21 @@ export async function startProcessEvents(
         netnsCookieOf: (pid) => netnsCookieOfPid(pid),
         nowBootNs: clockGettimeNs(CLOCK_BOOTTIME),
       });
-      for (const r of found.records) o.owners.addFrom(r, 0, r.length);
-      backfilled = found.records.length;
+      for (const r of found.records) {
+        if (watched.size > 0 && !watched.has(decodeSockOwnerRecord(r).netnsCookie)) continue;
+        o.owners.addFrom(r, 0, r.length);
+        backfilled++;
+      }
     } catch (err) {
       o.onError(err);
       o.log.error({ err }, "socket owner backfill from /proc failed");
     }
   }
-  o.log.info({ maxArgs: o.config.maxArgs, backfilled }, "process events on");
-  return new ProcessEvents({
+  o.log.info(
+    { maxArgs: o.config.maxArgs, backfilled, namespaces: watched.size },
+    "process events on",
+  );
+  const events = new ProcessEvents({
     source,
     node: o.node,
     bootId: o.bootId,
@@ -358,4 +416,6 @@ export async function startProcessEvents(
     log: o.log,
     onError: o.onError,
   });
+  if (o.devices !== undefined) events.watchDevices(o.devices());
+  return events;
 }
