@@ -2,7 +2,7 @@
  * UI development without the BPF stack: starts nats-server and an observer serving
  * ui/dist, and publishes made-up flows (pods in two namespaces, world, a drop with its
  * reason, HTTP latencies) at `--rate` flows/s. Prints the URL; Ctrl-C stops.
- *   bun run ui/dev/feed.ts [--rate 50] [--port 0]
+ *   bun run ui/dev/feed.ts [--rate 50] [--port 0] [--bearer-token-file FILE]
  */
 import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
@@ -30,6 +30,8 @@ const arg = (name: string, def: string): string => {
 };
 const rate = Number(arg("rate", "50"));
 const port = arg("port", "0");
+/** Set: the observer requires one of the file's bearer tokens (the page's login). */
+const tokenFile = arg("bearer-token-file", "");
 
 const PODS = [
   ["demo", "client", "10.200.0.2"],
@@ -100,9 +102,15 @@ if (import.meta.main) {
   const nats = await startLocalNats({});
   const nc = await connect({ servers: nats.url });
   const observer = await startObserver(
-    parseConfig(["--listen-address", `127.0.0.1:${port}`, "--nats-url", nats.url], {
-      PERISCOPE_NODE_NAME: "dev",
-    }),
+    parseConfig(
+      [
+        ...["--listen-address", `127.0.0.1:${port}`, "--nats-url", nats.url],
+        ...(tokenFile ? ["--bearer-token-file", tokenFile] : []),
+      ],
+      {
+        PERISCOPE_NODE_NAME: "dev",
+      },
+    ),
     { log: createLogger("observer", "warn"), noOps: true },
   );
   console.log(`${observer.url}/`);

@@ -1,138 +1,108 @@
 /**
- * The page: filter bar, time range, status, service map and flow table. Data comes from
- * the observer's Observer service over Connect (same origin), through the generated client.
+ * The page: filter bar, time range, status, service map and flow table. The flow stream
+ * runs in a Web Worker (ui/src/worker.ts), which posts compact snapshots; the page keeps
+ * them in a {@link PageModel} and draws the visible table rows only.
  */
-import { create, toJsonString } from "@bufbuild/protobuf";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { createClient } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-web";
-import { type Flow, FlowSchema } from "@periscope/proto/src/gen/flow/flow_pb.ts";
-import {
-  GetFlowsRequestSchema,
-  Observer,
-  type ServerStatusResponse,
-} from "@periscope/proto/src/gen/observer/observer_pb.ts";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { buildWhitelist, FILTER_KEYS, FilterError } from "./filter.ts";
-import { flowCells } from "./format.ts";
+import { storeAuth, storedAuth } from "./auth.ts";
+import { FILTER_KEYS } from "./filter-keys.ts";
 import { ServiceMap } from "./map.tsx";
-import { FlowStore } from "./store.ts";
-import { readQuery, type ViewQuery, writeQuery } from "./url.ts";
+import { PageModel } from "./model.ts";
+import { authHeader, type FromWorker, type ToWorker } from "./protocol.ts";
+import { TimeRange } from "./time-range.tsx";
+import { queryString, readQuery, type ViewQuery } from "./url.ts";
+import { rowWindow } from "./virtual.ts";
 
-const client = createClient(
-  Observer,
-  createConnectTransport({ baseUrl: location.origin, useBinaryFormat: true }),
-);
+/** Height of one table row, px (the stylesheet's `.flows tbody tr`). */
+export const ROW_PX = 22;
 
-/** Rows drawn in the table. */
-const SHOWN_ROWS = 200;
-/** How often the view redraws from the store, ms. */
-const TICK_MS = 250;
+/** Puts `q` into the address bar without reloading. */
+export function writeQuery(q: ViewQuery): void {
+  const s = queryString(q);
+  if (s !== location.search) history.replaceState(null, "", `${location.pathname}${s}`);
+}
 
-/** Streams flows for `query` into `store` until `signal` aborts; reconnects when live. */
-async function runStream(
-  store: FlowStore,
-  query: ViewQuery,
-  signal: AbortSignal,
-  onState: (s: string) => void,
-): Promise<void> {
-  const whitelist = buildWhitelist(query.filter);
-  const history = query.since !== undefined;
-  const req = create(GetFlowsRequestSchema, {
-    whitelist,
-    follow: !history,
-    ...(history
-      ? {
-          since: timestampFromMs(query.since as number),
-          ...(query.until !== undefined ? { until: timestampFromMs(query.until) } : {}),
-        }
-      : { number: 200n }),
-  });
-  while (!signal.aborted) {
-    try {
-      onState(history ? "loading window" : "live");
-      for await (const res of client.getFlows(req, { signal })) {
-        const r = res.responseTypes;
-        if (r.case === "flow") store.onFlow(r.value);
-        else if (r.case === "lostEvents") store.onLost(r.value);
-      }
-      if (history) {
-        onState(`window: ${store.received} flows`);
-        return;
-      }
-    } catch (err) {
-      if (signal.aborted) return;
-      onState(`disconnected: ${err instanceof Error ? err.message : String(err)}; retrying`);
-    }
-    await new Promise((r) => setTimeout(r, 1000));
-    // Resume where the stream broke off: from the newest flow seen (its repeats are skipped).
-    req.number = 0n;
-    req.since = timestampFromMs(store.lastTimeMs || Date.now());
-  }
+/** The stream worker's script, named by the build in a meta tag of index.html. */
+function startWorker(): Worker {
+  const url =
+    document.querySelector<HTMLMetaElement>("meta[name=periscope-worker]")?.content ??
+    "/assets/worker.js";
+  return new Worker(url, { type: "module" });
 }
 
 /** The whole page. */
 export function App() {
-  const store = useMemo(() => new FlowStore(), []);
+  const model = useMemo(() => new PageModel(), []);
+  const worker = useMemo(startWorker, []);
+  const send = (m: ToWorker): void => worker.postMessage(m);
   const [query, setQuery] = useState<ViewQuery>(() => readQuery(location.search));
   const [filterText, setFilterText] = useState(query.filter);
   const [filterError, setFilterError] = useState("");
-  const [streamState, setStreamState] = useState("connecting");
-  const [, setTick] = useState(0);
-  const [selected, setSelected] = useState<Flow | undefined>();
-  const [status, setStatus] = useState<ServerStatusResponse | undefined>();
-  const seen = useRef(-1);
+  const [version, setVersion] = useState(0);
+  const [login, setLogin] = useState<{ message: string; refused: boolean } | undefined>();
+  const [selected, setSelected] = useState<{ id: number; json?: string } | undefined>();
+  const [auth, setAuth] = useState<string | undefined>(storedAuth);
+  /** Bumped per sign-in, so the same credentials submitted again are tried again. */
+  const [attempt, setAttempt] = useState(0);
+  const scroller = useRef<HTMLDivElement>(null);
+  const [scroll, setScroll] = useState({ top: 0, height: 600 });
 
   useEffect(() => {
-    const ac = new AbortController();
-    store.reset();
-    writeQuery(query);
-    runStream(store, query, ac.signal, setStreamState).catch((err: unknown) =>
-      setStreamState(`error: ${err instanceof Error ? err.message : String(err)}`),
-    );
-    return () => ac.abort();
-  }, [query, store]);
-
-  useEffect(() => {
-    const t = setInterval(() => {
-      if (store.version === seen.current) return;
-      seen.current = store.version;
-      if (!store.paused && query.since === undefined) store.graph.evictIdle(Date.now());
-      setTick((n) => n + 1);
-    }, TICK_MS);
-    return () => clearInterval(t);
-  }, [store, query]);
-
-  useEffect(() => {
-    let live = true;
-    const poll = async (): Promise<void> => {
-      try {
-        const s = await client.serverStatus({});
-        if (live) setStatus(s);
-      } catch {
-        if (live) setStatus(undefined);
+    worker.onmessage = (ev: MessageEvent<FromWorker>) => {
+      const m = ev.data;
+      if (m.type === "snapshot") {
+        const el = scroller.current;
+        // Keep the rows in view in place while new ones come in above them.
+        const added = m.reset ? 0 : m.rows.length;
+        model.apply(m);
+        if (el && el.scrollTop > 0 && added > 0) el.scrollTop += added * ROW_PX;
+        setVersion(model.version);
+      } else if (m.type === "flow") {
+        setSelected((s) =>
+          s?.id === m.id ? { id: m.id, json: m.json ?? "(this flow is no longer kept)" } : s,
+        );
+      } else if (m.type === "filter") {
+        setFilterError(m.error ?? "");
+        const filter = m.text.trim();
+        if (m.error === undefined) setQuery((q) => (q.filter === filter ? q : { ...q, filter }));
+      } else if (m.type === "auth") {
+        setLogin({ message: m.message, refused: m.refused });
       }
     };
-    void poll();
-    const t = setInterval(poll, 2000);
-    return () => {
-      live = false;
-      clearInterval(t);
-    };
+    return () => worker.terminate();
+  }, [worker, model]);
+
+  // The page drew the snapshot: the worker may send the next one.
+  useEffect(() => {
+    if (version > 0) send({ type: "ready" });
+  }, [version]);
+
+  useEffect(() => {
+    writeQuery(query);
+    setSelected(undefined);
+    send({ type: "start", query, ...(auth !== undefined ? { auth } : {}) });
+  }, [query, auth, attempt]);
+
+  useEffect(() => {
+    const el = scroller.current;
+    if (!el) return;
+    const measure = (): void => setScroll({ top: el.scrollTop, height: el.clientHeight });
+    measure();
+    const ro = new ResizeObserver(measure);
+    ro.observe(el);
+    return () => ro.disconnect();
   }, []);
 
-  const applyFilter = (text: string): void => {
-    try {
-      buildWhitelist(text);
-      setFilterError("");
-      setQuery({ ...query, filter: text.trim() });
-    } catch (err) {
-      setFilterError(err instanceof FilterError ? err.message : String(err));
-    }
-  };
+  /** The worker checks the text (it holds the filter code); its answer applies it. */
+  const applyFilter = (text: string): void => send({ type: "filter", text });
 
-  if (store.graph.needsLayout()) store.graph.layout();
-  const rows = store.newest(SHOWN_ROWS);
+  const map = useMemo(
+    () => <ServiceMap graph={model} onRelayout={() => send({ type: "relayout" })} />,
+    [model.mapVersion],
+  );
+  const c = model.counters;
+  const win = rowWindow(scroll.top, scroll.height, ROW_PX, model.rows.length);
+  const rows = model.rows.slice(win.start, win.end);
   return (
     <div class="page">
       <header>
@@ -159,185 +129,160 @@ export function App() {
             </span>
           )}
         </form>
-        <TimeRange query={query} onChange={setQuery} />
+        <TimeRange query={query} oldestMs={model.oldestMs} onChange={setQuery} />
         <button
           type="button"
           data-testid="pause"
-          aria-pressed={store.paused}
-          onClick={() => {
-            store.setPaused(!store.paused);
-            setTick((n) => n + 1);
-          }}
+          aria-pressed={c.paused}
+          onClick={() => send({ type: "pause", paused: !c.paused })}
         >
-          {store.paused ? `Resume (${store.held.length} held)` : "Pause"}
+          {c.paused ? `Resume (${c.held} held)` : "Pause"}
         </button>
       </header>
-      <StatusBar store={store} status={status} streamState={streamState} />
+      <StatusBar model={model} />
       <main>
-        <ServiceMap graph={store.graph} version={store.graph.version} />
+        {map}
         <section class="flows">
-          <table data-testid="flow-table">
-            <thead>
-              <tr>
-                <th>Time</th>
-                <th>Source</th>
-                <th>Destination</th>
-                <th>Type</th>
-                <th>Verdict</th>
-                <th>Summary</th>
-              </tr>
-            </thead>
-            <tbody>
-              {rows.map((f) => {
-                const c = flowCells(f);
-                return (
+          <div
+            class="table-scroll"
+            data-testid="flow-scroll"
+            ref={scroller}
+            onScroll={(e) => {
+              const el = e.currentTarget as HTMLDivElement;
+              setScroll({ top: el.scrollTop, height: el.clientHeight });
+            }}
+          >
+            <table data-testid="flow-table" data-rows={model.rows.length}>
+              <thead>
+                <tr>
+                  <th>Time</th>
+                  <th>Source</th>
+                  <th>Destination</th>
+                  <th>Type</th>
+                  <th>Verdict</th>
+                  <th>Summary</th>
+                </tr>
+              </thead>
+              <tbody>
+                {win.padTop > 0 && <tr class="spacer" style={{ height: `${win.padTop}px` }} />}
+                {rows.map((r) => (
                   <tr
-                    key={f.uuid || `${c.time}${c.source}${c.summary}`}
+                    key={r.id}
                     data-testid="flow-row"
-                    data-verdict={c.verdict}
-                    class={`${c.verdict.toLowerCase()}${selected === f ? " selected" : ""}`}
-                    onClick={() => setSelected(f)}
+                    data-verdict={r.verdict}
+                    class={`${r.verdict.toLowerCase()}${selected?.id === r.id ? " selected" : ""}`}
+                    onClick={() => {
+                      setSelected({ id: r.id });
+                      send({ type: "flow", id: r.id });
+                    }}
                   >
-                    <td>{c.time}</td>
-                    <td>{c.source}</td>
-                    <td>{c.destination}</td>
-                    <td>{c.type}</td>
-                    <td class="verdict">{c.verdict}</td>
-                    <td>{c.summary}</td>
+                    <td>{r.time}</td>
+                    <td>{r.source}</td>
+                    <td>{r.destination}</td>
+                    <td>{r.type}</td>
+                    <td class="verdict">{r.verdict}</td>
+                    <td>{r.summary}</td>
                   </tr>
-                );
-              })}
-            </tbody>
-          </table>
-          {selected && (
+                ))}
+                {win.padBottom > 0 && (
+                  <tr class="spacer" style={{ height: `${win.padBottom}px` }} />
+                )}
+              </tbody>
+            </table>
+          </div>
+          {selected?.json !== undefined && (
             <aside class="json">
               <button type="button" onClick={() => setSelected(undefined)}>
                 Close
               </button>
-              <pre data-testid="flow-json">{flowJson(selected)}</pre>
+              <pre data-testid="flow-json">{selected.json}</pre>
             </aside>
           )}
         </section>
       </main>
+      {login && (
+        <Login
+          message={login.message}
+          refused={login.refused}
+          onToken={(token) => {
+            const header = authHeader(token);
+            storeAuth(header);
+            setLogin(undefined);
+            setAuth(header);
+            setAttempt((n) => n + 1);
+          }}
+        />
+      )}
     </div>
   );
 }
 
-/** The flow as protobuf JSON (bigint-safe fallback when an Any cannot be resolved). */
-function flowJson(f: Flow): string {
-  try {
-    return toJsonString(FlowSchema, f, { prettySpaces: 2 });
-  } catch {
-    return JSON.stringify(f, (_k, v) => (typeof v === "bigint" ? v.toString() : v), 2);
-  }
+/** The token prompt shown when the observer answers Unauthenticated. */
+function Login(props: { message: string; refused: boolean; onToken: (t: string) => void }) {
+  const [token, setToken] = useState("");
+  return (
+    <div class="login-backdrop">
+      <form
+        class="login"
+        data-testid="login"
+        onSubmit={(e) => {
+          e.preventDefault();
+          props.onToken(token);
+        }}
+      >
+        <h2>Sign in to the observer</h2>
+        <p
+          class={props.refused ? "error" : ""}
+          data-testid="login-message"
+          data-refused={props.refused ? "true" : "false"}
+        >
+          {props.refused
+            ? `The observer refused these credentials: ${props.message}`
+            : `The observer requires credentials: ${props.message}`}
+        </p>
+        <label>
+          Bearer token (or a full <code>Basic …</code> / <code>Bearer …</code> header value){" "}
+          <input
+            data-testid="login-token"
+            type="password"
+            autocomplete="off"
+            value={token}
+            onInput={(e) => setToken((e.target as HTMLInputElement).value)}
+          />
+        </label>
+        <button type="submit" data-testid="login-submit">
+          Sign in
+        </button>
+      </form>
+    </div>
+  );
 }
 
 /** Nodes, flows/s, lost events (with where), stream state. */
-function StatusBar(props: {
-  store: FlowStore;
-  status: ServerStatusResponse | undefined;
-  streamState: string;
-}) {
-  const { store, status } = props;
-  const lost = [...store.lost.entries()].map(([where, n]) => `${n} at ${where}`).join(", ");
+function StatusBar(props: { model: PageModel }) {
+  const { counters: c, status } = props.model;
+  const lost = c.lost.map(([where, n]) => `${n} at ${where}`).join(", ");
   return (
     <div class="status" data-testid="status">
       <span data-testid="status-nodes">
-        nodes: {status ? `${status.numConnectedNodes ?? 0} connected` : "?"}
-        {status && (status.numUnavailableNodes ?? 0) > 0
-          ? `, ${status.numUnavailableNodes} unavailable (${status.unavailableNodes.join(", ")})`
+        nodes: {status ? `${status.connected} connected` : "?"}
+        {status && status.unavailable > 0
+          ? `, ${status.unavailable} unavailable (${status.unavailableNodes.join(", ")})`
           : ""}
       </span>
       <span data-testid="status-rate">
-        flows/s: {store.rate().toFixed(1)}
-        {status ? ` (observer ${status.flowsRate.toFixed(1)})` : ""}
+        flows/s: {c.rate.toFixed(1)}
+        {status ? ` (observer ${status.observerRate.toFixed(1)})` : ""}
       </span>
-      <span data-testid="status-lost" class={store.lostTotal() > 0 ? "error" : ""}>
-        lost events: {store.lostTotal()}
+      <span data-testid="status-lost" class={c.lostTotal > 0 ? "error" : ""}>
+        lost events: {c.lostTotal}
         {lost ? ` (${lost})` : ""}
       </span>
-      {store.notShown > 0 && <span class="error">not shown while paused: {store.notShown}</span>}
-      <span data-testid="status-stream">{props.streamState}</span>
+      {c.notShown > 0 && <span class="error">not shown while paused: {c.notShown}</span>}
+      <span data-testid="status-stream">{props.model.stream}</span>
       <span>
-        map: {store.graph.nodes.size} nodes, {store.graph.edges.size} edges
+        map: {c.nodes} nodes, {c.edges} edges
       </span>
     </div>
-  );
-}
-
-/** Local `datetime-local` value of epoch ms. */
-function toLocalInput(ms: number | undefined): string {
-  if (ms === undefined) return "";
-  const d = new Date(ms - new Date(ms).getTimezoneOffset() * 60_000);
-  return d.toISOString().slice(0, 19);
-}
-
-/** From/to pickers, a scrubber over the last hour and a Live button. */
-function TimeRange(props: { query: ViewQuery; onChange: (q: ViewQuery) => void }) {
-  const { query, onChange } = props;
-  const [from, setFrom] = useState(toLocalInput(query.since));
-  const [to, setTo] = useState(toLocalInput(query.until));
-  useEffect(() => {
-    setFrom(toLocalInput(query.since));
-    setTo(toLocalInput(query.until));
-  }, [query]);
-  const span = query.since !== undefined ? (query.until ?? Date.now()) - query.since : 5 * 60_000;
-  const ago = query.until !== undefined ? Math.round((Date.now() - query.until) / 60_000) : 0;
-  return (
-    <form
-      class="time"
-      data-testid="time-range"
-      onSubmit={(e) => {
-        e.preventDefault();
-        const since = from ? new Date(from).getTime() : undefined;
-        const until = to ? new Date(to).getTime() : undefined;
-        if (since === undefined) onChange({ filter: query.filter });
-        else onChange({ filter: query.filter, since, ...(until !== undefined ? { until } : {}) });
-      }}
-    >
-      <label>
-        from{" "}
-        <input
-          name="since"
-          type="datetime-local"
-          step="1"
-          value={from}
-          onInput={(e) => setFrom((e.target as HTMLInputElement).value)}
-        />
-      </label>
-      <label>
-        to{" "}
-        <input
-          name="until"
-          type="datetime-local"
-          step="1"
-          value={to}
-          onInput={(e) => setTo((e.target as HTMLInputElement).value)}
-        />
-      </label>
-      <button type="submit">Show</button>
-      <input
-        data-testid="time-scrubber"
-        type="range"
-        min="0"
-        max="60"
-        step="1"
-        title="window end, minutes ago"
-        value={60 - ago}
-        onChange={(e) => {
-          const back = 60 - Number((e.target as HTMLInputElement).value);
-          const until = Date.now() - back * 60_000;
-          onChange({ filter: query.filter, since: until - span, until });
-        }}
-      />
-      <button
-        type="button"
-        data-testid="live"
-        disabled={query.since === undefined}
-        onClick={() => onChange({ filter: query.filter })}
-      >
-        Live
-      </button>
-    </form>
   );
 }

@@ -12,33 +12,12 @@ import {
   Verdict,
 } from "@periscope/proto/src/gen/flow/flow_pb.ts";
 
+import { FILTER_KEYS } from "./filter-keys.ts";
+
+export { FILTER_KEYS };
+
 /** A term the box could not read. */
 export class FilterError extends Error {}
-
-/** Keys the box understands, for the help text and errors. */
-export const FILTER_KEYS = [
-  "namespace",
-  "pod",
-  "from-pod",
-  "to-pod",
-  "label",
-  "from-label",
-  "to-label",
-  "ip",
-  "from-ip",
-  "to-ip",
-  "verdict",
-  "protocol",
-  "port",
-  "from-port",
-  "to-port",
-  "type",
-  "http-status",
-  "http-method",
-  "http-path",
-  "dns-query",
-  "node-name",
-] as const;
 
 type Side = "src" | "dst";
 type Apply = (f: FlowFilter, v: string, side: Side) => void;

@@ -15,77 +15,25 @@
 import dagre from "@dagrejs/dagre";
 import type { Endpoint, Flow } from "@periscope/proto/src/gen/flow/flow_pb.ts";
 import { noteEdgeAddrs } from "./bytes.ts";
+import { type EdgeVerdict, type MapEdge, type MapNode, NODE_SIZE } from "./edge.ts";
+import type { MapChanges } from "./protocol.ts";
 
-/** Verdict names an edge is colored by. */
-export type EdgeVerdict = "FORWARDED" | "DROPPED" | "AUDIT";
-
-/** What a node stands for. */
-export type NodeKind = "pod" | "world" | "host" | "container" | "process" | "ip";
-
-/** An endpoint on the map. */
-export interface MapNode {
-  readonly id: string;
-  readonly label: string;
-  /** "" for world, host and bare addresses. */
-  readonly namespace: string;
-  readonly kind: NodeKind;
-  x: number;
-  y: number;
-  lastSeenMs: number;
-}
-
-/** Latency percentiles in milliseconds. */
-export interface Percentiles {
-  readonly count: number;
-  readonly p50: number;
-  readonly p90: number;
-  readonly p99: number;
-}
-
-/** An observed connection. */
-export interface MapEdge {
-  readonly id: string;
-  readonly source: string;
-  readonly target: string;
-  /** "tcp", "udp", "icmp", "sctp" or "other". */
-  readonly protocol: string;
-  /** Destination port, 0 when the protocol has none. */
-  readonly port: number;
-  flows: number;
-  /** Bytes where flows carry them (0 = unknown). */
-  bytes: number;
-  /** "client>server" address pairs seen (newest few): the flow stats join (bytes.ts). */
-  addrs?: string[];
-  readonly verdicts: Record<EdgeVerdict, number>;
-  /** Drop reason description → count. */
-  readonly dropReasons: Map<string, number>;
-  /** Recent L7 latencies in ms (bounded). */
-  readonly http: number[];
-  readonly dns: number[];
-  lastSeenMs: number;
-}
+export {
+  type EdgeVerdict,
+  edgeVerdict,
+  type MapEdge,
+  type MapNode,
+  NODE_SIZE,
+  type NodeKind,
+  type Percentiles,
+  percentiles,
+} from "./edge.ts";
 
 /** Verdict numbers of flow.Verdict that color edges. */
 const VERDICTS: Record<number, EdgeVerdict> = { 1: "FORWARDED", 2: "DROPPED", 4: "AUDIT" };
 /** Latency samples kept per edge and kind. */
 const LATENCY_SAMPLES = 256;
-const NODE_W = 150;
-const NODE_H = 40;
-
-/** The edge's overall verdict: DROPPED if any flow was dropped, then AUDIT, FORWARDED. */
-export function edgeVerdict(e: MapEdge): EdgeVerdict {
-  if (e.verdicts.DROPPED > 0) return "DROPPED";
-  if (e.verdicts.AUDIT > 0) return "AUDIT";
-  return "FORWARDED";
-}
-
-/** p50/p90/p99 (nearest rank) of `samples`, undefined when empty. */
-export function percentiles(samples: readonly number[]): Percentiles | undefined {
-  if (samples.length === 0) return undefined;
-  const s = [...samples].sort((a, b) => a - b);
-  const at = (q: number): number => s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)] ?? 0;
-  return { count: s.length, p50: at(0.5), p90: at(0.9), p99: at(0.99) };
-}
+const { width: NODE_W, height: NODE_H } = NODE_SIZE;
 
 /** Identity of an endpoint on the map. */
 export function endpointNode(
@@ -143,6 +91,9 @@ function isReply(flow: Flow): boolean {
   return flow.reply;
 }
 
+/** What {@link GraphModel.takeChanges} returns. */
+export type GraphChanges = MapChanges;
+
 /** Options for {@link GraphModel}. */
 export interface GraphOptions {
   /** Edges idle this long are dropped by {@link GraphModel.evictIdle}. Default 5 minutes. */
@@ -158,6 +109,82 @@ export class GraphModel {
   private unplaced = new Set<string>();
   /** Bumped on every change, for renderers that memoise. */
   version = 0;
+  /** What changed since the last {@link takeChanges}. */
+  private changed: {
+    nodes: Set<string>;
+    edges: Set<string>;
+    removedNodes: Set<string>;
+    removedEdges: Set<string>;
+    reset: boolean;
+    /** Edges added since. */
+    added: number;
+  } = GraphModel.noChanges();
+
+  private static noChanges() {
+    return {
+      nodes: new Set<string>(),
+      edges: new Set<string>(),
+      removedNodes: new Set<string>(),
+      removedEdges: new Set<string>(),
+      reset: false,
+      added: 0,
+    };
+  }
+
+  /**
+   * Nodes and edges added or changed, and ids removed, since the last call (`reset`: the
+   * model was cleared first). Nodes without a position yet are left for a later call.
+   */
+  takeChanges(): GraphChanges {
+    const c = this.changed;
+    this.changed = GraphModel.noChanges();
+    const nodes: MapNode[] = [];
+    for (const id of c.nodes) {
+      const n = this.nodes.get(id);
+      if (n === undefined) continue;
+      if (Number.isNaN(n.x)) this.changed.nodes.add(id);
+      else nodes.push(n);
+    }
+    const edges: MapEdge[] = [];
+    for (const id of c.edges) {
+      const e = this.edges.get(id);
+      if (e !== undefined) edges.push(e);
+    }
+    return {
+      reset: c.reset,
+      nodes,
+      edges,
+      removedNodes: [...c.removedNodes],
+      removedEdges: [...c.removedEdges],
+    };
+  }
+
+  /**
+   * Whether nodes or edges came or went since the last {@link takeChanges} (not only
+   * counts): a renderer should hear of it without waiting.
+   */
+  hasShapeChanges(): boolean {
+    const c = this.changed;
+    return (
+      c.reset ||
+      c.added > 0 ||
+      c.removedEdges.size > 0 ||
+      c.removedNodes.size > 0 ||
+      [...c.nodes].some((id) => !Number.isNaN(this.nodes.get(id)?.x ?? Number.NaN))
+    );
+  }
+
+  /** Whether anything changed since the last {@link takeChanges}. */
+  hasChanges(): boolean {
+    const c = this.changed;
+    return (
+      c.reset ||
+      c.edges.size > 0 ||
+      c.removedEdges.size > 0 ||
+      c.removedNodes.size > 0 ||
+      [...c.nodes].some((id) => !Number.isNaN(this.nodes.get(id)?.x ?? Number.NaN))
+    );
+  }
 
   constructor(opts: GraphOptions = {}) {
     this.idleMs = opts.idleMs ?? 5 * 60_000;
@@ -196,9 +223,11 @@ export class GraphModel {
         lastSeenMs: t,
       };
       this.edges.set(id, e);
+      this.changed.added++;
     }
     e.flows++;
     noteEdgeAddrs(e, flow.IP?.source ?? "", flow.IP?.destination ?? "", reply);
+    this.changed.edges.add(id);
     e.lastSeenMs = Math.max(e.lastSeenMs, t);
     const v = VERDICTS[flow.verdict];
     if (v) e.verdicts[v]++;
@@ -228,6 +257,7 @@ export class GraphModel {
       node = { ...n, x: Number.NaN, y: Number.NaN, lastSeenMs: t };
       this.nodes.set(n.id, node);
       this.unplaced.add(n.id);
+      this.changed.nodes.add(n.id);
     }
     node.lastSeenMs = Math.max(node.lastSeenMs, t);
     return node;
@@ -240,6 +270,8 @@ export class GraphModel {
     for (const [id, e] of this.edges) {
       if (e.lastSeenMs < cutoff) {
         this.edges.delete(id);
+        this.changed.edges.delete(id);
+        this.changed.removedEdges.add(id);
         evicted++;
       }
     }
@@ -253,6 +285,8 @@ export class GraphModel {
       if (!used.has(id)) {
         this.nodes.delete(id);
         this.unplaced.delete(id);
+        this.changed.nodes.delete(id);
+        this.changed.removedNodes.add(id);
       }
     }
     this.version++;
@@ -264,6 +298,8 @@ export class GraphModel {
     this.nodes.clear();
     this.edges.clear();
     this.unplaced.clear();
+    this.changed = GraphModel.noChanges();
+    this.changed.reset = true;
     this.version++;
   }
 
@@ -309,11 +345,9 @@ export class GraphModel {
       n.x = x;
       n.y = y;
       placed.push(n);
+      this.changed.nodes.add(id);
     }
     this.unplaced.clear();
     this.version++;
   }
 }
-
-/** Node box size used by the layout and the renderer. */
-export const NODE_SIZE = { width: NODE_W, height: NODE_H } as const;

@@ -5,14 +5,7 @@
  */
 import { useState } from "preact/hooks";
 import { EdgeBytesLine } from "./bytes-view.ts";
-import {
-  edgeVerdict,
-  type GraphModel,
-  type MapEdge,
-  type MapNode,
-  NODE_SIZE,
-  percentiles,
-} from "./graph.ts";
+import { edgeVerdict, type MapEdge, type MapNode, NODE_SIZE, percentiles } from "./edge.ts";
 
 const PAD = 16;
 
@@ -79,8 +72,14 @@ export function EdgeDetails(props: { edge: MapEdge }) {
   );
 }
 
-/** The map and its list mirror. `version` makes Preact redraw when the model changed. */
-export function ServiceMap(props: { graph: GraphModel; version: number }) {
+/**
+ * The map and its list mirror, from the nodes and edges the stream worker sent;
+ * `onRelayout` asks it to re-place every node.
+ */
+export function ServiceMap(props: {
+  graph: { nodes: ReadonlyMap<string, MapNode>; edges: ReadonlyMap<string, MapEdge> };
+  onRelayout: () => void;
+}) {
   const { graph } = props;
   const [selected, setSelected] = useState<string | undefined>();
   const nodes = [...graph.nodes.values()].filter((n) => !Number.isNaN(n.x));
@@ -172,7 +171,7 @@ export function ServiceMap(props: { graph: GraphModel; version: number }) {
         ))}
       </svg>
       <div class="mirror">
-        <button type="button" onClick={() => graph.layout(true)}>
+        <button type="button" onClick={props.onRelayout}>
           Re-layout
         </button>
         <h2>Nodes ({nodes.length})</h2>

@@ -1,15 +1,16 @@
 /**
- * The page's state outside the component tree: the graph model, the newest table rows,
- * counters for the status bar and the flows held while paused. The stream feeds it at any
- * rate; the view reads it on its own tick.
+ * The stream worker's state: the graph model, the newest table rows (as decoded flows,
+ * for their JSON on request), counters for the status bar and the flows held while
+ * paused. The stream feeds it at any rate; snapshots (snapshot.ts) read it.
  */
 import type { Flow, LostEvent } from "@periscope/proto/src/gen/flow/flow_pb.ts";
 import { LostEventSource } from "@periscope/proto/src/gen/flow/flow_pb.ts";
 import { flowTimeMs } from "./format.ts";
 import { GraphModel } from "./graph.ts";
+import { TABLE_ROWS } from "./protocol.ts";
 
-/** Rows the table keeps (newest first). */
-export const TABLE_ROWS = 500;
+export { TABLE_ROWS };
+
 /** Flows held while paused; more are counted as not shown. */
 export const PAUSE_BUFFER = 50_000;
 
@@ -21,6 +22,10 @@ export class FlowStore {
   readonly graph = new GraphModel();
   /** Newest last; trimmed to TABLE_ROWS. */
   rows: Flow[] = [];
+  /** Rows ever added since the last reset; the newest row's id is `rowSeq - 1`. */
+  rowSeq = 0;
+  /** Bumped by {@link reset}, so readers know their row ids are stale. */
+  resets = 0;
   received = 0;
   readonly lost: LostCounts = new Map();
   paused = false;
@@ -65,6 +70,7 @@ export class FlowStore {
   private apply(flow: Flow): void {
     this.graph.add(flow);
     this.rows.push(flow);
+    this.rowSeq++;
     if (this.rows.length > TABLE_ROWS * 2) this.rows = this.rows.slice(-TABLE_ROWS);
     this.version++;
   }
@@ -100,6 +106,25 @@ export class FlowStore {
     return this.rows.slice(-n).reverse();
   }
 
+  /** The flow of row `id` while it is still kept, else undefined. */
+  flowById(id: number): Flow | undefined {
+    const back = this.rowSeq - id;
+    if (!Number.isInteger(id) || back < 1 || back > Math.min(this.rows.length, TABLE_ROWS)) {
+      return undefined;
+    }
+    return this.rows[this.rows.length - back];
+  }
+
+  /** Rows with id ≥ `fromId` (at most the newest `max`), oldest first, with their ids. */
+  rowsSince(fromId: number, max = TABLE_ROWS): { id: number; flow: Flow }[] {
+    const n = Math.min(this.rowSeq - Math.max(0, fromId), max, this.rows.length);
+    const out: { id: number; flow: Flow }[] = [];
+    for (let k = n; k >= 1; k--) {
+      out.push({ id: this.rowSeq - k, flow: this.rows[this.rows.length - k] as Flow });
+    }
+    return out;
+  }
+
   /** Total events lost. */
   lostTotal(): number {
     let n = 0;
@@ -111,6 +136,8 @@ export class FlowStore {
   reset(): void {
     this.graph.clear();
     this.rows = [];
+    this.rowSeq = 0;
+    this.resets++;
     this.held = [];
     this.notShown = 0;
     this.received = 0;

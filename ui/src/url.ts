@@ -39,9 +39,3 @@ export function queryString(q: ViewQuery): string {
   const s = p.toString();
   return s ? `?${s}` : "";
 }
-
-/** Puts `q` into the address bar without reloading. */
-export function writeQuery(q: ViewQuery): void {
-  const s = queryString(q);
-  if (s !== location.search) history.replaceState(null, "", `${location.pathname}${s}`);
-}
