@@ -1,72 +1,42 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { create, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { subjects } from "@periscope/bus";
-import { FlowBatchSchema, Verdict } from "@periscope/proto";
-import { createLogger } from "@periscope/telemetry";
-import { type LocalNats, startLocalNats, waitFor } from "@periscope/testing";
-import { parseConfig } from "./config.ts";
-import { type RunningObserver, startObserver } from "./server.ts";
-import { grpcObserverClient, testFlowResponse } from "./testing.ts";
-
-type Msg = Record<string, unknown>;
-
-interface GrpcObserver extends grpc.Client {
-  GetFlows(req: object): grpc.ClientReadableStream<Msg>;
-}
-
-function readAll(stream: grpc.ClientReadableStream<Msg>): Promise<Msg[]> {
-  return new Promise((resolve, reject) => {
-    const msgs: Msg[] = [];
-    stream.on("data", (m: Msg) => msgs.push(m));
-    stream.on("end", () => resolve(msgs));
-    stream.on("error", reject);
-  });
-}
+import { Verdict } from "@periscope/proto";
+import type { RunningObserver } from "./server.ts";
+import { testFlowResponse } from "./testing.ts";
+import {
+  type GrpcGetFlows,
+  type GrpcMsg as Msg,
+  readGrpcStream as readAll,
+  type ServedFlows,
+  serveFlows,
+} from "./testing-server.ts";
 
 const celFilter = (...exprs: string[]) => ({ experimental: { cel_expression: exprs } });
 const sources = (msgs: Msg[]): string[] =>
   msgs.map((m) => ((m.flow as Msg).IP as Msg).source as string);
 
-let nats: LocalNats;
-let nc: NatsConnection;
+let served: ServedFlows;
 let observer: RunningObserver;
-let client: GrpcObserver;
+let client: GrpcGetFlows;
 
 beforeAll(async () => {
-  nats = await startLocalNats({});
-  nc = await connect({ servers: nats.url });
-  const config = parseConfig(
-    ["--listen-address", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0", "--nats-url", nats.url],
-    { PERISCOPE_NODE_NAME: "observer-cel-test", PERISCOPE_MAX_FLOWS: "100" },
-  );
-  observer = await startObserver(config, { log: createLogger("observer", "silent") });
-  client = grpcObserverClient<GrpcObserver>(observer.port);
   const now = Date.now();
-  const batch = create(FlowBatchSchema, {
-    responses: [
-      testFlowResponse({ timeMs: now, src: "10.6.0.1", srcNamespace: "demo", srcPod: "web-1" }),
-      testFlowResponse({
-        timeMs: now + 1,
-        src: "10.6.0.2",
-        srcNamespace: "prod",
-        srcPod: "db-0",
-        verdict: Verdict.DROPPED,
-      }),
-      testFlowResponse({ timeMs: now + 2, src: "10.6.0.3", srcNamespace: "demo", srcPod: "api-2" }),
-    ],
-  });
-  nc.publish(subjects.flows("node-c"), toBinary(FlowBatchSchema, batch));
-  await nc.flush();
-  await waitFor(() => observer.store.seenFlows >= 3, { what: "3 flows ingested" });
+  served = await serveFlows("observer-cel-test", "node-c", [
+    testFlowResponse({ timeMs: now, src: "10.6.0.1", srcNamespace: "demo", srcPod: "web-1" }),
+    testFlowResponse({
+      timeMs: now + 1,
+      src: "10.6.0.2",
+      srcNamespace: "prod",
+      srcPod: "db-0",
+      verdict: Verdict.DROPPED,
+    }),
+    testFlowResponse({ timeMs: now + 2, src: "10.6.0.3", srcNamespace: "demo", srcPod: "api-2" }),
+  ]);
+  ({ observer, client } = served);
 });
 
 afterAll(async () => {
-  client?.close();
-  await observer?.stop();
-  await nc?.close();
-  await nats?.stop();
+  await served?.stop();
 });
 
 describe("GetFlows experimental.cel_expression over a real server", () => {

@@ -1,63 +1,32 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { create, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { subjects } from "@periscope/bus";
-import { FlowBatchSchema } from "@periscope/proto";
-import { createLogger } from "@periscope/telemetry";
-import { type LocalNats, startLocalNats, waitFor } from "@periscope/testing";
-import { parseConfig } from "./config.ts";
-import { type RunningObserver, startObserver } from "./server.ts";
-import { grpcObserverClient, testFlowResponse } from "./testing.ts";
+import type { RunningObserver } from "./server.ts";
+import { testFlowResponse } from "./testing.ts";
+import {
+  type GrpcGetFlows,
+  type GrpcMsg as Msg,
+  readGrpcStream as readAll,
+  type ServedFlows,
+  serveFlows,
+} from "./testing-server.ts";
 
-type Msg = Record<string, unknown>;
-
-interface GrpcObserver extends grpc.Client {
-  GetFlows(req: object): grpc.ClientReadableStream<Msg>;
-}
-
-function grpcClient(port: number): GrpcObserver {
-  return grpcObserverClient<GrpcObserver>(port);
-}
-
-function readAll(stream: grpc.ClientReadableStream<Msg>): Promise<Msg[]> {
-  return new Promise((resolve, reject) => {
-    const msgs: Msg[] = [];
-    stream.on("data", (m: Msg) => msgs.push(m));
-    stream.on("end", () => resolve(msgs));
-    stream.on("error", reject);
-  });
-}
-
-let nats: LocalNats;
-let nc: NatsConnection;
+let served: ServedFlows;
 let observer: RunningObserver;
-let client: GrpcObserver;
+let client: GrpcGetFlows;
 
 beforeAll(async () => {
-  nats = await startLocalNats({});
-  nc = await connect({ servers: nats.url });
-  const config = parseConfig(
-    ["--listen-address", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0", "--nats-url", nats.url],
-    { PERISCOPE_NODE_NAME: "observer-mask-test", PERISCOPE_MAX_FLOWS: "100" },
-  );
-  observer = await startObserver(config, { log: createLogger("observer", "silent") });
-  client = grpcClient(observer.port);
-  const batch = create(FlowBatchSchema, {
-    responses: ["10.5.0.1", "10.5.0.2"].map((src, i) =>
+  served = await serveFlows(
+    "observer-mask-test",
+    "node-m",
+    ["10.5.0.1", "10.5.0.2"].map((src, i) =>
       testFlowResponse({ timeMs: Date.now() + i, src, node: "node-m", srcPod: `pod-${i}` }),
     ),
-  });
-  nc.publish(subjects.flows("node-m"), toBinary(FlowBatchSchema, batch));
-  await nc.flush();
-  await waitFor(() => observer.store.seenFlows >= 2, { what: "2 flows ingested" });
+  );
+  ({ observer, client } = served);
 });
 
 afterAll(async () => {
-  client?.close();
-  await observer?.stop();
-  await nc?.close();
-  await nats?.stop();
+  await served?.stop();
 });
 
 describe("GetFlows field_mask over a real server", () => {
