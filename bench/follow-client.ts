@@ -5,14 +5,16 @@
  * enricher derives from the kernel's boot timestamp). Talks to the parent over IPC:
  * see {@link FollowRequest} / {@link FollowReply}. Run as `bun bench/follow-client.ts <url>`.
  *
- * With `--count` it only counts: a raw HTTP/2 GetFlows call (gRPC, or gRPC-Web with `--web`,
- * which the observer serves through its Connect handler) whose messages are told apart by
- * their first byte (flow = field 1, lost_events = field 3; only lost events are decoded), so
+ * With `--count` it only counts: a raw HTTP/2 GetFlows call (gRPC, or gRPC-Web with `--web`;
+ * with `--connect` Connect over HTTP/1.1 through fetch, as a browser calls, and with
+ * `--handler` too in a form only the observer's Connect handler serves) whose messages are
+ * told apart by their first byte (flow = field 1, lost_events = field 3; only lost events are decoded), so
  * the client costs ~1 µs per message and is not what a measurement measures. `--number=N`
  * asks for the last N stored flows before following. Its counts are reported under node "*".
  */
 
 import * as http2 from "node:http2";
+import { brotliCompressSync } from "node:zlib";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -54,8 +56,15 @@ const WINDOW_BYTES = 16 * 1024 * 1024;
 
 /** Options of the counting follower. */
 export interface CountOptions {
-  /** gRPC-Web (the observer's Connect handler) instead of gRPC. */
+  /** gRPC-Web instead of gRPC. */
   readonly web: boolean;
+  /** Connect (binary) over HTTP/1.1 through fetch, the browser's path, instead. */
+  readonly connect?: boolean;
+  /**
+   * With `connect`: the request brotli-compressed, answers uncompressed, which only the
+   * Connect handler serves (its per-message path, the baseline of the stream writer).
+   */
+  readonly handler?: boolean;
   /** Last N stored flows first (0: only new ones). */
   readonly number: bigint;
 }
@@ -111,6 +120,30 @@ async function count(url: string, opts: CountOptions): Promise<void> {
   const env = Buffer.alloc(5 + req.length);
   env.writeUInt32BE(req.length, 1);
   env.set(req, 5);
+  if (opts.connect) {
+    const headers: Record<string, string> = {
+      "content-type": "application/connect+proto",
+      "connect-protocol-version": "1",
+    };
+    let body = env;
+    if (opts.handler) {
+      const packed = brotliCompressSync(req);
+      body = Buffer.alloc(5 + packed.length);
+      body[0] = 1; // compressed
+      body.writeUInt32BE(packed.length, 1);
+      body.set(packed, 5);
+      headers["connect-content-encoding"] = "br";
+      headers["connect-accept-encoding"] = "identity";
+    }
+    const res = await fetch(`${url}/observer.Observer/GetFlows`, {
+      method: "POST",
+      headers,
+      body,
+    });
+    if (res.body === null) throw new Error(`GetFlows over Connect: HTTP ${res.status}, no body`);
+    for await (const chunk of res.body) counter.push(Buffer.from(chunk));
+    return;
+  }
   // Windows as large as grpc-go's dynamic ones grow to: the default 64 KiB would make
   // every 64 KiB wait for this process to be scheduled and send a WINDOW_UPDATE.
   const session = http2.connect(url, { settings: { initialWindowSize: WINDOW_BYTES } });
@@ -183,14 +216,19 @@ if (import.meta.main) {
   const url = process.argv[2];
   if (url === undefined) {
     process.stderr.write(
-      "usage: bun bench/follow-client.ts <observer url> [--count [--web] [--number=N]]\n",
+      "usage: bun bench/follow-client.ts <observer url> [--count [--web | --connect [--handler]] [--number=N]]\n",
     );
     process.exit(2);
   }
   const flags = process.argv.slice(3);
   const number = BigInt(flags.find((f) => f.startsWith("--number="))?.slice(9) ?? "0");
   const run = flags.includes("--count")
-    ? count(url, { web: flags.includes("--web"), number })
+    ? count(url, {
+        web: flags.includes("--web"),
+        connect: flags.includes("--connect"),
+        handler: flags.includes("--handler"),
+        number,
+      })
     : follow(url);
   run.then(
     () => process.exit(0),

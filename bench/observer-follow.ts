@@ -11,9 +11,11 @@
  *   CPU, `observer_idle_load`, which dominates at low rates), loads;
  * - `cli.*`: `periscope observe -f -o compact` to a file at the `ping -f` case's rate: flows
  *   printed, events it was told it lost, unaccounted, CPU per flow of the CLI and observer;
- * - `burst.*`: a follow stream asked for the last {@link BURST} stored flows first, gRPC
- *   (the observer's stream writer) vs gRPC-Web (its Connect handler, the baseline):
- *   flows/s delivered while it catches up, and the ratio.
+ * - `burst.*`: a follow stream asked for the last {@link BURST} stored flows first, from
+ *   the observer's stream writer over gRPC, gRPC-Web (HTTP/2) and Connect over HTTP/1.1
+ *   (the browser's path, `connect_h1`), and from its Connect handler
+ *   (`connect_h1_handler`, the per-message baseline): flows/s delivered while it catches
+ *   up, observer CPU per flow, and the ratios.
  *
  * Run: `bun bench/observer-follow.ts [rate ...]` (flows/s; default 2000 50000), or as the
  * `observer-follow` part of `bun run bench`.
@@ -496,7 +498,9 @@ export async function runObserverFollowBench(
   );
   const burst: Record<string, number> = {};
   for (const [name, args] of [
-    ["connect", ["--web"]],
+    ["connect_h1_handler", ["--connect", "--handler"]],
+    ["connect_h1", ["--connect"]],
+    ["grpc_web", ["--web"]],
     ["grpc", []],
   ] as const) {
     const f = new FollowChild(url, ["--count", `--number=${BURST}`, ...args]);
@@ -513,7 +517,13 @@ export async function runObserverFollowBench(
       50,
     );
   }
-  emit(BENCH, "burst.grpc_vs_connect", (burst.grpc ?? 0) / (burst.connect ?? 1), "x");
+  emit(BENCH, "burst.grpc_vs_connect", (burst.grpc ?? 0) / (burst.connect_h1_handler ?? 1), "x");
+  emit(
+    BENCH,
+    "burst.connect_h1_vs_handler",
+    (burst.connect_h1 ?? 0) / (burst.connect_h1_handler ?? 1),
+    "x",
+  );
   emit(BENCH, "burst.grpc_vs_client_alone", (burst.grpc ?? 0) / aloneRate.rate, "x");
 }
 

@@ -87,8 +87,7 @@ const transports = {
     node.createConnectTransport({ baseUrl: url, httpVersion: "2" }),
   "connect-node gRPC-Web (HTTP/2)": (url: string) =>
     node.createGrpcWebTransport({ baseUrl: url, httpVersion: "2" }),
-  "connect-node gRPC (HTTP/2)": (url: string) =>
-    node.createGrpcTransport({ baseUrl: url, httpVersion: "2" }),
+  "connect-node gRPC (HTTP/2)": (url: string) => node.createGrpcTransport({ baseUrl: url }),
 } satisfies Record<string, (url: string) => Transport>;
 type TransportName = keyof typeof transports;
 const NAMES = Object.keys(transports) as TransportName[];
