@@ -1,15 +1,16 @@
 /**
  * The bytes line of an edge's details: asks the observer's FlowStatsService (same origin,
  * Connect) for the view's window — the URL's since/until, or the last
- * {@link LIVE_WINDOW_MS} when live, every {@link POLL_MS} — and shows each edge's bytes and
- * packets both ways, "unknown" where no flow record matched.
+ * {@link LIVE_WINDOW_MS} when live, every {@link POLL_MS} — and for the addresses of the
+ * edges shown only, and shows each edge's bytes and packets both ways, "unknown" where no
+ * flow record matched.
  */
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { FlowStatsService } from "@periscope/proto/src/gen/periscope/flowstats/v1/flowstats_pb.ts";
 import { h, type VNode } from "preact";
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useMemo, useState } from "preact/hooks";
 import { ByteTable, type EdgeKey, formatCounts } from "./bytes.ts";
 import { readQuery } from "./url.ts";
 
@@ -23,18 +24,20 @@ class BytesPoller {
   table: ByteTable | undefined;
   /** What went wrong on the last call ("" when it worked). */
   error = "";
-  readonly #listeners = new Set<() => void>();
+  /** Each shown edge's redraw callback → its "client>server" address pairs. */
+  readonly #listeners = new Map<() => void, readonly string[]>();
   #timer: ReturnType<typeof setInterval> | undefined;
-  #lastWindow = "";
-  #client = createClient(
+  #lastAsked = "";
+  #lastLiveMs = 0;
+  #busy = false;
+  readonly #client = createClient(
     FlowStatsService,
     createConnectTransport({ baseUrl: location.origin, useBinaryFormat: true }),
   );
 
   subscribe(fn: () => void): () => void {
-    this.#listeners.add(fn);
+    this.#listeners.set(fn, this.#listeners.get(fn) ?? []);
     if (this.#timer === undefined) {
-      void this.poll();
       this.#timer = setInterval(() => void this.poll(), POLL_MS / 5);
     }
     return () => {
@@ -42,32 +45,40 @@ class BytesPoller {
       if (this.#listeners.size === 0 && this.#timer !== undefined) {
         clearInterval(this.#timer);
         this.#timer = undefined;
-        this.#lastWindow = "";
+        this.#lastAsked = "";
       }
     };
   }
 
-  #lastLiveMs = 0;
-  #busy = false;
+  /** The addresses an edge shows (the request asks only for these). */
+  setAddrs(fn: () => void, addrs: readonly string[] | undefined): void {
+    this.#listeners.set(fn, addrs ?? []);
+  }
 
-  /** Asks when the window changed, and every POLL_MS while live. */
+  /** Asks when the window or the addresses changed, and every POLL_MS while live. */
   async poll(): Promise<void> {
     if (this.#busy) return;
     const q = readQuery(location.search);
     const now = Date.now();
     const live = q.since === undefined;
-    const window = live ? "live" : `${q.since}-${q.until ?? ""}`;
-    if (window === this.#lastWindow && (!live || now - this.#lastLiveMs < POLL_MS)) return;
+    const ips = new Set<string>();
+    for (const pairs of this.#listeners.values())
+      for (const p of pairs) for (const ip of p.split(">")) if (ip) ips.add(ip);
+    if (ips.size === 0) return;
+    const list = [...ips].sort();
+    const asked = `${live ? "live" : `${q.since}-${q.until ?? ""}`} ${list.join(",")}`;
+    if (asked === this.#lastAsked && (!live || now - this.#lastLiveMs < POLL_MS)) return;
     this.#busy = true;
     try {
-      const res = await this.#client.getFlowStats(
-        live
+      const res = await this.#client.getFlowStats({
+        ips: list,
+        ...(live
           ? { since: timestampFromMs(now - LIVE_WINDOW_MS) }
           : {
               since: timestampFromMs(q.since as number),
               ...(q.until !== undefined ? { until: timestampFromMs(q.until) } : {}),
-            },
-      );
+            }),
+      });
       this.table = new ByteTable(res.stats);
       this.error = "";
     } catch (err) {
@@ -75,9 +86,9 @@ class BytesPoller {
     } finally {
       this.#busy = false;
     }
-    this.#lastWindow = window;
+    this.#lastAsked = asked;
     this.#lastLiveMs = now;
-    for (const fn of this.#listeners) fn();
+    for (const fn of this.#listeners.keys()) fn();
   }
 }
 
@@ -86,10 +97,10 @@ let poller: BytesPoller | undefined;
 /** One edge's bytes and packets, client → server and back. */
 export function EdgeBytesLine(props: { edge: EdgeKey }): VNode {
   const [, setTick] = useState(0);
-  useEffect(() => {
-    poller ??= new BytesPoller();
-    return poller.subscribe(() => setTick((n) => n + 1));
-  }, []);
+  const redraw = useMemo(() => () => setTick((n) => n + 1), []);
+  poller ??= new BytesPoller();
+  useEffect(() => poller?.subscribe(redraw), [redraw]);
+  poller.setAddrs(redraw, props.edge.addrs);
   const b = poller?.table?.forEdge(props.edge);
   const attrs: Record<string, string> = { "data-testid": "edge-bytes" };
   if (b?.forward) {

@@ -11,7 +11,7 @@ import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import type { Subscription } from "@nats-io/transport-node";
 import { type Bus, subjects } from "@periscope/bus";
-import { formatIPv4, formatIPv6 } from "@periscope/model";
+import { canonicalIp, formatIPv4, formatIPv6 } from "@periscope/model";
 import { flowstatsV1, netflowV1 } from "@periscope/proto";
 import { type Logger, type Metrics, RateLimitedLog } from "@periscope/telemetry";
 import type { FlowStats, StatRecord } from "./flow-stats.ts";
@@ -165,6 +165,7 @@ export function flowStatsRoutes(
             ...(sinceMs !== undefined ? { sinceMs } : {}),
             ...(untilMs !== undefined ? { untilMs } : {}),
             limit: req.limit,
+            ips: new Set(req.ips.map((ip) => canonicalIp(ip) ?? ip)),
           },
           now(),
         );

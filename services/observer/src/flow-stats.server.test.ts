@@ -202,6 +202,13 @@ describe("FlowStatsService", () => {
     });
     // largest first
     expect(res.stats[0]?.bytes).toBe(90_052n);
+    // only between the given addresses
+    const some = await client.getFlowStats({
+      since: timestampFromMs(now - 60_000),
+      ips: ["10.1.0.1", "10.1.0.2"],
+    });
+    expect(some.stats.length).toBe(6);
+    expect(some.stats.every((s) => s.sourceIp !== "10.1.0.9")).toBe(true);
   });
 
   test("since/until: a window without the records is empty; the sender's and receiver's node count once", async () => {

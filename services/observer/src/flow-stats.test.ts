@@ -121,6 +121,17 @@ describe("FlowStats", () => {
     expect(q.omitted).toBe(7);
   });
 
+  test("ips keeps only sums between the given addresses", () => {
+    const s = new FlowStats();
+    s.add(rec(), NOW);
+    s.add(rec({ src: "10.0.0.3" }), NOW);
+    s.add(rec({ dst: "10.0.0.4" }), NOW);
+    const q = s.query({ ips: new Set(["10.0.0.1", "10.0.0.2"]) }, NOW);
+    expect(q.entries).toHaveLength(2);
+    expect(q.entries.every((e) => e.src === "10.0.0.1" && e.dst === "10.0.0.2")).toBe(true);
+    expect(s.query({ ips: new Set() }, NOW).entries).toHaveLength(6);
+  });
+
   test("bad options are refused", () => {
     expect(() => new FlowStats({ maxEntries: 1 })).toThrow(/maxEntries/);
     expect(() => new FlowStats({ bucketMs: 0 })).toThrow(/bucketMs/);

@@ -34,6 +34,8 @@ export interface StatRecord {
 
 /** A sum of records of one key and node. */
 export interface StatSum {
+  /** Source, destination, protocol, side and port (without the node). */
+  readonly key: string;
   readonly node: string;
   readonly src: string;
   readonly dst: string;
@@ -48,7 +50,7 @@ export interface StatSum {
 }
 
 /** A query's merged entry: the largest node sum of one key. */
-export interface StatEntry extends Omit<StatSum, "node"> {
+export interface StatEntry extends Omit<StatSum, "node" | "key"> {
   nodes: number;
 }
 
@@ -118,6 +120,8 @@ export class FlowStats {
   #entries = 0;
   /** End of the newest bucket evicted for room (not expired), -Infinity before any. */
   #evictedUntilMs = Number.NEGATIVE_INFINITY;
+  /** No bucket can expire before this time. */
+  #nextExpiryMs = Number.NEGATIVE_INFINITY;
 
   constructor(opts: FlowStatsOptions = {}) {
     this.bucketMs = opts.bucketMs ?? 10_000;
@@ -154,6 +158,7 @@ export class FlowStats {
         malformed: 0,
       };
       this.#buckets.set(start, b);
+      this.#nextExpiryMs = Math.min(this.#nextExpiryMs, start + this.bucketMs + this.retentionMs);
     }
     return b;
   }
@@ -166,11 +171,13 @@ export class FlowStats {
       return "expired";
     }
     const b = this.#bucket(r.lastMs);
+    const base = `${r.src}|${r.dst}|${r.protocol}|`;
     const keys = [
-      this.#key(r, PORT_SIDE.destination, r.dstPort),
-      this.#key(r, PORT_SIDE.source, r.srcPort),
+      `${base}${PORT_SIDE.destination}|${r.dstPort}`,
+      `${base}${PORT_SIDE.source}|${r.srcPort}`,
     ] as const;
-    const needed = keys.filter((k) => !b.sums.has(k)).length;
+    const ids = [`${keys[0]}|${r.node}`, `${keys[1]}|${r.node}`] as const;
+    const needed = (b.sums.has(ids[0]) ? 0 : 1) + (b.sums.has(ids[1]) ? 0 : 1);
     while (this.#entries + needed > this.maxEntries) {
       if (!this.#evictOldest(b.startMs)) {
         b.dropped++;
@@ -179,10 +186,11 @@ export class FlowStats {
       }
     }
     for (const [i, side] of [PORT_SIDE.destination, PORT_SIDE.source].entries()) {
-      const key = keys[i] as string;
-      const s = b.sums.get(key);
+      const id = ids[i] as string;
+      const s = b.sums.get(id);
       if (s === undefined) {
-        b.sums.set(key, {
+        b.sums.set(id, {
+          key: keys[i] as string,
           node: r.node,
           src: r.src,
           dst: r.dst,
@@ -206,10 +214,6 @@ export class FlowStats {
     }
     this.counters.records++;
     return "counted";
-  }
-
-  #key(r: StatRecord, side: PortSideValue, port: number): string {
-    return `${r.node}|${r.src}|${r.dst}|${r.protocol}|${side}|${port}`;
   }
 
   /** Evicts the oldest bucket other than `keepStart`; false when there is none. */
@@ -242,21 +246,25 @@ export class FlowStats {
 
   /** Drops buckets that ended before `nowMs - retention`. */
   expire(nowMs = Date.now()): void {
+    if (nowMs < this.#nextExpiryMs) return;
     const cutoff = nowMs - this.retentionMs;
+    let next = Number.POSITIVE_INFINITY;
     for (const [start, b] of this.#buckets) {
       if (start + this.bucketMs <= cutoff) {
         this.#entries -= b.sums.size;
         this.#buckets.delete(start);
-      }
+      } else next = Math.min(next, start + this.bucketMs + this.retentionMs);
     }
+    this.#nextExpiryMs = next;
   }
 
   /**
    * Sums over the buckets that overlap [sinceMs, untilMs) (unset: the oldest kept, now),
-   * largest first; `limit` > 0 keeps only that many.
+   * largest first; `limit` > 0 keeps only that many; `ips` (non-empty) keeps only sums
+   * whose source and destination are both among them.
    */
   query(
-    opts: { sinceMs?: number; untilMs?: number; limit?: number },
+    opts: { sinceMs?: number; untilMs?: number; limit?: number; ips?: ReadonlySet<string> },
     nowMs = Date.now(),
   ): StatQueryResult & { omitted: number } {
     this.expire(nowMs);
@@ -269,6 +277,7 @@ export class FlowStats {
     const until = Math.ceil(untilMs / this.bucketMs) * this.bucketMs;
     const merged = new Map<string, StatEntry>();
     const nodeSums = new Map<string, StatSum>();
+    const ips = opts.ips !== undefined && opts.ips.size > 0 ? opts.ips : undefined;
     const loss: StatLoss = {
       collectorLostPackets: 0n,
       collectorDroppedRecords: 0n,
@@ -282,11 +291,10 @@ export class FlowStats {
       loss.dropped += b.dropped;
       loss.malformed += b.malformed;
       // per key: node → its sum over the window
-      for (const s of b.sums.values()) {
-        const key = `${s.src}|${s.dst}|${s.protocol}|${s.side}|${s.port}`;
-        const nodeKey = `${key}|${s.node}`;
-        const n = nodeSums.get(nodeKey);
-        if (n === undefined) nodeSums.set(nodeKey, { ...s });
+      for (const [id, s] of b.sums) {
+        if (ips !== undefined && !(ips.has(s.src) && ips.has(s.dst))) continue;
+        const n = nodeSums.get(id);
+        if (n === undefined) nodeSums.set(id, { ...s });
         else {
           n.bytes += s.bytes;
           n.packets += s.packets;
@@ -297,11 +305,10 @@ export class FlowStats {
       }
     }
     for (const n of nodeSums.values()) {
-      const key = `${n.src}|${n.dst}|${n.protocol}|${n.side}|${n.port}`;
-      const e = merged.get(key);
+      const e = merged.get(n.key);
       if (e === undefined) {
-        const { node: _, ...rest } = n;
-        merged.set(key, { ...rest, nodes: 1 });
+        const { node: _, key: __, ...rest } = n;
+        merged.set(n.key, { ...rest, nodes: 1 });
         continue;
       }
       e.nodes++;
@@ -314,11 +321,10 @@ export class FlowStats {
       }
     }
     if (this.#evictedUntilMs > since) loss.evictedUntilMs = Math.min(this.#evictedUntilMs, until);
-    const entries = [...merged.values()].sort((a, b) => {
-      if (a.bytes !== b.bytes) return a.bytes > b.bytes ? -1 : 1;
-      if (a.packets !== b.packets) return a.packets > b.packets ? -1 : 1;
-      return 0;
-    });
+    // Number() keeps the order exact below 2^53 bytes; bigint comparisons are slower
+    const entries = [...merged.values()].sort(
+      (a, b) => Number(b.bytes) - Number(a.bytes) || Number(b.packets) - Number(a.packets),
+    );
     const limit = opts.limit ?? 0;
     const omitted = limit > 0 ? Math.max(0, entries.length - limit) : 0;
     return {
