@@ -176,20 +176,28 @@ export function authorizationHeader(conn: ConnectionOptions): string | undefined
   return `Basic ${Buffer.from(pair, "utf8").toString("base64")}`;
 }
 
+/** Where an observer address leads and how to open a connection to it. */
+export interface ObserverEndpoint {
+  /** `http://host:port` or `https://host:port` (`localhost` for a unix socket). */
+  readonly baseUrl: string;
+  /** TLS options of the connection (ALPN h2, CA, client certificate, server name); {} without TLS. */
+  readonly tlsOptions: tls.ConnectionOptions;
+  /** Opens the unix socket (TLS on it when asked); undefined for TCP addresses. */
+  readonly createConnection?: () => net.Socket;
+}
+
 /**
- * A gRPC (HTTP/2) transport to `server`: `host:port`, `http://`, `https://`, `tls://` or
- * `unix:///path`, with `conn`'s TLS settings and credentials.
+ * Reads an observer address: `host:port`, `http://`, `https://`, `tls://` or
+ * `unix:///path`, with `conn`'s TLS settings (PEM files read now; a UsageError names
+ * an unreadable one).
  */
-export function observerTransport(server: string, conn: ConnectionOptions = current): Transport {
+export function observerEndpoint(server: string, conn: ConnectionOptions): ObserverEndpoint {
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(server)?.[1]?.toLowerCase();
   const useTls = conn.tls || scheme === "https" || scheme === "tls";
   const socketPath = scheme === "unix" ? server.slice("unix://".length) : undefined;
   const hostPort = scheme === undefined ? server : server.replace(/^[^:]+:\/\//, "");
-  const baseUrl =
-    socketPath !== undefined
-      ? `${useTls ? "https" : "http"}://localhost`
-      : `${useTls ? "https" : "http"}://${hostPort}`;
-  const tlsOpts: tls.ConnectionOptions = useTls
+  const baseUrl = `${useTls ? "https" : "http"}://${socketPath !== undefined ? "localhost" : hostPort}`;
+  const tlsOptions: tls.ConnectionOptions = useTls
     ? {
         ALPNProtocols: ["h2"],
         rejectUnauthorized: !conn.tlsAllowInsecure,
@@ -205,6 +213,27 @@ export function observerTransport(server: string, conn: ConnectionOptions = curr
         ...(conn.tlsServerName !== undefined ? { servername: conn.tlsServerName } : {}),
       }
     : {};
+  if (socketPath === undefined) return { baseUrl, tlsOptions };
+  return {
+    baseUrl,
+    tlsOptions,
+    createConnection: () =>
+      useTls
+        ? tls.connect({
+            ...tlsOptions,
+            path: socketPath,
+            servername: conn.tlsServerName ?? "localhost",
+          })
+        : net.connect({ path: socketPath }),
+  };
+}
+
+/**
+ * A gRPC (HTTP/2) transport to `server` (see {@link observerEndpoint} for the address
+ * forms), with `conn`'s TLS settings and credentials.
+ */
+export function observerTransport(server: string, conn: ConnectionOptions = current): Transport {
+  const { baseUrl, tlsOptions, createConnection } = observerEndpoint(server, conn);
   const auth = authorizationHeader(conn);
   const interceptors: Interceptor[] = auth
     ? [
@@ -219,20 +248,6 @@ export function observerTransport(server: string, conn: ConnectionOptions = curr
     interceptors,
     // Fields this CLI does not know are not kept: decoding a flow costs ~17% less.
     binaryOptions: { readUnknownFields: false },
-    nodeOptions: {
-      ...tlsOpts,
-      ...(socketPath !== undefined
-        ? {
-            createConnection: () =>
-              useTls
-                ? tls.connect({
-                    ...tlsOpts,
-                    path: socketPath,
-                    servername: conn.tlsServerName ?? "localhost",
-                  })
-                : net.connect({ path: socketPath }),
-          }
-        : {}),
-    },
+    nodeOptions: { ...tlsOptions, ...(createConnection !== undefined ? { createConnection } : {}) },
   });
 }

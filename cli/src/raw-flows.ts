@@ -5,8 +5,6 @@
  * status the server sent, like the Connect client's, so the follow loop treats both alike.
  */
 import * as http2 from "node:http2";
-import * as net from "node:net";
-import * as tls from "node:tls";
 import { toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
@@ -18,7 +16,7 @@ import {
   authorizationHeader,
   type ConnectionOptions,
   currentConnection,
-  readFile,
+  observerEndpoint,
 } from "./connection.ts";
 
 /** Receive window of the stream and the connection: large, so the server never waits on us. */
@@ -81,44 +79,13 @@ function dial(
   server: string,
   conn: ConnectionOptions,
 ): { authority: string; opts: http2.SecureClientSessionOptions } {
-  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(server)?.[1]?.toLowerCase();
-  const useTls = conn.tls || scheme === "https" || scheme === "tls";
-  const socketPath = scheme === "unix" ? server.slice("unix://".length) : undefined;
-  const hostPort = scheme === undefined ? server : server.replace(/^[^:]+:\/\//, "");
-  const authority = `${useTls ? "https" : "http"}://${socketPath !== undefined ? "localhost" : hostPort}`;
-  const tlsOpts: tls.ConnectionOptions = useTls
-    ? {
-        ALPNProtocols: ["h2"],
-        rejectUnauthorized: !conn.tlsAllowInsecure,
-        ...(conn.tlsCaCertFiles.length > 0
-          ? { ca: conn.tlsCaCertFiles.map((f) => readFile(f, "CA file")) }
-          : {}),
-        ...(conn.tlsClientCertFile !== undefined && conn.tlsClientKeyFile !== undefined
-          ? {
-              cert: readFile(conn.tlsClientCertFile, "client certificate"),
-              key: readFile(conn.tlsClientKeyFile, "client key"),
-            }
-          : {}),
-        ...(conn.tlsServerName !== undefined ? { servername: conn.tlsServerName } : {}),
-      }
-    : {};
+  const { baseUrl, tlsOptions, createConnection } = observerEndpoint(server, conn);
   const opts: http2.SecureClientSessionOptions = {
-    ...tlsOpts,
+    ...tlsOptions,
     settings: { initialWindowSize: WINDOW_BYTES },
-    ...(socketPath !== undefined
-      ? {
-          createConnection: () =>
-            useTls
-              ? tls.connect({
-                  ...tlsOpts,
-                  path: socketPath,
-                  servername: conn.tlsServerName ?? "localhost",
-                })
-              : net.connect({ path: socketPath }),
-        }
-      : {}),
+    ...(createConnection !== undefined ? { createConnection } : {}),
   };
-  return { authority, opts };
+  return { authority: baseUrl, opts };
 }
 
 /**
