@@ -37,6 +37,7 @@ const RequestSchema = GetFlowsRequestSchema;
 const NODE = "fast-web-observer";
 const RING = 4096;
 const CAP = 4;
+const MAX_REQUEST = 64 * 1024;
 /** Wall-clock ms of the first published flow; flow i is BASE_MS + i. */
 const BASE_MS = Date.now() - 60_000;
 
@@ -179,6 +180,7 @@ beforeAll(async () => {
       PERISCOPE_SORT_BUFFER_MS: "0",
       PERISCOPE_HISTORY_SINCE: "0",
       PERISCOPE_MAX_CONCURRENT_STREAMS: String(CAP),
+      PERISCOPE_MAX_REQUEST_BYTES: String(MAX_REQUEST),
     },
   );
   observer = await startObserver(config, {
@@ -307,6 +309,44 @@ describe("Connect and gRPC-Web GetFlows from the stream writer", () => {
     await waitFor(async () => (await activeStreams()) === 0, { what: "the streams to end" });
   });
 
+  test("fast-web - with credentials required, a Connect or gRPC-Web stream without or with a wrong token is Unauthenticated", async () => {
+    writeFileSync(join(dir, "tokens"), "s3cret-token\n");
+    const config = parseConfig(
+      ["--listen-address", "127.0.0.1:0", "--nats-url", nats.url, "--max-flows", "100"],
+      { PERISCOPE_NODE_NAME: "fast-web-auth", PERISCOPE_BEARER_TOKEN_FILE: join(dir, "tokens") },
+    );
+    const guarded = await startObserver(config, {
+      log: createLogger("observer", "silent"),
+      noOps: true,
+    });
+    try {
+      for (const name of NAMES) {
+        for (const [token, code] of [
+          [undefined, Code.Unauthenticated],
+          ["wrong", Code.Unauthenticated],
+          ["s3cret-token", undefined],
+        ] as const) {
+          const client = createClient(Observer, transports[name](guarded.url));
+          const headers: Record<string, string> =
+            token === undefined ? {} : { authorization: `Bearer ${token}` };
+          const err = await (async () => {
+            for await (const _ of client.getFlows({ number: 1n }, { headers })) break;
+          })().then(
+            () => undefined,
+            (e: unknown) => ConnectError.from(e),
+          );
+          expect({ name, token, code: err?.code }).toEqual({ name, token, code });
+        }
+      }
+      const refused = (await guarded.metrics.requests.get()).values.find(
+        (v) => v.labels.method === "GetFlows" && v.labels.code === "unauthenticated",
+      );
+      expect(refused?.value).toBe(2 * NAMES.length);
+    } finally {
+      await guarded.stop();
+    }
+  });
+
   test("fast-web - curl: raw Connect and gRPC-Web bodies, end-stream and trailers, timeouts", async () => {
     const want = await call("connect-web Connect (HTTP/1.1)", refUrl, { number: 3n });
     const cases = [
@@ -358,6 +398,41 @@ describe("Connect and gRPC-Web GetFlows from the stream writer", () => {
         }
       }
     }
+  });
+
+  test("fast-web - curl: a request over the size cap ends with ResourceExhausted, the server answers on", async () => {
+    const body = Buffer.alloc(5 + 4 * MAX_REQUEST);
+    body.writeUInt32BE(4 * MAX_REQUEST, 1);
+    const file = join(dir, "big.req");
+    writeFileSync(file, body);
+    const out = join(dir, "big");
+    const proc = Bun.spawn(
+      [
+        "curl",
+        "-sS",
+        "--http1.1",
+        "-H",
+        "content-type: application/connect+proto",
+        "--data-binary",
+        `@${file}`,
+        "-o",
+        out,
+        `${observer.url}/observer.Observer/GetFlows`,
+      ],
+      { stdio: ["ignore", "ignore", "pipe"] },
+    );
+    curls.push(proc);
+    await proc.exited;
+    const env = envelopes(readFileSync(out));
+    expect(env.map((e) => e.flags)).toEqual([0x02]);
+    expect(JSON.parse(env[0]?.data.toString() ?? "")).toEqual({
+      error: {
+        code: "resource_exhausted",
+        message: `message size is larger than configured readMaxBytes ${MAX_REQUEST}`,
+      },
+    });
+    const after = await call(NAMES[0] as TransportName, observer.url, { number: 2n });
+    expect(after.messages.length).toBe(2);
   });
 
   test("fast-web - a Connect reader over HTTP/1.1 that stops reading is told exactly what it lost", async () => {
