@@ -160,7 +160,7 @@ export function flowStatsRoutes(
         const untilMs = req.until !== undefined ? timestampMs(req.until) : undefined;
         if (sinceMs !== undefined && untilMs !== undefined && untilMs < sinceMs)
           throw new ConnectError("until is before since", Code.InvalidArgument);
-        const q = stats.query(
+        const q = await stats.query(
           {
             ...(sinceMs !== undefined ? { sinceMs } : {}),
             ...(untilMs !== undefined ? { untilMs } : {}),

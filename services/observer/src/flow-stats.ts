@@ -88,9 +88,12 @@ export interface FlowStatsOptions {
   bucketMs?: number;
   /** Buckets older than this expire, ms (default 1 hour). */
   retentionMs?: number;
-  /** Entries kept at most over all buckets (default 200,000). */
+  /** Entries kept at most over all buckets (default 100,000). */
   maxEntries?: number;
 }
+
+/** Entries a query reads between two turns of the event loop. */
+export const QUERY_SLICE = 5_000;
 
 /** What {@link FlowStats.add} did with a record. */
 export type AddOutcome = "counted" | "dropped" | "expired";
@@ -126,7 +129,7 @@ export class FlowStats {
   constructor(opts: FlowStatsOptions = {}) {
     this.bucketMs = opts.bucketMs ?? 10_000;
     this.retentionMs = opts.retentionMs ?? 3_600_000;
-    this.maxEntries = opts.maxEntries ?? 200_000;
+    this.maxEntries = opts.maxEntries ?? 100_000;
     if (!(this.bucketMs > 0) || !(this.retentionMs >= this.bucketMs) || !(this.maxEntries >= 2))
       throw new Error("flow stats: bucketMs > 0, retentionMs >= bucketMs, maxEntries >= 2");
   }
@@ -261,12 +264,13 @@ export class FlowStats {
   /**
    * Sums over the buckets that overlap [sinceMs, untilMs) (unset: the oldest kept, now),
    * largest first; `limit` > 0 keeps only that many; `ips` (non-empty) keeps only sums
-   * whose source and destination are both among them.
+   * whose source and destination are both among them. Yields to the event loop every
+   * {@link QUERY_SLICE} entries (records keep arriving meanwhile).
    */
-  query(
+  async query(
     opts: { sinceMs?: number; untilMs?: number; limit?: number; ips?: ReadonlySet<string> },
     nowMs = Date.now(),
-  ): StatQueryResult & { omitted: number } {
+  ): Promise<StatQueryResult & { omitted: number }> {
     this.expire(nowMs);
     const untilMs = opts.untilMs ?? nowMs;
     let oldest = Number.POSITIVE_INFINITY;
@@ -284,7 +288,8 @@ export class FlowStats {
       dropped: 0,
       malformed: 0,
     };
-    for (const b of this.#buckets.values()) {
+    let visited = 0;
+    for (const b of [...this.#buckets.values()]) {
       if (b.startMs < since || b.startMs >= until) continue;
       loss.collectorLostPackets += b.collectorLostPackets;
       loss.collectorDroppedRecords += b.collectorDroppedRecords;
@@ -292,6 +297,7 @@ export class FlowStats {
       loss.malformed += b.malformed;
       // per key: node → its sum over the window
       for (const [id, s] of b.sums) {
+        if (++visited % QUERY_SLICE === 0) await new Promise((r) => setImmediate(r));
         if (ips !== undefined && !(ips.has(s.src) && ips.has(s.dst))) continue;
         const n = nodeSums.get(id);
         if (n === undefined) nodeSums.set(id, { ...s });
