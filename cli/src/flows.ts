@@ -6,10 +6,11 @@
  * `--interval` until Ctrl-C.
  */
 import { fromBinary } from "@bufbuild/protobuf";
-import { type Bus, connectBus, subjects } from "@periscope/bus";
+import { subjects } from "@periscope/bus";
 import { canonicalIp, formatIPv4, formatIPv6 } from "@periscope/model";
 import { netflowV1 } from "@periscope/proto";
 import { type FlagSpec, isSet, lastValue, parseArgs, UsageError } from "./args.ts";
+import { connectCliBusOrExit } from "./nats.ts";
 import { parseDurationMs } from "./time.ts";
 
 /** Flags of `periscope flows`. */
@@ -375,8 +376,6 @@ export interface FlowsIo {
   isTty?: boolean;
 }
 
-const quietLog = { debug() {}, info() {}, warn() {}, error() {} };
-
 function print(table: FlowTable, opts: FlowsOptions, io: FlowsIo): void {
   const rows = table.sorted(opts.by, opts.top);
   if (opts.output === "json") {
@@ -391,22 +390,8 @@ function print(table: FlowTable, opts: FlowsOptions, io: FlowsIo): void {
  * reached). Malformed messages are counted and reported on stderr, never fatal.
  */
 export async function runFlows(opts: FlowsOptions, io: FlowsIo): Promise<number> {
-  let bus: Bus;
-  try {
-    bus = await connectBus({
-      url: opts.natsUrl,
-      name: "periscope-flows",
-      firstConnectTimeoutMs: 5000,
-      signal: io.signal,
-      log: quietLog,
-    });
-  } catch (err) {
-    if (io.signal.aborted) return 0;
-    io.err(
-      `periscope flows: cannot reach NATS at ${opts.natsUrl}: ${err instanceof Error ? err.message : String(err)}`,
-    );
-    return 1;
-  }
+  const bus = await connectCliBusOrExit("flows", opts.natsUrl, io);
+  if (typeof bus === "number") return bus;
   const table = new FlowTable();
   let malformed = 0;
   const subject = opts.node === undefined ? subjects.netflowsAll : subjects.netflows(opts.node);

@@ -6,8 +6,6 @@
  */
 import { fromBinary } from "@bufbuild/protobuf";
 import {
-  type Bus,
-  connectBus,
   openDropReasonRegistry,
   openEndpointRegistry,
   openInterfaceRegistry,
@@ -31,6 +29,7 @@ import {
   verboseHeader,
 } from "./monitor-format.ts";
 import { decodeMonitorRecord, type MonitorRecord, type RecordKind } from "./monitor-records.ts";
+import { connectCliBusOrExit } from "./nats.ts";
 
 /** Event types `--type` accepts. */
 export const MONITOR_TYPES = ["trace", "drop", "policy-verdict", "debug", "agent", "lost"] as const;
@@ -274,30 +273,14 @@ export function printAgentEvent(
   io.out(opts.json ? JSON.stringify(agentEventJson(ev)) : agentEventLine(ev));
 }
 
-const quietLog = { debug() {}, info() {}, warn() {}, error() {} };
-
 /**
  * Runs the monitor until `io.signal` aborts; returns the exit code (0 on Ctrl-C, 1 when
  * NATS cannot be reached). Interface and endpoint names come from the KV registries when
  * they are available; without them numbers are shown and `ns/pod` selectors match nothing.
  */
 export async function runMonitor(opts: MonitorOptions, io: MonitorIo): Promise<number> {
-  let bus: Bus;
-  try {
-    bus = await connectBus({
-      url: opts.natsUrl,
-      name: "periscope-monitor",
-      firstConnectTimeoutMs: 5000,
-      signal: io.signal,
-      log: quietLog,
-    });
-  } catch (err) {
-    if (io.signal.aborted) return 0;
-    io.err(
-      `periscope monitor: cannot reach NATS at ${opts.natsUrl}: ${err instanceof Error ? err.message : String(err)}`,
-    );
-    return 1;
-  }
+  const bus = await connectCliBusOrExit("monitor", opts.natsUrl, io);
+  if (typeof bus === "number") return bus;
   const counts: MonitorCounts = { frames: 0, records: 0, printed: 0, malformed: 0 };
   const endpoints = await openEndpointRegistry(bus).catch(() => undefined);
   const interfaces = await openInterfaceRegistry(bus).catch(() => undefined);

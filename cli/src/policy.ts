@@ -3,7 +3,7 @@
  * bucket, which every collector watches and enforces.
  */
 import { readFile } from "node:fs/promises";
-import { type Bus, connectBus, openPolicyStore, type StoredPolicy } from "@periscope/bus";
+import { type Bus, openPolicyStore, type StoredPolicy } from "@periscope/bus";
 import {
   checkDistinct,
   type Policy,
@@ -13,6 +13,7 @@ import {
   policyToJson,
 } from "@periscope/policy";
 import { type FlagSpec, lastValue, parseArgs, UsageError } from "./args.ts";
+import { connectCliBus } from "./nats.ts";
 
 /** Flags of every `policy` subcommand. */
 export const POLICY_FLAGS: readonly FlagSpec[] = [
@@ -47,16 +48,8 @@ export interface PolicyIo {
   signal: AbortSignal;
 }
 
-const quietLog = { debug() {}, info() {}, warn() {}, error() {} };
-
 async function withBus<T>(natsUrl: string, io: PolicyIo, fn: (bus: Bus) => Promise<T>): Promise<T> {
-  const bus = await connectBus({
-    url: natsUrl,
-    name: "periscope-policy",
-    firstConnectTimeoutMs: 5000,
-    signal: io.signal,
-    log: quietLog,
-  });
+  const bus = await connectCliBus("policy", natsUrl, io.signal);
   try {
     return await fn(bus);
   } finally {
