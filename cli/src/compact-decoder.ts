@@ -2,12 +2,12 @@
  * A lazy GetFlowsResponse decoder for the text outputs that print one line per flow:
  * it reads only the Flow fields compact output (and the follow stream's resume point)
  * look at, straight from the bytes, and skips the rest (labels, workloads, interfaces,
- * trace context, extensions, ...). Small nested messages that compact reads whole (L4,
+ * trace context, ...). Small nested messages that compact reads whole (L4,
  * L7, services, policies, event type) go through the full decoder. Lost events and node
  * status changes are rare and decode fully.
  */
 import { create, fromBinary } from "@bufbuild/protobuf";
-import { type Timestamp, TimestampSchema } from "@bufbuild/protobuf/wkt";
+import { AnySchema, type Timestamp, TimestampSchema } from "@bufbuild/protobuf/wkt";
 import {
   CiliumEventTypeSchema,
   EndpointSchema,
@@ -298,7 +298,7 @@ function zeroFlow(): Flow {
 /**
  * The Flow fields compact output reads (time, uuid, verdict, hosts, identities, ports,
  * names, services, type, L7 kind, event type, direction, policies, trace id, summary,
- * auth type, node name, is_reply); every other field keeps its default.
+ * auth type, node name, is_reply, extensions: the process); every other field keeps its default.
  */
 export function decodeCompactFlow(buf: Uint8Array, start = 0, end = buf.length): Flow {
   const r = new Reader(buf, start, end);
@@ -401,6 +401,9 @@ export function decodeCompactFlow(buf: Uint8Array, start = 0, end = buf.length):
         break;
       case 100000:
         f.Summary = r.str();
+        break;
+      case 150000:
+        f.extensions = fromBinary(AnySchema, r.bytes(), READ);
         break;
       case 21001:
         f.egressAllowedBy.push(fromBinary(PolicySchema, r.bytes(), READ));

@@ -281,6 +281,7 @@ export async function startEnricher(
     const processes = await startEnricherProcesses({
       bus: b,
       log,
+      metrics,
       onError: (kind) => errors.inc({ kind }),
     });
     cleanups.push(() => processes.stop());

@@ -4,7 +4,7 @@ import { formatIPv4, formatIPv6 } from "@periscope/model";
 import { type Flow, processV1 } from "@periscope/proto";
 import { decodeSockOwnerRecord, SOCK_SOURCE, type SockOwnerRecord } from "@periscope/wire";
 import type { ContainerCache, ContainerInfo } from "./container-cache.ts";
-import type { ProcessCache } from "./process-cache.ts";
+import type { ProcessCache, ProcessEntry } from "./process-cache.ts";
 
 /** Type URL of the extension a flow carries. */
 export const PROCESS_TYPE_URL = "type.googleapis.com/periscope.process.v1.Process";
@@ -19,25 +19,56 @@ const SOURCE_NAMES: Record<number, string> = {
 /** One socket's owner, as the join keeps it. */
 interface Owner {
   rec: SockOwnerRecord;
-  /** Encoded Any (null: not built yet), rebuilt when the container learned its name. */
+  /** Encoded Any (null: not built yet), rebuilt when what it was built from changed. */
   any: Uint8Array | null;
+  /** The process, its binary and the container name the Any was built with. */
+  anyProc: ProcessEntry | undefined;
+  anyBinary: string;
   anyContainerName: string;
-  seenMs: number;
+  /** Sweep generation of the record or of the last flow joined to it. */
+  usedGen: number;
+  /** Date.now() of the last process lookup that missed (0: none). */
+  missMs: number;
 }
 
 /** Options of a FlowProcesses. */
 export interface FlowProcessesOptions {
   /** Most sockets remembered (oldest first out). Default 65,536. */
   maxSockets?: number;
+  /** A socket owner no flow used for this long is forgotten, ms. Default 15 min. */
+  idleMs?: number;
+  /** A process lookup that missed is retried for the same socket after this long, ms. Default 1000. */
+  missRetryMs?: number;
 }
+
+/** Why a TCP/UDP flow carries no process, or only the socket-owner record's part of it. */
+export type JoinMiss = "no_owner" | "owner_expired" | "process_unknown";
 
 /** Counters of a FlowProcesses. */
 export interface FlowProcessStats {
+  /** Socket-owner records received. */
   ownerRecords: number;
+  /** Flows whose owner and process are known. */
   flowsWithProcess: number;
+  /** Flows without an owner (no_owner + owner_expired). */
   flowsWithoutProcess: number;
+  /** No socket-owner record for the flow's tuple. */
+  noOwner: number;
+  /** The tuple's owner was forgotten (idle or evicted for room). */
+  ownerExpired: number;
+  /**
+   * An owner, but its (tgid, start) is not in the process cache: the flow carries the
+   * record's pid, uid, cgroup id and comm only.
+   */
+  processUnknown: number;
+  /** Owners forgotten because the table was full. */
   evicted: number;
+  /** Owners forgotten after idleMs without a flow. */
+  idleExpired: number;
 }
+
+/** Remembered keys of forgotten owners at most (to tell owner_expired from no_owner). */
+const MAX_GONE = 16_384;
 
 /**
  * Joins socket-owner records to the flows of their socket: records arrive in the raw
@@ -49,14 +80,26 @@ export interface FlowProcessStats {
  */
 export class FlowProcesses {
   private readonly byTuple = new Map<string, Owner[]>();
+  /** Tuple keys of forgotten owners, oldest first. */
+  private readonly gone = new Set<string>();
   private readonly maxSockets: number;
+  private readonly idleMs: number;
+  private readonly missRetryMs: number;
   private sockets = 0;
+  /** Sweeps so far; an owner unused for 4 of them (≥ idleMs) is forgotten. */
+  private gen = 0;
+  private joins = 0;
+  private lastSweepMs = Date.now();
   /** Counters. */
   readonly stats: FlowProcessStats = {
     ownerRecords: 0,
     flowsWithProcess: 0,
     flowsWithoutProcess: 0,
+    noOwner: 0,
+    ownerExpired: 0,
+    processUnknown: 0,
     evicted: 0,
+    idleExpired: 0,
   };
 
   constructor(
@@ -65,6 +108,8 @@ export class FlowProcesses {
     opts: FlowProcessesOptions = {},
   ) {
     this.maxSockets = opts.maxSockets ?? 65_536;
+    this.idleMs = opts.idleMs ?? 15 * 60_000;
+    this.missRetryMs = opts.missRetryMs ?? 1000;
   }
 
   /**
@@ -74,11 +119,21 @@ export class FlowProcesses {
   noteOwner(bytes: Uint8Array, nowMs = Date.now()): void {
     const rec = decodeSockOwnerRecord(bytes);
     this.stats.ownerRecords++;
+    this.tick(nowMs);
     const own = rec.family === 6 ? formatIPv6(rec.saddr, 0) : formatIPv4(rec.saddr, 0);
     const peer = rec.family === 6 ? formatIPv6(rec.daddr, 0) : formatIPv4(rec.daddr, 0);
     const key = tupleKey(rec.proto, own, rec.sport, peer, rec.dport);
     const list = this.byTuple.get(key);
-    const owner: Owner = { rec, any: null, anyContainerName: "", seenMs: nowMs };
+    const owner: Owner = {
+      rec,
+      any: null,
+      anyProc: undefined,
+      anyBinary: "",
+      anyContainerName: "",
+      usedGen: this.gen,
+      missMs: 0,
+    };
+    this.gone.delete(key);
     if (list === undefined) {
       if (this.sockets >= this.maxSockets) this.evictOldest();
       this.byTuple.set(key, [owner]);
@@ -91,6 +146,28 @@ export class FlowProcesses {
       list.push(owner);
       this.sockets++;
     }
+  }
+
+  /**
+   * Starts a new sweep generation and forgets the owners no flow used in the last four
+   * (sweeps run idleMs / 4 apart at the earliest); returns how many went.
+   */
+  sweep(nowMs = Date.now()): number {
+    this.lastSweepMs = nowMs;
+    this.gen++;
+    let dropped = 0;
+    for (const [key, list] of this.byTuple) {
+      const keep = list.filter((o) => this.gen - o.usedGen < 4);
+      if (keep.length === list.length) continue;
+      dropped += list.length - keep.length;
+      if (keep.length === 0) {
+        this.byTuple.delete(key);
+        this.remember(key);
+      } else this.byTuple.set(key, keep);
+    }
+    this.sockets -= dropped;
+    this.stats.idleExpired += dropped;
+    return dropped;
   }
 
   /** Sockets remembered. */
@@ -110,18 +187,37 @@ export class FlowProcesses {
     dst: string,
     dport: number,
   ): Uint8Array | undefined {
-    const owner =
-      this.find(netnsCookie, tupleKey(proto, src, sport, dst, dport)) ??
-      this.find(netnsCookie, tupleKey(proto, dst, dport, src, sport));
+    if ((++this.joins & 4095) === 0) this.tick(Date.now());
+    const fwd = tupleKey(proto, src, sport, dst, dport);
+    const rev = tupleKey(proto, dst, dport, src, sport);
+    const owner = this.find(netnsCookie, fwd) ?? this.find(netnsCookie, rev);
     if (owner === undefined) {
       this.stats.flowsWithoutProcess++;
+      if (this.gone.has(fwd) || this.gone.has(rev)) this.stats.ownerExpired++;
+      else this.stats.noOwner++;
       return undefined;
     }
-    this.stats.flowsWithProcess++;
-    const container = this.containerOf(owner);
+    owner.usedGen = this.gen;
+    // A miss reads /proc: retried for this socket at most every missRetryMs.
+    let p: ProcessEntry | undefined;
+    if (owner.missMs === 0 || Date.now() - owner.missMs >= this.missRetryMs) {
+      p = this.processes.lookup(owner.rec.tgid, owner.rec.startNs);
+      owner.missMs = p === undefined ? Date.now() : 0;
+    }
+    if (p === undefined) this.stats.processUnknown++;
+    else this.stats.flowsWithProcess++;
+    const container =
+      p !== undefined && p.cgroupPath !== "" ? this.containers?.lookup(p.cgroupPath) : undefined;
     const name = container?.name ?? "";
-    if (owner.any === null || owner.anyContainerName !== name) {
-      owner.any = toBinary(AnySchema, this.anyOf(owner.rec, container));
+    if (
+      owner.any === null ||
+      owner.anyProc !== p ||
+      owner.anyBinary !== (p?.binary ?? "") ||
+      owner.anyContainerName !== name
+    ) {
+      owner.any = toBinary(AnySchema, this.anyOf(owner.rec, p, container));
+      owner.anyProc = p;
+      owner.anyBinary = p?.binary ?? "";
       owner.anyContainerName = name;
     }
     return owner.any;
@@ -141,8 +237,11 @@ export class FlowProcesses {
   }
 
   /** The Process message of an owner record, completed from the caches. */
-  processOf(rec: SockOwnerRecord, container?: ContainerInfo): processV1.Process {
-    const p = this.processes.lookup(rec.tgid, rec.startNs);
+  processOf(
+    rec: SockOwnerRecord,
+    p: ProcessEntry | undefined = this.processes.lookup(rec.tgid, rec.startNs),
+    container?: ContainerInfo,
+  ): processV1.Process {
     const c = container ?? (p !== undefined ? this.containers?.lookup(p.cgroupPath) : undefined);
     return create(processV1.ProcessSchema, {
       pid: rec.pid,
@@ -175,19 +274,25 @@ export class FlowProcesses {
     });
   }
 
-  private anyOf(rec: SockOwnerRecord, container?: ContainerInfo): Any {
+  private anyOf(rec: SockOwnerRecord, p?: ProcessEntry, container?: ContainerInfo): Any {
     return create(AnySchema, {
       typeUrl: PROCESS_TYPE_URL,
-      value: toBinary(processV1.ProcessSchema, this.processOf(rec, container)),
+      value: toBinary(processV1.ProcessSchema, this.processOf(rec, p, container)),
     });
   }
 
-  private containerOf(owner: Owner): ContainerInfo | undefined {
-    if (this.containers === undefined) return undefined;
-    const p = this.processes.lookup(owner.rec.tgid, owner.rec.startNs);
-    return p !== undefined && p.cgroupPath !== ""
-      ? this.containers.lookup(p.cgroupPath)
-      : undefined;
+  /** Sweeps when idleMs / 4 passed since the last sweep. */
+  private tick(nowMs: number): void {
+    if (nowMs - this.lastSweepMs >= this.idleMs / 4) this.sweep(nowMs);
+  }
+
+  /** Notes a forgotten owner's tuple (bounded, oldest forgotten first). */
+  private remember(key: string): void {
+    this.gone.add(key);
+    if (this.gone.size > MAX_GONE) {
+      const first = this.gone.values().next();
+      if (!first.done) this.gone.delete(first.value);
+    }
   }
 
   private find(netnsCookie: bigint, key: string): Owner | undefined {
@@ -202,6 +307,7 @@ export class FlowProcesses {
     if (first.done) return;
     const n = this.byTuple.get(first.value)?.length ?? 0;
     this.byTuple.delete(first.value);
+    this.remember(first.value);
     this.sockets -= n;
     this.stats.evicted += n;
   }

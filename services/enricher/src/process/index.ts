@@ -1,9 +1,10 @@
 import type { Bus } from "@periscope/bus";
-import type { Logger } from "@periscope/telemetry";
+import type { Logger, Metrics } from "@periscope/telemetry";
 import { CgroupPaths } from "./cgroups.ts";
 import { ContainerCache } from "./container-cache.ts";
 import { FlowProcesses } from "./flow-join.ts";
 import { type ProcessIngest, startProcessIngest } from "./ingest.ts";
+import { startProcessMetrics } from "./metrics.ts";
 import { ProcessCache } from "./process-cache.ts";
 
 export { CgroupPaths, cgroup2Mount } from "./cgroups.ts";
@@ -14,8 +15,15 @@ export {
   type ContainerListener,
   parseCgroupPath,
 } from "./container-cache.ts";
-export { attachProcess, FlowProcesses, PROCESS_TYPE_URL } from "./flow-join.ts";
+export {
+  attachProcess,
+  FlowProcesses,
+  type FlowProcessStats,
+  type JoinMiss,
+  PROCESS_TYPE_URL,
+} from "./flow-join.ts";
 export { type ProcessIngest, startProcessIngest } from "./ingest.ts";
+export { startProcessMetrics } from "./metrics.ts";
 export { ProcessCache, type ProcessEntry } from "./process-cache.ts";
 
 /** The enricher's process side: caches, the lifecycle reader and the flow join. */
@@ -29,11 +37,13 @@ export interface EnricherProcesses {
 
 /**
  * Starts the process cache (backfilled from /proc), the container cache (following the
- * Docker engine when its socket is there) and the reader of lifecycle frames.
+ * Docker engine when its socket is there) and the reader of lifecycle frames; with
+ * `metrics`, exports their counts (see startProcessMetrics).
  */
 export async function startEnricherProcesses(opts: {
   readonly bus: Bus;
   readonly log: Logger;
+  readonly metrics?: Metrics;
   readonly onError?: (kind: "malformed_proc_frame" | "malformed_proc_record") => void;
 }): Promise<EnricherProcesses> {
   // Records from a little before the backfill: a process started during it is not missed.
@@ -44,6 +54,9 @@ export async function startEnricherProcesses(opts: {
   await containers.start();
   const join = new FlowProcesses(cache, containers);
   const ingest = await startProcessIngest({ ...opts, cache, startMs });
+  const stopMetrics = opts.metrics
+    ? startProcessMetrics(opts.metrics, { cache, containers, join, ingest })
+    : undefined;
   opts.log.info({ backfilled, docker: containers.dockerPresent }, "process cache ready");
   return {
     cache,
@@ -51,6 +64,7 @@ export async function startEnricherProcesses(opts: {
     join,
     ingest,
     async stop() {
+      stopMetrics?.();
       containers.stop();
       await ingest.stop();
     },
