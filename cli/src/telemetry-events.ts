@@ -3,15 +3,18 @@
  * lifecycle, flows, drops) printed one compact line per event, or `-o json`. The flags
  * mirror `periscope.telemetry.v1.Subscription`.
  */
-import { create, type MessageInitShape, toJsonString } from "@bufbuild/protobuf";
+import { create, createRegistry, type MessageInitShape, toJsonString } from "@bufbuild/protobuf";
 import { durationMs, timestampDate } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
-import { type processV1, telemetryV1 } from "@periscope/proto";
+import { processV1, telemetryV1 } from "@periscope/proto";
 import { type FlagSpec, lastValue, parseArgs, parseUint, UsageError } from "./args.ts";
 import { DEFAULT_SERVER, describeRpcError, isCanceled } from "./client.ts";
 import { observerTransport } from "./connection.ts";
 import { SERVER_FLAG } from "./observe.ts";
 import { parseDurationMs, parseTimeFlag } from "./time.ts";
+
+/** Messages in flows' `extensions` (drop and flow events), for their JSON form. */
+const FLOW_EXTENSIONS = createRegistry(processV1.file_periscope_process_v1_process);
 
 const { EventKind, LostReason, SubscriptionSchema, TelemetryEventSchema } = telemetryV1;
 type TelemetryEvent = telemetryV1.TelemetryEvent;
@@ -224,7 +227,11 @@ export async function runTelemetryEvents(
   const client = createClient(telemetryV1.Telemetry, observerTransport(o.server));
   try {
     for await (const ev of client.subscribe(o.subscription, { signal })) {
-      out(o.json ? toJsonString(TelemetryEventSchema, ev) : formatTelemetryCompact(ev));
+      out(
+        o.json
+          ? toJsonString(TelemetryEventSchema, ev, { registry: FLOW_EXTENSIONS })
+          : formatTelemetryCompact(ev),
+      );
     }
     return 0;
   } catch (e) {

@@ -52,7 +52,7 @@ import { startL7Metrics } from "./l7/metrics.ts";
 import { L7Tracker } from "./l7/tracker.ts";
 import { holderId, PartitionOwnership } from "./ownership.ts";
 import { InFlightGate, type PartitionReader, startPartitionReader } from "./partition-reader.ts";
-import { startEnricherProcesses } from "./process/index.ts";
+import { publishContainerEvents, startEnricherProcesses } from "./process/index.ts";
 import { findUnownedFrames } from "./unowned.ts";
 
 /** FlowBatch encoder; same bytes as `toBinary(FlowBatchSchema, batch)`, several times faster. */
@@ -484,6 +484,14 @@ export async function startEnricher(
     });
     ownership = owner;
     await owner.start();
+    // Container lifecycle for direct subscribers and the observer: one publisher among replicas.
+    const containerEvents = publishContainerEvents({
+      nc: b.nc,
+      node: config.nodeName,
+      containers: processes.containers,
+      publisher: () => owner.holds(0),
+    });
+    cleanups.push(() => containerEvents.stop());
     const unownedTimer = setInterval(() => {
       if (!owner.holds(0)) return;
       findUnownedFrames(b, partitionCount).then(

@@ -1,5 +1,8 @@
-import { type DescMessage, type MessageShape, toJson } from "@bufbuild/protobuf";
-import { type GetFlowsResponse, GetFlowsResponseSchema } from "@periscope/proto";
+import { createRegistry, type DescMessage, type MessageShape, toJson } from "@bufbuild/protobuf";
+import { type GetFlowsResponse, GetFlowsResponseSchema, processV1 } from "@periscope/proto";
+
+/** Messages a flow's `extensions` (google.protobuf.Any) may hold, for their JSON form. */
+const EXTENSIONS = createRegistry(processV1.file_periscope_process_v1_process);
 
 /** Go's json.Encoder escapes these (HTML-safe output); hubble's JSON lines carry them so. */
 const GO_ESCAPES: Readonly<Record<string, string>> = {
@@ -19,10 +22,9 @@ export function formatMessageJson<Desc extends DescMessage>(
   schema: Desc,
   msg: MessageShape<Desc>,
 ): string {
-  return JSON.stringify(toJson(schema, msg, { useProtoFieldName: true })).replace(
-    /[<>&\u2028\u2029]/g,
-    (c) => GO_ESCAPES[c] ?? c,
-  );
+  return JSON.stringify(
+    toJson(schema, msg, { useProtoFieldName: true, registry: EXTENSIONS }),
+  ).replace(/[<>&\u2028\u2029]/g, (c) => GO_ESCAPES[c] ?? c);
 }
 
 /**

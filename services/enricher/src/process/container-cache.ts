@@ -318,8 +318,9 @@ export class ContainerCache {
     if (state === "destroyed") this.lastState.delete(id);
     else this.lastState.set(id, state);
     if (before === state) return next;
-    if (state !== "destroyed" && (info === undefined || info.name === ""))
-      info = await this.inspect(id);
+    // Addresses are given at start (networks connect then): inspected again when running.
+    if (state !== "destroyed" && (info === undefined || info.name === "" || state === "running"))
+      info = (await this.inspect(id)) ?? info;
     info ??= { id, runtime: "docker", name: "", image: "", labels: {}, state: "" };
     info.state = state;
     this.byId.set(id, info);

@@ -16,6 +16,12 @@ export {
   parseCgroupPath,
 } from "./container-cache.ts";
 export {
+  type ContainerEventStats,
+  containerEventSubject,
+  containerTelemetryEvent,
+  publishContainerEvents,
+} from "./container-events.ts";
+export {
   attachProcess,
   FlowProcesses,
   type FlowProcessStats,
