@@ -1,6 +1,5 @@
 import { beforeAll, expect, test } from "bun:test";
 import { join } from "node:path";
-import { runOk } from "@periscope/testing";
 import {
   DROP_FIXED_SIZE,
   DROP_LAYOUT,
@@ -17,18 +16,20 @@ import {
 import {
   type BtfStructs,
   bpfBuildDir,
+  type ElfSymbol,
   expectMatchesBtf,
   loadBtfStructs,
   malformed,
+  readElfSymbols,
 } from "./test-helpers.ts";
 
 const objectPath = join(bpfBuildDir, "drop.bpf.o");
 let btf: BtfStructs;
-let symbols = "";
+let symbols: Map<string, ElfSymbol>;
 
 beforeAll(async () => {
   btf = await loadBtfStructs(objectPath);
-  symbols = await runOk(["readelf", "-sW", objectPath]);
+  symbols = await readElfSymbols(objectPath);
 });
 
 test("wire drop - pscope_drop offsets and sizes match the BTF of drop.bpf.o", () => {
@@ -39,10 +40,8 @@ test("wire drop - pscope_drop offsets and sizes match the BTF of drop.bpf.o", ()
 test.each(Object.entries(DROP_RODATA))(
   "wire drop - .rodata global %s sits where the loader writes it",
   (name, layout) => {
-    const line = symbols.split("\n").find((l) => l.trim().split(/\s+/).at(-1) === name);
-    const cols = line?.trim().split(/\s+/) ?? [];
-    expect(Number.parseInt(cols[1] ?? "x", 16)).toBe(layout.offset);
-    expect(Number(cols[2])).toBe(layout.size);
+    expect(symbols.get(name)?.value).toBe(layout.offset);
+    expect(symbols.get(name)?.size).toBe(layout.size);
   },
 );
 

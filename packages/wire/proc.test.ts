@@ -1,6 +1,5 @@
 import { beforeAll, expect, test } from "bun:test";
 import { join } from "node:path";
-import { runOk } from "@periscope/testing";
 import {
   decodeProcRecord,
   decodeSockOwnerRecord,
@@ -21,18 +20,20 @@ import {
 import {
   type BtfStructs,
   bpfBuildDir,
+  type ElfSymbol,
   expectMatchesBtf,
   loadBtfStructs,
   malformed,
+  readElfSymbols,
 } from "./test-helpers.ts";
 
 const objectPath = join(bpfBuildDir, "proc.bpf.o");
 let btf: BtfStructs;
-let symbols = "";
+let symbols: Map<string, ElfSymbol>;
 
 beforeAll(async () => {
   btf = await loadBtfStructs(objectPath);
-  symbols = await runOk(["readelf", "-sW", objectPath]);
+  symbols = await readElfSymbols(objectPath);
 });
 
 test("wire proc - pscope_proc and pscope_sock_owner match the BTF of proc.bpf.o", () => {
@@ -43,8 +44,7 @@ test("wire proc - pscope_proc and pscope_sock_owner match the BTF of proc.bpf.o"
 
 test("wire proc - max_args is the only .rodata global, where the loader writes it", () => {
   expect(btf.datasec(".rodata")).toEqual([{ name: "max_args", offset: 0, size: 4 }]);
-  const line = symbols.split("\n").find((l) => l.trim().split(/\s+/).at(-1) === "max_args");
-  expect(Number(line?.trim().split(/\s+/)[2])).toBe(PROC_RODATA.max_args.size);
+  expect(symbols.get("max_args")?.size).toBe(PROC_RODATA.max_args.size);
 });
 
 const exec: ProcRecordInit = {

@@ -91,6 +91,27 @@ export async function loadBtfStructs(objectPath: string): Promise<BtfStructs> {
   };
 }
 
+/** A symbol of an object's ELF symbol table: its value (section offset) and size in bytes. */
+export interface ElfSymbol {
+  readonly value: number;
+  readonly size: number;
+}
+
+/** The ELF symbol table of `objectPath` (`readelf -sW`), by symbol name. */
+export async function readElfSymbols(objectPath: string): Promise<Map<string, ElfSymbol>> {
+  const out = new Map<string, ElfSymbol>();
+  for (const line of (await runOk(["readelf", "-sW", objectPath])).split("\n")) {
+    const cols = line.trim().split(/\s+/);
+    const name = cols.at(-1);
+    if (cols.length < 8 || name === undefined || !/^\d+:$/.test(cols[0] ?? "")) continue;
+    out.set(name, {
+      value: Number.parseInt(cols[1] ?? "x", 16),
+      size: Number(cols[2]),
+    });
+  }
+  return out;
+}
+
 /** Expects `layout` to have the size and exactly the fields of BTF struct `name`. */
 export function expectMatchesBtf(btf: BtfStructs, name: string, layout: StructLayout): void {
   const s = btf.struct(name);
