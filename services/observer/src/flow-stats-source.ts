@@ -66,8 +66,11 @@ export interface FlowStatsSource {
   stop(): Promise<void>;
 }
 
-/** Subscribes to every node's flow records and adds them to `o.stats`. */
-export function startFlowStatsSource(o: FlowStatsSourceOptions): FlowStatsSource {
+/**
+ * Subscribes to every node's flow records and adds them to `o.stats`; resolves once the
+ * server has the subscription (core NATS: records published before that are not seen).
+ */
+export async function startFlowStatsSource(o: FlowStatsSourceOptions): Promise<FlowStatsSource> {
   const now = o.now ?? Date.now;
   const m = o.metrics;
   const recordsCounter = m?.counter(
@@ -140,6 +143,12 @@ export function startFlowStatsSource(o: FlowStatsSourceOptions): FlowStatsSource
       entries?.set(o.stats.entries);
     },
   });
+  try {
+    await o.bus.nc.flush();
+  } catch (err) {
+    // reconnecting: the client subscribes again when it is back
+    o.log.warn({ err }, "flow stats: NATS flush after subscribing failed");
+  }
   return {
     counts: () => ({ ...counts }),
     async stop() {

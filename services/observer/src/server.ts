@@ -155,7 +155,7 @@ export async function startObserver(
     cleanups.push(() => telemetrySources.stop());
     // Bytes and packets per connection from the collectors' flow records (if they export them).
     const flowStats = new FlowStats();
-    const flowStatsSource = startFlowStatsSource({
+    const flowStatsSource = await startFlowStatsSource({
       bus,
       stats: flowStats,
       log,
