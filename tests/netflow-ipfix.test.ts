@@ -27,8 +27,10 @@ import {
 import { netflowV1 } from "@periscope/proto";
 import { createLogger } from "@periscope/telemetry";
 import {
+  addQuietVeth,
   createNetnsPair,
   freePort,
+  linkStats,
   runOk,
   startLocalNats,
   tcFilterProgIds,
@@ -206,14 +208,6 @@ function pingSummary(out: string): { sent: number; received: number } {
   return { sent: Number(m[1]), received: Number(m[2]) };
 }
 
-async function deviceStats(ns: string, dev: string) {
-  const [l] = JSON.parse(await runOk(["ip", "-n", ns, "-s", "-j", "link", "show", dev])) as {
-    stats64: { rx: { packets: number; bytes: number }; tx: { packets: number; bytes: number } };
-  }[];
-  if (!l) throw new Error(`no counters for ${ns}/${dev}`);
-  return l.stats64;
-}
-
 describe.skipIf(!hasNfdump() || !canAttach)("netflow ipfix (root, collector, namespaces)", () => {
   test("netflow ipfix - real ICMP, UDP and TCP exported by the collector: nfdump equals ping, iperf3, the device and NATS", async () => {
     const nats = await startLocalNats({});
@@ -223,48 +217,8 @@ describe.skipIf(!hasNfdump() || !canAttach)("netflow ipfix (root, collector, nam
     const ns = await createNetnsPair();
     cleanups.push(() => ns.destroy());
     const [a, b, ipA, ipB] = [`xa${ns.id}`, `xb${ns.id}`, "10.234.0.1", "10.234.0.2"];
-    await runOk([
-      "ip",
-      "-n",
-      ns.nsA,
-      "link",
-      "add",
-      a,
-      "type",
-      "veth",
-      "peer",
-      "name",
-      b,
-      "netns",
-      ns.nsB,
-    ]);
-    const mac = async (n: string, d: string) =>
-      (
-        JSON.parse(await runOk(["ip", "-n", n, "-j", "link", "show", d])) as { address: string }[]
-      )[0]?.address ?? "";
     // No IPv6 and no ARP on the link: every frame on it is a test packet.
-    for (const [n, d, ip, peerIp, peer] of [
-      [ns.nsA, a, ipA, ipB, [ns.nsB, b]],
-      [ns.nsB, b, ipB, ipA, [ns.nsA, a]],
-    ] as const) {
-      await inNs(n, `sysctl -qw net.ipv6.conf.${d}.disable_ipv6=1`);
-      await runOk(["ip", "-n", n, "addr", "add", `${ip}/24`, "dev", d]);
-      const lladdr = await mac(peer[0], peer[1]);
-      await runOk([
-        "ip",
-        "-n",
-        n,
-        "neigh",
-        "replace",
-        peerIp,
-        "lladdr",
-        lladdr,
-        "dev",
-        d,
-        "nud",
-        "permanent",
-      ]);
-    }
+    await addQuietVeth(ns, a, b, [ipA, ipB]);
     const server = Bun.spawn(["ip", "netns", "exec", ns.nsB, "iperf3", "-s"], {
       stdout: "ignore",
       stderr: "ignore",
@@ -318,7 +272,7 @@ describe.skipIf(!hasNfdump() || !canAttach)("netflow ipfix (root, collector, nam
     await c.stop();
     stopped = true;
     expect(await tcFilterProgIds(ns.nsA, a, "egress")).toEqual([]);
-    const dev = await deviceStats(ns.nsA, a);
+    const dev = await linkStats(ns.nsA, a);
     await nc.flush();
     sub.unsubscribe();
     const { flows, totals } = await nf.stop();

@@ -16,9 +16,11 @@ import { addNetnsForTest, deleteNetns } from "@periscope/devstack/testing.ts";
 import { netflowV1 } from "@periscope/proto";
 import { createLogger } from "@periscope/telemetry";
 import {
+  addQuietVeth,
   createNetnsPair,
   freePort,
   type LocalNats,
+  linkStats,
   loadedProgIds,
   type NetnsPair,
   runOk,
@@ -60,77 +62,8 @@ async function sh(ns: string, cmd: string): Promise<string> {
   return runOk(["ip", "netns", "exec", ns, "bash", "-c", cmd]);
 }
 
-/** A veth `a` (in nsA) ↔ `b` (in nsB), left down; IPv4-only ones get static neighbours. */
-async function veth(ns: NetnsPair, a: string, b: string, v4?: [string, string]): Promise<void> {
-  await runOk([
-    "ip",
-    "-n",
-    ns.nsA,
-    "link",
-    "add",
-    a,
-    "type",
-    "veth",
-    "peer",
-    "name",
-    b,
-    "netns",
-    ns.nsB,
-  ]);
-  if (v4 === undefined) return;
-  for (const [n, dev, addr] of [
-    [ns.nsA, a, v4[0]],
-    [ns.nsB, b, v4[1]],
-  ] as const) {
-    // no IPv6 and no ARP on this link: every frame on it is a test packet
-    await sh(n, `sysctl -qw net.ipv6.conf.${dev}.disable_ipv6=1`);
-    await runOk(["ip", "-n", n, "addr", "add", `${addr}/24`, "dev", dev]);
-  }
-  const mac = async (n: string, dev: string) =>
-    (
-      JSON.parse(await runOk(["ip", "-n", n, "-j", "link", "show", dev])) as { address: string }[]
-    )[0]?.address ?? "";
-  await runOk([
-    "ip",
-    "-n",
-    ns.nsA,
-    "neigh",
-    "replace",
-    v4[1],
-    "lladdr",
-    await mac(ns.nsB, b),
-    "dev",
-    a,
-    "nud",
-    "permanent",
-  ]);
-  await runOk([
-    "ip",
-    "-n",
-    ns.nsB,
-    "neigh",
-    "replace",
-    v4[0],
-    "lladdr",
-    await mac(ns.nsA, a),
-    "dev",
-    b,
-    "nud",
-    "permanent",
-  ]);
-}
-
 async function up(n: string, dev: string): Promise<void> {
   await runOk(["ip", "-n", n, "link", "set", dev, "up"]);
-}
-
-/** Packets and bytes the device counted (stats64). */
-async function linkStats(n: string, dev: string) {
-  const [l] = JSON.parse(await runOk(["ip", "-n", n, "-s", "-s", "-j", "link", "show", dev])) as {
-    stats64: { rx: { packets: number; bytes: number }; tx: { packets: number; bytes: number } };
-  }[];
-  if (!l) throw new Error(`no stats for ${n}/${dev}`);
-  return l.stats64;
 }
 
 /** "N packets transmitted, M received" of ping's summary. */
@@ -172,8 +105,8 @@ describe.skipIf(!canRun)("netflow (root, real kernel, nats-server, namespaces)",
     nats = await startLocalNats({});
     nc = await connect({ servers: nats.url });
     ns = await createNetnsPair();
-    await veth(ns, `fa${ns.id}`, `fb${ns.id}`, ["10.233.0.1", "10.233.0.2"]);
-    await veth(ns, `ga${ns.id}`, `gb${ns.id}`);
+    await addQuietVeth(ns, `fa${ns.id}`, `fb${ns.id}`, ["10.233.0.1", "10.233.0.2"]);
+    await addQuietVeth(ns, `ga${ns.id}`, `gb${ns.id}`);
     await runOk([
       "ip",
       "-n",

@@ -18,12 +18,15 @@ export {
 } from "@periscope/devstack";
 export { hasClsact, loadedProgIds, tcFilterProgIds } from "./bpf.ts";
 export {
+  addQuietVeth,
   addVeth,
   createHostVeth,
   createNetnsPair,
   createVethPair,
   type HostVeth,
   ifindexOf,
+  type LinkStats,
+  linkStats,
   type NetnsPair,
   TEST_NETNS_PREFIX,
   type VethPair,

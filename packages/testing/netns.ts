@@ -56,6 +56,68 @@ export async function addVeth(
   return ifindexOf(ns.nsA, ifA);
 }
 
+/**
+ * Adds veth `ifA` (in nsA) ↔ `ifB` (in nsB), both left down. With `ipv4` (`[a, b]`),
+ * each end gets its address (/24), IPv6 off and a permanent neighbour entry for the
+ * other end, so no ARP or IPv6 frame ever crosses: every frame on the link is a test
+ * packet, and device counters can be compared with what a test sent.
+ */
+export async function addQuietVeth(
+  ns: NetnsPair,
+  ifA: string,
+  ifB: string,
+  ipv4?: readonly [string, string],
+): Promise<void> {
+  await runOk([
+    ...["ip", "-n", ns.nsA, "link", "add", ifA, "type", "veth"],
+    ...["peer", "name", ifB, "netns", ns.nsB],
+  ]);
+  if (ipv4 === undefined) return;
+  const ends = [
+    { netns: ns.nsA, dev: ifA, ip: ipv4[0] },
+    { netns: ns.nsB, dev: ifB, ip: ipv4[1] },
+  ] as const;
+  for (const e of ends) {
+    await runOk([
+      ...["ip", "netns", "exec", e.netns],
+      ...["sysctl", "-qw", `net.ipv6.conf.${e.dev}.disable_ipv6=1`],
+    ]);
+    await runOk(["ip", "-n", e.netns, "addr", "add", `${e.ip}/24`, "dev", e.dev]);
+  }
+  const macOf = async (netns: string, dev: string): Promise<string> => {
+    const links = JSON.parse(await runOk(["ip", "-n", netns, "-j", "link", "show", dev])) as {
+      address: string;
+    }[];
+    return links[0]?.address ?? "";
+  };
+  for (const [self, peer] of [
+    [ends[0], ends[1]],
+    [ends[1], ends[0]],
+  ] as const) {
+    await runOk([
+      ...["ip", "-n", self.netns, "neigh", "replace", peer.ip],
+      ...["lladdr", await macOf(peer.netns, peer.dev), "dev", self.dev, "nud", "permanent"],
+    ]);
+  }
+}
+
+/** Packets and bytes a device counted, each way (`ip -s link`'s stats64). */
+export interface LinkStats {
+  rx: { packets: number; bytes: number };
+  tx: { packets: number; bytes: number };
+}
+
+/** The counters of device `dev` in namespace `netns`. */
+export async function linkStats(netns: string, dev: string): Promise<LinkStats> {
+  const [l] = JSON.parse(
+    await runOk(["ip", "-n", netns, "-s", "-s", "-j", "link", "show", dev]),
+  ) as {
+    stats64: LinkStats;
+  }[];
+  if (!l) throw new Error(`no counters for ${netns}/${dev}`);
+  return l.stats64;
+}
+
 /** Two namespaces joined by a veth pair with IPv4 addresses .1 (a) and .2 (b). */
 export interface VethPair {
   readonly nsA: string;
