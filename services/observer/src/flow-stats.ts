@@ -93,7 +93,7 @@ export interface FlowStatsOptions {
 }
 
 /** Entries a query reads between two turns of the event loop. */
-export const QUERY_SLICE = 5_000;
+export const QUERY_SLICE = 1_000;
 
 /** What {@link FlowStats.add} did with a record. */
 export type AddOutcome = "counted" | "dropped" | "expired";
@@ -311,6 +311,7 @@ export class FlowStats {
       }
     }
     for (const n of nodeSums.values()) {
+      if (++visited % QUERY_SLICE === 0) await new Promise((r) => setImmediate(r));
       const e = merged.get(n.key);
       if (e === undefined) {
         const { node: _, key: __, ...rest } = n;
