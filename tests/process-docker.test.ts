@@ -501,4 +501,35 @@ describe.skipIf(SKIP)("processes in Docker containers", () => {
       await s.stop();
     }
   }, 60_000);
+
+  test("an enricher started while the containers run announces them with their state", async () => {
+    const seen = new Map<string, telemetryV1.ContainerEvent>();
+    const sub = st().bus.nc.subscribe(`periscope.telemetry.${NODE}.container`, {
+      callback: (err, msg) => {
+        if (err) return;
+        const ev = fromBinary(telemetryV1.TelemetryEventSchema, msg.data);
+        if (ev.event.case === "container")
+          seen.set(ev.event.value.container?.name ?? "", ev.event.value);
+      },
+    });
+    try {
+      const old = st().sup.get("enricher-0");
+      if (old === undefined) throw new Error("no enricher-0");
+      old.kill("SIGTERM");
+      await old.exited;
+      st().restart("enricher-0");
+      await waitFor(() => seen.has(server) && seen.has(client), {
+        timeoutMs: 45_000,
+        what: "the running containers announced by the new enricher",
+      });
+      expect(seen.get(server)).toMatchObject({
+        action: "running",
+        container: { id: ids.server, image: IMAGE, state: "running" },
+      });
+      expect(seen.get(client)?.container?.labels["psct.role"]).toBe("client");
+      expect(seen.has(`${prefix}life`)).toBe(false); // removed before: not announced
+    } finally {
+      sub.unsubscribe();
+    }
+  }, 60_000);
 });

@@ -38,6 +38,8 @@ export function containerTelemetryEvent(
 /** Counters of a container event publisher. */
 export interface ContainerEventStats {
   published: number;
+  /** Containers announced at start (their state then, not a change). */
+  announced: number;
   /** Changes seen while another enricher was the publisher. */
   skipped: number;
 }
@@ -45,8 +47,10 @@ export interface ContainerEventStats {
 /**
  * Publishes every lifecycle change of `containers` on `periscope.telemetry.<node>.container`
  * (core NATS, protobuf `TelemetryEvent`) while `publisher()` is true: of several enrichers
- * reading the same engine, one publishes (the enricher names it; default: always).
- * Returns the stop function and the counters.
+ * reading the same engine, one publishes (the enricher names it; default: always). At
+ * start, the publisher first announces each Docker container the cache already knows
+ * (not destroyed) with its current state, so subscribers learn the names and images of
+ * containers that ran before it. Returns the stop function and the counters.
  */
 export function publishContainerEvents(opts: {
   readonly nc: { publish(subject: string, data: Uint8Array): void };
@@ -55,16 +59,26 @@ export function publishContainerEvents(opts: {
   readonly publisher?: () => boolean;
 }): { stop: () => void; stats: ContainerEventStats } {
   const subject = containerEventSubject(opts.node);
-  const stats: ContainerEventStats = { published: 0, skipped: 0 };
+  const stats: ContainerEventStats = { published: 0, announced: 0, skipped: 0 };
+  const send = (ev: ContainerEvent): void =>
+    opts.nc.publish(
+      subject,
+      toBinary(telemetryV1.TelemetryEventSchema, containerTelemetryEvent(opts.node, ev)),
+    );
+  if (opts.publisher === undefined || opts.publisher()) {
+    const now = Date.now();
+    for (const c of opts.containers.list()) {
+      if (c.runtime !== "docker" || c.state === "" || c.state === "destroyed") continue;
+      send({ state: c.state, container: c, timeMs: now });
+      stats.announced++;
+    }
+  }
   const off = opts.containers.subscribe((ev) => {
     if (opts.publisher !== undefined && !opts.publisher()) {
       stats.skipped++;
       return;
     }
-    opts.nc.publish(
-      subject,
-      toBinary(telemetryV1.TelemetryEventSchema, containerTelemetryEvent(opts.node, ev)),
-    );
+    send(ev);
     stats.published++;
   });
   return { stop: off, stats };
