@@ -8,13 +8,15 @@ import { storeAuth, storedAuth } from "./auth.ts";
 import { FILTER_KEYS } from "./filter-keys.ts";
 import { ServiceMap } from "./map.tsx";
 import { PageModel } from "./model.ts";
-import { authHeader, type FromWorker, type ToWorker } from "./protocol.ts";
+import { authHeader, type FromWorker, type RowCells, type ToWorker } from "./protocol.ts";
 import { TimeRange } from "./time-range.tsx";
 import { queryString, readQuery, type ViewQuery } from "./url.ts";
 import { rowWindow } from "./virtual.ts";
 
-/** Height of one table row, px (the stylesheet's `.flows tbody tr`). */
+/** Height of one table row, px (the stylesheet's `.flows td`). */
 export const ROW_PX = 22;
+/** Rows asked for beyond those drawn on each side, so a short scroll has them already. */
+const FETCH_MARGIN = 40;
 
 /** Puts `q` into the address bar without reloading. */
 export function writeQuery(q: ViewQuery): void {
@@ -53,9 +55,12 @@ export function App() {
       if (m.type === "snapshot") {
         const el = scroller.current;
         // Keep the rows in view in place while new ones come in above them.
-        const added = m.reset ? 0 : m.rows.length;
+        const added = m.reset || model.newestId < 0 ? 0 : m.newestId - model.newestId;
         model.apply(m);
-        if (el && el.scrollTop > 0 && added > 0) el.scrollTop += added * ROW_PX;
+        if (el && el.scrollTop > 0 && added > 0) {
+          el.scrollTop += added * ROW_PX;
+          setScroll({ top: el.scrollTop, height: el.clientHeight });
+        }
         setVersion(model.version);
       } else if (m.type === "flow") {
         setSelected((s) =>
@@ -101,8 +106,18 @@ export function App() {
     [model.mapVersion],
   );
   const c = model.counters;
-  const win = rowWindow(scroll.top, scroll.height, ROW_PX, model.rows.length);
-  const rows = model.rows.slice(win.start, win.end);
+  const win = rowWindow(scroll.top, scroll.height, ROW_PX, model.total);
+  const shown: { index: number; row: RowCells | undefined }[] = [];
+  for (let i = win.start; i < win.end; i++) shown.push({ index: i, row: model.rowAt(i) });
+  // The rows to ask the worker for: the window and a margin, from an id while scrolled.
+  const fetchStart = Math.max(0, win.start - FETCH_MARGIN);
+  const view: ToWorker = {
+    type: "view",
+    ...(scroll.top > 0 && model.newestId >= 0 ? { topId: model.newestId - fetchStart } : {}),
+    count: win.end + FETCH_MARGIN - fetchStart,
+  };
+  const viewKey = JSON.stringify(view);
+  useEffect(() => send(JSON.parse(viewKey) as ToWorker), [viewKey]);
   return (
     <div class="page">
       <header>
@@ -152,7 +167,7 @@ export function App() {
               setScroll({ top: el.scrollTop, height: el.clientHeight });
             }}
           >
-            <table data-testid="flow-table" data-rows={model.rows.length}>
+            <table data-testid="flow-table" data-rows={model.total}>
               <thead>
                 <tr>
                   <th>Time</th>
@@ -165,25 +180,33 @@ export function App() {
               </thead>
               <tbody>
                 {win.padTop > 0 && <tr class="spacer" style={{ height: `${win.padTop}px` }} />}
-                {rows.map((r) => (
-                  <tr
-                    key={r.id}
-                    data-testid="flow-row"
-                    data-verdict={r.verdict}
-                    class={`${r.verdict.toLowerCase()}${selected?.id === r.id ? " selected" : ""}`}
-                    onClick={() => {
-                      setSelected({ id: r.id });
-                      send({ type: "flow", id: r.id });
-                    }}
-                  >
-                    <td>{r.time}</td>
-                    <td>{r.source}</td>
-                    <td>{r.destination}</td>
-                    <td>{r.type}</td>
-                    <td class="verdict">{r.verdict}</td>
-                    <td>{r.summary}</td>
-                  </tr>
-                ))}
+                {shown.map(({ index, row: r }) =>
+                  r === undefined ? (
+                    <tr key={index} class="pending">
+                      <td colSpan={6} />
+                    </tr>
+                  ) : (
+                    <tr
+                      // Keyed by place, not by flow: as rows stream in, the same <tr>s get
+                      // new text instead of being removed and created again.
+                      key={index}
+                      data-testid="flow-row"
+                      data-verdict={r.verdict}
+                      class={`${r.verdict.toLowerCase()}${selected?.id === r.id ? " selected" : ""}`}
+                      onClick={() => {
+                        setSelected({ id: r.id });
+                        send({ type: "flow", id: r.id });
+                      }}
+                    >
+                      <td>{r.time}</td>
+                      <td>{r.source}</td>
+                      <td>{r.destination}</td>
+                      <td>{r.type}</td>
+                      <td class="verdict">{r.verdict}</td>
+                      <td>{r.summary}</td>
+                    </tr>
+                  ),
+                )}
                 {win.padBottom > 0 && (
                   <tr class="spacer" style={{ height: `${win.padBottom}px` }} />
                 )}

@@ -1,16 +1,11 @@
 /**
  * The page's side of the snapshot protocol (pure, no DOM): what the view draws, kept up to
  * date by applying the worker's {@link Snapshot}s. Nodes and edges are the worker's
- * objects (structured clones), rows are formatted cells, newest first.
+ * objects (structured clones); rows are formatted cells of the part of the table the page
+ * draws, newest first.
  */
 import type { MapEdge, MapNode } from "./edge.ts";
-import {
-  type Counters,
-  type RowCells,
-  type Snapshot,
-  type StatusInfo,
-  TABLE_ROWS,
-} from "./protocol.ts";
+import type { Counters, RowCells, Snapshot, StatusInfo } from "./protocol.ts";
 
 /** Counters before the first snapshot. */
 const NO_COUNTERS: Counters = {
@@ -29,8 +24,12 @@ const NO_COUNTERS: Counters = {
 export class PageModel {
   readonly nodes = new Map<string, MapNode>();
   readonly edges = new Map<string, MapEdge>();
-  /** Newest first, at most `maxRows`. */
-  rows: RowCells[] = [];
+  /** The rows the page asked for, newest first, consecutive ids. */
+  rows: readonly RowCells[] = [];
+  /** Id of the newest row, -1 before any. */
+  newestId = -1;
+  /** Rows kept in the worker: the table's scrollable length. */
+  total = 0;
   counters: Counters = NO_COUNTERS;
   stream = "connecting";
   status: StatusInfo | undefined;
@@ -40,7 +39,13 @@ export class PageModel {
   /** Bumped on every applied snapshot. */
   version = 0;
 
-  constructor(private readonly maxRows = TABLE_ROWS) {}
+  /** The row `index` places from the top (0 = newest), when it is among those held. */
+  rowAt(index: number): RowCells | undefined {
+    const top = this.rows[0];
+    if (top === undefined) return undefined;
+    const r = this.rows[top.id - (this.newestId - index)];
+    return r !== undefined && r.id === this.newestId - index ? r : undefined;
+  }
 
   /** Applies one snapshot. */
   apply(s: Snapshot): void {
@@ -58,13 +63,9 @@ export class PageModel {
       for (const e of g.edges) this.edges.set(e.id, e);
       this.mapVersion++;
     }
-    if (s.rows.length > 0) {
-      const fresh = s.rows.slice(-this.maxRows).reverse();
-      this.rows =
-        fresh.length >= this.maxRows
-          ? fresh
-          : fresh.concat(this.rows.slice(0, this.maxRows - fresh.length));
-    }
+    if (s.rows !== undefined) this.rows = s.rows;
+    this.newestId = s.newestId;
+    this.total = s.total;
     this.counters = s.counters;
     this.stream = s.stream;
     this.status = s.status;

@@ -1,8 +1,10 @@
 /**
  * Messages between the page and the stream worker (ui/src/worker.ts). The worker follows
- * GetFlows, decodes, feeds the graph model and counters, and posts the page a compact
- * {@link Snapshot} at most once per frame the page acknowledges (and at most every
- * {@link SNAPSHOT_MS}); the page never sees a Flow object except as JSON on request.
+ * GetFlows, decodes, feeds the graph model and counters, keeps the table's rows, and posts
+ * the page a compact {@link Snapshot} at most once per frame the page acknowledges (and
+ * at most every {@link SNAPSHOT_MS}): map changes, counters, and only the table rows the
+ * page draws (it says which with {@link ViewRequest}), formatted. The page never sees a
+ * Flow object except as JSON on request.
  * Everything here is structured-clone safe (no functions, no class instances, no bigint).
  */
 
@@ -64,8 +66,15 @@ export interface Snapshot {
   readonly reset: boolean;
   /** Map changes; undefined when the map did not change (or is not due yet). */
   readonly graph?: MapChanges;
-  /** New table rows, oldest first (at most the rows the table keeps). */
-  readonly rows: readonly RowCells[];
+  /**
+   * The table rows the page asked for ({@link ViewRequest}), newest first, with
+   * consecutive ids; undefined when they did not change since the last snapshot.
+   */
+  readonly rows?: readonly RowCells[];
+  /** Id of the newest row (-1: none yet); row `i` from the top has id `newestId - i`. */
+  readonly newestId: number;
+  /** Rows kept (the table's scrollable length, at most {@link TABLE_ROWS}). */
+  readonly total: number;
   readonly counters: Counters;
   /** `live`, `window: N flows`, `disconnected: …`, `loading window`. */
   readonly stream: string;
@@ -120,10 +129,21 @@ export interface FilterCheck {
   readonly text: string;
 }
 
+/**
+ * Which rows the page draws: `count` rows from id `topId` down, or the newest `count`
+ * when `topId` is undefined (the table is at its top, following new rows).
+ */
+export interface ViewRequest {
+  readonly type: "view";
+  readonly topId?: number;
+  readonly count: number;
+}
+
 /** Page → worker. */
 export type ToWorker =
   | StartRequest
   | FilterCheck
+  | ViewRequest
   | { readonly type: "pause"; readonly paused: boolean }
   | { readonly type: "relayout" }
   /** The page applied the last snapshot (and drew a frame): the next one may come. */

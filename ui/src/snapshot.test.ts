@@ -5,7 +5,7 @@ import { FlowSchema, Verdict } from "@periscope/proto/src/gen/flow/flow_pb.ts";
 import { PageModel } from "./model.ts";
 import { authHeader, type Snapshot } from "./protocol.ts";
 import { SnapshotBuilder } from "./snapshot.ts";
-import { FlowStore } from "./store.ts";
+import { FlowStore, TABLE_ROWS } from "./store.ts";
 
 const T0 = 1_700_000_000_000;
 
@@ -25,37 +25,70 @@ const flow = (i: number, src = "client", dst = "server", port = 80, verdict = Ve
 const post = (s: Snapshot): Snapshot => structuredClone(s);
 
 describe("worker snapshots", () => {
-  test("snapshot - new rows as formatted cells with ids; the page keeps them newest first", () => {
+  test("snapshot - only the rows the page draws, formatted, newest first; unchanged ones not again", () => {
     const store = new FlowStore();
-    const b = new SnapshotBuilder(store, { maxRows: 5 });
-    const page = new PageModel(5);
+    const b = new SnapshotBuilder(store);
+    const page = new PageModel();
+    b.setView(undefined, 2);
     for (let i = 0; i < 3; i++) store.onFlow(flow(i), T0);
     const s1 = post(b.build(T0, "live"));
     expect(s1.reset).toBe(true);
-    expect(s1.rows.map((r) => r.id)).toEqual([0, 1, 2]);
-    expect(s1.rows[0]).toEqual({
-      id: 0,
-      time: "2023-11-14 22:13:20.000",
-      source: "demo/client:40000",
+    expect(s1.newestId).toBe(2);
+    expect(s1.total).toBe(3);
+    expect(s1.rows?.map((r) => r.id)).toEqual([2, 1]);
+    expect(s1.rows?.[1]).toEqual({
+      id: 1,
+      time: "2023-11-14 22:13:20.001",
+      source: "demo/client:40001",
       destination: "demo/server:80",
       type: "L3/L4 TCP",
       verdict: "FORWARDED",
-      summary: "flow 0",
+      summary: "flow 1",
     });
     page.apply(s1);
-    expect(page.rows.map((r) => r.summary)).toEqual(["flow 2", "flow 1", "flow 0"]);
-    // Only what is new; more than the page keeps: only the newest.
-    for (let i = 3; i < 10; i++) store.onFlow(flow(i), T0);
+    expect(page.rowAt(0)?.summary).toBe("flow 2");
+    expect(page.rowAt(1)?.summary).toBe("flow 1");
+    expect(page.rowAt(2)).toBeUndefined();
+    // Nothing new: no rows sent, the page keeps what it has.
     const s2 = post(b.build(T0 + 100, "live"));
-    expect(s2.reset).toBe(false);
-    expect(s2.rows.map((r) => r.id)).toEqual([5, 6, 7, 8, 9]);
+    expect(s2.rows).toBeUndefined();
     page.apply(s2);
-    expect(page.rows.map((r) => r.id)).toEqual([9, 8, 7, 6, 5]);
+    expect(page.rowAt(0)?.summary).toBe("flow 2");
+    // Following the newest: new rows come, the indices shift.
+    for (let i = 3; i < 10; i++) store.onFlow(flow(i), T0);
+    const s3 = post(b.build(T0 + 200, "live"));
+    expect(s3.rows?.map((r) => r.id)).toEqual([9, 8]);
+    page.apply(s3);
+    expect(page.total).toBe(10);
+    expect(page.rowAt(1)?.id).toBe(8);
+    // Scrolled: rows from an id down stay the same rows as new ones come.
+    b.setView(4, 3);
+    const s4 = post(b.build(T0 + 300, "live"));
+    expect(s4.rows?.map((r) => r.id)).toEqual([4, 3, 2]);
+    page.apply(s4);
+    expect(page.rowAt(5)?.summary).toBe("flow 4");
+    expect(page.rowAt(0)).toBeUndefined();
     store.onFlow(flow(10), T0);
-    page.apply(post(b.build(T0 + 200, "live")));
-    expect(page.rows.map((r) => r.id)).toEqual([10, 9, 8, 7, 6]);
-    // Nothing new: no rows.
-    expect(b.build(T0 + 300, "live").rows).toEqual([]);
+    const s5 = post(b.build(T0 + 400, "live"));
+    expect(s5.rows).toBeUndefined();
+    page.apply(s5);
+    expect(page.newestId).toBe(10);
+    expect(page.rowAt(6)?.summary).toBe("flow 4");
+    // The oldest end of the kept rows: fewer than asked.
+    b.setView(1, 5);
+    expect(b.build(T0 + 500, "live").rows?.map((r) => r.id)).toEqual([1, 0]);
+  });
+
+  test("snapshot - rows beyond the kept ones are gone from the table", () => {
+    const store = new FlowStore();
+    for (let i = 0; i < TABLE_ROWS * 2 + 5; i++) store.onFlow(flow(i), T0);
+    expect(store.kept()).toBe(TABLE_ROWS);
+    const down = store.rowsDown(undefined, TABLE_ROWS + 10);
+    expect(down).toHaveLength(TABLE_ROWS);
+    expect(down[0]?.id).toBe(TABLE_ROWS * 2 + 4);
+    expect(down.at(-1)?.id).toBe(TABLE_ROWS + 5);
+    expect(down.at(-1)?.flow.uuid).toBe(`u${TABLE_ROWS + 5}`);
+    expect(store.rowsDown(TABLE_ROWS, 3)).toEqual([]);
   });
 
   test("snapshot - a row's flow is found by id while kept, not after", () => {
@@ -151,9 +184,9 @@ describe("worker snapshots", () => {
     expect(page.status?.connected).toBe(2);
     store.setPaused(false);
     const s2 = post(b.build(T0 + 1100, "live", undefined, T0 - 5000));
-    expect(s2.rows.map((r) => r.id)).toEqual([0]);
+    expect(s2.rows?.map((r) => r.id)).toEqual([0]);
     page.apply(s2);
-    expect(page.rows.map((r) => r.summary)).toEqual(["flow 5"]);
+    expect(page.rowAt(0)?.summary).toBe("flow 5");
     expect(page.oldestMs).toBe(T0 - 5000);
     expect(page.status).toBeUndefined();
   });

@@ -1,9 +1,9 @@
 /**
  * The worker's side of the snapshot protocol (pure, no worker globals): what changed in a
  * {@link FlowStore} since the last snapshot, as a {@link Snapshot} the page applies with
- * {@link PageModel} (ui/src/model.ts). Rows are formatted here, once, and only the newest
- * ones the table keeps; the map is laid out here (new nodes only) and its counts are sent
- * at most every `graphEveryMs` unless nodes or edges came or went.
+ * {@link PageModel} (ui/src/model.ts). Only the rows the page draws are formatted and
+ * sent; the map is laid out here (new nodes only) and its counts are sent at most every
+ * `graphEveryMs` unless nodes or edges came or went.
  */
 import { flowCells } from "./format.ts";
 import {
@@ -17,32 +17,37 @@ import type { FlowStore } from "./store.ts";
 
 /** Options for {@link SnapshotBuilder}. */
 export interface SnapshotOptions {
-  /** Rows the page keeps; a snapshot carries at most this many. Default {@link TABLE_ROWS}. */
-  maxRows?: number;
   /** Edge counts are resent at most this often unless the map's shape changed. Default 500. */
   graphEveryMs?: number;
 }
 
 /** Builds snapshots of one store for one page. */
 export class SnapshotBuilder {
-  private nextRow = 0;
+  /** The rows the page draws. */
+  private view: { topId?: number; count: number } = { count: 64 };
+  /** What the last rows sent were cut from, to skip unchanged ones. */
+  private rowsKey = "";
   private resets: number;
   private graphSentMs = Number.NEGATIVE_INFINITY;
   private pendingReset = true;
-  private readonly maxRows: number;
   private readonly graphEveryMs: number;
 
   constructor(
     private readonly store: FlowStore,
     opts: SnapshotOptions = {},
   ) {
-    this.maxRows = opts.maxRows ?? TABLE_ROWS;
     this.graphEveryMs = opts.graphEveryMs ?? 500;
     this.resets = store.resets;
   }
 
   /** Places new nodes (all nodes after {@link relayout}) before the next snapshot. */
   private relayoutAll = false;
+
+  /** The rows the page draws from now on (at most {@link TABLE_ROWS}). */
+  setView(topId: number | undefined, count: number): void {
+    const c = Math.max(0, Math.min(TABLE_ROWS, Math.floor(count)));
+    this.view = topId === undefined ? { count: c } : { topId, count: c };
+  }
 
   /** Re-places every node in the next snapshot. */
   relayout(): void {
@@ -57,7 +62,6 @@ export class SnapshotBuilder {
     this.pendingReset = false;
     if (store.resets !== this.resets) {
       this.resets = store.resets;
-      this.nextRow = 0;
       reset = true;
     }
     if (graph.needsLayout() || this.relayoutAll) graph.layout(this.relayoutAll);
@@ -69,16 +73,21 @@ export class SnapshotBuilder {
       changes = graph.takeChanges();
       this.graphSentMs = nowMs;
     }
-    const rows: RowCells[] = [];
-    for (const { id, flow } of store.rowsSince(this.nextRow, this.maxRows)) {
-      rows.push({ id, ...flowCells(flow) });
+    const { topId, count } = this.view;
+    // Rows change when new ones come (following the newest) or when they are dropped.
+    const key = `${this.resets}:${topId}:${count}:${topId === undefined ? store.rowSeq : ""}:${store.rowSeq - store.kept()}`;
+    let rows: RowCells[] | undefined;
+    if (reset || key !== this.rowsKey) {
+      rows = store.rowsDown(topId, count).map(({ id, flow }) => ({ id, ...flowCells(flow) }));
+      this.rowsKey = key;
     }
-    this.nextRow = store.rowSeq;
     return {
       type: "snapshot",
       reset: reset || (changes?.reset ?? false),
       ...(changes !== undefined ? { graph: changes } : {}),
-      rows,
+      ...(rows !== undefined ? { rows } : {}),
+      newestId: store.rowSeq - 1,
+      total: store.kept(),
       counters: this.counters(nowMs),
       stream,
       ...(status !== undefined ? { status } : {}),

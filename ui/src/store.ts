@@ -115,12 +115,21 @@ export class FlowStore {
     return this.rows[this.rows.length - back];
   }
 
-  /** Rows with id ≥ `fromId` (at most the newest `max`), oldest first, with their ids. */
-  rowsSince(fromId: number, max = TABLE_ROWS): { id: number; flow: Flow }[] {
-    const n = Math.min(this.rowSeq - Math.max(0, fromId), max, this.rows.length);
+  /** Rows kept (at most {@link TABLE_ROWS}); their ids run `rowSeq - kept` … `rowSeq - 1`. */
+  kept(): number {
+    return Math.min(this.rows.length, TABLE_ROWS);
+  }
+
+  /**
+   * Up to `count` kept rows from id `topId` (default: the newest) down, newest first,
+   * with their ids.
+   */
+  rowsDown(topId: number | undefined, count: number): { id: number; flow: Flow }[] {
+    const oldest = this.rowSeq - this.kept();
     const out: { id: number; flow: Flow }[] = [];
-    for (let k = n; k >= 1; k--) {
-      out.push({ id: this.rowSeq - k, flow: this.rows[this.rows.length - k] as Flow });
+    for (let id = Math.min(topId ?? this.rowSeq - 1, this.rowSeq - 1); id >= oldest; id--) {
+      if (out.length >= count) break;
+      out.push({ id, flow: this.rows[this.rows.length - (this.rowSeq - id)] as Flow });
     }
     return out;
   }
