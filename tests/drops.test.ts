@@ -207,7 +207,7 @@ describe("drops", () => {
     const tcpLine = lines.find((l) => l.includes(`:${SRC.tcp} `));
     // "<>": a drop record carries no connection state, so is_reply is unknown.
     expect(tcpLine).toMatch(
-      /: demo\/client:42101 \S+ <> demo\/server:7771 \S+ No socket DROPPED \(TCP Flags: SYN\)$/,
+      /: demo\/client:42101 \S+ <> demo\/server:7771 \S+ No socket DROPPED \(TCP Flags: SYN\)( \(\S+\[\d+\]( in \S+)?\))?$/,
     );
     const nftLine = lines.find((l) => l.includes(`:${SRC.nft} `));
     expect(nftLine).toContain("Netfilter drop DROPPED (TCP Flags: SYN)");

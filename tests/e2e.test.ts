@@ -433,7 +433,7 @@ describe("e2e", () => {
     expect(lines.length).toBeGreaterThan(0);
     for (const l of lines) {
       expect(l).toMatch(
-        /^\w{3} [ \d]\d \d\d:\d\d:\d\d\.\d{3}: demo\/frontend:\d+ \(ID:\d+\) -> demo\/backend:8080 \(ID:\d+\) (to|from)-network FORWARDED \(TCP Flags: [A-Z, ]+\)$/,
+        /^\w{3} [ \d]\d \d\d:\d\d:\d\d\.\d{3}: demo\/frontend:\d+ \(ID:\d+\) -> demo\/backend:8080 \(ID:\d+\) (to|from)-network FORWARDED \(TCP Flags: [A-Z, ]+\)( \(\S+\[\d+\]( in \S+)?\))?$/,
       );
     }
     const json = await run([

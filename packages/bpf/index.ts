@@ -52,6 +52,7 @@ export {
   DEFAULT_MAX_ARGS,
   DEFAULT_PROC_OBJECT,
   DEFAULT_PROC_RING_BYTES,
+  NO_NETNS_COOKIE,
   netnsCookieOfPid,
   PROC_PROGRAM_NAMES,
   type ProcCounters,

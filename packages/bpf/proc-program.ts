@@ -42,6 +42,12 @@ export const PROC_PROGRAM_NAMES: readonly string[] = [...TRACEPOINTS, ...CGROUP_
 /** BPF_ANY for bpf_map_update_elem. */
 const BPF_ANY = 0;
 
+/**
+ * A cookie no network namespace has (the kernel counts cookies up from 1): watching only
+ * it reports no socket owners at all, e.g. while a collector has no attached device.
+ */
+export const NO_NETNS_COOKIE = 0xffff_ffff_ffff_ffffn;
+
 /** Size of the kernel's watched_netns map. */
 export const MAX_WATCHED_NETNS = 4096;
 

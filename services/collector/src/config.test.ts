@@ -48,7 +48,7 @@ describe("config", () => {
         queueRecords: 100_000,
         agentIp: c.netflow.agentIp,
       },
-      processEvents: { enabled: false, maxArgs: 1024 },
+      processEvents: { enabled: true, maxArgs: 1024 },
     });
     expect(Object.isFrozen(c)).toBe(true);
     expect(Object.isFrozen(c.interfaces)).toBe(true);

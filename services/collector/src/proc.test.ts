@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { DEFAULT_PROC_OBJECT, netnsCookie } from "@periscope/bpf";
+import { DEFAULT_PROC_OBJECT, NO_NETNS_COOKIE, netnsCookie } from "@periscope/bpf";
 import { sanitizeToken } from "@periscope/bus";
 import type { RawFrame } from "@periscope/proto";
 import { createLogger } from "@periscope/telemetry";
@@ -26,7 +26,7 @@ import {
 } from "@periscope/wire";
 import { startCollector } from "./collector.ts";
 import { DEFAULT_BPF_OBJECT, parseConfig } from "./config.ts";
-import { parseProcessEvents } from "./proc.ts";
+import { netnsOfDevices, parseProcessEvents } from "./proc.ts";
 
 const canRun =
   process.getuid?.() === 0 && existsSync(DEFAULT_BPF_OBJECT) && existsSync(DEFAULT_PROC_OBJECT);
@@ -45,12 +45,22 @@ function frameLog(nc: NatsConnection, subject: string): { frames: RawFrame[]; cl
 test("process events config - on/off and max args, bad values named", () => {
   const cfg = (argv: string[], env: Record<string, string> = {}) =>
     parseConfig(argv, env).processEvents;
-  expect(cfg([])).toEqual({ enabled: false, maxArgs: 1024 });
+  expect(cfg([])).toEqual({ enabled: true, maxArgs: 1024 });
+  expect(cfg(["--process-events=off"]).enabled).toBe(false);
+  expect(cfg([], { PERISCOPE_PROCESS_EVENTS: "off" }).enabled).toBe(false);
   expect(cfg(["--process-events=on", "--max-args=64"])).toEqual({ enabled: true, maxArgs: 64 });
   expect(cfg([], { PERISCOPE_PROCESS_EVENTS: "on" }).enabled).toBe(true);
   expect(() => cfg(["--process-events=yes"])).toThrow(/--process-events.*on or off.*"yes"/);
   expect(() => cfg(["--max-args=5000"])).toThrow(/--max-args/);
   expect(parseProcessEvents).toBeDefined();
+});
+
+test("process events - no attached device: a filter no namespace matches, not every namespace", () => {
+  expect([...netnsOfDevices([])]).toEqual([NO_NETNS_COOKIE]);
+  expect([...netnsOfDevices([{ netnsCookie: 0n }])]).toEqual([NO_NETNS_COOKIE]);
+  expect([
+    ...netnsOfDevices([{ netnsCookie: 5n }, { netnsCookie: 5n }, { netnsCookie: 9n }]),
+  ]).toEqual([5n, 9n]);
 });
 
 /**

@@ -9,6 +9,7 @@ import {
   cgroupV2Root,
   clockGettimeNs,
   DEFAULT_MAX_ARGS,
+  NO_NETNS_COOKIE,
   netnsCookieOfPid,
   type ProcCounters,
   ProcProgram,
@@ -35,8 +36,11 @@ export interface ProcessEventsConfig {
   readonly maxArgs: number;
 }
 
-/** `--process-events` when not given. */
-export const DEFAULT_PROCESS_EVENTS: "on" | "off" = "off";
+/**
+ * `--process-events` when not given: on (measured overhead within noise, bench/process.ts;
+ * socket owners only for the namespaces of attached devices).
+ */
+export const DEFAULT_PROCESS_EVENTS: "on" | "off" = "on";
 
 /** Flag name → environment variable of the process-event settings. */
 export const PROC_SETTINGS = {
@@ -176,12 +180,13 @@ export class ProcessEvents {
 
   /**
    * Socket-owner records only for sockets in the network namespaces of these attached
-   * devices (none attached: every namespace); exec, fork and exit are not filtered.
+   * devices (none attached: none; owners only join flows seen on attached devices); exec,
+   * fork and exit are not filtered.
    * Called on every attach and detach. A failed map update is logged and counted.
    */
   watchDevices(devices: readonly { readonly netnsCookie: bigint }[]): void {
     if (this.#closed) return;
-    const want = new Set(devices.map((d) => d.netnsCookie).filter((c) => c !== 0n));
+    const want = netnsOfDevices(devices);
     const key = [...want].sort().join(",");
     if (key === this.#watchedKey) return;
     try {
@@ -325,6 +330,15 @@ export class ProcessEvents {
   }
 }
 
+/**
+ * The namespace filter for these devices: their netns cookies, or {@link NO_NETNS_COOKIE}
+ * alone when none is attached (the kernel reports every namespace for an empty filter).
+ */
+export function netnsOfDevices(devices: readonly { readonly netnsCookie: bigint }[]): Set<bigint> {
+  const want = new Set(devices.map((d) => d.netnsCookie).filter((c) => c !== 0n));
+  return want.size > 0 ? want : new Set([NO_NETNS_COOKIE]);
+}
+
 /** What {@link startProcessEvents} needs from the collector. */
 export interface ProcessEventsStart {
   readonly config: ProcessEventsConfig;
@@ -342,7 +356,7 @@ export interface ProcessEventsStart {
   readonly backfill?: boolean;
   /**
    * The attached devices: socket owners are reported only for their namespaces (none
-   * attached: every namespace), backfilled ones included. Keep it in sync afterwards with
+   * attached: none), backfilled ones included; without it, every namespace. Keep it in sync afterwards with
    * {@link ProcessEvents.watchDevices}.
    */
   readonly devices?: () => readonly { readonly netnsCookie: bigint }[];
@@ -358,7 +372,7 @@ export async function startProcessEvents(
 ): Promise<ProcessEvents | undefined> {
   if (!o.config.enabled) return undefined;
   // The namespace filter is in place before the hooks attach.
-  const watched = new Set((o.devices?.() ?? []).map((d) => d.netnsCookie).filter((c) => c !== 0n));
+  const watched = o.devices === undefined ? new Set<bigint>() : netnsOfDevices(o.devices());
   let source: ProcSource;
   try {
     source = o.load?.() ?? ProcProgram.load({ maxArgs: o.config.maxArgs, netns: watched });
