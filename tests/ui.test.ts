@@ -3,19 +3,40 @@
  * against the whole pipeline: netns pods with real traffic, a real nats-server, the
  * services as processes, the page served by the observer. The map shows the pods and
  * their edges, a dropped SYN shows on its edge with the kernel's reason, a filter
- * narrows the table to exactly what GetFlows answers for it, and flows from before an
- * observer kill -9 are shown again through the time range. Screenshots of the map and
- * the table go to test-artifacts/ui/.
+ * narrows the table to exactly what GetFlows answers for it, flows from before an
+ * observer kill -9 are shown again through the time range, windows typed into from/to
+ * or picked by dragging the scrubber show exactly GetFlows' flows (table and map) and
+ * survive a reload, the virtualised table keeps thousands of rows with few in the DOM,
+ * and an observer that requires a bearer token gets one through the page's sign-in.
+ * Screenshots go to test-artifacts/ui/.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import type { PodProcess } from "@periscope/devstack";
+import { freePort, type PodProcess, type SupervisedProcess } from "@periscope/devstack";
 import { type Flow, FlowFilterSchema, type GetFlowsRequestSchema } from "@periscope/proto";
 import { waitFor } from "@periscope/testing";
 import type { Page } from "playwright-core";
-import { type Stack, startStack, testPrefix } from "./harness.ts";
-import { chromiumUnavailable, type OpenUiSession, openUi } from "./ui/browser.ts";
+import { ROOT, type Stack, startStack, testPrefix } from "./harness.ts";
+import {
+  ARTIFACTS_DIR as ARTIFACTS,
+  chromiumUnavailable,
+  type OpenUiSession,
+  openUi,
+} from "./ui/browser.ts";
+import {
+  dragScrubber,
+  drawnRows,
+  localInput,
+  mapEdgeIds,
+  tableRows,
+  typeWindow,
+  type UrlWindow,
+  urlWindow,
+} from "./ui/page.ts";
 
 type RequestInit = MessageInitShape<typeof GetFlowsRequestSchema>;
 
@@ -39,6 +60,19 @@ const CLOSED_PORT = 7771;
 const DROP_SRC_PORT = 42201;
 /** How long the page may take to show what the pipeline already holds. */
 const SHOW_MS = 10_000;
+/** The datagram made after the first window, found again by dragging the scrubber. */
+const SCRUB_PORT = 9997;
+/**
+ * The burst of datagrams for the virtualised table, one per source port from VIRT_SRC;
+ * each is a flow at frontend's and at db's interface.
+ */
+const VIRT_PORT = 9996;
+const VIRT_SRC = 31_000;
+const VIRT_DATAGRAMS = 1_100;
+/** Flows the table must hold at least. */
+const VIRT_MIN_FLOWS = 2_000;
+/** The bearer token the second observer requires. */
+const TOKEN = "ui-t0ken-for-the-sign-in-test";
 
 let stack: Stack;
 let server: PodProcess | undefined;
@@ -46,6 +80,67 @@ let ui: OpenUiSession | undefined;
 let base: string;
 /** Wall-clock window around the traffic made before the observer restart. */
 let before: { fromMs: number; toMs: number };
+/** A second observer on the same bus that requires {@link TOKEN}, and its files. */
+let locked: { proc: SupervisedProcess; addr: string; ops: number; dir: string } | undefined;
+
+/** Flows GetFlows answers for the window (no filter). */
+function windowFlows(w: UrlWindow): Promise<Flow[]> {
+  return flows({ since: timestampFromMs(w.since), until: timestampFromMs(w.until) });
+}
+
+/** The page's graph model (ui/src/graph.ts), as much of it as the map check needs. */
+interface GraphModelLike {
+  add(flow: Flow): unknown;
+  readonly edges: ReadonlyMap<string, unknown>;
+}
+// Loaded by path: the UI's modules type-check with DOM settings of their own (ui/tsconfig.json).
+const GRAPH_MODULE = resolve(ROOT, "ui/src/graph.ts");
+const { GraphModel } = (await import(GRAPH_MODULE)) as {
+  GraphModel: new () => GraphModelLike;
+};
+
+/** The map's edge ids for these flows, as the page's own graph model makes them. */
+function edgesOf(fs: readonly Flow[]): string[] {
+  const g = new GraphModel();
+  for (const f of fs) g.add(f);
+  return [...g.edges.keys()].sort();
+}
+
+/** The flow's L4 destination port, 0 when it has none. */
+function dstPort(f: Flow): number {
+  const p = f.l4?.protocol;
+  return p?.case === "TCP" || p?.case === "UDP" ? p.value.destinationPort : 0;
+}
+
+/**
+ * Waits until the page's table and map hold exactly the flows GetFlows answers for the
+ * window in its URL (which must be `w`), and returns those flows.
+ */
+async function showsWindow(w: UrlWindow, what: string): Promise<Flow[]> {
+  await waitFor(
+    () => {
+      const u = urlWindow(page());
+      return u?.since === w.since && u.until === w.until;
+    },
+    { timeoutMs: SHOW_MS, intervalMs: 50, what: `${what} in the URL` },
+  );
+  const want = await windowFlows(w);
+  await waitFor(
+    async () =>
+      /window: \d+ flows/.test(
+        await page().locator("[data-testid=status-stream]").first().innerText(),
+      ),
+    { timeoutMs: SHOW_MS, intervalMs: 100, what: `${what} loaded` },
+  );
+  await holdsRows(want.length, `${want.length} rows for ${what}`);
+  const edges = edgesOf(want);
+  await waitFor(async () => (await mapEdgeIds(page())).join(" ") === edges.join(" "), {
+    timeoutMs: SHOW_MS,
+    intervalMs: 100,
+    what: `the ${edges.length} edges of ${what} on the map`,
+  });
+  return want;
+}
 
 async function flows(req: RequestInit = {}): Promise<Flow[]> {
   const out: Flow[] = [];
@@ -67,6 +162,32 @@ async function shows(selector: string, what: string, timeoutMs = SHOW_MS): Promi
     intervalMs: 100,
     what,
   });
+}
+
+/**
+ * Waits until the table holds `n` rows; on timeout the error says how many it held and
+ * what the status bar said.
+ */
+async function holdsRows(n: number, what: string, timeoutMs = SHOW_MS): Promise<void> {
+  let seen = -1;
+  try {
+    await waitFor(
+      async () => {
+        seen = await tableRows(page());
+        return seen === n;
+      },
+      { timeoutMs, intervalMs: 100, what },
+    );
+  } catch (err) {
+    const status = await page()
+      .locator("[data-testid=status]")
+      .first()
+      .innerText({ timeout: 1000 })
+      .catch(() => "?");
+    throw new Error(`${what}: the table held ${seen} rows, not ${n} (status: ${status})`, {
+      cause: err,
+    });
+  }
 }
 
 /** Texts of the flow table's rows as shown. */
@@ -126,8 +247,36 @@ beforeAll(async () => {
     { timeoutMs: 20_000, what: "the dropped SYN in the observer" },
   );
   before = { fromMs, toMs: Date.now() + 1000 };
+  locked = startLockedObserver(await freePort(), await freePort());
   ui = await openUi();
 }, 90_000);
+
+/** Uncaught errors of the sign-in page (its own browser context). */
+const loginErrors: string[] = [];
+
+/** A second observer on the stack's bus that refuses calls without {@link TOKEN}. */
+function startLockedObserver(port: number, ops: number): NonNullable<typeof locked> {
+  const dir = mkdtempSync(join(tmpdir(), "periscope-ui-login-"));
+  writeFileSync(join(dir, "tokens"), `${TOKEN}\n`);
+  const addr = `127.0.0.1:${port}`;
+  const proc = stack.sup.start(
+    "observer-login",
+    ["bun", "run", resolve(ROOT, "services/observer/src/main.ts")],
+    {
+      cwd: ROOT,
+      env: {
+        PERISCOPE_NATS_URL: stack.natsUrl,
+        // Its own durable on the flow stream, so the stack's observer still gets every flow.
+        PERISCOPE_NODE_NAME: "ui-login-observer",
+        PERISCOPE_LISTEN_ADDR: addr,
+        PERISCOPE_OPS_ADDR: `127.0.0.1:${ops}`,
+        PERISCOPE_BEARER_TOKEN_FILE: join(dir, "tokens"),
+        PERISCOPE_LOG_LEVEL: "warn",
+      },
+    },
+  );
+  return { proc, addr, ops, dir };
+}
 
 afterAll(async () => {
   if (ui !== undefined && ui.errors.length > 0)
@@ -135,6 +284,7 @@ afterAll(async () => {
   await ui?.close();
   server?.kill();
   await stack?.stop();
+  if (locked !== undefined) rmSync(locked.dir, { recursive: true, force: true });
 }, 60_000);
 
 describe.skipIf(SKIP)("ui", () => {
@@ -196,7 +346,10 @@ describe.skipIf(SKIP)("ui", () => {
     expect(await marked()).toHaveLength(0);
     const pause = page().locator("[data-testid=pause]").first();
     await pause.click();
-    expect(await pause.getAttribute("aria-pressed")).toBe("true");
+    await waitFor(async () => (await pause.getAttribute("aria-pressed")) === "true", {
+      timeoutMs: SHOW_MS,
+      what: "the pause button pressed",
+    });
     await stack.topology.exec("frontend", [
       "bash",
       "-c",
@@ -209,7 +362,10 @@ describe.skipIf(SKIP)("ui", () => {
     });
     expect(await marked()).toHaveLength(0);
     await pause.click();
-    expect(await pause.getAttribute("aria-pressed")).toBe("false");
+    await waitFor(async () => (await pause.getAttribute("aria-pressed")) === "false", {
+      timeoutMs: SHOW_MS,
+      what: "the pause button released",
+    });
     await waitFor(async () => (await marked()).length > 0, {
       timeoutMs: SHOW_MS,
       what: `the held flow to port ${PAUSE_PORT} in the table after resuming`,
@@ -218,7 +374,7 @@ describe.skipIf(SKIP)("ui", () => {
 
   test("ui - a filter narrows the table to exactly the flows GetFlows answers for it", async () => {
     await shows("[data-testid=flow-table] [data-testid=flow-row]", "rows in the flow table");
-    const unfiltered = (await rowTexts()).length;
+    const unfiltered = await tableRows(page());
     const input = page().locator("[data-testid=filter-input]").first();
     await input.fill(`port=${CLOSED_PORT}`);
     await input.press("Enter");
@@ -230,10 +386,8 @@ describe.skipIf(SKIP)("ui", () => {
     });
     expect(want.length).toBeGreaterThan(0);
     expect(want.length).toBeLessThan(unfiltered);
-    await waitFor(async () => (await rowTexts()).length === want.length, {
-      timeoutMs: SHOW_MS,
-      what: `${want.length} rows for port=${CLOSED_PORT}`,
-    });
+    await holdsRows(want.length, `${want.length} rows for port=${CLOSED_PORT}`);
+    expect((await rowTexts()).length).toBe(want.length);
     const rows = await rowTexts();
     for (const r of rows) {
       expect(r).toContain(String(CLOSED_PORT));
@@ -293,10 +447,11 @@ describe.skipIf(SKIP)("ui", () => {
     });
     await page().goto(`${base}/?${q}`);
     await shows("[data-testid=time-range]", "the time range picker");
-    await waitFor(async () => (await rowTexts()).length === want.length, {
-      timeoutMs: SHOW_MS,
-      what: `${want.length} rows to port ${HTTP_PORT} from before the restart`,
-    });
+    await holdsRows(
+      want.length,
+      `${want.length} rows to port ${HTTP_PORT} from before the restart`,
+    );
+    expect((await rowTexts()).length).toBe(want.length);
     for (const r of await rowTexts()) expect(r).toContain(String(HTTP_PORT));
     await shows(
       `[data-testid=map-edge][data-edge-id="demo/frontend->demo/backend:tcp/${HTTP_PORT}"]`,
@@ -305,7 +460,253 @@ describe.skipIf(SKIP)("ui", () => {
     await ui?.screenshot("table-history");
   }, 60_000);
 
+  test("ui - from/to inputs and a scrubber drag pick windows: table and map hold exactly GetFlows' flows, the URL carries them, a reload keeps them", async () => {
+    // A datagram at a known time, long after the traffic before the restart.
+    const bFrom = Date.now();
+    await stack.topology.exec("frontend", [
+      "bash",
+      "-c",
+      `echo scrub | nc -u -w1 ${stack.topology.pod("db").ipv4} ${SCRUB_PORT}`,
+    ]);
+    const toScrub = [create(FlowFilterSchema, { destinationPort: [String(SCRUB_PORT)] })];
+    await waitFor(
+      async () => (await flows({ whitelist: toScrub, since: timestampFromMs(bFrom) })).length > 0,
+      { timeoutMs: SHOW_MS, what: `the datagram to port ${SCRUB_PORT} in the observer` },
+    );
+    // The scrubber is dragged to just after it: a window ending in the past, so nothing is
+    // still on its way into it.
+    const target = Math.ceil(Date.now() / 1000) + 1;
+    await waitFor(() => Date.now() > (target + 1) * 1000, {
+      timeoutMs: 5000,
+      intervalMs: 50,
+      what: "the scrub target in the past",
+    });
+
+    await page().goto(`${base}/`);
+    await shows("[data-testid=time-from]", "the from input");
+    // The window of the traffic made before the restart, in whole seconds as typed; at least
+    // 6 s long, so the same length dragged over the datagram covers it.
+    const since = Math.floor(before.fromMs / 1000) * 1000;
+    const a: UrlWindow = {
+      since,
+      until: Math.max(Math.ceil(before.toMs / 1000) * 1000, since + 6000),
+    };
+    await typeWindow(page(), a);
+    const inA = await showsWindow(a, "the typed window");
+    expect(inA.some((f) => dstPort(f) === HTTP_PORT)).toBe(true);
+    expect(inA.some((f) => dstPort(f) === CLOSED_PORT && f.verdict === 2)).toBe(true);
+    expect(inA.some((f) => dstPort(f) === SCRUB_PORT)).toBe(false);
+    expect(await page().locator("[data-testid=time-from]").first().inputValue()).toBe(
+      await localInput(page(), a.since),
+    );
+    await ui?.screenshot("time-typed");
+
+    const landed = await dragScrubber(page(), target);
+    expect(Math.abs(landed - target)).toBeLessThanOrEqual(2);
+    await waitFor(() => urlWindow(page())?.until === landed * 1000, {
+      timeoutMs: SHOW_MS,
+      intervalMs: 50,
+      what: "the dragged window in the URL",
+    });
+    const b = urlWindow(page());
+    if (b === undefined) throw new Error("no window in the URL after the drag");
+    expect(b.until - b.since).toBe(a.until - a.since);
+    const inB = await showsWindow(b, "the dragged window");
+    expect(inB.some((f) => dstPort(f) === SCRUB_PORT)).toBe(true);
+    expect(inB.some((f) => dstPort(f) === CLOSED_PORT)).toBe(false);
+    const scrubRows = (await page().locator("[data-testid=flow-row]").allInnerTexts()).filter((r) =>
+      r.includes(`:${SCRUB_PORT}`),
+    );
+    expect(scrubRows.length).toBe(inB.filter((f) => dstPort(f) === SCRUB_PORT).length);
+    await ui?.screenshot("time-scrubbed");
+
+    // Shared or reloaded, the URL brings the same window back.
+    await page().reload();
+    expect(urlWindow(page())).toEqual(b);
+    expect((await showsWindow(b, "the reloaded window")).length).toBe(inB.length);
+    expect(await page().locator("[data-testid=time-to]").first().inputValue()).toBe(
+      await localInput(page(), b.until),
+    );
+  }, 45_000);
+
+  test("ui - the virtualised table holds thousands of rows with few in the DOM, scrolls to the oldest, and a row click still shows its JSON", async () => {
+    const t = stack.topology;
+    await page().goto(`${base}/?filter=${encodeURIComponent(`to-port=${VIRT_PORT}`)}`);
+    await waitFor(
+      async () =>
+        (await page().locator("[data-testid=status-stream]").first().innerText()) === "live",
+      { timeoutMs: SHOW_MS, what: "the page following live" },
+    );
+    const sink = t.spawn("db", [
+      "bun",
+      "-e",
+      `Bun.udpSocket({ port: ${VIRT_PORT}, socket: { data() {} } }).then(() => console.log("listening"));`,
+    ]);
+    try {
+      const reader = sink.stdout.getReader();
+      const { value } = await reader.read();
+      reader.releaseLock();
+      expect(new TextDecoder().decode(value)).toContain("listening");
+      const fromMs = Date.now();
+      const t0 = performance.now();
+      // One datagram per source port, oldest VIRT_SRC, newest VIRT_SRC + VIRT_DATAGRAMS - 1.
+      const burst = await t.exec("frontend", [
+        "bun",
+        "-e",
+        `for (let i = 0; i < ${VIRT_DATAGRAMS}; i++) {
+           const s = await Bun.udpSocket({ port: ${VIRT_SRC} + i });
+           s.send("v", ${VIRT_PORT}, "${t.pod("db").ipv4}");
+           s.close();
+           if (i % 200 === 199) await Bun.sleep(20);
+         }
+         console.log("sent");`,
+      ]);
+      expect(burst.stdout).toContain("sent");
+      const sentMs = performance.now() - t0;
+      const toVirt = [create(FlowFilterSchema, { destinationPort: [String(VIRT_PORT)] })];
+      let want: Flow[] = [];
+      let held = 0;
+      let firstMs = 0;
+      // The page follows live: it holds every flow GetFlows has for the filter once both agree.
+      await waitFor(
+        async () => {
+          held = await tableRows(page());
+          if (held < VIRT_MIN_FLOWS) return false;
+          firstMs ||= performance.now() - t0;
+          want = await flows({ whitelist: toVirt, since: timestampFromMs(fromMs - 1000) });
+          return want.length === held && (await tableRows(page())) === held;
+        },
+        { timeoutMs: 30_000, intervalMs: 200, what: "the table and the observer agreeing" },
+      ).catch((err: unknown) => {
+        throw new Error(
+          `the table held ${held} rows, GetFlows answered ${want.length} flows to port ${VIRT_PORT}`,
+          { cause: err },
+        );
+      });
+      const drawn = await drawnRows(page());
+      console.log(
+        `ui: ${VIRT_DATAGRAMS} datagrams sent in ${sentMs.toFixed(0)} ms; table held ${VIRT_MIN_FLOWS}+ rows after ${firstMs.toFixed(0)} ms, all ${want.length} after ${(performance.now() - t0).toFixed(0)} ms; ${drawn} rows in the DOM`,
+      );
+      expect(drawn).toBeGreaterThan(0);
+      expect(drawn).toBeLessThan(want.length / 10);
+      const ports = async () =>
+        (await page().locator("[data-testid=flow-row]").allInnerTexts()).map((r) =>
+          Number(/frontend:(\d+)/.exec(r)?.[1] ?? Number.NaN),
+        );
+      // Newest first: the top rows are from the burst's second half (flows of the two
+      // interfaces arrive in batches of their own, so not in strict send order).
+      const half = VIRT_SRC + VIRT_DATAGRAMS / 2;
+      expect(Math.min(...(await ports()))).toBeGreaterThanOrEqual(half);
+      await page()
+        .locator("[data-testid=flow-scroll]")
+        .first()
+        .evaluate((el) => {
+          el.scrollTop = el.scrollHeight;
+        });
+      await waitFor(async () => Math.max(...(await ports())) < half, {
+        timeoutMs: SHOW_MS,
+        what: "rows from the burst's first half after scrolling to the bottom",
+      });
+      const bottom = await ports();
+      // The bottom rows are the oldest: the burst's first datagrams.
+      const oldestPort = Math.min(...bottom);
+      expect(oldestPort).toBeLessThan(VIRT_SRC + 50);
+      expect(await drawnRows(page())).toBeLessThan(want.length / 10);
+      const oldest = page().locator("[data-testid=flow-row]", {
+        hasText: `frontend:${oldestPort}`,
+      });
+      await oldest.first().click();
+      await shows("[data-testid=flow-json]", "the oldest row's flow JSON");
+      const json = await page().locator("[data-testid=flow-json]").first().innerText();
+      expect(json).toContain(`"sourcePort": ${oldestPort}`);
+      expect(json).toContain(`"destinationPort": ${VIRT_PORT}`);
+      await ui?.screenshot("table-virtualised");
+    } finally {
+      sink.kill();
+    }
+  }, 45_000);
+
+  test("ui - an observer that requires a token: the page asks for it, refuses a wrong one visibly, shows the map with the right one", async () => {
+    if (ui === undefined || locked === undefined) throw new Error("browser or observer missing");
+    const lk = locked;
+    const t0 = performance.now();
+    const phases: string[] = [];
+    const phase = (name: string) =>
+      phases.push(`${name} ${(performance.now() - t0).toFixed(0)} ms`);
+    await waitFor(
+      async () => {
+        if (lk.proc.exitCode() !== null) {
+          throw new Error(`observer-login exited:\n${lk.proc.lines().slice(-20).join("\n")}`);
+        }
+        const r = await fetch(`http://127.0.0.1:${lk.ops}/readyz`).catch(() => undefined);
+        return r?.ok === true;
+      },
+      { timeoutMs: 30_000, what: "the token-requiring observer ready" },
+    );
+    phase("observer ready");
+    const ctx = await ui.browser.newContext({ viewport: { width: 1400, height: 900 } });
+    const p = await ctx.newPage();
+    p.on("pageerror", (e) => loginErrors.push(`pageerror: ${e.message}`));
+    try {
+      await p.goto(`http://${lk.addr}/`);
+      const login = p.locator("[data-testid=login]");
+      const message = p.locator("[data-testid=login-message]").first();
+      await login.first().waitFor({ state: "visible", timeout: SHOW_MS });
+      expect(await message.innerText()).toMatch(/requires credentials/i);
+      phase("asked");
+      expect(await p.locator("[data-testid=map-node]").count()).toBe(0);
+      await p.screenshot({ path: join(ARTIFACTS, "login.png"), fullPage: true });
+
+      await p.locator("[data-testid=login-token]").first().fill("not-the-token");
+      await p.locator("[data-testid=login-submit]").first().click();
+      await waitFor(async () => /refused/i.test(await message.innerText().catch(() => "")), {
+        timeoutMs: SHOW_MS,
+        what: "the wrong token refused on the page",
+      });
+      expect(await message.getAttribute("class")).toContain("error");
+      expect(await message.innerText()).toMatch(/invalid bearer token/i);
+      phase("refused");
+      expect(await p.locator("[data-testid=map-node]").count()).toBe(0);
+      await p.screenshot({ path: join(ARTIFACTS, "login-refused.png"), fullPage: true });
+
+      await p.locator("[data-testid=login-token]").first().fill(TOKEN);
+      await p.locator("[data-testid=login-submit]").first().click();
+      await login.first().waitFor({ state: "detached", timeout: SHOW_MS });
+      // Fresh traffic, so the live view has the edge whatever the ring's newest flows were.
+      const curl = await stack.topology.exec("frontend", [
+        "curl",
+        "-sS",
+        "--max-time",
+        "5",
+        `http://${stack.topology.pod("backend").ipv4}:${HTTP_PORT}/`,
+      ]);
+      expect(curl.stdout).toBe("ok");
+      const edge = `[data-testid=map-edge][data-edge-id="demo/frontend->demo/backend:tcp/${HTTP_PORT}"]`;
+      await p.locator(edge).first().waitFor({ state: "attached", timeout: SHOW_MS });
+      phase("map");
+      expect(await p.locator("[data-testid=status-stream]").first().innerText()).toBe("live");
+      await p.screenshot({ path: join(ARTIFACTS, "login-map.png"), fullPage: true });
+      // The token is kept for the tab: a reload asks for nothing.
+      await p.reload();
+      await p.locator("[data-testid=service-map]").first().waitFor({ timeout: SHOW_MS });
+      await waitFor(
+        async () => (await p.locator("[data-testid=status-stream]").first().innerText()) === "live",
+        {
+          timeoutMs: SHOW_MS,
+          what: "the reloaded page following live with the kept token",
+        },
+      );
+      expect(await login.count()).toBe(0);
+      phase("reloaded");
+      expect(loginErrors).toEqual([]);
+    } finally {
+      console.log(`ui: sign-in: ${phases.join(", ")}`);
+      await ctx.close();
+    }
+  }, 60_000);
+
   test("ui - the page threw no uncaught errors", () => {
     expect(ui?.errors.filter((e) => e.startsWith("pageerror")) ?? []).toEqual([]);
+    expect(loginErrors).toEqual([]);
   });
 });
