@@ -11,6 +11,7 @@ import { createConnectTransport } from "@connectrpc/connect-web";
 import { FlowStatsService } from "@periscope/proto/src/gen/periscope/flowstats/v1/flowstats_pb.ts";
 import { h, type VNode } from "preact";
 import { useEffect, useMemo, useState } from "preact/hooks";
+import { withStoredAuth } from "./auth.ts";
 import { ByteTable, type EdgeKey, formatCounts } from "./bytes.ts";
 import { readQuery } from "./url.ts";
 
@@ -32,7 +33,11 @@ class BytesPoller {
   #busy = false;
   readonly #client = createClient(
     FlowStatsService,
-    createConnectTransport({ baseUrl: location.origin, useBinaryFormat: true }),
+    createConnectTransport({
+      baseUrl: location.origin,
+      useBinaryFormat: true,
+      interceptors: [withStoredAuth],
+    }),
   );
 
   subscribe(fn: () => void): () => void {
