@@ -72,6 +72,8 @@ export interface FastProtocol {
   readonly contentType: string;
   /** Header naming the request's compression ("grpc-encoding", "connect-content-encoding"). */
   readonly encodingHeader: string;
+  /** Bodies both ways are base64 text (grpc-web-text), written as one padded run per write. */
+  readonly text?: boolean;
   /** The request's deadline, ms, from its timeout header; error when the header is bad. */
   timeout(req: FastRequest): { timeoutMs?: number | undefined; error?: ConnectError | undefined };
   /**
@@ -104,6 +106,37 @@ interface ResponseSink {
   readonly gone: boolean;
   on(event: "drain" | "close", fn: () => void): void;
   off(event: "drain" | "close", fn: () => void): void;
+}
+
+/** `sink` writing each chunk as base64 text, padded on its own (grpc-web-text). */
+function base64Sink(sink: ResponseSink): ResponseSink {
+  return {
+    write: (chunk) => {
+      const bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+      return sink.write(Buffer.from(bytes.toString("base64"), "latin1"));
+    },
+    get queued() {
+      return sink.queued;
+    },
+    get gone() {
+      return sink.gone;
+    },
+    on: (event, fn) => sink.on(event, fn),
+    off: (event, fn) => sink.off(event, fn),
+  };
+}
+
+/**
+ * Decodes base64 text that may be several padded runs one after the other (grpc-web-text
+ * bodies), ignoring whitespace; InvalidArgument when it is not base64.
+ */
+export function decodeBase64Runs(text: string): Buffer {
+  const clean = text.replace(/\s+/g, "");
+  if (!/^[A-Za-z0-9+/=]*$/.test(clean)) {
+    throw new ConnectError("protocol error: request body is not base64", Code.InvalidArgument);
+  }
+  const runs = clean.match(/[^=]+=*/g) ?? [];
+  return Buffer.concat(runs.map((run) => Buffer.from(run, "base64")));
 }
 
 function responseSink(res: FastResponse): ResponseSink {
@@ -324,7 +357,8 @@ export async function serveFastGetFlows(
   res: FastResponse,
 ): Promise<void> {
   const { metrics } = deps;
-  const sink = responseSink(res);
+  const raw = responseSink(res);
+  const sink = proto.text ? base64Sink(raw) : raw;
   const closed = new AbortController();
   const onClose = (): void => closed.abort(new ConnectError("client went away", Code.Canceled));
   sink.on("close", onClose);
@@ -348,7 +382,11 @@ export async function serveFastGetFlows(
       );
     }
     const body = unwrapRequest(
-      await readBody(req, deps.maxRequestBytes),
+      proto.text
+        ? decodeBase64Runs(
+            (await readBody(req, Math.ceil((deps.maxRequestBytes + 5) / 3) * 4)).toString("latin1"),
+          )
+        : await readBody(req, deps.maxRequestBytes),
       req.headers[proto.encodingHeader] === "gzip",
       deps.maxRequestBytes,
       proto.encodingHeader,

@@ -4,7 +4,7 @@
  * the browser's clients (@connectrpc/connect-web over fetch, HTTP/1.1), Node's clients
  * over HTTP/2, curl for the raw bytes and, SIGSTOP'd, as a reader that stops reading.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -26,10 +26,14 @@ import {
 import { createLogger } from "@periscope/telemetry";
 import { type LocalNats, startLocalNats, waitFor } from "@periscope/testing";
 import { parseConfig } from "./config.ts";
+import { decodeBase64Runs } from "./fast-core.ts";
 import { type DualListener, listenDual } from "./listen.ts";
 import { observerRoutes } from "./routes.ts";
 import { OBSERVER_VERSION, type RunningObserver, startObserver } from "./server.ts";
 import { testFlowResponse } from "./testing.ts";
+
+// A loaded machine runs several clients' streams per test one after the other.
+setDefaultTimeout(30_000);
 
 type Req = MessageInitShape<typeof GetFlowsRequestSchema>;
 const RequestSchema = GetFlowsRequestSchema;
@@ -140,10 +144,14 @@ function requestBody(req: Req): Buffer {
   return out;
 }
 
-/** curl over HTTP/1.1 posting `req`, the body to `out`, headers to `out`.headers. */
+/**
+ * curl over HTTP/1.1 posting `req` (base64 for grpc-web-text), the body to `out`, headers
+ * to `out`.headers.
+ */
 function curl(contentType: string, req: Req, out: string, extra: string[] = []): Bun.Subprocess {
   const reqFile = `${out}.req`;
-  writeFileSync(reqFile, requestBody(req));
+  const body = requestBody(req);
+  writeFileSync(reqFile, contentType.includes("-text") ? body.toString("base64") : body);
   const proc = Bun.spawn(
     [
       "curl",
@@ -243,20 +251,25 @@ describe("Connect and gRPC-Web GetFlows from the stream writer", () => {
 
   test("fast-web - follow: the last 100, then new flows as they come, on every client", async () => {
     const before = published;
+    const stop = new AbortController();
+    const opts = { limit: 150, signal: stop.signal };
     const runs = [
-      call(
-        "connect-web Connect (HTTP/1.1)",
-        refUrl,
-        { follow: true, number: 100n },
-        { limit: 150 },
-      ),
+      call("connect-web Connect (HTTP/1.1)", refUrl, { follow: true, number: 100n }, opts),
       ...NAMES.slice(0, CAP - 1).map((name) =>
-        call(name, observer.url, { follow: true, number: 100n }, { limit: 150 }),
+        call(name, observer.url, { follow: true, number: 100n }, opts),
       ),
     ];
-    await waitFor(async () => (await activeStreams()) === CAP - 1, { what: "the follow streams" });
-    await publish(50);
-    const [want, ...got] = await Promise.all(runs);
+    let results: Awaited<(typeof runs)[number]>[];
+    try {
+      await waitFor(async () => (await activeStreams()) === CAP - 1, {
+        what: "the follow streams",
+      });
+      await publish(50);
+      results = await Promise.all(runs);
+    } finally {
+      stop.abort();
+    }
+    const [want, ...got] = results;
     expect(want?.messages.length).toBe(150);
     for (const g of got) expect(g.messages).toEqual(want?.messages ?? []);
     expect(published).toBe(before + 50);
@@ -396,6 +409,37 @@ describe("Connect and gRPC-Web GetFlows from the stream writer", () => {
           expect(last?.flags).toBe(0x80);
           expect(end).toBe("grpc-status: 0\r\n");
         }
+      }
+    }
+  });
+
+  test("fast-web - curl: gRPC-Web text (base64 both ways), which the Connect handler does not serve", async () => {
+    const want = await call("connect-web gRPC-Web (HTTP/1.1)", refUrl, { number: 300n });
+    expect(want.messages.length).toBe(300);
+    const cases: [string, Req][] = [
+      ["application/grpc-web-text", { number: 300n }],
+      ["application/grpc-web-text+proto", { whitelist: [{ sourceIp: ["bad"] }] }],
+    ];
+    for (const [i, [type, req]] of cases.entries()) {
+      const out = join(dir, `text-${i}`);
+      const proc = curl(type, req, out);
+      expect(await proc.exited).toBe(0);
+      const head = readFileSync(`${out}.headers`, "latin1").toLowerCase();
+      expect(head).toStartWith("http/1.1 200");
+      expect(head).toContain("content-type: application/grpc-web-text+proto");
+      const text = readFileSync(out, "latin1");
+      expect(text).toMatch(/^[A-Za-z0-9+/=]+$/);
+      const env = envelopes(decodeBase64Runs(text));
+      const trailer = env.at(-1);
+      expect(trailer?.flags).toBe(0x80);
+      if (req.number !== undefined) {
+        expect(env.slice(0, -1).map((m) => m.data.toString("hex"))).toEqual(want.messages);
+        expect(trailer?.data.toString()).toBe("grpc-status: 0\r\n");
+      } else {
+        expect(env.length).toBe(1);
+        expect(trailer?.data.toString()).toStartWith(
+          `grpc-status: ${Code.InvalidArgument}\r\ngrpc-message: `,
+        );
       }
     }
   });

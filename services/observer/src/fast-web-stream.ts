@@ -75,11 +75,32 @@ const grpcWebProtocol: FastProtocol = {
   },
 };
 
+/** Content type of a gRPC-Web text (base64) stream. */
+export const GRPC_WEB_TEXT_PROTO = "application/grpc-web-text+proto";
+
 /**
- * The protocol of a Connect (`application/connect+proto`) or gRPC-Web
- * (`application/grpc-web`, `+proto`) binary GetFlows request over HTTP/1.1 or HTTP/2 whose
- * message is uncompressed or gzip, or undefined for anything else: JSON codecs,
- * grpc-web-text, other compressions and other methods stay with the Connect handler.
+ * gRPC-Web text, as browsers' grpc-web clients send by default: the same as
+ * {@link grpcWebProtocol} with both bodies base64, each write (and the trailers) one padded
+ * run. The Connect handler does not serve it.
+ */
+const grpcWebTextProtocol: FastProtocol = {
+  contentType: GRPC_WEB_TEXT_PROTO,
+  encodingHeader: "grpc-encoding",
+  text: true,
+  timeout: grpcWebProtocol.timeout,
+  finish(res, err, headersSent) {
+    if (!headersSent) writeHead(res, { "content-type": GRPC_WEB_TEXT_PROTO });
+    const trailers = envelope(trailerFlag, encoder.encode(trailerBlock(err)));
+    res.end(Buffer.from(trailers.toString("base64"), "latin1"));
+  },
+};
+
+/**
+ * The protocol of a Connect (`application/connect+proto`), gRPC-Web
+ * (`application/grpc-web`, `+proto`) or gRPC-Web text (`application/grpc-web-text`,
+ * `+proto`) GetFlows request over HTTP/1.1 or HTTP/2 whose message is uncompressed or gzip,
+ * or undefined for anything else: JSON codecs, other compressions and other methods stay
+ * with the Connect handler.
  */
 export function webGetFlowsProtocol(req: FastRequest): FastProtocol | undefined {
   if (req.method !== "POST") return undefined;
@@ -88,6 +109,8 @@ export function webGetFlowsProtocol(req: FastRequest): FastProtocol | undefined 
   let proto: FastProtocol;
   if (type === CONNECT_PROTO) proto = connectProtocol;
   else if (type === GRPC_WEB_PROTO || type === "application/grpc-web") proto = grpcWebProtocol;
+  else if (type === GRPC_WEB_TEXT_PROTO || type === "application/grpc-web-text")
+    proto = grpcWebTextProtocol;
   else return undefined;
   return readableEncoding(req, proto.encodingHeader) ? proto : undefined;
 }
