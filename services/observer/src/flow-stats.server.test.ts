@@ -77,10 +77,11 @@ const stat = (
 beforeAll(async () => {
   nats = await startLocalNats();
   nc = await connect({ servers: nats.url });
-  const config = parseConfig(["--listen-address", "127.0.0.1:0", "--nats-url", nats.url], {
-    PERISCOPE_NODE_NAME: "obs",
-  });
-  observer = await startObserver(config, { log: createLogger("observer", "silent"), noOps: true });
+  const config = parseConfig(
+    ["--listen-address", "127.0.0.1:0", "--nats-url", nats.url, "--ops-addr", "127.0.0.1:0"],
+    { PERISCOPE_NODE_NAME: "obs" },
+  );
+  observer = await startObserver(config, { log: createLogger("observer", "silent") });
   client = createClient(
     flowstatsV1.FlowStatsService,
     createConnectTransport({ baseUrl: observer.url, httpVersion: "1.1" }),
@@ -202,6 +203,16 @@ describe("FlowStatsService", () => {
     });
     // largest first
     expect(res.stats[0]?.bytes).toBe(90_052n);
+    // every record and message accounted for in the metrics
+    const metrics = await (await fetch(`http://127.0.0.1:${observer.opsPort}/metrics`)).text();
+    const metric = (name: string) =>
+      Number(new RegExp(`^periscope_observer_${name} (\\d+)$`, "m").exec(metrics)?.[1] ?? -1);
+    expect(metric('flow_stats_records_total{outcome="counted"}')).toBe(6);
+    expect(metric('flow_stats_records_total{outcome="duplicate"}')).toBe(1);
+    expect(metric('flow_stats_records_total{outcome="malformed"}')).toBe(2);
+    expect(metric("flow_stats_messages_total")).toBe(4);
+    // 8 keys; 10 when a 10 s bucket edge falls between the first record and the others
+    expect([8, 10]).toContain(metric("flow_stats_entries"));
     // only between the given addresses
     const some = await client.getFlowStats({
       since: timestampFromMs(now - 60_000),
