@@ -107,7 +107,11 @@ export function EdgeBytesLine(props: { edge: EdgeKey }): VNode {
   useEffect(() => poller?.subscribe(redraw), [redraw]);
   poller.setAddrs(redraw, props.edge.addrs);
   const b = poller?.table?.forEdge(props.edge);
-  const attrs: Record<string, string> = { "data-testid": "edge-bytes" };
+  const live = readQuery(location.search).since === undefined;
+  const attrs: Record<string, string> = {
+    "data-testid": "edge-bytes",
+    title: `From the collectors' flow records ${live ? "of the last 5 minutes" : "in the window"}: client → server · server → client`,
+  };
   if (b?.forward) {
     attrs["data-bytes-forward"] = String(b.forward.bytes);
     attrs["data-packets-forward"] = String(b.forward.packets);
