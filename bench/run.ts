@@ -56,6 +56,7 @@ import { runObserverFollowBench } from "./observer-follow.ts";
 import { runObserverRingBench } from "./observer-ring.ts";
 import { runPipelineBench } from "./pipeline.ts";
 import { runProcessBench } from "./process.ts";
+import { runProcessLookupBench } from "./process-lookup.ts";
 import { Teardown } from "./procs.ts";
 import { runRecorderBench } from "./recorder.ts";
 import { runTrafficBench } from "./traffic.ts";
@@ -79,6 +80,7 @@ const PARTS = [
   "netflow",
   "flow-kernel",
   "process",
+  "process-lookup",
   "ui",
 ] as const;
 type Part = (typeof PARTS)[number];
@@ -130,6 +132,7 @@ async function main(): Promise<void> {
     if (parts.has("kernel")) await runDatapathKernelBench();
     if (parts.has("flow-kernel")) await runFlowKernelBench();
     if (parts.has("process")) await runProcessBench();
+    if (parts.has("process-lookup")) runProcessLookupBench();
     const needNats = [
       "enricher",
       "collector",

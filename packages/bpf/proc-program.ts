@@ -65,7 +65,10 @@ export interface ProcCounters {
   sockLost: bigint;
   /** Stored socket owners deleted when their socket closed. */
   sockExpired: bigint;
-  /** Socket-owner records not written: the socket's network namespace is not watched. */
+  /**
+   * Socket-owner records not written: the socket's network namespace is not watched (for
+   * UDP every such datagram counts: the per-flow dedupe only remembers written records).
+   */
   sockFiltered: bigint;
 }
 

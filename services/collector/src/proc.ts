@@ -158,7 +158,7 @@ export class ProcessEvents {
     );
     this.#filtered = o.metrics.counter(
       "process_socket_owners_filtered_total",
-      "Socket-owner records the kernel skipped: the socket's network namespace has no attached device.",
+      "Socket-owner records (UDP: datagrams) the kernel skipped: the socket's network namespace has no attached device.",
     );
     this.#timer = setInterval(() => this.step(), o.intervalMs ?? 50);
   }

@@ -19,6 +19,9 @@ const SOURCE_NAMES: Record<number, string> = {
 /** One socket's owner, as the join keeps it. */
 interface Owner {
   rec: SockOwnerRecord;
+  /** The socket's own address and its peer's, as flows write them. */
+  own: string;
+  peer: string;
   /** Encoded Any (null: not built yet), rebuilt when what it was built from changed. */
   any: Uint8Array | null;
   /** The process, its binary and the container name the Any was built with. */
@@ -79,7 +82,8 @@ const MAX_GONE = 16_384;
  * newest owner of the tuple is taken (a packet seen on the host side of a veth).
  */
 export class FlowProcesses {
-  private readonly byTuple = new Map<string, Owner[]>();
+  /** Owners by protocol and ports ({@link portKey}: no string built per flow), addresses compared in the list. */
+  private readonly byPorts = new Map<number, Owner[]>();
   /** Tuple keys of forgotten owners, oldest first. */
   private readonly gone = new Set<string>();
   private readonly maxSockets: number;
@@ -122,10 +126,12 @@ export class FlowProcesses {
     this.tick(nowMs);
     const own = rec.family === 6 ? formatIPv6(rec.saddr, 0) : formatIPv4(rec.saddr, 0);
     const peer = rec.family === 6 ? formatIPv6(rec.daddr, 0) : formatIPv4(rec.daddr, 0);
-    const key = tupleKey(rec.proto, own, rec.sport, peer, rec.dport);
-    const list = this.byTuple.get(key);
+    const key = portKey(rec.proto, rec.sport, rec.dport);
+    const list = this.byPorts.get(key);
     const owner: Owner = {
       rec,
+      own,
+      peer,
       any: null,
       anyProc: undefined,
       anyBinary: "",
@@ -133,16 +139,19 @@ export class FlowProcesses {
       usedGen: this.gen,
       missMs: 0,
     };
-    this.gone.delete(key);
+    if (this.gone.size > 0) this.gone.delete(ownerKey(owner));
     if (list === undefined) {
       if (this.sockets >= this.maxSockets) this.evictOldest();
-      this.byTuple.set(key, [owner]);
+      this.byPorts.set(key, [owner]);
       this.sockets++;
       return;
     }
-    const same = list.findIndex((o) => o.rec.netnsCookie === rec.netnsCookie);
+    const same = list.findIndex(
+      (o) => o.own === own && o.peer === peer && o.rec.netnsCookie === rec.netnsCookie,
+    );
     if (same >= 0) list[same] = owner;
     else {
+      if (this.sockets >= this.maxSockets) this.evictOldest();
       list.push(owner);
       this.sockets++;
     }
@@ -156,14 +165,16 @@ export class FlowProcesses {
     this.lastSweepMs = nowMs;
     this.gen++;
     let dropped = 0;
-    for (const [key, list] of this.byTuple) {
-      const keep = list.filter((o) => this.gen - o.usedGen < 4);
+    for (const [key, list] of this.byPorts) {
+      const keep: Owner[] = [];
+      for (const o of list) {
+        if (this.gen - o.usedGen < 4) keep.push(o);
+        else this.remember(ownerKey(o));
+      }
       if (keep.length === list.length) continue;
       dropped += list.length - keep.length;
-      if (keep.length === 0) {
-        this.byTuple.delete(key);
-        this.remember(key);
-      } else this.byTuple.set(key, keep);
+      if (keep.length === 0) this.byPorts.delete(key);
+      else this.byPorts.set(key, keep);
     }
     this.sockets -= dropped;
     this.stats.idleExpired += dropped;
@@ -188,19 +199,25 @@ export class FlowProcesses {
     dport: number,
   ): Uint8Array | undefined {
     if ((++this.joins & 4095) === 0) this.tick(Date.now());
-    const fwd = tupleKey(proto, src, sport, dst, dport);
-    const rev = tupleKey(proto, dst, dport, src, sport);
-    const owner = this.find(netnsCookie, fwd) ?? this.find(netnsCookie, rev);
+    const owner =
+      this.find(netnsCookie, proto, src, sport, dst, dport) ??
+      this.find(netnsCookie, proto, dst, dport, src, sport);
     if (owner === undefined) {
       this.stats.flowsWithoutProcess++;
-      if (this.gone.has(fwd) || this.gone.has(rev)) this.stats.ownerExpired++;
-      else this.stats.noOwner++;
+      if (
+        this.gone.size > 0 &&
+        (this.gone.has(tupleKey(proto, src, sport, dst, dport)) ||
+          this.gone.has(tupleKey(proto, dst, dport, src, sport)))
+      ) {
+        this.stats.ownerExpired++;
+      } else this.stats.noOwner++;
       return undefined;
     }
     owner.usedGen = this.gen;
+    // The entry found once stays this socket's process (the cache updates entries in place).
     // A miss reads /proc: retried for this socket at most every missRetryMs.
-    let p: ProcessEntry | undefined;
-    if (owner.missMs === 0 || Date.now() - owner.missMs >= this.missRetryMs) {
+    let p = owner.anyProc;
+    if (p === undefined && (owner.missMs === 0 || Date.now() - owner.missMs >= this.missRetryMs)) {
       p = this.processes.lookup(owner.rec.tgid, owner.rec.startNs);
       owner.missMs = p === undefined ? Date.now() : 0;
     }
@@ -236,13 +253,16 @@ export class FlowProcesses {
     return bytes === undefined ? undefined : fromBinary(AnySchema, bytes);
   }
 
-  /** The Process message of an owner record, completed from the caches. */
+  /**
+   * The Process message of an owner record, completed from `p` (by default the cache's
+   * entry of its (tgid, start); null: none) and its container.
+   */
   processOf(
     rec: SockOwnerRecord,
-    p: ProcessEntry | undefined = this.processes.lookup(rec.tgid, rec.startNs),
+    p: ProcessEntry | null = this.processes.lookup(rec.tgid, rec.startNs) ?? null,
     container?: ContainerInfo,
   ): processV1.Process {
-    const c = container ?? (p !== undefined ? this.containers?.lookup(p.cgroupPath) : undefined);
+    const c = container ?? (p !== null ? this.containers?.lookup(p.cgroupPath) : undefined);
     return create(processV1.ProcessSchema, {
       pid: rec.pid,
       tgid: rec.tgid,
@@ -277,7 +297,7 @@ export class FlowProcesses {
   private anyOf(rec: SockOwnerRecord, p?: ProcessEntry, container?: ContainerInfo): Any {
     return create(AnySchema, {
       typeUrl: PROCESS_TYPE_URL,
-      value: toBinary(processV1.ProcessSchema, this.processOf(rec, p, container)),
+      value: toBinary(processV1.ProcessSchema, this.processOf(rec, p ?? null, container)),
     });
   }
 
@@ -295,23 +315,45 @@ export class FlowProcesses {
     }
   }
 
-  private find(netnsCookie: bigint, key: string): Owner | undefined {
-    const list = this.byTuple.get(key);
+  /** The owner of socket own:ownPort ↔ peer:peerPort in `netnsCookie`, else the newest in any namespace. */
+  private find(
+    netnsCookie: bigint,
+    proto: number,
+    own: string,
+    ownPort: number,
+    peer: string,
+    peerPort: number,
+  ): Owner | undefined {
+    const list = this.byPorts.get(portKey(proto, ownPort, peerPort));
     if (list === undefined) return undefined;
-    for (const o of list) if (o.rec.netnsCookie === netnsCookie) return o;
-    return list[list.length - 1];
+    let newest: Owner | undefined;
+    for (const o of list) {
+      if (o.own !== own || o.peer !== peer) continue;
+      if (o.rec.netnsCookie === netnsCookie) return o;
+      newest = o;
+    }
+    return newest;
   }
 
   private evictOldest(): void {
-    const first = this.byTuple.keys().next();
+    const first = this.byPorts.entries().next();
     if (first.done) return;
-    const n = this.byTuple.get(first.value)?.length ?? 0;
-    this.byTuple.delete(first.value);
-    this.remember(first.value);
+    const [key, list] = first.value;
+    const n = list.length;
+    this.byPorts.delete(key);
+    for (const o of list) this.remember(ownerKey(o));
     this.sockets -= n;
     this.stats.evicted += n;
   }
 }
+
+/** Protocol and ports as one number (below 2^41). */
+const portKey = (proto: number, ownPort: number, peerPort: number): number =>
+  proto * 4_294_967_296 + ownPort * 65_536 + peerPort;
+
+/** A forgotten owner's tuple, as `gone` keeps it. */
+const ownerKey = (o: Owner): string =>
+  tupleKey(o.rec.proto, o.own, o.rec.sport, o.peer, o.rec.dport);
 
 function tupleKey(proto: number, a: string, ap: number, b: string, bp: number): string {
   return `${proto}|${a}|${ap}|${b}|${bp}`;

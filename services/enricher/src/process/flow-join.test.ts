@@ -1,0 +1,144 @@
+import { describe, expect, test } from "bun:test";
+import { fromBinary } from "@bufbuild/protobuf";
+import { AnySchema } from "@bufbuild/protobuf/wkt";
+import { processV1 } from "@periscope/proto";
+import {
+  decodeProcRecord,
+  encodeProcRecord,
+  encodeSockOwnerRecord,
+  PROC_EVENT,
+  SOCK_SOURCE,
+} from "@periscope/wire";
+import { FlowProcesses } from "./flow-join.ts";
+import { ProcessCache } from "./process-cache.ts";
+
+const NETNS = 77n;
+const CLIENT = "10.9.0.1";
+const SERVER = "10.9.0.2";
+
+/** A TCP connect owner of CLIENT:sport → SERVER:443 for process `tgid`. */
+function owner(tgid: number, sport: number, startNs = 5_000_000_000n): Uint8Array {
+  return encodeSockOwnerRecord({
+    source: SOCK_SOURCE.TCP_CONNECT,
+    cpu: 0,
+    tsBootNs: 1n,
+    pid: tgid,
+    tgid,
+    flowHash: 0,
+    family: 4,
+    proto: 6,
+    netnsCookie: NETNS,
+    saddr: Uint8Array.of(10, 9, 0, 1),
+    daddr: Uint8Array.of(10, 9, 0, 2),
+    sport,
+    dport: 443,
+    uid: 1000,
+    sockCookie: BigInt(sport),
+    cgroupId: 9n,
+    startNs,
+    comm: "curl",
+  });
+}
+
+function exec(cache: ProcessCache, tgid: number, binary: string, startNs = 5_000_000_000n): void {
+  cache.apply(
+    decodeProcRecord(
+      encodeProcRecord({
+        event: PROC_EVENT.EXEC,
+        cpu: 0,
+        tsBootNs: startNs,
+        pid: tgid,
+        tgid,
+        ppid: 1,
+        uid: 1000,
+        gid: 1000,
+        euid: 1000,
+        egid: 1000,
+        exitStatus: 0,
+        cgroupId: 9n,
+        parentStartNs: 0n,
+        startNs,
+        comm: binary.split("/").pop() ?? "",
+        binary,
+        args: [binary],
+      }),
+    ),
+  );
+}
+
+const processIn = (any: Uint8Array | undefined) =>
+  any === undefined
+    ? undefined
+    : fromBinary(processV1.ProcessSchema, fromBinary(AnySchema, any).value);
+
+describe("flow join outcomes", () => {
+  test("joined both ways; no owner; process unknown until its exec arrives", () => {
+    const cache = new ProcessCache({ readOnMiss: false });
+    const join = new FlowProcesses(cache);
+    exec(cache, 4001, "/usr/bin/curl");
+    join.noteOwner(owner(4001, 40001));
+    join.noteOwner(owner(4002, 40002));
+    // Sender's tuple, then the reply (receiver's tuple).
+    expect(processIn(join.anyBytes(NETNS, 6, CLIENT, 40001, SERVER, 443))?.binary).toBe(
+      "/usr/bin/curl",
+    );
+    expect(processIn(join.anyBytes(NETNS, 6, SERVER, 443, CLIENT, 40001))?.tgid).toBe(4001);
+    // Another namespace's packet of the same tuple: the tuple's owner.
+    expect(processIn(join.anyBytes(1n, 6, CLIENT, 40001, SERVER, 443))?.tgid).toBe(4001);
+    expect(join.anyBytes(NETNS, 17, CLIENT, 40001, SERVER, 443)).toBeUndefined();
+    // 4002's exec has not arrived: the record's part only.
+    const unknown = processIn(join.anyBytes(NETNS, 6, CLIENT, 40002, SERVER, 443));
+    expect(unknown?.tgid).toBe(4002);
+    expect(unknown?.uid).toBe(1000);
+    expect(unknown?.cgroupId).toBe(9n);
+    expect(unknown?.binary).toBe("");
+    expect(join.stats).toMatchObject({
+      ownerRecords: 2,
+      flowsWithProcess: 3,
+      noOwner: 1,
+      ownerExpired: 0,
+      processUnknown: 1,
+    });
+    // Once the exec is in (and the retry interval passed), the flow carries the binary.
+    exec(cache, 4002, "/usr/bin/wget");
+    const retry = new FlowProcesses(cache, undefined, { missRetryMs: 0 });
+    retry.noteOwner(owner(4002, 40002));
+    expect(processIn(retry.anyBytes(NETNS, 6, CLIENT, 40002, SERVER, 443))?.binary).toBe(
+      "/usr/bin/wget",
+    );
+  });
+
+  test("a miss is retried after missRetryMs, not per flow", () => {
+    const cache = new ProcessCache({ readOnMiss: false });
+    const join = new FlowProcesses(cache, undefined, { missRetryMs: 60_000 });
+    join.noteOwner(owner(4100, 41000));
+    for (let i = 0; i < 5; i++) join.anyBytes(NETNS, 6, CLIENT, 41000, SERVER, 443);
+    expect(cache.stats.lookups).toBe(1);
+    expect(join.stats.processUnknown).toBe(5);
+  });
+
+  test("owners forgotten for room or when idle count as owner_expired", () => {
+    const cache = new ProcessCache({ readOnMiss: false });
+    const join = new FlowProcesses(cache, undefined, { maxSockets: 2, idleMs: 1000 });
+    join.noteOwner(owner(1, 50001), 0);
+    join.noteOwner(owner(2, 50002), 0);
+    join.noteOwner(owner(3, 50003), 0); // evicts 50001
+    expect(join.size).toBe(2);
+    expect(join.stats.evicted).toBe(1);
+    expect(join.anyBytes(NETNS, 6, SERVER, 443, CLIENT, 50001)).toBeUndefined();
+    expect(join.stats.ownerExpired).toBe(1);
+    // 50002 stays in use; 50003 idles through four sweeps.
+    for (let gen = 1; gen <= 4; gen++) {
+      expect(join.anyBytes(NETNS, 6, CLIENT, 50002, SERVER, 443)).toBeDefined();
+      join.sweep(gen * 1000);
+    }
+    expect(join.stats.idleExpired).toBe(1);
+    expect(join.size).toBe(1);
+    expect(join.anyBytes(NETNS, 6, CLIENT, 50003, SERVER, 443)).toBeUndefined();
+    expect(join.stats.ownerExpired).toBe(2);
+    expect(join.stats.noOwner).toBe(0);
+    // A new record for the tuple: joined again.
+    join.noteOwner(owner(3, 50003), 5000);
+    expect(join.anyBytes(NETNS, 6, CLIENT, 50003, SERVER, 443)).toBeDefined();
+  });
+});
