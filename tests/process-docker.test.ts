@@ -17,6 +17,7 @@ import { anyUnpack } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { waitFor } from "@periscope/devstack";
+import { processCondition } from "@periscope/flow";
 import { type Flow, FlowFilterSchema, processV1, telemetryV1 } from "@periscope/proto";
 import { DOCKER, type Engine, ensureEngine, exec, execOk } from "./docker/engine.ts";
 import { ROOT, type Stack, startStack, testPrefix } from "./harness.ts";
@@ -207,6 +208,18 @@ async function httpFlows(): Promise<Flow[]> {
       create(FlowFilterSchema, { sourceIp: [clientIp], destinationPort: [String(HTTP_PORT)] }),
       create(FlowFilterSchema, { sourceIp: [serverIp], sourcePort: [String(HTTP_PORT)] }),
     ],
+  })) {
+    if (r.responseTypes.case === "flow") out.push(r.responseTypes.value);
+  }
+  return out;
+}
+
+/** Flows matching one CEL expression (`experimental.cel_expression`), from the observer. */
+async function celFlows(expr: string): Promise<Flow[]> {
+  const out: Flow[] = [];
+  for await (const r of st().client.getFlows({
+    number: 10_000n,
+    whitelist: [create(FlowFilterSchema, { experimental: { celExpression: [expr] } })],
   })) {
     if (r.responseTypes.case === "flow") out.push(r.responseTypes.value);
   }
@@ -415,11 +428,13 @@ describe.skipIf(SKIP)("processes in Docker containers", () => {
   }, 90_000);
 
   test("periscope observe: --container and --container-image select the containers' flows", async () => {
-    const [byName, byId, byImage, none] = await Promise.all([
+    // Two through the CLI (as separate processes, in parallel); the same CEL conditions the
+    // CLI builds also straight over gRPC, for the id prefix and a container that is not there.
+    const [byName, byImage, byId, none] = await Promise.all([
       observeJson(["--container", client]),
-      observeJson(["--container", (ids.server as string).slice(0, 12)]),
       observeJson(["--container-image", "psct-proc:*", "--to-port", String(HTTP_PORT)]),
-      observeJson(["--container", `${prefix}nothing`]),
+      celFlows(processCondition("container", (ids.server as string).slice(0, 12))),
+      celFlows(processCondition("container", `${prefix}nothing`)),
     ]);
     /** The container and binary in a JSON line's flow.extensions. */
     const ext = (l: Record<string, unknown>) => {
@@ -437,7 +452,9 @@ describe.skipIf(SKIP)("processes in Docker containers", () => {
       });
     }
     expect(byId.length).toBeGreaterThan(0);
-    for (const l of byId) expect(ext(l)).toMatchObject({ id: ids.server, name: server });
+    for (const f of byId) {
+      expect(processOf(f)?.container).toMatchObject({ id: ids.server, name: server });
+    }
     expect(byImage.length).toBeGreaterThan(0);
     for (const l of byImage) expect(ext(l)).toMatchObject({ image: IMAGE, name: client });
     expect(none).toEqual([]);
