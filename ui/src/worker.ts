@@ -17,6 +17,9 @@ import { type FromWorker, SNAPSHOT_MS, type StatusInfo, type ToWorker } from "./
 import { SnapshotBuilder } from "./snapshot.ts";
 import { FlowStore } from "./store.ts";
 import type { ViewQuery } from "./url.ts";
+import { useFastUtf8 } from "./utf8.ts";
+
+useFastUtf8();
 
 /** The worker global as far as this file uses it. */
 const scope = self as unknown as {
