@@ -14,10 +14,21 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { subjects } from "@periscope/bus";
 import { freePort, type PodProcess, type SupervisedProcess } from "@periscope/devstack";
-import { type Flow, FlowFilterSchema, type GetFlowsRequestSchema } from "@periscope/proto";
+import {
+  EndpointSchema,
+  type Flow,
+  FlowBatchSchema,
+  FlowFilterSchema,
+  FlowSchema,
+  type GetFlowsRequestSchema,
+  GetFlowsResponseSchema,
+  IPVersion,
+  Verdict,
+} from "@periscope/proto";
 import { waitFor } from "@periscope/testing";
 import type { Page } from "playwright-core";
 import { ROOT, type Stack, startStack, testPrefix } from "./harness.ts";
@@ -63,14 +74,13 @@ const SHOW_MS = 10_000;
 /** The datagram made after the first window, found again by dragging the scrubber. */
 const SCRUB_PORT = 9997;
 /**
- * The burst of datagrams for the virtualised table, one per source port from VIRT_SRC;
- * each is a flow at frontend's and at db's interface.
+ * The burst for the virtualised table: flows frontend -> db:VIRT_PORT published on the
+ * bus (1 ms apart, source ports from VIRT_SRC up, oldest first) as a collector would.
  */
 const VIRT_PORT = 9996;
 const VIRT_SRC = 31_000;
-const VIRT_DATAGRAMS = 1_100;
-/** Flows the table must hold at least. */
-const VIRT_MIN_FLOWS = 2_000;
+const VIRT_FLOWS = 2_200;
+const VIRT_BATCH = 200;
 /** The bearer token the second observer requires. */
 const TOKEN = "ui-t0ken-for-the-sign-in-test";
 
@@ -188,6 +198,53 @@ async function holdsRows(n: number, what: string, timeoutMs = SHOW_MS): Promise<
       cause: err,
     });
   }
+}
+
+/**
+ * Publishes the {@link VIRT_FLOWS} flows of the virtualised-table burst on the bus, timed
+ * 1 ms apart ending now; returns the first one's time.
+ */
+function publishBurst(): number {
+  const t = stack.topology;
+  const fromMs = Date.now() - VIRT_FLOWS;
+  for (let b = 0; b < VIRT_FLOWS; b += VIRT_BATCH) {
+    const responses = Array.from({ length: Math.min(VIRT_BATCH, VIRT_FLOWS - b) }, (_, j) => {
+      const i = b + j;
+      const time = timestampFromMs(fromMs + i);
+      return create(GetFlowsResponseSchema, {
+        nodeName: NODE,
+        time,
+        responseTypes: {
+          case: "flow",
+          value: create(FlowSchema, {
+            time,
+            nodeName: NODE,
+            verdict: Verdict.FORWARDED,
+            IP: {
+              source: t.pod("frontend").ipv4,
+              destination: t.pod("db").ipv4,
+              ipVersion: IPVersion.IPv4,
+            },
+            l4: {
+              protocol: {
+                case: "UDP",
+                value: { sourcePort: VIRT_SRC + i, destinationPort: VIRT_PORT },
+              },
+            },
+            source: create(EndpointSchema, { namespace: "demo", podName: "frontend" }),
+            destination: create(EndpointSchema, { namespace: "demo", podName: "db" }),
+            eventType: { type: 4 },
+            Summary: "UDP",
+          }),
+        },
+      });
+    });
+    stack.bus.nc.publish(
+      subjects.flows(NODE),
+      toBinary(FlowBatchSchema, create(FlowBatchSchema, { responses })),
+    );
+  }
+  return fromMs;
 }
 
 /** Texts of the flow table's rows as shown. */
@@ -529,103 +586,6 @@ describe.skipIf(SKIP)("ui", () => {
     );
   }, 45_000);
 
-  test("ui - the virtualised table holds thousands of rows with few in the DOM, scrolls to the oldest, and a row click still shows its JSON", async () => {
-    const t = stack.topology;
-    await page().goto(`${base}/?filter=${encodeURIComponent(`to-port=${VIRT_PORT}`)}`);
-    await waitFor(
-      async () =>
-        (await page().locator("[data-testid=status-stream]").first().innerText()) === "live",
-      { timeoutMs: SHOW_MS, what: "the page following live" },
-    );
-    const sink = t.spawn("db", [
-      "bun",
-      "-e",
-      `Bun.udpSocket({ port: ${VIRT_PORT}, socket: { data() {} } }).then(() => console.log("listening"));`,
-    ]);
-    try {
-      const reader = sink.stdout.getReader();
-      const { value } = await reader.read();
-      reader.releaseLock();
-      expect(new TextDecoder().decode(value)).toContain("listening");
-      const fromMs = Date.now();
-      const t0 = performance.now();
-      // One datagram per source port, oldest VIRT_SRC, newest VIRT_SRC + VIRT_DATAGRAMS - 1.
-      const burst = await t.exec("frontend", [
-        "bun",
-        "-e",
-        `for (let i = 0; i < ${VIRT_DATAGRAMS}; i++) {
-           const s = await Bun.udpSocket({ port: ${VIRT_SRC} + i });
-           s.send("v", ${VIRT_PORT}, "${t.pod("db").ipv4}");
-           s.close();
-           if (i % 200 === 199) await Bun.sleep(20);
-         }
-         console.log("sent");`,
-      ]);
-      expect(burst.stdout).toContain("sent");
-      const sentMs = performance.now() - t0;
-      const toVirt = [create(FlowFilterSchema, { destinationPort: [String(VIRT_PORT)] })];
-      let want: Flow[] = [];
-      let held = 0;
-      let firstMs = 0;
-      // The page follows live: it holds every flow GetFlows has for the filter once both agree.
-      await waitFor(
-        async () => {
-          held = await tableRows(page());
-          if (held < VIRT_MIN_FLOWS) return false;
-          firstMs ||= performance.now() - t0;
-          want = await flows({ whitelist: toVirt, since: timestampFromMs(fromMs - 1000) });
-          return want.length === held && (await tableRows(page())) === held;
-        },
-        { timeoutMs: 30_000, intervalMs: 200, what: "the table and the observer agreeing" },
-      ).catch((err: unknown) => {
-        throw new Error(
-          `the table held ${held} rows, GetFlows answered ${want.length} flows to port ${VIRT_PORT}`,
-          { cause: err },
-        );
-      });
-      const drawn = await drawnRows(page());
-      console.log(
-        `ui: ${VIRT_DATAGRAMS} datagrams sent in ${sentMs.toFixed(0)} ms; table held ${VIRT_MIN_FLOWS}+ rows after ${firstMs.toFixed(0)} ms, all ${want.length} after ${(performance.now() - t0).toFixed(0)} ms; ${drawn} rows in the DOM`,
-      );
-      expect(drawn).toBeGreaterThan(0);
-      expect(drawn).toBeLessThan(want.length / 10);
-      const ports = async () =>
-        (await page().locator("[data-testid=flow-row]").allInnerTexts()).map((r) =>
-          Number(/frontend:(\d+)/.exec(r)?.[1] ?? Number.NaN),
-        );
-      // Newest first: the top rows are from the burst's second half (flows of the two
-      // interfaces arrive in batches of their own, so not in strict send order).
-      const half = VIRT_SRC + VIRT_DATAGRAMS / 2;
-      expect(Math.min(...(await ports()))).toBeGreaterThanOrEqual(half);
-      await page()
-        .locator("[data-testid=flow-scroll]")
-        .first()
-        .evaluate((el) => {
-          el.scrollTop = el.scrollHeight;
-        });
-      await waitFor(async () => Math.max(...(await ports())) < half, {
-        timeoutMs: SHOW_MS,
-        what: "rows from the burst's first half after scrolling to the bottom",
-      });
-      const bottom = await ports();
-      // The bottom rows are the oldest: the burst's first datagrams.
-      const oldestPort = Math.min(...bottom);
-      expect(oldestPort).toBeLessThan(VIRT_SRC + 50);
-      expect(await drawnRows(page())).toBeLessThan(want.length / 10);
-      const oldest = page().locator("[data-testid=flow-row]", {
-        hasText: `frontend:${oldestPort}`,
-      });
-      await oldest.first().click();
-      await shows("[data-testid=flow-json]", "the oldest row's flow JSON");
-      const json = await page().locator("[data-testid=flow-json]").first().innerText();
-      expect(json).toContain(`"sourcePort": ${oldestPort}`);
-      expect(json).toContain(`"destinationPort": ${VIRT_PORT}`);
-      await ui?.screenshot("table-virtualised");
-    } finally {
-      sink.kill();
-    }
-  }, 45_000);
-
   test("ui - an observer that requires a token: the page asks for it, refuses a wrong one visibly, shows the map with the right one", async () => {
     if (ui === undefined || locked === undefined) throw new Error("browser or observer missing");
     const lk = locked;
@@ -704,6 +664,67 @@ describe.skipIf(SKIP)("ui", () => {
       await ctx.close();
     }
   }, 60_000);
+
+  test("ui - the virtualised table holds thousands of rows with few in the DOM, scrolls to the oldest, and a row click still shows its JSON", async () => {
+    await page().goto(`${base}/?filter=${encodeURIComponent(`to-port=${VIRT_PORT}`)}`);
+    await waitFor(
+      async () =>
+        (await page().locator("[data-testid=status-stream]").first().innerText()) === "live",
+      { timeoutMs: SHOW_MS, what: "the page following live" },
+    );
+    const t0 = performance.now();
+    const fromMs = publishBurst();
+    const toVirt = [create(FlowFilterSchema, { destinationPort: [String(VIRT_PORT)] })];
+    let n = 0;
+    await waitFor(
+      async () => {
+        n = (await flows({ whitelist: toVirt, since: timestampFromMs(fromMs) })).length;
+        return n >= VIRT_FLOWS;
+      },
+      { timeoutMs: SHOW_MS, what: `${VIRT_FLOWS} flows to port ${VIRT_PORT} in the observer` },
+    ).catch((err: unknown) => {
+      throw new Error(`the observer holds ${n} of ${VIRT_FLOWS} flows`, { cause: err });
+    });
+    const want = await flows({ whitelist: toVirt, since: timestampFromMs(fromMs) });
+    expect(want.length).toBe(VIRT_FLOWS);
+    await holdsRows(VIRT_FLOWS, `the table holding all ${VIRT_FLOWS} flows`);
+    const drawn = await drawnRows(page());
+    console.log(
+      `ui: ${VIRT_FLOWS} flows published, all in the table after ${(performance.now() - t0).toFixed(0)} ms, ${drawn} rows in the DOM`,
+    );
+    expect(drawn).toBeGreaterThan(0);
+    expect(drawn).toBeLessThan(VIRT_FLOWS / 20);
+    const ports = async () =>
+      (await page().locator("[data-testid=flow-row]").allInnerTexts()).map((r) =>
+        Number(/frontend:(\d+)/.exec(r)?.[1] ?? Number.NaN),
+      );
+    // Newest first: the top row is the last flow published.
+    const newest = VIRT_SRC + VIRT_FLOWS - 1;
+    expect((await ports())[0]).toBe(newest);
+    expect(Math.min(...(await ports()))).toBeGreaterThan(newest - drawn);
+    await page()
+      .locator("[data-testid=flow-scroll]")
+      .first()
+      .evaluate((el) => {
+        el.scrollTop = el.scrollHeight;
+      });
+    await waitFor(async () => (await ports()).at(-1) === VIRT_SRC, {
+      timeoutMs: SHOW_MS,
+      what: `the oldest row (source port ${VIRT_SRC}) last after scrolling to the bottom`,
+    });
+    const bottom = await ports();
+    expect(Math.max(...bottom)).toBeLessThan(VIRT_SRC + bottom.length);
+    expect(await drawnRows(page())).toBeLessThan(VIRT_FLOWS / 20);
+    await page()
+      .locator("[data-testid=flow-row]", { hasText: `frontend:${VIRT_SRC}` })
+      .first()
+      .click();
+    await shows("[data-testid=flow-json]", "the oldest row's flow JSON");
+    const json = await page().locator("[data-testid=flow-json]").first().innerText();
+    expect(json).toContain(`"sourcePort": ${VIRT_SRC}`);
+    expect(json).toContain(`"destinationPort": ${VIRT_PORT}`);
+    await ui?.screenshot("table-virtualised");
+  }, 45_000);
 
   test("ui - the page threw no uncaught errors", () => {
     expect(ui?.errors.filter((e) => e.startsWith("pageerror")) ?? []).toEqual([]);
