@@ -2,14 +2,14 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import * as grpc from "@grpc/grpc-js";
 import { Verdict } from "@periscope/proto";
 import type { RunningObserver } from "./server.ts";
-import { testFlowResponse } from "./testing.ts";
 import {
   type GrpcGetFlows,
   type GrpcMsg as Msg,
   readGrpcStream as readAll,
   type ServedFlows,
   serveFlows,
-} from "./testing-server.ts";
+} from "./testing/flows-server.ts";
+import { testFlowResponse } from "./testing.ts";
 
 const celFilter = (...exprs: string[]) => ({ experimental: { cel_expression: exprs } });
 const sources = (msgs: Msg[]): string[] =>

@@ -10,9 +10,9 @@ import { subjects } from "@periscope/bus";
 import { FlowBatchSchema, type GetFlowsResponse } from "@periscope/proto";
 import { createLogger } from "@periscope/telemetry";
 import { type LocalNats, startLocalNats, waitFor } from "@periscope/testing";
-import { parseConfig } from "./config.ts";
-import { type RunningObserver, startObserver } from "./server.ts";
-import { grpcObserverClient } from "./testing.ts";
+import { parseConfig } from "../config.ts";
+import { type RunningObserver, startObserver } from "../server.ts";
+import { grpcObserverClient } from "../testing.ts";
 
 /** A message as the grpc-js loader hands it out (proto field names). */
 export type GrpcMsg = Record<string, unknown>;
