@@ -1,7 +1,4 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { dirname, join } from "node:path";
-import { create, toBinary } from "@bufbuild/protobuf";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import {
   decodePresenceHeader,
@@ -10,53 +7,31 @@ import {
   startHeartbeat,
   subjects,
 } from "@periscope/bus";
-import {
-  EndpointSchema,
-  FlowBatchSchema,
-  FlowSchema,
-  GetFlowsResponseSchema,
-  IPSchema,
-  IPVersion,
-  Verdict,
-} from "@periscope/proto";
 import { freePort, type LocalNats, startLocalNats, waitFor } from "@periscope/testing";
 import { observerClient } from "./client.ts";
+import {
+  CHILD_PATH,
+  LAUNCHER,
+  type ObserverProcess,
+  podFlowBatch,
+  spawnObserver,
+  stopObserver,
+} from "./testing.ts";
 
-const ROOT = join(import.meta.dir, "../..");
-const LAUNCHER = join(ROOT, "periscope");
-/** Children get a fixed PATH that finds this bun, and nothing else from our environment. */
-const CHILD_PATH = `${dirname(process.execPath)}:/usr/local/bin:/usr/bin:/bin`;
 /** Starting the CLI takes seconds on a loaded 2-core machine: tests that spawn it get this long. */
 const SPAWN_TIMEOUT_MS = 20_000;
 
 let nats: LocalNats;
 let nc: NatsConnection;
-let observer: ReturnType<typeof Bun.spawn> | undefined;
+let observer: ObserverProcess | undefined;
 let server = "";
 let opsUrl = "";
 
 function flowBatch(node: string, pods: string[]): Uint8Array {
-  const responses = pods.map((pod, i) => {
-    const time = timestampFromMs(Date.now() + i);
-    const flow = create(FlowSchema, {
-      time,
-      nodeName: node,
-      verdict: Verdict.FORWARDED,
-      IP: create(IPSchema, {
-        source: `10.7.0.${i + 1}`,
-        destination: "10.7.0.100",
-        ipVersion: IPVersion.IPv4,
-      }),
-      source: create(EndpointSchema, { namespace: "demo", podName: pod }),
-      destination: create(EndpointSchema, { namespace: "demo", podName: "server" }),
-    });
-    return create(GetFlowsResponseSchema, {
-      nodeName: node,
-      time,
-      responseTypes: { case: "flow", value: flow },
-    });
-  });
-  return toBinary(FlowBatchSchema, create(FlowBatchSchema, { responses }));
+  return podFlowBatch(
+    node,
+    pods.map((pod, i) => ({ pod, src: `10.7.0.${i + 1}`, dst: "10.7.0.100" })),
+  );
 }
 
 async function metric(name: string): Promise<number> {
@@ -83,30 +58,9 @@ async function periscope(...args: string[]) {
 beforeAll(async () => {
   nats = await startLocalNats({});
   nc = await connect({ servers: nats.url });
-  const port = await freePort();
-  const opsPort = await freePort();
-  server = `127.0.0.1:${port}`;
-  opsUrl = `http://127.0.0.1:${opsPort}`;
-  observer = Bun.spawn(["bun", "run", join(ROOT, "services/observer/src/main.ts")], {
-    env: {
-      PATH: CHILD_PATH,
-      PERISCOPE_NATS_URL: nats.url,
-      PERISCOPE_LISTEN_ADDR: server,
-      PERISCOPE_OPS_ADDR: `127.0.0.1:${opsPort}`,
-      PERISCOPE_NODE_NAME: "cli-test-observer",
-      PERISCOPE_LOG_LEVEL: "warn",
-    },
-    stdout: "inherit",
-    stderr: "inherit",
-  });
-  await waitFor(
-    () =>
-      fetch(`${opsUrl}/readyz`).then(
-        (r) => r.ok,
-        () => false,
-      ),
-    { what: "observer to be ready" },
-  );
+  server = `127.0.0.1:${await freePort()}`;
+  observer = await spawnObserver({ natsUrl: nats.url, server, nodeName: "cli-test-observer" });
+  opsUrl = observer.opsUrl;
   nc.publish(subjects.flows("node-1"), flowBatch("node-1", ["client-a", "client-b", "client-c"]));
   await nc.flush();
   await waitFor(async () => (await metric("periscope_observer_flows_received_total")) === 3, {
@@ -115,10 +69,7 @@ beforeAll(async () => {
 }, 30_000);
 
 afterAll(async () => {
-  if (observer) {
-    observer.kill("SIGTERM");
-    await observer.exited;
-  }
+  await stopObserver(observer);
   await nc?.close();
   await nats?.stop();
 });

@@ -30,12 +30,11 @@ import {
   waitForValue,
 } from "@periscope/testing";
 import { type CliIo, runCli } from "./main.ts";
-
-const ROOT = join(import.meta.dir, "../..");
+import { type ObserverProcess, spawnObserver, stopObserver } from "./testing.ts";
 
 let nats: LocalNats;
 let nc: NatsConnection;
-let observer: ReturnType<typeof Bun.spawn> | undefined;
+let observer: ObserverProcess | undefined;
 let server = "";
 let dir = "";
 
@@ -89,29 +88,13 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "periscope-cli-habits-"));
   nats = await startLocalNats({});
   nc = await connect({ servers: nats.url });
-  const port = await freePort();
-  const opsPort = await freePort();
-  server = `127.0.0.1:${port}`;
-  observer = Bun.spawn(["bun", "run", join(ROOT, "services/observer/src/main.ts")], {
-    env: {
-      PATH: process.env.PATH ?? "/usr/bin:/bin",
-      PERISCOPE_NATS_URL: nats.url,
-      PERISCOPE_LISTEN_ADDR: server,
-      PERISCOPE_OPS_ADDR: `127.0.0.1:${opsPort}`,
-      PERISCOPE_NODE_NAME: "cli-habits-observer",
-      PERISCOPE_LOG_LEVEL: "warn",
-    },
-    stdout: "inherit",
-    stderr: "inherit",
+  server = `127.0.0.1:${await freePort()}`;
+  observer = await spawnObserver({
+    natsUrl: nats.url,
+    server,
+    nodeName: "cli-habits-observer",
+    path: process.env.PATH ?? "/usr/bin:/bin",
   });
-  await waitFor(
-    () =>
-      fetch(`http://127.0.0.1:${opsPort}/readyz`).then(
-        (r) => r.ok,
-        () => false,
-      ),
-    { what: "observer to be ready" },
-  );
   nc.publish(subjects.flows("node-1"), batch("node-1", ["client-a", "client-b", "client-c"]));
   await nc.flush();
   await waitFor(async () => (await cli(["observe", "--last", "10"])).out.length === 3, {
@@ -120,10 +103,7 @@ beforeAll(async () => {
 }, 30_000);
 
 afterAll(async () => {
-  if (observer) {
-    observer.kill("SIGTERM");
-    await observer.exited;
-  }
+  await stopObserver(observer);
   await nc?.close();
   await nats?.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });

@@ -1,65 +1,21 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { dirname, join } from "node:path";
-import { create, toBinary } from "@bufbuild/protobuf";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { subjects } from "@periscope/bus";
-import {
-  EndpointSchema,
-  FlowBatchSchema,
-  FlowSchema,
-  GetFlowsResponseSchema,
-  IPSchema,
-  IPVersion,
-  Verdict,
-} from "@periscope/proto";
 import { freePort, type LocalNats, startLocalNats, waitFor } from "@periscope/testing";
-
-const ROOT = join(import.meta.dir, "../..");
-const LAUNCHER = join(ROOT, "periscope");
-const CHILD_PATH = `${dirname(process.execPath)}:/usr/local/bin:/usr/bin:/bin`;
+import { CHILD_PATH, LAUNCHER, podFlowBatch, spawnObserver } from "./testing.ts";
 
 let nats: LocalNats;
 let nc: NatsConnection;
 let server = "";
 
-function batch(pod: string): Uint8Array {
-  const time = timestampFromMs(Date.now());
-  const flow = create(FlowSchema, {
-    time,
-    nodeName: "node-r",
-    verdict: Verdict.FORWARDED,
-    IP: create(IPSchema, {
-      source: "10.7.1.1",
-      destination: "10.7.1.2",
-      ipVersion: IPVersion.IPv4,
-    }),
-    source: create(EndpointSchema, { namespace: "demo", podName: pod }),
-    destination: create(EndpointSchema, { namespace: "demo", podName: "server" }),
-  });
-  const resp = create(GetFlowsResponseSchema, {
-    nodeName: "node-r",
-    time,
-    responseTypes: { case: "flow", value: flow },
-  });
-  return toBinary(FlowBatchSchema, create(FlowBatchSchema, { responses: [resp] }));
-}
-
 async function startObserver(): Promise<{ proc: ReturnType<typeof Bun.spawn>; readyMs: number }> {
-  const opsPort = await freePort();
-  const proc = Bun.spawn(["bun", "run", join(ROOT, "services/observer/src/main.ts")], {
-    env: {
-      PATH: CHILD_PATH,
-      PERISCOPE_NATS_URL: nats.url,
-      PERISCOPE_LISTEN_ADDR: server,
-      PERISCOPE_OPS_ADDR: `127.0.0.1:${opsPort}`,
-      PERISCOPE_NODE_NAME: "reconnect-test-observer",
-      PERISCOPE_LOG_LEVEL: "warn",
-    },
+  const { proc } = await spawnObserver({
+    natsUrl: nats.url,
+    server,
+    nodeName: "reconnect-test-observer",
     stdout: "ignore",
-    stderr: "inherit",
+    readyTimeoutMs: 20_000,
   });
-  await waitFor(`http://127.0.0.1:${opsPort}/readyz`, { timeoutMs: 20_000, what: "observer" });
   return { proc, readyMs: Date.now() };
 }
 
@@ -67,7 +23,10 @@ async function startObserver(): Promise<{ proc: ReturnType<typeof Bun.spawn>; re
 async function publishUntilPrinted(pod: string, out: () => string): Promise<void> {
   await waitFor(
     async () => {
-      nc.publish(subjects.flows("node-r"), batch(pod));
+      nc.publish(
+        subjects.flows("node-r"),
+        podFlowBatch("node-r", [{ pod, src: "10.7.1.1", dst: "10.7.1.2" }]),
+      );
       await nc.flush();
       await Bun.sleep(100); // one publish per 100 ms while waiting for the print
       return out().includes(`demo/${pod}`);
