@@ -266,7 +266,7 @@ export class ChunkWriter {
  * Reads the request body, refusing more than `max` bytes with ResourceExhausted: the rest
  * of an oversized body is not read (the stream is reset once the answer is sent).
  */
-function readBody(req: FastRequest, max: number): Promise<Buffer> {
+function readBody(req: FastRequest, max: number, closed: AbortSignal): Promise<Buffer> {
   return new Promise<Buffer>((resolve, reject) => {
     const parts: Buffer[] = [];
     let size = 0;
@@ -274,6 +274,7 @@ function readBody(req: FastRequest, max: number): Promise<Buffer> {
       req.off("data", onData);
       req.off("end", onEnd);
       req.off("error", onError);
+      closed.removeEventListener("abort", onAbort);
       if (err) reject(err);
       else resolve(Buffer.concat(parts, size));
     };
@@ -293,6 +294,10 @@ function readBody(req: FastRequest, max: number): Promise<Buffer> {
     const onEnd = (): void => done();
     const onError = (err: Error): void =>
       done(new ConnectError(`reading the request: ${err.message}`, Code.Canceled));
+    // A client that goes away (or a deadline that passes) before its request is complete.
+    const onAbort = (): void => done(ConnectError.from(closed.reason));
+    if (closed.aborted) return onAbort();
+    closed.addEventListener("abort", onAbort, { once: true });
     req.on("data", onData);
     req.on("end", onEnd);
     req.on("error", onError);
@@ -384,9 +389,11 @@ export async function serveFastGetFlows(
     const body = unwrapRequest(
       proto.text
         ? decodeBase64Runs(
-            (await readBody(req, Math.ceil((deps.maxRequestBytes + 5) / 3) * 4)).toString("latin1"),
+            (
+              await readBody(req, Math.ceil((deps.maxRequestBytes + 5) / 3) * 4, closed.signal)
+            ).toString("latin1"),
           )
-        : await readBody(req, deps.maxRequestBytes),
+        : await readBody(req, deps.maxRequestBytes, closed.signal),
       req.headers[proto.encodingHeader] === "gzip",
       deps.maxRequestBytes,
       proto.encodingHeader,

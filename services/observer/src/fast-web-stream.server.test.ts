@@ -479,6 +479,28 @@ describe("Connect and gRPC-Web GetFlows from the stream writer", () => {
     expect(after.messages.length).toBe(2);
   });
 
+  test("fast-web - a client gone before its request is complete counts as canceled", async () => {
+    const canceled = async (): Promise<number> =>
+      (await observer.metrics.requests.get()).values.find(
+        (v) => v.labels.method === "GetFlows" && v.labels.code === "canceled",
+      )?.value ?? 0;
+    const before = await canceled();
+    const socket = await Bun.connect({
+      hostname: "127.0.0.1",
+      port: Number(new URL(observer.url).port),
+      socket: { data: () => undefined },
+    });
+    socket.write(
+      "POST /observer.Observer/GetFlows HTTP/1.1\r\nHost: x\r\n" +
+        "Content-Type: application/connect+proto\r\nContent-Length: 100\r\n\r\n\0\0\0\0",
+    );
+    socket.end();
+    await waitFor(async () => (await canceled()) === before + 1, {
+      what: "the half-sent request to count as canceled",
+    });
+    expect(await activeStreams()).toBe(0);
+  });
+
   test("fast-web - a Connect reader over HTTP/1.1 that stops reading is told exactly what it lost", async () => {
     const out = join(dir, "stopped");
     const proc = curl("application/connect+proto", { follow: true }, out);
