@@ -1,6 +1,6 @@
-import { type Flow, L7FlowType, TrafficDirection } from "@periscope/proto";
+import { type Flow, type HTTP, L7FlowType, TrafficDirection } from "@periscope/proto";
 import { contextLabelNames, contextLabelValues } from "../context.ts";
-import type { HandlerFactory } from "../handler.ts";
+import type { HandlerDeps, HandlerFactory } from "../handler.ts";
 import { TableCounter, TableHistogram } from "../table.ts";
 
 /** Hubble's `reporter` label: `client` for egress, `server` for ingress, else `unknown`. */
@@ -12,31 +12,19 @@ function reporter(flow: Flow): string {
 
 const seconds = (flow: Flow): number => Number(flow.l7?.latencyNs ?? 0n) / 1e9;
 
-/**
- * Hubble's `http` handler: `hubble_http_requests_total{...context,method,protocol,reporter}`
- * per request, `hubble_http_responses_total{...context,method,protocol,status,reporter}`
- * and `hubble_http_request_duration_seconds{...context,method,reporter}` (request to
- * response latency) per response.
- */
-export const httpHandler: HandlerFactory = ({ registry, limit, journal, context }) => {
-  const ctx = contextLabelNames(context);
-  const requests = new TableCounter({
-    name: "hubble_http_requests_total",
-    help: "Count of HTTP requests",
-    labelNames: [...ctx, "method", "protocol", "reporter"],
-    registry,
-    limit,
-    journal,
-  });
-  const responses = new TableCounter({
-    name: "hubble_http_responses_total",
-    help: "Count of HTTP responses",
-    labelNames: [...ctx, "method", "protocol", "status", "reporter"],
-    registry,
-    limit,
-    journal,
-  });
-  const duration = new TableHistogram({
+/** A counter of both handlers: `name{...context, ...labels}`. */
+function httpCounter(
+  { registry, limit, journal }: HandlerDeps,
+  name: string,
+  help: string,
+  labelNames: string[],
+): TableCounter {
+  return new TableCounter({ name, help, labelNames, registry, limit, journal });
+}
+
+/** `hubble_http_request_duration_seconds{...context,method,reporter}`, as both handlers keep it. */
+function requestDuration({ registry, limit, journal }: HandlerDeps, ctx: string[]): TableHistogram {
+  return new TableHistogram({
     name: "hubble_http_request_duration_seconds",
     help: "Quantiles of HTTP request duration in seconds",
     labelNames: [...ctx, "method", "reporter"],
@@ -44,6 +32,52 @@ export const httpHandler: HandlerFactory = ({ registry, limit, journal, context 
     limit,
     journal,
   });
+}
+
+/**
+ * Counts a response in `counter` by `[...context, method, protocol, status, reporter]` and
+ * records its latency in `duration` by `[...context, method, reporter]`; `values` holds the
+ * context label values on entry (and scratch after).
+ */
+function recordResponse(
+  flow: Flow,
+  http: HTTP,
+  values: string[],
+  counter: TableCounter,
+  duration: TableHistogram,
+): void {
+  const n = values.length;
+  const rep = reporter(flow);
+  values.push(http.method, http.protocol, String(http.code), rep);
+  counter.add(values);
+  values.length = n;
+  values.push(http.method, rep);
+  duration.record(values, seconds(flow));
+}
+
+/**
+ * Hubble's `http` handler: `hubble_http_requests_total{...context,method,protocol,reporter}`
+ * per request, `hubble_http_responses_total{...context,method,protocol,status,reporter}`
+ * and `hubble_http_request_duration_seconds{...context,method,reporter}` (request to
+ * response latency) per response.
+ */
+export const httpHandler: HandlerFactory = (deps) => {
+  const { context } = deps;
+  const ctx = contextLabelNames(context);
+  const requests = httpCounter(deps, "hubble_http_requests_total", "Count of HTTP requests", [
+    ...ctx,
+    "method",
+    "protocol",
+    "reporter",
+  ]);
+  const responses = httpCounter(deps, "hubble_http_responses_total", "Count of HTTP responses", [
+    ...ctx,
+    "method",
+    "protocol",
+    "status",
+    "reporter",
+  ]);
+  const duration = requestDuration(deps, ctx);
   const values: string[] = [];
   return {
     process(flow) {
@@ -52,17 +86,11 @@ export const httpHandler: HandlerFactory = ({ registry, limit, journal, context 
       const http = l7.record.value;
       values.length = 0;
       contextLabelValues(context, flow, values);
-      const n = values.length;
-      const rep = reporter(flow);
       if (l7.type === L7FlowType.REQUEST) {
-        values.push(http.method, http.protocol, rep);
+        values.push(http.method, http.protocol, reporter(flow));
         requests.add(values);
       } else if (l7.type === L7FlowType.RESPONSE) {
-        values.push(http.method, http.protocol, String(http.code), rep);
-        responses.add(values);
-        values.length = n;
-        values.push(http.method, rep);
-        duration.record(values, seconds(flow));
+        recordResponse(flow, http, values, responses, duration);
       }
     },
   };
@@ -74,39 +102,25 @@ export const httpHandler: HandlerFactory = ({ registry, limit, journal, context 
  * `hubble_http_requests_total{...context,method,protocol,status,reporter}` and
  * `hubble_http_request_duration_seconds{...context,method,reporter}`.
  */
-export const httpV2Handler: HandlerFactory = ({ registry, limit, journal, context }) => {
+export const httpV2Handler: HandlerFactory = (deps) => {
+  const { context } = deps;
   const ctx = contextLabelNames(context);
-  const requests = new TableCounter({
-    name: "hubble_http_requests_total",
-    help: "Count of HTTP requests",
-    labelNames: [...ctx, "method", "protocol", "status", "reporter"],
-    registry,
-    limit,
-    journal,
-  });
-  const duration = new TableHistogram({
-    name: "hubble_http_request_duration_seconds",
-    help: "Quantiles of HTTP request duration in seconds",
-    labelNames: [...ctx, "method", "reporter"],
-    registry,
-    limit,
-    journal,
-  });
+  const requests = httpCounter(deps, "hubble_http_requests_total", "Count of HTTP requests", [
+    ...ctx,
+    "method",
+    "protocol",
+    "status",
+    "reporter",
+  ]);
+  const duration = requestDuration(deps, ctx);
   const values: string[] = [];
   return {
     process(flow) {
       const l7 = flow.l7;
       if (l7?.record.case !== "http" || l7.type !== L7FlowType.RESPONSE) return;
-      const http = l7.record.value;
       values.length = 0;
       contextLabelValues(context, flow, values, true);
-      const n = values.length;
-      const rep = reporter(flow);
-      values.push(http.method, http.protocol, String(http.code), rep);
-      requests.add(values);
-      values.length = n;
-      values.push(http.method, rep);
-      duration.record(values, seconds(flow));
+      recordResponse(flow, l7.record.value, values, requests, duration);
     },
   };
 };
