@@ -127,6 +127,9 @@ describe("flow join outcomes", () => {
     expect(join.stats.evicted).toBe(1);
     expect(join.anyBytes(NETNS, 6, SERVER, 443, CLIENT, 50001)).toBeUndefined();
     expect(join.stats.ownerExpired).toBe(1);
+    // Same ports, another address: never had an owner.
+    expect(join.anyBytes(NETNS, 6, "10.9.0.3", 50001, SERVER, 443)).toBeUndefined();
+    expect(join.stats.noOwner).toBe(1);
     // 50002 stays in use; 50003 idles through four sweeps.
     for (let gen = 1; gen <= 4; gen++) {
       expect(join.anyBytes(NETNS, 6, CLIENT, 50002, SERVER, 443)).toBeDefined();
@@ -136,7 +139,7 @@ describe("flow join outcomes", () => {
     expect(join.size).toBe(1);
     expect(join.anyBytes(NETNS, 6, CLIENT, 50003, SERVER, 443)).toBeUndefined();
     expect(join.stats.ownerExpired).toBe(2);
-    expect(join.stats.noOwner).toBe(0);
+    expect(join.stats.noOwner).toBe(1);
     // A new record for the tuple: joined again.
     join.noteOwner(owner(3, 50003), 5000);
     expect(join.anyBytes(NETNS, 6, CLIENT, 50003, SERVER, 443)).toBeDefined();

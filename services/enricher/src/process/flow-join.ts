@@ -85,7 +85,9 @@ export class FlowProcesses {
   /** Owners by protocol and ports ({@link portKey}: no string built per flow), addresses compared in the list. */
   private readonly byPorts = new Map<number, Owner[]>();
   /** Tuple keys of forgotten owners, oldest first. */
-  private readonly gone = new Set<string>();
+  private readonly gone = new Map<string, number>();
+  /** Forgotten tuples per port key: strings are built on a miss only when one shares its ports. */
+  private readonly gonePorts = new Map<number, number>();
   private readonly maxSockets: number;
   private readonly idleMs: number;
   private readonly missRetryMs: number;
@@ -139,7 +141,7 @@ export class FlowProcesses {
       usedGen: this.gen,
       missMs: 0,
     };
-    if (this.gone.size > 0) this.gone.delete(ownerKey(owner));
+    if (this.gonePorts.has(key)) this.forget(ownerKey(owner));
     if (list === undefined) {
       if (this.sockets >= this.maxSockets) this.evictOldest();
       this.byPorts.set(key, [owner]);
@@ -169,7 +171,7 @@ export class FlowProcesses {
       const keep: Owner[] = [];
       for (const o of list) {
         if (this.gen - o.usedGen < 4) keep.push(o);
-        else this.remember(ownerKey(o));
+        else this.remember(o);
       }
       if (keep.length === list.length) continue;
       dropped += list.length - keep.length;
@@ -205,8 +207,9 @@ export class FlowProcesses {
     if (owner === undefined) {
       this.stats.flowsWithoutProcess++;
       if (
-        this.gone.size > 0 &&
-        (this.gone.has(tupleKey(proto, src, sport, dst, dport)) ||
+        (this.gonePorts.has(portKey(proto, sport, dport)) &&
+          this.gone.has(tupleKey(proto, src, sport, dst, dport))) ||
+        (this.gonePorts.has(portKey(proto, dport, sport)) &&
           this.gone.has(tupleKey(proto, dst, dport, src, sport)))
       ) {
         this.stats.ownerExpired++;
@@ -307,12 +310,26 @@ export class FlowProcesses {
   }
 
   /** Notes a forgotten owner's tuple (bounded, oldest forgotten first). */
-  private remember(key: string): void {
-    this.gone.add(key);
+  private remember(o: Owner): void {
+    const key = ownerKey(o);
+    if (this.gone.has(key)) return;
+    const ports = portKey(o.rec.proto, o.rec.sport, o.rec.dport);
+    this.gone.set(key, ports);
+    this.gonePorts.set(ports, (this.gonePorts.get(ports) ?? 0) + 1);
     if (this.gone.size > MAX_GONE) {
-      const first = this.gone.values().next();
-      if (!first.done) this.gone.delete(first.value);
+      const first = this.gone.keys().next();
+      if (!first.done) this.forget(first.value);
     }
+  }
+
+  /** Drops a tuple from the forgotten ones. */
+  private forget(key: string): void {
+    const ports = this.gone.get(key);
+    if (ports === undefined) return;
+    this.gone.delete(key);
+    const n = (this.gonePorts.get(ports) ?? 1) - 1;
+    if (n === 0) this.gonePorts.delete(ports);
+    else this.gonePorts.set(ports, n);
   }
 
   /** The owner of socket own:ownPort ↔ peer:peerPort in `netnsCookie`, else the newest in any namespace. */
@@ -341,7 +358,7 @@ export class FlowProcesses {
     const [key, list] = first.value;
     const n = list.length;
     this.byPorts.delete(key);
-    for (const o of list) this.remember(ownerKey(o));
+    for (const o of list) this.remember(o);
     this.sockets -= n;
     this.stats.evicted += n;
   }
