@@ -103,7 +103,7 @@ describe("worker snapshots", () => {
 
   test("snapshot - the map: nodes placed in the worker, new edges at once, counts throttled", () => {
     const store = new FlowStore();
-    const b = new SnapshotBuilder(store, { graphEveryMs: 500 });
+    const b = new SnapshotBuilder(store, { graphEveryMs: 500, layoutBackoff: 0 });
     const page = new PageModel();
     store.onFlow(flow(0), T0);
     const s1 = post(b.build(T0, "live"));
@@ -141,7 +141,7 @@ describe("worker snapshots", () => {
 
   test("snapshot - evicted edges and nodes are removed on the page", () => {
     const store = new FlowStore();
-    const b = new SnapshotBuilder(store);
+    const b = new SnapshotBuilder(store, { layoutBackoff: 0 });
     const page = new PageModel();
     store.onFlow(flow(0), T0);
     store.onFlow(flow(1, "web", "server"), T0);
@@ -189,6 +189,23 @@ describe("worker snapshots", () => {
     expect(page.rowAt(0)?.summary).toBe("flow 5");
     expect(page.oldestMs).toBe(T0 - 5000);
     expect(page.status).toBeUndefined();
+  });
+
+  test("snapshot - a slow layout waits before the next; new nodes are sent once placed", () => {
+    const store = new FlowStore();
+    const b = new SnapshotBuilder(store);
+    store.onFlow(flow(0), T0);
+    const t0 = performance.now();
+    expect(b.build(T0, "live").graph?.nodes).toHaveLength(2);
+    const took = performance.now() - t0;
+    store.onFlow(flow(1, "client", "db"), T0);
+    // Within 4× the first layout's time: not placed yet, not sent.
+    const early = b.build(T0, "live");
+    expect(early.graph?.nodes ?? []).toEqual([]);
+    expect(store.graph.needsLayout()).toBe(true);
+    const late = b.build(T0 + 4 * took + 1000, "live");
+    expect(late.graph?.nodes.map((n) => n.id)).toEqual(["demo/db"]);
+    expect(store.graph.needsLayout()).toBe(false);
   });
 
   test("auth - a bare token is a bearer token; a full header value is sent as it is", () => {

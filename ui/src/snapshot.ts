@@ -19,6 +19,8 @@ import type { FlowStore } from "./store.ts";
 export interface SnapshotOptions {
   /** Edge counts are resent at most this often unless the map's shape changed. Default 500. */
   graphEveryMs?: number;
+  /** After a layout that took t ms, the next waits `layoutBackoff × t`. Default 4. */
+  layoutBackoff?: number;
 }
 
 /** Builds snapshots of one store for one page. */
@@ -29,14 +31,18 @@ export class SnapshotBuilder {
   private rowsKey = "";
   private resets: number;
   private graphSentMs = Number.NEGATIVE_INFINITY;
+  /** No layout before this (see {@link build}). */
+  private layoutDueMs = Number.NEGATIVE_INFINITY;
   private pendingReset = true;
   private readonly graphEveryMs: number;
+  private readonly layoutBackoff: number;
 
   constructor(
     private readonly store: FlowStore,
     opts: SnapshotOptions = {},
   ) {
     this.graphEveryMs = opts.graphEveryMs ?? 500;
+    this.layoutBackoff = opts.layoutBackoff ?? 4;
     this.resets = store.resets;
   }
 
@@ -64,7 +70,14 @@ export class SnapshotBuilder {
       this.resets = store.resets;
       reset = true;
     }
-    if (graph.needsLayout() || this.relayoutAll) graph.layout(this.relayoutAll);
+    // dagre lays out the whole graph for new nodes: a slow layout waits 4× its own time
+    // (by default) before the next, so a map with many new nodes costs the worker at most
+    // a fifth.
+    if (this.relayoutAll || (graph.needsLayout() && nowMs >= this.layoutDueMs)) {
+      const t0 = performance.now();
+      graph.layout(this.relayoutAll);
+      this.layoutDueMs = nowMs + this.layoutBackoff * (performance.now() - t0);
+    }
     this.relayoutAll = false;
     const shapeChanged = graph.hasShapeChanges();
     const due = nowMs - this.graphSentMs >= this.graphEveryMs;
