@@ -13,7 +13,7 @@ import {
   SOCK_SOURCE,
   type SockOwnerRecord,
 } from "@periscope/wire";
-import { cgroupV2Root, netnsCookie, ProcProgram } from "./index.ts";
+import { cgroupV2Root, NO_NETNS_COOKIE, netnsCookie, ProcProgram } from "./index.ts";
 import { isRoot } from "./test-helpers.ts";
 
 const ipBytes = (ip: string) => Uint8Array.from(ip.split(".").map(Number));
@@ -374,6 +374,14 @@ describe.skipIf(!isRoot || OWN_PID_NS)("bpf proc program", () => {
       // The accept in nsB happened before the client's connect returned: skipped, counted.
       expect(owners.some((o) => o.tgid === one.server)).toBe(false);
       expect(prog.counters().sockFiltered).toBeGreaterThan(filteredBefore);
+
+      // A cookie no namespace has: nothing reported (a collector with no attached device).
+      prog.watchNetns([NO_NETNS_COOKIE]);
+      const none = await connectOnce();
+      await until("exec of the client", () =>
+        procs.some((r) => r.tgid === none.client && r.event === PROC_EVENT.EXEC),
+      );
+      expect(owners.some((o) => o.tgid === none.client || o.tgid === none.server)).toBe(false);
 
       prog.watchNetns([]);
       expect(prog.watchedNetns().size).toBe(0);
