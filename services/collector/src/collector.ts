@@ -36,6 +36,7 @@ import { CollectorMetrics } from "./metrics.ts";
 import type { FlowSource } from "./netflow.ts";
 import type { NetflowStats } from "./netflow-metrics.ts";
 import { type RunningNetflow, startNetflow } from "./netflow-start.ts";
+import { ownerScopeDevices } from "./owner-namespaces.ts";
 import { startNodePolicy } from "./policy.ts";
 import { type ProcessEvents, startProcessEvents } from "./proc.ts";
 import { PublishQueue } from "./publisher.ts";
@@ -375,12 +376,12 @@ export async function startCollector(
       metrics,
       log,
       onError: () => m.error("process_events"),
-      devices: () => attacher.attached(),
+      devices: () => ownerScopeDevices(attacher.attached()),
     });
     // Socket owners only for the namespaces of attached devices, kept in sync.
     if (processEvents !== undefined) {
       const events = processEvents;
-      const syncNetns = (): void => events.watchDevices(attacher.attached());
+      const syncNetns = (): void => events.watchDevices(ownerScopeDevices(attacher.attached()));
       attacher.listen({ onAttach: syncNetns, onDetach: syncNetns });
     }
     loop.start();

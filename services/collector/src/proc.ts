@@ -332,9 +332,14 @@ export class ProcessEvents {
 
 /**
  * The namespace filter for these devices: their netns cookies, or {@link NO_NETNS_COOKIE}
- * alone when none is attached (the kernel reports every namespace for an empty filter).
+ * alone when none is attached (the kernel reports every namespace for an empty filter);
+ * empty (every namespace) when one carries other namespaces' traffic (`carriesOthers`:
+ * a host-side veth or bridge, owner-namespaces.ts).
  */
-export function netnsOfDevices(devices: readonly { readonly netnsCookie: bigint }[]): Set<bigint> {
+export function netnsOfDevices(
+  devices: readonly { readonly netnsCookie: bigint; readonly carriesOthers?: boolean }[],
+): Set<bigint> {
+  if (devices.some((d) => d.carriesOthers === true)) return new Set();
   const want = new Set(devices.map((d) => d.netnsCookie).filter((c) => c !== 0n));
   return want.size > 0 ? want : new Set([NO_NETNS_COOKIE]);
 }
