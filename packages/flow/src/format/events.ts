@@ -1,3 +1,4 @@
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import {
   type AgentEvent,
   AgentEventType,
@@ -68,6 +69,49 @@ export function agentEventDetails(e: AgentEvent, layout: TimeLayout = "StampMill
 const agentType = (e: AgentEvent) => AgentEventType[e.type] ?? String(e.type);
 const debugType = (e: DebugEvent) => DebugEventType[e.type] ?? String(e.type);
 
+/** What every event response carries: its time and the node it came from. */
+interface EventResponse {
+  readonly time?: Timestamp;
+  readonly nodeName: string;
+}
+
+/** `<time>[ [node]]: <text>`, hubble's compact event line (escaped). */
+function compactLine(r: EventResponse, opts: EventFormatOptions, text: string): string {
+  const node = opts.nodeName ? ` [${r.nodeName}]` : "";
+  return escapeTerminal(
+    `${formatTimestamp(r.time, opts.timestamps ?? "StampMilli")}${node}: ${text}`,
+  );
+}
+
+/**
+ * hubble's dict block of an event: TIMESTAMP, NODE when asked, then `fields` as
+ * `[label, value]`, labels right-aligned to one column (escaped).
+ */
+function dictBlock(
+  r: EventResponse,
+  opts: EventFormatOptions,
+  fields: readonly (readonly [string, string])[],
+): string {
+  const lines = [`  TIMESTAMP: ${formatTimestamp(r.time, opts.timestamps ?? "StampMilli")}`];
+  if (opts.nodeName) lines.push(`       NODE: ${r.nodeName}`);
+  for (const [label, value] of fields) lines.push(`${label.padStart(11)}: ${value}`);
+  return escapeTerminal(lines.join("\n"));
+}
+
+/** hubble's table header of an event: TIMESTAMP, NODE when asked, then `titles`. */
+function tableHeader(opts: EventFormatOptions, titles: readonly string[]): string[] {
+  return ["TIMESTAMP", ...(opts.nodeName ? ["NODE"] : []), ...titles];
+}
+
+/** hubble's table cells of an event: its time, its node when asked, then `cells` (escaped). */
+function tableRow(r: EventResponse, opts: EventFormatOptions, cells: readonly string[]): string[] {
+  return [
+    formatTimestamp(r.time, opts.timestamps ?? "StampMilli"),
+    ...(opts.nodeName ? [r.nodeName] : []),
+    ...cells,
+  ].map((c) => escapeTerminal(c));
+}
+
 /** `<time>[ [node]]: <TYPE> (<details>)`, hubble's compact agent event line. */
 export function formatAgentEventCompact(
   r: GetAgentEventsResponse,
@@ -75,10 +119,10 @@ export function formatAgentEventCompact(
 ): string {
   const e = r.agentEvent;
   if (!e) return "";
-  const layout = opts.timestamps ?? "StampMilli";
-  const node = opts.nodeName ? ` [${r.nodeName}]` : "";
-  return escapeTerminal(
-    `${formatTimestamp(r.time, layout)}${node}: ${agentType(e)} (${agentEventDetails(e, layout)})`,
+  return compactLine(
+    r,
+    opts,
+    `${agentType(e)} (${agentEventDetails(e, opts.timestamps ?? "StampMilli")})`,
   );
 }
 
@@ -89,11 +133,10 @@ export function formatAgentEventDict(
 ): string {
   const e = r.agentEvent;
   if (!e) return "";
-  const layout = opts.timestamps ?? "StampMilli";
-  const lines = [`  TIMESTAMP: ${formatTimestamp(r.time, layout)}`];
-  if (opts.nodeName) lines.push(`       NODE: ${r.nodeName}`);
-  lines.push(`       TYPE: ${agentType(e)}`, `    DETAILS: ${agentEventDetails(e, layout)}`);
-  return escapeTerminal(lines.join("\n"));
+  return dictBlock(r, opts, [
+    ["TYPE", agentType(e)],
+    ["DETAILS", agentEventDetails(e, opts.timestamps ?? "StampMilli")],
+  ]);
 }
 
 /** hubble's table cells of an agent event (header with `header`). */
@@ -101,16 +144,12 @@ export function agentEventRow(
   r: GetAgentEventsResponse | undefined,
   opts: EventFormatOptions = {},
 ): string[] {
-  const node = opts.nodeName ? ["NODE"] : [];
-  if (!r) return ["TIMESTAMP", ...node, "TYPE", "DETAILS"];
+  if (!r) return tableHeader(opts, ["TYPE", "DETAILS"]);
   const e = r.agentEvent;
-  const layout = opts.timestamps ?? "StampMilli";
-  return [
-    formatTimestamp(r.time, layout),
-    ...(opts.nodeName ? [r.nodeName] : []),
+  return tableRow(r, opts, [
     e ? agentType(e) : "",
-    e ? agentEventDetails(e, layout) : "",
-  ].map((c) => escapeTerminal(c));
+    e ? agentEventDetails(e, opts.timestamps ?? "StampMilli") : "",
+  ]);
 }
 
 /** `ns/pod (ID: n)`, `reserved:x (ID: n)` or `ID: n`; N/A without an endpoint. */
@@ -133,9 +172,10 @@ export function formatDebugEventCompact(
 ): string {
   const e = r.debugEvent;
   if (!e) return "";
-  const node = opts.nodeName ? ` [${r.nodeName}]` : "";
-  return escapeTerminal(
-    `${formatTimestamp(r.time, opts.timestamps ?? "StampMilli")}${node}: ${endpointShort(e.source)} ${debugType(e)} MARK: ${hex(e.hash)} CPU: ${cpu(e.cpu)} (${e.message})`,
+  return compactLine(
+    r,
+    opts,
+    `${endpointShort(e.source)} ${debugType(e)} MARK: ${hex(e.hash)} CPU: ${cpu(e.cpu)} (${e.message})`,
   );
 }
 
@@ -146,16 +186,13 @@ export function formatDebugEventDict(
 ): string {
   const e = r.debugEvent;
   if (!e) return "";
-  const lines = [`  TIMESTAMP: ${formatTimestamp(r.time, opts.timestamps ?? "StampMilli")}`];
-  if (opts.nodeName) lines.push(`       NODE: ${r.nodeName}`);
-  lines.push(
-    `       TYPE: ${debugType(e)}`,
-    `       FROM: ${endpointShort(e.source)}`,
-    `       MARK: ${hex(e.hash)}`,
-    `        CPU: ${cpu(e.cpu)}`,
-    `    MESSAGE: ${e.message}`,
-  );
-  return escapeTerminal(lines.join("\n"));
+  return dictBlock(r, opts, [
+    ["TYPE", debugType(e)],
+    ["FROM", endpointShort(e.source)],
+    ["MARK", hex(e.hash)],
+    ["CPU", cpu(e.cpu)],
+    ["MESSAGE", e.message],
+  ]);
 }
 
 /** hubble's table cells of a debug event (the header without an event). */
@@ -163,16 +200,13 @@ export function debugEventRow(
   r: GetDebugEventsResponse | undefined,
   opts: EventFormatOptions = {},
 ): string[] {
-  const node = opts.nodeName ? ["NODE"] : [];
-  if (!r) return ["TIMESTAMP", ...node, "FROM", "", "TYPE", "CPU/MARK", "MESSAGE"];
+  if (!r) return tableHeader(opts, ["FROM", "", "TYPE", "CPU/MARK", "MESSAGE"]);
   const e = r.debugEvent;
-  return [
-    formatTimestamp(r.time, opts.timestamps ?? "StampMilli"),
-    ...(opts.nodeName ? [r.nodeName] : []),
+  return tableRow(r, opts, [
     endpointShort(e?.source),
     "",
     e ? debugType(e) : "",
     `${cpu(e?.cpu)} ${hex(e?.hash)}`,
     e?.message ?? "",
-  ].map((c) => escapeTerminal(c));
+  ]);
 }
