@@ -23,7 +23,7 @@ import { type NfdumpFlow, startNfcapd } from "@periscope/netflow/testing/nfcapd.
 import { createVethPair, type VethPair } from "@periscope/testing";
 import type { Teardown } from "./procs.ts";
 import { emit, machineCpuMs, processCpuMs, scrapeMetrics, until } from "./report.ts";
-import { nsSpawn } from "./tcpdump.ts";
+import { nsSpawn, startIperf3Server, stopChild } from "./tcpdump.ts";
 
 const PORT = 5201;
 const PAYLOAD = 64;
@@ -58,15 +58,9 @@ interface Offered {
   ifPackets: number;
 }
 
-async function stop(p: ReturnType<typeof Bun.spawn>, signal: NodeJS.Signals): Promise<void> {
-  if (p.exitCode !== null || p.signalCode !== null) return;
-  p.kill(signal);
-  const done = await Promise.race([p.exited.then(() => true), Bun.sleep(10_000).then(() => false)]);
-  if (!done) {
-    p.kill("SIGKILL");
-    await p.exited;
-  }
-}
+const STOP_GRACE_MS = 10_000;
+const stop = (p: ReturnType<typeof Bun.spawn>, signal: NodeJS.Signals): Promise<void> =>
+  stopChild(p, signal, STOP_GRACE_MS);
 
 /** CPU ms of `pid` and every descendant alive now. */
 function treeCpuMs(pid: number): number {
@@ -416,19 +410,7 @@ export async function runNetflowBench(nats: LocalNats, teardown: Teardown): Prom
     "nud",
     "permanent",
   ]);
-  const server = nsSpawn(pair.nsB, ["iperf3", "-s", "-p", String(PORT)]);
-  teardown.push(() => stop(server, "SIGTERM"));
-  await until(
-    "iperf3 server",
-    performance.now(),
-    () =>
-      runOk(["ip", "netns", "exec", pair.nsA, "nc", "-z", "-w", "1", pair.ipB, String(PORT)]).then(
-        () => true,
-        () => false,
-      ),
-    15_000,
-    100,
-  );
+  await startIperf3Server(pair, PORT, teardown, STOP_GRACE_MS);
   const runs: [Kind, number][] = [
     ...UDP_RATES.map((r): [Kind, number] => ["udp", r]),
     ["icmp", 0],

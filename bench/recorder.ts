@@ -19,8 +19,14 @@ import { startCollector } from "../services/collector/src/collector.ts";
 import { parseConfig } from "../services/collector/src/config.ts";
 import { RecordingSession } from "../services/recorder/src/session.ts";
 import type { Teardown } from "./procs.ts";
-import { emit, machineCpuMs, processCpuMs, until } from "./report.ts";
-import { nsSpawn, startTcpdump, tcpdumpCounts, tcpdumpOutput } from "./tcpdump.ts";
+import { emit, machineCpuMs, processCpuMs } from "./report.ts";
+import {
+  startIperf3Server,
+  startTcpdump,
+  stopChild,
+  tcpdumpCounts,
+  tcpdumpOutput,
+} from "./tcpdump.ts";
 
 const PORT = 5201;
 const PAYLOAD = 64;
@@ -29,15 +35,9 @@ const SECONDS = 3;
 const RATES = [50_000, 100_000, 200_000, 400_000, 0];
 const log = pino({ level: "warn", base: { service: "bench" } }, pino.destination(2));
 
-async function stop(p: ReturnType<typeof Bun.spawn>, signal: NodeJS.Signals): Promise<void> {
-  if (p.exitCode !== null || p.signalCode !== null) return;
-  p.kill(signal);
-  const done = await Promise.race([p.exited.then(() => true), Bun.sleep(5000).then(() => false)]);
-  if (!done) {
-    p.kill("SIGKILL");
-    await p.exited;
-  }
-}
+const STOP_GRACE_MS = 5000;
+const stop = (p: ReturnType<typeof Bun.spawn>, signal: NodeJS.Signals): Promise<void> =>
+  stopChild(p, signal, STOP_GRACE_MS);
 
 /** Datagrams iperf3 sent at `pps` (0: unlimited) for SECONDS. */
 async function blast(pair: VethPair, pps: number): Promise<number> {
@@ -163,19 +163,7 @@ export async function runRecorderBench(nats: LocalNats, teardown: Teardown): Pro
   teardown.push(() => pair.destroy());
   const dir = mkdtempSync(join(tmpdir(), "periscope-bench-rec-"));
   teardown.push(async () => rmSync(dir, { recursive: true, force: true }));
-  const server = nsSpawn(pair.nsB, ["iperf3", "-s", "-p", String(PORT)]);
-  teardown.push(() => stop(server, "SIGTERM"));
-  await until(
-    "iperf3 server",
-    performance.now(),
-    () =>
-      runOk(["ip", "netns", "exec", pair.nsA, "nc", "-z", "-w", "1", pair.ipB, String(PORT)]).then(
-        () => true,
-        () => false,
-      ),
-    15_000,
-    100,
-  );
+  await startIperf3Server(pair, PORT, teardown, STOP_GRACE_MS);
   for (const pps of RATES) {
     const bench = `recorder-rate-${pps === 0 ? "max" : pps}`;
     report(bench, "periscope", await withPeriscope(nats, pair, dir, pps));

@@ -1,5 +1,8 @@
 /** tcpdump (and other tools) run inside a bench's network namespace. */
 
+import { runOk } from "@periscope/devstack";
+import type { VethPair } from "@periscope/testing";
+import type { Teardown } from "./procs.ts";
 import { until } from "./report.ts";
 
 /** A child process of the bench. */
@@ -12,6 +15,46 @@ export function nsSpawn(ns: string, argv: string[]): Child {
     stdout: "pipe",
     stderr: "pipe",
   });
+}
+
+/** Ends `p` with `signal`, then SIGKILL if it has not exited within `graceMs`; nothing if it has exited. */
+export async function stopChild(p: Child, signal: NodeJS.Signals, graceMs: number): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return;
+  p.kill(signal);
+  const done = await Promise.race([
+    p.exited.then(() => true),
+    Bun.sleep(graceMs).then(() => false),
+  ]);
+  if (!done) {
+    p.kill("SIGKILL");
+    await p.exited;
+  }
+}
+
+/**
+ * An iperf3 server on `port` in `pair.nsB`, returned once `pair.nsA` connects to it
+ * (15 s at most); `teardown` ends it (SIGTERM, SIGKILL after `graceMs`).
+ */
+export async function startIperf3Server(
+  pair: VethPair,
+  port: number,
+  teardown: Teardown,
+  graceMs: number,
+): Promise<Child> {
+  const server = nsSpawn(pair.nsB, ["iperf3", "-s", "-p", String(port)]);
+  teardown.push(() => stopChild(server, "SIGTERM", graceMs));
+  await until(
+    "iperf3 server",
+    performance.now(),
+    () =>
+      runOk(["ip", "netns", "exec", pair.nsA, "nc", "-z", "-w", "1", pair.ipB, String(port)]).then(
+        () => true,
+        () => false,
+      ),
+    15_000,
+    100,
+  );
+  return server;
 }
 
 interface StderrTail {
