@@ -11,13 +11,13 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { create, fromBinary } from "@bufbuild/protobuf";
+import { create, createRegistry, fromBinary } from "@bufbuild/protobuf";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { waitFor } from "@periscope/devstack";
 import { processCondition } from "@periscope/flow";
-import { type Flow, FlowFilterSchema, processV1, telemetryV1 } from "@periscope/proto";
+import { type Flow, FlowFilterSchema, Observer, processV1, telemetryV1 } from "@periscope/proto";
 import { DOCKER, type Engine, ensureEngine, exec, execOk } from "./docker/engine.ts";
 import { ROOT, type Stack, startStack, testPrefix } from "./harness.ts";
 
@@ -443,6 +443,25 @@ describe.skipIf(SKIP)("processes in Docker containers", () => {
     expect(byImage.length).toBeGreaterThan(0);
     for (const l of byImage) expect(ext(l)).toMatchObject({ image: IMAGE, name: client });
     expect(none).toEqual([]);
+    // A Connect JSON client gets the process in the flow's JSON too.
+    const json = createClient(
+      Observer,
+      createConnectTransport({
+        baseUrl: `http://${st().observerAddr}`,
+        httpVersion: "1.1",
+        useBinaryFormat: false,
+        jsonOptions: { registry: createRegistry(processV1.file_periscope_process_v1_process) },
+      }),
+    );
+    const viaJson: Flow[] = [];
+    for await (const r of json.getFlows({
+      number: 10_000n,
+      whitelist: [create(FlowFilterSchema, { sourceIp: [clientIp] })],
+    })) {
+      if (r.responseTypes.case === "flow") viaJson.push(r.responseTypes.value);
+    }
+    expect(viaJson.length).toBeGreaterThan(0);
+    for (const f of viaJson) expect(processOf(f)?.container?.id).toBe(ids.client);
   }, 120_000);
 
   test("lifecycle of a container: created, running, exited, destroyed, through a subscription and on NATS", async () => {

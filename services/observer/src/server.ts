@@ -1,5 +1,6 @@
 import type * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
+import { createRegistry } from "@bufbuild/protobuf";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { type Bus, connectBus, sanitizeToken, watchPresence } from "@periscope/bus";
 import { parseHostPort } from "@periscope/config";
@@ -7,6 +8,7 @@ import { onCelEvaluationError } from "@periscope/flow";
 import {
   type GetAgentEventsResponse,
   type GetDebugEventsResponse,
+  processV1,
   telemetryV1,
 } from "@periscope/proto";
 import {
@@ -212,6 +214,8 @@ export async function startObserver(
       grpc: true,
       grpcWeb: true,
       connect: true,
+      // JSON clients (Connect, gRPC-Web) get flows' extensions (periscope.process.v1.Process) unpacked.
+      jsonOptions: { registry: createRegistry(processV1.file_periscope_process_v1_process) },
       // Requests larger than this end with ResourceExhausted before they are buffered.
       readMaxBytes: config.maxRequestBytes,
     });
