@@ -12,7 +12,9 @@
  *   reports, sampled each second (`shown_ratio` = the second over the first);
  * - `lost_shown` and `lost_shown.<where>`: lost events the status bar shows at the phase's
  *   end, in all and by where they were lost; `observer_lost.<where>`: the observer's own
- *   `periscope_observer_events_lost_total` grown over the phase, to compare.
+ *   `periscope_observer_events_lost_total` grown over the phase, to compare;
+ * - `observer_received`: flows/s the observer took in from the bus over the phase (does the
+ *   observer keep up, apart from the page?).
  *
  * Run: `bun bench/ui.ts [rate ...]` (flows/s; default 5000), or as the `ui` part of
  * `bun run bench`. Needs /usr/bin/chromium (scripts/setup.sh) and ui/dist (scripts/build.sh).
@@ -189,11 +191,17 @@ function sorted(xs: number[]): number[] {
   return [...xs].sort((a, b) => a - b);
 }
 
-/** The observer's `events_lost_total` by `where` label. */
+/**
+ * The observer's `events_lost_total` by `where` label, and its `flows_received_total`
+ * under the key `received`.
+ */
 async function observerLost(opsPort: number): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   const samples = await scrapeMetrics(opsPort).catch(() => []);
   for (const s of samples) {
+    if (s.name.endsWith("observer_flows_received_total")) {
+      out.set("received", (out.get("received") ?? 0) + s.value);
+    }
     if (!s.name.endsWith("observer_events_lost_total")) continue;
     const where = s.labels.where ?? "unknown";
     out.set(where, (out.get(where) ?? 0) + s.value);
@@ -319,7 +327,9 @@ export async function runUiBench(
     const lostAfter = await observerLost(ops);
     for (const [where, n] of lostAfter) {
       const grown = n - (lostBefore.get(where) ?? 0);
-      if (grown > 0) emit(BENCH, `${rate}.observer_lost.${where}`, grown, "events");
+      if (where === "received")
+        emit(BENCH, `${rate}.observer_received`, (grown / ms) * 1000, "flows/s");
+      else if (grown > 0) emit(BENCH, `${rate}.observer_lost.${where}`, grown, "events");
     }
     await ui.screenshot(`bench-${rate}`);
   }

@@ -609,6 +609,7 @@ describe.skipIf(SKIP)("ui", () => {
     p.on("pageerror", (e) => loginErrors.push(`pageerror: ${e.message}`));
     try {
       await p.goto(`http://${lk.addr}/`);
+      phase("loaded");
       const login = p.locator("[data-testid=login]");
       const message = p.locator("[data-testid=login-message]").first();
       await login.first().waitFor({ state: "visible", timeout: SHOW_MS });
@@ -646,18 +647,6 @@ describe.skipIf(SKIP)("ui", () => {
       phase("map");
       expect(await p.locator("[data-testid=status-stream]").first().innerText()).toBe("live");
       await p.screenshot({ path: join(ARTIFACTS, "login-map.png"), fullPage: true });
-      // The token is kept for the tab: a reload asks for nothing.
-      await p.reload();
-      await p.locator("[data-testid=service-map]").first().waitFor({ timeout: SHOW_MS });
-      await waitFor(
-        async () => (await p.locator("[data-testid=status-stream]").first().innerText()) === "live",
-        {
-          timeoutMs: SHOW_MS,
-          what: "the reloaded page following live with the kept token",
-        },
-      );
-      expect(await login.count()).toBe(0);
-      phase("reloaded");
       expect(loginErrors).toEqual([]);
     } finally {
       console.log(`ui: sign-in: ${phases.join(", ")}`);
@@ -672,25 +661,41 @@ describe.skipIf(SKIP)("ui", () => {
         (await page().locator("[data-testid=status-stream]").first().innerText()) === "live",
       { timeoutMs: SHOW_MS, what: "the page following live" },
     );
+    const seenBefore = (await stack.client.serverStatus({})).seenFlows;
     const t0 = performance.now();
     const fromMs = publishBurst();
     const toVirt = [create(FlowFilterSchema, { destinationPort: [String(VIRT_PORT)] })];
-    let n = 0;
-    await waitFor(
-      async () => {
-        n = (await flows({ whitelist: toVirt, since: timestampFromMs(fromMs) })).length;
-        return n >= VIRT_FLOWS;
-      },
-      { timeoutMs: SHOW_MS, what: `${VIRT_FLOWS} flows to port ${VIRT_PORT} in the observer` },
-    ).catch((err: unknown) => {
-      throw new Error(`the observer holds ${n} of ${VIRT_FLOWS} flows`, { cause: err });
-    });
+    // The page follows live: every flow published reaches the table (none lost on the way).
+    const progress: string[] = [];
+    let lastRows = -1;
+    let inObserverMs = 0;
+    const watch = setInterval(() => {
+      void tableRows(page()).then((n) => {
+        if (n !== lastRows) progress.push(`${(performance.now() - t0).toFixed(0)}ms:${n}`);
+        lastRows = n;
+      });
+      if (inObserverMs === 0) {
+        void stack.client.serverStatus({}).then((st) => {
+          if (inObserverMs === 0 && st.seenFlows - seenBefore >= BigInt(VIRT_FLOWS)) {
+            inObserverMs = performance.now() - t0;
+          }
+        });
+      }
+    }, 100);
+    try {
+      await holdsRows(VIRT_FLOWS, `the table holding all ${VIRT_FLOWS} flows`, 30_000);
+    } finally {
+      clearInterval(watch);
+      console.log(
+        `ui: burst in the observer after ${inObserverMs.toFixed(0)} ms; table rows over time: ${progress.join(" ")}`,
+      );
+    }
+    const shownMs = performance.now() - t0;
     const want = await flows({ whitelist: toVirt, since: timestampFromMs(fromMs) });
     expect(want.length).toBe(VIRT_FLOWS);
-    await holdsRows(VIRT_FLOWS, `the table holding all ${VIRT_FLOWS} flows`);
     const drawn = await drawnRows(page());
     console.log(
-      `ui: ${VIRT_FLOWS} flows published, all in the table after ${(performance.now() - t0).toFixed(0)} ms, ${drawn} rows in the DOM`,
+      `ui: ${VIRT_FLOWS} flows published, all in the table after ${shownMs.toFixed(0)} ms, ${drawn} rows in the DOM`,
     );
     expect(drawn).toBeGreaterThan(0);
     expect(drawn).toBeLessThan(VIRT_FLOWS / 20);
