@@ -96,6 +96,17 @@ function filter(init: {
   });
 }
 
+/** UDP from the client pod's address to the server pod's, to `dport` (and from `sport`). */
+function clientUdp(dport: number, sport?: number) {
+  return filter({
+    src: `${cIp}/32`,
+    dst: `${sIp}/32`,
+    ...(sport === undefined ? {} : { sport }),
+    dport,
+    proto: recorder.Protocol.UDP,
+  });
+}
+
 interface Run {
   /** Resolves with the first running response (capture is on everywhere). */
   readonly running: Promise<void>;
@@ -234,15 +245,7 @@ describe("recorder", () => {
     const run = record(
       start({
         prefix: "exact",
-        include: [
-          filter({
-            src: `${cIp}/32`,
-            dst: `${sIp}/32`,
-            sport: 40001,
-            dport: 7001,
-            proto: recorder.Protocol.UDP,
-          }),
-        ],
+        include: [clientUdp(7001, 40001)],
       }),
     );
     await run.running;
@@ -299,12 +302,7 @@ describe("recorder", () => {
   }, 60_000);
 
   test("recorder - stop conditions: packets, bytes and time, whichever comes first", async () => {
-    const f = filter({
-      src: `${cIp}/32`,
-      dst: `${sIp}/32`,
-      dport: 7010,
-      proto: recorder.Protocol.UDP,
-    });
+    const f = clientUdp(7010);
     // Packets: 7 in total over both nodes, however many are sent.
     const byPackets = record(start({ prefix: "bypackets", include: [f], packets: 7 }));
     await byPackets.running;
@@ -482,12 +480,7 @@ describe("recorder", () => {
       recorder.Recorder,
       createGrpcTransport({ baseUrl: `http://${stack.observerAddr}` }),
     );
-    const f = filter({
-      src: `${cIp}/32`,
-      dst: `${sIp}/32`,
-      dport: 7050,
-      proto: recorder.Protocol.UDP,
-    });
+    const f = clientUdp(7050);
     const run = record(start({ prefix: "proxied", include: [f], packets: 3 }), viaObserver);
     await run.running;
     await capturing();
@@ -545,9 +538,7 @@ describe("recorder", () => {
     const run = record(
       start({
         prefix: "colkill",
-        include: [
-          filter({ src: `${cIp}/32`, dst: `${sIp}/32`, dport: 7070, proto: recorder.Protocol.UDP }),
-        ],
+        include: [clientUdp(7070)],
       }),
     );
     await run.running;
@@ -582,9 +573,7 @@ describe("recorder", () => {
     const run = record(
       start({
         prefix: "killed",
-        include: [
-          filter({ src: `${cIp}/32`, dst: `${sIp}/32`, dport: 7040, proto: recorder.Protocol.UDP }),
-        ],
+        include: [clientUdp(7040)],
       }),
     );
     run.done.catch(() => {}); // the call fails when the recorder dies
