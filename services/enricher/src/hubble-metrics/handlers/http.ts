@@ -12,14 +12,25 @@ function reporter(flow: Flow): string {
 
 const seconds = (flow: Flow): number => Number(flow.l7?.latencyNs ?? 0n) / 1e9;
 
-/** A counter of both handlers: `name{...context, ...labels}`. */
+/** Labels after the context ones of a counter {@link recordResponse} adds to. */
+const RESPONSE_LABELS = ["method", "protocol", "status", "reporter"] as const;
+
+/** A counter of both handlers: `name{...ctx, ...labels}`. */
 function httpCounter(
   { registry, limit, journal }: HandlerDeps,
+  ctx: readonly string[],
   name: string,
   help: string,
-  labelNames: string[],
+  labels: readonly string[],
 ): TableCounter {
-  return new TableCounter({ name, help, labelNames, registry, limit, journal });
+  return new TableCounter({
+    name,
+    help,
+    labelNames: [...ctx, ...labels],
+    registry,
+    limit,
+    journal,
+  });
 }
 
 /** `hubble_http_request_duration_seconds{...context,method,reporter}`, as both handlers keep it. */
@@ -64,19 +75,18 @@ function recordResponse(
 export const httpHandler: HandlerFactory = (deps) => {
   const { context } = deps;
   const ctx = contextLabelNames(context);
-  const requests = httpCounter(deps, "hubble_http_requests_total", "Count of HTTP requests", [
-    ...ctx,
+  const requests = httpCounter(deps, ctx, "hubble_http_requests_total", "Count of HTTP requests", [
     "method",
     "protocol",
     "reporter",
   ]);
-  const responses = httpCounter(deps, "hubble_http_responses_total", "Count of HTTP responses", [
-    ...ctx,
-    "method",
-    "protocol",
-    "status",
-    "reporter",
-  ]);
+  const responses = httpCounter(
+    deps,
+    ctx,
+    "hubble_http_responses_total",
+    "Count of HTTP responses",
+    RESPONSE_LABELS,
+  );
   const duration = requestDuration(deps, ctx);
   const values: string[] = [];
   return {
@@ -105,13 +115,13 @@ export const httpHandler: HandlerFactory = (deps) => {
 export const httpV2Handler: HandlerFactory = (deps) => {
   const { context } = deps;
   const ctx = contextLabelNames(context);
-  const requests = httpCounter(deps, "hubble_http_requests_total", "Count of HTTP requests", [
-    ...ctx,
-    "method",
-    "protocol",
-    "status",
-    "reporter",
-  ]);
+  const requests = httpCounter(
+    deps,
+    ctx,
+    "hubble_http_requests_total",
+    "Count of HTTP requests",
+    RESPONSE_LABELS,
+  );
   const duration = requestDuration(deps, ctx);
   const values: string[] = [];
   return {
