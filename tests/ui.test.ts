@@ -73,6 +73,8 @@ const DROP_SRC_PORT = 42201;
 const SHOW_MS = 10_000;
 /** The datagram made after the first window, found again by dragging the scrubber. */
 const SCRUB_PORT = 9997;
+/** The shortest typed window (the dragged one has its length). */
+const SCRUB_SPAN_MS = 10_000;
 /**
  * The burst for the virtualised table: flows frontend -> db:VIRT_PORT published on the
  * bus (1 ms apart, source ports from VIRT_SRC up, oldest first) as a collector would.
@@ -518,7 +520,19 @@ describe.skipIf(SKIP)("ui", () => {
   }, 60_000);
 
   test("ui - from/to inputs and a scrubber drag pick windows: table and map hold exactly GetFlows' flows, the URL carries them, a reload keeps them", async () => {
-    // A datagram at a known time, long after the traffic before the restart.
+    // The window of the traffic made before the restart, in whole seconds as typed; at least
+    // SCRUB_SPAN_MS long, so the same length dragged over the datagram below covers it.
+    const since = Math.floor(before.fromMs / 1000) * 1000;
+    const a: UrlWindow = {
+      since,
+      until: Math.max(Math.ceil(before.toMs / 1000) * 1000, since + SCRUB_SPAN_MS),
+    };
+    // A datagram at a known time after that window.
+    await waitFor(() => Date.now() > a.until + 1000, {
+      timeoutMs: SCRUB_SPAN_MS + 2000,
+      intervalMs: 50,
+      what: "the typed window's end in the past",
+    });
     const bFrom = Date.now();
     await stack.topology.exec("frontend", [
       "bash",
@@ -530,24 +544,17 @@ describe.skipIf(SKIP)("ui", () => {
       async () => (await flows({ whitelist: toScrub, since: timestampFromMs(bFrom) })).length > 0,
       { timeoutMs: SHOW_MS, what: `the datagram to port ${SCRUB_PORT} in the observer` },
     );
-    // The scrubber is dragged to just after it: a window ending in the past, so nothing is
-    // still on its way into it.
-    const target = Math.ceil(Date.now() / 1000) + 1;
+    // The scrubber is dragged to 2 s after it (landing within 2 s of that, so the window
+    // still holds it), ending in the past: nothing is still on its way into that window.
+    const target = Math.ceil(Date.now() / 1000) + 2;
     await waitFor(() => Date.now() > (target + 1) * 1000, {
-      timeoutMs: 5000,
+      timeoutMs: 6000,
       intervalMs: 50,
       what: "the scrub target in the past",
     });
 
     await page().goto(`${base}/`);
     await shows("[data-testid=time-from]", "the from input");
-    // The window of the traffic made before the restart, in whole seconds as typed; at least
-    // 6 s long, so the same length dragged over the datagram covers it.
-    const since = Math.floor(before.fromMs / 1000) * 1000;
-    const a: UrlWindow = {
-      since,
-      until: Math.max(Math.ceil(before.toMs / 1000) * 1000, since + 6000),
-    };
     await typeWindow(page(), a);
     const inA = await showsWindow(a, "the typed window");
     expect(inA.some((f) => dstPort(f) === HTTP_PORT)).toBe(true);
