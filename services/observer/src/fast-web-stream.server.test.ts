@@ -55,8 +55,11 @@ let published = 0;
 const dir = mkdtempSync(join(tmpdir(), "fast-web-stream-"));
 const curls: ReturnType<typeof Bun.spawn>[] = [];
 
-/** Publishes `n` flows, flow i at BASE_MS + i with a source address from i. */
-async function publish(n: number, per = 500): Promise<void> {
+/**
+ * Publishes `n` flows, flow i at BASE_MS + i with a source address from i; with `pad`, a
+ * source pod name that long (bigger flows).
+ */
+async function publish(n: number, per = 500, pad = 0): Promise<void> {
   for (let i = 0; i < n; i += per) {
     const count = Math.min(per, n - i);
     const batch = create(FlowBatchSchema, {
@@ -66,6 +69,7 @@ async function publish(n: number, per = 500): Promise<void> {
           timeMs: BASE_MS + at,
           node: "web-node",
           src: `10.91.${(at >> 8) & 255}.${at & 255}`,
+          ...(pad > 0 ? { srcPod: "p".repeat(pad) } : {}),
         });
       }),
     });
@@ -507,17 +511,22 @@ describe("Connect and gRPC-Web GetFlows from the stream writer", () => {
     try {
       await waitFor(async () => (await activeStreams()) === 1, { what: "the curl stream" });
       proc.kill("SIGSTOP");
-      // Far more than the ring, the stream's queue and the sockets' buffers hold together.
-      const n = 80_000;
-      await publish(n, 1000);
+      // Far more than the ring, the stream's queue and the sockets' buffers (at most 4 MiB
+      // sent and 32 MiB received here) hold together: ~700-byte flows, 60,000 of them.
+      const n = 60_000;
+      await publish(n, 500, 600);
       proc.kill("SIGCONT");
       let flows = 0;
       const lost: Record<string, number> = {};
+      let size = -1;
       await waitFor(
         () => {
+          const body = readFileSync(out);
+          if (body.length === size) return false; // nothing new to count
+          size = body.length;
           flows = 0;
           for (const k of Object.keys(lost)) delete lost[k];
-          for (const m of envelopes(readFileSync(out))) {
+          for (const m of envelopes(body)) {
             if (m.data[0] === 0x0a) flows++;
             else {
               const r = fromBinary(GetFlowsResponseSchema, m.data);
