@@ -107,6 +107,15 @@ function clientUdp(dport: number, sport?: number) {
   });
 }
 
+/** tshark's `-T fields` rows of the pcap at `path` (`fields` tab-separated), after display filter `filter`. */
+async function tsharkRows(path: string, fields: string[], filter?: string): Promise<string[]> {
+  const out = await runOk([
+    ...["tshark", "-r", path, ...(filter === undefined ? [] : ["-Y", filter])],
+    ...["-T", "fields", ...fields.flatMap((f) => ["-e", f])],
+  ]);
+  return out.trim().split("\n");
+}
+
 interface Run {
   /** Resolves with the first running response (capture is on everywhere). */
   readonly running: Promise<void>;
@@ -275,20 +284,7 @@ describe("recorder", () => {
       expect(Number(f.stats?.packetsCaptured)).toBe(20);
       expect(Number(f.stats?.packetsLost)).toBe(0);
       // tshark reads it: same count, lengths and ports.
-      const out = await runOk([
-        "tshark",
-        "-r",
-        f.path,
-        "-T",
-        "fields",
-        "-e",
-        "frame.len",
-        "-e",
-        "udp.srcport",
-        "-e",
-        "udp.dstport",
-      ]);
-      const rows = out.trim().split("\n");
+      const rows = await tsharkRows(f.path, ["frame.len", "udp.srcport", "udp.dstport"]);
       expect(rows).toEqual(sent.map((p) => `${42 + p.length}\t40001\t7001`));
     }
     // Capture is off again: only the trace program's filter is left.
@@ -368,20 +364,9 @@ describe("recorder", () => {
         expect(r.inclLen).toBe(64);
         expect(r.origLen).toBe(42 + 200);
       }
-      const out = await runOk([
-        "tshark",
-        "-r",
-        f.path,
-        "-Y",
-        "udp",
-        "-T",
-        "fields",
-        "-e",
-        "frame.cap_len",
-        "-e",
-        "frame.len",
-      ]);
-      expect(out.trim().split("\n")).toEqual(Array(20).fill("64\t242"));
+      expect(await tsharkRows(f.path, ["frame.cap_len", "frame.len"], "udp")).toEqual(
+        Array(20).fill("64\t242"),
+      );
     }
   }, 60_000);
 
@@ -409,18 +394,9 @@ describe("recorder", () => {
       const recs = readPcap(f.path);
       expect(recs.map((r) => [r.data[12], r.data[13]])).toEqual(Array(6).fill([0x86, 0xdd]));
       expect(recs.map((r) => new TextDecoder().decode(udpPayload(r.data)))).toEqual(sent);
-      const out = await runOk([
-        "tshark",
-        "-r",
-        f.path,
-        "-T",
-        "fields",
-        "-e",
-        "ipv6.src",
-        "-e",
-        "udp.dstport",
-      ]);
-      expect(out.trim().split("\n")).toEqual(Array(6).fill(`${cIp6}\t7030`));
+      expect(await tsharkRows(f.path, ["ipv6.src", "udp.dstport"])).toEqual(
+        Array(6).fill(`${cIp6}\t7030`),
+      );
     }
   }, 60_000);
 
@@ -611,16 +587,9 @@ describe("recorder", () => {
       await stack.metric(`collector-${NODE_A}`, "periscope_collector_capture_recordings"),
     ).toBe(0);
     for (const f of glob.scanSync(stack.recordingsDir)) {
-      const out = await runOk([
-        "tshark",
-        "-r",
-        `${stack.recordingsDir}/${f}`,
-        "-T",
-        "fields",
-        "-e",
-        "udp.dstport",
-      ]);
-      expect(out.trim().split("\n")).toEqual(Array(10).fill("7040"));
+      expect(await tsharkRows(`${stack.recordingsDir}/${f}`, ["udp.dstport"])).toEqual(
+        Array(10).fill("7040"),
+      );
     }
     stack.restart("recorder");
     await waitFor(
