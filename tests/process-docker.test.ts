@@ -486,7 +486,9 @@ describe.skipIf(SKIP)("processes in Docker containers", () => {
         "--name",
         name,
         "--network",
-        "none",
+        net,
+        "--ip",
+        `10.213.${subnetOctet}.30`,
         "--label",
         `${OWNER_LABEL}=${process.pid}`,
         "--label",
@@ -496,6 +498,30 @@ describe.skipIf(SKIP)("processes in Docker containers", () => {
         "60",
       ]);
       await docker(["start", name]);
+      // Reconnected with another address while running: the new address names it in flows
+      // (the cache reads the container again on network events; no lifecycle event).
+      const lifeIp = `10.213.${subnetOctet}.31`;
+      await docker(["network", "disconnect", net, name]);
+      await docker(["network", "connect", "--ip", lifeIp, net, name]);
+      await waitFor(
+        async () => {
+          await exec([
+            DOCKER,
+            "exec",
+            name,
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "2",
+            `http://${serverIp}:${HTTP_PORT}/hostname`,
+          ]);
+          const fs = await celFlows(`_flow.IP.source == "${lifeIp}"`);
+          return fs.some((f) => f.source?.podName === name && processOf(f)?.container?.id === id);
+        },
+        { timeoutMs: 30_000, what: "a flow from the connected address named after the container" },
+      );
       await docker(["stop", "-t", "0", name]);
       await docker(["rm", name]);
       const want = ["created", "running", "exited", "destroyed"];

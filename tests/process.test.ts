@@ -506,13 +506,19 @@ describe.skipIf(!dockerReady)("container cache with the Docker engine", () => {
     cache.subscribe((e) => {
       if (e.container.name === name) seen.push(e.state);
     });
-    const run = (args: string[]) => {
-      const r = Bun.spawnSync(["docker", ...args], { stdout: "pipe", stderr: "pipe" });
-      if (r.exitCode !== 0) throw new Error(`docker ${args.join(" ")}: ${r.stderr.toString()}`);
-      return r.stdout.toString().trim();
+    // Asynchronous: the cache reads the engine's events while the commands run.
+    const run = async (args: string[]) => {
+      const p = Bun.spawn(["docker", ...args], { stdout: "pipe", stderr: "pipe" });
+      const [out, err, code] = await Promise.all([
+        new Response(p.stdout).text(),
+        new Response(p.stderr).text(),
+        p.exited,
+      ]);
+      if (code !== 0) throw new Error(`docker ${args.join(" ")}: ${err}`);
+      return out.trim();
     };
     try {
-      const id = run([
+      const id = await run([
         "create",
         "--name",
         name,
@@ -524,11 +530,11 @@ describe.skipIf(!dockerReady)("container cache with the Docker engine", () => {
         "sleep",
         "60",
       ]);
-      run(["start", name]);
-      run(["pause", name]);
-      run(["unpause", name]);
-      run(["stop", "-t", "0", name]);
-      run(["rm", name]);
+      await run(["start", name]);
+      await run(["pause", name]);
+      await run(["unpause", name]);
+      await run(["stop", "-t", "0", name]);
+      await run(["rm", name]);
       await waitFor(() => seen.includes("destroyed"), { timeoutMs: 20_000, what: "destroy event" });
       expect(seen).toEqual(["created", "running", "paused", "running", "exited", "destroyed"]);
       const info = cache.byContainerId(id);

@@ -81,6 +81,17 @@ export function parseCgroupPath(
   return undefined;
 }
 
+/** The engine answered a request with an HTTP error. */
+class EngineHttpError extends Error {
+  override name = "EngineHttpError";
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+  }
+}
+
 /** Docker's event actions → container states. */
 const STATE_OF_ACTION: Record<string, Exclude<ContainerState, "">> = {
   create: "created",
@@ -215,11 +226,12 @@ export class ContainerCache {
 
   private async api(path: string, signal?: AbortSignal): Promise<unknown> {
     const res = await fetch(`http://docker${path}`, { unix: this.socket, signal } as RequestInit);
-    if (!res.ok) throw new Error(`docker ${path}: HTTP ${res.status}`);
+    if (!res.ok) throw new EngineHttpError(`docker ${path}: HTTP ${res.status}`, res.status);
     return res.json();
   }
 
-  private async inspect(id: string): Promise<ContainerInfo | undefined> {
+  /** Inspects container `id`; `goneOk`: a container removed meanwhile (404) is no error. */
+  private async inspect(id: string, goneOk = false): Promise<ContainerInfo | undefined> {
     if (this.pending.has(id)) return this.byId.get(id);
     this.pending.add(id);
     try {
@@ -252,12 +264,16 @@ export class ContainerCache {
         if (n.IPAddress) ips.push(n.IPAddress);
         if (n.GlobalIPv6Address) ips.push(n.GlobalIPv6Address);
       }
-      if (ips.length > 0) info.ips = ips;
+      // Addresses of networks it left no longer name it.
+      for (const ip of info.ips ?? []) {
+        if (!ips.includes(ip) && this.byIp.get(ip) === info) this.byIp.delete(ip);
+      }
+      info.ips = ips;
       for (const ip of ips) this.byIp.set(ip, info);
       this.byId.set(c.Id, info);
       return info;
-    } catch {
-      this.apiErrors++;
+    } catch (err) {
+      if (!(goneOk && err instanceof EngineHttpError && err.status === 404)) this.apiErrors++;
       return undefined;
     } finally {
       this.pending.delete(id);
@@ -265,7 +281,8 @@ export class ContainerCache {
   }
 
   private async follow(since: number, signal: AbortSignal): Promise<void> {
-    const filters = encodeURIComponent(JSON.stringify({ type: ["container"] }));
+    // Network connect/disconnect change a container's addresses (no change of state).
+    const filters = encodeURIComponent(JSON.stringify({ type: ["container", "network"] }));
     while (!signal.aborted) {
       try {
         const res = await fetch(`http://docker/events?since=${since}&filters=${filters}`, {
@@ -299,7 +316,8 @@ export class ContainerCache {
       id?: string;
       time?: number;
       timeNano?: number;
-      Actor?: { ID?: string };
+      Type?: string;
+      Actor?: { ID?: string; Attributes?: Record<string, string> };
     };
     try {
       ev = JSON.parse(line);
@@ -308,6 +326,13 @@ export class ContainerCache {
       return since;
     }
     const action = (ev.Action ?? "").split(":")[0] ?? "";
+    if (ev.Type === "network") {
+      const ct = ev.Actor?.Attributes?.container ?? "";
+      if ((action === "connect" || action === "disconnect") && this.byId.has(ct)) {
+        await this.inspect(ct, true);
+      }
+      return ev.time ?? since;
+    }
     const state = STATE_OF_ACTION[action];
     const id = ev.Actor?.ID ?? ev.id ?? "";
     const next = ev.time ?? since;
