@@ -34,8 +34,9 @@
  *   on, full), in the kernel (bench/flow-kernel.ts).
  * - discovery-*: attach latency and idle CPU with 200 watched namespaces, rtnetlink
  *   notifications vs `ip monitor` children vs polling (bench/discovery.ts).
- * - ui-*: the web UI in headless Chromium following 5,000 flows/s: frame time, long tasks,
- *   event-loop lag p50/p99 in the page (bench/ui.ts).
+ * - ui-*: the web UI in headless Chromium following 5,000 flows/s for 20 s: frame time, long
+ *   tasks, event-loop lag p50/p99 in the page, flows/s shown vs sent, lost events shown by
+ *   where vs the observer's count (bench/ui.ts).
  *
  * Every program, child process and the nats-server it starts is ended before it exits,
  * also on failure and on SIGINT/SIGTERM.
