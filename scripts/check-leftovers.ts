@@ -19,6 +19,8 @@ const OUR_PROGRAMS = new Set([
   "proc_exit",
   "sock_tcp_ops",
   "sock_udp_create",
+  "sock_udp_release",
+  "sock_udp_releas",
   "sock_udp_egress",
   "sock_udp_ingress",
   "sock_udp_ingres",
