@@ -329,7 +329,7 @@ describe("observer streams", () => {
     });
   }, 30_000);
 
-  test("stream - the gRPC stream writer sends byte for byte what the Connect handler sends", async () => {
+  test("stream - gRPC and gRPC-Web answers carry byte for byte the same messages (both compared with the Connect handler in fast-web-stream.server.test.ts)", async () => {
     await publishFlows("bytes-node", 300, 100, 78);
     const requests = [
       create(GetFlowsRequestSchema, { number: 300n }),

@@ -136,7 +136,6 @@ async function showsWindow(w: UrlWindow, what: string): Promise<Flow[]> {
     },
     { timeoutMs: SHOW_MS, intervalMs: 50, what: `${what} in the URL` },
   );
-  const want = await windowFlows(w);
   await waitFor(
     async () =>
       /window: \d+ flows/.test(
@@ -144,7 +143,24 @@ async function showsWindow(w: UrlWindow, what: string): Promise<Flow[]> {
       ),
     { timeoutMs: SHOW_MS, intervalMs: 100, what: `${what} loaded` },
   );
-  await holdsRows(want.length, `${want.length} rows for ${what}`);
+  // A flow of the window may still reach the observer (pipeline latency under load) after
+  // one answer and before the page's request: the two must agree once both have it.
+  let want: Flow[] = [];
+  let seen = -1;
+  try {
+    await waitFor(
+      async () => {
+        want = await windowFlows(w);
+        seen = await tableRows(page());
+        return seen === want.length;
+      },
+      { timeoutMs: SHOW_MS, intervalMs: 250, what: `the rows of ${what}` },
+    );
+  } catch (err) {
+    throw new Error(`${what}: the table held ${seen} rows, GetFlows answered ${want.length}`, {
+      cause: err,
+    });
+  }
   const edges = edgesOf(want);
   await waitFor(async () => (await mapEdgeIds(page())).join(" ") === edges.join(" "), {
     timeoutMs: SHOW_MS,
