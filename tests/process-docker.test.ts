@@ -20,6 +20,12 @@ import { processCondition } from "@periscope/flow";
 import { type Flow, FlowFilterSchema, Observer, processV1, telemetryV1 } from "@periscope/proto";
 import { DOCKER, type Engine, ensureEngine, exec, execOk } from "./docker/engine.ts";
 import { ROOT, type Stack, startStack, testPrefix } from "./harness.ts";
+import {
+  type OpenSubscription,
+  openSubscription,
+  type SubscriptionInit,
+  waitSubscriptions,
+} from "./telemetry-subscription.ts";
 
 const SKIP = process.env.PERISCOPE_TEST_IN_MINIMAL_ROOT === "1";
 if (SKIP) {
@@ -28,7 +34,7 @@ if (SKIP) {
   );
 }
 
-const { EventKind, SubscriptionSchema } = telemetryV1;
+const { EventKind } = telemetryV1;
 type TelemetryEvent = telemetryV1.TelemetryEvent;
 
 const NODE = "dock-1";
@@ -148,37 +154,20 @@ async function runContainer(
   ]);
 }
 
-/** Opens a subscription and reads it in the background until `stop()`. */
-function open(sub: Parameters<typeof create<typeof SubscriptionSchema>>[1]) {
-  const ctl = new AbortController();
-  const events: TelemetryEvent[] = [];
-  const done = (async () => {
-    try {
-      for await (const ev of telemetry.subscribe(create(SubscriptionSchema, sub), {
-        signal: ctl.signal,
-      })) {
-        events.push(ev);
-      }
-    } catch (err) {
-      if (!ctl.signal.aborted) throw err;
-    }
-  })();
+/** Opens a subscription read in the background; `stop()` throws what ended it early. */
+function open(sub: SubscriptionInit): OpenSubscription {
+  const s = openSubscription(telemetry, sub);
   return {
-    events,
+    ...s,
     async stop() {
-      ctl.abort();
-      await done;
+      await s.stop();
+      if (s.error() !== undefined) throw s.error();
     },
   };
 }
 
 /** Waits until the observer counts `n` open subscriptions. */
-async function subscriptions(n: number): Promise<void> {
-  await waitFor(
-    async () => (await st().metric("observer", "periscope_observer_telemetry_subscriptions")) === n,
-    { timeoutMs: 10_000, what: `${n} open subscriptions` },
-  );
-}
+const subscriptions = (n: number): Promise<void> => waitSubscriptions(st(), n);
 
 /** The Process a flow carries, undefined without one. */
 function processOf(f: Flow): processV1.Process | undefined {

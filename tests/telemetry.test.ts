@@ -15,6 +15,12 @@ import { cgroupV2Root } from "@periscope/bpf";
 import { waitFor } from "@periscope/devstack";
 import { telemetryV1 } from "@periscope/proto";
 import { ROOT, type Stack, startStack, testPrefix } from "./harness.ts";
+import {
+  type OpenSubscription,
+  openSubscription,
+  type SubscriptionInit,
+  waitSubscriptions,
+} from "./telemetry-subscription.ts";
 
 const { EventKind, LostReason, SubscriptionSchema } = telemetryV1;
 type TelemetryEvent = telemetryV1.TelemetryEvent;
@@ -45,42 +51,10 @@ async function run(bin: string, arg: string): Promise<number> {
 }
 
 /** Opens a subscription and reads it in the background until it ends or `stop()`. */
-function open(sub: Parameters<typeof create<typeof SubscriptionSchema>>[1]) {
-  const ctl = new AbortController();
-  const events: TelemetryEvent[] = [];
-  let ended = false;
-  let error: unknown;
-  const done = (async () => {
-    try {
-      for await (const ev of client.subscribe(create(SubscriptionSchema, sub), {
-        signal: ctl.signal,
-      })) {
-        events.push(ev);
-      }
-    } catch (err) {
-      if (!ctl.signal.aborted) error = err;
-    } finally {
-      ended = true;
-    }
-  })();
-  return {
-    events,
-    ended: () => ended,
-    error: () => error,
-    async stop() {
-      ctl.abort();
-      await done;
-    },
-  };
-}
+const open = (sub: SubscriptionInit): OpenSubscription => openSubscription(client, sub);
 
 /** Waits until the observer counts `n` open subscriptions. */
-async function subscriptions(n: number): Promise<void> {
-  await waitFor(
-    async () => (await st().metric("observer", "periscope_observer_telemetry_subscriptions")) === n,
-    { timeoutMs: 10_000, what: `${n} open subscriptions` },
-  );
-}
+const subscriptions = (n: number): Promise<void> => waitSubscriptions(st(), n);
 
 const lostCount = (evs: TelemetryEvent[], reason: telemetryV1.LostReason): number =>
   evs.reduce(
