@@ -111,6 +111,9 @@ async function runStream(signal: AbortSignal): Promise<void> {
       let sliceStart = performance.now();
       let n = 0;
       for await (const res of client.getFlows(req, { signal })) {
+        // A response already buffered when a newer query aborted this stream belongs to the
+        // old query: it must not reach the store the new one starts from.
+        if (signal.aborted) return;
         const r = res.responseTypes;
         if (r.case === "flow") store.onFlow(r.value);
         else if (r.case === "lostEvents") store.onLost(r.value);
@@ -119,6 +122,7 @@ async function runStream(signal: AbortSignal): Promise<void> {
           sliceStart = performance.now();
         }
       }
+      if (signal.aborted) return;
       if (history) {
         streamState = `window: ${store.received} flows`;
         return;
