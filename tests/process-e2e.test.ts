@@ -23,6 +23,8 @@ const HTTP_PORT = 8080;
 const UDP_PORT = 9090;
 const OLD_PORT = 7000;
 const FWD_PORT = 7777;
+/** Nothing listens here: the kernel drops the SYN (no socket). */
+const CLOSED_PORT = 7771;
 const NOBODY = 65534;
 const CONTAINER_ID = "5e2e".repeat(16);
 
@@ -291,7 +293,7 @@ describe.skipIf(OWN_PID_NS)("processes on flows through the running pipeline", (
             fs.filter(
               (f) =>
                 f.l4?.protocol.case === "TCP" &&
-                // Trace and L7 flows; kernel drop records are not joined to sockets.
+                // Trace and L7 flows (kernel drops have a test of their own below).
                 f.verdict === Verdict.FORWARDED &&
                 (ports(f).dport === HTTP_PORT || ports(f).sport === HTTP_PORT),
             ),
@@ -334,6 +336,45 @@ describe.skipIf(OWN_PID_NS)("processes on flows through the running pipeline", (
       expect(p.socketSource).toBe("accept");
       expect(p.container?.id).toBe(CONTAINER_ID);
       expect(p.container?.runtime).toBe("docker");
+    }
+  }, 40_000);
+
+  test("a SYN the kernel drops at a closed port carries the process that connected", async () => {
+    const curl = spawnIn(
+      cliCg.dir,
+      ns.cli,
+      [
+        "setpriv",
+        `--reuid=${NOBODY}`,
+        `--regid=${NOBODY}`,
+        "--clear-groups",
+        "curl",
+        "-s",
+        "-m",
+        "3",
+        `http://${srvIp}:${CLOSED_PORT}/`,
+      ],
+      "ignore",
+    );
+    expect(await curl.exited).not.toBe(0); // refused
+    let drops: Flow[] = [];
+    await waitFor(
+      async () => {
+        drops = (await flows([{ destinationPort: [String(CLOSED_PORT)] }])).filter(
+          (f) => f.verdict === Verdict.DROPPED && f.IP?.source === cliIp,
+        );
+        return drops.length > 0;
+      },
+      { timeoutMs: 20_000, what: `the SYN to port ${CLOSED_PORT} dropped` },
+    );
+    for (const f of drops) {
+      expect(f.dropReasonDesc).not.toBe(0);
+      const p = processOf(f);
+      expect(p.tgid).toBe(curl.pid);
+      expect(p.binary).toBe("/usr/bin/curl");
+      expect(p.uid).toBe(NOBODY);
+      expect(p.cgroupId).toBe(cliCg.id);
+      expect(p.socketSource).toBe("connect");
     }
   }, 40_000);
 
@@ -406,9 +447,12 @@ describe.skipIf(OWN_PID_NS)("processes on flows through the running pipeline", (
       return out;
     };
     expect(uuids(await byFlags([["pid", String(curlPid)]]))).toEqual(uuids(curlFlows));
-    expect(uuids(await byFlags([["binary", "/usr/bin/curl"]]))).toEqual(uuids(curlFlows));
-    expect(uuids(await byFlags([["binary", "curl"]]))).toEqual(uuids(curlFlows));
-    expect(uuids(await byFlags([["uid", String(NOBODY)]]))).toEqual(uuids(curlFlows));
+    // Every curl here ran as nobody: this one and the one refused at the closed port.
+    const anyCurl = all.filter((f) => flowProcess(f)?.binary === "/usr/bin/curl");
+    expect(anyCurl.length).toBeGreaterThan(curlFlows.length);
+    expect(uuids(await byFlags([["binary", "/usr/bin/curl"]]))).toEqual(uuids(anyCurl));
+    expect(uuids(await byFlags([["binary", "curl"]]))).toEqual(uuids(anyCurl));
+    expect(uuids(await byFlags([["uid", String(NOBODY)]]))).toEqual(uuids(anyCurl));
     // The server's flows (and the UDP test's): uid 0, never curl's.
     const rootFlows = all.filter((f) => flowProcess(f)?.uid === 0);
     expect(rootFlows.length).toBeGreaterThanOrEqual(6);

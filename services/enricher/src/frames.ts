@@ -320,7 +320,9 @@ export function decodeRecordFlow(
   if (decode === undefined) return undefined;
   const f = decode(bytes, scope.ctx, deps, scope.nowMs, l7Out);
   if (type !== RECORD_TYPE_TRACE) deps.l7?.fillNames(f, scope.nowMs);
-  else if (deps.processes !== undefined) {
+  // Trace, drop and policy verdict records all carry the netns cookie where the join reads
+  // it: a dropped packet carries the process whose socket sent it (or was to receive it).
+  if (deps.processes !== undefined) {
     attachProcess(deps.processes, f, bytes);
     for (const l7 of l7Out) attachProcess(deps.processes, l7, bytes);
   }

@@ -3,13 +3,16 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { AnySchema } from "@bufbuild/protobuf/wkt";
 import { processV1 } from "@periscope/proto";
 import {
+  DROP_LAYOUT,
   decodeProcRecord,
   encodeProcRecord,
+  POLICY_VERDICT_LAYOUT,
+  TRACE_LAYOUT,
   encodeSockOwnerRecord,
   PROC_EVENT,
   SOCK_SOURCE,
 } from "@periscope/wire";
-import { FlowProcesses } from "./flow-join.ts";
+import { FlowProcesses, TRACE_NETNS_COOKIE } from "./flow-join.ts";
 import { ProcessCache } from "./process-cache.ts";
 
 const NETNS = 77n;
@@ -144,4 +147,10 @@ describe("flow join outcomes", () => {
     join.noteOwner(owner(3, 50003), 5000);
     expect(join.anyBytes(NETNS, 6, CLIENT, 50003, SERVER, 443)).toBeDefined();
   });
+});
+
+test("flow-join - trace, drop and policy verdict records carry the netns cookie where the join reads it", () => {
+  for (const layout of [TRACE_LAYOUT, DROP_LAYOUT, POLICY_VERDICT_LAYOUT]) {
+    expect(layout.fields.netns_cookie).toEqual({ offset: TRACE_NETNS_COOKIE, size: 8 });
+  }
 });

@@ -376,12 +376,16 @@ function tupleKey(proto: number, a: string, ap: number, b: string, bp: number): 
   return `${proto}|${a}|${ap}|${b}|${bp}`;
 }
 
-/** Byte offset of netns_cookie in a trace record (TRACE_LAYOUT). */
-const TRACE_NETNS_COOKIE = 40;
+/**
+ * Byte offset of netns_cookie in trace, drop and policy verdict records (TRACE_LAYOUT,
+ * DROP_LAYOUT, POLICY_VERDICT_LAYOUT all put it here; flow-join.test.ts holds them to it).
+ */
+export const TRACE_NETNS_COOKIE = 40;
 
 /**
  * Sets `flow.extensions` to the Process of its socket when one is known (TCP and UDP flows
- * with addresses); `record` is the trace record the flow came from (for its netns cookie).
+ * with addresses); `record` is the trace, drop or policy verdict record the flow came from
+ * (for its netns cookie).
  */
 export function attachProcess(join: FlowProcesses, flow: Flow, record: Uint8Array): void {
   const ip = flow.IP;
