@@ -296,6 +296,7 @@ describe.skipIf(SKIP)("processes in Docker containers", () => {
     });
     let flows: Flow[] = [];
     let curlTgid = -1;
+    let curlNsPid = -1;
     try {
       await subscriptions(1);
       // The client container's running event reached the observer (name and image known).
@@ -332,6 +333,10 @@ describe.skipIf(SKIP)("processes in Docker containers", () => {
       if (exec_?.event.case !== "exec") throw new Error("no exec of curl");
       const curl = exec_.event.value.process;
       curlTgid = curl?.tgid ?? -1;
+      curlNsPid = curl?.nsPid ?? -1;
+      // docker exec'd into the container's pid namespace: its own small pid there.
+      expect(curlNsPid).toBeGreaterThan(1);
+      expect(curlNsPid).not.toBe(curlTgid);
       expect(curl?.binary).toBe("/usr/bin/curl");
       expect(curl?.uid).toBe(CLIENT_UID);
       expect(curl?.container?.id).toBe(ids.client);
@@ -367,6 +372,7 @@ describe.skipIf(SKIP)("processes in Docker containers", () => {
     if (out === undefined) throw new Error("no client flow");
     const cp = processOf(out);
     expect(cp?.binary).toBe("/usr/bin/curl");
+    expect(cp?.nsPid).toBe(curlNsPid);
     expect(cp?.args.some((a) => a.includes(token))).toBe(true);
     expect(cp?.uid).toBe(CLIENT_UID);
     expect(cp?.socketSource).toBe("connect");
@@ -385,6 +391,8 @@ describe.skipIf(SKIP)("processes in Docker containers", () => {
     if (back === undefined) throw new Error("no server flow");
     const sp = processOf(back);
     expect(sp?.binary).toBe("/usr/bin/busybox");
+    expect(sp?.nsPid).toBe(1); // the container's first process
+    expect(sp?.tgid).toBeGreaterThan(1);
     expect(sp?.args).toEqual(["busybox", "httpd", "-f", "-p", String(HTTP_PORT), "-h", "/etc"]);
     expect(sp?.uid).toBe(0);
     expect(sp?.socketSource).toBe("accept");

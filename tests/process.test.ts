@@ -83,6 +83,67 @@ describe.skipIf(!isRoot || mount === undefined)("process cache from /proc", () =
     await sleeper.exited;
   }, 30_000);
 
+  test("a process in a pid namespace of its own: nsPid is its pid there, tgid the host's", async () => {
+    // unshare forks the sleep as pid 1 of a new pid namespace.
+    const u = Bun.spawn(["unshare", "--pid", "--fork", "--kill-child", "sleep", "29.4", "0.6"]);
+    spawned.push(u);
+    let child = 0;
+    await waitFor(
+      () => {
+        const kids = readFileSync(`/proc/${u.pid}/task/${u.pid}/children`, "utf8").trim();
+        child = Number(kids.split(" ")[0] ?? 0);
+        return child > 0 && readProc(child)?.comm === "sleep";
+      },
+      { timeoutMs: 5000, what: "sleep started in its own pid namespace" },
+    );
+    expect(readProc(child)?.nsTgid).toBe(1);
+    expect(readProc(process.pid)?.nsTgid).toBe(process.pid);
+    const cache = new ProcessCache();
+    const e = cache.lookup(child);
+    expect(e?.tgid).toBe(child);
+    expect(e?.nsPid).toBe(1);
+    u.kill("SIGKILL");
+    await u.exited;
+  }, 30_000);
+
+  test("a cgroup made after the resolver's last scan: the exec's path comes from /proc, a gone process's later", async () => {
+    const cgroups = new CgroupPaths(mount, 60_000); // no rescan within the test
+    cgroups.scan();
+    const late = makeCgroup("late");
+    const sleeper = Bun.spawn([
+      "/bin/sh",
+      "-c",
+      `echo $$ > ${late.dir}/cgroup.procs && exec sleep 29.3 0.7`,
+    ]);
+    spawned.push(sleeper);
+    await waitFor(() => readProc(sleeper.pid)?.comm === "sleep", {
+      timeoutMs: 5000,
+      what: "sleep exec'd in the new cgroup",
+    });
+    expect(cgroups.pathOf(late.id)).toBe(""); // the resolver alone does not know it yet
+    const cache = new ProcessCache({ cgroups, readOnMiss: false });
+    const exec = (tgid: number, cgroupId: bigint) =>
+      cache.apply(
+        rec({ event: PROC_EVENT.EXEC, tgid, startNs: 1_000n, cgroupId, binary: "/bin/sleep" }),
+      );
+    exec(sleeper.pid, late.id);
+    expect(cache.lookup(sleeper.pid)?.cgroupPath).toBe(late.path);
+    expect(cgroups.pathOf(late.id)).toBe(late.path); // and the resolver learned it
+    // A process already gone has no /proc entry: no path until the cgroup is scanned.
+    const later = makeCgroup("later");
+    const gone = 0x3ffff0;
+    exec(gone, later.id);
+    const e = cache.lookup(gone);
+    expect(e?.cgroupPath).toBe("");
+    cache.fillPath(e as NonNullable<typeof e>);
+    expect(e?.cgroupPath).toBe("");
+    cgroups.scan();
+    cache.fillPath(e as NonNullable<typeof e>);
+    expect(e?.cgroupPath).toBe(later.path);
+    sleeper.kill("SIGKILL");
+    await sleeper.exited;
+  }, 30_000);
+
   test("a miss reads /proc once, then hits", () => {
     const cache = new ProcessCache();
     const e = cache.lookup(process.pid);
@@ -147,6 +208,7 @@ describe("process cache from lifecycle records", () => {
         uid: 33,
         comm: "nc",
         binary: "/bin/nc",
+        nsTgid: 12,
       }),
     );
     const old = cache.lookup(pid, 5_000_000_000n);
@@ -156,6 +218,8 @@ describe("process cache from lifecycle records", () => {
     expect(old?.exitStatus).toBe(7 << 8);
     expect(cur?.binary).toBe("/bin/nc");
     expect(cur?.uid).toBe(33);
+    expect(cur?.nsPid).toBe(12); // the exec record's pid in its own namespace
+    expect(old?.nsPid).toBe(pid); // none given: a host process, the same number
     expect(cur?.exitedAt).toBeUndefined();
     expect(cache.lookup(pid)).toBe(cur);
     expect(cache.size).toBe(2);
@@ -401,6 +465,7 @@ describe("flows carry the process", () => {
     expect(p.comm).toBe(readProc(process.pid)?.comm ?? "");
     expect(p.binary).toBe(process.execPath);
     expect(p.socketSource).toBe("accept");
+    expect(p.nsPid).toBe(process.pid); // this process' own pid namespace is the reader's
     // Flows of other tuples carry nothing.
     const others = ref.batch.responses.filter(
       (r) => r.responseTypes.case === "flow" && r.responseTypes.value.extensions === undefined,

@@ -152,6 +152,7 @@ describe("telemetry subscriptions", () => {
           expect(p?.args).toEqual([bin, `arg-${i}`]);
           expect(p?.uid).toBe(0);
           expect(p?.startTimeNs).toBeGreaterThan(0n);
+          expect(p?.nsPid).toBe(pid); // a host process: the same number in its namespace
           expect(ex.nodeName).toBe(NODE);
           expect(Math.abs(Number(ex.time?.seconds) * 1000 - Date.now())).toBeLessThan(60_000);
           const exit = exits.find(

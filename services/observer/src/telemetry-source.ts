@@ -189,6 +189,7 @@ export function startTelemetrySources(o: TelemetrySourceOptions): TelemetrySourc
       egid: rec.egid,
       cgroupId: rec.cgroupId,
       startTimeNs: rec.startNs,
+      nsPid: rec.nsTgid,
       container: containerOf(rec.cgroupId),
     });
     const timeMs = Number((rec.tsBootNs + bootToRealtimeNs) / 1_000_000n);

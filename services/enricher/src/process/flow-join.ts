@@ -225,7 +225,10 @@ export class FlowProcesses {
       owner.missMs = p === undefined ? Date.now() : 0;
     }
     if (p === undefined) this.stats.processUnknown++;
-    else this.stats.flowsWithProcess++;
+    else {
+      this.stats.flowsWithProcess++;
+      this.processes.fillPath(p);
+    }
     const container =
       p !== undefined && p.cgroupPath !== "" ? this.containers?.lookup(p.cgroupPath) : undefined;
     const name = container?.name ?? "";
@@ -282,6 +285,7 @@ export class FlowProcesses {
       cgroupPath: p?.cgroupPath ?? "",
       startTimeNs: rec.startNs !== 0n ? rec.startNs : (p?.startNs ?? 0n),
       socketSource: SOURCE_NAMES[rec.source] ?? "",
+      nsPid: p?.nsPid ?? 0,
       ...(c !== undefined
         ? {
             container: create(processV1.ContainerSchema, {

@@ -104,3 +104,20 @@ export function startProcessMetrics(metrics: Metrics, src: ProcessMetricSources)
     sync();
   };
 }
+
+/** What a container event publisher counts (see ContainerEventStats). */
+export type ContainerEventKind = "published" | "announced" | "skipped";
+
+/**
+ * Registers `container_events_total{kind=published|announced|skipped}` (every kind from
+ * the start) and returns the function that counts one event of a kind.
+ */
+export function containerEventCounter(metrics: Metrics): (kind: ContainerEventKind) => void {
+  const events = metrics.counter(
+    "container_events_total",
+    "Container lifecycle events by kind (published: a change sent; announced: a container's state sent when this replica became the publisher; skipped: a change seen while another replica published)",
+    ["kind"],
+  );
+  for (const kind of ["published", "announced", "skipped"]) events.inc({ kind }, 0);
+  return (kind) => events.inc({ kind });
+}

@@ -1,6 +1,13 @@
 import { PROC_EVENT, type ProcRecord } from "@periscope/wire";
 import type { CgroupPaths } from "./cgroups.ts";
-import { listPids, NS_PER_TICK, type ProcSnapshot, readProc } from "./procfs.ts";
+import {
+  cgroupV2Path,
+  listPids,
+  NS_PER_TICK,
+  type ProcSnapshot,
+  readProc,
+  readText,
+} from "./procfs.ts";
 
 /** One process as the cache knows it. */
 export interface ProcessEntry {
@@ -18,6 +25,8 @@ export interface ProcessEntry {
   cgroupPath: string;
   /** Boot-time ns; from /proc only at 10 ms precision. */
   startNs: bigint;
+  /** tgid in the process's own pid namespace, 0 when unknown. */
+  nsPid: number;
   /** performance.now() of the exit, undefined while running. */
   exitedAt?: number;
   /** Wait status of the exit. */
@@ -129,6 +138,29 @@ export class ProcessCache {
     return snap?.tgid;
   }
 
+  /**
+   * Fills the missing cgroup path of `e` once its cgroup is known (the resolver rescans at
+   * most once a second): a cgroup made just before the process started may be unknown then.
+   */
+  fillPath(e: ProcessEntry): void {
+    if (e.cgroupPath !== "" || e.cgroupId === 0n) return;
+    e.cgroupPath = this.opts.cgroups?.pathOf(e.cgroupId) ?? "";
+  }
+
+  /**
+   * Path of cgroup `id` of process `tgid`: the resolver's, else (a cgroup made since its
+   * last scan, e.g. a container's just started) the one /proc/<tgid>/cgroup names when its
+   * id is `id`; "" when neither knows it.
+   */
+  private cgroupPathOf(id: bigint, tgid: number): string {
+    const cg = this.opts.cgroups;
+    if (cg === undefined || id === 0n) return "";
+    const known = cg.pathOf(id);
+    if (known !== "") return known;
+    const path = cgroupV2Path(readText(`${this.procRoot}/${tgid}/cgroup`) ?? "");
+    return path !== "" && cg.idOf(path) === id ? path : "";
+  }
+
   /** Applies one exec, fork or exit record. */
   apply(rec: ProcRecord): void {
     this.stats.records++;
@@ -146,8 +178,9 @@ export class ProcessCache {
         euid: rec.euid,
         egid: rec.egid,
         cgroupId: rec.cgroupId,
-        cgroupPath: this.opts.cgroups?.pathOf(rec.cgroupId) ?? "",
+        cgroupPath: this.cgroupPathOf(rec.cgroupId, rec.tgid),
         startNs: rec.startNs,
+        nsPid: rec.nsTgid,
         origin: "exec",
       };
       if (entry !== undefined) Object.assign(entry, next);
@@ -170,8 +203,9 @@ export class ProcessCache {
         cgroupPath:
           parent?.cgroupId === rec.cgroupId
             ? parent.cgroupPath
-            : (this.opts.cgroups?.pathOf(rec.cgroupId) ?? ""),
+            : this.cgroupPathOf(rec.cgroupId, rec.tgid),
         startNs: rec.startNs,
+        nsPid: rec.nsTgid,
         origin: "fork",
       });
     } else if (rec.event === PROC_EVENT.EXIT) {
@@ -251,6 +285,7 @@ export class ProcessCache {
       cgroupId,
       cgroupPath: s.cgroupPath,
       startNs: s.startNs,
+      nsPid: s.nsTgid,
       origin: "proc",
     };
   }

@@ -24,10 +24,12 @@ export interface ProcSnapshot {
   cgroupPath: string;
   /** Start, boot-time ns at tick precision (stat field 22 × 10 ms). */
   startNs: bigint;
+  /** tgid in the process's own pid namespace (last NStgid value), 0 when absent. */
+  nsTgid: number;
 }
 
 /** Reads a whole small /proc file, undefined when it is gone. */
-function readText(path: string): string | undefined {
+export function readText(path: string): string | undefined {
   try {
     return readFileSync(path, "latin1");
   } catch {
@@ -84,10 +86,15 @@ export function readProc(
   const startTicks = rest[19];
   if (startTicks === undefined || !/^\d+$/.test(startTicks)) return undefined;
   let tgid = pid;
+  let nsTgid = 0;
   let uids = [0, 0];
   let gids = [0, 0];
   for (const line of status.split("\n")) {
     if (line.startsWith("Tgid:")) tgid = Number(line.slice(5).trim());
+    else if (line.startsWith("NStgid:")) {
+      const ids = line.slice(7).trim().split(/\s+/);
+      nsTgid = Number(ids[ids.length - 1]) || 0;
+    }
     else if (line.startsWith("Uid:")) uids = line.slice(4).trim().split(/\s+/).map(Number);
     else if (line.startsWith("Gid:")) gids = line.slice(4).trim().split(/\s+/).map(Number);
   }
@@ -118,6 +125,7 @@ export function readProc(
     egid: gids[1] ?? 0,
     cgroupPath: cgroupV2Path(readText(`${dir}/cgroup`) ?? ""),
     startNs: BigInt(startTicks) * NS_PER_TICK,
+    nsTgid,
   };
 }
 

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file periscope/process/v1/process.proto.
  */
 export const file_periscope_process_v1_process: GenFile = /*@__PURE__*/
-  fileDesc("CiJwZXJpc2NvcGUvcHJvY2Vzcy92MS9wcm9jZXNzLnByb3RvEhRwZXJpc2NvcGUucHJvY2Vzcy52MSK2AgoHUHJvY2VzcxILCgNwaWQYASABKA0SDAoEdGdpZBgCIAEoDRIMCgRwcGlkGAMgASgNEgwKBGNvbW0YBCABKAkSDgoGYmluYXJ5GAUgASgJEgwKBGFyZ3MYBiADKAkSFgoOYXJnc190cnVuY2F0ZWQYByABKAgSCwoDdWlkGAggASgNEgsKA2dpZBgJIAEoDRIMCgRldWlkGAogASgNEgwKBGVnaWQYCyABKA0SEQoJY2dyb3VwX2lkGAwgASgEEhMKC2Nncm91cF9wYXRoGA0gASgJEhUKDXN0YXJ0X3RpbWVfbnMYDiABKAQSMgoJY29udGFpbmVyGA8gASgLMh8ucGVyaXNjb3BlLnByb2Nlc3MudjEuQ29udGFpbmVyEhUKDXNvY2tldF9zb3VyY2UYECABKAkiwAEKCUNvbnRhaW5lchIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEg0KBWltYWdlGAMgASgJEg8KB3J1bnRpbWUYBCABKAkSOwoGbGFiZWxzGAUgAygLMisucGVyaXNjb3BlLnByb2Nlc3MudjEuQ29udGFpbmVyLkxhYmVsc0VudHJ5Eg0KBXN0YXRlGAYgASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFiBnByb3RvMw");
+  fileDesc("CiJwZXJpc2NvcGUvcHJvY2Vzcy92MS9wcm9jZXNzLnByb3RvEhRwZXJpc2NvcGUucHJvY2Vzcy52MSLGAgoHUHJvY2VzcxILCgNwaWQYASABKA0SDAoEdGdpZBgCIAEoDRIMCgRwcGlkGAMgASgNEgwKBGNvbW0YBCABKAkSDgoGYmluYXJ5GAUgASgJEgwKBGFyZ3MYBiADKAkSFgoOYXJnc190cnVuY2F0ZWQYByABKAgSCwoDdWlkGAggASgNEgsKA2dpZBgJIAEoDRIMCgRldWlkGAogASgNEgwKBGVnaWQYCyABKA0SEQoJY2dyb3VwX2lkGAwgASgEEhMKC2Nncm91cF9wYXRoGA0gASgJEhUKDXN0YXJ0X3RpbWVfbnMYDiABKAQSMgoJY29udGFpbmVyGA8gASgLMh8ucGVyaXNjb3BlLnByb2Nlc3MudjEuQ29udGFpbmVyEhUKDXNvY2tldF9zb3VyY2UYECABKAkSDgoGbnNfcGlkGBEgASgNIsABCglDb250YWluZXISCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRINCgVpbWFnZRgDIAEoCRIPCgdydW50aW1lGAQgASgJEjsKBmxhYmVscxgFIAMoCzIrLnBlcmlzY29wZS5wcm9jZXNzLnYxLkNvbnRhaW5lci5MYWJlbHNFbnRyeRINCgVzdGF0ZRgGIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBYgZwcm90bzM");
 
 /**
  * The process that owned the socket of a flow, carried in `flow.Flow.extensions`
@@ -131,6 +131,14 @@ export type Process = Message<"periscope.process.v1.Process"> & {
    * @generated from field: string socket_source = 16;
    */
   socketSource: string;
+
+  /**
+   * Process id in the process's own pid namespace (what `ps` shows inside its
+   * container); equal to tgid for host processes, 0 when unknown.
+   *
+   * @generated from field: uint32 ns_pid = 17;
+   */
+  nsPid: number;
 };
 
 /**
