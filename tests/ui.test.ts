@@ -43,6 +43,7 @@ import {
   drawnRows,
   localInput,
   mapEdgeIds,
+  storedAuthorization,
   tableRows,
   typeWindow,
   type UrlWindow,
@@ -609,7 +610,7 @@ describe.skipIf(SKIP)("ui", () => {
     );
   }, 45_000);
 
-  test("ui - an observer that requires a token: the page asks for it, refuses a wrong one visibly, shows the map with the right one", async () => {
+  test("ui - an observer that requires a token: the page asks for it, refuses a wrong one visibly, shows the map with the right one, and signing out forgets it and asks again", async () => {
     if (ui === undefined || locked === undefined) throw new Error("browser or observer missing");
     const lk = locked;
     const t0 = performance.now();
@@ -670,6 +671,30 @@ describe.skipIf(SKIP)("ui", () => {
       phase("map");
       expect(await p.locator("[data-testid=status-stream]").first().innerText()).toBe("live");
       await p.screenshot({ path: join(ARTIFACTS, "login-map.png"), fullPage: true });
+
+      // Signing out forgets the token and everything shown with it; the observer asks again.
+      const signOut = p.locator("[data-testid=sign-out]");
+      const nodes = p.locator("[data-testid=map-node]");
+      expect(await storedAuthorization(p)).toBe(`Bearer ${TOKEN}`);
+      expect(await nodes.count()).toBeGreaterThan(0);
+      expect(await tableRows(p)).toBeGreaterThan(0);
+      await signOut.first().click();
+      await login.first().waitFor({ state: "visible", timeout: SHOW_MS });
+      expect(await message.innerText()).toMatch(/requires credentials/i);
+      expect(await message.getAttribute("data-refused")).toBe("false");
+      expect(await nodes.count()).toBe(0);
+      expect(await tableRows(p)).toBe(0);
+      expect(await drawnRows(p)).toBe(0);
+      expect(await storedAuthorization(p)).toBeNull();
+      expect(await signOut.count()).toBe(0);
+      phase("signed out");
+      await p.screenshot({ path: join(ARTIFACTS, "login-signed-out.png"), fullPage: true });
+      await p.reload();
+      await login.first().waitFor({ state: "visible", timeout: SHOW_MS });
+      expect(await message.innerText()).toMatch(/requires credentials/i);
+      expect(await nodes.count()).toBe(0);
+      expect(await signOut.count()).toBe(0);
+      phase("reload asks");
       expect(loginErrors).toEqual([]);
     } finally {
       console.log(`ui: sign-in: ${phases.join(", ")}`);

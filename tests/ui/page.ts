@@ -1,7 +1,7 @@
 /**
  * Reading and driving the web UI through its stable DOM hooks (ui/README.md): the table's
- * row count, the map's edge ids, the time range in the URL, the from/to inputs and a
- * mouse drag of the scrubber. Shared by tests/ui.test.ts.
+ * row count, the map's edge ids, the time range in the URL, the from/to inputs, a mouse
+ * drag of the scrubber and the credentials the page keeps. Shared by tests/ui.test.ts.
  */
 import type { Page } from "playwright-core";
 
@@ -25,6 +25,14 @@ export async function tableRows(page: Page): Promise<number> {
 /** Rows drawn in the DOM right now. */
 export function drawnRows(page: Page): Promise<number> {
   return page.locator("[data-testid=flow-table] [data-testid=flow-row]").count();
+}
+
+/** The sessionStorage key the page keeps its Authorization header value under (ui/README.md). */
+export const AUTH_STORAGE_KEY = "periscope.authorization";
+
+/** The Authorization header value the page keeps for its tab, null when none. */
+export function storedAuthorization(page: Page): Promise<string | null> {
+  return page.evaluate((key) => sessionStorage.getItem(key), AUTH_STORAGE_KEY);
 }
 
 /** Ids of the edges in the map's list mirror, sorted. */

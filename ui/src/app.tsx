@@ -46,6 +46,8 @@ export function App() {
   const [auth, setAuth] = useState<string | undefined>(storedAuth);
   /** Bumped per sign-in, so the same credentials submitted again are tried again. */
   const [attempt, setAttempt] = useState(0);
+  /** The number of the last start sent to the worker; its snapshots carry it back. */
+  const run = useRef(0);
   const scroller = useRef<HTMLDivElement>(null);
   const [scroll, setScroll] = useState({ top: 0, height: 600 });
 
@@ -53,6 +55,12 @@ export function App() {
     worker.onmessage = (ev: MessageEvent<FromWorker>) => {
       const m = ev.data;
       if (m.type === "snapshot") {
+        if (m.run !== run.current) {
+          // Posted before the worker took the newest start (old query or old credentials):
+          // not shown, but acknowledged so the next one comes.
+          send({ type: "ready" });
+          return;
+        }
         const el = scroller.current;
         // Keep the rows in view in place while new ones come in above them.
         const added = m.reset || model.newestId < 0 ? 0 : m.newestId - model.newestId;
@@ -85,7 +93,8 @@ export function App() {
   useEffect(() => {
     writeQuery(query);
     setSelected(undefined);
-    send({ type: "start", query, ...(auth !== undefined ? { auth } : {}) });
+    run.current++;
+    send({ type: "start", run: run.current, query, ...(auth !== undefined ? { auth } : {}) });
   }, [query, auth, attempt]);
 
   useEffect(() => {
@@ -97,6 +106,41 @@ export function App() {
     ro.observe(el);
     return () => ro.disconnect();
   }, []);
+
+  /**
+   * Forgets the stored credentials and everything shown with them; the stream restarts
+   * without credentials, so the observer's Unauthenticated answer brings up the login.
+   */
+  const signOut = (): void => {
+    storeAuth(undefined);
+    // Snapshots already on their way are dropped from now on, not only from the restart.
+    run.current++;
+    model.apply({
+      type: "snapshot",
+      reset: true,
+      newestId: -1,
+      total: 0,
+      counters: {
+        ...model.counters,
+        received: 0,
+        rate: 0,
+        lost: [],
+        lostTotal: 0,
+        held: 0,
+        notShown: 0,
+        nodes: 0,
+        edges: 0,
+      },
+      stream: "signed out",
+    });
+    model.oldestMs = undefined;
+    const el = scroller.current;
+    if (el) el.scrollTop = 0;
+    setScroll((s) => ({ ...s, top: 0 }));
+    setSelected(undefined);
+    setLogin(undefined);
+    setAuth(undefined);
+  };
 
   /** The worker checks the text (it holds the filter code); its answer applies it. */
   const applyFilter = (text: string): void => send({ type: "filter", text });
@@ -154,7 +198,7 @@ export function App() {
           {c.paused ? `Resume (${c.held} held)` : "Pause"}
         </button>
       </header>
-      <StatusBar model={model} />
+      <StatusBar model={model} onSignOut={auth !== undefined ? signOut : undefined} />
       <main>
         {map}
         <section class="flows">
@@ -281,8 +325,8 @@ function Login(props: { message: string; refused: boolean; onToken: (t: string) 
   );
 }
 
-/** Nodes, flows/s, lost events (with where), stream state. */
-function StatusBar(props: { model: PageModel }) {
+/** Nodes, flows/s, lost events (with where), stream state; sign-out while signed in. */
+function StatusBar(props: { model: PageModel; onSignOut?: () => void }) {
   const { counters: c, status } = props.model;
   const lost = c.lost.map(([where, n]) => `${n} at ${where}`).join(", ");
   return (
@@ -306,6 +350,11 @@ function StatusBar(props: { model: PageModel }) {
       <span>
         map: {c.nodes} nodes, {c.edges} edges
       </span>
+      {props.onSignOut && (
+        <button type="button" class="sign-out" data-testid="sign-out" onClick={props.onSignOut}>
+          Sign out
+        </button>
+      )}
     </div>
   );
 }

@@ -11,7 +11,7 @@ import { createConnectTransport } from "@connectrpc/connect-web";
 import { FlowStatsService } from "@periscope/proto/src/gen/periscope/flowstats/v1/flowstats_pb.ts";
 import { h, type VNode } from "preact";
 import { useEffect, useMemo, useState } from "preact/hooks";
-import { withStoredAuth } from "./auth.ts";
+import { storedAuth, withStoredAuth } from "./auth.ts";
 import { ByteTable, type EdgeKey, formatCounts } from "./bytes.ts";
 import { readQuery } from "./url.ts";
 
@@ -31,6 +31,8 @@ class BytesPoller {
   #lastAsked = "";
   #lastLiveMs = 0;
   #busy = false;
+  /** The credentials the table was asked with: other ones (signed out or in) drop it. */
+  #tableAuth: string | undefined;
   readonly #client = createClient(
     FlowStatsService,
     createConnectTransport({
@@ -63,6 +65,12 @@ class BytesPoller {
   /** Asks when the window or the addresses changed, and every POLL_MS while live. */
   async poll(): Promise<void> {
     if (this.#busy) return;
+    const auth = storedAuth();
+    if (auth !== this.#tableAuth) {
+      this.table = undefined;
+      this.#lastAsked = "";
+      this.#tableAuth = auth;
+    }
     const q = readQuery(location.search);
     const now = Date.now();
     const live = q.since === undefined;
@@ -84,6 +92,8 @@ class BytesPoller {
               ...(q.until !== undefined ? { until: timestampFromMs(q.until) } : {}),
             }),
       });
+      // Signed out or in while asking: the answer is not for these credentials.
+      if (storedAuth() !== auth) return;
       this.table = new ByteTable(res.stats);
       this.error = "";
     } catch (err) {

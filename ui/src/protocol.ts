@@ -62,6 +62,11 @@ export interface MapChanges {
 /** The worker's periodic update. */
 export interface Snapshot {
   readonly type: "snapshot";
+  /**
+   * The {@link StartRequest.run} current when the worker posted it; the page drops a
+   * snapshot of an earlier start (still in flight when it asked for a new one).
+   */
+  readonly run?: number;
   /** The page drops everything it holds before applying this (new query, reconnect reset). */
   readonly reset: boolean;
   /** Map changes; undefined when the map did not change (or is not due yet). */
@@ -111,9 +116,13 @@ export interface FilterChecked {
 /** Worker → page. */
 export type FromWorker = Snapshot | FlowJson | AuthRequired | FilterChecked;
 
-/** (Re)starts the stream for a view; `auth` is the Authorization header value, if any. */
+/**
+ * (Re)starts the stream for a view; `auth` is the Authorization header value, if any.
+ * `run` numbers the page's starts (increasing); snapshots carry it back.
+ */
 export interface StartRequest {
   readonly type: "start";
+  readonly run: number;
   readonly query: ViewQuery;
   readonly auth?: string;
 }

@@ -13,7 +13,13 @@ import { type Flow, FlowSchema } from "@periscope/proto/src/gen/flow/flow_pb.ts"
 import { Observer } from "@periscope/proto/src/gen/observer/observer_pb.ts";
 import { buildWhitelist, FilterError } from "./filter.ts";
 import { flowTimeMs } from "./format.ts";
-import { type FromWorker, SNAPSHOT_MS, type StatusInfo, type ToWorker } from "./protocol.ts";
+import {
+  type FromWorker,
+  SNAPSHOT_MS,
+  type StartRequest,
+  type StatusInfo,
+  type ToWorker,
+} from "./protocol.ts";
 import { SnapshotBuilder } from "./snapshot.ts";
 import { FlowStore } from "./store.ts";
 import type { ViewQuery } from "./url.ts";
@@ -77,6 +83,8 @@ let streamState = "connecting";
 let status: StatusInfo | undefined;
 let oldestMs: number | undefined;
 let run: AbortController | undefined;
+/** The page's number of the current start ({@link StartRequest.run}), sent with snapshots. */
+let runNo = 0;
 /** The page drew the last snapshot; the next may be posted. */
 let pageReady = true;
 
@@ -144,8 +152,11 @@ async function runStream(signal: AbortSignal): Promise<void> {
 /** Asks ServerStatus once. */
 async function pollStatus(): Promise<void> {
   if (refused) return;
+  const asked = auth;
   try {
     const s = await client.serverStatus({});
+    // An answer to other credentials (the page signed out or in meanwhile) is not shown.
+    if (auth !== asked) return;
     status = {
       connected: s.numConnectedNodes ?? 0,
       unavailable: s.numUnavailableNodes ?? 0,
@@ -153,6 +164,7 @@ async function pollStatus(): Promise<void> {
       observerRate: s.flowsRate,
     };
   } catch (err) {
+    if (auth !== asked) return;
     status = undefined;
     authFailed(err);
   }
@@ -163,6 +175,7 @@ async function findOldest(signal: AbortSignal): Promise<void> {
   try {
     const req = { since: timestampFromMs(1000), first: true, number: 1n };
     for await (const res of client.getFlows(req, { signal })) {
+      if (signal.aborted) return;
       if (res.responseTypes.case === "flow") {
         const t = flowTimeMs(res.responseTypes.value);
         if (t > 0) oldestMs = t;
@@ -175,12 +188,18 @@ async function findOldest(signal: AbortSignal): Promise<void> {
 }
 
 /** (Re)starts everything for a new query or new credentials. */
-function start(q: ViewQuery, a: string | undefined): void {
+function start(m: StartRequest): void {
   run?.abort();
   const ac = new AbortController();
   run = ac;
-  query = q;
-  auth = a;
+  runNo = m.run;
+  query = m.query;
+  if (m.auth !== auth) {
+    // What the observer said to other credentials (or to none) is not shown to these.
+    status = undefined;
+    oldestMs = undefined;
+  }
+  auth = m.auth;
   refused = false;
   store.reset();
   streamState = "connecting";
@@ -204,7 +223,7 @@ scope.onmessage = (ev) => {
   const m = ev.data;
   switch (m.type) {
     case "start":
-      start(m.query, m.auth);
+      start(m);
       break;
     case "filter": {
       let error: string | undefined;
@@ -257,6 +276,6 @@ setInterval(() => {
   }
   lastSaid = said;
   pageReady = false;
-  scope.postMessage(snap);
+  scope.postMessage({ ...snap, run: runNo });
 }, SNAPSHOT_MS);
 setInterval(() => void pollStatus(), STATUS_MS);

@@ -6,11 +6,11 @@ import {
   DROP_LAYOUT,
   decodeProcRecord,
   encodeProcRecord,
-  POLICY_VERDICT_LAYOUT,
-  TRACE_LAYOUT,
   encodeSockOwnerRecord,
+  POLICY_VERDICT_LAYOUT,
   PROC_EVENT,
   SOCK_SOURCE,
+  TRACE_LAYOUT,
 } from "@periscope/wire";
 import { FlowProcesses, TRACE_NETNS_COOKIE } from "./flow-join.ts";
 import { ProcessCache } from "./process-cache.ts";

@@ -94,8 +94,7 @@ export function readProc(
     else if (line.startsWith("NStgid:")) {
       const ids = line.slice(7).trim().split(/\s+/);
       nsTgid = Number(ids[ids.length - 1]) || 0;
-    }
-    else if (line.startsWith("Uid:")) uids = line.slice(4).trim().split(/\s+/).map(Number);
+    } else if (line.startsWith("Uid:")) uids = line.slice(4).trim().split(/\s+/).map(Number);
     else if (line.startsWith("Gid:")) gids = line.slice(4).trim().split(/\s+/).map(Number);
   }
   let binary = "";
