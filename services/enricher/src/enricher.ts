@@ -484,14 +484,22 @@ export async function startEnricher(
     });
     ownership = owner;
     await owner.start();
-    // Container lifecycle for direct subscribers and the observer: one publisher among replicas.
+    // Container lifecycle for direct subscribers and the observer: one publisher among
+    // replicas, the holder of partition 0, which announces the containers when it gains it.
     const containerEvents = publishContainerEvents({
       nc: b.nc,
       node: config.nodeName,
       containers: processes.containers,
       publisher: () => owner.holds(0),
+      metrics,
     });
-    cleanups.push(() => containerEvents.stop());
+    const offOwnerChange = owner.onChange((_change, p) => {
+      if (p === 0) containerEvents.recheck();
+    });
+    cleanups.push(() => {
+      offOwnerChange();
+      containerEvents.stop();
+    });
     const unownedTimer = setInterval(() => {
       if (!owner.holds(0)) return;
       findUnownedFrames(b, partitionCount).then(

@@ -75,6 +75,7 @@ export class PartitionOwnership {
   #members = 1;
   /** Whether the last beat ended holding exactly the fair share. */
   #balanced = false;
+  readonly #listeners = new Set<(change: OwnershipChange, p: number) => void>();
 
   constructor(opts: PartitionOwnershipOptions) {
     this.#o = opts;
@@ -95,6 +96,26 @@ export class PartitionOwnership {
   holds(p: number): boolean {
     const h = this.#held.get(p);
     return h !== undefined && h.validUntil > Date.now();
+  }
+
+  /**
+   * Calls `listener` after each change (after the `changed` option); returns the function
+   * that removes it. A listener's exception is reported through `failed`.
+   */
+  onChange(listener: (change: OwnershipChange, p: number) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #changed(change: OwnershipChange, p: number): void {
+    this.#o.changed?.(change, p);
+    for (const l of this.#listeners) {
+      try {
+        l(change, p);
+      } catch (err) {
+        this.#o.failed?.("listener", err);
+      }
+    }
   }
 
   /** Whether this member held its fair share at the last beat. */
@@ -248,7 +269,7 @@ export class PartitionOwnership {
           return;
         }
         this.#o.log.info({ partition: p, members: this.#members }, "partition acquired");
-        this.#o.changed?.("acquired", p);
+        this.#changed("acquired", p);
       }),
     );
   }
@@ -265,14 +286,14 @@ export class PartitionOwnership {
       this.#o.failed?.("release", err);
     }
     this.#o.log.info({ partition: p, members: this.#members }, "partition released");
-    this.#o.changed?.("released", p);
+    this.#changed("released", p);
   }
 
   async #lose(p: number, why: string): Promise<void> {
     if (!this.#held.delete(p)) return;
     await this.#o.stop(p, "lost");
     this.#o.log.warn({ partition: p, why }, "partition lease lost");
-    this.#o.changed?.("lost", p);
+    this.#changed("lost", p);
   }
 }
 

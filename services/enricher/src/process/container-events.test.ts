@@ -8,7 +8,8 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { type Bus, connectBus, openLeaseBucket } from "@periscope/bus";
 import { telemetryV1 } from "@periscope/proto";
 import { createLogger, createMetrics, type Metrics } from "@periscope/telemetry";
-import { type LocalNats, startLocalNats, waitFor } from "@periscope/testing";
+import { freePort, type LocalNats, startLocalNats, waitFor } from "@periscope/testing";
+import { startEnricher } from "../enricher.ts";
 import { holderId, PartitionOwnership } from "../ownership.ts";
 import { ContainerCache } from "./container-cache.ts";
 import {
@@ -394,7 +395,7 @@ describe("container events", () => {
     expect(code).toBe(0);
   });
 
-  test("container events - two replicas over NATS: one publishes; when the holder of partition 0 leaves, the other announces and publishes", async () => {
+  test("container events - replicas over NATS: one publishes; when the holder of partition 0 leaves or dies, the next holder announces and publishes", async () => {
     const TTL = 900;
     interface Replica {
       bus: Bus;
@@ -488,6 +489,41 @@ describe("container events", () => {
       expect(keys(await sub.settle(conns))).toEqual(["job:exited"]);
       expect(await counted(first.metrics)).toEqual({ published: 1, announced: 4, skipped: 1 });
       expect(await counted(second.metrics)).toEqual({ published: 1, announced: 4, skipped: 1 });
+
+      // A third joins (it takes partition 1); the holder of 0 is then cut off, as if killed:
+      // its lease expires after one TTL and the third takes it and announces.
+      const third = await join("ce-r3");
+      await waitFor(() => second.own.owned().join() === "0" && third.own.owned().join() === "1", {
+        what: "partitions shared with the third",
+      });
+      expect(third.pub.stats.announced).toBe(0);
+      const t1 = Date.now();
+      await second.bus.nc.close();
+      await waitFor(() => third.pub.stats.announced === 4, {
+        timeoutMs: 6000,
+        intervalMs: 10,
+        what: "third announces after the holder died",
+      });
+      console.log(
+        `[container-events] publisher died; the next announced after ${Date.now() - t1} ms (lease TTL ${TTL} ms)`,
+      );
+      expect(keys(await sub.settle([third.bus.nc]))).toEqual([
+        "db:running",
+        "fresh:running",
+        "job:exited",
+        "web:running",
+      ]);
+      engine.emit(ids.web as string, "pause", "paused");
+      await waitFor(
+        () =>
+          third.pub.stats.published === 1 &&
+          second.pub.stats.skipped === 2 &&
+          first.pub.stats.skipped === 2,
+        { what: "change published by the third only" },
+      );
+      expect(second.own.holds(0)).toBe(false);
+      expect(keys(await sub.settle([third.bus.nc]))).toEqual(["web:paused"]);
+      expect(await counted(third.metrics)).toEqual({ published: 1, announced: 4, skipped: 0 });
     } finally {
       for (const r of replicas) {
         r.off();
@@ -495,4 +531,27 @@ describe("container events", () => {
       }
     }
   }, 30_000);
+
+  test("container events - a running enricher exports the counters, every kind from the start", async () => {
+    const port = await freePort();
+    const enricher = await startEnricher(
+      {
+        natsUrl: nats.url,
+        nodeName: "ce-enricher",
+        opsAddr: `127.0.0.1:${port}`,
+        logLevel: "silent",
+        queueGroup: "ce-enrichers",
+      },
+      log,
+    );
+    try {
+      const text = await (await fetch(`http://127.0.0.1:${enricher.opsPort}/metrics`)).text();
+      // No Docker engine socket on this machine: nothing to announce, nothing changes.
+      for (const kind of ["published", "announced", "skipped"]) {
+        expect(text).toContain(`periscope_enricher_container_events_total{kind="${kind}"} 0`);
+      }
+    } finally {
+      await enricher.stop();
+    }
+  }, 20_000);
 });
