@@ -10,7 +10,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { PodProcess } from "@periscope/devstack";
 import { type Flow, Verdict } from "@periscope/proto";
-import { waitFor } from "@periscope/testing";
+import { promtoolCheckMetrics, waitFor } from "@periscope/testing";
 import { allFlows, startDnsmasq, startHttpServer, waitDnsAnswering } from "./enricher-stack.ts";
 import { type Stack, startStack, sumMetric, testPrefix } from "./harness.ts";
 
@@ -270,18 +270,7 @@ describe("hubble metrics", () => {
       const text = await scrape(port);
       expect(text).toContain("# TYPE hubble_flows_processed_total counter");
       expect(text).toContain("# TYPE hubble_http_request_duration_seconds histogram");
-      const p = Bun.spawn(["promtool", "check", "metrics"], {
-        stdin: new TextEncoder().encode(text),
-        stdout: "pipe",
-        stderr: "pipe",
-      });
-      const [out, err, code] = await Promise.all([
-        new Response(p.stdout).text(),
-        new Response(p.stderr).text(),
-        p.exited,
-      ]);
-      expect(`${out}${err}`.trim()).toBe("");
-      expect(code).toBe(0);
+      expect(await promtoolCheckMetrics(text)).toEqual({ code: 0, output: "" });
     }
   }, 30_000);
 });

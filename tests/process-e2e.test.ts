@@ -12,7 +12,7 @@ import { mkdirSync, rmdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { cgroupV2Root } from "@periscope/bpf";
-import { deleteNetns, runOk, waitFor } from "@periscope/devstack";
+import { deleteNetns, promtoolCheckMetrics, runOk, waitFor } from "@periscope/devstack";
 import { flowProcess } from "@periscope/flow";
 import { type Flow, FlowFilterSchema, type processV1, Verdict } from "@periscope/proto";
 import { buildFilters } from "../cli/src/filters.ts";
@@ -549,17 +549,6 @@ describe.skipIf(OWN_PID_NS)("processes on flows through the running pipeline", (
         /^(# (HELP|TYPE) )?periscope_enricher_(process_|container_cache_|socket_owner)/.test(l),
       );
     expect(ours.length).toBeGreaterThan(30);
-    const p = Bun.spawn(["promtool", "check", "metrics"], {
-      stdin: new TextEncoder().encode(`${ours.join("\n")}\n`),
-      stdout: "pipe",
-      stderr: "pipe",
-    });
-    const [out, err, code] = await Promise.all([
-      new Response(p.stdout).text(),
-      new Response(p.stderr).text(),
-      p.exited,
-    ]);
-    expect(`${out}${err}`.trim()).toBe("");
-    expect(code).toBe(0);
+    expect(await promtoolCheckMetrics(`${ours.join("\n")}\n`)).toEqual({ code: 0, output: "" });
   }, 20_000);
 });

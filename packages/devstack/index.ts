@@ -14,7 +14,13 @@ export {
   startLocalNats,
 } from "./nats.ts";
 export { cleanupStale, deleteNetns, listNetns, nsExec } from "./netns.ts";
-export { type RunOptions, type RunResult, run, runOk } from "./run.ts";
+export {
+  promtoolCheckMetrics,
+  type RunOptions,
+  type RunResult,
+  run,
+  runOk,
+} from "./run.ts";
 export {
   type StartOptions,
   type StopOptions,

@@ -40,6 +40,17 @@ export async function run(argv: readonly string[], opts: RunOptions = {}): Promi
   return { code: proc.signalCode ? -1 : exit, stdout, stderr };
 }
 
+/**
+ * `promtool check metrics` on an exposition text: what it printed (lint findings and
+ * errors, "" when clean) and its exit code.
+ */
+export async function promtoolCheckMetrics(
+  text: string,
+): Promise<{ code: number; output: string }> {
+  const r = await run(["promtool", "check", "metrics"], { stdin: text });
+  return { code: r.code, output: `${r.stdout}${r.stderr}`.trim() };
+}
+
 /** Like {@link run} but throws {@link DevstackError} (with stderr) unless the exit code is 0. */
 export async function runOk(argv: readonly string[], opts: RunOptions = {}): Promise<string> {
   const r = await run(argv, opts);

@@ -7,6 +7,7 @@ export {
   canConnect,
   freePort,
   type LocalNats,
+  promtoolCheckMetrics,
   type RunOptions,
   type RunResult,
   run,

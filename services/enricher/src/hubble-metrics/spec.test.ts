@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { ConfigError } from "@periscope/config";
 import { createLogger } from "@periscope/telemetry";
+import { promtoolCheckMetrics } from "@periscope/testing";
 import { parseConfig } from "../config.ts";
 import { HubbleMetrics, parseMetricsSpec, startHubbleMetrics } from "./index.ts";
 import { dnsFlow, httpFlow, tcpFlow } from "./testing.ts";
@@ -118,17 +119,6 @@ describe("hubble metrics spec", () => {
       m.observeFlow(f);
     }
     const text = await m.registry.metrics();
-    const p = Bun.spawn(["promtool", "check", "metrics"], {
-      stdin: new TextEncoder().encode(text),
-      stdout: "pipe",
-      stderr: "pipe",
-    });
-    const [out, err, code] = await Promise.all([
-      new Response(p.stdout).text(),
-      new Response(p.stderr).text(),
-      p.exited,
-    ]);
-    expect(`${out}${err}`.trim()).toBe("");
-    expect(code).toBe(0);
+    expect(await promtoolCheckMetrics(text)).toEqual({ code: 0, output: "" });
   });
 });
