@@ -18,7 +18,15 @@ import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect
 import { waitFor } from "@periscope/devstack";
 import { processCondition } from "@periscope/flow";
 import { type Flow, FlowFilterSchema, Observer, processV1, telemetryV1 } from "@periscope/proto";
-import { DOCKER, type Engine, ensureEngine, exec, execOk } from "./docker/engine.ts";
+import {
+  DOCKER,
+  type Engine,
+  ensureBaseImage,
+  ensureEngine,
+  exec,
+  execOk,
+  removeStale,
+} from "./docker/engine.ts";
 import { ROOT, type Stack, startStack, testPrefix } from "./harness.ts";
 import {
   type OpenSubscription,
@@ -65,50 +73,10 @@ const st = (): Stack => {
 const docker = (args: string[], timeoutMs = 120_000): Promise<string> =>
   execOk([DOCKER, ...args], { timeoutMs }).then((s) => s.trim());
 
-/** True while a process with this pid runs. */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Removes containers and networks an earlier, killed run of this file left in the engine. */
-async function removeStale(): Promise<void> {
-  const owned = async (kind: "ps" | "network"): Promise<string[]> => {
-    const out = await docker([
-      ...(kind === "ps" ? ["ps", "-a"] : ["network", "ls"]),
-      "--filter",
-      `label=${OWNER_LABEL}`,
-      "--format",
-      `{{.ID}} {{.Label "${OWNER_LABEL}"}}`,
-    ]);
-    return out
-      .split("\n")
-      .filter((l) => l !== "")
-      .filter((l) => !alive(Number(l.split(" ")[1])))
-      .map((l) => l.split(" ")[0] as string);
-  };
-  const containers = await owned("ps");
-  if (containers.length > 0) await exec([DOCKER, "rm", "-f", ...containers]);
-  const networks = await owned("network");
-  if (networks.length > 0) await exec([DOCKER, "network", "rm", ...networks]);
-}
-
 /** Makes debian:12 (from the cached Debian root) and the test image exist; prints what it made. */
 async function ensureImages(): Promise<void> {
-  const has = async (ref: string) =>
-    (await exec([DOCKER, "image", "inspect", ref], { timeoutMs: 30_000 })).code === 0;
-  if (!(await has("debian:12-slim"))) {
-    const made = await execOk(
-      ["bash", join(ROOT, "scripts/lib/docker-images.sh"), "nats:2.10-alpine"],
-      { env: { DOCKER }, timeoutMs: 600_000 },
-    );
-    if (made.trim()) console.log(made.trim());
-  }
-  if (!(await has(IMAGE))) {
+  await ensureBaseImage();
+  if ((await exec([DOCKER, "image", "inspect", IMAGE], { timeoutMs: 30_000 })).code !== 0) {
     const t0 = performance.now();
     // Host network: the build reaches the apt mirror the way this machine does.
     await docker(
@@ -219,7 +187,7 @@ describe.skipIf(SKIP)("processes in Docker containers", () => {
   beforeAll(async () => {
     const t0 = performance.now();
     engine = await ensureEngine();
-    await removeStale();
+    await removeStale(OWNER_LABEL);
     await ensureImages();
     const t1 = performance.now();
     stack = await startStack({

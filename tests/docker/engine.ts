@@ -5,7 +5,7 @@
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { WaitAbortedError, waitFor } from "@periscope/devstack";
 
 /**
@@ -107,4 +107,62 @@ export async function ensureEngine(): Promise<Engine> {
     throw new Error(`could not start dockerd:\n${tail}`, { cause: err });
   }
   return { started: true, stop };
+}
+
+/** The base image tests' containers run on (made from the cached Debian root, no registry). */
+export const BASE_IMAGE = "debian:12-slim";
+
+/**
+ * Makes {@link BASE_IMAGE} exist in the engine: imported from the cached Debian root by
+ * scripts/lib/docker-images.sh (with the nats image compose.yaml uses) when missing;
+ * prints what it made.
+ */
+export async function ensureBaseImage(): Promise<void> {
+  const has = await exec([DOCKER, "image", "inspect", BASE_IMAGE], { timeoutMs: 30_000 });
+  if (has.code === 0) return;
+  const script = resolve(import.meta.dir, "../../scripts/lib/docker-images.sh");
+  const made = await execOk(["bash", script, "nats:2.10-alpine"], {
+    env: { DOCKER },
+    timeoutMs: 600_000,
+  });
+  if (made.trim()) console.log(made.trim());
+}
+
+/** True while a process with this pid runs. */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Removes the containers and networks an earlier, killed test run left in the engine: those
+ * carrying `label` whose value (the pid of the test process that made them) no longer runs.
+ */
+export async function removeStale(label: string): Promise<void> {
+  const owned = async (kind: "ps" | "network"): Promise<string[]> => {
+    const out = await execOk(
+      [
+        DOCKER,
+        ...(kind === "ps" ? ["ps", "-a"] : ["network", "ls"]),
+        "--filter",
+        `label=${label}`,
+        "--format",
+        `{{.ID}} {{.Label "${label}"}}`,
+      ],
+      { timeoutMs: 60_000 },
+    );
+    return out
+      .split("\n")
+      .filter((l) => l.trim() !== "")
+      .filter((l) => !alive(Number(l.split(" ")[1])))
+      .map((l) => l.split(" ")[0] as string);
+  };
+  const containers = await owned("ps");
+  if (containers.length > 0) await exec([DOCKER, "rm", "-f", ...containers]);
+  const networks = await owned("network");
+  if (networks.length > 0) await exec([DOCKER, "network", "rm", ...networks]);
 }

@@ -99,9 +99,10 @@ const STATE_OF_ACTION: Record<string, Exclude<ContainerState, "">> = {
   unpause: "running",
   restart: "running",
   pause: "paused",
+  // `kill` is a signal sent, which the process may survive (HUP, WINCH, stop's grace
+  // period): `die` says it ended.
   die: "exited",
   stop: "exited",
-  kill: "exited",
   destroy: "destroyed",
 };
 
@@ -127,6 +128,8 @@ export class ContainerCache {
   private readonly byIp = new Map<string, ContainerInfo>();
   /** The state last announced per container id. */
   private readonly lastState = new Map<string, ContainerState>();
+  /** Unix ns the listing began at: events before it are in the listing. */
+  private firstNs = 0;
   private readonly listeners = new Set<ContainerListener>();
   private readonly socket: string;
   private readonly retainMs: number;
@@ -208,14 +211,20 @@ export class ContainerCache {
   async start(): Promise<void> {
     if (!this.dockerPresent) return;
     this.events = new AbortController();
-    const since = Math.floor(Date.now() / 1000);
+    // Events from the moment the listing starts (ns, not the whole second: changes earlier
+    // in that second are in the listing and must not come again as changes).
+    const sinceNs = Date.now() * 1e6;
+    this.firstNs = sinceNs;
     try {
       const list = (await this.api("/containers/json?all=1")) as Array<{ Id: string }>;
       await Promise.all(list.map((c) => this.inspect(c.Id)));
+      for (const c of this.byId.values()) {
+        if (c.runtime === "docker" && c.state !== "") this.lastState.set(c.id, c.state);
+      }
     } catch {
       this.apiErrors++;
     }
-    void this.follow(since, this.events.signal);
+    void this.follow(sinceNs, this.events.signal);
   }
 
   /** Stops following the engine. */
@@ -280,15 +289,22 @@ export class ContainerCache {
     }
   }
 
+  /**
+   * Follows the engine's events from `since` (Unix ns; after a broken stream, from the last
+   * event's time: one repeated is a repeat of the state it set, and skipped).
+   */
   private async follow(since: number, signal: AbortSignal): Promise<void> {
     // Network connect/disconnect change a container's addresses (no change of state).
     const filters = encodeURIComponent(JSON.stringify({ type: ["container", "network"] }));
     while (!signal.aborted) {
       try {
-        const res = await fetch(`http://docker/events?since=${since}&filters=${filters}`, {
-          unix: this.socket,
-          signal,
-        } as RequestInit);
+        const res = await fetch(
+          `http://docker/events?since=${engineTime(since)}&filters=${filters}`,
+          {
+            unix: this.socket,
+            signal,
+          } as RequestInit,
+        );
         if (!res.ok || res.body === null) throw new Error(`docker /events: HTTP ${res.status}`);
         const decoder = new TextDecoder();
         let buf = "";
@@ -310,6 +326,7 @@ export class ContainerCache {
     }
   }
 
+  /** Unix ns, the next `since` (the event's time, else `since`). */
   private async onEvent(line: string, since: number): Promise<number> {
     let ev: {
       Action?: string;
@@ -331,12 +348,15 @@ export class ContainerCache {
       if ((action === "connect" || action === "disconnect") && this.byId.has(ct)) {
         await this.inspect(ct, true);
       }
-      return ev.time ?? since;
+      return eventNs(ev) ?? since;
     }
     const state = STATE_OF_ACTION[action];
     const id = ev.Actor?.ID ?? ev.id ?? "";
-    const next = ev.time ?? since;
+    const at = eventNs(ev);
+    const next = at ?? since;
     if (state === undefined || !HEX64.test(id)) return next;
+    // Older than the listing (an engine rounding `since` down): the listing has it.
+    if (at !== undefined && at < this.firstNs) return next;
     let info = this.byId.get(id);
     // kill, die and stop each say "exited": one event per change of state.
     const before = this.lastState.get(id) ?? "";
@@ -361,7 +381,7 @@ export class ContainerCache {
     const event: ContainerEvent = {
       state,
       container: info,
-      timeMs: ev.timeNano !== undefined ? Math.floor(ev.timeNano / 1e6) : next * 1000,
+      timeMs: Math.floor(next / 1e6),
     };
     for (const l of this.listeners) {
       try {
@@ -372,4 +392,20 @@ export class ContainerCache {
     }
     return next;
   }
+}
+
+/** An event's time, Unix ns (`timeNano`, else `time` in seconds), undefined without one. */
+function eventNs(ev: { time?: number; timeNano?: number }): number | undefined {
+  if (typeof ev.timeNano === "number") return ev.timeNano;
+  return typeof ev.time === "number" ? ev.time * 1e9 : undefined;
+}
+
+/**
+ * Unix ns as the engine's `since` takes it: "<seconds>.<nanoseconds>" (a float's ns are
+ * good to ~256 ns at today's times; an event repeated by it is skipped as a repeat).
+ */
+export function engineTime(ns: number): string {
+  const sec = Math.floor(ns / 1e9);
+  const frac = Math.max(0, Math.floor(ns - sec * 1e9));
+  return `${sec}.${String(frac).padStart(9, "0")}`;
 }
