@@ -181,6 +181,10 @@ describe.skipIf(!isRoot || OWN_PID_NS)("bpf proc program", () => {
       expect(s?.flowHash).toBe(hash);
       expect(c?.sockCookie).not.toBe(0n);
       expect(c?.startNs).toBeGreaterThan(0n);
+      // One record per socket: the listener reports none, each end of the connection one
+      // (its first packet), however many packets followed.
+      expect(owners.filter((o) => o.tgid === server.pid && o.proto === 6).length).toBe(1);
+      expect(owners.filter((o) => o.tgid === cpid && o.sport === c?.sport).length).toBe(1);
     } finally {
       server.kill();
       await server.exited;
