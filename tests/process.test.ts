@@ -13,6 +13,7 @@ import {
 import { CgroupPaths, cgroup2Mount } from "../services/enricher/src/process/cgroups.ts";
 import {
   ContainerCache,
+  engineTime,
   parseCgroupPath,
 } from "../services/enricher/src/process/container-cache.ts";
 import { ProcessCache } from "../services/enricher/src/process/process-cache.ts";
@@ -346,6 +347,17 @@ describe.skipIf(!isRoot || mount === undefined)("process cache from the kernel's
 });
 
 describe("container cache", () => {
+  test("the engine's since: seconds and nanoseconds, never the whole second only", () => {
+    expect(engineTime(1_700_000_000 * 1e9 + 500_000_000)).toBe("1700000000.500000000");
+    expect(engineTime(1e9)).toBe("1.000000000");
+    expect(engineTime(1_000_000_007)).toBe("1.000000007");
+    // Today's times as a float: within the ~256 ns a double keeps.
+    const ns = Date.UTC(2026, 11, 2, 10, 56) * 1e6 + 123_456_789;
+    const [sec, frac] = engineTime(ns).split(".");
+    expect(Number(sec)).toBe(Math.floor(ns / 1e9));
+    expect(Math.abs(Number(frac) - 123_456_789)).toBeLessThanOrEqual(256);
+  });
+
   test("cgroup paths name container and runtime", () => {
     const id = "0123456789abcdef".repeat(4);
     expect(parseCgroupPath(`/system.slice/docker-${id}.scope`)).toEqual({ id, runtime: "docker" });

@@ -41,6 +41,7 @@ import {
 import {
   dragScrubber,
   drawnRows,
+  inputTime,
   localInput,
   mapEdgeIds,
   storedAuthorization,
@@ -577,9 +578,7 @@ describe.skipIf(SKIP)("ui", () => {
     expect(inA.some((f) => dstPort(f) === HTTP_PORT)).toBe(true);
     expect(inA.some((f) => dstPort(f) === CLOSED_PORT && f.verdict === 2)).toBe(true);
     expect(inA.some((f) => dstPort(f) === SCRUB_PORT)).toBe(false);
-    expect(await page().locator("[data-testid=time-from]").first().inputValue()).toBe(
-      await localInput(page(), a.since),
-    );
+    expect(await inputTime(page(), "time-from")).toBe(await localInput(page(), a.since));
     await ui?.screenshot("time-typed");
 
     const landed = await dragScrubber(page(), target);
@@ -605,9 +604,7 @@ describe.skipIf(SKIP)("ui", () => {
     await page().reload();
     expect(urlWindow(page())).toEqual(b);
     expect((await showsWindow(b, "the reloaded window")).length).toBe(inB.length);
-    expect(await page().locator("[data-testid=time-to]").first().inputValue()).toBe(
-      await localInput(page(), b.until),
-    );
+    expect(await inputTime(page(), "time-to")).toBe(await localInput(page(), b.until));
   }, 45_000);
 
   test("ui - an observer that requires a token: the page asks for it, refuses a wrong one visibly, shows the map with the right one, and signing out forgets it and asks again", async () => {

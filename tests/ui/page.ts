@@ -60,6 +60,15 @@ export function localInput(page: Page, ms: number): Promise<string> {
   }, ms);
 }
 
+/**
+ * The value of the `datetime-local` input `testid` to the second: the browser leaves out
+ * `:00` seconds ("…T10:56" for "…T10:56:00"), which {@link localInput} always writes.
+ */
+export async function inputTime(page: Page, testid: string): Promise<string> {
+  const v = await page.locator(`[data-testid=${testid}]`).first().inputValue();
+  return v.length === 16 ? `${v}:00` : v;
+}
+
 /** Types a window into the from/to inputs (whole seconds) and applies it with Show. */
 export async function typeWindow(page: Page, w: UrlWindow): Promise<void> {
   const range = page.locator("[data-testid=time-range]").first();
