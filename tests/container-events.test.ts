@@ -26,6 +26,7 @@ import {
   containerEventSubject,
   publishContainerEvents,
 } from "../services/enricher/src/process/container-events.ts";
+import { containerEventCounts } from "../services/enricher/src/process/testing.ts";
 import {
   BASE_IMAGE,
   DOCKER,
@@ -202,16 +203,6 @@ class Tally {
   }
 }
 
-/** Sample values of `periscope_enricher_container_events_total` by kind. */
-async function counted(metrics: Metrics): Promise<Record<string, number>> {
-  const out: Record<string, number> = {};
-  for (const line of (await metrics.registry.metrics()).split("\n")) {
-    const m = /^periscope_enricher_container_events_total\{kind="(\w+)"\} (\S+)$/.exec(line);
-    if (m) out[m[1] as string] = Number(m[2]);
-  }
-  return out;
-}
-
 describe.skipIf(SKIP)("container events against the Docker engine", () => {
   let engine: Engine | undefined;
   let nats: LocalNats | undefined;
@@ -343,7 +334,11 @@ describe.skipIf(SKIP)("container events against the Docker engine", () => {
     });
     const t = tally(cache, () => role);
     expect(await sub.settle([bus.nc])).toEqual([]);
-    expect(await counted(metrics)).toEqual({ published: 0, announced: 0, skipped: t.skipped });
+    expect(await containerEventCounts(metrics)).toEqual({
+      published: 0,
+      announced: 0,
+      skipped: t.skipped,
+    });
 
     // Not the publisher: the change is seen and skipped.
     await change("start", `${prefix}job`);
@@ -410,7 +405,7 @@ describe.skipIf(SKIP)("container events against the Docker engine", () => {
     ]);
     // With no other container changing: { published: 1, announced: 8, skipped: 2 }.
     expect(pub.stats).toEqual({ published: t.published, announced, skipped: t.skipped });
-    expect(await counted(metrics)).toEqual({ ...pub.stats });
+    expect(await containerEventCounts(metrics)).toEqual({ ...pub.stats });
   }, 20_000);
 
   test("container events - a gain noticed by a change announces the others, then sends the change; the periodic check notices a gain alone", async () => {
@@ -526,7 +521,7 @@ describe.skipIf(SKIP)("container events against the Docker engine", () => {
         announced,
         skipped: r.tally.skipped,
       });
-      expect(await counted(r.metrics)).toEqual({ ...r.pub.stats });
+      expect(await containerEventCounts(r.metrics)).toEqual({ ...r.pub.stats });
     };
     try {
       const a = await join("ce-r1");

@@ -85,20 +85,46 @@ function cgroup2Mount(): string {
 }
 
 /** cgroup id (inode of the cgroup directory) → path, by walking the hierarchy on a miss. */
-class CgroupIds {
+export class CgroupIds {
   readonly #paths = new Map<bigint, string>();
   #scannedAt = 0;
-  constructor(readonly root: string) {}
+  /** `rescanMs`: the least time between two walks. */
+  constructor(
+    readonly root: string,
+    private readonly rescanMs = 1000,
+  ) {}
 
-  path(id: bigint): string | undefined {
+  /**
+   * Path of cgroup `id`. On a miss, first the path `/proc/<tgid>/cgroup` names when its
+   * directory is `id` (a cgroup made since the last walk, e.g. of a container just
+   * started), then a walk of the hierarchy, at most once a second.
+   */
+  path(id: bigint, tgid = 0): string | undefined {
     const hit = this.#paths.get(id);
     if (hit !== undefined || id === 0n) return hit;
+    const own = tgid > 0 ? this.#fromProc(id, tgid) : undefined;
+    if (own !== undefined) return own;
     const now = Date.now();
-    if (now - this.#scannedAt < 1000) return undefined;
+    if (now - this.#scannedAt < this.rescanMs) return undefined;
     this.#scannedAt = now;
     this.#paths.clear();
     this.#walk(this.root, "/", 0);
     return this.#paths.get(id);
+  }
+
+  #fromProc(id: bigint, tgid: number): string | undefined {
+    try {
+      const line = readFileSync(`/proc/${tgid}/cgroup`, "utf8")
+        .split("\n")
+        .find((l) => l.startsWith("0::"));
+      if (line === undefined) return undefined;
+      const rel = line.slice(3);
+      if (statSync(join(this.root, rel), { bigint: true }).ino !== id) return undefined;
+      this.#paths.set(id, rel);
+      return rel;
+    } catch {
+      return undefined; // gone, or another pid namespace
+    }
   }
 
   #walk(dir: string, rel: string, depth: number): void {
@@ -126,8 +152,8 @@ export function startTelemetrySources(o: TelemetrySourceOptions): TelemetrySourc
   const stats = { records: 0, malformed: 0, sourceLost: 0 };
   const subs: NatsSubscription[] = [];
 
-  const containerOf = (cgroupId: bigint): processV1.Container | undefined => {
-    const path = cgroups.path(cgroupId);
+  const containerOf = (cgroupId: bigint, tgid: number): processV1.Container | undefined => {
+    const path = cgroups.path(cgroupId, tgid);
     if (path === undefined) return undefined;
     for (const [re, runtime] of CONTAINER_PATTERNS) {
       const m = re.exec(path);
@@ -190,7 +216,7 @@ export function startTelemetrySources(o: TelemetrySourceOptions): TelemetrySourc
       cgroupId: rec.cgroupId,
       startTimeNs: rec.startNs,
       nsPid: rec.nsTgid,
-      container: containerOf(rec.cgroupId),
+      container: containerOf(rec.cgroupId, rec.tgid),
     });
     const timeMs = Number((rec.tsBootNs + bootToRealtimeNs) / 1_000_000n);
     const facts = { kind, node, timeMs, process };

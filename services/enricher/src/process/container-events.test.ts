@@ -8,26 +8,17 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connectBus } from "@periscope/bus";
-import { createLogger, createMetrics, type Metrics } from "@periscope/telemetry";
-import { freePort, type LocalNats, startLocalNats } from "@periscope/testing";
+import { createLogger, createMetrics } from "@periscope/telemetry";
+import { freePort, type LocalNats, promtoolCheckMetrics, startLocalNats } from "@periscope/testing";
 import { startEnricher } from "../enricher.ts";
 import { ContainerCache } from "./container-cache.ts";
 import { publishContainerEvents } from "./container-events.ts";
+import { containerEventCounts } from "./testing.ts";
 
 const log = createLogger("container-events-test", "silent");
 const NODE = "ce-node";
 /** Long enough that only a recheck (or a change) notices a new role. */
 const NEVER_MS = 3_600_000;
-
-/** Sample values of `periscope_enricher_container_events_total` by kind. */
-async function counted(metrics: Metrics): Promise<Record<string, number>> {
-  const out: Record<string, number> = {};
-  for (const line of (await metrics.registry.metrics()).split("\n")) {
-    const m = /^periscope_enricher_container_events_total\{kind="(\w+)"\} (\S+)$/.exec(line);
-    if (m) out[m[1] as string] = Number(m[2]);
-  }
-  return out;
-}
 
 describe("container events", () => {
   let nats: LocalNats;
@@ -62,19 +53,12 @@ describe("container events", () => {
         .filter((l) => /^(# (HELP|TYPE) )?periscope_enricher_container_events_total/.test(l));
       expect(ours).toHaveLength(5);
       expect(ours).toContain("# TYPE periscope_enricher_container_events_total counter");
-      expect(await counted(metrics)).toEqual({ published: 0, announced: 0, skipped: 0 });
-      const p = Bun.spawn(["promtool", "check", "metrics"], {
-        stdin: new TextEncoder().encode(`${ours.join("\n")}\n`),
-        stdout: "pipe",
-        stderr: "pipe",
+      expect(await containerEventCounts(metrics)).toEqual({
+        published: 0,
+        announced: 0,
+        skipped: 0,
       });
-      const [out, err, code] = await Promise.all([
-        new Response(p.stdout).text(),
-        new Response(p.stderr).text(),
-        p.exited,
-      ]);
-      expect(`${out}${err}`.trim()).toBe("");
-      expect(code).toBe(0);
+      expect(await promtoolCheckMetrics(`${ours.join("\n")}\n`)).toEqual({ code: 0, output: "" });
     } finally {
       pub.stop();
       cache.stop();
