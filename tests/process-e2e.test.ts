@@ -93,6 +93,12 @@ function spawnIn<In extends "pipe" | "ignore" | Blob>(
   return p;
 }
 
+/** curl of `url` as nobody in the client's cgroup and namespace, `maxTime` seconds at most. */
+function curlAsNobody(url: string, maxTime: number) {
+  const argv = ["setpriv", `--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups"];
+  return spawnIn(cliCg.dir, ns.cli, [...argv, "curl", "-s", "-m", String(maxTime), url], "ignore");
+}
+
 /** Reads a process's stdout into `sink` as it comes. */
 function drain(p: { stdout: ReadableStream<Uint8Array> }, sink: (s: string) => void): void {
   void (async () => {
@@ -265,22 +271,7 @@ describe.skipIf(OWN_PID_NS)("processes on flows through the running pipeline", (
       { timeoutMs: 5000, what: "server listening" },
     );
     const url = `http://${srvIp}:${HTTP_PORT}/psct-e2e`;
-    const curl = spawnIn(
-      cliCg.dir,
-      ns.cli,
-      [
-        "setpriv",
-        `--reuid=${NOBODY}`,
-        `--regid=${NOBODY}`,
-        "--clear-groups",
-        "curl",
-        "-s",
-        "-m",
-        "5",
-        url,
-      ],
-      "ignore",
-    );
+    const curl = curlAsNobody(url, 5);
     expect(await curl.exited).toBe(0);
     expect(await new Response(curl.stdout).text()).toBe("ok");
     await server.exited;
@@ -340,22 +331,7 @@ describe.skipIf(OWN_PID_NS)("processes on flows through the running pipeline", (
   }, 40_000);
 
   test("a SYN the kernel drops at a closed port carries the process that connected", async () => {
-    const curl = spawnIn(
-      cliCg.dir,
-      ns.cli,
-      [
-        "setpriv",
-        `--reuid=${NOBODY}`,
-        `--regid=${NOBODY}`,
-        "--clear-groups",
-        "curl",
-        "-s",
-        "-m",
-        "3",
-        `http://${srvIp}:${CLOSED_PORT}/`,
-      ],
-      "ignore",
-    );
+    const curl = curlAsNobody(`http://${srvIp}:${CLOSED_PORT}/`, 3);
     expect(await curl.exited).not.toBe(0); // refused
     let drops: Flow[] = [];
     await waitFor(
