@@ -23,7 +23,7 @@ import {
 } from "@periscope/devstack";
 import { type Flow, FlowFilterSchema, Observer } from "@periscope/proto";
 import { ComposeProject, composeCommand, staleProjects } from "./docker/compose.ts";
-import { DOCKER, type Engine, ensureEngine, execOk } from "./docker/engine.ts";
+import { alive, DOCKER, type Engine, ensureEngine, execOk } from "./docker/engine.ts";
 import { ROOT, testPrefix } from "./harness.ts";
 
 const SKIP = process.env.PERISCOPE_TEST_IN_MINIMAL_ROOT === "1";
@@ -124,16 +124,6 @@ async function podPrograms(): Promise<number[]> {
     }
   }
   return ids;
-}
-
-/** True while a process with this pid runs. */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /**

@@ -8,13 +8,14 @@
  * metrics are checked, and pass `promtool check metrics`.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, rmdirSync, statSync } from "node:fs";
+import { mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { cgroupV2Root } from "@periscope/bpf";
 import { deleteNetns, promtoolCheckMetrics, runOk, waitFor } from "@periscope/devstack";
 import { flowProcess } from "@periscope/flow";
 import { type Flow, FlowFilterSchema, type processV1, Verdict } from "@periscope/proto";
+import { removeCgroup } from "@periscope/testing";
 import { buildFilters } from "../cli/src/filters.ts";
 import { ROOT, type Stack, startStack, sumMetric, testPrefix } from "./harness.ts";
 
@@ -242,19 +243,7 @@ describe.skipIf(OWN_PID_NS)("processes on flows through the running pipeline", (
     for (const n of ownNetns.reverse()) {
       await deleteNetns(n).catch((err: unknown) => console.error(`could not delete ${n}:`, err));
     }
-    for (const dir of cgroups.reverse()) {
-      await waitFor(
-        () => {
-          try {
-            rmdirSync(dir);
-            return true;
-          } catch {
-            return false;
-          }
-        },
-        { timeoutMs: 10_000, what: `cgroup ${dir} removed` },
-      ).catch((err: unknown) => console.error(err));
-    }
+    for (const dir of cgroups.reverse()) await removeCgroup(dir);
   }, 40_000);
 
   test("TCP: curl's flows carry curl (pid, binary, args, uid, cgroup), the server's flows the server", async () => {

@@ -18,6 +18,7 @@ export {
   waitForValue,
 } from "@periscope/devstack";
 export { hasClsact, loadedProgIds, tcFilterProgIds } from "./bpf.ts";
+export { removeCgroup } from "./cgroup.ts";
 export {
   addQuietVeth,
   addVeth,

@@ -129,7 +129,7 @@ export async function ensureBaseImage(): Promise<void> {
 }
 
 /** True while a process with this pid runs. */
-function alive(pid: number): boolean {
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdirSync, readFileSync, rmdirSync, statSync } from "node:fs";
+import { mkdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { waitFor } from "@periscope/testing";
+import { removeCgroup, waitFor } from "@periscope/testing";
 import { CgroupIds } from "./telemetry-source.ts";
 
 /** The cgroup v2 mount, when there is one. */
@@ -20,19 +20,7 @@ const procs: Bun.Subprocess[] = [];
 afterAll(async () => {
   for (const p of procs) p.kill("SIGKILL");
   await Promise.all(procs.map((p) => p.exited));
-  for (const dir of made.reverse()) {
-    await waitFor(
-      () => {
-        try {
-          rmdirSync(dir);
-          return true;
-        } catch {
-          return false;
-        }
-      },
-      { timeoutMs: 5000, what: `cgroup ${dir} removed` },
-    ).catch((err: unknown) => console.error(err));
-  }
+  for (const dir of made.reverse()) await removeCgroup(dir);
 });
 
 describe.skipIf(process.getuid?.() !== 0 || ROOT === undefined)("cgroup ids", () => {
