@@ -39,5 +39,20 @@ fi
 
 pass=$(grep -Eo '^ *[0-9]+ pass$' "$log" | tail -1 | grep -Eo '[0-9]+' || echo 0)
 fail=$(grep -Eo '^ *[0-9]+ fail$' "$log" | tail -1 | grep -Eo '[0-9]+' || echo 0)
+if [[ "$fail" != 0 ]]; then
+  # Repeat each failure with the lines bun printed before it (its error), so
+  # the end of the output names what failed and why.
+  echo "== failures"
+  # bun lists the failures again at its end; the first mention has the error.
+  summary=$(grep -nE '^ *[0-9]+ tests? failed:' "$log" | head -1 | cut -d: -f1 || true)
+  grep -n '^(fail)' "$log" | cut -d: -f1 | while read -r line; do
+    [[ -n "$summary" && "$line" -ge "$summary" ]] && break
+    echo "$line"
+  done | head -10 | while read -r line; do
+    from=$(( line > 40 ? line - 40 : 1 ))
+    sed -n "${from},${line}p" "$log" | cut -c1-300
+    echo "--"
+  done || true
+fi
 echo "tests: ${pass} passed, ${fail} failed"
 exit "$status"
