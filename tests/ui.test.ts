@@ -605,6 +605,17 @@ describe.skipIf(SKIP)("ui", () => {
     expect(urlWindow(page())).toEqual(b);
     expect((await showsWindow(b, "the reloaded window")).length).toBe(inB.length);
     expect(await inputTime(page(), "time-to")).toBe(await localInput(page(), b.until));
+
+    // Looking at a past window, the scrubber's end keeps following the clock.
+    const scrubMax = async (): Promise<number> =>
+      Number(await page().locator("[data-testid=scrubber]").getAttribute("max"));
+    const max0 = await scrubMax();
+    await waitFor(async () => (await scrubMax()) >= max0 + 2, {
+      timeoutMs: 6000,
+      intervalMs: 100,
+      what: "the scrubber's end following the clock",
+    });
+    expect(urlWindow(page())).toEqual(b);
   }, 45_000);
 
   test("ui - an observer that requires a token: the page asks for it, refuses a wrong one visibly, shows the map with the right one, and signing out forgets it and asks again", async () => {

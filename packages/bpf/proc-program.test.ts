@@ -195,18 +195,28 @@ describe.skipIf(!isRoot || OWN_PID_NS)("bpf proc program", () => {
     const port = 20000 + Math.floor(Math.random() * 10000);
     const server = run(pair.nsB, ["nc", "-u", "-l", "-s", pair.ipB, "-p", String(port)]);
     try {
-      await until("udp server started", () =>
-        procs.some((r) => r.tgid === server.pid && r.event === PROC_EVENT.EXEC),
+      // Its exec comes before its bind: a datagram sent in between is refused (ICMP port
+      // unreachable) and ends the client, so wait for the bound socket.
+      await waitFor(
+        async () => {
+          const ss = Bun.spawnSync(["ip", "netns", "exec", pair.nsB, "ss", "-Huln"]);
+          return ss.stdout.toString().includes(`:${port}`);
+        },
+        { timeoutMs: 5000, what: `udp server bound to port ${port}` },
       );
-      const client = run(pair.nsA, ["nc", "-u", "-w", "1", pair.ipB, String(port)]);
+      let client = run(pair.nsA, ["nc", "-u", "-w", "1", pair.ipB, String(port)]);
       await waitFor(
         () => {
+          // A client that ended (its idle timeout on a slow machine) is replaced.
+          if (client.exitCode !== null) {
+            client = run(pair.nsA, ["nc", "-u", "-w", "1", pair.ipB, String(port)]);
+          }
           client.stdin.write("ping\n");
           client.stdin.flush();
           prog.drainInto(sink);
           return owners.some((o) => o.tgid === server.pid);
         },
-        { timeoutMs: 5000, what: "datagram received by the server's socket" },
+        { timeoutMs: 10_000, what: "datagram received by the server's socket" },
       );
       client.stdin.end();
       await client.exited;

@@ -339,7 +339,7 @@ function StatusBar(props: { model: PageModel; onSignOut?: () => void }) {
       </span>
       <span data-testid="status-rate">
         flows/s: {c.rate.toFixed(1)}
-        {status ? ` (observer ${status.observerRate.toFixed(1)})` : ""}
+        {status ? ` (observer, last minute: ${status.observerRate.toFixed(1)})` : ""}
       </span>
       <span data-testid="status-lost" class={c.lostTotal > 0 ? "error" : ""}>
         lost events: {c.lostTotal}

@@ -37,6 +37,12 @@ export function TimeRange(props: {
     setTo(toLocalInput(query.until));
   }, [query]);
   useEffect(() => () => clearTimeout(settle.current), []);
+  // The scrubber ends at now: redrawn every second, also when no flow or status arrives.
+  const [, setTick] = useState(0);
+  useEffect(() => {
+    const t = setInterval(() => setTick((n) => n + 1), 1000);
+    return () => clearInterval(t);
+  }, []);
   const now = Date.now();
   const range = scrubRange(query, props.oldestMs, now);
 
