@@ -149,6 +149,102 @@ describe("flow join outcomes", () => {
   });
 });
 
+describe("owners sharing protocol and ports", () => {
+  /** TCP owner of 10.9.1.<host>:40000 → SERVER:443 in namespace `ns`, process `tgid`. */
+  const at = (host: number, tgid: number, ns = NETNS) =>
+    encodeSockOwnerRecord({
+      source: SOCK_SOURCE.TCP_CONNECT,
+      cpu: 0,
+      tsBootNs: 1n,
+      pid: tgid,
+      tgid,
+      flowHash: 0,
+      family: 4,
+      proto: 6,
+      netnsCookie: ns,
+      saddr: Uint8Array.of(10, 9, 1, host),
+      daddr: Uint8Array.of(10, 9, 0, 2),
+      sport: 40000,
+      dport: 443,
+      uid: 1000,
+      sockCookie: BigInt(tgid),
+      cgroupId: 9n,
+      startNs: 5_000_000_000n,
+      comm: "curl",
+    });
+  const tgidOf = (join: FlowProcesses, host: number, ns = NETNS) =>
+    processIn(join.anyBytes(ns, 6, `10.9.1.${host}`, 40000, SERVER, 443))?.tgid;
+
+  test("each address its owner; a namespace's own owner first, else the newest; a new socket on a tuple replaces its owner", () => {
+    const join = new FlowProcesses(new ProcessCache({ readOnMiss: false }));
+    join.noteOwner(at(1, 101));
+    join.noteOwner(at(2, 102));
+    join.noteOwner(at(3, 103));
+    join.noteOwner(at(2, 202, 88n)); // the same tuple in another namespace
+    expect(join.size).toBe(4);
+    expect([1, 2, 3].map((h) => tgidOf(join, h))).toEqual([101, 102, 103]);
+    expect(tgidOf(join, 2, 88n)).toBe(202);
+    expect(tgidOf(join, 2, 99n)).toBe(202); // no owner in namespace 99: the newest
+    expect(tgidOf(join, 4)).toBeUndefined();
+    join.noteOwner(at(2, 302)); // a new socket on 10.9.1.2:40000 in NETNS
+    expect(join.size).toBe(4);
+    expect(tgidOf(join, 2)).toBe(302);
+    expect(tgidOf(join, 3)).toBe(103);
+    expect(tgidOf(join, 2, 88n)).toBe(202);
+  });
+
+  test("idle owners leave the middle of a chain; eviction takes a whole chain and counts each", () => {
+    const join = new FlowProcesses(new ProcessCache({ readOnMiss: false }), undefined, {
+      maxSockets: 4,
+      idleMs: 1000,
+    });
+    for (const h of [1, 2, 3]) join.noteOwner(at(h, 100 + h), 0);
+    for (let gen = 1; gen <= 4; gen++) {
+      expect(tgidOf(join, 1)).toBe(101);
+      expect(tgidOf(join, 3)).toBe(103);
+      join.sweep(gen * 1000);
+    }
+    expect(join.stats.idleExpired).toBe(1);
+    expect(join.size).toBe(2);
+    expect(tgidOf(join, 2)).toBeUndefined();
+    expect(join.stats.ownerExpired).toBe(1);
+    expect([tgidOf(join, 1), tgidOf(join, 3)]).toEqual([101, 103]);
+    // Then 3, now the chain's end, idles out too.
+    for (let gen = 5; gen <= 8; gen++) {
+      expect(tgidOf(join, 1)).toBe(101);
+      join.sweep(gen * 1000);
+    }
+    expect(join.stats.idleExpired).toBe(2);
+    expect(join.size).toBe(1);
+    expect(tgidOf(join, 3)).toBeUndefined();
+    // A chain linked anew still takes new owners at its end.
+    join.noteOwner(at(4, 104), 9000);
+    expect([1, 2, 3, 4].map((h) => tgidOf(join, h))).toEqual([101, undefined, undefined, 104]);
+    expect(join.size).toBe(2);
+    // Other ports; then one more than room: the oldest chain (two owners) goes at once.
+    join.noteOwner(owner(7, 47000), 9000);
+    join.noteOwner(owner(8, 48000), 9000);
+    expect(join.size).toBe(4);
+    join.noteOwner(owner(9, 49000), 9000);
+    expect(join.stats.evicted).toBe(2);
+    expect(join.size).toBe(3);
+    expect([1, 4].map((h) => tgidOf(join, h))).toEqual([undefined, undefined]);
+    expect(processIn(join.anyBytes(NETNS, 6, CLIENT, 49000, SERVER, 443))?.tgid).toBe(9);
+  });
+
+  test("the chain that is itself the oldest evicted for room: the new owner starts it again", () => {
+    const join = new FlowProcesses(new ProcessCache({ readOnMiss: false }), undefined, {
+      maxSockets: 2,
+    });
+    join.noteOwner(at(1, 101));
+    join.noteOwner(at(2, 102));
+    join.noteOwner(at(3, 103));
+    expect(join.stats.evicted).toBe(2);
+    expect(join.size).toBe(1);
+    expect([1, 2, 3].map((h) => tgidOf(join, h))).toEqual([undefined, undefined, 103]);
+  });
+});
+
 test("flow-join - trace, drop and policy verdict records carry the netns cookie where the join reads it", () => {
   for (const layout of [TRACE_LAYOUT, DROP_LAYOUT, POLICY_VERDICT_LAYOUT]) {
     expect(layout.fields.netns_cookie).toEqual({ offset: TRACE_NETNS_COOKIE, size: 8 });

@@ -1,10 +1,11 @@
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary } from "@bufbuild/protobuf";
 import { type Any, AnySchema } from "@bufbuild/protobuf/wkt";
 import { formatIPv4, formatIPv6 } from "@periscope/model";
 import { type Flow, processV1 } from "@periscope/proto";
 import { decodeSockOwnerRecord, SOCK_SOURCE, type SockOwnerRecord } from "@periscope/wire";
 import type { ContainerCache, ContainerInfo } from "./container-cache.ts";
 import type { ProcessCache, ProcessEntry } from "./process-cache.ts";
+import { encodeProcessAny, type ProcessFields } from "./process-encode.ts";
 
 /** Type URL of the extension a flow carries. */
 export const PROCESS_TYPE_URL = "type.googleapis.com/periscope.process.v1.Process";
@@ -22,6 +23,8 @@ interface Owner {
   /** The socket's own address and its peer's, as flows write them. */
   own: string;
   peer: string;
+  /** The record's netns cookie as a number (cookies count up from 1: exact below 2^53). */
+  cookie: number;
   /** Encoded Any (null: not built yet), rebuilt when what it was built from changed. */
   any: Uint8Array | null;
   /** The process, its binary and the container name the Any was built with. */
@@ -32,6 +35,8 @@ interface Owner {
   usedGen: number;
   /** Date.now() of the last process lookup that missed (0: none). */
   missMs: number;
+  /** The next owner with the same protocol and ports (newer). */
+  next: Owner | undefined;
 }
 
 /** Options of a FlowProcesses. */
@@ -82,8 +87,11 @@ const MAX_GONE = 16_384;
  * newest owner of the tuple is taken (a packet seen on the host side of a veth).
  */
 export class FlowProcesses {
-  /** Owners by protocol and ports ({@link portKey}: no string built per flow), addresses compared in the list. */
-  private readonly byPorts = new Map<number, Owner[]>();
+  /**
+   * Owners by protocol and ports ({@link portKey}: no string built per flow): the oldest of
+   * a chain linked by `next`, addresses compared along it.
+   */
+  private readonly byPorts = new Map<number, Owner>();
   /** Tuple keys of forgotten owners, oldest first. */
   private readonly gone = new Map<string, number>();
   /** Forgotten tuples per port key: strings are built on a miss only when one shares its ports. */
@@ -129,34 +137,48 @@ export class FlowProcesses {
     const own = rec.family === 6 ? formatIPv6(rec.saddr, 0) : formatIPv4(rec.saddr, 0);
     const peer = rec.family === 6 ? formatIPv6(rec.daddr, 0) : formatIPv4(rec.daddr, 0);
     const key = portKey(rec.proto, rec.sport, rec.dport);
-    const list = this.byPorts.get(key);
+    const head = this.byPorts.get(key);
     const owner: Owner = {
       rec,
       own,
       peer,
+      cookie: Number(rec.netnsCookie),
       any: null,
       anyProc: undefined,
       anyBinary: "",
       anyContainerName: "",
       usedGen: this.gen,
       missMs: 0,
+      next: undefined,
     };
     if (this.gonePorts.has(key)) this.forget(ownerKey(owner));
-    if (list === undefined) {
+    if (head === undefined) {
       if (this.sockets >= this.maxSockets) this.evictOldest();
-      this.byPorts.set(key, [owner]);
+      this.byPorts.set(key, owner);
       this.sockets++;
       return;
     }
-    const same = list.findIndex(
-      (o) => o.own === own && o.peer === peer && o.rec.netnsCookie === rec.netnsCookie,
-    );
-    if (same >= 0) list[same] = owner;
-    else {
-      if (this.sockets >= this.maxSockets) this.evictOldest();
-      list.push(owner);
-      this.sockets++;
+    // The same socket tuple again (a new socket on it): its owner is replaced in place.
+    let last = head;
+    for (let o: Owner | undefined = head; o !== undefined; o = o.next) {
+      if (o.own === own && o.peer === peer && o.cookie === owner.cookie) {
+        owner.next = o.next;
+        Object.assign(o, owner);
+        return;
+      }
+      last = o;
     }
+    if (this.sockets >= this.maxSockets) {
+      this.evictOldest();
+      // The chain itself may have been the oldest.
+      if (!this.byPorts.has(key)) {
+        this.byPorts.set(key, owner);
+        this.sockets++;
+        return;
+      }
+    }
+    last.next = owner;
+    this.sockets++;
   }
 
   /**
@@ -167,16 +189,24 @@ export class FlowProcesses {
     this.lastSweepMs = nowMs;
     this.gen++;
     let dropped = 0;
-    for (const [key, list] of this.byPorts) {
-      const keep: Owner[] = [];
-      for (const o of list) {
-        if (this.gen - o.usedGen < 4) keep.push(o);
-        else this.remember(o);
+    for (const [key, head] of this.byPorts) {
+      let first: Owner | undefined;
+      let tail: Owner | undefined;
+      for (let o: Owner | undefined = head; o !== undefined; ) {
+        const next: Owner | undefined = o.next;
+        if (this.gen - o.usedGen < 4) {
+          o.next = undefined;
+          if (tail === undefined) first = o;
+          else tail.next = o;
+          tail = o;
+        } else {
+          this.remember(o);
+          dropped++;
+        }
+        o = next;
       }
-      if (keep.length === list.length) continue;
-      dropped += list.length - keep.length;
-      if (keep.length === 0) this.byPorts.delete(key);
-      else this.byPorts.set(key, keep);
+      if (first === undefined) this.byPorts.delete(key);
+      else if (first !== head) this.byPorts.set(key, first);
     }
     this.sockets -= dropped;
     this.stats.idleExpired += dropped;
@@ -201,9 +231,10 @@ export class FlowProcesses {
     dport: number,
   ): Uint8Array | undefined {
     if ((++this.joins & 4095) === 0) this.tick(Date.now());
+    const cookie = Number(netnsCookie);
     const owner =
-      this.find(netnsCookie, proto, src, sport, dst, dport) ??
-      this.find(netnsCookie, proto, dst, dport, src, sport);
+      this.find(cookie, proto, src, sport, dst, dport) ??
+      this.find(cookie, proto, dst, dport, src, sport);
     if (owner === undefined) {
       this.stats.flowsWithoutProcess++;
       if (
@@ -227,7 +258,7 @@ export class FlowProcesses {
     if (p === undefined) this.stats.processUnknown++;
     else {
       this.stats.flowsWithProcess++;
-      this.processes.fillPath(p);
+      if (p.cgroupPath === "") this.processes.fillPath(p);
     }
     const container =
       p !== undefined && p.cgroupPath !== "" ? this.containers?.lookup(p.cgroupPath) : undefined;
@@ -238,7 +269,10 @@ export class FlowProcesses {
       owner.anyBinary !== (p?.binary ?? "") ||
       owner.anyContainerName !== name
     ) {
-      owner.any = toBinary(AnySchema, this.anyOf(owner.rec, p, container));
+      owner.any = encodeProcessAny(
+        PROCESS_TYPE_URL,
+        this.fieldsOf(owner.rec, p ?? null, container),
+      );
       owner.anyProc = p;
       owner.anyBinary = p?.binary ?? "";
       owner.anyContainerName = name;
@@ -268,8 +302,17 @@ export class FlowProcesses {
     p: ProcessEntry | null = this.processes.lookup(rec.tgid, rec.startNs) ?? null,
     container?: ContainerInfo,
   ): processV1.Process {
+    return create(processV1.ProcessSchema, this.fieldsOf(rec, p, container));
+  }
+
+  /** The Process fields of an owner record, completed from `p` and its container. */
+  private fieldsOf(
+    rec: SockOwnerRecord,
+    p: ProcessEntry | null,
+    container: ContainerInfo | undefined,
+  ): ProcessFields {
     const c = container ?? (p !== null ? this.containers?.lookup(p.cgroupPath) : undefined);
-    return create(processV1.ProcessSchema, {
+    return {
       pid: rec.pid,
       tgid: rec.tgid,
       ppid: p?.ppid ?? 0,
@@ -288,24 +331,17 @@ export class FlowProcesses {
       nsPid: p?.nsPid ?? 0,
       ...(c !== undefined
         ? {
-            container: create(processV1.ContainerSchema, {
+            container: {
               id: c.id,
               name: c.name,
               image: c.image,
               runtime: c.runtime,
               labels: c.labels,
               state: c.state,
-            }),
+            },
           }
         : {}),
-    });
-  }
-
-  private anyOf(rec: SockOwnerRecord, p?: ProcessEntry, container?: ContainerInfo): Any {
-    return create(AnySchema, {
-      typeUrl: PROCESS_TYPE_URL,
-      value: toBinary(processV1.ProcessSchema, this.processOf(rec, p ?? null, container)),
-    });
+    };
   }
 
   /** Sweeps when idleMs / 4 passed since the last sweep. */
@@ -338,19 +374,17 @@ export class FlowProcesses {
 
   /** The owner of socket own:ownPort ↔ peer:peerPort in `netnsCookie`, else the newest in any namespace. */
   private find(
-    netnsCookie: bigint,
+    cookie: number,
     proto: number,
     own: string,
     ownPort: number,
     peer: string,
     peerPort: number,
   ): Owner | undefined {
-    const list = this.byPorts.get(portKey(proto, ownPort, peerPort));
-    if (list === undefined) return undefined;
     let newest: Owner | undefined;
-    for (const o of list) {
+    for (let o = this.byPorts.get(portKey(proto, ownPort, peerPort)); o !== undefined; o = o.next) {
       if (o.own !== own || o.peer !== peer) continue;
-      if (o.rec.netnsCookie === netnsCookie) return o;
+      if (o.cookie === cookie) return o;
       newest = o;
     }
     return newest;
@@ -359,10 +393,13 @@ export class FlowProcesses {
   private evictOldest(): void {
     const first = this.byPorts.entries().next();
     if (first.done) return;
-    const [key, list] = first.value;
-    const n = list.length;
+    const [key, head] = first.value;
     this.byPorts.delete(key);
-    for (const o of list) this.remember(o);
+    let n = 0;
+    for (let o: Owner | undefined = head; o !== undefined; o = o.next) {
+      this.remember(o);
+      n++;
+    }
     this.sockets -= n;
     this.stats.evicted += n;
   }
