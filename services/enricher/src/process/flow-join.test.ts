@@ -19,8 +19,17 @@ const NETNS = 77n;
 const CLIENT = "10.9.0.1";
 const SERVER = "10.9.0.2";
 
-/** A TCP connect owner of CLIENT:sport → SERVER:443 for process `tgid`. */
-function owner(tgid: number, sport: number, startNs = 5_000_000_000n): Uint8Array {
+/**
+ * A TCP connect owner of CLIENT:sport → SERVER:443 for process `tgid` (or of 10.9.1.<host>,
+ * in namespace `ns`).
+ */
+function owner(
+  tgid: number,
+  sport: number,
+  startNs = 5_000_000_000n,
+  host?: number,
+  ns = NETNS,
+): Uint8Array {
   return encodeSockOwnerRecord({
     source: SOCK_SOURCE.TCP_CONNECT,
     cpu: 0,
@@ -30,8 +39,8 @@ function owner(tgid: number, sport: number, startNs = 5_000_000_000n): Uint8Arra
     flowHash: 0,
     family: 4,
     proto: 6,
-    netnsCookie: NETNS,
-    saddr: Uint8Array.of(10, 9, 0, 1),
+    netnsCookie: ns,
+    saddr: host === undefined ? Uint8Array.of(10, 9, 0, 1) : Uint8Array.of(10, 9, 1, host),
     daddr: Uint8Array.of(10, 9, 0, 2),
     sport,
     dport: 443,
@@ -152,26 +161,7 @@ describe("flow join outcomes", () => {
 describe("owners sharing protocol and ports", () => {
   /** TCP owner of 10.9.1.<host>:40000 → SERVER:443 in namespace `ns`, process `tgid`. */
   const at = (host: number, tgid: number, ns = NETNS) =>
-    encodeSockOwnerRecord({
-      source: SOCK_SOURCE.TCP_CONNECT,
-      cpu: 0,
-      tsBootNs: 1n,
-      pid: tgid,
-      tgid,
-      flowHash: 0,
-      family: 4,
-      proto: 6,
-      netnsCookie: ns,
-      saddr: Uint8Array.of(10, 9, 1, host),
-      daddr: Uint8Array.of(10, 9, 0, 2),
-      sport: 40000,
-      dport: 443,
-      uid: 1000,
-      sockCookie: BigInt(tgid),
-      cgroupId: 9n,
-      startNs: 5_000_000_000n,
-      comm: "curl",
-    });
+    owner(tgid, 40000, 5_000_000_000n, host, ns);
   const tgidOf = (join: FlowProcesses, host: number, ns = NETNS) =>
     processIn(join.anyBytes(ns, 6, `10.9.1.${host}`, 40000, SERVER, 443))?.tgid;
 

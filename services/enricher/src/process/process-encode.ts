@@ -5,37 +5,15 @@
  * for a socket's first flow, while the flow batch is being written into the compiled
  * encoders' shared buffer, so it must not use that one.
  */
+import type { processV1 } from "@periscope/proto";
+
+/** Field values of a Container (the generated message's, without its bookkeeping). */
+export type ContainerFields = Omit<processV1.Container, "$typeName" | "$unknown">;
 
 /** Field values of a Process (zero values are left out, as proto3 does). */
-export interface ProcessFields {
-  pid: number;
-  tgid: number;
-  ppid: number;
-  comm: string;
-  binary: string;
-  args: string[];
-  argsTruncated: boolean;
-  uid: number;
-  gid: number;
-  euid: number;
-  egid: number;
-  cgroupId: bigint;
-  cgroupPath: string;
-  startTimeNs: bigint;
+export type ProcessFields = Omit<processV1.Process, "$typeName" | "$unknown" | "container"> & {
   container?: ContainerFields;
-  socketSource: string;
-  nsPid: number;
-}
-
-/** Field values of a Container. */
-export interface ContainerFields {
-  id: string;
-  name: string;
-  image: string;
-  runtime: string;
-  labels: Record<string, string>;
-  state: string;
-}
+};
 
 const utf8 = new TextEncoder();
 
