@@ -8,7 +8,8 @@
  *   listener (`/dev/tcp`, no forks), timed the same way. The listener is made after the
  *   sensor loads, so the accept side (owner copied to the accepted socket, expiry on close)
  *   runs too.
- * Rounds alternate off/on (ROUNDS each); best and median of each mode are reported. With the
+ * Rounds alternate off/on (ROUNDS exec rounds, then CONNECT_ROUNDS connect rounds each); best
+ * and median of each mode are reported. With the
  * sensor on it is loaded as the collector loads it (namespace filter holding this namespace,
  * drained every 50 ms) and every exec of the loop shell's children is delivered or counted
  * lost by the kernel. Then the process cache lookup by (tgid, start) in 65,536 processes.
@@ -29,8 +30,13 @@ const envInt = (name: string, fallback: number): number => {
 const EXECS = envInt("PERISCOPE_BENCH_EXECS", 20_000);
 /** TCP connect/close per round (PERISCOPE_BENCH_CONNECTS). */
 const CONNECTS = envInt("PERISCOPE_BENCH_CONNECTS", 5_000);
-/** Rounds per mode, alternating off and on (PERISCOPE_BENCH_ROUNDS, at least 3). */
+/** Exec rounds per mode, alternating off and on (PERISCOPE_BENCH_ROUNDS, at least 3). */
 const ROUNDS = Math.max(3, envInt("PERISCOPE_BENCH_ROUNDS", 3));
+/**
+ * Connect rounds per mode, alternating (PERISCOPE_BENCH_CONNECT_ROUNDS, at least 3): short
+ * rounds, many of them; with 3 the medians moved by ±10 % from run to run here.
+ */
+const CONNECT_ROUNDS = Math.max(3, envInt("PERISCOPE_BENCH_CONNECT_ROUNDS", 15));
 
 /** A loaded sensor drained every 50 ms; counts exec records of children of `parent`. */
 class Sensor {
@@ -197,7 +203,6 @@ export async function runProcessBench(): Promise<void> {
     for (const mode of modes) {
       if (mode === "off") {
         rounds.exec.off.push(await execLoop());
-        rounds.conn.off.push(await connectLoop());
         continue;
       }
       const sensor = new Sensor();
@@ -209,7 +214,6 @@ export async function runProcessBench(): Promise<void> {
             sensor.parent = pid;
           }),
         );
-        rounds.conn.on.push(await connectLoop());
         sensor.drain();
         const after = sensor.counters();
         delivered += sensor.execs - execsBefore;
@@ -221,6 +225,20 @@ export async function runProcessBench(): Promise<void> {
     }
     load.push(loadavg()[0] ?? 0);
   }
+  for (let round = 0; round < CONNECT_ROUNDS; round++) {
+    rounds.conn.off.push(await connectLoop());
+    const sensor = new Sensor();
+    try {
+      const before = sensor.counters();
+      rounds.conn.on.push(await connectLoop());
+      sensor.drain();
+      const after = sensor.counters();
+      sockRecords += after.sockEmitted - before.sockEmitted;
+    } finally {
+      sensor.close();
+    }
+  }
+  load.push(loadavg()[0] ?? 0);
   const figures = (name: string, unit: number, r: { off: LoopTime[]; on: LoopTime[] }) => {
     for (const what of ["wall", "cpu"] as const) {
       const pick = (xs: LoopTime[]) => xs.map((t) => (what === "wall" ? t.wallMs : t.cpuMs));
@@ -242,6 +260,7 @@ export async function runProcessBench(): Promise<void> {
   figures("connect", CONNECTS, rounds.conn);
   const total = EXECS * ROUNDS;
   emit(BENCH, "rounds_per_mode", ROUNDS, "rounds");
+  emit(BENCH, "connect_rounds_per_mode", CONNECT_ROUNDS, "rounds");
   emit(BENCH, "exec_events_expected", total, "events");
   emit(BENCH, "exec_events_delivered", delivered, "events");
   emit(BENCH, "process_records_kernel_lost", Number(lost), "events");
