@@ -1,6 +1,7 @@
 /**
  * Low-level protobuf wire writer behind `compileEncoder` (./encoder.ts): one
- * module-wide growable scratch buffer, written front to back. Length prefixes
+ * module-wide growable scratch buffer, written front to back (a message encoded while
+ * another is being written goes into a buffer apart: {@link encodeApart}). Length prefixes
  * of nested messages, packed lists and strings are reserved with a size guess
  * and moved into place when the guess was wrong, so encoding needs no separate
  * size pass. Encoding is synchronous, so one buffer serves every encoder; each
@@ -29,15 +30,55 @@ let buf = new Uint8Array(INITIAL_BYTES);
 let pos = 0;
 const scratch = new DataView(new ArrayBuffer(8));
 
+/** A top-level message is being written (between `resetWriter()` and `takeBytes()`). */
+let open = false;
+/** The buffer of messages encoded apart while another is open (see {@link encodeApart}). */
+let spare = new Uint8Array(1024);
+let apartDepth = 0;
+
 /** Starts a new top-level message. */
 export function resetWriter(): void {
   pos = 0;
+  open = true;
   if (buf.length > RETAIN_BYTES) buf = new Uint8Array(INITIAL_BYTES);
 }
 
 /** Copies out everything written since `resetWriter()`. */
 export function takeBytes(): Uint8Array {
+  open = false;
   return buf.slice(0, pos);
+}
+
+/**
+ * The bytes `write` writes as a top-level message of its own. When another is open (an
+ * encoder called while a streamed message is being written, e.g. to build a field's
+ * bytes), it is written into a buffer apart and the open one is left as it was.
+ */
+export function encodeApart(write: () => void): Uint8Array {
+  if (!open) {
+    resetWriter();
+    try {
+      write();
+      return takeBytes();
+    } finally {
+      open = false;
+    }
+  }
+  const outerBuf = buf;
+  const outerPos = pos;
+  // One apart inside another gets a buffer of its own.
+  buf = apartDepth === 0 ? spare : new Uint8Array(1024);
+  pos = 0;
+  apartDepth++;
+  try {
+    write();
+    return buf.slice(0, pos);
+  } finally {
+    apartDepth--;
+    if (apartDepth === 0) spare = buf.length > RETAIN_BYTES ? new Uint8Array(1024) : buf;
+    buf = outerBuf;
+    pos = outerPos;
+  }
 }
 
 /** Makes room for `n` more bytes. */

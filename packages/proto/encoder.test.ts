@@ -9,6 +9,7 @@ import {
 } from "@bufbuild/protobuf";
 import { AnySchema, StructSchema, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { compileEncoder, EncodeError } from "./encoder.ts";
+import { compileFieldEncoder, streamBegin, streamTake } from "./encoder-stream.ts";
 import {
   FlowBatchSchema,
   FlowFilterSchema,
@@ -322,5 +323,43 @@ describe("encoder", () => {
     const bytes = encode(batch);
     expect(bytes.length).toBeGreaterThan(200_000);
     expect(bytes).toEqual(toBinary(FlowBatchSchema, batch));
+  });
+
+  test("encoder - a message encoded while a streamed one is open is whole, and the open one is untouched", () => {
+    const flow = create(FlowSchema, { ...base, Summary: "streamed" });
+    const other = create(FlowSchema, { ...base, Summary: "y".repeat(3000) });
+    const inner = create(AnySchema, { typeUrl: "type.googleapis.com/x", value: encodeFlow(other) });
+    const encodeAny = compileEncoder(AnySchema);
+    const writeResponse = compileFieldEncoder(1, GetFlowsResponseSchema);
+    const writeFlowField = (f: typeof flow) =>
+      writeResponse(create(GetFlowsResponseSchema, { responseTypes: { case: "flow", value: f } }));
+    streamBegin();
+    writeFlowField(flow);
+    // Mid-stream (as the flow join builds an extension): apart, and apart inside apart.
+    const nested: Uint8Array[] = [];
+    const encodeOuter = compileEncoder(FlowSchema);
+    nested.push(encodeAny(inner));
+    nested.push(
+      encodeOuter(
+        create(FlowSchema, {
+          ...base,
+          extensions: create(AnySchema, { typeUrl: "t", value: encodeFlow(other) }),
+        }),
+      ),
+    );
+    writeFlowField(flow);
+    const streamed = streamTake();
+    expect(nested[0]).toEqual(toBinary(AnySchema, inner));
+    expect(fromBinary(FlowSchema, nested[1] as Uint8Array).extensions?.value).toEqual(
+      toBinary(FlowSchema, other),
+    );
+    const response = create(GetFlowsResponseSchema, {
+      responseTypes: { case: "flow", value: flow },
+    });
+    expect(streamed).toEqual(
+      toBinary(FlowBatchSchema, create(FlowBatchSchema, { responses: [response, response] })),
+    );
+    // Nothing stays open: a plain encode after it is whole too.
+    expect(encodeFlow(other)).toEqual(toBinary(FlowSchema, other));
   });
 });

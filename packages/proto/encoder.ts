@@ -33,9 +33,8 @@ import {
 import {
   beginLength,
   EncodeError,
+  encodeApart,
   endLength,
-  resetWriter,
-  takeBytes,
   varintSize,
   writeRaw,
   writeVarint32,
@@ -60,11 +59,7 @@ export function compileEncoder<Desc extends DescMessage>(
 ): (msg: MessageShape<Desc>) => Uint8Array {
   if (!supported(schema, new Set())) return (msg) => toBinary(schema, msg);
   const body = bodyOf(schema);
-  return (msg) => {
-    resetWriter();
-    body(msg as unknown as Obj);
-    return takeBytes();
-  };
+  return (msg) => encodeApart(() => body(msg as unknown as Obj));
 }
 
 /**

@@ -1,11 +1,17 @@
 import { create, fromBinary } from "@bufbuild/protobuf";
 import { type Any, AnySchema } from "@bufbuild/protobuf/wkt";
 import { formatIPv4, formatIPv6 } from "@periscope/model";
-import { type Flow, processV1 } from "@periscope/proto";
+import { compileEncoder, type Flow, processV1 } from "@periscope/proto";
 import { decodeSockOwnerRecord, SOCK_SOURCE, type SockOwnerRecord } from "@periscope/wire";
 import type { ContainerCache, ContainerInfo } from "./container-cache.ts";
 import type { ProcessCache, ProcessEntry } from "./process-cache.ts";
-import { encodeProcessAny, type ProcessFields } from "./process-encode.ts";
+
+/**
+ * Encoders of the extension (the flow batch may be open in the compiled encoders' buffer
+ * while they run: they write apart then).
+ */
+const encodeAny = compileEncoder(AnySchema);
+const encodeProcess = compileEncoder(processV1.ProcessSchema);
 
 /** Type URL of the extension a flow carries. */
 export const PROCESS_TYPE_URL = "type.googleapis.com/periscope.process.v1.Process";
@@ -269,9 +275,11 @@ export class FlowProcesses {
       owner.anyBinary !== (p?.binary ?? "") ||
       owner.anyContainerName !== name
     ) {
-      owner.any = encodeProcessAny(
-        PROCESS_TYPE_URL,
-        this.fieldsOf(owner.rec, p ?? null, container),
+      owner.any = encodeAny(
+        create(AnySchema, {
+          typeUrl: PROCESS_TYPE_URL,
+          value: encodeProcess(this.processOf(owner.rec, p ?? null, container)),
+        }),
       );
       owner.anyProc = p;
       owner.anyBinary = p?.binary ?? "";
@@ -302,17 +310,8 @@ export class FlowProcesses {
     p: ProcessEntry | null = this.processes.lookup(rec.tgid, rec.startNs) ?? null,
     container?: ContainerInfo,
   ): processV1.Process {
-    return create(processV1.ProcessSchema, this.fieldsOf(rec, p, container));
-  }
-
-  /** The Process fields of an owner record, completed from `p` and its container. */
-  private fieldsOf(
-    rec: SockOwnerRecord,
-    p: ProcessEntry | null,
-    container: ContainerInfo | undefined,
-  ): ProcessFields {
     const c = container ?? (p !== null ? this.containers?.lookup(p.cgroupPath) : undefined);
-    return {
+    return create(processV1.ProcessSchema, {
       pid: rec.pid,
       tgid: rec.tgid,
       ppid: p?.ppid ?? 0,
@@ -341,7 +340,7 @@ export class FlowProcesses {
             },
           }
         : {}),
-    };
+    });
   }
 
   /** Sweeps when idleMs / 4 passed since the last sweep. */
